@@ -1,0 +1,23 @@
+// Subcommands of the ditgen CLI: each file adds its options to the app and returns what runs it.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace ditgen::cli {
+
+// A registered subcommand; `run` returns the process exit code (errors are thrown as ditgen::Error).
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+
+Command add_generate_command(CLI::App& root);
+Command add_info_command(CLI::App& root);
+Command add_init_command(CLI::App& root);
+
+// The exit-code table printed in --help and the README.
+const char* exit_code_help();
+
+}  // namespace ditgen::cli

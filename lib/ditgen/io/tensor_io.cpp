@@ -1,0 +1,62 @@
+#include "ditgen/io/tensor_io.h"
+
+#include <cstring>
+
+namespace ditgen::io {
+
+at::ScalarType to_scalar_type(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return at::kFloat;
+    case DType::F16: return at::kHalf;
+    case DType::BF16: return at::kBFloat16;
+    case DType::I8: return at::kChar;
+    case DType::U8: return at::kByte;
+    case DType::I32: return at::kInt;
+    case DType::I64: return at::kLong;
+    case DType::BOOL: return at::kBool;
+  }
+  throw Error(ErrorKind::Runtime, "unhandled dtype");
+}
+
+DType to_dtype(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return DType::F32;
+    case at::kHalf: return DType::F16;
+    case at::kBFloat16: return DType::BF16;
+    case at::kChar: return DType::I8;
+    case at::kByte: return DType::U8;
+    case at::kInt: return DType::I32;
+    case at::kLong: return DType::I64;
+    case at::kBool: return DType::BOOL;
+    default: throw Error(ErrorKind::Usage, std::string("cannot store tensors of type ") + c10::toString(type));
+  }
+}
+
+at::Tensor to_tensor(const TensorView& view) {
+  at::Tensor t = at::empty(view.shape, at::TensorOptions().dtype(to_scalar_type(view.dtype)));
+  if (view.nbytes) std::memcpy(t.data_ptr(), view.data, view.nbytes);
+  return t;
+}
+
+std::map<std::string, at::Tensor> load_tensors(const std::filesystem::path& path, ErrorKind failure_kind) {
+  SafetensorsFile file = SafetensorsFile::open(path, failure_kind);
+  std::map<std::string, at::Tensor> out;
+  for (const TensorView& view : file.tensors()) out.emplace(view.name, to_tensor(view));
+  return out;
+}
+
+void save_tensors(const std::filesystem::path& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                  const Metadata& metadata) {
+  std::vector<at::Tensor> keep;  // owns the CPU copies the spans point into
+  std::vector<TensorData> data;
+  keep.reserve(tensors.size());
+  for (const auto& [name, tensor] : tensors) {
+    keep.push_back(tensor.detach().to(at::kCPU).contiguous());
+    const at::Tensor& t = keep.back();
+    data.push_back({name, to_dtype(t.scalar_type()), t.sizes().vec(),
+                    {static_cast<const std::byte*>(t.data_ptr()), t.nbytes()}});
+  }
+  write_safetensors(path, data, metadata);
+}
+
+}  // namespace ditgen::io

@@ -1,0 +1,131 @@
+#include "ditgen/models/config.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include <nlohmann/json.hpp>
+
+#include "ditgen/core/error.h"
+
+namespace ditgen {
+
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+void require(bool ok, ErrorKind kind, const std::string& what) {
+  if (!ok) throw Error(kind, "invalid model config: " + what);
+}
+
+}  // namespace
+
+void DiTConfig::validate(ErrorKind kind) const {
+  require(depth >= 1 && depth <= 256, kind, "depth must be in 1..256");
+  require(hidden_size >= 1 && hidden_size <= 16384, kind, "hidden_size must be in 1..16384");
+  require(num_heads >= 1 && hidden_size % num_heads == 0, kind, "num_heads must divide hidden_size");
+  require(hidden_size % 4 == 0, kind, "hidden_size must be a multiple of 4 (2D sin-cos positions)");
+  require(patch_size >= 1 && patch_size <= 64, kind, "patch_size must be in 1..64");
+  require(mlp_ratio > 0 && mlp_ratio <= 16, kind, "mlp_ratio must be in (0, 16]");
+  require(in_channels >= 1 && in_channels <= 64, kind, "in_channels must be in 1..64");
+  require(input_height >= patch_size && input_width >= patch_size && input_height % patch_size == 0 &&
+              input_width % patch_size == 0 && input_height <= 8192 && input_width <= 8192,
+          kind, "input_size must be positive multiples of patch_size");
+  require(num_classes >= 1 && num_classes <= 1000000, kind, "num_classes must be in 1..1000000");
+  require(class_dropout_prob >= 0 && class_dropout_prob < 1, kind, "class_dropout_prob must be in [0, 1)");
+  require(diffusion_steps >= 1 && diffusion_steps <= 100000, kind, "diffusion_steps must be in 1..100000");
+  require(beta_schedule == "linear", kind, "beta_schedule must be \"linear\"");
+  require(!(objective == Objective::Flow && learn_sigma), kind, "flow models do not learn sigma");
+}
+
+const char* objective_name(Objective objective) { return objective == Objective::Eps ? "eps" : "flow"; }
+const char* image_space_name(ImageSpace space) { return space == ImageSpace::Pixel ? "pixel" : "latent"; }
+
+nlohmann::json to_json(const DiTConfig& c) {
+  return {{"architecture", "dit"},
+          {"depth", c.depth},
+          {"hidden_size", c.hidden_size},
+          {"num_heads", c.num_heads},
+          {"patch_size", c.patch_size},
+          {"mlp_ratio", c.mlp_ratio},
+          {"in_channels", c.in_channels},
+          {"input_size", {c.input_height, c.input_width}},
+          {"num_classes", c.num_classes},
+          {"class_dropout_prob", c.class_dropout_prob},
+          {"learn_sigma", c.learn_sigma},
+          {"objective", objective_name(c.objective)},
+          {"diffusion_steps", c.diffusion_steps},
+          {"beta_schedule", c.beta_schedule},
+          {"image_space", image_space_name(c.image_space)}};
+}
+
+DiTConfig config_from_json(const nlohmann::json& j) {
+  DiTConfig c;
+  try {
+    require(j.is_object(), ErrorKind::Model, "not a JSON object");
+    require(j.value("architecture", std::string("dit")) == "dit", ErrorKind::Model,
+            "architecture must be \"dit\"");
+    c.depth = j.at("depth").get<int>();
+    c.hidden_size = j.at("hidden_size").get<int>();
+    c.num_heads = j.at("num_heads").get<int>();
+    c.patch_size = j.at("patch_size").get<int>();
+    c.mlp_ratio = j.value("mlp_ratio", 4.0);
+    c.in_channels = j.at("in_channels").get<int>();
+    const auto& size = j.at("input_size");
+    if (size.is_array()) {
+      require(size.size() == 2, ErrorKind::Model, "input_size must be [height, width]");
+      c.input_height = size[0].get<int>();
+      c.input_width = size[1].get<int>();
+    } else {
+      c.input_height = c.input_width = size.get<int>();
+    }
+    c.num_classes = j.at("num_classes").get<int>();
+    c.class_dropout_prob = j.value("class_dropout_prob", 0.1);
+    c.learn_sigma = j.value("learn_sigma", true);
+    std::string objective = j.value("objective", std::string("eps"));
+    require(objective == "eps" || objective == "flow", ErrorKind::Model, "objective must be eps or flow");
+    c.objective = objective == "eps" ? Objective::Eps : Objective::Flow;
+    c.diffusion_steps = j.value("diffusion_steps", 1000);
+    c.beta_schedule = j.value("beta_schedule", std::string("linear"));
+    std::string space = j.value("image_space", std::string("latent"));
+    require(space == "pixel" || space == "latent", ErrorKind::Model, "image_space must be pixel or latent");
+    c.image_space = space == "pixel" ? ImageSpace::Pixel : ImageSpace::Latent;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorKind::Model, std::string("invalid model config: ") + e.what());
+  }
+  c.validate(ErrorKind::Model);
+  return c;
+}
+
+const std::map<std::string, DiTConfig>& official_configs() {
+  static const std::map<std::string, DiTConfig> table = [] {
+    struct Size { const char* name; int depth, hidden, heads; };
+    const Size sizes[] = {{"S", 12, 384, 6}, {"B", 12, 768, 12}, {"L", 24, 1024, 16}, {"XL", 28, 1152, 16}};
+    std::map<std::string, DiTConfig> t;
+    for (const Size& s : sizes) {
+      for (int patch : {2, 4, 8}) {
+        DiTConfig c;
+        c.depth = s.depth;
+        c.hidden_size = s.hidden;
+        c.num_heads = s.heads;
+        c.patch_size = patch;
+        t.emplace(std::string("DiT-") + s.name + "/" + std::to_string(patch), c);
+      }
+    }
+    return t;
+  }();
+  return table;
+}
+
+DiTConfig official_config(const std::string& name) {
+  std::string names;
+  for (const auto& [key, config] : official_configs()) {
+    if (lower(key) == lower(name)) return config;
+    names += (names.empty() ? "" : ", ") + key;
+  }
+  throw Error(ErrorKind::Usage, "unknown model name '" + name + "' (known: " + names + ")");
+}
+
+}  // namespace ditgen

@@ -1,0 +1,215 @@
+#include "ditgen/models/model_file.h"
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+
+#include <yaml-cpp/yaml.h>
+
+#include "ditgen/core/hash.h"
+#include "ditgen/io/safetensors.h"
+#include "ditgen/io/tensor_io.h"
+
+namespace ditgen {
+
+namespace {
+
+constexpr const char* kFormatKey = "ditgen.format";
+constexpr const char* kNameKey = "ditgen.name";
+constexpr const char* kConfigKey = "ditgen.config";
+constexpr const char* kClassesKey = "ditgen.class_names";
+constexpr const char* kSamplerKey = "ditgen.sampler_defaults";
+constexpr const char* kTrainingKey = "ditgen.training";
+
+std::string trim_lower(const std::string& s) {
+  auto b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
+  std::string out = b == std::string::npos ? "" : s.substr(b, e - b + 1);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+SamplerDefaults sampler_defaults_from_json(const nlohmann::json& j) {
+  SamplerDefaults d;
+  d.sampler = j.value("sampler", d.sampler);
+  d.steps = j.value("steps", d.steps);
+  d.cfg_scale = j.value("cfg_scale", d.cfg_scale);
+  d.cfg_channels = j.value("cfg_channels", d.cfg_channels);
+  return d;
+}
+
+nlohmann::json to_json(const SamplerDefaults& d) {
+  return {{"sampler", d.sampler}, {"steps", d.steps}, {"cfg_scale", d.cfg_scale}, {"cfg_channels", d.cfg_channels}};
+}
+
+// Parses the metadata block into a ModelInfo; `where` prefixes messages.
+ModelInfo info_from_metadata(const io::Metadata& meta, const std::string& where) {
+  auto get = [&](const char* key) -> const std::string* {
+    auto it = meta.find(key);
+    return it == meta.end() ? nullptr : &it->second;
+  };
+  const std::string* format = get(kFormatKey);
+  if (!format) throw Error(ErrorKind::Model, where + ": not a ditgen model (no '" + kFormatKey + "' metadata)");
+  if (*format != "1") throw Error(ErrorKind::Model, where + ": unsupported model format version " + *format);
+  const std::string* config = get(kConfigKey);
+  if (!config) throw Error(ErrorKind::Model, where + ": metadata has no '" + kConfigKey + "'");
+  ModelInfo info;
+  try {
+    info.config = config_from_json(nlohmann::json::parse(*config));
+    if (const std::string* name = get(kNameKey)) info.name = *name;
+    if (const std::string* classes = get(kClassesKey)) {
+      info.class_names = nlohmann::json::parse(*classes).get<std::vector<std::string>>();
+      if (static_cast<int>(info.class_names.size()) != info.config.num_classes)
+        throw Error(ErrorKind::Model, std::to_string(info.class_names.size()) + " class names for " +
+                                          std::to_string(info.config.num_classes) + " classes");
+    }
+    if (const std::string* sampler = get(kSamplerKey))
+      info.sampler_defaults = sampler_defaults_from_json(nlohmann::json::parse(*sampler));
+    if (const std::string* training = get(kTrainingKey)) info.training = nlohmann::json::parse(*training);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorKind::Model, where + ": malformed metadata: " + e.what());
+  } catch (const Error& e) {
+    throw Error(ErrorKind::Model, where + ": " + e.what());
+  }
+  return info;
+}
+
+}  // namespace
+
+int64_t ModelInfo::resolve_class(const std::string& prompt) const {
+  const std::string key = trim_lower(prompt);
+  for (size_t i = 0; i < class_names.size(); ++i)
+    if (trim_lower(class_names[i]) == key) return static_cast<int64_t>(i);
+  if (!key.empty() && std::all_of(key.begin(), key.end(), [](unsigned char c) { return std::isdigit(c); }) &&
+      key.size() < 10) {
+    int64_t id = std::stoll(key);
+    if (id < config.num_classes) return id;
+  }
+  std::string valid;
+  for (const auto& n : class_names) valid += (valid.empty() ? "" : ", ") + n;
+  throw Error(ErrorKind::Usage, "unknown class '" + prompt + "'; valid: " +
+                                    (valid.empty() ? "" : valid + ", or ") + "an id in 0.." +
+                                    std::to_string(config.num_classes - 1));
+}
+
+std::string ModelInfo::class_label(int64_t id) const {
+  return id >= 0 && id < static_cast<int64_t>(class_names.size()) ? class_names[id] : std::to_string(id);
+}
+
+LoadedModel load_model(const std::filesystem::path& path, const at::Device& device, at::ScalarType dtype) {
+  io::SafetensorsFile file = io::SafetensorsFile::open(path, ErrorKind::Model);
+  const std::string where = path.string();
+  LoadedModel loaded;
+  loaded.info = info_from_metadata(file.metadata(), where);
+  loaded.info.path = path;
+  loaded.info.sha256 = sha256_hex(path);
+  if (loaded.info.name.empty()) loaded.info.name = path.stem().string();
+  loaded.model = DiT(loaded.info.config);
+
+  torch::NoGradGuard no_grad;
+  std::set<std::string> expected;
+  std::string missing;
+  for (auto& item : loaded.model->named_parameters()) {
+    const std::string& name = item.key();
+    at::Tensor& param = item.value();
+    expected.insert(name);
+    const io::TensorView* view = file.find(name);
+    if (!view) {
+      missing += (missing.empty() ? "" : ", ") + name;
+      continue;
+    }
+    if (view->dtype != io::DType::F32 && view->dtype != io::DType::F16 && view->dtype != io::DType::BF16)
+      throw Error(ErrorKind::Model, where + ": tensor '" + name + "' has dtype " +
+                                        std::string(io::dtype_name(view->dtype)) + "; weights must be F32, F16 or BF16");
+    if (at::IntArrayRef(view->shape) != param.sizes())
+      throw Error(ErrorKind::Model, where + ": tensor '" + name + "' has shape " +
+                                        c10::str(at::IntArrayRef(view->shape)) + " but the config needs " +
+                                        c10::str(param.sizes()));
+    param.copy_(io::to_tensor(*view));
+  }
+  if (!missing.empty()) throw Error(ErrorKind::Model, where + ": missing tensors: " + missing);
+  for (const io::TensorView& view : file.tensors())
+    if (!expected.count(view.name) && view.name != "pos_embed")  // fixed positions are recomputed
+      throw Error(ErrorKind::Model, where + ": unexpected tensor '" + view.name + "' (does the config match?)");
+  loaded.model->to(device, dtype);
+  loaded.model->eval();
+  return loaded;
+}
+
+void save_model(const std::filesystem::path& path, DiT& model, const ModelInfo& info, at::ScalarType dtype) {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& item : model->named_parameters()) tensors.emplace_back(item.key(), item.value().detach().to(dtype));
+  io::Metadata meta{{kFormatKey, "1"},
+                    {kNameKey, info.name},
+                    {kConfigKey, to_json(info.config).dump()},
+                    {kSamplerKey, to_json(info.sampler_defaults).dump()},
+                    {kTrainingKey, info.training.dump()}};
+  if (!info.class_names.empty()) meta[kClassesKey] = nlohmann::json(info.class_names).dump();
+  io::save_tensors(path, tensors, meta);
+}
+
+namespace {
+
+nlohmann::json yaml_to_json(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      nlohmann::json j = nlohmann::json::object();
+      for (const auto& kv : node) j[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+      return j;
+    }
+    case YAML::NodeType::Sequence: {
+      nlohmann::json j = nlohmann::json::array();
+      for (const auto& item : node) j.push_back(yaml_to_json(item));
+      return j;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string s = node.Scalar();
+      if (node.Tag() == "!") return s;  // quoted: keep as string
+      if (s == "true" || s == "false") return s == "true";
+      try {
+        size_t used = 0;
+        long long i = std::stoll(s, &used);
+        if (used == s.size()) return i;
+        double d = std::stod(s, &used);
+        if (used == s.size()) return d;
+      } catch (const std::exception&) {
+      }
+      return s;
+    }
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+ModelInfo model_spec(const std::string& name_or_file) {
+  if (!std::filesystem::exists(name_or_file)) {
+    ModelInfo info;
+    info.config = official_config(name_or_file);
+    info.name = name_or_file;
+    info.training = {{"untrained", true}};
+    return info;
+  }
+  nlohmann::json j;
+  try {
+    j = yaml_to_json(YAML::LoadFile(name_or_file));  // YAML is a superset of JSON
+  } catch (const YAML::Exception& e) {
+    throw Error(ErrorKind::Input, name_or_file + ": " + e.what());
+  }
+  if (!j.is_object()) throw Error(ErrorKind::Input, name_or_file + ": expected a mapping of model fields");
+  ModelInfo info;
+  try {
+    info.name = j.value("name", std::filesystem::path(name_or_file).stem().string());
+    info.config = config_from_json(j.contains("config") ? j["config"] : j);
+    if (j.contains("class_names")) info.class_names = j["class_names"].get<std::vector<std::string>>();
+    if (j.contains("sampler_defaults")) info.sampler_defaults = sampler_defaults_from_json(j["sampler_defaults"]);
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::Input, name_or_file + ": " + e.what());
+  }
+  if (!info.class_names.empty() && static_cast<int>(info.class_names.size()) != info.config.num_classes)
+    throw Error(ErrorKind::Input, name_or_file + ": class_names has " + std::to_string(info.class_names.size()) +
+                                      " entries for num_classes " + std::to_string(info.config.num_classes));
+  info.training = {{"untrained", true}};
+  return info;
+}
+
+}  // namespace ditgen

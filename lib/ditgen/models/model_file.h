@@ -1,0 +1,58 @@
+// Self-describing model files (docs/MODEL_FORMAT.md): weights plus config, class names and defaults.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "ditgen/models/config.h"
+#include "ditgen/models/dit.h"
+
+namespace ditgen {
+
+// What `generate` uses when the user does not say.
+struct SamplerDefaults {
+  std::string sampler = "ddim";
+  int steps = 50;
+  double cfg_scale = 4.0;
+  int cfg_channels = 0;  // 0 = guide all channels
+};
+
+// Everything about a model but its weights.
+struct ModelInfo {
+  std::string name;
+  DiTConfig config;
+  std::vector<std::string> class_names;  // empty: classes are known by id only
+  SamplerDefaults sampler_defaults;
+  nlohmann::json training = nlohmann::json::object();
+  std::filesystem::path path;  // empty for models built in memory
+  std::string sha256;          // of the file; empty for models built in memory
+
+  // Resolves a class prompt: a class name (case-insensitive, surrounding spaces ignored) or an id.
+  // Throws Error(Usage) listing the valid names when nothing matches.
+  int64_t resolve_class(const std::string& prompt) const;
+  // Display name of a class id ("sneaker", or the id itself).
+  std::string class_label(int64_t id) const;
+};
+
+struct LoadedModel {
+  DiT model{nullptr};
+  ModelInfo info;
+};
+
+// Loads and validates a model file onto a device in a dtype (float types only).
+// Throws Error(Model) naming the file for anything missing, malformed or mismatched.
+LoadedModel load_model(const std::filesystem::path& path, const at::Device& device, at::ScalarType dtype);
+
+// Writes weights (as `dtype`) and metadata atomically.
+void save_model(const std::filesystem::path& path, DiT& model, const ModelInfo& info,
+                at::ScalarType dtype = at::kFloat);
+
+// Reads a model description (YAML or JSON: name, config fields, class_names, sampler_defaults) or takes an
+// official registry name such as DiT-XL/2. Throws Error(Input) for an unreadable or invalid file.
+ModelInfo model_spec(const std::string& name_or_file);
+
+}  // namespace ditgen

@@ -1,0 +1,40 @@
+// The dense DiT block with adaLN-Zero conditioning, and the final (de-embedding) layer.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/linear.h>
+
+#include "ditgen/nn/attention.h"
+#include "ditgen/nn/mlp.h"
+
+namespace ditgen::nn {
+
+// x * (1 + scale) + shift, with per-sample shift/scale broadcast over tokens.
+at::Tensor modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale);  // [B,N,D],[B,D],[B,D]
+// LayerNorm over the last dim without affine parameters (eps 1e-6), as every DiT norm.
+at::Tensor layer_norm_plain(const at::Tensor& x);
+
+class DiTBlockImpl : public torch::nn::Module {
+ public:
+  DiTBlockImpl(int hidden_size, int num_heads, int mlp_hidden);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& c);  // [B, N, D], [B, D] -> [B, N, D]
+
+  Attention attn{nullptr};
+  Mlp mlp{nullptr};
+  torch::nn::Sequential adaLN_modulation{nullptr};  // SiLU, Linear(D -> 6D)
+};
+TORCH_MODULE(DiTBlock);
+
+class FinalLayerImpl : public torch::nn::Module {
+ public:
+  FinalLayerImpl(int hidden_size, int patch_size, int out_channels);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& c);  // [B, N, D], [B, D] -> [B, N, p*p*Cout]
+
+  torch::nn::Linear linear{nullptr};
+  torch::nn::Sequential adaLN_modulation{nullptr};  // SiLU, Linear(D -> 2D)
+};
+TORCH_MODULE(FinalLayer);
+
+}  // namespace ditgen::nn

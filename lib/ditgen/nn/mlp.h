@@ -1,0 +1,20 @@
+// Token-wise MLP: Linear, GELU (tanh approximation), Linear (timm's Mlp as DiT uses it).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+
+namespace ditgen::nn {
+
+class MlpImpl : public torch::nn::Module {
+ public:
+  MlpImpl(int hidden_size, int mlp_hidden);
+  at::Tensor forward(const at::Tensor& x);  // [B, N, D] -> [B, N, D]
+
+  torch::nn::Linear fc1{nullptr};
+  torch::nn::Linear fc2{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+}  // namespace ditgen::nn

@@ -1,0 +1,145 @@
+#include "ditgen/pipeline/generator.h"
+
+#include <chrono>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <c10/core/GradMode.h>
+
+#include "ditgen/sampling/denoise.h"
+
+namespace ditgen {
+
+Generator::Generator(const std::filesystem::path& model_path, at::Device device, at::ScalarType dtype)
+    : Generator(load_model(model_path, device, dtype), device, dtype) {}
+
+Generator::Generator(LoadedModel model, at::Device device, at::ScalarType dtype)
+    : model_(std::move(model)), device_(device), dtype_(dtype) {
+  model_.model->to(device_, dtype_);
+  model_.model->eval();
+}
+
+std::pair<int, int> Generator::size_of(const GenerationRequest& r) const {
+  const DiTConfig& c = model_.info.config;
+  return {r.height > 0 ? r.height : c.input_height, r.width > 0 ? r.width : c.input_width};
+}
+
+void Generator::validate(const GenerationRequest& r) const {
+  const DiTConfig& c = model_.info.config;
+  if (r.labels.empty()) throw Error(ErrorKind::Usage, "nothing to generate: no prompts");
+  if (r.seeds.size() != r.labels.size())
+    throw Error(ErrorKind::Usage, "one seed per image is needed");
+  for (int64_t y : r.labels)
+    if (y < 0 || y >= c.num_classes)
+      throw Error(ErrorKind::Usage, "class id " + std::to_string(y) + " is out of range 0.." +
+                                        std::to_string(c.num_classes - 1));
+  auto [h, w] = size_of(r);
+  if (r.height < 0 || r.width < 0 || h % c.patch_size || w % c.patch_size || h > 8192 || w > 8192)
+    throw Error(ErrorKind::Usage, "size " + std::to_string(h) + "x" + std::to_string(w) +
+                                      " must be positive multiples of the patch size " +
+                                      std::to_string(c.patch_size) + " (at most 8192)");
+  if (r.batch_size < 0) throw Error(ErrorKind::Usage, "batch size must be >= 1");
+  sampling::make_sampler(r.sampler, c);
+  sampling::validate_guidance(r.guidance, c);
+  if (r.init_noise.defined()) {
+    const std::vector<int64_t> want{static_cast<int64_t>(r.labels.size()), c.in_channels, h, w};
+    if (r.init_noise.sizes() != at::IntArrayRef(want))
+      throw Error(ErrorKind::Input, "initial noise has shape " + c10::str(r.init_noise.sizes()) + " but this run needs " +
+                                        c10::str(at::IntArrayRef(want)));
+  }
+}
+
+double Generator::gflops_per_image(const GenerationRequest& r) const {
+  auto [h, w] = size_of(r);
+  const double branches = r.guidance.scale != 1.0 ? 2.0 : 1.0;
+  return dit_gflops(model_.info.config, h, w) * branches * sampling::make_sampler(r.sampler, model_.info.config)->steps();
+}
+
+GenerationResult Generator::generate(const GenerationRequest& r, const std::function<void(const Progress&)>& on_progress,
+                                     const std::function<bool()>& cancelled) {
+  validate(r);
+  c10::InferenceMode inference;
+  const DiTConfig& c = model_.info.config;
+  auto [h, w] = size_of(r);
+  const int n = static_cast<int>(r.labels.size());
+  const int batch = r.batch_size > 0 ? std::min(r.batch_size, n) : n;
+  auto sampler = sampling::make_sampler(r.sampler, c);
+  const auto start = std::chrono::steady_clock::now();
+  auto float_opts = at::TensorOptions().dtype(at::kFloat).device(device_);
+
+  GenerationResult result;
+  std::vector<at::Tensor> samples, trajectories;
+  for (int begin = 0; begin < n; begin += batch) {
+    const int count = std::min(batch, n - begin);
+    std::vector<at::Generator> gens;
+    for (int i = begin; i < begin + count; ++i) gens.push_back(at::detail::createCPUGenerator(r.seeds[i]));
+    at::Tensor noise = sampling::draw_noise(gens, c.in_channels, h, w);  // [b, C, H, W]
+    if (r.init_noise.defined()) noise = r.init_noise.narrow(0, begin, count).to(at::kFloat);
+    at::Tensor x = noise.to(float_opts);                                  // [b, C, H, W]
+    at::Tensor y = at::tensor(std::vector<int64_t>(r.labels.begin() + begin, r.labels.begin() + begin + count),
+                              at::TensorOptions().dtype(at::kLong)).to(device_);  // [b]
+    // The model runs in the requested dtype; the sampler's arithmetic stays float32.
+    sampling::ModelFn model_fn = [&](const at::Tensor& xt, const at::Tensor& t) {
+      return sampling::guided_output(model_.model, xt.to(dtype_), t, y, r.guidance).to(at::kFloat);
+    };
+    std::vector<at::Tensor> states;
+    sampling::DenoiseHooks hooks;
+    hooks.cancelled = cancelled;
+    if (r.keep_trajectory) hooks.on_state = [&](const at::Tensor& s) { states.push_back(s.to(at::kCPU)); };
+    hooks.on_step = [&](int step, int steps) {
+      if (!on_progress) return;
+      Progress p;
+      p.images_done = begin + (step == steps ? count : 0);
+      p.images_total = n;
+      p.step = step;
+      p.steps = steps;
+      p.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      on_progress(p);
+    };
+    at::Tensor out = sampling::denoise(model_fn, *sampler, x, gens, hooks);
+    if (!out.defined()) {
+      result.cancelled = true;
+      return result;
+    }
+    samples.push_back(out.to(at::kCPU));
+    if (r.keep_trajectory) trajectories.push_back(at::stack(states));  // [T+1, b, C, H, W]
+  }
+  result.frames = at::cat(samples).unsqueeze(1);  // [N, 1, C, H, W]
+  if (r.keep_trajectory) result.trajectory = at::cat(trajectories, 1);  // [T+1, N, C, H, W]
+  return result;
+}
+
+at::Device parse_device(const std::string& text) {
+  if (text == "auto") return at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  if (text == "cpu") return at::Device(at::kCPU);
+  if (text == "cuda" || text.rfind("cuda:", 0) == 0) {
+    if (!at::hasCUDA()) throw Error(ErrorKind::Usage, "device '" + text + "' asked for, but no CUDA GPU is available");
+    int index = 0;
+    if (text.size() > 5) {
+      const std::string digits = text.substr(5);
+      if (digits.empty() || digits.size() > 3 || digits.find_first_not_of("0123456789") != std::string::npos)
+        throw Error(ErrorKind::Usage, "invalid device '" + text + "' (use auto, cpu, cuda or cuda:N)");
+      index = std::stoi(digits);
+    }
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw Error(ErrorKind::Usage, "invalid device '" + text + "' (use auto, cpu, cuda or cuda:N)");
+}
+
+at::ScalarType parse_dtype(const std::string& text) {
+  if (text == "fp32" || text == "float32") return at::kFloat;
+  if (text == "bf16" || text == "bfloat16") return at::kBFloat16;
+  if (text == "fp16" || text == "float16") return at::kHalf;
+  throw Error(ErrorKind::Usage, "invalid dtype '" + text + "' (use fp32, bf16 or fp16)");
+}
+
+std::string dtype_label(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kFloat: return "fp32";
+    case at::kBFloat16: return "bf16";
+    case at::kHalf: return "fp16";
+    default: return c10::toString(dtype);
+  }
+}
+
+}  // namespace ditgen

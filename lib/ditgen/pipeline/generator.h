@@ -1,0 +1,82 @@
+// Generator: a loaded model on its device, turning requests into frames. The one entry point a library
+// user needs for sampling; the CLI is a thin layer over it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "ditgen/models/model_file.h"
+#include "ditgen/sampling/guidance.h"
+#include "ditgen/sampling/sampler.h"
+
+namespace ditgen {
+
+struct GenerationRequest {
+  std::vector<int64_t> labels;   // class id of each image
+  std::vector<uint64_t> seeds;   // seed of each image (same length as labels)
+  sampling::SamplerOptions sampler;
+  sampling::Guidance guidance;
+  int height = 0;                // model input size; 0 = the model's own
+  int width = 0;
+  int batch_size = 0;            // images per forward; 0 = all at once
+  at::Tensor init_noise;         // optional [N, C, H, W]: replaces the seeded initial noise
+  bool keep_trajectory = false;  // keep the state after every step
+};
+
+struct Progress {
+  int images_done = 0;
+  int images_total = 0;
+  int step = 0;        // within the current batch, 1-based
+  int steps = 0;
+  double elapsed_s = 0;
+};
+
+struct GenerationResult {
+  at::Tensor frames;      // [N, F, C, H, W] float32 CPU in the model's output space (F = 1 for images)
+  at::Tensor trajectory;  // [T + 1, N, C, H, W] when requested: the noise, then the state after each step
+  bool cancelled = false;
+};
+
+class Generator {
+ public:
+  // Loads a model file onto `device` in `dtype` (Error(Model) on a bad file).
+  Generator(const std::filesystem::path& model_path, at::Device device, at::ScalarType dtype);
+  // Wraps a model already in memory (tests, training previews).
+  Generator(LoadedModel model, at::Device device, at::ScalarType dtype);
+
+  const ModelInfo& info() const { return model_.info; }
+  at::Device device() const { return device_; }
+  at::ScalarType dtype() const { return dtype_; }
+
+  // Checks a request against the model (sizes, labels, sampler, guidance, noise shape) without running it;
+  // throws Error(Usage) (or Error(Input) for a mismatched init_noise) with a clear message.
+  void validate(const GenerationRequest& request) const;
+
+  // Runs the request. `on_progress` is called after every step; `cancelled` is polled before every step.
+  GenerationResult generate(const GenerationRequest& request,
+                            const std::function<void(const Progress&)>& on_progress = {},
+                            const std::function<bool()>& cancelled = {});
+
+  // MAC GFLOPs per image for a request (all model evaluations, the guidance branch included).
+  double gflops_per_image(const GenerationRequest& request) const;
+
+ private:
+  std::pair<int, int> size_of(const GenerationRequest& request) const;
+
+  LoadedModel model_;
+  at::Device device_;
+  at::ScalarType dtype_;
+};
+
+// Parses "auto", "cpu", "cuda", "cuda:N"; auto picks CUDA when available. Throws Error(Usage).
+at::Device parse_device(const std::string& text);
+// Parses "fp32", "bf16", "fp16" (and "float32", "bfloat16", "float16"). Throws Error(Usage).
+at::ScalarType parse_dtype(const std::string& text);
+std::string dtype_label(at::ScalarType dtype);
+
+}  // namespace ditgen

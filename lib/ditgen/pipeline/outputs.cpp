@@ -1,0 +1,133 @@
+#include "ditgen/pipeline/outputs.h"
+
+#include <cctype>
+#include <cstdio>
+
+namespace ditgen {
+
+namespace {
+
+std::string sanitize(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (out.size() >= 48) break;
+    char l = static_cast<char>(std::tolower(c));
+    out += (std::isalnum(static_cast<unsigned char>(l)) && c < 128) || l == '-' || l == '_' ? l : '_';
+  }
+  return out.empty() ? "_" : out;
+}
+
+}  // namespace
+
+std::filesystem::path expand_output_name(const std::string& tmpl, const OutputFields& f, bool several) {
+  std::string out;
+  bool varies = false;
+  for (size_t i = 0; i < tmpl.size(); ++i) {
+    if (tmpl[i] != '{') {
+      out += tmpl[i];
+      continue;
+    }
+    const size_t close = tmpl.find('}', i);
+    if (close == std::string::npos) throw Error(ErrorKind::Usage, "output name '" + tmpl + "': unterminated '{'");
+    std::string key = tmpl.substr(i + 1, close - i - 1);
+    int width = 0;
+    if (auto colon = key.find(':'); colon != std::string::npos) {
+      const std::string digits = key.substr(colon + 1);
+      if (digits.empty() || digits.size() > 2 || digits.find_first_not_of("0123456789") != std::string::npos)
+        throw Error(ErrorKind::Usage, "output name '" + tmpl + "': bad width in {" + key + "}");
+      width = std::stoi(digits);
+      key = key.substr(0, colon);
+    }
+    std::string value;
+    if (key == "index") {
+      value = std::to_string(f.index);
+      varies = true;
+    } else if (key == "seed") {
+      value = std::to_string(f.seed);
+      varies = true;
+    } else if (key == "prompt") {
+      value = sanitize(f.prompt);
+    } else if (key == "class") {
+      value = std::to_string(f.class_id);
+    } else {
+      throw Error(ErrorKind::Usage, "output name '" + tmpl + "': unknown field {" + key +
+                                        "} (use {index}, {index:N}, {seed}, {prompt}, {class})");
+    }
+    if (static_cast<int>(value.size()) < width) value.insert(0, width - value.size(), '0');
+    out += value;
+    i = close;
+  }
+  std::filesystem::path path(out);
+  if (several && !varies) {
+    path.replace_filename(path.stem().string() + "-" + std::to_string(f.index) + path.extension().string());
+  }
+  for (const auto& part : path)
+    if (part == "..") throw Error(ErrorKind::Usage, "output name '" + out + "' must not contain '..'");
+  if (path.filename().empty()) throw Error(ErrorKind::Usage, "output name '" + out + "' has no file name");
+  return path;
+}
+
+io::Image to_image(const at::Tensor& frame) {
+  const int64_t C = frame.size(0);
+  if (C != 1 && C != 3)
+    throw Error(ErrorKind::Usage, "cannot write " + std::to_string(C) +
+                                      "-channel frames as images (latent models need a VAE: use --save-latents)");
+  at::Tensor pixels = ((frame.to(at::kFloat) + 1) * 127.5).round().clamp(0, 255)  // [C, H, W]
+                          .to(at::kByte).permute({1, 2, 0}).contiguous();         // [H, W, C]
+  io::Image image;
+  image.height = static_cast<int>(pixels.size(0));
+  image.width = static_cast<int>(pixels.size(1));
+  image.channels = static_cast<int>(C);
+  image.pixels.assign(pixels.data_ptr<uint8_t>(), pixels.data_ptr<uint8_t>() + pixels.numel());
+  return image;
+}
+
+io::Image tile_images(const at::Tensor& frames, int columns) {
+  const int64_t N = frames.size(0), C = frames.size(1), H = frames.size(2), W = frames.size(3);
+  const int64_t cols = std::min<int64_t>(columns, N), rows = (N + cols - 1) / cols;
+  at::Tensor canvas = at::full({C, rows * (H + 1) - 1, cols * (W + 1) - 1}, -1.0f);  // gaps stay black
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t r = i / cols, c = i % cols;
+    canvas.narrow(1, r * (H + 1), H).narrow(2, c * (W + 1), W).copy_(frames[i]);
+  }
+  return to_image(canvas);
+}
+
+nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest& r, size_t i,
+                                 const std::string& prompt, const std::string& device, double gflops) {
+  const int h = r.height > 0 ? r.height : model.config.input_height;
+  const int w = r.width > 0 ? r.width : model.config.input_width;
+  return {{"schema", 1},
+          {"version", std::string("ditgen ") + DITGEN_VERSION},
+          {"model", {{"name", model.name}, {"sha256", model.sha256}, {"file", model.path.filename().string()}}},
+          {"prompt", prompt},
+          {"class_id", r.labels.at(i)},
+          {"seed", r.seeds.at(i)},
+          {"sampler", r.sampler.name},
+          {"steps", r.sampler.steps},
+          {"eta", r.sampler.eta},
+          {"cfg_scale", r.guidance.scale},
+          {"cfg_channels", r.guidance.channels},
+          {"height", h},
+          {"width", w},
+          {"init_noise", r.init_noise.defined()},
+          {"device", device},
+          {"gflops", gflops}};
+}
+
+std::vector<io::PngText> png_metadata(const nlohmann::json& rec) {
+  char cfg[32];
+  std::snprintf(cfg, sizeof cfg, "%g", rec.at("cfg_scale").get<double>());
+  const std::string hash = rec["model"].value("sha256", std::string());
+  std::string params = rec.at("prompt").get<std::string>() + "\nSteps: " + std::to_string(rec.at("steps").get<int>()) +
+                       ", Sampler: " + rec.at("sampler").get<std::string>() + ", CFG scale: " + cfg +
+                       ", Seed: " + std::to_string(rec.at("seed").get<uint64_t>()) +
+                       ", Size: " + std::to_string(rec.at("width").get<int>()) + "x" +
+                       std::to_string(rec.at("height").get<int>()) +
+                       (hash.empty() ? "" : ", Model hash: " + hash.substr(0, 10)) +
+                       ", Model: " + rec["model"].value("name", std::string()) +
+                       ", Version: " + rec.at("version").get<std::string>();
+  return {{"parameters", params}, {"ditgen", rec.dump()}};
+}
+
+}  // namespace ditgen

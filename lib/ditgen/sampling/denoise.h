@@ -1,0 +1,32 @@
+// The denoising loop: noise in, sample out, one sampler step per model evaluation.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/core/Generator.h>
+
+#include "ditgen/sampling/sampler.h"
+
+namespace ditgen::sampling {
+
+// The (guided) model: x [B, C, H, W] and timesteps [B] -> output [B, Cout, H, W].
+using ModelFn = std::function<at::Tensor(const at::Tensor& x, const at::Tensor& t)>;
+
+struct DenoiseHooks {
+  std::function<void(int step, int total)> on_step;  // after each step (1-based)
+  std::function<bool()> cancelled;                   // checked before each step
+  std::function<void(const at::Tensor& x)> on_state;  // the state before the first and after each step
+};
+
+// Per-image Gaussian noise [B, C, H, W] (float32, CPU): image b draws from its own generator, so an image
+// is the same whatever batch it runs in and on whatever device.
+at::Tensor draw_noise(std::vector<at::Generator>& generators, int64_t channels, int64_t height, int64_t width);
+
+// Runs the sampler from x (the initial noise, float32 on the model's device). Returns the sample, or an
+// undefined tensor when cancelled. Step noise comes from `generators` (one per image) in step order.
+at::Tensor denoise(const ModelFn& model, const Sampler& sampler, at::Tensor x, std::vector<at::Generator>& generators,
+                   const DenoiseHooks& hooks = {});
+
+}  // namespace ditgen::sampling

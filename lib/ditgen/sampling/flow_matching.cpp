@@ -1,0 +1,21 @@
+#include "ditgen/sampling/flow_matching.h"
+
+#include <string>
+
+#include "ditgen/core/error.h"
+
+namespace ditgen::sampling {
+
+FlowEuler::FlowEuler(int steps) : steps_(steps) {
+  if (steps < 1 || steps > 100000)
+    throw Error(ErrorKind::Usage, "steps must be in 1..100000, got " + std::to_string(steps));
+}
+
+double FlowEuler::time(int k) const { return 1.0 - static_cast<double>(k) / steps_; }
+
+at::Tensor FlowEuler::step(const at::Tensor& x, const at::Tensor& velocity, int k) const {
+  const float dt = static_cast<float>(time(k + 1) - time(k));  // negative: towards the data
+  return x + dt * velocity;                                     // [B, C, H, W]
+}
+
+}  // namespace ditgen::sampling

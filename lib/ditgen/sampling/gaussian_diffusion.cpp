@@ -1,0 +1,106 @@
+#include "ditgen/sampling/gaussian_diffusion.h"
+
+#include <cfenv>
+#include <cmath>
+#include <string>
+
+#include "ditgen/core/error.h"
+
+namespace ditgen::sampling {
+
+namespace {
+float f32(double v) { return static_cast<float>(v); }
+}  // namespace
+
+std::vector<double> linear_betas(int train_steps) {
+  const double scale = 1000.0 / train_steps, start = scale * 0.0001, end = scale * 0.02;
+  std::vector<double> betas(train_steps);
+  for (int i = 0; i < train_steps; ++i)
+    betas[i] = train_steps == 1 ? start : start + (end - start) * i / (train_steps - 1);
+  return betas;
+}
+
+std::vector<int64_t> space_timesteps(int train_steps, int count) {
+  if (count < 1 || count > train_steps)
+    throw Error(ErrorKind::Usage, "steps must be in 1.." + std::to_string(train_steps) + ", got " +
+                                      std::to_string(count));
+  const double stride = count == 1 ? 1.0 : static_cast<double>(train_steps - 1) / (count - 1);
+  std::vector<int64_t> steps;
+  double cur = 0.0;
+  std::fesetround(FE_TONEAREST);  // Python's round(): halves go to even
+  for (int i = 0; i < count; ++i, cur += stride) steps.push_back(static_cast<int64_t>(std::nearbyint(cur)));
+  return steps;
+}
+
+GaussianDiffusion::GaussianDiffusion(int train_steps, int sample_steps, VarianceType variance)
+    : variance_(variance) {
+  const std::vector<double> base = linear_betas(train_steps);
+  timestep_map_ = space_timesteps(train_steps, sample_steps);
+  // Respaced betas keep alphas_cumprod at the kept timesteps.
+  double acp = 1.0, last = 1.0;
+  size_t next = 0;
+  for (int t = 0; t < train_steps && next < timestep_map_.size(); ++t) {
+    acp *= 1.0 - base[t];
+    if (t == timestep_map_[next]) {
+      betas_.push_back(1.0 - acp / last);
+      last = acp;
+      ++next;
+    }
+  }
+  const size_t n = betas_.size();
+  double prod = 1.0;
+  std::vector<double> posterior_var(n);
+  for (size_t i = 0; i < n; ++i) {
+    alphas_cumprod_prev_.push_back(prod);
+    prod *= 1.0 - betas_[i];
+    alphas_cumprod_.push_back(prod);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const double a = alphas_cumprod_[i], ap = alphas_cumprod_prev_[i];
+    sqrt_recip_acp_.push_back(std::sqrt(1.0 / a));
+    sqrt_recipm1_acp_.push_back(std::sqrt(1.0 / a - 1.0));
+    posterior_var[i] = betas_[i] * (1.0 - ap) / (1.0 - a);
+    coef1_.push_back(betas_[i] * std::sqrt(ap) / (1.0 - a));
+    coef2_.push_back((1.0 - ap) * std::sqrt(1.0 - betas_[i]) / (1.0 - a));
+  }
+  // The first posterior variance is 0; the official code clips its log by repeating the second.
+  for (size_t i = 0; i < n; ++i)
+    posterior_log_var_clipped_.push_back(std::log(n > 1 ? posterior_var[i == 0 ? 1 : i] : posterior_var[0]));
+  for (size_t i = 0; i < n; ++i)
+    fixed_log_var_.push_back(std::log(i == 0 ? (n > 1 ? posterior_var[1] : betas_[0]) : betas_[i]));
+}
+
+at::Tensor GaussianDiffusion::predict_xstart(const at::Tensor& x, const at::Tensor& eps, int i) const {
+  return f32(sqrt_recip_acp_[i]) * x - f32(sqrt_recipm1_acp_[i]) * eps;  // [B, C, H, W]
+}
+
+at::Tensor GaussianDiffusion::ddpm_step(const at::Tensor& x, const at::Tensor& model_out, int i,
+                                        const at::Tensor& noise) const {
+  const int64_t C = x.size(1);
+  at::Tensor eps = model_out.narrow(1, 0, C);                                        // [B, C, H, W]
+  at::Tensor x0 = predict_xstart(x, eps, i);                                         // [B, C, H, W]
+  at::Tensor mean = f32(coef1_[i]) * x0 + f32(coef2_[i]) * x;                        // [B, C, H, W]
+  if (i == 0) return mean;
+  at::Tensor log_var;
+  if (variance_ == VarianceType::LearnedRange) {
+    at::Tensor frac = (model_out.narrow(1, C, C) + 1) / 2;                            // [B, C, H, W]
+    log_var = frac * f32(std::log(betas_[i])) + (1 - frac) * f32(posterior_log_var_clipped_[i]);
+  } else {
+    log_var = at::full_like(x, f32(fixed_log_var_[i]));
+  }
+  return mean + at::exp(0.5 * log_var) * noise;  // [B, C, H, W]
+}
+
+at::Tensor GaussianDiffusion::ddim_step(const at::Tensor& x, const at::Tensor& model_out, int i, double eta,
+                                        const at::Tensor& noise) const {
+  const int64_t C = x.size(1);
+  at::Tensor x0 = predict_xstart(x, model_out.narrow(1, 0, C), i);                       // [B, C, H, W]
+  at::Tensor eps = (f32(sqrt_recip_acp_[i]) * x - x0) / f32(sqrt_recipm1_acp_[i]);      // [B, C, H, W]
+  const float ab = f32(alphas_cumprod_[i]), abp = f32(alphas_cumprod_prev_[i]);
+  const float sigma = static_cast<float>(eta) * std::sqrt((1 - abp) / (1 - ab)) * std::sqrt(1 - ab / abp);
+  at::Tensor out = x0 * std::sqrt(abp) + std::sqrt(1 - abp - sigma * sigma) * eps;       // [B, C, H, W]
+  if (i > 0 && sigma > 0) out = out + sigma * noise;
+  return out;
+}
+
+}  // namespace ditgen::sampling

@@ -1,0 +1,23 @@
+// Classifier-free guidance: the conditional and null-class branches run as one doubled batch.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "ditgen/models/dit.h"
+
+namespace ditgen::sampling {
+
+struct Guidance {
+  double scale = 1.0;  // 1 = conditional model only (one forward, no null branch)
+  int channels = 0;    // eps channels guided; 0 = all (the official DiT guides only 3 of its 4)
+};
+
+// Throws Error(Usage) when the model cannot do this guidance (no null class, too many channels).
+void validate_guidance(const Guidance& guidance, const DiTConfig& config);
+
+// Model output with guidance: uncond + scale (cond - uncond) on the guided eps channels; the other eps
+// channels and the variance channels come from the conditional branch. x [B,C,H,W], t [B], y [B] -> [B,Cout,H,W]
+at::Tensor guided_output(DiT& model, const at::Tensor& x, const at::Tensor& t, const at::Tensor& y,
+                         const Guidance& guidance);
+
+}  // namespace ditgen::sampling

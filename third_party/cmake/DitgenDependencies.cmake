@@ -1,0 +1,56 @@
+# System dependencies only: LibTorch (PyPI wheel or the GPU machine's torch), Debian -dev packages.
+
+# LibTorch: let the caller give CMAKE_PREFIX_PATH, else ask the python3 that holds torch.
+# Naming the GPU architecture (Hopper) keeps TorchConfig from probing for a GPU at configure time.
+if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+  set(TORCH_CUDA_ARCH_LIST "9.0")
+endif()
+set(CMAKE_CUDA_STANDARD 17)
+set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+find_package(Torch QUIET)
+if(NOT Torch_FOUND)
+  find_program(DITGEN_PYTHON NAMES python3 python)
+  execute_process(COMMAND ${DITGEN_PYTHON} -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
+                  OUTPUT_VARIABLE _torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _rc)
+  if(_rc EQUAL 0)
+    list(APPEND CMAKE_PREFIX_PATH ${_torch_prefix})
+  endif()
+  find_package(Torch REQUIRED)
+endif()
+# TorchConfig adds its own flags (ABI define) to TORCH_CXX_FLAGS.
+set(CMAKE_CXX_FLAGS "${CMAKE_CXX_FLAGS} ${TORCH_CXX_FLAGS}")
+
+find_package(CLI11 CONFIG REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(yaml-cpp REQUIRED)
+find_package(Threads REQUIRED)
+
+# stb is header-only; Debian installs it under include/stb. DITGEN_STB_DIR overrides (GPU machine).
+find_path(DITGEN_STB_INCLUDE stb_image_write.h PATHS ${DITGEN_STB_DIR} /usr/include/stb PATH_SUFFIXES stb REQUIRED)
+
+# FFmpeg's libraries for MP4 output; optional so the GPU machine (no FFmpeg) still builds.
+find_package(PkgConfig QUIET)
+set(DITGEN_HAVE_VIDEO OFF)
+if(PkgConfig_FOUND)
+  pkg_check_modules(LIBAV IMPORTED_TARGET libavformat libavcodec libavutil libswscale)
+  if(LIBAV_FOUND)
+    set(DITGEN_HAVE_VIDEO ON)
+  endif()
+endif()
+message(STATUS "ditgen: video output (libav) ${DITGEN_HAVE_VIDEO}")
+
+# CUDA kernels compile wherever the toolkit is, so CPU-only CI still builds them.
+set(DITGEN_HAVE_CUDA OFF)
+if(DITGEN_CUDA)
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 90)
+    endif()
+    enable_language(CUDA)
+    set(DITGEN_HAVE_CUDA ON)
+  endif()
+endif()
+message(STATUS "ditgen: CUDA kernels ${DITGEN_HAVE_CUDA}")
