@@ -24,8 +24,8 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array kAllDTypes = {DType::F32, DType::F16, DType::BF16, DType::I8,
-                                   DType::U8,  DType::I32, DType::I64,  DType::BOOL};
+constexpr std::array kAllDTypes = {DType::F64, DType::F32, DType::F16, DType::BF16, DType::I8,
+                                   DType::U8,  DType::I32, DType::I64, DType::BOOL};
 constexpr uint64_t kMaxHeaderBytes = uint64_t{100} << 20;  // the reference implementation's limit
 constexpr std::size_t kMaxRank = 8;                         // far above any DiT weight; bounds hostile headers
 constexpr std::string_view kMetadataKey = "__metadata__";
@@ -205,6 +205,7 @@ std::size_t dtype_size(DType dtype) {
     case DType::I8:
     case DType::U8:
     case DType::BOOL: return 1;
+    case DType::F64:
     case DType::I64: return 8;
   }
   throw Error(ErrorKind::Usage, "invalid DType value " + std::to_string(static_cast<int>(dtype)));
@@ -212,6 +213,7 @@ std::size_t dtype_size(DType dtype) {
 
 std::string_view dtype_name(DType dtype) {
   switch (dtype) {
+    case DType::F64: return "F64";
     case DType::F32: return "F32";
     case DType::F16: return "F16";
     case DType::BF16: return "BF16";

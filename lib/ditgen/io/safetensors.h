@@ -17,7 +17,7 @@
 
 namespace ditgen::io {
 
-enum class DType { F32, F16, BF16, I8, U8, I32, I64, BOOL };
+enum class DType { F64, F32, F16, BF16, I8, U8, I32, I64, BOOL };
 
 std::size_t dtype_size(DType dtype);                      // bytes per element
 std::string_view dtype_name(DType dtype);                 // "F32", "BF16", ... as in the format

@@ -6,6 +6,7 @@ namespace ditgen::io {
 
 at::ScalarType to_scalar_type(DType dtype) {
   switch (dtype) {
+    case DType::F64: return at::kDouble;
     case DType::F32: return at::kFloat;
     case DType::F16: return at::kHalf;
     case DType::BF16: return at::kBFloat16;
@@ -20,6 +21,7 @@ at::ScalarType to_scalar_type(DType dtype) {
 
 DType to_dtype(at::ScalarType type) {
   switch (type) {
+    case at::kDouble: return DType::F64;
     case at::kFloat: return DType::F32;
     case at::kHalf: return DType::F16;
     case at::kBFloat16: return DType::BF16;

@@ -1,0 +1,43 @@
+// Shared test helpers: golden files, temporary folders, running the CLI.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+namespace ditgen::test {
+
+std::filesystem::path golden(const std::string& name);  // tests/data/golden/NAME
+
+// A fresh empty folder under the system temp dir, removed with the object.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+  std::vector<std::string> listing() const;  // file names, sorted (hidden ones too)
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs the built ditgen binary with `args` (no shell), in `cwd`, capturing stdout and stderr.
+CliResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& cwd);
+
+// max |a - b| over all elements (as double).
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b);
+
+// Float32 rounding tolerance for results of scale max|expected| (random-weight samples reach ~1000):
+// max |actual - expected| <= rel * max(1, max|expected|).
+bool close_relative(const at::Tensor& actual, const at::Tensor& expected, double rel);
+
+}  // namespace ditgen::test

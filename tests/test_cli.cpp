@@ -1,0 +1,166 @@
+// The ditgen CLI end to end on tiny models: outputs, metadata, exit codes, nothing left behind on errors.
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "catch.h"
+#include "ditgen/io/png.h"
+#include "ditgen/io/tensor_io.h"
+#include "ditgen/io/video.h"
+#include "helpers.h"
+
+using namespace ditgen;
+using ditgen::test::CliResult;
+using ditgen::test::golden;
+using ditgen::test::run_cli;
+using ditgen::test::TempDir;
+
+namespace {
+
+const std::string kSpec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/fmnist-tiny.yaml";
+
+// An untrained pixel-space model made by `ditgen init`, shared by the tests (made once).
+std::string tiny_model() {
+  static TempDir dir;
+  static std::string path = [] {
+    std::string p = (dir / "tiny.safetensors").string();
+    CliResult r = run_cli({"init", kSpec, "-o", p, "--seed", "3"}, dir.path());
+    REQUIRE(r.exit_code == 0);
+    return p;
+  }();
+  return path;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("generate writes PNGs with parameters and a replayable record", "[cli]") {
+  TempDir dir;
+  CliResult r = run_cli({"generate", "-m", tiny_model(), "Sneaker", "bag", "-n", "2", "-s", "40", "--steps", "4",
+                         "-o", "out/{index:03}-{prompt}-{seed}.png", "--progress", "json"},
+                        dir.path());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out == "out/000-sneaker-40.png\nout/001-sneaker-41.png\nout/002-bag-42.png\nout/003-bag-43.png\n");
+  CHECK(contains(r.err, R"("event":"step")"));
+  io::Image image = io::read_png(dir / "out/002-bag-42.png");
+  CHECK(image.width == 32);
+  CHECK(image.height == 32);
+  CHECK(image.channels == 1);
+  auto texts = io::read_png_text(dir / "out/002-bag-42.png");
+  REQUIRE(texts.size() == 2);
+  CHECK(texts[0].keyword == "parameters");
+  CHECK(contains(texts[0].text, "Bag\nSteps: 4, Sampler: ddim, CFG scale: 4, Seed: 42, Size: 32x32"));
+  CHECK(texts[1].keyword == "ditgen");
+  auto record = nlohmann::json::parse(texts[1].text);
+  CHECK(record["seed"] == 42);
+  CHECK(record["class_id"] == 8);
+  CHECK(record["steps"] == 4);
+  CHECK(record["model"]["sha256"].get<std::string>().size() == 64);
+}
+
+TEST_CASE("the same seed gives the same image; another seed another", "[cli]") {
+  TempDir dir;
+  const std::string model = golden("tiny_p4_rect.model.safetensors").string();  // flow model, random weights
+  for (std::string seed : {"5", "5", "6"})
+    REQUIRE(run_cli({"generate", "-m", model, "0", "-s", seed, "--steps", "3", "-o", seed + "-{index}.png"},
+                    dir.path()).exit_code == 0);
+  CHECK(io::read_png(dir / "5-0.png").pixels == io::read_png(dir / "5-0.png").pixels);
+  CliResult again = run_cli({"generate", "-m", model, "0", "-s", "5", "--steps", "3", "-o", "again.png"}, dir.path());
+  REQUIRE(again.exit_code == 0);
+  CHECK(io::read_png(dir / "again.png").pixels == io::read_png(dir / "5-0.png").pixels);
+  CHECK(io::read_png(dir / "6-0.png").pixels != io::read_png(dir / "5-0.png").pixels);
+}
+
+TEST_CASE("--save-latents and --init-noise make runs comparable", "[cli]") {
+  TempDir dir;
+  const std::string model = golden("tiny_p2.model.safetensors").string();  // 4-channel latent model
+  auto g = io::load_tensors(golden("diffusion.safetensors"));
+  io::save_tensors(dir / "noise.safetensors", {{"noise", g.at("init_noise")}});
+  CliResult r = run_cli({"generate", "-m", model, "1", "7", "--sampler", "ddim", "--steps", "10", "--cfg-scale", "4",
+                         "--cfg-channels", "3", "--init-noise", "noise.safetensors", "--save-latents",
+                         "latents.safetensors", "--device", "cpu", "--dtype", "fp32"},
+                        dir.path());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto latents = io::load_tensors(dir / "latents.safetensors").at("latents");
+  CHECK(test::close_relative(latents, g.at("ddim_cfg4_ch3"), 2e-6));
+}
+
+TEST_CASE("--save-trajectory writes an H.264 MP4 of every step", "[cli][video]") {
+  if (!io::video_supported()) return;  // built without FFmpeg: the flag is refused (next test)
+  TempDir dir;
+  CliResult r = run_cli({"generate", "-m", tiny_model(), "coat", "-n", "3", "-s", "1", "--steps", "5",
+                         "--save-trajectory", "t.mp4"},
+                        dir.path());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  io::VideoInfo v = io::probe_video(dir / "t.mp4");
+  CHECK(v.codec == "h264");
+  CHECK(v.frames == 6);  // the noise and the state after each of 5 steps
+}
+
+TEST_CASE("info reports the config and GFLOPs", "[cli]") {
+  TempDir dir;
+  CliResult r = run_cli({"info", "DiT-XL/2"}, dir.path());
+  REQUIRE(r.exit_code == 0);
+  CHECK(contains(r.out, "GFLOPs:      118.6 per forward"));
+  CliResult file = run_cli({"info", tiny_model(), "--json"}, dir.path());
+  REQUIRE(file.exit_code == 0);
+  auto j = nlohmann::json::parse(file.out);
+  CHECK(j["class_names"][7] == "Sneaker");
+  CHECK(j["training"]["untrained"] == true);
+}
+
+TEST_CASE("bad input gets one clear line, its exit code, and no output", "[cli][errors]") {
+  TempDir dir;
+  std::ofstream(dir / "not-a-folder") << "x";
+  std::ofstream(dir / "corrupt.safetensors") << "\x10\0\0\0\0\0\0\0{\"a\":";
+  io::save_tensors(dir / "badnoise.safetensors", {{"noise", at::zeros({1, 1, 8, 8})}});
+  const std::string model = tiny_model();
+  struct Case {
+    std::vector<std::string> args;
+    int code;
+    std::string message;
+  };
+  const std::vector<Case> cases{
+      {{"generate", "-m", "missing.safetensors", "bag"}, 4, "model file not found: missing.safetensors"},
+      {{"generate", "-m", "corrupt.safetensors", "bag"}, 4, "corrupt.safetensors"},
+      {{"generate", "-m", model, "sandals"}, 2, "unknown class 'sandals'; valid: T-shirt/top, Trouser"},
+      {{"generate", "-m", model, "bag", "--steps", "0"}, 2, "--steps must be >= 1"},
+      {{"generate", "-m", model, "bag", "--height", "31"}, 2, "multiples of the patch size 2"},
+      {{"generate", "-m", model, "bag", "-o", "not-a-folder/x.png"}, 5, "not-a-folder"},
+      {{"generate", "-m", model, "bag", "--init-noise", "badnoise.safetensors"}, 3, "initial noise has shape"},
+      {{"generate", "-m", model, "bag", "--init-noise", "absent.safetensors"}, 3, "absent.safetensors"},
+      {{"generate", "-m", model, "bag", "--sampler", "euler"}, 2, "sampler 'euler' does not fit"},
+      {{"generate", "-m", model, "bag", "--device", "tpu"}, 2, "invalid device 'tpu'"},
+      {{"generate", "-m", model, "bag", "--progress", "loud"}, 2, "invalid progress mode"},
+      {{"generate", "-m", model, "bag", "-o", "{nope}.png"}, 2, "unknown field {nope}"},
+      {{"generate", "-m", model, "bag", "-o", "../escape.png"}, 2, "must not contain '..'"},
+      {{"generate", "-m", model}, 2, "no prompt given"},
+      {{"generate", "--steps", "x"}, 2, "usage error"},
+      {{"frobnicate"}, 2, "usage error"},
+      {{"generate", "-m", golden("tiny_p2.model.safetensors").string(), "1"}, 2, "--save-latents"},
+  };
+  const auto before = dir.listing();
+  for (const Case& c : cases) {
+    CliResult r = run_cli(c.args, dir.path());
+    INFO("ditgen " << c.args[0] << " ... " << c.args.back() << "\nstderr: " << r.err);
+    CHECK(r.exit_code == c.code);
+    CHECK(contains(r.err, c.message));
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') <= 2);  // one line (plus a hint for usage errors)
+    CHECK(r.out.empty());
+    CHECK(dir.listing() == before);
+  }
+}
+
+TEST_CASE("--help documents the exit codes", "[cli]") {
+  TempDir dir;
+  CliResult r = run_cli({"generate", "--help"}, dir.path());
+  CHECK(r.exit_code == 0);
+  CHECK(contains(r.out, "4  model error"));
+  CHECK(contains(r.out, "--cfg-channels"));
+}
