@@ -75,7 +75,7 @@ TEST_CASE("the same seed gives the same image; another seed another", "[cli]") {
   CHECK(io::read_png(dir / "6-0.png").pixels != io::read_png(dir / "5-0.png").pixels);
 }
 
-TEST_CASE("--save-latents and --init-noise make runs comparable", "[cli]") {
+TEST_CASE("generate --save-latents and --init-noise make runs comparable", "[cli]") {
   TempDir dir;
   const std::string model = golden("tiny_p2.model.safetensors").string();  // 4-channel latent model
   auto g = io::load_tensors(golden("diffusion.safetensors"));
@@ -90,7 +90,7 @@ TEST_CASE("--save-latents and --init-noise make runs comparable", "[cli]") {
   CHECK(test::close_relative(latents, g.at("ddim_cfg4_ch3"), 2e-6));
 }
 
-TEST_CASE("--save-trajectory writes an H.264 MP4 of every step", "[cli][video]") {
+TEST_CASE("generate --save-trajectory writes an H.264 MP4 of every step", "[cli][video]") {
   if (!io::video_supported()) return;  // built without FFmpeg: the flag is refused (next test)
   TempDir dir;
   CliResult r = run_cli({"generate", "-m", tiny_model(), "coat", "-n", "3", "-s", "1", "--steps", "5",
@@ -157,7 +157,7 @@ TEST_CASE("bad input gets one clear line, its exit code, and no output", "[cli][
   }
 }
 
-TEST_CASE("--help documents the exit codes", "[cli]") {
+TEST_CASE("generate --help documents the exit codes", "[cli]") {
   TempDir dir;
   CliResult r = run_cli({"generate", "--help"}, dir.path());
   CHECK(r.exit_code == 0);
