@@ -1,11 +1,13 @@
 #include "helpers.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -25,9 +27,12 @@ TempDir::TempDir() {
   std::filesystem::create_directories(path_);
 }
 
+// nftw rather than std::filesystem::remove_all: the LibTorch wheel exports a broken copy of remove_all
+// that can win symbol resolution over libstdc++'s (it jumps to a null pointer).
 TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
+  nftw(
+      path_.c_str(),
+      [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 std::vector<std::string> TempDir::listing() const {
@@ -73,6 +78,8 @@ CliResult run_cli(const std::vector<std::string>& args, const std::filesystem::p
   result.err = slurp(err);
   return result;
 }
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
   if (a.sizes() != b.sizes()) throw std::runtime_error("shape mismatch " + c10::str(a.sizes(), " vs ", b.sizes()));

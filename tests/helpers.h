@@ -2,10 +2,13 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
+
+#include "ditgen/core/error.h"
 
 namespace ditgen::test {
 
@@ -16,6 +19,8 @@ class TempDir {
  public:
   TempDir();
   ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
   const std::filesystem::path& path() const { return path_; }
   std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
   std::vector<std::string> listing() const;  // file names, sorted (hidden ones too)
@@ -32,6 +37,30 @@ struct CliResult {
 
 // Runs the built ditgen binary with `args` (no shell), in `cwd`, capturing stdout and stderr.
 CliResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& cwd);
+
+bool contains(const std::string& text, const std::string& part);
+
+// The kind of ditgen::Error that `f` throws, or nullopt when it throws none.
+template <class F>
+std::optional<ErrorKind> error_kind(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.kind();
+  }
+  return std::nullopt;
+}
+
+// The message of the ditgen::Error that `f` throws, or "" when it throws none.
+template <class F>
+std::string error_message(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 // max |a - b| over all elements (as double).
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b);

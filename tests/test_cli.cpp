@@ -11,6 +11,7 @@
 
 using namespace ditgen;
 using ditgen::test::CliResult;
+using ditgen::test::contains;
 using ditgen::test::golden;
 using ditgen::test::run_cli;
 using ditgen::test::TempDir;
@@ -31,9 +32,6 @@ std::string tiny_model() {
   return path;
 }
 
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 }  // namespace
 

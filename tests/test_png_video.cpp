@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "helpers.h"
 #include "ditgen/core/error.h"
 #include "ditgen/io/png.h"
 #include "ditgen/io/video.h"
@@ -20,47 +21,14 @@ namespace fs = std::filesystem;
 using ditgen::Error;
 using ditgen::ErrorKind;
 using namespace ditgen::io;
+using ditgen::test::error_kind;
+using ditgen::test::error_message;
+using ditgen::test::TempDir;
 
 namespace {
 
-// A fresh folder per test, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    path = fs::temp_directory_path() /
-           ("ditgen_png_video_" + std::to_string(stamp) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  bool empty() const { return fs::is_empty(path); }
-};
 
-// The kind of ditgen::Error that `f` throws, if any.
-template <class F>
-std::optional<ErrorKind> error_kind(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.kind();
-  }
-  return std::nullopt;
-}
 
-// The message of the ditgen::Error that `f` throws, or "" when it throws none.
-template <class F>
-std::string error_message(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 Image gradient(int width, int height, int channels) {
   Image image{width, height, channels, {}};
@@ -90,7 +58,7 @@ TEST_CASE("PNG pixels and text chunks round-trip", "[png]") {
   };
   for (int channels : {1, 3, 4}) {
     SECTION("channels " + std::to_string(channels)) {
-      const fs::path file = dir.path / "image.png";
+      const fs::path file = dir / "image.png";
       const Image image = gradient(17, 9, channels);
       write_png(file, image, texts);
 
@@ -113,14 +81,14 @@ TEST_CASE("PNG pixels and text chunks round-trip", "[png]") {
       CHECK(raw.find("tEXtparameters") != std::string::npos);
       CHECK(raw.find("iTXtditgen") != std::string::npos);
       // No temporary file is left beside the output.
-      CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
+      CHECK(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()) == 1);
     }
   }
 }
 
 TEST_CASE("PNG without text chunks", "[png]") {
   TempDir dir;
-  const fs::path file = dir.path / "plain.png";
+  const fs::path file = dir / "plain.png";
   write_png(file, gradient(4, 4, 3));
   CHECK(read_png_text(file).empty());
   CHECK(read_png(file).pixels == gradient(4, 4, 3).pixels);
@@ -128,7 +96,7 @@ TEST_CASE("PNG without text chunks", "[png]") {
 
 TEST_CASE("Corrupt or truncated PNG files are input errors", "[png]") {
   TempDir dir;
-  const fs::path file = dir.path / "image.png";
+  const fs::path file = dir / "image.png";
   write_png(file, gradient(8, 8, 3), {{"parameters", "hello world"}});
   std::vector<char> bytes = read_bytes(file);
 
@@ -158,7 +126,7 @@ TEST_CASE("Corrupt or truncated PNG files are input errors", "[png]") {
     CHECK(error_kind([&] { read_png(file); }) == ErrorKind::Input);
   }
   SECTION("missing file") {
-    const fs::path missing = dir.path / "missing.png";
+    const fs::path missing = dir / "missing.png";
     CHECK(error_kind([&] { read_png_text(missing); }) == ErrorKind::Input);
     CHECK(error_kind([&] { read_png(missing); }) == ErrorKind::Input);
     CHECK(error_message([&] { read_png(missing); }).find(missing.string()) != std::string::npos);
@@ -167,7 +135,7 @@ TEST_CASE("Corrupt or truncated PNG files are input errors", "[png]") {
 
 TEST_CASE("Invalid PNG arguments are usage errors and write nothing", "[png]") {
   TempDir dir;
-  const fs::path file = dir.path / "image.png";
+  const fs::path file = dir / "image.png";
   const Image good = gradient(4, 4, 3);
 
   for (const std::string& keyword :
@@ -187,7 +155,7 @@ TEST_CASE("Invalid PNG arguments are usage errors and write nothing", "[png]") {
   bad = good;
   bad.width = 0;
   CHECK(error_kind([&] { write_png(file, bad); }) == ErrorKind::Usage);
-  CHECK(dir.empty());
+  CHECK(dir.listing().empty());
 
   // Keywords may use 79 characters, inner single spaces and Latin-1 letters.
   const std::string latin1 = {'K', '\xe4', 'f', 'e', 'r'};
@@ -199,10 +167,10 @@ TEST_CASE("Invalid PNG arguments are usage errors and write nothing", "[png]") {
 
 TEST_CASE("PNG into a missing folder is an output error and leaves no temp file", "[png]") {
   TempDir dir;
-  const fs::path file = dir.path / "missing" / "image.png";
+  const fs::path file = dir / "missing" / "image.png";
   CHECK(error_kind([&] { write_png(file, gradient(4, 4, 1)); }) == ErrorKind::Output);
   CHECK(error_message([&] { write_png(file, gradient(4, 4, 1)); }).find(file.string()) != std::string::npos);
-  CHECK(dir.empty());
+  CHECK(dir.listing().empty());
 }
 
 #ifdef DITGEN_HAVE_VIDEO
@@ -231,7 +199,7 @@ TEST_CASE("Videos encode to H.264 MP4", "[video]") {
   for (const Case& c : {Case{32, 32, 3, 4, 128, 128}, Case{27, 21, 1, 1, 28, 22}, Case{5, 3, 3, 3, 16, 10}}) {
     SECTION(std::to_string(c.width) + "x" + std::to_string(c.height) + "x" + std::to_string(c.channels) +
             " scale " + std::to_string(c.scale)) {
-      const fs::path file = dir.path / "clip.mp4";
+      const fs::path file = dir / "clip.mp4";
       VideoWriter writer(file, c.width, c.height, c.channels, {.fps = 8, .scale = c.scale, .crf = 18});
       for (int t = 0; t < 12; ++t) writer.add_frame(square_frame(c.width, c.height, c.channels, t).data());
       CHECK(!fs::exists(file));  // nothing under the target name until finish()
@@ -242,7 +210,7 @@ TEST_CASE("Videos encode to H.264 MP4", "[video]") {
       CHECK(info.frames == 12);
       CHECK(info.width == c.out_width);
       CHECK(info.height == c.out_height);
-      CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
+      CHECK(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()) == 1);
       CHECK(error_kind([&] { writer.finish(); }) == ErrorKind::Usage);
     }
   }
@@ -251,27 +219,27 @@ TEST_CASE("Videos encode to H.264 MP4", "[video]") {
 TEST_CASE("An unfinished video leaves no file", "[video]") {
   TempDir dir;
   {
-    VideoWriter writer(dir.path / "clip.mp4", 16, 16, 3);
+    VideoWriter writer(dir / "clip.mp4", 16, 16, 3);
     for (int t = 0; t < 3; ++t) writer.add_frame(square_frame(16, 16, 3, t).data());
   }
-  CHECK(dir.empty());
+  CHECK(dir.listing().empty());
 }
 
 TEST_CASE("Invalid video arguments and files", "[video]") {
   TempDir dir;
-  const fs::path file = dir.path / "clip.mp4";
+  const fs::path file = dir / "clip.mp4";
   CHECK(error_kind([&] { VideoWriter(file, 0, 16, 3); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { VideoWriter(file, 16, 16, 2); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { VideoWriter(file, 16, 16, 3, {.fps = 0}); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { VideoWriter(file, 16, 16, 3, {.scale = 0}); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { VideoWriter(file, 16, 16, 3, {.crf = 52}); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { VideoWriter(file, 4096, 16, 3, {.scale = 8}); }) == ErrorKind::Usage);
-  CHECK(dir.empty());
+  CHECK(dir.listing().empty());
 
-  CHECK(error_kind([&] { VideoWriter(dir.path / "missing" / "clip.mp4", 16, 16, 3); }) == ErrorKind::Output);
-  CHECK(dir.empty());
+  CHECK(error_kind([&] { VideoWriter(dir / "missing" / "clip.mp4", 16, 16, 3); }) == ErrorKind::Output);
+  CHECK(dir.listing().empty());
 
-  CHECK(error_kind([&] { probe_video(dir.path / "missing.mp4"); }) == ErrorKind::Input);
+  CHECK(error_kind([&] { probe_video(dir / "missing.mp4"); }) == ErrorKind::Input);
   write_bytes(file, {'n', 'o', 't', ' ', 'a', ' ', 'v', 'i', 'd', 'e', 'o'});
   CHECK(error_kind([&] { probe_video(file); }) == ErrorKind::Input);
   CHECK(error_message([&] { probe_video(file); }).find(file.string()) != std::string::npos);
@@ -282,9 +250,9 @@ TEST_CASE("Invalid video arguments and files", "[video]") {
 TEST_CASE("Without libav, video is a usage error", "[video]") {
   TempDir dir;
   CHECK(!video_supported());
-  CHECK(error_kind([&] { VideoWriter(dir.path / "clip.mp4", 16, 16, 3); }) == ErrorKind::Usage);
-  CHECK(error_kind([&] { probe_video(dir.path / "clip.mp4"); }) == ErrorKind::Usage);
-  CHECK(dir.empty());
+  CHECK(error_kind([&] { VideoWriter(dir / "clip.mp4", 16, 16, 3); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { probe_video(dir / "clip.mp4"); }) == ErrorKind::Usage);
+  CHECK(dir.listing().empty());
 }
 
 #endif

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "helpers.h"
 #include "ditgen/core/error.h"
 #include "ditgen/core/hash.h"
 #include "ditgen/io/safetensors.h"
@@ -20,31 +21,12 @@ namespace fs = std::filesystem;
 using ditgen::Error;
 using ditgen::ErrorKind;
 using namespace ditgen::io;
+using ditgen::test::contains;
+using ditgen::test::TempDir;
 
 namespace {
 
-// A fresh folder under the system temp dir, removed with its contents at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "ditgen-test-st-XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
 
- private:
-  fs::path path_;
-};
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 template <typename T>
 std::vector<std::byte> bytes_of(const std::vector<T>& values) {

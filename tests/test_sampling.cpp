@@ -11,6 +11,7 @@
 #include "helpers.h"
 
 using namespace ditgen;
+using ditgen::test::error_kind;
 using ditgen::test::golden;
 using ditgen::test::max_abs_diff;
 
@@ -26,14 +27,6 @@ nlohmann::json diffusion_runs() {
   return nlohmann::json::parse(meta.at("ditgen.golden")).at("runs");
 }
 
-ErrorKind error_kind(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.kind();
-  }
-  return ErrorKind::Runtime;
-}
 
 }  // namespace
 

@@ -15,6 +15,8 @@ Generator::Generator(const std::filesystem::path& model_path, at::Device device,
 
 Generator::Generator(LoadedModel model, at::Device device, at::ScalarType dtype)
     : model_(std::move(model)), device_(device), dtype_(dtype) {
+  // fp32 means fp32: cuDNN's convolutions (the patch embedding) would otherwise run in TF32.
+  if (dtype_ == at::kFloat) at::globalContext().setAllowTF32CuDNN(false);
   model_.model->to(device_, dtype_);
   model_.model->eval();
 }
