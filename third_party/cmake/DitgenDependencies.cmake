@@ -7,18 +7,38 @@ if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
 endif()
 set(CMAKE_CUDA_STANDARD 17)
 set(CMAKE_CUDA_STANDARD_REQUIRED ON)
-find_package(Torch QUIET)
-if(NOT Torch_FOUND)
-  find_program(DITGEN_PYTHON NAMES python3 python)
-  execute_process(COMMAND ${DITGEN_PYTHON} -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
-                  OUTPUT_VARIABLE _torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _rc)
-  if(_rc EQUAL 0)
-    list(APPEND CMAKE_PREFIX_PATH ${_torch_prefix})
-  endif()
-  find_package(Torch REQUIRED)
+find_program(DITGEN_PYTHON NAMES python3 python)
+execute_process(COMMAND ${DITGEN_PYTHON} -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
+                OUTPUT_VARIABLE _torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _rc ERROR_QUIET)
+if(_rc EQUAL 0)
+  list(APPEND CMAKE_PREFIX_PATH ${_torch_prefix})
 endif()
-# TorchConfig adds its own flags (ABI define) to TORCH_CXX_FLAGS.
-set(CMAKE_CXX_FLAGS "${CMAKE_CXX_FLAGS} ${TORCH_CXX_FLAGS}")
+find_path(DITGEN_TORCH_ROOT include/torch/csrc/api/include/torch/torch.h
+          PATHS ${CMAKE_PREFIX_PATH} PATH_SUFFIXES ../.. NO_DEFAULT_PATH REQUIRED)
+get_filename_component(DITGEN_TORCH_ROOT ${DITGEN_TORCH_ROOT} REALPATH)
+
+# The PyPI wheel is a CUDA build, and its TorchConfig refuses to load without a CUDA toolkit. Where there
+# is none (a plain Debian machine), import the wheel's libraries directly; CUDA still works at run time
+# through the wheel's own NVIDIA libraries.
+find_package(CUDAToolkit QUIET)
+if(CUDAToolkit_FOUND OR NOT EXISTS ${DITGEN_TORCH_ROOT}/lib/libtorch_cuda.so)
+  find_package(Torch REQUIRED)
+  set(CMAKE_CXX_FLAGS "${CMAKE_CXX_FLAGS} ${TORCH_CXX_FLAGS}")  # the ABI define
+else()
+  message(STATUS "ditgen: no CUDA toolkit; importing LibTorch from ${DITGEN_TORCH_ROOT} directly")
+  add_library(ditgen_libtorch INTERFACE)
+  target_include_directories(ditgen_libtorch SYSTEM INTERFACE ${DITGEN_TORCH_ROOT}/include
+                             ${DITGEN_TORCH_ROOT}/include/torch/csrc/api/include)
+  target_compile_definitions(ditgen_libtorch INTERFACE _GLIBCXX_USE_CXX11_ABI=1)
+  set(_libs)
+  foreach(lib c10 torch_cpu torch c10_cuda torch_cuda)
+    list(APPEND _libs ${DITGEN_TORCH_ROOT}/lib/lib${lib}.so)
+  endforeach()
+  # --no-as-needed: libtorch_cuda registers the CUDA backend when loaded, though nothing names its symbols.
+  target_link_libraries(ditgen_libtorch INTERFACE "-Wl,--no-as-needed" ${_libs} "-Wl,--as-needed")
+  target_link_options(ditgen_libtorch INTERFACE "LINKER:-rpath,${DITGEN_TORCH_ROOT}/lib")
+  set(TORCH_LIBRARIES ditgen_libtorch)
+endif()
 
 find_package(CLI11 CONFIG REQUIRED)
 find_package(spdlog REQUIRED)
