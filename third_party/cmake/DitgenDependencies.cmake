@@ -14,7 +14,7 @@ if(_rc EQUAL 0)
   list(APPEND CMAKE_PREFIX_PATH ${_torch_prefix})
 endif()
 find_path(DITGEN_TORCH_ROOT include/torch/csrc/api/include/torch/torch.h
-          PATHS ${CMAKE_PREFIX_PATH} PATH_SUFFIXES ../.. NO_DEFAULT_PATH REQUIRED)
+          PATHS ${CMAKE_PREFIX_PATH} $ENV{CMAKE_PREFIX_PATH} PATH_SUFFIXES ../.. NO_DEFAULT_PATH REQUIRED)
 get_filename_component(DITGEN_TORCH_ROOT ${DITGEN_TORCH_ROOT} REALPATH)
 
 # The PyPI wheel is a CUDA build, and its TorchConfig refuses to load without a CUDA toolkit. Where there
