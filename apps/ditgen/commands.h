@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
@@ -16,6 +17,12 @@ struct Command {
 Command add_generate_command(CLI::App& root);
 Command add_info_command(CLI::App& root);
 Command add_init_command(CLI::App& root);
+Command add_train_command(CLI::App& root);
+Command add_train_classifier_command(CLI::App& root);
+Command add_eval_command(CLI::App& root);
+
+// The shipped default model (models/fmnist-dit.safetensors); Error(Model) when it is not found.
+std::string default_model_path();
 
 // The exit-code table printed in --help and the README.
 const char* exit_code_help();

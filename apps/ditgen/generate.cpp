@@ -66,7 +66,6 @@ void write_trajectory(const std::string& path, const at::Tensor& trajectory, int
 
 int run_generate(const GenerateOptions& o) {
   if (o.prompts.empty()) throw Error(ErrorKind::Usage, "no prompt given (e.g. ditgen generate -m MODEL sneaker)");
-  if (o.model.empty()) throw Error(ErrorKind::Usage, "no model given: pass -m FILE or set DITGEN_MODEL");
   if (o.num_images < 1) throw Error(ErrorKind::Usage, "--num-images must be >= 1");
   if (o.batch_size < 1) throw Error(ErrorKind::Usage, "--batch-size must be >= 1");
   if (o.steps && *o.steps < 1) throw Error(ErrorKind::Usage, "--steps must be >= 1, got " + std::to_string(*o.steps));
@@ -75,9 +74,10 @@ int run_generate(const GenerateOptions& o) {
   const ProgressMode progress_mode = parse_progress_mode(o.progress);
   const at::Device device = parse_device(o.device);
   const at::ScalarType dtype = o.dtype == "auto" ? (device.is_cuda() ? at::kBFloat16 : at::kFloat) : parse_dtype(o.dtype);
-  if (!std::filesystem::exists(o.model)) throw Error(ErrorKind::Model, "model file not found: " + o.model);
+  const std::string model = o.model.empty() ? default_model_path() : o.model;
+  if (!std::filesystem::exists(model)) throw Error(ErrorKind::Model, "model file not found: " + model);
 
-  Generator generator(o.model, device, dtype);
+  Generator generator(model, device, dtype);
   const ModelInfo& info = generator.info();
   log::debug(c10::str("model ", info.name, " (", info.path.string(), "), device ", device.str(), ", dtype ",
                       dtype_label(dtype)));
@@ -159,7 +159,8 @@ Command add_generate_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand("generate", "Generate images from prompts (class names or ids)");
   app->add_option("prompts", o->prompts, "Prompts: class names (case-insensitive) or class ids");
   app->add_option("-p,--prompt", o->prompts, "A prompt (repeatable; same as a positional prompt)");
-  app->add_option("-m,--model", o->model, "Model file (.safetensors)")->envname("DITGEN_MODEL");
+  app->add_option("-m,--model", o->model, "Model file (.safetensors); default: the shipped Fashion-MNIST model")
+      ->envname("DITGEN_MODEL");
   app->add_option("-o,--output", o->output,
                   "Output name template; fields {index} {index:N} {seed} {prompt} {class}")
       ->capture_default_str();

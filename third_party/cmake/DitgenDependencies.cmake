@@ -74,3 +74,8 @@ if(DITGEN_CUDA)
   endif()
 endif()
 message(STATUS "ditgen: CUDA kernels ${DITGEN_HAVE_CUDA}")
+
+# zlib reads the gzip-compressed Fashion-MNIST files; optional, since uncompressed IDX files load without it.
+find_package(ZLIB QUIET)
+set(DITGEN_HAVE_ZLIB ${ZLIB_FOUND})
+message(STATUS "ditgen: gzip datasets (zlib) ${DITGEN_HAVE_ZLIB}")

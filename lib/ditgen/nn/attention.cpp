@@ -3,8 +3,8 @@
 namespace ditgen::nn {
 
 AttentionImpl::AttentionImpl(int hidden_size, int num_heads) : num_heads_(num_heads) {
-  qkv = register_module("qkv", torch::nn::Linear(hidden_size, 3 * hidden_size));
-  proj = register_module("proj", torch::nn::Linear(hidden_size, hidden_size));
+  qkv = register_module("qkv", LoRALinear(hidden_size, 3 * hidden_size));
+  proj = register_module("proj", LoRALinear(hidden_size, hidden_size));
 }
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x) {

@@ -3,7 +3,8 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
-#include <torch/nn/modules/linear.h>
+
+#include "ditgen/nn/lora.h"
 
 namespace ditgen::nn {
 
@@ -12,8 +13,8 @@ class AttentionImpl : public torch::nn::Module {
   AttentionImpl(int hidden_size, int num_heads);
   at::Tensor forward(const at::Tensor& x);  // [B, N, D] -> [B, N, D]
 
-  torch::nn::Linear qkv{nullptr};
-  torch::nn::Linear proj{nullptr};
+  LoRALinear qkv{nullptr};
+  LoRALinear proj{nullptr};
 
  private:
   int num_heads_;

@@ -3,8 +3,8 @@
 namespace ditgen::nn {
 
 MlpImpl::MlpImpl(int hidden_size, int mlp_hidden) {
-  fc1 = register_module("fc1", torch::nn::Linear(hidden_size, mlp_hidden));
-  fc2 = register_module("fc2", torch::nn::Linear(mlp_hidden, hidden_size));
+  fc1 = register_module("fc1", LoRALinear(hidden_size, mlp_hidden));
+  fc2 = register_module("fc2", LoRALinear(mlp_hidden, hidden_size));
 }
 
 at::Tensor MlpImpl::forward(const at::Tensor& x) {

@@ -3,7 +3,8 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
-#include <torch/nn/modules/linear.h>
+
+#include "ditgen/nn/lora.h"
 
 namespace ditgen::nn {
 
@@ -12,8 +13,8 @@ class MlpImpl : public torch::nn::Module {
   MlpImpl(int hidden_size, int mlp_hidden);
   at::Tensor forward(const at::Tensor& x);  // [B, N, D] -> [B, N, D]
 
-  torch::nn::Linear fc1{nullptr};
-  torch::nn::Linear fc2{nullptr};
+  LoRALinear fc1{nullptr};
+  LoRALinear fc2{nullptr};
 };
 TORCH_MODULE(Mlp);
 

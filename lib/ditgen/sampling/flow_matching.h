@@ -18,4 +18,9 @@ class FlowEuler {
   int steps_;
 };
 
+// Training: the point at time t [B] (in [0, 1]) on the straight path from x0 to noise. [B, C, H, W]
+at::Tensor flow_interpolate(const at::Tensor& x0, const at::Tensor& noise, const at::Tensor& t);
+// Per-sample [B] mean squared error of the predicted velocity against noise - x0.
+at::Tensor flow_training_loss(const at::Tensor& velocity, const at::Tensor& x0, const at::Tensor& noise);
+
 }  // namespace ditgen::sampling

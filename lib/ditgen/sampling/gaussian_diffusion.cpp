@@ -57,6 +57,9 @@ GaussianDiffusion::GaussianDiffusion(int train_steps, int sample_steps, Variance
   }
   for (size_t i = 0; i < n; ++i) {
     const double a = alphas_cumprod_[i], ap = alphas_cumprod_prev_[i];
+    sqrt_acp_.push_back(std::sqrt(a));
+    sqrt_one_minus_acp_.push_back(std::sqrt(1.0 - a));
+    log_betas_.push_back(std::log(betas_[i]));
     sqrt_recip_acp_.push_back(std::sqrt(1.0 / a));
     sqrt_recipm1_acp_.push_back(std::sqrt(1.0 / a - 1.0));
     posterior_var[i] = betas_[i] * (1.0 - ap) / (1.0 - a);
@@ -84,7 +87,7 @@ at::Tensor GaussianDiffusion::ddpm_step(const at::Tensor& x, const at::Tensor& m
   at::Tensor log_var;
   if (variance_ == VarianceType::LearnedRange) {
     at::Tensor frac = (model_out.narrow(1, C, C) + 1) / 2;                            // [B, C, H, W]
-    log_var = frac * f32(std::log(betas_[i])) + (1 - frac) * f32(posterior_log_var_clipped_[i]);
+    log_var = frac * f32(log_betas_[i]) + (1 - frac) * f32(posterior_log_var_clipped_[i]);
   } else {
     log_var = at::full_like(x, f32(fixed_log_var_[i]));
   }
@@ -101,6 +104,56 @@ at::Tensor GaussianDiffusion::ddim_step(const at::Tensor& x, const at::Tensor& m
   at::Tensor out = x0 * std::sqrt(abp) + std::sqrt(1 - abp - sigma * sigma) * eps;       // [B, C, H, W]
   if (i > 0 && sigma > 0) out = out + sigma * noise;
   return out;
+}
+
+at::Tensor GaussianDiffusion::lookup(const std::vector<double>& table, const at::Tensor& i) const {
+  at::Tensor t = at::tensor(table, at::TensorOptions().dtype(at::kDouble)).to(i.device());  // [T]
+  return t.index_select(0, i).to(at::kFloat).view({-1, 1, 1, 1});                          // [B, 1, 1, 1]
+}
+
+at::Tensor GaussianDiffusion::q_sample(const at::Tensor& x0, const at::Tensor& i, const at::Tensor& noise) const {
+  return lookup(sqrt_acp_, i) * x0 + lookup(sqrt_one_minus_acp_, i) * noise;  // [B, C, H, W]
+}
+
+namespace {
+
+// KL(N(m1, e^lv1) || N(m2, e^lv2)) elementwise, in nats.
+at::Tensor normal_kl(const at::Tensor& m1, const at::Tensor& lv1, const at::Tensor& m2, const at::Tensor& lv2) {
+  return 0.5 * (-1.0 + lv2 - lv1 + at::exp(lv1 - lv2) + (m1 - m2).pow(2) * at::exp(-lv2));
+}
+
+// Log-likelihood of 8-bit data x in [-1, 1] under a Gaussian discretised to bins of width 2/255.
+at::Tensor discretized_gaussian_log_likelihood(const at::Tensor& x, const at::Tensor& mean, const at::Tensor& log_scale) {
+  auto cdf = [](const at::Tensor& v) {  // tanh approximation of the standard normal CDF
+    return 0.5 * (1.0 + at::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v.pow(3))));
+  };
+  at::Tensor centered = x - mean, inv_std = at::exp(-log_scale);
+  at::Tensor cdf_plus = cdf(inv_std * (centered + 1.0 / 255)), cdf_min = cdf(inv_std * (centered - 1.0 / 255));
+  at::Tensor log_cdf_plus = at::log(cdf_plus.clamp_min(1e-12));
+  at::Tensor log_one_minus_cdf_min = at::log((1.0 - cdf_min).clamp_min(1e-12));
+  at::Tensor log_delta = at::log((cdf_plus - cdf_min).clamp_min(1e-12));
+  return at::where(x < -0.999, log_cdf_plus, at::where(x > 0.999, log_one_minus_cdf_min, log_delta));
+}
+
+}  // namespace
+
+at::Tensor GaussianDiffusion::training_loss(const at::Tensor& model_out, const at::Tensor& x0, const at::Tensor& x_t,
+                                            const at::Tensor& i, const at::Tensor& noise) const {
+  const int64_t C = x0.size(1);
+  at::Tensor eps = model_out.narrow(1, 0, C);                                   // [B, C, H, W]
+  at::Tensor mse = (noise - eps).pow(2).mean({1, 2, 3});                        // [B]
+  if (variance_ != VarianceType::LearnedRange) return mse;
+  const at::Tensor min_log = lookup(posterior_log_var_clipped_, i), max_log = lookup(log_betas_, i);
+  at::Tensor frac = (model_out.narrow(1, C, C) + 1) / 2;                        // [B, C, H, W]
+  at::Tensor model_log_var = frac * max_log + (1 - frac) * min_log;             // [B, C, H, W]
+  at::Tensor x0_pred = lookup(sqrt_recip_acp_, i) * x_t - lookup(sqrt_recipm1_acp_, i) * eps.detach();
+  at::Tensor model_mean = lookup(coef1_, i) * x0_pred + lookup(coef2_, i) * x_t;   // [B, C, H, W]
+  at::Tensor true_mean = lookup(coef1_, i) * x0 + lookup(coef2_, i) * x_t;         // [B, C, H, W]
+  at::Tensor kl = normal_kl(true_mean, min_log, model_mean, model_log_var).mean({1, 2, 3}) / std::log(2.0);
+  at::Tensor nll =
+      -discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_log_var).mean({1, 2, 3}) / std::log(2.0);
+  at::Tensor vb = at::where(i == 0, nll, kl);                                   // [B]
+  return mse + vb;
 }
 
 }  // namespace ditgen::sampling

@@ -36,10 +36,21 @@ class GaussianDiffusion {
   at::Tensor ddim_step(const at::Tensor& x, const at::Tensor& model_out, int i, double eta,
                        const at::Tensor& noise) const;
 
+  // Training (indices i are per sample, int64 [B]): x_i = sqrt(acp) x0 + sqrt(1 - acp) noise.
+  at::Tensor q_sample(const at::Tensor& x0, const at::Tensor& i, const at::Tensor& noise) const;
+  // The official hybrid loss per sample [B]: MSE on eps, plus (learned sigma) the variational bound in bits
+  // with the eps prediction frozen, so the bound trains only the variance.
+  at::Tensor training_loss(const at::Tensor& model_out, const at::Tensor& x0, const at::Tensor& x_t,
+                           const at::Tensor& i, const at::Tensor& noise) const;
+
  private:
+  // table[i] per sample, rounded to float32 after the float64 lookup, shaped [B, 1, 1, 1].
+  at::Tensor lookup(const std::vector<double>& table, const at::Tensor& i) const;
+
   std::vector<int64_t> timestep_map_;
   std::vector<double> betas_, alphas_cumprod_, alphas_cumprod_prev_;
-  std::vector<double> sqrt_recip_acp_, sqrt_recipm1_acp_, posterior_log_var_clipped_, coef1_, coef2_;
+  std::vector<double> sqrt_acp_, sqrt_one_minus_acp_, log_betas_, sqrt_recip_acp_, sqrt_recipm1_acp_;
+  std::vector<double> posterior_log_var_clipped_, coef1_, coef2_;
   std::vector<double> fixed_log_var_;
   VarianceType variance_;
 };

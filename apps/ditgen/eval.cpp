@@ -1,0 +1,102 @@
+// `ditgen eval`: what a model and a sampling setting are worth: FID-FMNIST, class accuracy, GFLOPs, time.
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "commands.h"
+#include "ditgen/core/log.h"
+#include "ditgen/eval/evaluate.h"
+#include "ditgen/io/atomic_file.h"
+#include "ditgen/pipeline/generator.h"
+#include "ditgen/train/fashion_mnist.h"
+#include "shipped.h"
+
+namespace ditgen::cli {
+
+namespace {
+
+struct EvalCliOptions {
+  std::string model, classifier, data_dir, output, sampler, device = "auto", dtype = "auto";
+  int64_t num_samples = 10000;
+  int steps = 50;
+  std::optional<double> cfg_scale;
+  int batch_size = 250;
+  uint64_t seed = 0;
+};
+
+int run_eval(const EvalCliOptions& o) {
+  const std::string model = o.model.empty() ? default_model_path() : o.model;
+  if (!std::filesystem::exists(model)) throw Error(ErrorKind::Model, "model file not found: " + model);
+  eval::EvalOptions options;
+  options.num_samples = o.num_samples;
+  options.steps = o.steps;
+  options.sampler = o.sampler;
+  options.cfg_scale = o.cfg_scale;
+  options.batch_size = o.batch_size;
+  options.seed = o.seed;
+  options.data_dir = o.data_dir.empty() ? train::default_fashion_mnist_dir() : std::filesystem::path(o.data_dir);
+  if (o.classifier.empty()) {
+    auto shipped = find_shipped("fmnist-classifier.safetensors");
+    if (!shipped)
+      throw Error(ErrorKind::Model, "no classifier given and none shipped (searched " + shipped_search_path() +
+                                        "); pass --classifier FILE or make one with `ditgen train-classifier`");
+    options.classifier = *shipped;
+  } else {
+    options.classifier = o.classifier;
+  }
+  if (options.num_samples < 2) throw Error(ErrorKind::Usage, "-n must be >= 2");
+  if (options.steps < 1) throw Error(ErrorKind::Usage, "--steps must be >= 1");
+  if (options.batch_size < 1) throw Error(ErrorKind::Usage, "--batch-size must be >= 1");
+  if (!o.output.empty()) io::AtomicFile probe(o.output);  // fail before the work, not after
+  const at::Device device = parse_device(o.device);
+  const at::ScalarType dtype = o.dtype == "auto" ? (device.is_cuda() ? at::kBFloat16 : at::kFloat) : parse_dtype(o.dtype);
+  Generator generator(model, device, dtype);
+  eval::EvalReport report = eval::evaluate(generator, options, [](int64_t done, int64_t total) {
+    log::debug(c10::str("generated ", done, "/", total));
+  });
+  nlohmann::json j = report.to_json();
+  j["model"] = {{"name", generator.info().name}, {"file", model}, {"sha256", generator.info().sha256}};
+  j["device"] = device.str();
+  j["dtype"] = dtype_label(dtype);
+  const std::string text = j.dump(2) + "\n";
+  if (!o.output.empty()) {
+    io::AtomicFile out(o.output);
+    out.write(text.data(), text.size());
+    out.commit();
+  }
+  std::printf("%s", text.c_str());
+  return 0;
+}
+
+}  // namespace
+
+std::string default_model_path() {
+  auto shipped = find_shipped("fmnist-dit.safetensors");
+  if (!shipped)
+    throw Error(ErrorKind::Model, "no model given and the default model was not found (searched " +
+                                      shipped_search_path() + "); pass -m FILE or set DITGEN_MODEL");
+  return shipped->string();
+}
+
+Command add_eval_command(CLI::App& root) {
+  auto o = std::make_shared<EvalCliOptions>();
+  CLI::App* app = root.add_subcommand("eval", "Measure a model: FID-FMNIST against the test split, class accuracy, "
+                                              "GFLOPs per image and time (JSON)");
+  app->add_option("-m,--model", o->model, "Model file (default: the shipped Fashion-MNIST model)")
+      ->envname("DITGEN_MODEL");
+  app->add_option("-n,--num-samples", o->num_samples, "Images to generate")->capture_default_str();
+  app->add_option("--steps", o->steps, "Sampling steps")->capture_default_str();
+  app->add_option("--sampler", o->sampler, "Sampler (default: the model's)");
+  app->add_option("--cfg-scale", o->cfg_scale, "Guidance scale (default: the model's)");
+  app->add_option("--batch-size", o->batch_size, "Images per forward pass")->capture_default_str();
+  app->add_option("-s,--seed", o->seed, "Seed of the first image")->capture_default_str();
+  app->add_option("--classifier", o->classifier, "Classifier file (default: the shipped one)");
+  app->add_option("--data", o->data_dir, "Fashion-MNIST folder (default: the Debian package's)");
+  app->add_option("-o,--output", o->output, "Also write the JSON report to this file");
+  app->add_option("--device", o->device, "auto, cpu, cuda or cuda:N")->capture_default_str()->envname("DITGEN_DEVICE");
+  app->add_option("--dtype", o->dtype, "auto, fp32, bf16 or fp16")->capture_default_str();
+  return {app, [o] { return run_eval(*o); }};
+}
+
+}  // namespace ditgen::cli

@@ -1,0 +1,130 @@
+#include "ditgen/eval/evaluate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
+
+#include "ditgen/core/error.h"
+#include "ditgen/eval/classifier.h"
+#include "ditgen/eval/fid.h"
+#include "ditgen/train/fashion_mnist.h"
+
+namespace ditgen::eval {
+
+namespace {
+
+struct Classified {
+  at::Tensor features;  // [N, 256] float32 CPU
+  at::Tensor logits;    // [N, 10] float32 CPU
+};
+
+// Runs the classifier over images [N, 1, 32, 32] (CPU) in batches on `device`.
+Classified classify_images(FmnistClassifier& model, const at::Tensor& images, at::Device device, int64_t batch) {
+  c10::InferenceMode inference;
+  std::vector<at::Tensor> features, logits;
+  for (int64_t begin = 0; begin < images.size(0); begin += batch) {
+    const int64_t count = std::min(batch, images.size(0) - begin);
+    // Samplers may overshoot the data range; the classifier only knows [-1, 1].
+    at::Tensor x = images.narrow(0, begin, count).to(device, at::kFloat).clamp(-1, 1);  // [b, 1, 32, 32]
+    at::Tensor f = model->features(x);                                                   // [b, 256]
+    logits.push_back(model->classify(f).cpu());                                          // [b, 10]
+    features.push_back(f.cpu());                                                         // [b, 256]
+  }
+  return {at::cat(features), at::cat(logits)};
+}
+
+void check_model(const ModelInfo& info) {
+  const DiTConfig& c = info.config;
+  if (c.in_channels != 1 || c.input_height != 32 || c.input_width != 32 || c.image_space != ImageSpace::Pixel ||
+      c.num_classes != FmnistClassifierImpl::kClasses)
+    throw Error(ErrorKind::Usage, "evaluation needs a Fashion-MNIST model (1-channel 32x32 pixels, 10 classes); '" +
+                                      info.name + "' makes " + std::to_string(c.in_channels) + "-channel " +
+                                      std::to_string(c.input_height) + "x" + std::to_string(c.input_width) + " " +
+                                      image_space_name(c.image_space) + " outputs of " +
+                                      std::to_string(c.num_classes) + " classes");
+}
+
+}  // namespace
+
+nlohmann::json EvalReport::to_json() const {
+  return {{"fid", fid},
+          {"class_accuracy", class_accuracy},
+          {"real_vs_real_fid", real_vs_real_fid},
+          {"gflops_per_image", gflops_per_image},
+          {"wall_seconds", wall_seconds},
+          {"images_per_second", images_per_second},
+          {"num_samples", num_samples},
+          {"steps", steps},
+          {"cfg_scale", cfg_scale},
+          {"sampler", sampler}};
+}
+
+EvalReport evaluate(Generator& generator, const EvalOptions& o,
+                    const std::function<void(int64_t done, int64_t total)>& progress) {
+  if (o.num_samples < 2) throw Error(ErrorKind::Usage, "evaluation needs at least 2 samples");
+  if (o.batch_size < 1) throw Error(ErrorKind::Usage, "evaluation batch size must be >= 1");
+  if (o.classifier.empty()) throw Error(ErrorKind::Usage, "evaluation needs a classifier file");
+  const ModelInfo& info = generator.info();
+  check_model(info);
+  const SamplerDefaults& defaults = info.sampler_defaults;
+  GenerationRequest request;
+  request.sampler = {o.sampler.empty() ? defaults.sampler : o.sampler, o.steps, 0.0};
+  request.guidance = {o.cfg_scale.value_or(defaults.cfg_scale), defaults.cfg_channels};
+  request.labels = {0};
+  request.seeds = {o.seed};
+  generator.validate(request);  // usage errors before anything slow
+
+  // Everything that reads files comes before the (long) generation, so a bad path fails at once.
+  FmnistClassifier classifier = load_classifier(o.classifier, generator.device());
+  const std::filesystem::path dir = o.data_dir.empty() ? train::default_fashion_mnist_dir() : o.data_dir;
+  const train::FashionMnist test_set(dir, train::Split::Test), train_set(dir, train::Split::Train);
+
+  const int64_t n = o.num_samples, classes = info.config.num_classes;
+  std::vector<at::Tensor> images;
+  at::Tensor labels = at::arange(n, at::kLong).remainder(classes);  // [N]: balanced over the classes
+  double generation_seconds = 0;
+  for (int64_t begin = 0; begin < n; begin += o.batch_size) {
+    const int64_t count = std::min<int64_t>(o.batch_size, n - begin);
+    request.labels.assign(labels.data_ptr<int64_t>() + begin, labels.data_ptr<int64_t>() + begin + count);
+    request.seeds.resize(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) request.seeds[i] = o.seed + static_cast<uint64_t>(begin + i);
+    const auto start = std::chrono::steady_clock::now();
+    GenerationResult result = generator.generate(request);  // frames on the CPU: the device is done
+    generation_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    images.push_back(result.frames.select(1, 0));  // [b, 1, 32, 32]
+    if (progress) progress(begin + count, n);
+  }
+
+  const int64_t batch = o.batch_size;
+  const Classified generated = classify_images(classifier, at::cat(images), generator.device(), batch);
+  // The same number of real images on both sides, so the real-vs-real floor has the same small-sample bias.
+  std::vector<int64_t> test_ids(static_cast<size_t>(std::min(n, test_set.size())));
+  for (size_t i = 0; i < test_ids.size(); ++i) test_ids[i] = static_cast<int64_t>(i);
+  const Classified real_test =
+      classify_images(classifier, test_set.get(test_ids).images, generator.device(), batch);  // the first M
+  at::Generator subset_gen = at::detail::createCPUGenerator(o.seed);
+  const at::Tensor order = at::randperm(train_set.size(), subset_gen, at::kLong);  // [60000]
+  const std::vector<int64_t> train_ids(order.data_ptr<int64_t>(),
+                                       order.data_ptr<int64_t>() + std::min(n, train_set.size()));
+  const Classified real_train =
+      classify_images(classifier, train_set.get(train_ids).images, generator.device(), batch);
+
+  const Gaussian test_stats = feature_statistics(real_test.features);
+  EvalReport report;
+  report.fid = frechet_distance(feature_statistics(generated.features), test_stats);
+  report.real_vs_real_fid = frechet_distance(feature_statistics(real_train.features), test_stats);
+  report.class_accuracy = generated.logits.argmax(1).eq(labels).to(at::kDouble).mean().item<double>();
+  report.gflops_per_image = generator.gflops_per_image(request);
+  report.wall_seconds = generation_seconds;
+  report.images_per_second = generation_seconds > 0 ? static_cast<double>(n) / generation_seconds : 0;
+  report.num_samples = n;
+  report.steps = request.sampler.steps;
+  report.cfg_scale = request.guidance.scale;
+  report.sampler = request.sampler.name;
+  return report;
+}
+
+}  // namespace ditgen::eval

@@ -1,0 +1,57 @@
+// A linear layer that can carry a low-rank adapter (LoRA, Hu et al. 2021): y = W x + b + (alpha / r) B A x.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+
+namespace ditgen::nn {
+
+// Subclasses torch::nn::LinearImpl so `module->as<torch::nn::Linear>()` (weight initialisation, model
+// loading) still finds it and the state-dict keys stay `weight` / `bias`; the adapter adds `lora_A` /
+// `lora_B` only while one is attached. Registered parameters follow Module::to() like weight and bias.
+class LoRALinearImpl : public torch::nn::LinearImpl {
+ public:
+  LoRALinearImpl(int64_t in_features, int64_t out_features);
+
+  // Without an adapter, or merged: the plain linear. Otherwise adds the low-rank path.
+  at::Tensor forward(const at::Tensor& x);  // [..., in] -> [..., out]
+
+  // Attaches lora_A [rank, in] (Kaiming-uniform like nn.Linear's weight, drawn on the CPU from `seed` so
+  // every device gets the same values) and lora_B [out, rank] (zeros: the layer is unchanged at first),
+  // scaled by alpha / rank, in the weight's dtype and device. Error(Usage) for rank < 1 or a second adapter.
+  void add_lora(int rank, double alpha, uint64_t seed);
+  // Whether an adapter is attached (merged or not).
+  bool has_lora() const { return lora_A.defined(); }
+  // Whether the adapter is folded into the weight (forward then skips it).
+  bool merged() const { return merged_; }
+  int rank() const { return static_cast<int>(has_lora() ? lora_A.size(0) : 0); }
+  double scale() const { return scale_; }
+
+  // weight += scale * B A, computed in float32 and rounded once (so bf16 weights lose no more than one
+  // rounding); no-op when already merged. Error(Usage) without an adapter.
+  void merge();
+  // weight -= scale * B A: the inverse of merge() up to rounding; no-op when not merged.
+  void unmerge();
+  // Drops the adapter parameters; a merged adapter stays baked into the weight.
+  void remove_lora();
+
+  // Cloneable<LinearImpl>::clone would copy only the LinearImpl part and lose the adapter: refuse.
+  std::shared_ptr<torch::nn::Module> clone(const std::optional<at::Device>& device = std::nullopt) const override;
+
+  at::Tensor lora_A;  // [r, in], undefined without an adapter
+  at::Tensor lora_B;  // [out, r], undefined without an adapter
+
+ private:
+  at::Tensor delta_f32() const;  // scale * B A as float32 [out, in]
+
+  double scale_ = 0.0;
+  bool merged_ = false;
+};
+TORCH_MODULE(LoRALinear);
+
+}  // namespace ditgen::nn

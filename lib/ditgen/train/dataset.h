@@ -1,0 +1,30 @@
+// Datasets for training and evaluation: indexed examples batched into tensors.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+namespace ditgen::train {
+
+struct Batch {
+  at::Tensor images;  // [B, C, H, W] float32 in [-1, 1], CPU
+  at::Tensor labels;  // [B] int64
+};
+
+// A finite, indexable set of labelled images. Scene and motion datasets (later) implement it too.
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual int64_t size() const = 0;
+  virtual int channels() const = 0;
+  virtual int height() const = 0;
+  virtual int width() const = 0;
+  virtual const std::vector<std::string>& class_names() const = 0;
+  // The examples at `indices` (each in 0..size()-1) as one batch.
+  virtual Batch get(const std::vector<int64_t>& indices) const = 0;
+};
+
+}  // namespace ditgen::train

@@ -1,0 +1,507 @@
+#include "ditgen/train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
+#include <torch/autograd.h>
+#include <yaml-cpp/yaml.h>
+
+#include "ditgen/core/log.h"
+#include "ditgen/io/atomic_file.h"
+#include "ditgen/io/png.h"
+#include "ditgen/io/safetensors.h"
+#include "ditgen/io/tensor_io.h"
+#include "ditgen/pipeline/generator.h"
+#include "ditgen/pipeline/outputs.h"
+#include "ditgen/sampling/flow_matching.h"
+#include "ditgen/sampling/gaussian_diffusion.h"
+#include "ditgen/train/finetune.h"
+
+namespace ditgen::train {
+
+namespace {
+
+constexpr const char* kCheckpointKey = "ditgen.checkpoint";
+
+// SplitMix64: independent, reproducible streams per (seed, counter).
+uint64_t mix(uint64_t seed, uint64_t counter) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ull * (counter + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// bf16 autocast on CUDA for the forward pass only.
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(bool on) : on_(on) {
+    if (!on_) return;
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  }
+  ~AutocastGuard() {
+    if (!on_) return;
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool on_;
+};
+
+double learning_rate(const TrainConfig& c, int64_t step) {
+  if (step < c.warmup_steps) return c.lr * (step + 1) / static_cast<double>(c.warmup_steps);
+  if (c.lr_schedule == "cosine") {
+    const double progress = static_cast<double>(step - c.warmup_steps) / std::max<int64_t>(1, c.steps - c.warmup_steps);
+    return c.lr * (0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * std::min(1.0, progress))));
+  }
+  return c.lr;
+}
+
+// The examples of `step`: a fresh permutation of the data each epoch, both derived from the seed, so a
+// resumed run sees exactly the batches an uninterrupted one would.
+std::vector<int64_t> batch_indices(const TrainConfig& c, int64_t n, int64_t step) {
+  std::vector<int64_t> out;
+  out.reserve(c.batch_size);
+  for (int64_t k = step * c.batch_size; k < (step + 1) * c.batch_size; ++k) {
+    const int64_t epoch = k / n, pos = k % n;
+    static thread_local std::pair<int64_t, at::Tensor> cached{-1, at::Tensor()};
+    if (cached.first != epoch || cached.second.numel() != n) {
+      at::Generator g = at::detail::createCPUGenerator(mix(c.seed, 0x4e504f4348ull + epoch));
+      cached = {epoch, at::randperm(n, g)};
+    }
+    out.push_back(cached.second.data_ptr<int64_t>()[pos]);
+  }
+  return out;
+}
+
+struct ModelSetup {
+  DiT model{nullptr};
+  ModelInfo info;
+};
+
+ModelSetup build_model(const TrainConfig& c) {
+  ModelSetup s;
+  if (std::filesystem::path(c.model).extension() == ".safetensors") {
+    LoadedModel loaded = load_model(c.model, at::kCPU, at::kFloat);
+    s.model = loaded.model;
+    s.info = loaded.info;
+  } else {
+    s.info = model_spec(c.model);
+    s.model = DiT(s.info.config);
+    at::manual_seed(c.seed);
+    s.model->initialize_weights();
+  }
+  if (!c.name.empty()) s.info.name = c.name;
+  if (c.sampler_defaults_set) s.info.sampler_defaults = c.sampler_defaults;
+  if (!c.freeze.empty()) freeze_parameters(*s.model, c.freeze);
+  if (c.lora) add_lora(*s.model, c.lora->targets, c.lora->rank, c.lora->alpha, c.seed);
+  return s;
+}
+
+std::string json_line(const nlohmann::json& j) { return j.dump() + "\n"; }
+
+// Keeps the log lines up to `step`, so a resumed run does not list a step twice.
+void trim_log(const std::filesystem::path& log, int64_t step) {
+  std::ifstream in(log);
+  if (!in) return;
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    try {
+      if (nlohmann::json::parse(line).value("step", int64_t{0}) <= step) kept += line + "\n";
+    } catch (const nlohmann::json::exception&) {
+    }
+  }
+  in.close();
+  io::AtomicFile out(log);
+  out.write(kept.data(), kept.size());
+  out.commit();
+}
+
+class Run {
+ public:
+  Run(const TrainConfig& c, const Dataset& data, bool resume)
+      : c_(c), data_(data), device_(parse_device(c.device)) {
+    ModelSetup s = build_model(c);
+    model_ = s.model;
+    info_ = s.info;
+    const DiTConfig& mc = info_.config;
+    if (data.channels() != mc.in_channels || data.height() % mc.patch_size || data.width() % mc.patch_size)
+      throw Error(ErrorKind::Usage, "the data (" + std::to_string(data.channels()) + "x" +
+                                        std::to_string(data.height()) + "x" + std::to_string(data.width()) +
+                                        ") does not fit the model (" + std::to_string(mc.in_channels) +
+                                        " channels, patch " + std::to_string(mc.patch_size) + ")");
+    if (mc.objective == Objective::Eps)
+      diffusion_.emplace(mc.diffusion_steps, mc.diffusion_steps,
+                         mc.learn_sigma ? sampling::VarianceType::LearnedRange : sampling::VarianceType::FixedLarge);
+    if (!c.teacher.empty()) {
+      teacher_ = load_model(c.teacher, device_, at::kFloat).model;
+      for (auto& p : teacher_->parameters()) p.set_requires_grad(false);
+    }
+    model_->to(device_);
+    model_->train();
+    for (const auto& item : model_->named_parameters()) {
+      if (!item.value().requires_grad()) continue;
+      names_.push_back(item.key());
+      params_.push_back(item.value());
+      ema_.push_back(item.value().detach().clone());
+      exp_avg_.push_back(at::zeros_like(item.value()));
+      exp_avg_sq_.push_back(at::zeros_like(item.value()));
+    }
+    if (params_.empty()) throw Error(ErrorKind::Usage, "nothing to train: every parameter is frozen");
+    std::filesystem::create_directories(c_.output);
+    const auto checkpoint = c_.output / "checkpoint.safetensors";
+    if (std::filesystem::exists(checkpoint)) {
+      if (!resume)
+        throw Error(ErrorKind::Usage, checkpoint.string() + " exists: pass --resume to continue that run, or "
+                                                            "choose another output folder");
+      load_checkpoint(checkpoint);
+      trim_log(c_.output / "log.jsonl", step_);
+    }
+  }
+
+  TrainResult run(const std::function<void(const TrainProgress&)>& on_log, int64_t stop_after) {
+    const auto start = std::chrono::steady_clock::now();
+    auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    std::ofstream log(c_.output / "log.jsonl", std::ios::app);
+    at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));  // summed on the device: no syncs
+    double last_loss = 0, grad_norm = 0;
+    int64_t loss_count = 0, images_since = 0;
+    double since = 0;
+    const int64_t end = stop_after > 0 ? std::min(stop_after, c_.steps) : c_.steps;
+    while (step_ < end) {
+      auto [loss, norm] = train_step();
+      ++step_;
+      images_since += c_.batch_size;
+      loss_sum += loss;
+      ++loss_count;
+      if (step_ % c_.log_every == 0 || step_ == end) {
+        grad_norm = norm.item<double>();  // host syncs only once per log interval
+        TrainProgress p;
+        p.step = step_;
+        p.steps = c_.steps;
+        p.loss = last_loss = loss_sum.item<double>() / loss_count;
+        p.lr = learning_rate(c_, step_ - 1);
+        p.grad_norm = grad_norm;
+        p.elapsed_s = elapsed();
+        p.images_per_second = images_since / std::max(1e-9, p.elapsed_s - since);
+        log << json_line({{"step", p.step}, {"loss", p.loss}, {"lr", p.lr}, {"grad_norm", p.grad_norm},
+                          {"images_per_s", p.images_per_second}, {"elapsed_s", p.elapsed_s}});
+        log.flush();
+        if (on_log) on_log(p);
+        loss_sum.zero_();
+        loss_count = 0;
+        images_since = 0;
+        since = p.elapsed_s;
+      }
+      if (c_.checkpoint_every > 0 && step_ % c_.checkpoint_every == 0 && step_ < c_.steps) save_checkpoint();
+      if (c_.sample_every > 0 && step_ % c_.sample_every == 0 && step_ < c_.steps) sample_grid();
+    }
+    TrainResult result;
+    result.steps = step_;
+    result.seconds = elapsed();
+    result.final_loss = last_loss;
+    if (step_ < c_.steps) {  // stopped early: keep everything needed to resume
+      save_checkpoint();
+      return result;
+    }
+    sample_grid();
+    result.model_path = save_final(result);
+    return result;
+  }
+
+ private:
+  std::pair<at::Tensor, at::Tensor> train_step() {
+    const DiTConfig& mc = info_.config;
+    at::Generator g = at::detail::createCPUGenerator(mix(c_.seed, static_cast<uint64_t>(step_)));
+    Batch batch = data_.get(batch_indices(c_, data_.size(), step_));
+    const int64_t B = batch.images.size(0);
+    at::Tensor labels = batch.labels;                                                     // [B]
+    if (mc.has_null_class()) {
+      at::Tensor drop = at::rand({B}, g) < mc.class_dropout_prob;                         // [B]
+      labels = at::where(drop, at::full_like(labels, mc.num_classes), labels);
+    }
+    at::Tensor noise = at::randn(batch.images.sizes(), g);                                 // [B, C, H, W]
+    at::Tensor x0 = batch.images.to(device_), eps = noise.to(device_), y = labels.to(device_);
+    at::Tensor x_t, t_model, steps;
+    if (diffusion_) {
+      steps = at::randint(0, mc.diffusion_steps, {B}, g).to(device_);                     // [B]
+      x_t = diffusion_->q_sample(x0, steps, eps);                                          // [B, C, H, W]
+      t_model = steps;
+    } else {
+      at::Tensor t = at::rand({B}, g).to(device_);                                         // [B]
+      x_t = sampling::flow_interpolate(x0, eps, t);                                        // [B, C, H, W]
+      t_model = t * 1000.0;
+    }
+    at::Tensor out;
+    {
+      AutocastGuard autocast(c_.bf16 && device_.is_cuda());
+      out = model_->forward(x_t, t_model, y);                                              // [B, Cout, H, W]
+    }
+    out = out.to(at::kFloat);
+    at::Tensor loss;
+    if (teacher_) {
+      at::Tensor target;
+      {
+        at::NoGradGuard no_grad;
+        AutocastGuard autocast(c_.bf16 && device_.is_cuda());
+        target = teacher_->forward(x_t, t_model, y).to(at::kFloat);                         // [B, Cout, H, W]
+      }
+      loss = distillation_loss(out, target, static_cast<int>(out.size(1)));
+    } else if (diffusion_) {
+      loss = diffusion_->training_loss(out, x0, x_t, steps, eps).mean();
+    } else {
+      loss = sampling::flow_training_loss(out, x0, eps).mean();
+    }
+    loss.backward();
+
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> grads;
+    for (auto& p : params_) grads.push_back(p.grad().defined() ? p.grad() : at::zeros_like(p));
+    at::Tensor norm = at::stack(at::_foreach_norm(grads)).norm();                          // [] no host sync
+    if (c_.grad_clip > 0) at::_foreach_mul_(grads, at::clamp_max(c_.grad_clip / (norm + 1e-6), 1.0));
+    adamw_update(grads, learning_rate(c_, step_), step_ + 1);
+    // EMA with a warm-up, so early samples are not dominated by the initialisation.
+    const double decay = std::min(c_.ema_decay, (1.0 + step_) / (10.0 + step_));
+    at::_foreach_lerp_(ema_, params_, 1.0 - decay);
+    for (auto& p : params_) p.mutable_grad() = at::Tensor();
+    return {loss.detach(), norm};
+  }
+
+  // AdamW (decoupled weight decay) over all parameters at once; `t` is the 1-based step.
+  void adamw_update(const std::vector<at::Tensor>& grads, double lr, int64_t t) {
+    const double bc1 = 1 - std::pow(c_.beta1, t), bc2 = 1 - std::pow(c_.beta2, t);
+    if (c_.weight_decay > 0) at::_foreach_mul_(params_, 1 - lr * c_.weight_decay);
+    at::_foreach_lerp_(exp_avg_, grads, 1 - c_.beta1);
+    at::_foreach_mul_(exp_avg_sq_, c_.beta2);
+    at::_foreach_addcmul_(exp_avg_sq_, grads, grads, 1 - c_.beta2);
+    std::vector<at::Tensor> denom = at::_foreach_sqrt(exp_avg_sq_);
+    at::_foreach_div_(denom, std::sqrt(bc2));
+    at::_foreach_add_(denom, 1e-8);
+    at::_foreach_addcdiv_(params_, exp_avg_, denom, -lr / bc1);
+  }
+
+  void swap_ema() {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      at::Tensor tmp = params_[i].detach().clone();
+      params_[i].detach().copy_(ema_[i]);
+      ema_[i].copy_(tmp);
+    }
+  }
+
+  void sample_grid() {
+    const DiTConfig& mc = info_.config;
+    if (mc.in_channels != 1 && mc.in_channels != 3) return;
+    swap_ema();
+    GenerationRequest r;
+    const int rows = std::min(mc.num_classes, 10), columns = 10;
+    for (int row = 0; row < rows; ++row)
+      for (int col = 0; col < columns; ++col) {
+        r.labels.push_back(row);
+        r.seeds.push_back(static_cast<uint64_t>(row * columns + col));
+      }
+    r.sampler = {info_.sampler_defaults.sampler, info_.sampler_defaults.steps, 0.0};
+    r.guidance = {mc.has_null_class() ? info_.sampler_defaults.cfg_scale : 1.0, info_.sampler_defaults.cfg_channels};
+    Generator generator(LoadedModel{model_, info_}, device_, at::kFloat);
+    at::Tensor frames = generator.generate(r).frames.select(1, 0);  // [N, C, H, W]
+    model_->train();
+    swap_ema();
+    char name[64];
+    std::snprintf(name, sizeof name, "samples/step-%07lld.png", static_cast<long long>(step_));
+    std::filesystem::create_directories(c_.output / "samples");
+    io::write_png(c_.output / name, tile_images(frames, columns));
+  }
+
+  void save_checkpoint() {
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const auto& item : model_->named_parameters()) tensors.emplace_back("param." + item.key(), item.value());
+    for (size_t i = 0; i < params_.size(); ++i) {
+      tensors.emplace_back("ema." + names_[i], ema_[i]);
+      tensors.emplace_back("adam.exp_avg." + names_[i], exp_avg_[i]);
+      tensors.emplace_back("adam.exp_avg_sq." + names_[i], exp_avg_sq_[i]);
+    }
+    nlohmann::json meta{{"step", step_}, {"train_config", c_.to_json()}, {"model", info_.name}};
+    io::save_tensors(c_.output / "checkpoint.safetensors", tensors, {{kCheckpointKey, meta.dump()}});
+  }
+
+  void load_checkpoint(const std::filesystem::path& path) {
+    io::SafetensorsFile file = io::SafetensorsFile::open(path, ErrorKind::Input);
+    auto meta_it = file.metadata().find(kCheckpointKey);
+    if (meta_it == file.metadata().end())
+      throw Error(ErrorKind::Input, path.string() + ": not a ditgen training checkpoint");
+    int64_t step = 0;
+    try {
+      step = nlohmann::json::parse(meta_it->second).at("step").get<int64_t>();
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(ErrorKind::Input, path.string() + ": malformed checkpoint metadata: " + e.what());
+    }
+    auto take = [&](const std::string& name, at::Tensor& into) {
+      const io::TensorView* view = file.find(name);
+      if (!view || at::IntArrayRef(view->shape) != into.sizes())
+        throw Error(ErrorKind::Input, path.string() + ": tensor '" + name +
+                                          "' is missing or has another shape (was the run's config changed?)");
+      at::NoGradGuard no_grad;
+      into.detach().copy_(io::to_tensor(*view));
+    };
+    for (auto& item : model_->named_parameters()) take("param." + item.key(), item.value());
+    for (size_t i = 0; i < params_.size(); ++i) {
+      take("ema." + names_[i], ema_[i]);
+      take("adam.exp_avg." + names_[i], exp_avg_[i]);
+      take("adam.exp_avg_sq." + names_[i], exp_avg_sq_[i]);
+    }
+    if (step < 0 || step > c_.steps) throw Error(ErrorKind::Input, path.string() + ": step out of range");
+    step_ = step;
+    log::info("resuming " + path.string() + " at step " + std::to_string(step_));
+  }
+
+  std::filesystem::path save_final(const TrainResult& result) {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < params_.size(); ++i) params_[i].detach().copy_(ema_[i]);
+    if (c_.lora) {
+      merge_lora(*model_);
+      remove_lora(*model_);
+    }
+    info_.training = {{"untrained", false},
+                      {"objective", objective_name(info_.config.objective)},
+                      {"steps", step_},
+                      {"batch_size", c_.batch_size},
+                      {"lr", c_.lr},
+                      {"lr_schedule", c_.lr_schedule},
+                      {"ema_decay", c_.ema_decay},
+                      {"seed", c_.seed},
+                      {"device", device_.str()},
+                      {"seconds", result.seconds},
+                      {"final_loss", result.final_loss},
+                      {"images_seen", step_ * c_.batch_size},
+                      {"config", c_.to_json()}};
+    const auto path = c_.output / "model.safetensors";
+    model_->to(at::kCPU);
+    save_model(path, model_, info_, parse_dtype(c_.save_dtype));
+    return path;
+  }
+
+  const TrainConfig& c_;
+  const Dataset& data_;
+  at::Device device_;
+  DiT model_{nullptr}, teacher_{nullptr};
+  ModelInfo info_;
+  std::optional<sampling::GaussianDiffusion> diffusion_;
+  std::vector<std::string> names_;
+  std::vector<at::Tensor> params_, ema_, exp_avg_, exp_avg_sq_;
+  int64_t step_ = 0;
+};
+
+}  // namespace
+
+nlohmann::json TrainConfig::to_json() const {
+  nlohmann::json j{{"model", model},         {"data_dir", data_dir.string()}, {"output", output.string()},
+                   {"steps", steps},         {"batch_size", batch_size},      {"lr", lr},
+                   {"warmup_steps", warmup_steps}, {"lr_schedule", lr_schedule}, {"weight_decay", weight_decay},
+                   {"betas", {beta1, beta2}}, {"grad_clip", grad_clip},       {"ema_decay", ema_decay},
+                   {"seed", seed},           {"bf16", bf16},                  {"freeze", freeze},
+                   {"teacher", teacher},     {"save_dtype", save_dtype}};
+  if (lora) j["lora"] = {{"targets", lora->targets}, {"rank", lora->rank}, {"alpha", lora->alpha}};
+  return j;
+}
+
+TrainConfig load_train_config(const std::filesystem::path& path) {
+  YAML::Node y;
+  try {
+    y = YAML::LoadFile(path.string());
+  } catch (const YAML::Exception& e) {
+    throw Error(ErrorKind::Input, path.string() + ": " + e.what());
+  }
+  if (!y.IsMap()) throw Error(ErrorKind::Input, path.string() + ": expected a mapping of training settings");
+  const std::filesystem::path base = path.parent_path();
+  auto rel = [&](const std::string& p) {
+    if (p.empty() || std::filesystem::path(p).is_absolute()) return std::filesystem::path(p);
+    // Registry names (DiT-S/2) are not paths.
+    if (!std::filesystem::exists(base / p) && official_configs().count(p)) return std::filesystem::path(p);
+    return base / p;
+  };
+  TrainConfig c;
+  try {
+    static const std::set<std::string> known{
+        "model", "data_dir", "output", "steps", "batch_size", "lr", "warmup_steps", "lr_schedule", "weight_decay",
+        "betas", "grad_clip", "ema_decay", "seed", "log_every", "sample_every", "checkpoint_every", "bf16",
+        "device", "freeze", "lora", "teacher", "name", "sampler_defaults", "save_dtype"};
+    for (const auto& kv : y)
+      if (!known.count(kv.first.as<std::string>()))
+        throw Error(ErrorKind::Input, path.string() + ": unknown setting '" + kv.first.as<std::string>() + "'");
+    if (!y["model"]) throw Error(ErrorKind::Input, path.string() + ": 'model' is required");
+    c.model = rel(y["model"].as<std::string>()).string();
+    if (y["data_dir"]) c.data_dir = rel(y["data_dir"].as<std::string>());
+    // Unlike inputs, the output folder is relative to where ditgen runs.
+    c.output = y["output"] ? y["output"].as<std::string>() : "runs/" + path.stem().string();
+    c.steps = y["steps"].as<int64_t>(c.steps);
+    c.batch_size = y["batch_size"].as<int>(c.batch_size);
+    c.lr = y["lr"].as<double>(c.lr);
+    c.warmup_steps = y["warmup_steps"].as<int64_t>(c.warmup_steps);
+    c.lr_schedule = y["lr_schedule"].as<std::string>(c.lr_schedule);
+    c.weight_decay = y["weight_decay"].as<double>(c.weight_decay);
+    if (y["betas"]) {
+      c.beta1 = y["betas"][0].as<double>();
+      c.beta2 = y["betas"][1].as<double>();
+    }
+    c.grad_clip = y["grad_clip"].as<double>(c.grad_clip);
+    c.ema_decay = y["ema_decay"].as<double>(c.ema_decay);
+    c.seed = y["seed"].as<uint64_t>(c.seed);
+    c.log_every = y["log_every"].as<int64_t>(c.log_every);
+    c.sample_every = y["sample_every"].as<int64_t>(c.sample_every);
+    c.checkpoint_every = y["checkpoint_every"].as<int64_t>(c.checkpoint_every);
+    c.bf16 = y["bf16"].as<bool>(c.bf16);
+    c.device = y["device"].as<std::string>(c.device);
+    c.freeze = y["freeze"].as<std::vector<std::string>>(std::vector<std::string>{});
+    if (y["lora"]) {
+      LoraOptions l;
+      l.targets = y["lora"]["targets"].as<std::vector<std::string>>();
+      l.rank = y["lora"]["rank"].as<int>(l.rank);
+      l.alpha = y["lora"]["alpha"].as<double>(l.alpha);
+      c.lora = l;
+    }
+    if (y["teacher"]) c.teacher = rel(y["teacher"].as<std::string>()).string();
+    c.name = y["name"].as<std::string>("");
+    c.save_dtype = y["save_dtype"].as<std::string>(c.save_dtype);
+    if (y["sampler_defaults"]) {
+      const auto& s = y["sampler_defaults"];
+      c.sampler_defaults.sampler = s["sampler"].as<std::string>(c.sampler_defaults.sampler);
+      c.sampler_defaults.steps = s["steps"].as<int>(c.sampler_defaults.steps);
+      c.sampler_defaults.cfg_scale = s["cfg_scale"].as<double>(c.sampler_defaults.cfg_scale);
+      c.sampler_defaults.cfg_channels = s["cfg_channels"].as<int>(c.sampler_defaults.cfg_channels);
+      c.sampler_defaults_set = true;
+    }
+  } catch (const YAML::Exception& e) {
+    throw Error(ErrorKind::Input, path.string() + ": " + e.what());
+  }
+  auto bad = [&](bool cond, const std::string& what) {
+    if (cond) throw Error(ErrorKind::Input, path.string() + ": " + what);
+  };
+  bad(c.steps < 1, "steps must be >= 1");
+  bad(c.batch_size < 1 || c.batch_size > 65536, "batch_size must be in 1..65536");
+  bad(!(c.lr > 0) || c.lr > 1, "lr must be in (0, 1]");
+  bad(c.warmup_steps < 0, "warmup_steps must be >= 0");
+  bad(c.lr_schedule != "constant" && c.lr_schedule != "cosine", "lr_schedule must be constant or cosine");
+  bad(c.weight_decay < 0, "weight_decay must be >= 0");
+  bad(c.grad_clip < 0, "grad_clip must be >= 0");
+  bad(c.ema_decay < 0 || c.ema_decay >= 1, "ema_decay must be in [0, 1)");
+  bad(c.log_every < 1, "log_every must be >= 1");
+  bad(c.sample_every < 0 || c.checkpoint_every < 0, "sample_every and checkpoint_every must be >= 0");
+  bad(c.lora && (c.lora->rank < 1 || c.lora->targets.empty()), "lora needs targets and a rank >= 1");
+  bad(c.save_dtype != "fp32" && c.save_dtype != "bf16", "save_dtype must be fp32 or bf16");
+  return c;
+}
+
+TrainResult train_model(const TrainConfig& config, const Dataset& data, bool resume,
+                        const std::function<void(const TrainProgress&)>& on_log, int64_t stop_after) {
+  Run run(config, data, resume);
+  return run.run(on_log, stop_after);
+}
+
+}  // namespace ditgen::train

@@ -1,0 +1,83 @@
+// Training and fine-tuning of ditgen models: the objective of the model's config (Gaussian diffusion with
+// the official hybrid loss, or flow matching), AdamW, EMA, label dropout for CFG, gradient clipping,
+// bf16 autocast on CUDA, exact resume from atomic checkpoints, a JSONL log and sample grids.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "ditgen/models/model_file.h"
+#include "ditgen/train/dataset.h"
+
+namespace ditgen::train {
+
+struct LoraOptions {
+  std::vector<std::string> targets;  // regexes over linear-layer names
+  int rank = 8;
+  double alpha = 8.0;
+};
+
+struct TrainConfig {
+  std::string model;               // model spec (YAML), registry name, or a model file to fine-tune
+  std::filesystem::path data_dir;  // Fashion-MNIST folder; empty = the Debian package's
+  std::filesystem::path output;    // run folder: checkpoint, log, samples, final model
+  int64_t steps = 1000;
+  int batch_size = 64;
+  double lr = 1e-4;
+  int64_t warmup_steps = 0;
+  std::string lr_schedule = "constant";  // constant | cosine (to 10% of lr)
+  double weight_decay = 0.0;
+  double beta1 = 0.9, beta2 = 0.999;
+  double grad_clip = 1.0;  // max global norm; 0 = off
+  double ema_decay = 0.9999;
+  uint64_t seed = 0;
+  int64_t log_every = 100;
+  int64_t sample_every = 0;      // 0 = only at the end
+  int64_t checkpoint_every = 1000;
+  bool bf16 = true;              // autocast on CUDA
+  std::string device = "auto";
+  std::vector<std::string> freeze;     // regexes over parameter names
+  std::optional<LoraOptions> lora;
+  std::string teacher;           // model file: distil its predictions instead of the data objective
+  std::string name;              // name of the trained model (default: the spec's)
+  std::string save_dtype = "fp32";  // weights of the final model: fp32 or bf16 (halves the file)
+  SamplerDefaults sampler_defaults;  // written into the final model
+  bool sampler_defaults_set = false;
+
+  nlohmann::json to_json() const;
+};
+
+// Reads a YAML training config; relative paths are relative to the file. Throws Error(Input).
+TrainConfig load_train_config(const std::filesystem::path& path);
+
+struct TrainProgress {
+  int64_t step = 0;
+  int64_t steps = 0;
+  double loss = 0;        // mean over the last log interval
+  double lr = 0;
+  double grad_norm = 0;
+  double images_per_second = 0;
+  double elapsed_s = 0;
+};
+
+struct TrainResult {
+  std::filesystem::path model_path;  // final EMA model
+  int64_t steps = 0;
+  double seconds = 0;
+  double final_loss = 0;
+};
+
+// Trains per `config` on `data`, resuming from output/checkpoint.safetensors when it exists and `resume`
+// is set (Error(Usage) when a checkpoint exists and resume is not set, so no run is overwritten by accident).
+// `stop_after` > 0 ends the run early after that step (with a checkpoint), as an interruption would.
+TrainResult train_model(const TrainConfig& config, const Dataset& data, bool resume,
+                        const std::function<void(const TrainProgress&)>& on_log = {}, int64_t stop_after = 0);
+
+}  // namespace ditgen::train
