@@ -56,10 +56,4 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_
   -DDITGEN_PYTHON="$python" "${launcher[@]}" ${DITGEN_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j "$(nproc)"
 
-# 4. The stand-in default model until a trained one ships: untrained, and labelled so in its metadata.
-model="$build/models/untrained-fmnist-tiny.safetensors"
-if [ ! -f "$model" ]; then
-  mkdir -p "$(dirname "$model")"
-  "$build/bin/ditgen" init "$root/configs/models/fmnist-tiny.yaml" -o "$model" --seed 0 >/dev/null
-fi
-say "ready: $build/bin/ditgen (stand-in model: $model)"
+say "ready: $build/bin/ditgen"

@@ -162,3 +162,40 @@ TEST_CASE("generate --help documents the exit codes", "[cli]") {
   CHECK(contains(r.out, "4  model error"));
   CHECK(contains(r.out, "--cfg-channels"));
 }
+
+TEST_CASE("generate uses the shipped default model when -m is not given", "[cli]") {
+  TempDir dir;
+  CliResult r = run_cli({"generate", "ankle boot", "-s", "3", "--steps", "2", "-o", "boot.png"}, dir.path());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto record = nlohmann::json::parse(io::read_png_text(dir / "boot.png").at(1).text);
+  CHECK(record["model"]["name"] == "fmnist-dit");
+  CHECK(record["class_id"] == 9);
+}
+
+TEST_CASE("train and eval run from the command line", "[cli][train]") {
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
+    WARN("Fashion-MNIST not installed; skipped");
+    return;
+  }
+  TempDir dir;
+  std::ofstream(dir / "train.yaml") << "model: " << kSpec << "\noutput: run\nsteps: 4\nbatch_size: 4\n"
+                                    << "log_every: 2\ndevice: cpu\nbf16: false\n"
+                                    << "sampler_defaults: {sampler: ddim, steps: 1, cfg_scale: 2.0}\n";
+  CliResult train = run_cli({"train", "train.yaml"}, dir.path());
+  INFO(train.err);
+  REQUIRE(train.exit_code == 0);
+  CHECK(train.out == "run/model.safetensors\n");
+  CliResult again = run_cli({"train", "train.yaml"}, dir.path());
+  CHECK(again.exit_code == 2);
+  CHECK(contains(again.err, "pass --resume"));
+  CliResult eval = run_cli({"eval", "-m", "run/model.safetensors", "-n", "8", "--steps", "1", "--batch-size", "4",
+                            "-o", "eval.json", "--device", "cpu"},
+                           dir.path());
+  INFO(eval.err);
+  REQUIRE(eval.exit_code == 0);
+  auto j = nlohmann::json::parse(eval.out);
+  for (const char* key : {"fid", "class_accuracy", "real_vs_real_fid", "gflops_per_image", "wall_seconds"})
+    CHECK(j.contains(key));
+  CHECK(std::filesystem::exists(dir / "eval.json"));
+}

@@ -32,10 +32,10 @@ class BrightSide : public train::Dataset {
  public:
   BrightSide(int64_t n, uint64_t seed) {
     at::Generator gen = at::detail::createCPUGenerator(seed);
-    labels_ = at::arange(n, at::kLong).remainder(2);                                    // [N]
-    images_ = at::randn({n, 1, 32, 32}, gen, at::kFloat) * 0.3 - 0.6;             // [N, 1, 32, 32]
-    at::Tensor rows = at::randint(2, 22, {n}, gen, at::kLong);                      // [N]
-    at::Tensor cols = at::randint(2, 6, {n}, gen, at::kLong) + labels_ * 16;        // [N]
+    labels_ = at::arange(n, at::kLong).remainder(2);                          // [N]
+    images_ = at::randn({n, 1, 32, 32}, gen, at::kFloat) * 0.3 - 0.6;         // [N, 1, 32, 32]
+    at::Tensor rows = at::randint(2, 22, {n}, gen, at::kLong);                // [N]
+    at::Tensor cols = at::randint(2, 6, {n}, gen, at::kLong) + labels_ * 16;  // [N]
     for (int64_t i = 0; i < n; ++i)
       images_[i].narrow(1, rows[i].item<int64_t>(), 8).narrow(2, cols[i].item<int64_t>(), 8).add_(1.2);
     images_.clamp_(-1, 1);
@@ -175,7 +175,7 @@ TEST_CASE("Fashion-MNIST classifier shapes and size", "[eval]") {
   CHECK(bytes < 2 * 1000 * 1000);
 }
 
-TEST_CASE("classifier training, saving and loading", "[eval]") {
+TEST_CASE("classifier learns a synthetic task and round-trips through its file", "[eval]") {
   test::TempDir dir;
   const BrightSide train_set(256, 1), test_set(200, 2);
   ClassifierTrainOptions options;
@@ -195,75 +195,102 @@ TEST_CASE("classifier training, saving and loading", "[eval]") {
   const nlohmann::json training = nlohmann::json::parse(file.metadata().at("ditgen.training"));
   for (const char* key : {"epochs", "batch_size", "lr", "seed", "seconds", "device"}) CHECK(training.contains(key));
   CHECK(training["device"] == "cpu");
+  CHECK(training["train_images"] == 256);
 
   FmnistClassifier loaded = load_classifier(path, at::kCPU);
   CHECK(!loaded->is_training());
   CHECK(classifier_accuracy(loaded, test_set) == Approx(report.test_accuracy));
+}
 
-  SECTION("the same seed gives the same weights; `limit` uses a prefix") {
-    ClassifierTrainOptions quick;
-    quick.epochs = 1;
-    quick.batch_size = 16;
-    quick.limit = 48;
-    const BrightSide tiny_test(4, 5);
-    train_classifier(train_set, tiny_test, quick, dir / "a.safetensors");
-    train_classifier(Prefix(train_set, 48), tiny_test, quick, dir / "b.safetensors");
-    auto a = io::load_tensors(dir / "a.safetensors"), b = io::load_tensors(dir / "b.safetensors");
-    REQUIRE(a.size() == b.size());
-    for (const auto& [name, tensor] : a) CHECK(at::equal(tensor, b.at(name)));
-    CHECK(nlohmann::json::parse(io::SafetensorsFile::open(dir / "a.safetensors").metadata().at("ditgen.training"))
-              .at("train_images") == 48);
+TEST_CASE("classifier training is deterministic for a seed; `limit` takes a prefix", "[eval]") {
+  test::TempDir dir;
+  const BrightSide train_set(96, 1), test_set(4, 5);
+  ClassifierTrainOptions options;
+  options.epochs = 1;
+  options.batch_size = 16;
+  options.limit = 48;
+  options.seed = 7;
+  train_classifier(train_set, test_set, options, dir / "a.safetensors");
+  train_classifier(Prefix(train_set, 48), test_set, options, dir / "b.safetensors");
+  auto a = io::load_tensors(dir / "a.safetensors"), b = io::load_tensors(dir / "b.safetensors");
+  REQUIRE(a.size() == b.size());
+  for (const auto& [name, tensor] : a) CHECK(at::equal(tensor, b.at(name)));
+  CHECK(nlohmann::json::parse(io::SafetensorsFile::open(dir / "a.safetensors").metadata().at("ditgen.training"))
+            .at("train_images") == 48);
+  options.seed = 8;
+  train_classifier(train_set, test_set, options, dir / "c.safetensors");
+  CHECK(!at::equal(a.at("fc1.weight"), io::load_tensors(dir / "c.safetensors").at("fc1.weight")));
+}
+
+TEST_CASE("classifier files that do not match are refused with Error(Model)", "[eval]") {
+  test::TempDir dir;
+  ClassifierTrainOptions options;
+  options.epochs = 1;
+  options.batch_size = 8;
+  const auto path = dir / "classifier.safetensors";
+  train_classifier(BrightSide(8, 1), BrightSide(2, 2), options, path);
+  const auto tensors = io::load_tensors(path);
+  const io::Metadata meta = io::SafetensorsFile::open(path).metadata();
+  auto refused = [&](const std::filesystem::path& p) {
+    const std::string message = error_message([&] { load_classifier(p, at::kCPU); });
+    INFO(message);
+    CHECK(error_kind([&] { load_classifier(p, at::kCPU); }) == ErrorKind::Model);
+    CHECK(test::contains(message, p.string()));
+  };
+  io::Metadata wrong_kind = meta;
+  wrong_kind["ditgen.kind"] = "dit";
+  refused(write_variant(dir, tensors, wrong_kind));
+  io::Metadata no_kind = meta;
+  no_kind.erase("ditgen.kind");
+  refused(write_variant(dir, tensors, no_kind));
+  auto missing = tensors;
+  missing.erase("bn2.running_var");
+  refused(write_variant(dir, missing, meta));
+  auto extra = tensors;
+  extra["fc3.weight"] = at::zeros({2});
+  refused(write_variant(dir, extra, meta));
+  auto reshaped = tensors;
+  reshaped["fc2.weight"] = at::zeros({9, 256});
+  refused(write_variant(dir, reshaped, meta));
+  auto retyped = tensors;
+  retyped["fc2.bias"] = retyped["fc2.bias"].to(at::kDouble);
+  refused(write_variant(dir, retyped, meta));
+  {
+    std::ofstream garbage(dir / "garbage.safetensors", std::ios::binary);
+    garbage << "not a safetensors file at all";
   }
-  SECTION("mismatched or corrupt files are refused with Error(Model)") {
-    const auto tensors = io::load_tensors(path);
-    const io::Metadata meta = file.metadata();
-    auto refused = [&](const std::filesystem::path& p) {
-      std::string message = error_message([&] { load_classifier(p, at::kCPU); });
-      INFO(message);
-      CHECK(error_kind([&] { load_classifier(p, at::kCPU); }) == ErrorKind::Model);
-      CHECK(test::contains(message, p.string()));
-    };
-    io::Metadata wrong_kind = meta;
-    wrong_kind["ditgen.kind"] = "dit";
-    refused(write_variant(dir, tensors, wrong_kind));
-    io::Metadata no_kind = meta;
-    no_kind.erase("ditgen.kind");
-    refused(write_variant(dir, tensors, no_kind));
-    auto missing = tensors;
-    missing.erase("fc1.weight");
-    refused(write_variant(dir, missing, meta));
-    auto extra = tensors;
-    extra["fc3.weight"] = at::zeros({2});
-    refused(write_variant(dir, extra, meta));
-    auto reshaped = tensors;
-    reshaped["fc2.weight"] = at::zeros({9, 256});
-    refused(write_variant(dir, reshaped, meta));
-    auto retyped = tensors;
-    retyped["fc2.bias"] = retyped["fc2.bias"].to(at::kDouble);
-    refused(write_variant(dir, retyped, meta));
-    {
-      std::ofstream garbage(dir / "garbage.safetensors", std::ios::binary);
-      garbage << "not a safetensors file at all";
-    }
-    refused(dir / "garbage.safetensors");
-    refused(dir / "absent.safetensors");
-    refused(test::golden("tiny_p2.model.safetensors"));  // a DiT, not a classifier
+  refused(dir / "garbage.safetensors");
+  refused(dir / "absent.safetensors");
+  refused(test::golden("tiny_p2.model.safetensors"));  // a DiT, not a classifier
+}
+
+TEST_CASE("classifier training refuses bad options and datasets", "[eval]") {
+  test::TempDir dir;
+  const BrightSide data(8, 1);
+  const auto out = dir / "x.safetensors";
+  ClassifierTrainOptions bad;
+  bad.epochs = 0;
+  CHECK(error_kind([&] { train_classifier(data, data, bad, out); }) == ErrorKind::Usage);
+  bad = {};
+  bad.batch_size = 0;
+  CHECK(error_kind([&] { train_classifier(data, data, bad, out); }) == ErrorKind::Usage);
+  bad = {};
+  bad.lr = 0;
+  CHECK(error_kind([&] { train_classifier(data, data, bad, out); }) == ErrorKind::Usage);
+  bad = {};
+  bad.limit = -1;
+  CHECK(error_kind([&] { train_classifier(data, data, bad, out); }) == ErrorKind::Usage);
+  const ClassifierTrainOptions good;
+  for (const Blank& wrong : {Blank(1, 16, 2), Blank(3, 32, 2), Blank(1, 32, 11)}) {
+    CHECK(error_kind([&] { train_classifier(wrong, data, good, out); }) == ErrorKind::Input);
+    CHECK(error_kind([&] { train_classifier(data, wrong, good, out); }) == ErrorKind::Input);
   }
-  SECTION("bad options and datasets") {
-    ClassifierTrainOptions bad = options;
-    bad.epochs = 0;
-    CHECK(error_kind([&] { train_classifier(train_set, test_set, bad, dir / "x.safetensors"); }) == ErrorKind::Usage);
-    bad = options;
-    bad.lr = 0;
-    CHECK(error_kind([&] { train_classifier(train_set, test_set, bad, dir / "x.safetensors"); }) == ErrorKind::Usage);
-    for (const Blank& wrong : {Blank(1, 16, 2), Blank(3, 32, 2), Blank(1, 32, 11)}) {
-      CHECK(error_kind([&] { train_classifier(wrong, test_set, options, dir / "x.safetensors"); }) == ErrorKind::Input);
-      CHECK(error_kind([&] { train_classifier(train_set, wrong, options, dir / "x.safetensors"); }) == ErrorKind::Input);
-    }
-    // refused before training, not after
-    CHECK(error_kind([&] { train_classifier(train_set, test_set, options, dir / "no" / "such" / "x"); }) ==
-          ErrorKind::Output);
-  }
+  // refused before the training, not after
+  CHECK(error_kind([&] { train_classifier(data, data, good, dir / "no" / "such" / "x"); }) == ErrorKind::Output);
+  CHECK(dir.listing().empty());
+  ClassifierTrainOptions no_data;
+  no_data.data_dir = dir / "no-such-dataset";
+  CHECK(error_kind([&] { train_classifier(no_data, out); }) == ErrorKind::Input);
 }
 
 TEST_CASE("evaluate() scores a Fashion-MNIST model", "[eval]") {
@@ -295,7 +322,7 @@ TEST_CASE("evaluate() scores a Fashion-MNIST model", "[eval]") {
     CHECK(error_kind([&] { evaluate(generator, options); }) == ErrorKind::Model);
   }
   SECTION("end to end on the real dataset") {
-    const std::filesystem::path data = "/usr/share/datasets/fashion-mnist";
+    const std::filesystem::path data = train::default_fashion_mnist_dir();
     if (!std::filesystem::exists(data)) {
       WARN("skipped: no Fashion-MNIST at " << data);
       return;

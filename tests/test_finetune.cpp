@@ -20,8 +20,12 @@ namespace {
 
 const std::string kTargets = "blocks\\.[0-9]+\\.(attn\\.(qkv|proj)|mlp\\.fc[12])";
 
+// The tiny patch-2 model (or a file saved from it) with the golden inputs.
 struct Golden {
-  LoadedModel m = load_model(golden("tiny_p2.model.safetensors"), at::kCPU, at::kFloat);
+  explicit Golden(const std::filesystem::path& model = golden("tiny_p2.model.safetensors"))
+      : m(load_model(model, at::kCPU, at::kFloat)) {}
+
+  LoadedModel m;
   std::map<std::string, at::Tensor> io = io::load_tensors(golden("tiny_p2.io.safetensors"));
 
   at::Tensor forward() {
@@ -275,8 +279,7 @@ TEST_CASE("A merged, removed LoRA saves as a plain model with the adapted output
     CHECK(lora_layers(*g.m.model).empty());
     CHECK(max_abs_diff(g.forward(), adapted) <= 1e-5);  // the merged weights stay
     save_model(dir / "merged.safetensors", g.m.model, g.m.info);
-    Golden reloaded;
-    reloaded.m = load_model(dir / "merged.safetensors", at::kCPU, at::kFloat);
+    Golden reloaded(dir / "merged.safetensors");
     CHECK(max_abs_diff(reloaded.forward(), adapted) <= 1e-5);
   }
 }

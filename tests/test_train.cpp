@@ -99,8 +99,10 @@ TEST_CASE("Stopping at step 100 and resuming gives the uninterrupted run's weigh
   TempDir dir;
   BarsDataset data;
   train::TrainConfig straight = tiny_config(dir, "eps", "straight");
+  straight.steps = 150;
   train::train_model(straight, data, false);
   train::TrainConfig split = tiny_config(dir, "eps", "split");
+  split.steps = 150;
   auto first = train::train_model(split, data, false, {}, 100);
   CHECK(first.model_path.empty());
   CHECK(error_kind([&] { train::train_model(split, data, false); }) == ErrorKind::Usage);  // no silent restart

@@ -21,6 +21,7 @@ class FmnistClassifierImpl : public torch::nn::Module {
   static constexpr int kClasses = 10;
   static constexpr int kFeatures = 256;
 
+  // Randomly initialised (LibTorch's default initialisation; seed with at::manual_seed first).
   FmnistClassifierImpl();
 
   // Class logits of images x [B, 1, 32, 32] in [-1, 1] -> [B, 10].

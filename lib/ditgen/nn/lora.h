@@ -29,7 +29,9 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
   bool has_lora() const { return lora_A.defined(); }
   // Whether the adapter is folded into the weight (forward then skips it).
   bool merged() const { return merged_; }
+  // The adapter's rank r (0 without one).
   int rank() const { return static_cast<int>(has_lora() ? lora_A.size(0) : 0); }
+  // alpha / r, the factor on the low-rank path.
   double scale() const { return scale_; }
 
   // weight += scale * B A, computed in float32 and rounded once (so bf16 weights lose no more than one

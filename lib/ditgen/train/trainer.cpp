@@ -200,17 +200,15 @@ class Run {
         images_since = 0;
         since = p.elapsed_s;
       }
-      if (c_.checkpoint_every > 0 && step_ % c_.checkpoint_every == 0 && step_ < c_.steps) save_checkpoint();
+      if (c_.checkpoint_every > 0 && step_ % c_.checkpoint_every == 0 && step_ < end) save_checkpoint();
       if (c_.sample_every > 0 && step_ % c_.sample_every == 0 && step_ < c_.steps) sample_grid();
     }
     TrainResult result;
     result.steps = step_;
     result.seconds = elapsed();
     result.final_loss = last_loss;
-    if (step_ < c_.steps) {  // stopped early: keep everything needed to resume
-      save_checkpoint();
-      return result;
-    }
+    save_checkpoint();  // also when finished: the folder then refuses a silent restart, and --resume can extend it
+    if (step_ < c_.steps) return result;
     sample_grid();
     result.model_path = save_final(result);
     return result;
