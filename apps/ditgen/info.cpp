@@ -63,8 +63,8 @@ int run_info(const InfoOptions& o) {
               c.learn_sigma ? " with learned sigma" : "", c.diffusion_steps);
   std::printf("parameters:  %lld (%.2f M)\n", static_cast<long long>(dit_parameter_count(c)),
               dit_parameter_count(c) / 1e6);
-  std::printf("GFLOPs:      %.1f per forward at %dx%d (%d px), %d tokens (MAC convention)\n", gflops, h, w,
-              h * pixel_scale, (h / c.patch_size) * (w / c.patch_size));
+  std::printf("GFLOPs:      %.1f per forward at %dx%d (%dx%d px), %d tokens (MAC convention)\n", gflops, h, w,
+              h * pixel_scale, w * pixel_scale, (h / c.patch_size) * (w / c.patch_size));
   std::printf("sampling:    %s, %d steps, cfg %g%s\n", info.sampler_defaults.sampler.c_str(),
               info.sampler_defaults.steps, info.sampler_defaults.cfg_scale,
               info.sampler_defaults.cfg_channels ? (" on " + std::to_string(info.sampler_defaults.cfg_channels) +
