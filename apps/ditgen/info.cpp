@@ -23,8 +23,7 @@ struct InfoOptions {
 int run_info(const InfoOptions& o) {
   ModelInfo info;
   if (std::filesystem::exists(o.model) && std::filesystem::path(o.model).extension() == ".safetensors") {
-    // Weights are not needed: read the metadata and size only.
-    info = load_model(o.model, at::kCPU, at::kFloat).info;
+    info = read_model_info(o.model);  // the weights are not needed
   } else {
     info = model_spec(o.model);
   }

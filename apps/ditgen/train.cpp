@@ -26,7 +26,7 @@ int run_train(const TrainOptions& o) {
   train::TrainConfig config = train::load_train_config(o.config);
   if (!o.device.empty()) config.device = o.device;
   ModelInfo spec = std::filesystem::path(config.model).extension() == ".safetensors"
-                       ? load_model(config.model, at::kCPU, at::kFloat).info
+                       ? read_model_info(config.model)
                        : model_spec(config.model);
   const std::filesystem::path dir = config.data_dir.empty() ? train::default_fashion_mnist_dir() : config.data_dir;
   train::FashionMnist data(dir, train::Split::Train, spec.config.input_height);

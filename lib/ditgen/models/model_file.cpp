@@ -95,14 +95,28 @@ std::string ModelInfo::class_label(int64_t id) const {
   return id >= 0 && id < static_cast<int64_t>(class_names.size()) ? class_names[id] : std::to_string(id);
 }
 
+namespace {
+
+// The description of an opened, validated model file: metadata, path, hash.
+ModelInfo info_from_file(const io::SafetensorsFile& file, const std::filesystem::path& path) {
+  ModelInfo info = info_from_metadata(file.metadata(), path.string());
+  info.path = path;
+  info.sha256 = sha256_hex(path);
+  if (info.name.empty()) info.name = path.stem().string();
+  return info;
+}
+
+}  // namespace
+
+ModelInfo read_model_info(const std::filesystem::path& path) {
+  return info_from_file(io::SafetensorsFile::open(path, ErrorKind::Model), path);
+}
+
 LoadedModel load_model(const std::filesystem::path& path, const at::Device& device, at::ScalarType dtype) {
   io::SafetensorsFile file = io::SafetensorsFile::open(path, ErrorKind::Model);
   const std::string where = path.string();
   LoadedModel loaded;
-  loaded.info = info_from_metadata(file.metadata(), where);
-  loaded.info.path = path;
-  loaded.info.sha256 = sha256_hex(path);
-  if (loaded.info.name.empty()) loaded.info.name = path.stem().string();
+  loaded.info = info_from_file(file, path);
   loaded.model = DiT(loaded.info.config);
 
   torch::NoGradGuard no_grad;

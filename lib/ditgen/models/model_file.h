@@ -43,6 +43,9 @@ struct LoadedModel {
   ModelInfo info;
 };
 
+// Reads a model file's description (the file is validated; its weights are not loaded). Error(Model).
+ModelInfo read_model_info(const std::filesystem::path& path);
+
 // Loads and validates a model file onto a device in a dtype (float types only).
 // Throws Error(Model) naming the file for anything missing, malformed or mismatched.
 LoadedModel load_model(const std::filesystem::path& path, const at::Device& device, at::ScalarType dtype);
