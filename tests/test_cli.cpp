@@ -1,5 +1,6 @@
 // The ditgen CLI end to end on tiny models: outputs, metadata, exit codes, nothing left behind on errors.
 #include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -113,6 +114,38 @@ TEST_CASE("info reports the config and GFLOPs", "[cli]") {
   CHECK(j["training"]["untrained"] == true);
 }
 
+TEST_CASE("bench times forwards and whole generations and prints JSON records", "[cli][bench]") {
+  TempDir dir;
+  CliResult r = run_cli({"bench", "-m", tiny_model(), "--device", "cpu", "--json", "-b", "1,2", "--reps", "2",
+                         "--warmup", "0", "--sample-batch", "2", "--steps", "2", "--sample-reps", "1"},
+                        dir.path());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  std::vector<nlohmann::json> records;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) records.push_back(nlohmann::json::parse(line));
+  REQUIRE(records.size() == 3);  // eager forwards at batch 1 and 2, one generation; CPU skips fused/fast
+  CHECK(contains(r.err, "path 'fast' needs a CUDA device"));
+  auto info = nlohmann::json::parse(run_cli({"info", tiny_model(), "--json"}, dir.path()).out);
+  for (const auto& j : records) {
+    CHECK(j["tool"] == "ditgen");
+    CHECK(j["path"] == "eager");
+    CHECK(j["height"] == 32);
+    CHECK(j["gflops_per_image"].get<double>() == Approx(info["gflops_per_forward"].get<double>()));
+    CHECK(j["ms"].get<double>() > 0);
+    CHECK(j["ms_min"].get<double>() <= j["ms"].get<double>());
+    CHECK(j["mfu"].is_null());  // no MFU off CUDA
+  }
+  CHECK(records[0]["kind"] == "forward");
+  CHECK(records[1]["batch"] == 2);
+  const auto& sample = records[2];
+  CHECK(sample["kind"] == "sample");
+  CHECK(sample["steps"] == 2);
+  // 2 images x 2 steps x 2 guidance branches forwards in the generation.
+  CHECK(sample["tflops"].get<double>() == Approx(2 * sample["gflops_per_image"].get<double>() * 8 /
+                                                 sample["ms"].get<double>()));
+}
+
 TEST_CASE("bad input gets one clear line, its exit code, and no output", "[cli][errors]") {
   TempDir dir;
   std::ofstream(dir / "not-a-folder") << "x";
@@ -142,6 +175,11 @@ TEST_CASE("bad input gets one clear line, its exit code, and no output", "[cli][
       {{"generate", "--steps", "x"}, 2, "usage error"},
       {{"frobnicate"}, 2, "usage error"},
       {{"generate", "-m", golden("tiny_p2.model.safetensors").string(), "1"}, 2, "--save-latents"},
+      {{"bench", "-m", model, "--path", "warp"}, 2, "unknown path 'warp'"},
+      {{"bench", "-m", model, "-b", "0"}, 2, "batch sizes must be in 1..4096"},
+      {{"bench", "-m", model, "--size", "33"}, 2, "must be a multiple of the patch size 2"},
+      {{"bench", "-m", model, "--device", "cpu", "--attention", "magic"}, 2, "unknown attention backend 'magic'"},
+      {{"bench", "-m", "missing.safetensors"}, 4, "missing.safetensors"},
   };
   const auto before = dir.listing();
   for (const Case& c : cases) {

@@ -60,7 +60,7 @@ TEST_CASE("Samplers driven by an exact oracle recover the data", "[sampling]") {
       at::Tensor eps = (x - std::sqrt(acp) * x0) / std::sqrt(1 - acp);
       return at::cat({eps, at::zeros_like(eps)}, 1);
     };
-    at::Tensor out = sampling::denoise(oracle, *sampler, at::randn({2, 3, 4, 4}), gens);
+    at::Tensor out = sampling::denoise(sampling::model_step(oracle, *sampler), *sampler, at::randn({2, 3, 4, 4}), gens);
     INFO("ddim " << steps << " steps, max abs error " << max_abs_diff(out, x0));
     CHECK(max_abs_diff(out, x0) < 1e-4);
   }
@@ -71,7 +71,7 @@ TEST_CASE("Samplers driven by an exact oracle recover the data", "[sampling]") {
   sampling::ModelFn velocity = [&](const at::Tensor& x, const at::Tensor& t) {
     return (x - x0) / (t[0].item<double>() / 1000.0);  // the straight path's velocity
   };
-  CHECK(max_abs_diff(sampling::denoise(velocity, *euler, at::randn({2, 3, 4, 4}), gens), x0) < 1e-5);
+  CHECK(max_abs_diff(sampling::denoise(sampling::model_step(velocity, *euler), *euler, at::randn({2, 3, 4, 4}), gens), x0) < 1e-5);
 }
 
 TEST_CASE("Sampling runs match the PyTorch reference", "[sampling][golden]") {

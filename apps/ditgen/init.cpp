@@ -14,7 +14,7 @@ namespace ditgen::cli {
 namespace {
 
 struct InitOptions {
-  std::string spec, output, dtype = "fp32";
+  std::string spec, output, dtype = "fp32", weights = "official";
   uint64_t seed = 0;
 };
 
@@ -23,8 +23,14 @@ int run_init(const InitOptions& o) {
   ModelInfo info = model_spec(o.spec);
   at::manual_seed(o.seed);
   DiT model(info.config);
-  model->initialize_weights();
-  info.training = {{"untrained", true}, {"init_seed", o.seed}};
+  if (o.weights == "official") {
+    model->initialize_weights();
+  } else if (o.weights == "normal") {
+    model->normal_weights(0.02, o.seed);
+  } else {
+    throw Error(ErrorKind::Usage, "unknown --weights '" + o.weights + "' (use official or normal)");
+  }
+  info.training = {{"untrained", true}, {"init_seed", o.seed}, {"init", o.weights}};
   save_model(o.output, model, info, dtype);
   std::printf("%s\n", o.output.c_str());
   return 0;
@@ -41,6 +47,10 @@ Command add_init_command(CLI::App& root) {
   app->add_option("-o,--output", o->output, "Model file to write (.safetensors)")->required();
   app->add_option("--seed", o->seed, "Initialisation seed")->capture_default_str();
   app->add_option("--dtype", o->dtype, "Weight dtype: fp32, bf16 or fp16")->capture_default_str();
+  app->add_option("--weights", o->weights,
+                  "official (the DiT initialisation: adaLN and output layers zero) or normal (every weight "
+                  "N(0, 0.02): non-trivial random models for benchmarks and parity runs)")
+      ->capture_default_str();
   return {app, [o] { return run_init(*o); }};
 }
 

@@ -1,8 +1,14 @@
 #include "ditgen/models/dit.h"
 
+#include <tuple>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
+
 #include <torch/nn/init.h>
 
 #include "ditgen/core/error.h"
+#include "ditgen/cuda/adaln.h"
 
 namespace ditgen {
 
@@ -31,18 +37,48 @@ at::Tensor DiTImpl::unpatchify(const at::Tensor& x, int grid_h, int grid_w) cons
       .reshape({B, C, grid_h * p, grid_w * p});    // [B, C, H, W]
 }
 
-at::Tensor DiTImpl::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
+DiTImpl::Embedded DiTImpl::embed(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
   const int p = config_.patch_size;
   TORCH_CHECK(x.dim() == 4 && x.size(1) == config_.in_channels, "DiT expects [B, ", config_.in_channels,
               ", H, W], got ", x.sizes());
   TORCH_CHECK(x.size(2) % p == 0 && x.size(3) % p == 0, "DiT input ", x.sizes(), " is not divisible by patch ", p);
-  const int gh = static_cast<int>(x.size(2)) / p, gw = static_cast<int>(x.size(3)) / p;
-  at::Tensor h = x_embedder->forward(x);                              // [B, N, D]
-  h = h + pos_embed(gh, gw, h.options());                            // [B, N, D]
-  at::Tensor c = t_embedder->forward(t) + y_embedder->forward(y);   // [B, D]
-  for (const auto& block : *blocks) h = block->as<nn::DiTBlock>()->forward(h, c);  // [B, N, D]
-  h = final_layer->forward(h, c);                                    // [B, N, p*p*Cout]
-  return unpatchify(h, gh, gw);                                      // [B, Cout, H, W]
+  Embedded e;
+  e.grid_h = static_cast<int>(x.size(2)) / p;
+  e.grid_w = static_cast<int>(x.size(3)) / p;
+  e.tokens = x_embedder->forward(x);                                  // [B, N, D]
+  e.tokens = e.tokens + pos_embed(e.grid_h, e.grid_w, e.tokens.options());  // [B, N, D]
+  e.condition = t_embedder->forward(t) + y_embedder->forward(y);     // [B, D]
+  return e;
+}
+
+at::Tensor DiTImpl::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
+  return cuda::use_fused_path(x) ? forward_fused(x, t, y) : forward_reference(x, t, y);
+}
+
+at::Tensor DiTImpl::forward_reference(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
+  Embedded e = embed(x, t, y);
+  at::Tensor h = e.tokens;                                                             // [B, N, D]
+  for (const auto& block : *blocks) h = block->as<nn::DiTBlock>()->forward(h, e.condition);  // [B, N, D]
+  h = final_layer->forward(h, e.condition);                                           // [B, N, p*p*Cout]
+  return unpatchify(h, e.grid_h, e.grid_w);                                           // [B, Cout, H, W]
+}
+
+at::Tensor DiTImpl::forward_fused(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
+  Embedded e = embed(x, t, y);
+  const at::Tensor silu_c = at::silu(e.condition);  // [B, D], shared by every adaLN head
+  const int depth = static_cast<int>(blocks->size());
+  auto block = [&](int i) { return blocks[i]->as<nn::DiTBlock>(); };
+  std::vector<at::Tensor> mod = block(0)->modulation(silu_c);                 // 6 x [B, D]
+  at::Tensor h = e.tokens;                                                    // [B, N, D]
+  at::Tensor h_mod = cuda::layer_norm_modulate(h, mod[0], mod[1]);            // [B, N, D]
+  for (int i = 0; i < depth; ++i) {
+    std::vector<at::Tensor> next = i + 1 < depth ? block(i + 1)->modulation(silu_c)      // 6 x [B, D]
+                                                 : final_layer->modulation(silu_c);      // 2 x [B, D]
+    std::tie(h, h_mod) = block(i)->forward_chained(h, h_mod, mod, next[0], next[1]);     // [B, N, D] x2
+    mod = std::move(next);
+  }
+  at::Tensor out = final_layer->linear->forward(h_mod);                       // [B, N, p*p*Cout]
+  return unpatchify(out, e.grid_h, e.grid_w);                                 // [B, Cout, H, W]
 }
 
 void DiTImpl::initialize_weights() {
@@ -68,6 +104,12 @@ void DiTImpl::initialize_weights() {
   auto* final_mod = final_layer->adaLN_modulation[1]->as<torch::nn::Linear>();
   for (at::Tensor t : {final_mod->weight, final_mod->bias, final_layer->linear->weight, final_layer->linear->bias})
     torch::nn::init::zeros_(t);
+}
+
+void DiTImpl::normal_weights(double std, uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  c10::InferenceMode guard;
+  for (at::Tensor& p : parameters()) p.copy_(at::normal(0.0, std, p.sizes(), gen, at::kFloat));
 }
 
 double dit_gflops(const DiTConfig& c, int height, int width) {

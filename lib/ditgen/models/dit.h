@@ -20,10 +20,19 @@ class DiTImpl : public torch::nn::Module {
 
   // Noise (or velocity) prediction: x [B, C, H, W] with H, W multiples of the patch; t [B] timesteps
   // (integer or fractional); y [B] class ids, num_classes being the null class. -> [B, Cout, H, W]
+  // Runs forward_fused on CUDA in inference (unless fused kernels are disabled), else forward_reference.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y);
+  // Block by block, as the official code computes it (training and CPU use this).
+  at::Tensor forward_reference(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y);
+  // The same function with the adaLN steps fused across block boundaries, SiLU(c) computed once and GELU in
+  // the MLP's GEMM epilogue. Off CUDA each fused op falls back to its reference. No autograd.
+  at::Tensor forward_fused(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y);
 
   // The official initialisation (xavier linears, N(0, 0.02) embeddings, zeroed adaLN and output layers).
   void initialize_weights();
+  // Every parameter ~ N(0, std) drawn on the CPU from `seed`: random weights for benchmarks and parity runs,
+  // where the official zeros would make the adaLN and output layers trivial.
+  void normal_weights(double std, uint64_t seed);
 
   const DiTConfig& config() const { return config_; }
 
@@ -34,6 +43,12 @@ class DiTImpl : public torch::nn::Module {
   nn::FinalLayer final_layer{nullptr};
 
  private:
+  struct Embedded {
+    at::Tensor tokens;     // [B, N, D] patch embeddings plus positions
+    at::Tensor condition;  // [B, D] timestep plus label embedding
+    int grid_h = 0, grid_w = 0;
+  };
+  Embedded embed(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y);
   at::Tensor pos_embed(int grid_h, int grid_w, const at::TensorOptions& options);  // [1, N, D], cached
   at::Tensor unpatchify(const at::Tensor& x, int grid_h, int grid_w) const;     // [B, N, p*p*C] -> [B, C, H, W]
 

@@ -1,5 +1,12 @@
 #include "ditgen/nn/attention.h"
 
+#include <algorithm>
+
+#include <ATen/Context.h>
+#include <ATen/SDPBackend.h>
+
+#include "ditgen/core/error.h"
+
 namespace ditgen::nn {
 
 AttentionImpl::AttentionImpl(int hidden_size, int num_heads) : num_heads_(num_heads) {
@@ -16,6 +23,48 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x) {
   at::Tensor o = at::scaled_dot_product_attention(h[0], h[1], h[2]);  // [B, H, N, hd]
   o = o.transpose(1, 2).reshape({B, N, D});                            // [B, N, D]
   return proj->forward(o);                                             // [B, N, D]
+}
+
+namespace {
+
+// SDPBackend values by name, in torch's default order (overrideable, a plug-in slot, stays last).
+const std::vector<std::pair<std::string, at::SDPBackend>>& backends() {
+  static const std::vector<std::pair<std::string, at::SDPBackend>> table{
+      {"flash", at::SDPBackend::flash_attention},
+      {"efficient", at::SDPBackend::efficient_attention},
+      {"math", at::SDPBackend::math},
+      {"cudnn", at::SDPBackend::cudnn_attention}};
+  return table;
+}
+
+}  // namespace
+
+std::vector<std::string> attention_backend_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, backend] : backends()) names.push_back(name);
+  return names;
+}
+
+void prefer_attention_backend(const std::string& name) {
+  std::vector<int64_t> order;
+  for (const auto& [n, backend] : backends())
+    if (n == name) order.push_back(static_cast<int64_t>(backend));
+  if (order.empty() && name != "auto")
+    throw Error(ErrorKind::Usage, "unknown attention backend '" + name + "' (use auto, flash, cudnn, efficient or math)");
+  for (const auto& [n, backend] : backends())
+    if (n != name) order.push_back(static_cast<int64_t>(backend));
+  order.push_back(static_cast<int64_t>(at::SDPBackend::overrideable));
+  at::globalContext().setSDPPriorityOrder(order);
+}
+
+std::string attention_backend(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim,
+                              const at::TensorOptions& options) {
+  // Laid out as forward() slices them from the fused qkv projection.
+  at::Tensor qkv = at::empty({batch, tokens, 3, heads, head_dim}, options).permute({2, 0, 3, 1, 4});
+  const auto chosen = static_cast<at::SDPBackend>(at::_fused_sdp_choice(qkv[0], qkv[1], qkv[2]));
+  for (const auto& [name, backend] : backends())
+    if (backend == chosen) return name;
+  return "other";
 }
 
 }  // namespace ditgen::nn

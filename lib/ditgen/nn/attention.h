@@ -1,6 +1,9 @@
 // Multi-head self-attention over all tokens (timm's Attention: fused qkv with bias, output projection).
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
@@ -20,5 +23,15 @@ class AttentionImpl : public torch::nn::Module {
   int num_heads_;
 };
 TORCH_MODULE(Attention);
+
+// SDPA backend names in the order torch tries them by default.
+std::vector<std::string> attention_backend_names();
+// Puts one SDPA backend (flash, cudnn, efficient, math) first in the order torch tries them; "auto"
+// restores torch's default order. Process-wide. Error(Usage) for another name.
+void prefer_attention_backend(const std::string& name);
+// The backend SDPA runs for queries [batch, heads, tokens, head_dim] with these options ("flash", "cudnn",
+// "efficient", "math"), as torch chooses it now.
+std::string attention_backend(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim,
+                              const at::TensorOptions& options);
 
 }  // namespace ditgen::nn

@@ -2,6 +2,8 @@
 
 #include <torch/nn/modules/activation.h>
 
+#include "ditgen/cuda/adaln.h"
+
 namespace ditgen::nn {
 
 at::Tensor modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {
@@ -27,6 +29,28 @@ at::Tensor DiTBlockImpl::forward(const at::Tensor& x, const at::Tensor& c) {
   return h + gate_mlp.unsqueeze(1) * mlp->forward(modulate(layer_norm_plain(h), shift_mlp, scale_mlp));  // [B,N,D]
 }
 
+namespace {
+// The Linear of a (SiLU, Linear) adaLN head applied to an already activated condition, split in n.
+std::vector<at::Tensor> adaln_chunks(torch::nn::Sequential& head, const at::Tensor& silu_c, int64_t n) {
+  auto* lin = head[1]->as<torch::nn::Linear>();
+  return at::linear(silu_c, lin->weight, lin->bias).chunk(n, 1);  // n x [B, D]
+}
+}  // namespace
+
+std::vector<at::Tensor> DiTBlockImpl::modulation(const at::Tensor& silu_c) {
+  return adaln_chunks(adaLN_modulation, silu_c, 6);
+}
+
+std::pair<at::Tensor, at::Tensor> DiTBlockImpl::forward_chained(const at::Tensor& x, const at::Tensor& x_mod,
+                                                                const std::vector<at::Tensor>& mod,
+                                                                const at::Tensor& next_shift,
+                                                                const at::Tensor& next_scale) {
+  at::Tensor a = attn->forward(x_mod);                                                             // [B, N, D]
+  auto [h, h_mod] = cuda::gated_residual_layer_norm_modulate(x, mod[2], a, mod[3], mod[4]);       // [B, N, D] x2
+  at::Tensor m = mlp->forward(h_mod);                                                              // [B, N, D]
+  return cuda::gated_residual_layer_norm_modulate(h, mod[5], m, next_shift, next_scale);          // [B, N, D] x2
+}
+
 FinalLayerImpl::FinalLayerImpl(int hidden_size, int patch_size, int out_channels) {
   linear = register_module("linear", torch::nn::Linear(hidden_size, patch_size * patch_size * out_channels));
   adaLN_modulation = register_module(
@@ -36,6 +60,10 @@ FinalLayerImpl::FinalLayerImpl(int hidden_size, int patch_size, int out_channels
 at::Tensor FinalLayerImpl::forward(const at::Tensor& x, const at::Tensor& c) {
   auto mod = adaLN_modulation->forward(c).chunk(2, 1);               // 2 x [B, D]
   return linear->forward(modulate(layer_norm_plain(x), mod[0], mod[1]));  // [B, N, p*p*Cout]
+}
+
+std::vector<at::Tensor> FinalLayerImpl::modulation(const at::Tensor& silu_c) {
+  return adaln_chunks(adaLN_modulation, silu_c, 2);
 }
 
 }  // namespace ditgen::nn

@@ -1,6 +1,9 @@
 // The dense DiT block with adaLN-Zero conditioning, and the final (de-embedding) layer.
 #pragma once
 
+#include <utility>
+#include <vector>
+
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
@@ -21,6 +24,17 @@ class DiTBlockImpl : public torch::nn::Module {
   DiTBlockImpl(int hidden_size, int num_heads, int mlp_hidden);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& c);  // [B, N, D], [B, D] -> [B, N, D]
 
+  // The six adaLN vectors (shift, scale, gate for attention, then for the MLP) from SiLU(c), which the
+  // fused path computes once for all blocks. [B, D] -> 6 x [B, D]
+  std::vector<at::Tensor> modulation(const at::Tensor& silu_c);
+  // The fused inference form, chained across blocks so each residual step and the next norm share one
+  // kernel: x is the residual stream, x_mod = modulate(LayerNorm(x)) with this block's attention shift and
+  // scale, mod = modulation(...). Returns the new stream and its norm modulated by next_shift/next_scale
+  // (the next block's attention pair, or the final layer's). Same function as forward().
+  std::pair<at::Tensor, at::Tensor> forward_chained(const at::Tensor& x, const at::Tensor& x_mod,
+                                                    const std::vector<at::Tensor>& mod, const at::Tensor& next_shift,
+                                                    const at::Tensor& next_scale);
+
   Attention attn{nullptr};
   Mlp mlp{nullptr};
   torch::nn::Sequential adaLN_modulation{nullptr};  // SiLU, Linear(D -> 6D)
@@ -31,6 +45,8 @@ class FinalLayerImpl : public torch::nn::Module {
  public:
   FinalLayerImpl(int hidden_size, int patch_size, int out_channels);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& c);  // [B, N, D], [B, D] -> [B, N, p*p*Cout]
+  // Shift and scale from SiLU(c) (the fused path). [B, D] -> 2 x [B, D]
+  std::vector<at::Tensor> modulation(const at::Tensor& silu_c);
 
   torch::nn::Linear linear{nullptr};
   torch::nn::Sequential adaLN_modulation{nullptr};  // SiLU, Linear(D -> 2D)

@@ -14,7 +14,7 @@ LoRALinearImpl::LoRALinearImpl(int64_t in_features, int64_t out_features)
 
 at::Tensor LoRALinearImpl::forward(const at::Tensor& x) {
   at::Tensor out = torch::nn::LinearImpl::forward(x);  // [..., out]
-  if (!has_lora() || merged_) return out;
+  if (is_plain_linear()) return out;
   // Two thin matmuls cost r * (in + out) per token; forming B A would cost in * out.
   at::Tensor low = at::linear(x, lora_A);             // [..., r]
   return out + scale_ * at::linear(low, lora_B);      // [..., out]

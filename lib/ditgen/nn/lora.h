@@ -29,6 +29,8 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
   bool has_lora() const { return lora_A.defined(); }
   // Whether the adapter is folded into the weight (forward then skips it).
   bool merged() const { return merged_; }
+  // Whether forward() is just the linear layer (no adapter, or a merged one).
+  bool is_plain_linear() const { return !has_lora() || merged_; }
   // The adapter's rank r (0 without one).
   int rank() const { return static_cast<int>(has_lora() ? lora_A.size(0) : 0); }
   // alpha / r, the factor on the low-rank path.

@@ -57,6 +57,28 @@ double Generator::gflops_per_image(const GenerationRequest& r) const {
   return dit_gflops(model_.info.config, h, w) * branches * sampling::make_sampler(r.sampler, model_.info.config)->steps();
 }
 
+CudaGraph& Generator::step_graph(const GenerationRequest& r, const sampling::Sampler& sampler, const at::Tensor& x,
+                                  const at::Tensor& y, const at::Tensor& scalars, const at::Tensor& noise) {
+  // Everything the captured kernels depend on besides their inputs.
+  const std::string key = c10::str(x.sizes(), "|", r.guidance.scale, "|", r.guidance.channels, "|", r.sampler.name,
+                                   "|", sampler.needs_noise());
+  std::unique_ptr<CudaGraph>& graph = graphs_[key];
+  if (graph) return *graph;
+  if (graphs_.size() > 8) {  // bound the memory held by captures of shapes no longer in use
+    graphs_.clear();
+    return step_graph(r, sampler, x, y, scalars, noise);
+  }
+  CudaGraph::Fn step = [&](const std::vector<at::Tensor>& in) -> std::vector<at::Tensor> {
+    // in: x [b, C, H, W] float, t [b], y [b], step scalars [n], noise [b, C, H, W] when the sampler needs it
+    at::Tensor out = sampling::guided_output(model_.model, in[0].to(dtype_), in[1], in[2], r.guidance).to(at::kFloat);
+    return {sampler.step_with(in[0], out, in[3], in.size() > 4 ? in[4] : at::Tensor())};
+  };
+  std::vector<at::Tensor> examples{x, at::zeros({x.size(0)}, x.options()), y, scalars};
+  if (noise.defined()) examples.push_back(noise);
+  graph = std::make_unique<CudaGraph>(step, examples);
+  return *graph;
+}
+
 GenerationResult Generator::generate(const GenerationRequest& r, const std::function<void(const Progress&)>& on_progress,
                                      const std::function<bool()>& cancelled) {
   validate(r);
@@ -84,6 +106,23 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
     sampling::ModelFn model_fn = [&](const at::Tensor& xt, const at::Tensor& t) {
       return sampling::guided_output(model_.model, xt.to(dtype_), t, y, r.guidance).to(at::kFloat);
     };
+    sampling::StepFn step = sampling::model_step(model_fn, *sampler);
+    if (uses_cuda_graphs()) {
+      // Every step's timestep and scalars go to the device once; each replay copies its own in.
+      std::vector<float> timesteps, scalars;
+      for (int k = 0; k < sampler->steps(); ++k) {
+        timesteps.push_back(static_cast<float>(sampler->model_timestep(k)));
+        for (float v : sampler->step_scalars(k)) scalars.push_back(v);
+      }
+      at::Tensor t_table = at::tensor(timesteps).to(device_);                                  // [K]
+      at::Tensor s_table = at::tensor(scalars).view({sampler->steps(), -1}).to(device_);      // [K, n]
+      step = [&, t_table, s_table](const at::Tensor& xk, int k, const at::Tensor& noise) {
+        std::vector<at::Tensor> in{xk, t_table[k].expand({xk.size(0)}), y, s_table[k]};
+        if (noise.defined()) in.push_back(noise);
+        CudaGraph& graph = step_graph(r, *sampler, xk, y, s_table[k], noise);
+        return graph.replay(in)[0].clone();  // [b, C, H, W], outliving the next replay
+      };
+    }
     std::vector<at::Tensor> states;
     sampling::DenoiseHooks hooks;
     hooks.cancelled = cancelled;
@@ -98,7 +137,7 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
       p.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       on_progress(p);
     };
-    at::Tensor out = sampling::denoise(model_fn, *sampler, x, gens, hooks);
+    at::Tensor out = sampling::denoise(step, *sampler, x, gens, hooks);
     if (!out.defined()) {
       result.cancelled = true;
       return result;

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,6 +13,7 @@
 #include <ATen/ATen.h>
 
 #include "ditgen/models/model_file.h"
+#include "ditgen/pipeline/cuda_graph.h"
 #include "ditgen/sampling/guidance.h"
 #include "ditgen/sampling/sampler.h"
 
@@ -65,12 +68,24 @@ class Generator {
   // MAC GFLOPs per image for a request (all model evaluations, the guidance branch included).
   double gflops_per_image(const GenerationRequest& request) const;
 
+  // On CUDA, each sampler step (guided forward and update) is captured once per batch shape, guidance and
+  // sampler kind, and replayed for every step and batch (default on; off = eager launches).
+  void set_cuda_graphs(bool enabled) { cuda_graphs_ = enabled; }
+  bool uses_cuda_graphs() const { return cuda_graphs_ && cuda_graphs_available() && device_.is_cuda(); }
+  // Frees the captured graphs and their memory.
+  void clear_graphs() { graphs_.clear(); }
+
  private:
   std::pair<int, int> size_of(const GenerationRequest& request) const;
+  // The captured step for a batch, capturing it on first use.
+  CudaGraph& step_graph(const GenerationRequest& request, const sampling::Sampler& sampler, const at::Tensor& x,
+                        const at::Tensor& y, const at::Tensor& scalars, const at::Tensor& noise);
 
   LoadedModel model_;
   at::Device device_;
   at::ScalarType dtype_;
+  bool cuda_graphs_ = true;
+  std::map<std::string, std::unique_ptr<CudaGraph>> graphs_;
 };
 
 // Parses "auto", "cpu", "cuda", "cuda:N"; auto picks CUDA when available. Throws Error(Usage).

@@ -9,17 +9,22 @@ at::Tensor draw_noise(std::vector<at::Generator>& generators, int64_t channels, 
   return at::stack(noise);                                                                          // [B, C, H, W]
 }
 
-at::Tensor denoise(const ModelFn& model, const Sampler& sampler, at::Tensor x, std::vector<at::Generator>& generators,
+StepFn model_step(ModelFn model, const Sampler& sampler) {
+  return [model = std::move(model), &sampler](const at::Tensor& x, int k, const at::Tensor& noise) {
+    at::Tensor t = at::full({x.size(0)}, sampler.model_timestep(k), x.options());  // [B]
+    return sampler.step(x, model(x, t), k, noise);                                  // [B, C, H, W]
+  };
+}
+
+at::Tensor denoise(const StepFn& step, const Sampler& sampler, at::Tensor x, std::vector<at::Generator>& generators,
                    const DenoiseHooks& hooks) {
   const int total = sampler.steps();
-  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t C = x.size(1), H = x.size(2), W = x.size(3);
   if (hooks.on_state) hooks.on_state(x);
   for (int k = 0; k < total; ++k) {
     if (hooks.cancelled && hooks.cancelled()) return {};
-    at::Tensor t = at::full({B}, sampler.model_timestep(k), x.options());                  // [B]
-    at::Tensor out = model(x, t);                                                          // [B, Cout, H, W]
     at::Tensor noise = sampler.needs_noise() ? draw_noise(generators, C, H, W).to(x.device()) : at::Tensor();
-    x = sampler.step(x, out, k, noise);                                                    // [B, C, H, W]
+    x = step(x, k, noise);  // [B, C, H, W]
     if (hooks.on_state) hooks.on_state(x);
     if (hooks.on_step) hooks.on_step(k + 1, total);
   }

@@ -13,6 +13,12 @@ namespace ditgen::sampling {
 
 // The (guided) model: x [B, C, H, W] and timesteps [B] -> output [B, Cout, H, W].
 using ModelFn = std::function<at::Tensor(const at::Tensor& x, const at::Tensor& t)>;
+// One sampler step: the state x at step k, and that step's noise (defined when the sampler needs noise)
+// -> the state after the step.
+using StepFn = std::function<at::Tensor(const at::Tensor& x, int k, const at::Tensor& noise)>;
+
+// The plain step: evaluate the model at the step's timestep, then the sampler's update.
+StepFn model_step(ModelFn model, const Sampler& sampler);
 
 struct DenoiseHooks {
   std::function<void(int step, int total)> on_step;  // after each step (1-based)
@@ -26,7 +32,7 @@ at::Tensor draw_noise(std::vector<at::Generator>& generators, int64_t channels, 
 
 // Runs the sampler from x (the initial noise, float32 on the model's device). Returns the sample, or an
 // undefined tensor when cancelled. Step noise comes from `generators` (one per image) in step order.
-at::Tensor denoise(const ModelFn& model, const Sampler& sampler, at::Tensor x, std::vector<at::Generator>& generators,
+at::Tensor denoise(const StepFn& step, const Sampler& sampler, at::Tensor x, std::vector<at::Generator>& generators,
                    const DenoiseHooks& hooks = {});
 
 }  // namespace ditgen::sampling

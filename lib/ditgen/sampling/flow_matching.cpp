@@ -13,9 +13,10 @@ FlowEuler::FlowEuler(int steps) : steps_(steps) {
 
 double FlowEuler::time(int k) const { return 1.0 - static_cast<double>(k) / steps_; }
 
+float FlowEuler::step_size(int k) const { return static_cast<float>(time(k + 1) - time(k)); }
+
 at::Tensor FlowEuler::step(const at::Tensor& x, const at::Tensor& velocity, int k) const {
-  const float dt = static_cast<float>(time(k + 1) - time(k));  // negative: towards the data
-  return x + dt * velocity;                                     // [B, C, H, W]
+  return x + step_size(k) * velocity;  // [B, C, H, W]
 }
 
 at::Tensor flow_interpolate(const at::Tensor& x0, const at::Tensor& noise, const at::Tensor& t) {

@@ -12,6 +12,7 @@ class FlowEuler {
   int steps() const { return steps_; }
   double time(int k) const;        // t_k = 1 - k / steps, k = 0 .. steps
   double model_timestep(int k) const { return 1000.0 * time(k); }
+  float step_size(int k) const;  // t_{k+1} - t_k, negative: towards the data
   at::Tensor step(const at::Tensor& x, const at::Tensor& velocity, int k) const;  // x_{k+1} [B, C, H, W]
 
  private:

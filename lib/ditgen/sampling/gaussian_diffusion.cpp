@@ -73,42 +73,75 @@ GaussianDiffusion::GaussianDiffusion(int train_steps, int sample_steps, Variance
     fixed_log_var_.push_back(std::log(i == 0 ? (n > 1 ? posterior_var[1] : betas_[0]) : betas_[i]));
 }
 
-at::Tensor GaussianDiffusion::predict_xstart(const at::Tensor& x, const at::Tensor& eps, int i) const {
-  return f32(sqrt_recip_acp_[i]) * x - f32(sqrt_recipm1_acp_[i]) * eps;  // [B, C, H, W]
+DdimScalars<float> GaussianDiffusion::ddim_scalars(int i, double eta) const {
+  const float ab = f32(alphas_cumprod_[i]), abp = f32(alphas_cumprod_prev_[i]);
+  const float sigma = static_cast<float>(eta) * std::sqrt((1 - abp) / (1 - ab)) * std::sqrt(1 - ab / abp);
+  return {f32(sqrt_recip_acp_[i]), f32(sqrt_recipm1_acp_[i]), std::sqrt(abp), std::sqrt(1 - abp - sigma * sigma),
+          sigma};
 }
+
+DdpmScalars<float> GaussianDiffusion::ddpm_scalars(int i) const {
+  const bool learned = variance_ == VarianceType::LearnedRange;
+  return {f32(sqrt_recip_acp_[i]), f32(sqrt_recipm1_acp_[i]), f32(coef1_[i]), f32(coef2_[i]),
+          f32(log_betas_[i]), f32(learned ? posterior_log_var_clipped_[i] : fixed_log_var_[i]), i == 0 ? 0.f : 1.f};
+}
+
+namespace {
+at::Tensor filled_like(const at::Tensor& x, float v) { return at::full_like(x, v); }
+at::Tensor filled_like(const at::Tensor& x, const at::Tensor& v) { return v.expand_as(x); }
+}  // namespace
+
+template <class S>
+at::Tensor ddim_update(const at::Tensor& x, const at::Tensor& model_out, const DdimScalars<S>& s,
+                       const at::Tensor& noise) {
+  at::Tensor x0 = s.x0_from_x * x - s.x0_from_eps * model_out.narrow(1, 0, x.size(1));  // [B, C, H, W]
+  at::Tensor eps = (s.x0_from_x * x - x0) / s.x0_from_eps;                              // [B, C, H, W]
+  at::Tensor out = x0 * s.sqrt_alpha_prev + s.eps_coef * eps;                          // [B, C, H, W]
+  if (noise.defined()) out = out + s.sigma * noise;
+  return out;
+}
+
+template <class S>
+at::Tensor ddpm_update(const at::Tensor& x, const at::Tensor& model_out, const DdpmScalars<S>& s,
+                       VarianceType variance, const at::Tensor& noise) {
+  const int64_t C = x.size(1);
+  at::Tensor x0 = s.x0_from_x * x - s.x0_from_eps * model_out.narrow(1, 0, C);  // [B, C, H, W]
+  at::Tensor mean = s.coef_x0 * x0 + s.coef_x * x;                              // [B, C, H, W]
+  if (!noise.defined()) return mean;
+  at::Tensor log_var;                                                            // [B, C, H, W]
+  if (variance == VarianceType::LearnedRange) {
+    at::Tensor frac = (model_out.narrow(1, C, C) + 1) / 2;
+    log_var = frac * s.log_var_max + (1 - frac) * s.log_var_min;
+  } else {
+    log_var = filled_like(x, s.log_var_min);
+  }
+  return mean + s.noise_scale * (at::exp(0.5 * log_var) * noise);  // [B, C, H, W]
+}
+
+template at::Tensor ddim_update(const at::Tensor&, const at::Tensor&, const DdimScalars<float>&, const at::Tensor&);
+template at::Tensor ddim_update(const at::Tensor&, const at::Tensor&, const DdimScalars<at::Tensor>&,
+                                const at::Tensor&);
+template at::Tensor ddpm_update(const at::Tensor&, const at::Tensor&, const DdpmScalars<float>&, VarianceType,
+                                const at::Tensor&);
+template at::Tensor ddpm_update(const at::Tensor&, const at::Tensor&, const DdpmScalars<at::Tensor>&, VarianceType,
+                                const at::Tensor&);
 
 at::Tensor GaussianDiffusion::ddpm_step(const at::Tensor& x, const at::Tensor& model_out, int i,
                                         const at::Tensor& noise) const {
-  const int64_t C = x.size(1);
-  at::Tensor eps = model_out.narrow(1, 0, C);                                        // [B, C, H, W]
-  at::Tensor x0 = predict_xstart(x, eps, i);                                         // [B, C, H, W]
-  at::Tensor mean = f32(coef1_[i]) * x0 + f32(coef2_[i]) * x;                        // [B, C, H, W]
-  if (i == 0) return mean;
-  at::Tensor log_var;
-  if (variance_ == VarianceType::LearnedRange) {
-    at::Tensor frac = (model_out.narrow(1, C, C) + 1) / 2;                            // [B, C, H, W]
-    log_var = frac * f32(log_betas_[i]) + (1 - frac) * f32(posterior_log_var_clipped_[i]);
-  } else {
-    log_var = at::full_like(x, f32(fixed_log_var_[i]));
-  }
-  return mean + at::exp(0.5 * log_var) * noise;  // [B, C, H, W]
+  return ddpm_update(x, model_out, ddpm_scalars(i), variance_, i == 0 ? at::Tensor() : noise);
 }
 
 at::Tensor GaussianDiffusion::ddim_step(const at::Tensor& x, const at::Tensor& model_out, int i, double eta,
                                         const at::Tensor& noise) const {
-  const int64_t C = x.size(1);
-  at::Tensor x0 = predict_xstart(x, model_out.narrow(1, 0, C), i);                       // [B, C, H, W]
-  at::Tensor eps = (f32(sqrt_recip_acp_[i]) * x - x0) / f32(sqrt_recipm1_acp_[i]);      // [B, C, H, W]
-  const float ab = f32(alphas_cumprod_[i]), abp = f32(alphas_cumprod_prev_[i]);
-  const float sigma = static_cast<float>(eta) * std::sqrt((1 - abp) / (1 - ab)) * std::sqrt(1 - ab / abp);
-  at::Tensor out = x0 * std::sqrt(abp) + std::sqrt(1 - abp - sigma * sigma) * eps;       // [B, C, H, W]
-  if (i > 0 && sigma > 0) out = out + sigma * noise;
-  return out;
+  const DdimScalars<float> s = ddim_scalars(i, eta);
+  return ddim_update(x, model_out, s, i > 0 && s.sigma > 0 ? noise : at::Tensor());
 }
 
 at::Tensor GaussianDiffusion::lookup(const std::vector<double>& table, const at::Tensor& i) const {
-  at::Tensor t = at::tensor(table, at::TensorOptions().dtype(at::kDouble)).to(i.device());  // [T]
-  return t.index_select(0, i).to(at::kFloat).view({-1, 1, 1, 1});                          // [B, 1, 1, 1]
+  at::Tensor& t = device_tables_.tensors[&table];
+  if (!t.defined() || t.device() != i.device())
+    t = at::tensor(table, at::TensorOptions().dtype(at::kDouble)).to(i.device());  // [T]
+  return t.index_select(0, i).to(at::kFloat).view({-1, 1, 1, 1});                 // [B, 1, 1, 1]
 }
 
 at::Tensor GaussianDiffusion::q_sample(const at::Tensor& x0, const at::Tensor& i, const at::Tensor& noise) const {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -19,6 +20,30 @@ std::vector<int64_t> space_timesteps(int train_steps, int count);
 
 enum class VarianceType { LearnedRange, FixedLarge };
 
+// The scalars of one sampling step. S is float (eager steps) or a 0-dim tensor on the model's device, so a
+// step captured in a CUDA graph reads them from device memory and one capture serves every step.
+template <class S>
+struct DdimScalars {
+  S x0_from_x, x0_from_eps;  // x0 = x0_from_x * x - x0_from_eps * eps
+  S sqrt_alpha_prev, eps_coef, sigma;  // x' = sqrt(abar_prev) x0 + eps_coef eps + sigma noise
+};
+template <class S>
+struct DdpmScalars {
+  S x0_from_x, x0_from_eps;
+  S coef_x0, coef_x;            // posterior mean = coef_x0 x0 + coef_x x
+  S log_var_max, log_var_min;   // learned range: interpolated by the model; fixed: log_var_min
+  S noise_scale;                // 0 on the last step (no noise), else 1
+};
+
+// One DDIM update from the model output (eps channels first); noise is added when defined.
+template <class S>
+at::Tensor ddim_update(const at::Tensor& x, const at::Tensor& model_out, const DdimScalars<S>& s,
+                       const at::Tensor& noise);
+// One ancestral update; noise (when defined) is scaled by the learned or fixed standard deviation.
+template <class S>
+at::Tensor ddpm_update(const at::Tensor& x, const at::Tensor& model_out, const DdpmScalars<S>& s,
+                       VarianceType variance, const at::Tensor& noise);
+
 // The process respaced to a subset of the training timesteps; index i runs over the kept steps, ascending.
 class GaussianDiffusion {
  public:
@@ -27,9 +52,12 @@ class GaussianDiffusion {
   int steps() const { return static_cast<int>(timestep_map_.size()); }
   const std::vector<int64_t>& timestep_map() const { return timestep_map_; }
   const std::vector<double>& betas() const { return betas_; }
+  VarianceType variance() const { return variance_; }
 
-  // x0 predicted from x_t and the eps channels of the model output. [B, C, H, W]
-  at::Tensor predict_xstart(const at::Tensor& x, const at::Tensor& eps, int i) const;
+  // Step scalars at kept index i, rounded to float32 as the reference rounds them.
+  DdimScalars<float> ddim_scalars(int i, double eta) const;
+  DdpmScalars<float> ddpm_scalars(int i) const;
+
   // One ancestral (DDPM) step with the learned or fixed variance; `noise` is used unless i == 0.
   at::Tensor ddpm_step(const at::Tensor& x, const at::Tensor& model_out, int i, const at::Tensor& noise) const;
   // One DDIM step with stochasticity eta; `noise` is needed only when eta > 0 and i > 0.
@@ -53,6 +81,18 @@ class GaussianDiffusion {
   std::vector<double> posterior_log_var_clipped_, coef1_, coef2_;
   std::vector<double> fixed_log_var_;
   VarianceType variance_;
+  // The tables lookup() used, copied to the device once (training looks up about 8 a step). A copy of
+  // the diffusion starts with an empty cache, since the keys are this object's members.
+  struct DeviceTables {
+    std::map<const std::vector<double>*, at::Tensor> tensors;
+    DeviceTables() = default;
+    DeviceTables(const DeviceTables&) {}
+    DeviceTables& operator=(const DeviceTables&) {
+      tensors.clear();
+      return *this;
+    }
+  };
+  mutable DeviceTables device_tables_;
 };
 
 }  // namespace ditgen::sampling

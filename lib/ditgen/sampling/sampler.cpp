@@ -26,6 +26,21 @@ class DiffusionSampler : public Sampler {
     const int i = steps() - 1 - k;
     return ddim_ ? diffusion_.ddim_step(x, out, i, eta_, noise) : diffusion_.ddpm_step(x, out, i, noise);
   }
+  std::vector<float> step_scalars(int k) const override {
+    const int i = steps() - 1 - k;
+    if (ddim_) {
+      const DdimScalars<float> s = diffusion_.ddim_scalars(i, eta_);
+      return {s.x0_from_x, s.x0_from_eps, s.sqrt_alpha_prev, s.eps_coef, s.sigma};
+    }
+    const DdpmScalars<float> s = diffusion_.ddpm_scalars(i);
+    return {s.x0_from_x, s.x0_from_eps, s.coef_x0, s.coef_x, s.log_var_max, s.log_var_min, s.noise_scale};
+  }
+  at::Tensor step_with(const at::Tensor& x, const at::Tensor& out, const at::Tensor& v,
+                       const at::Tensor& noise) const override {
+    if (ddim_) return ddim_update(x, out, DdimScalars<at::Tensor>{v[0], v[1], v[2], v[3], v[4]}, noise);
+    return ddpm_update(x, out, DdpmScalars<at::Tensor>{v[0], v[1], v[2], v[3], v[4], v[5], v[6]},
+                       diffusion_.variance(), noise);
+  }
 
  private:
   GaussianDiffusion diffusion_;
@@ -41,6 +56,11 @@ class EulerSampler : public Sampler {
   bool needs_noise() const override { return false; }
   at::Tensor step(const at::Tensor& x, const at::Tensor& out, int k, const at::Tensor&) const override {
     return flow_.step(x, out.narrow(1, 0, x.size(1)), k);
+  }
+  std::vector<float> step_scalars(int k) const override { return {flow_.step_size(k)}; }
+  at::Tensor step_with(const at::Tensor& x, const at::Tensor& out, const at::Tensor& v,
+                       const at::Tensor&) const override {
+    return x + v[0] * out.narrow(1, 0, x.size(1));  // [B, C, H, W]
   }
 
  private:

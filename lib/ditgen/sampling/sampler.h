@@ -27,6 +27,14 @@ class Sampler {
   virtual bool needs_noise() const = 0;
   // x after step k given the model output (guided) at x. `noise` is undefined when needs_noise() is false.
   virtual at::Tensor step(const at::Tensor& x, const at::Tensor& model_out, int k, const at::Tensor& noise) const = 0;
+
+  // The scalars step k uses. With step_with() they let one CUDA-graph capture serve every step: the
+  // scalars of all steps are uploaded once and copied into the graph's input before each replay.
+  virtual std::vector<float> step_scalars(int k) const = 0;
+  // step() with step_scalars(k) given as a float tensor [n] on x's device; `noise` is defined exactly when
+  // needs_noise() (a step that adds none gets a zero coefficient instead of a branch).
+  virtual at::Tensor step_with(const at::Tensor& x, const at::Tensor& model_out, const at::Tensor& scalars,
+                               const at::Tensor& noise) const = 0;
 };
 
 // Names the samplers accept for models of this objective.

@@ -1,0 +1,90 @@
+// `ditgen bench`: time the forward pass and whole generations along the engine's paths (eager, fused,
+// fast), with throughput, TFLOP/s, MFU and peak memory. docs/PERFORMANCE.md explains how to read them.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <c10/util/StringUtil.h>
+
+#include "commands.h"
+#include "ditgen/pipeline/benchmark.h"
+
+namespace ditgen::cli {
+
+namespace {
+
+struct BenchCliOptions {
+  BenchOptions bench;
+  bool json = false;
+};
+
+void print_row(const BenchRecord& r) {
+  const std::string what = r.kind == "forward" ? "forward" : "sample x" + std::to_string(*r.steps);
+  const std::string mfu = r.mfu ? c10::str(static_cast<int>(*r.mfu * 1000 + 0.5) / 10.0, "%") : "-";
+  const std::string mem = r.peak_memory_gib ? c10::str(static_cast<int>(*r.peak_memory_gib * 100 + 0.5) / 100.0) : "-";
+  std::printf("%-6s %-10s %5d %5dx%-5d %10.3f %10.1f %8.1f %6s %8s  %s\n", r.path.c_str(), what.c_str(), r.batch,
+              r.height, r.width, r.ms, r.images_per_s, r.tflops, mfu.c_str(), mem.c_str(), r.attention.c_str());
+  std::fflush(stdout);
+}
+
+int run_bench(BenchCliOptions& o) {
+  if (o.bench.model.empty()) o.bench.model = default_model_path();
+  bool header = false;
+  run_benchmark(o.bench, [&](const BenchRecord& r) {
+    if (o.json) {
+      std::printf("%s\n", to_json(r).dump().c_str());
+      std::fflush(stdout);
+      return;
+    }
+    if (!header) {
+      std::printf("%s %s on %s\n", r.model.c_str(), r.dtype.c_str(), r.device.c_str());
+      std::printf("%-6s %-10s %5s %11s %10s %10s %8s %6s %8s  %s\n", "path", "run", "batch", "size", "ms", "img/s",
+                  "TFLOP/s", "MFU", "mem GiB", "attention");
+      header = true;
+    }
+    print_row(r);
+  });
+  return 0;
+}
+
+}  // namespace
+
+Command add_bench_command(CLI::App& root) {
+  auto o = std::make_shared<BenchCliOptions>();
+  BenchOptions& b = o->bench;
+  CLI::App* app = root.add_subcommand(
+      "bench",
+      "Time the model forward and whole generations: ms, images/s, TFLOP/s, MFU (vs 800 TFLOP/s bf16) and peak "
+      "memory, for each engine path. Paths: eager = the reference forward; fused = fused adaLN kernels and GELU "
+      "GEMM epilogue; fast = fused + CUDA graphs (forward, and each sampler step). Times are medians of CUDA-event "
+      "timings after warm-up.");
+  app->add_option("-m,--model", b.model,
+                  "Model file, YAML spec or registry name (e.g. DiT-XL/2, random weights); default: the shipped model");
+  app->add_option("-b,--batch", b.batches, "Images per forward, comma-separated (e.g. 1,8,64)")
+      ->delimiter(',')
+      ->capture_default_str();
+  app->add_option("--size", b.sizes,
+                  "Square input sizes in latent pixels, comma-separated (DiT-XL/2: 32 = 256 px); default: the model's")
+      ->delimiter(',');
+  app->add_option("--dtype", b.dtype, "fp32, bf16 or fp16")->capture_default_str();
+  app->add_option("--device", b.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  app->add_option("--path", b.paths, "Engine paths to time: eager, fused, fast (comma-separated); off CUDA only eager")
+      ->delimiter(',')
+      ->capture_default_str();
+  app->add_option("--attention", b.attention, "SDPA backend to prefer: auto, flash, cudnn, efficient, math")
+      ->capture_default_str();
+  app->add_option("--warmup", b.warmup, "Untimed forwards before timing")->capture_default_str();
+  app->add_option("--reps", b.reps, "Timed forwards (median reported)")->capture_default_str();
+  app->add_option("--sample-batch", b.sample_batch, "Images per timed whole generation; 0 skips it")
+      ->capture_default_str();
+  app->add_option("--steps", b.steps, "Sampling steps of a whole generation")->capture_default_str();
+  app->add_option("--sampler", b.sampler, "Sampler of a whole generation")->capture_default_str();
+  app->add_option("--cfg-scale", b.cfg_scale, "Guidance scale of a whole generation (1 = no null branch)")
+      ->capture_default_str();
+  app->add_option("--sample-reps", b.sample_reps, "Timed whole generations (after one warm-up)")->capture_default_str();
+  app->add_option("--seed", b.seed, "Seed of the random weights and inputs")->capture_default_str();
+  app->add_flag("--json", o->json, "One JSON record per line (the keys of scripts/bench/torch_reference.py)");
+  return {app, [o] { return run_bench(*o); }};
+}
+
+}  // namespace ditgen::cli

@@ -1,0 +1,85 @@
+#include "ditgen/core/device.h"
+
+#include <ATen/Context.h>
+
+#ifdef DITGEN_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#endif
+
+namespace ditgen {
+
+#ifdef DITGEN_HAVE_CUDA
+struct DeviceTimer::Events {
+  at::cuda::CUDAEvent begin{cudaEventDefault}, end{cudaEventDefault};
+};
+#else
+struct DeviceTimer::Events {};
+#endif
+
+void synchronize(c10::Device device) {
+#ifdef DITGEN_HAVE_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::CUDAGuard guard(device);
+    c10::cuda::getCurrentCUDAStream().synchronize();
+  }
+#else
+  (void)device;
+#endif
+}
+
+std::string device_name(c10::Device device) {
+#ifdef DITGEN_HAVE_CUDA
+  if (device.is_cuda()) return at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index())->name;
+#endif
+  return device.str();
+}
+
+void reset_peak_memory(c10::Device device) {
+#ifdef DITGEN_HAVE_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+#else
+  (void)device;
+#endif
+}
+
+std::optional<double> peak_memory_gib(c10::Device device) {
+#ifdef DITGEN_HAVE_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    const auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    return static_cast<double>(stats.allocated_bytes[aggregate].peak) / (1024.0 * 1024.0 * 1024.0);
+  }
+#else
+  (void)device;
+#endif
+  return std::nullopt;
+}
+
+DeviceTimer::DeviceTimer(c10::Device device) : device_(device), events_(std::make_unique<Events>()) {}
+DeviceTimer::~DeviceTimer() = default;
+
+void DeviceTimer::start() {
+#ifdef DITGEN_HAVE_CUDA
+  if (device_.is_cuda()) {
+    events_->begin.record();
+    return;
+  }
+#endif
+  started_ = std::chrono::steady_clock::now();
+}
+
+double DeviceTimer::stop_ms() {
+#ifdef DITGEN_HAVE_CUDA
+  if (device_.is_cuda()) {
+    events_->end.record();
+    events_->end.synchronize();
+    return events_->begin.elapsed_time(events_->end);
+  }
+#endif
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_).count();
+}
+
+}  // namespace ditgen

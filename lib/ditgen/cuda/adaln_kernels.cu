@@ -1,0 +1,145 @@
+// Fused adaLN kernels: (optional gated residual) + LayerNorm + modulation in one pass over the tokens.
+// One warp owns one row: it loads the row with 16-byte vectors into registers, reduces mean and variance
+// with shuffles (two passes over registers, fp32), and writes the outputs once. The LibTorch reference
+// (adaln.cpp) computes the same in separate ops.
+#include "ditgen/cuda/adaln_kernels.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace ditgen::cuda {
+
+namespace {
+
+constexpr int kWarp = 32;
+constexpr int kRowsPerBlock = 4;
+
+__device__ inline float to_float(float v) { return v; }
+__device__ inline float to_float(__half v) { return __half2float(v); }
+__device__ inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> __device__ inline T from_float(float v);
+template <> __device__ inline float from_float<float>(float v) { return v; }
+template <> __device__ inline __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// 16 bytes of T, loaded and stored as one vector.
+template <typename T>
+struct alignas(16) Pack {
+  static constexpr int size = 16 / sizeof(T);
+  T v[size];
+};
+
+template <typename T>
+__device__ inline void load_floats(const T* p, float* out) {
+  Pack<T> pack = *reinterpret_cast<const Pack<T>*>(p);
+#pragma unroll
+  for (int i = 0; i < Pack<T>::size; ++i) out[i] = to_float(pack.v[i]);
+}
+
+template <typename T>
+__device__ inline void store_floats(T* p, const float* in) {
+  Pack<T> pack;
+#pragma unroll
+  for (int i = 0; i < Pack<T>::size; ++i) pack.v[i] = from_float<T>(in[i]);
+  *reinterpret_cast<Pack<T>*>(p) = pack;
+}
+
+__device__ inline float warp_sum(float v) {
+#pragma unroll
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// kPacks: 16-byte packs per lane, enough for the row (D <= 32 * kPacks * pack size).
+template <typename T, int kPacks, bool kResidual>
+__global__ void __launch_bounds__(kWarp * kRowsPerBlock) adaln_kernel(AdaLnArgs a) {
+  constexpr int P = Pack<T>::size;
+  const int lane = threadIdx.x % kWarp;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp;
+  if (row >= a.rows) return;
+  const int64_t sample = row / a.tokens_per_sample;
+  const int packs = static_cast<int>(a.dim / P);
+  const T* x = static_cast<const T*>(a.x) + row * a.dim;
+
+  float v[kPacks][P];
+  float sum = 0.f;
+#pragma unroll
+  for (int j = 0; j < kPacks; ++j) {
+    const int pack = lane + j * kWarp;
+    if (pack >= packs) break;
+    const int col = pack * P;
+    load_floats(x + col, v[j]);
+    if constexpr (kResidual) {
+      float h[P], g[P];
+      load_floats(static_cast<const T*>(a.branch) + row * a.dim + col, h);
+      load_floats(static_cast<const T*>(a.gate) + sample * a.gate_stride + col, g);
+#pragma unroll
+      for (int i = 0; i < P; ++i) v[j][i] = to_float(from_float<T>(v[j][i] + g[i] * h[i]));  // stored precision
+      store_floats(static_cast<T*>(a.x_out) + row * a.dim + col, v[j]);
+    }
+#pragma unroll
+    for (int i = 0; i < P; ++i) sum += v[j][i];
+  }
+  const float mean = warp_sum(sum) / static_cast<float>(a.dim);
+  float sq = 0.f;
+#pragma unroll
+  for (int j = 0; j < kPacks; ++j) {
+    if (lane + j * kWarp >= packs) break;
+#pragma unroll
+    for (int i = 0; i < P; ++i) sq += (v[j][i] - mean) * (v[j][i] - mean);
+  }
+  const float rstd = rsqrtf(warp_sum(sq) / static_cast<float>(a.dim) + a.eps);
+
+  const T* shift = static_cast<const T*>(a.shift) + sample * a.shift_stride;
+  const T* scale = static_cast<const T*>(a.scale) + sample * a.scale_stride;
+  T* y = static_cast<T*>(a.y) + row * a.dim;
+#pragma unroll
+  for (int j = 0; j < kPacks; ++j) {
+    const int pack = lane + j * kWarp;
+    if (pack >= packs) break;
+    const int col = pack * P;
+    float sh[P], sc[P], out[P];
+    load_floats(shift + col, sh);
+    load_floats(scale + col, sc);
+#pragma unroll
+    for (int i = 0; i < P; ++i) out[i] = (v[j][i] - mean) * rstd * (1.f + sc[i]) + sh[i];
+    store_floats(y + col, out);
+  }
+}
+
+template <typename T, int kPacks>
+cudaError_t launch_with(const AdaLnArgs& a, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((a.rows + kRowsPerBlock - 1) / kRowsPerBlock));
+  const dim3 block(kWarp * kRowsPerBlock);
+  if (a.branch)
+    adaln_kernel<T, kPacks, true><<<grid, block, 0, stream>>>(a);
+  else
+    adaln_kernel<T, kPacks, false><<<grid, block, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_typed(const AdaLnArgs& a, cudaStream_t stream) {
+  const int64_t packs_per_lane = (a.dim / Pack<T>::size + kWarp - 1) / kWarp;
+  if (packs_per_lane <= 1) return launch_with<T, 1>(a, stream);
+  if (packs_per_lane <= 2) return launch_with<T, 2>(a, stream);
+  if (packs_per_lane <= 4) return launch_with<T, 4>(a, stream);
+  if (packs_per_lane <= 8) return launch_with<T, 8>(a, stream);
+  return launch_with<T, 16>(a, stream);  // float32 up to kAdaLnMaxDim
+}
+
+}  // namespace
+
+cudaError_t launch_adaln(const AdaLnArgs& a, ElementType type, cudaStream_t stream) {
+  if (a.rows == 0) return cudaSuccess;
+  if (a.dim <= 0 || a.dim > kAdaLnMaxDim || a.rows > static_cast<int64_t>(0x7fffffff) * kRowsPerBlock)
+    return cudaErrorInvalidValue;
+  switch (type) {
+    case ElementType::Float32: return launch_typed<float>(a, stream);
+    case ElementType::Float16: return launch_typed<__half>(a, stream);
+    case ElementType::BFloat16: return launch_typed<__nv_bfloat16>(a, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace ditgen::cuda

@@ -1,0 +1,201 @@
+#include "ditgen/pipeline/benchmark.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
+
+#include "ditgen/core/device.h"
+#include "ditgen/core/error.h"
+#include "ditgen/core/log.h"
+#include "ditgen/cuda/adaln.h"
+#include "ditgen/nn/attention.h"
+#include "ditgen/pipeline/cuda_graph.h"
+#include "ditgen/pipeline/generator.h"
+
+namespace ditgen {
+
+namespace {
+
+// Restores the process-wide fused-kernel switch when a benchmark ends, however it ends.
+struct FusedKernelsRestore {
+  bool saved = cuda::fused_kernels_enabled();
+  ~FusedKernelsRestore() { cuda::set_fused_kernels_enabled(saved); }
+};
+
+LoadedModel bench_model(const std::string& name, uint64_t seed) {
+  const std::filesystem::path path(name);
+  if (path.extension() == ".safetensors") return load_model(path, at::Device(at::kCPU), at::kFloat);
+  LoadedModel m;
+  m.info = model_spec(name);
+  m.model = DiT(m.info.config);
+  m.model->normal_weights(0.02, seed);
+  return m;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+void validate(const BenchOptions& o, const DiTConfig& c) {
+  auto fail = [](const std::string& m) { throw Error(ErrorKind::Usage, m); };
+  if (o.batches.empty()) fail("give at least one batch size");
+  for (int b : o.batches)
+    if (b < 1 || b > 4096) fail("batch sizes must be in 1..4096, got " + std::to_string(b));
+  for (int s : o.sizes)
+    if (s < c.patch_size || s > 1024 || s % c.patch_size)
+      fail("size " + std::to_string(s) + " must be a multiple of the patch size " + std::to_string(c.patch_size) +
+           " in " + std::to_string(c.patch_size) + "..1024");
+  const auto names = bench_path_names();
+  if (o.paths.empty()) fail("give at least one path");
+  for (const auto& p : o.paths)
+    if (std::find(names.begin(), names.end(), p) == names.end())
+      fail("unknown path '" + p + "' (use eager, fused or fast)");
+  if (o.warmup < 0 || o.warmup > 1000) fail("warmup must be in 0..1000");
+  if (o.reps < 1 || o.reps > 10000) fail("reps must be in 1..10000");
+  if (o.sample_batch < 0 || o.sample_batch > 4096) fail("sample batch must be in 0..4096");
+  if (o.sample_reps < 1 || o.sample_reps > 1000) fail("sample reps must be in 1..1000");
+}
+
+struct Timing {
+  double median_ms = 0, min_ms = 0;
+};
+
+Timing time_runs(const std::function<void()>& run, c10::Device device, int warmup, int reps) {
+  for (int i = 0; i < warmup; ++i) run();
+  synchronize(device);
+  DeviceTimer timer(device);
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    timer.start();
+    run();
+    ms.push_back(timer.stop_ms());
+  }
+  return {median(ms), *std::min_element(ms.begin(), ms.end())};
+}
+
+}  // namespace
+
+std::vector<std::string> bench_path_names() { return {"eager", "fused", "fast"}; }
+
+nlohmann::json to_json(const BenchRecord& r) {
+  auto opt = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
+  return {{"tool", "ditgen"},       {"path", r.path},
+          {"kind", r.kind},         {"model", r.model},
+          {"params", r.params},     {"height", r.height},
+          {"width", r.width},       {"tokens", r.tokens},
+          {"batch", r.batch},       {"dtype", r.dtype},
+          {"device", r.device},     {"attention", r.attention},
+          {"gflops_per_image", r.gflops_per_image},
+          {"ms", r.ms},             {"ms_min", r.ms_min},
+          {"images_per_s", r.images_per_s},
+          {"tflops", r.tflops},     {"mfu", opt(r.mfu)},
+          {"peak_memory_gib", opt(r.peak_memory_gib)},
+          {"steps", opt(r.steps)},  {"cfg_scale", opt(r.cfg_scale)}};
+}
+
+void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRecord&)>& on_record) {
+  const at::Device device = parse_device(o.device);
+  const at::ScalarType dtype = parse_dtype(o.dtype);
+  const bool is_file = std::filesystem::path(o.model).extension() == ".safetensors";
+  validate(o, (is_file ? read_model_info(o.model) : model_spec(o.model)).config);  // before any heavy work
+  nn::prefer_attention_backend(o.attention);
+  LoadedModel loaded = bench_model(o.model, o.seed);
+  const DiTConfig& c = loaded.info.config;
+  Generator generator(loaded, device, dtype);  // moves the model to the device, eval mode
+  DiT& model = loaded.model;
+  FusedKernelsRestore restore;
+  c10::InferenceMode inference;
+  const std::vector<int> sizes = o.sizes.empty() ? std::vector<int>{c.input_height} : o.sizes;
+  const bool half = dtype == at::kBFloat16 || dtype == at::kHalf;
+  const std::string model_name = loaded.info.name.empty() ? o.model : loaded.info.name;
+  auto half_open = [&](int size) {
+    BenchRecord r;
+    r.model = model_name;
+    r.params = dit_parameter_count(c);
+    r.height = r.width = size;
+    r.tokens = static_cast<int64_t>(size / c.patch_size) * (size / c.patch_size);
+    r.dtype = dtype_label(dtype);
+    r.device = device_name(device);
+    r.gflops_per_image = dit_gflops(c, size, size);
+    return r;
+  };
+  auto finish = [&](BenchRecord& r, Timing t, double model_images) {
+    r.ms = t.median_ms;
+    r.ms_min = t.min_ms;
+    r.images_per_s = r.batch / (t.median_ms / 1e3);
+    r.tflops = 2.0 * r.gflops_per_image * model_images / t.median_ms;  // GFLOP per ms = TFLOP/s
+    if (device.is_cuda() && half) r.mfu = r.tflops / kPeakTflopsBf16;
+    r.peak_memory_gib = peak_memory_gib(device);
+    on_record(r);
+  };
+
+  for (const std::string& path : o.paths) {
+    if (path != "eager" && !device.is_cuda()) {
+      log::warn("bench: path '" + path + "' needs a CUDA device; skipped");
+      continue;
+    }
+    if (path == "fast" && !cuda_graphs_available()) {
+      log::warn("bench: this build has no CUDA graphs; path 'fast' skipped");
+      continue;
+    }
+    cuda::set_fused_kernels_enabled(path != "eager");
+    for (int size : sizes) {
+      for (int batch : o.batches) {
+        at::Generator rng = at::detail::createCPUGenerator(o.seed + batch);
+        at::Tensor x = at::randn({batch, c.in_channels, size, size}, rng).to(device, dtype);  // [B, C, H, W]
+        at::Tensor t = at::randint(0, c.diffusion_steps, {batch}, rng, at::kLong).to(device);  // [B]
+        at::Tensor y = at::randint(0, c.num_classes, {batch}, rng, at::kLong).to(device);      // [B]
+        BenchRecord r = half_open(size);
+        r.kind = "forward";
+        r.path = path;
+        r.batch = batch;
+        r.attention = nn::attention_backend(batch, c.num_heads, r.tokens, c.hidden_size / c.num_heads,
+                                            x.options());
+        std::function<void()> run = [&] { model->forward_reference(x, t, y); };
+        std::unique_ptr<CudaGraph> graph;
+        if (path == "fused") run = [&] { model->forward(x, t, y); };
+        if (path == "fast") {
+          reset_peak_memory(device);
+          graph = std::make_unique<CudaGraph>(
+              [&](const std::vector<at::Tensor>& in) { return std::vector<at::Tensor>{model->forward(in[0], in[1], in[2])}; },
+              std::vector<at::Tensor>{x, t, y});
+          run = [&] { graph->replay({x, t, y}); };
+        } else {
+          reset_peak_memory(device);
+        }
+        finish(r, time_runs(run, device, o.warmup, o.reps), batch);
+      }
+      if (o.sample_batch == 0) continue;
+      GenerationRequest request;
+      for (int i = 0; i < o.sample_batch; ++i) {
+        request.labels.push_back(i % c.num_classes);
+        request.seeds.push_back(o.seed + i);
+      }
+      request.sampler.name = o.sampler;
+      request.sampler.steps = o.steps;
+      request.guidance.scale = o.cfg_scale;
+      request.height = request.width = size;
+      generator.set_cuda_graphs(path == "fast");
+      generator.validate(request);
+      BenchRecord r = half_open(size);
+      r.kind = "sample";
+      r.path = path;
+      r.batch = o.sample_batch;
+      r.steps = o.steps;
+      r.cfg_scale = o.cfg_scale;
+      const int branches = o.cfg_scale != 1.0 ? 2 : 1;
+      r.attention = nn::attention_backend(branches * o.sample_batch, c.num_heads, r.tokens,
+                                          c.hidden_size / c.num_heads, at::TensorOptions().device(device).dtype(dtype));
+      reset_peak_memory(device);
+      finish(r, time_runs([&] { generator.generate(request); }, device, 1, o.sample_reps),
+             static_cast<double>(o.sample_batch) * o.steps * branches);
+      generator.clear_graphs();
+    }
+  }
+}
+
+}  // namespace ditgen

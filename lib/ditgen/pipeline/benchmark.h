@@ -1,0 +1,69 @@
+// `ditgen bench` as a library call: times the model forward and whole generations along the engine's
+// paths, with the metrics docs/PERFORMANCE.md reports (the PyTorch reference, scripts/bench/
+// torch_reference.py, prints the same records).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace ditgen {
+
+// The engine paths a benchmark can time.
+//   eager: the reference forward (block by block), no CUDA graphs;
+//   fused: fused adaLN kernels, SiLU once, GELU in the GEMM epilogue; no CUDA graphs;
+//   fast:  fused, with the forward (and in generation each sampler step) captured as a CUDA graph.
+std::vector<std::string> bench_path_names();
+
+struct BenchOptions {
+  std::string model;                 // model file, YAML spec or registry name (random N(0, 0.02) weights)
+  std::vector<int> batches{64};      // images per forward
+  std::vector<int> sizes;            // square input sizes (latent pixels); empty = the model's own
+  std::string dtype = "bf16";
+  std::string device = "auto";
+  std::vector<std::string> paths{"eager", "fused", "fast"};
+  std::string attention = "auto";    // SDPA backend preferred: auto, flash, cudnn, efficient, math
+  int warmup = 5;                    // untimed forwards before each measurement
+  int reps = 20;                     // timed forwards; the median is reported
+  int sample_batch = 8;              // images per whole-generation run; 0 = skip generation timing
+  int steps = 50;
+  std::string sampler = "ddim";
+  double cfg_scale = 4.0;
+  int sample_reps = 3;               // timed generations after one warm-up run
+  uint64_t seed = 0;
+};
+
+// One measurement. Matches the JSON records of scripts/bench/torch_reference.py.
+struct BenchRecord {
+  std::string kind;       // forward | sample
+  std::string path;       // eager | fused | fast
+  std::string model;
+  int64_t params = 0;
+  int height = 0, width = 0;
+  int64_t tokens = 0;
+  int batch = 0;          // images (a guided sample runs 2x per forward)
+  std::string dtype, device, attention;
+  double gflops_per_image = 0;  // MAC GFLOPs of one forward of one image
+  double ms = 0, ms_min = 0;    // median and fastest: per forward, or per whole generation
+  double images_per_s = 0;
+  double tflops = 0;            // achieved, 2 FLOPs per MAC
+  std::optional<double> mfu;    // against 800 TFLOP/s (H100 bf16 dense); CUDA half types only
+  std::optional<double> peak_memory_gib;
+  std::optional<int> steps;
+  std::optional<double> cfg_scale;
+};
+
+nlohmann::json to_json(const BenchRecord& record);
+
+// The H100 SXM's dense bf16 peak that MFU is measured against.
+constexpr double kPeakTflopsBf16 = 800.0;
+
+// Runs every (path, size, batch) forward measurement, then per path and size one whole-generation
+// measurement; calls on_record as each completes. Error(Usage) for bad options, Error(Model) for a bad file.
+void run_benchmark(const BenchOptions& options, const std::function<void(const BenchRecord&)>& on_record);
+
+}  // namespace ditgen
