@@ -4,6 +4,7 @@
 #   test     the whole test suite (the engine's kernel and CUDA-graph checks need the GPU)
 #   ditgen   ditgen bench: batch sweep (all paths), resolution sweep, cuDNN attention
 #   eager    the PyTorch reference, eager: same sweeps, plus the official-style explicit attention
+#   ceilings copy bandwidth, GEMM and SDPA rates at the DiT shapes, a kernel profile of the reference
 #   compile  the PyTorch reference under torch.compile (batches 1, 8, 64 and a whole generation)
 #   bf16     bf16 against fp32 for fixed initial noise (shipped model and random DiT-XL/2)
 # Records go to $OUT/*.jsonl (the keys of `ditgen bench --json`); plot with scripts/bench/plot_bench.py.
@@ -38,6 +39,11 @@ for stage in "$@"; do
         --sample-batch 0 > "$OUT/torch-eager-size.jsonl"
       python3 scripts/bench/torch_reference.py --model $xl --modes eager --attention explicit --batches 8,64 \
         --sample-batch 8 > "$OUT/torch-explicit.jsonl"
+      ;;
+    ceilings)
+      python3 scripts/bench/ceilings.py --batch 64 --profile $xl > "$OUT/ceilings.txt" 2>&1 || true
+      nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit,temperature.gpu --format=csv \
+        >> "$OUT/ceilings.txt" 2>&1 || true
       ;;
     compile)
       python3 scripts/bench/torch_reference.py --model $xl --modes compile --batches 1,8,64 --sample-batch 8 \
