@@ -24,6 +24,8 @@ void print_row(const BenchRecord& r) {
   const std::string mem = r.peak_memory_gib ? c10::str(static_cast<int>(*r.peak_memory_gib * 100 + 0.5) / 100.0) : "-";
   std::printf("%-6s %-10s %5d %5dx%-5d %10.3f %10.1f %8.1f %6s %8s  %s\n", r.path.c_str(), what.c_str(), r.batch,
               r.height, r.width, r.ms, r.images_per_s, r.tflops, mfu.c_str(), mem.c_str(), r.attention.c_str());
+  for (const KernelTime& k : r.kernels)
+    std::printf("         %9.3f ms %4lld x  %s\n", k.ms, static_cast<long long>(k.calls), k.name.substr(0, 100).c_str());
   std::fflush(stdout);
 }
 
@@ -83,6 +85,7 @@ Command add_bench_command(CLI::App& root) {
       ->capture_default_str();
   app->add_option("--sample-reps", b.sample_reps, "Timed whole generations (after one warm-up)")->capture_default_str();
   app->add_option("--seed", b.seed, "Seed of the random weights and inputs")->capture_default_str();
+  app->add_flag("--profile", b.profile, "Also profile one forward per measurement: the top CUDA kernels by time");
   app->add_flag("--json", o->json, "One JSON record per line (the keys of scripts/bench/torch_reference.py)");
   return {app, [o] { return run_bench(*o); }};
 }

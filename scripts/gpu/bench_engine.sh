@@ -41,6 +41,7 @@ for stage in "$@"; do
         --sample-batch 8 > "$OUT/torch-explicit.jsonl"
       ;;
     ceilings)
+      $bin bench -m $xl -b 64 --path eager,fused,fast --sample-batch 0 --profile > "$OUT/ditgen-profile.txt" 2>&1
       python3 scripts/bench/ceilings.py --batch 64 --profile $xl > "$OUT/ceilings.txt" 2>&1 || true
       nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit,temperature.gpu --format=csv \
         >> "$OUT/ceilings.txt" 2>&1 || true

@@ -83,7 +83,7 @@ std::vector<std::string> bench_path_names() { return {"eager", "fused", "fast"};
 
 nlohmann::json to_json(const BenchRecord& r) {
   auto opt = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
-  return {{"tool", "ditgen"},       {"path", r.path},
+  nlohmann::json j = {{"tool", "ditgen"},       {"path", r.path},
           {"kind", r.kind},         {"model", r.model},
           {"params", r.params},     {"height", r.height},
           {"width", r.width},       {"tokens", r.tokens},
@@ -95,6 +95,11 @@ nlohmann::json to_json(const BenchRecord& r) {
           {"tflops", r.tflops},     {"mfu", opt(r.mfu)},
           {"peak_memory_gib", opt(r.peak_memory_gib)},
           {"steps", opt(r.steps)},  {"cfg_scale", opt(r.cfg_scale)}};
+  if (!r.kernels.empty()) {
+    j["kernels"] = nlohmann::json::array();
+    for (const KernelTime& k : r.kernels) j["kernels"].push_back({{"name", k.name}, {"ms", k.ms}, {"calls", k.calls}});
+  }
+  return j;
 }
 
 void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRecord&)>& on_record) {
@@ -167,7 +172,9 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
         } else {
           reset_peak_memory(device);
         }
-        finish(r, time_runs(run, device, o.warmup, o.reps), batch);
+        const Timing timing = time_runs(run, device, o.warmup, o.reps);
+        if (o.profile) r.kernels = profile_kernels(run, device, 12);
+        finish(r, timing, batch);
       }
       if (o.sample_batch == 0) continue;
       GenerationRequest request;

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ditgen/core/profile.h"
+
 namespace ditgen {
 
 // The engine paths a benchmark can time.
@@ -35,6 +37,7 @@ struct BenchOptions {
   double cfg_scale = 4.0;
   int sample_reps = 3;               // timed generations after one warm-up run
   uint64_t seed = 0;
+  bool profile = false;              // also profile one forward per measurement (CUDA kernels, top 12)
 };
 
 // One measurement. Matches the JSON records of scripts/bench/torch_reference.py.
@@ -55,6 +58,7 @@ struct BenchRecord {
   std::optional<double> peak_memory_gib;
   std::optional<int> steps;
   std::optional<double> cfg_scale;
+  std::vector<KernelTime> kernels;  // with profile: one forward's CUDA kernels by total time
 };
 
 nlohmann::json to_json(const BenchRecord& record);
