@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
-from dit_reference import OFFICIAL_CONFIGS, Attention, load_model_file, make_model, official_config  # noqa: E402
+from dit_reference import (OFFICIAL_CONFIGS, Attention, PatchEmbed, load_model_file, make_model,  # noqa: E402
+                           official_config)
 from gaussian_diffusion import GaussianDiffusion, guided_model, sample_gaussian  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -45,6 +46,17 @@ class SdpaAttention(Attention):
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v)  # [B, H, N, hd], scale 1/sqrt(hd) as the reference
         return self.proj(out.transpose(1, 2).reshape(B, N, D))
+
+
+class ContiguousPatchEmbed(PatchEmbed):
+    """The reference PatchEmbed writing contiguous tokens (a channels-last convolution), as ditgen does.
+
+    The official flatten(2).transpose(1, 2) of an NCHW convolution output leaves the residual stream
+    transposed in memory, so every later elementwise op of eager PyTorch runs strided and slowly.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x.contiguous(memory_format=torch.channels_last)).flatten(2).transpose(1, 2).contiguous()
 
 
 def gflops_per_image(cfg: dict, height: int, width: int) -> float:
@@ -166,6 +178,9 @@ def parse_args():
     ap.add_argument("--attention", choices=["sdpa", "explicit"], default="sdpa",
                     help="sdpa: torch's fused scaled_dot_product_attention; explicit: softmax(qk^T)v written out "
                     "as in the official timm-style code [sdpa]")
+    ap.add_argument("--tokens", choices=("official", "contiguous"), default="official",
+                    help="official: the official DiT's token layout (transposed in memory after the patch "
+                         "embedding); contiguous: ditgen's layout [official]")
     ap.add_argument("--modes", default="eager,compile", help="comma list of eager, compile [eager,compile]")
     ap.add_argument("--compile-mode", default=None,
                     help="mode passed to torch.compile, e.g. max-autotune-no-cudagraphs [torch's default]")
@@ -214,6 +229,8 @@ def main() -> int:
         for m in model.modules():
             if type(m) is Attention:
                 m.__class__ = SdpaAttention
+    if a.tokens == "contiguous":
+        model.x_embedder.__class__ = ContiguousPatchEmbed
     model = model.to(dev)
     params = sum(p.numel() for p in model.parameters())
     p, C = model.patch_size, model.in_channels
@@ -270,6 +287,7 @@ def main() -> int:
     failed = False
     with torch.inference_mode():
         for mode in a.modes:
+            label = mode if a.tokens == "official" else mode + "-contiguous"
             fn = model if mode == "eager" else torch.compile(model, mode=a.compile_mode, dynamic=False)
             warmup = a.warmup if mode == "eager" else max(1, a.warmup)
             jobs = []  # per size: every batch, then one generation (the order of `ditgen bench`)
@@ -283,7 +301,7 @@ def main() -> int:
                         t = torch.randint(0, 1000, (b,), device=dev, generator=gen)
                         y = torch.randint(0, model.num_classes, (b,), device=dev, generator=gen)
                         times = time_forward(fn, (x, t, y), warmup, a.reps, dev)
-                        emit(mode, kind, h, w, b, b, times, None)
+                        emit(label, kind, h, w, b, b, times, None)
                         del x, t, y
                     else:
                         diffusion = GaussianDiffusion.spaced(a.sample_steps, learn_sigma=model.learn_sigma)
@@ -298,7 +316,7 @@ def main() -> int:
                             return sample_gaussian(model_fn, diffusion, x_T, "ddim", eta=0.0)
 
                         times = time_sample(generate, a.sample_reps, dev)
-                        emit(mode, kind, h, w, b, 2 * b if a.cfg_scale != 1.0 else b, times,
+                        emit(label, kind, h, w, b, 2 * b if a.cfg_scale != 1.0 else b, times,
                              diffusion.num_timesteps)
                 except torch.cuda.OutOfMemoryError:
                     failed = True

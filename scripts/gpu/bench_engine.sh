@@ -3,7 +3,7 @@
 #   build    configure and build build-gpu (ninja, -j16) and write the random DiT-XL/2 file both sides load
 #   test     the whole test suite (the engine's kernel and CUDA-graph checks need the GPU)
 #   ditgen   ditgen bench: batch sweep (all paths), resolution sweep, cuDNN attention
-#   eager    the PyTorch reference, eager: same sweeps, plus the official-style explicit attention
+#   eager    the PyTorch reference, eager: same sweeps (official and contiguous token layouts), explicit attention
 #   ceilings copy bandwidth, GEMM and SDPA rates at the DiT shapes, a kernel profile of the reference
 #   compile  the PyTorch reference under torch.compile (batches 1, 8, 64 and a whole generation)
 #   bf16     bf16 against fp32 for fixed initial noise (shipped model and random DiT-XL/2)
@@ -37,6 +37,8 @@ for stage in "$@"; do
         > "$OUT/torch-eager-batch.jsonl"
       python3 scripts/bench/torch_reference.py --model $xl --modes eager --batches 8 --sizes 32,64,96,128 \
         --sample-batch 0 > "$OUT/torch-eager-size.jsonl"
+      python3 scripts/bench/torch_reference.py --model $xl --modes eager --tokens contiguous --batches $batches \
+        --sample-batch 8 > "$OUT/torch-eager-contiguous.jsonl"
       python3 scripts/bench/torch_reference.py --model $xl --modes eager --attention explicit --batches 8,64 \
         --sample-batch 8 > "$OUT/torch-explicit.jsonl"
       ;;
@@ -47,8 +49,11 @@ for stage in "$@"; do
         >> "$OUT/ceilings.txt" 2>&1 || true
       ;;
     compile)
-      python3 scripts/bench/torch_reference.py --model $xl --modes compile --batches 1,8,64 --sample-batch 8 \
+      # Registry weights (N(0, 0.02) like the file's) so this stage needs no build.
+      python3 scripts/bench/torch_reference.py --model DiT-XL/2 --modes compile --batches 1,8,64 --sample-batch 8 \
         > "$OUT/torch-compile.jsonl"
+      python3 scripts/bench/torch_reference.py --model DiT-XL/2 --modes compile --tokens contiguous --batches 64 \
+        --sample-batch 0 > "$OUT/torch-compile-contiguous.jsonl"
       ;;
     bf16)
       python3 scripts/parity/device_check.py --ditgen $bin --config DiT-XL/2 --workdir /tmp/bf16-xl \

@@ -77,7 +77,7 @@ at::Tensor DiTImpl::forward_fused(const at::Tensor& x, const at::Tensor& t, cons
     std::tie(h, h_mod) = block(i)->forward_chained(h, h_mod, mod, next[0], next[1]);     // [B, N, D] x2
     mod = std::move(next);
   }
-  at::Tensor out = final_layer->linear->forward(h_mod);                       // [B, N, p*p*Cout]
+  at::Tensor out = at::linear(h_mod, final_layer->linear->weight, final_layer->linear->bias);  // [B, N, p*p*Cout]
   return unpatchify(out, e.grid_h, e.grid_w);                                 // [B, Cout, H, W]
 }
 

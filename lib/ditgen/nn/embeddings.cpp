@@ -13,8 +13,11 @@ PatchEmbedImpl::PatchEmbedImpl(int in_channels, int hidden_size, int patch_size)
 }
 
 at::Tensor PatchEmbedImpl::forward(const at::Tensor& x) {
-  at::Tensor h = proj->forward(x);    // [B, D, H/p, W/p]
-  return h.flatten(2).transpose(1, 2);  // [B, N, D]
+  // A channels-last input makes the convolution write channels-last, so the tokens come out contiguous:
+  // the official flatten-transpose of an NCHW output leaves the whole residual stream transposed in memory,
+  // and every later elementwise op strided and slow. Converting the C-channel input is the cheap side.
+  at::Tensor h = proj->forward(x.contiguous(at::MemoryFormat::ChannelsLast));  // [B, D, H/p, W/p]
+  return h.flatten(2).transpose(1, 2).contiguous();                           // [B, N, D], a view when NHWC
 }
 
 at::Tensor timestep_frequencies(const at::Tensor& t, int dim) {

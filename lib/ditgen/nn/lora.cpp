@@ -13,7 +13,9 @@ LoRALinearImpl::LoRALinearImpl(int64_t in_features, int64_t out_features)
     : torch::nn::LinearImpl(in_features, out_features) {}
 
 at::Tensor LoRALinearImpl::forward(const at::Tensor& x) {
-  at::Tensor out = torch::nn::LinearImpl::forward(x);  // [..., out]
+  // at::linear, not the C++ frontend's linear (matmul, then a separate bias add): it folds [B, N, in] into
+  // one GEMM with the bias in its epilogue.
+  at::Tensor out = at::linear(x, weight, bias);  // [..., out]
   if (is_plain_linear()) return out;
   // Two thin matmuls cost r * (in + out) per token; forming B A would cost in * out.
   at::Tensor low = at::linear(x, lora_A);             // [..., r]
