@@ -4,6 +4,7 @@
 #   test     the whole test suite (the engine's kernel and CUDA-graph checks need the GPU)
 #   ditgen   ditgen bench: batch sweep (all paths), resolution sweep, cuDNN attention
 #   eager    the PyTorch reference, eager: same sweeps (official and contiguous token layouts), explicit attention
+#   final    the acceptance comparison in one go (ditgen fast; reference eager and compiled, both layouts)
 #   ceilings copy bandwidth, GEMM and SDPA rates at the DiT shapes, a kernel profile of the reference
 #   compile  the PyTorch reference under torch.compile (batches 1, 8, 64 and a whole generation)
 #   bf16     bf16 against fp32 for fixed initial noise (shipped model and random DiT-XL/2)
@@ -41,6 +42,16 @@ for stage in "$@"; do
         --sample-batch 8 > "$OUT/torch-eager-contiguous.jsonl"
       python3 scripts/bench/torch_reference.py --model $xl --modes eager --attention explicit --batches 8,64 \
         --sample-batch 8 > "$OUT/torch-explicit.jsonl"
+      ;;
+    final)
+      # The acceptance figures side by side: ditgen fast, the reference eager and compiled, both token layouts.
+      $bin bench -m $xl -b 8,16,64 --path fast --sample-batch 8 --json > "$OUT/final-ditgen.jsonl"
+      TORCH_BLAS_PREFER_CUBLASLT=1 $bin bench -m $xl -b 16,64 --path fast --sample-batch 8 --json \
+        > "$OUT/final-ditgen-cublaslt.jsonl"
+      for tokens in official contiguous; do
+        python3 scripts/bench/torch_reference.py --model $xl --modes eager,compile --tokens $tokens --batches 64 \
+          --sample-batch 8 > "$OUT/final-torch-$tokens.jsonl"
+      done
       ;;
     ceilings)
       $bin bench -m $xl -b 64 --path eager,fused,fast --sample-batch 0 --profile > "$OUT/ditgen-profile.txt" 2>&1
