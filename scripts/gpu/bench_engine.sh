@@ -5,6 +5,7 @@
 #   ditgen   ditgen bench: batch sweep (all paths), resolution sweep, cuDNN attention
 #   eager    the PyTorch reference, eager: same sweeps (official and contiguous token layouts), explicit attention
 #   final    the acceptance comparison in one go (ditgen fast; reference eager and compiled, both layouts)
+#   official the same against the official-style written-out attention; the reference's resolution sweep
 #   ceilings copy bandwidth, GEMM and SDPA rates at the DiT shapes, a kernel profile of the reference
 #   compile  the PyTorch reference under torch.compile (batches 1, 8, 64 and a whole generation)
 #   bf16     bf16 against fp32 for fixed initial noise (shipped model and random DiT-XL/2)
@@ -52,6 +53,14 @@ for stage in "$@"; do
         python3 scripts/bench/torch_reference.py --model $xl --modes eager,compile --tokens $tokens --batches 64 \
           --sample-batch 8 > "$OUT/final-torch-$tokens.jsonl"
       done
+      ;;
+    official)
+      # Against the official code's attention (written out, as timm's), eager and compiled, same call.
+      $bin bench -m $xl -b 64 --path fast --sample-batch 8 --json > "$OUT/official-ditgen.jsonl"
+      python3 scripts/bench/torch_reference.py --model $xl --modes eager,compile --attention explicit --batches 64 \
+        --sample-batch 8 > "$OUT/official-torch-explicit.jsonl"
+      python3 scripts/bench/torch_reference.py --model $xl --modes eager --batches 8 --sizes 32,64,96,128 \
+        --sample-batch 0 > "$OUT/torch-eager-size.jsonl"
       ;;
     ceilings)
       $bin bench -m $xl -b 64 --path eager,fused,fast --sample-batch 0 --profile > "$OUT/ditgen-profile.txt" 2>&1
