@@ -76,8 +76,8 @@ def build_model(spec: str, dtype: torch.dtype, seed: int):
     if spec.endswith(".safetensors") or os.path.isfile(spec):
         if not os.path.isfile(spec):
             sys.exit(f"error: model file {spec!r} does not exist")
-        model, cfg, _ = load_model_file(spec, dtype)
-        return model, cfg, os.path.splitext(os.path.basename(spec))[0]
+        model, cfg, meta = load_model_file(spec, dtype)  # named as ditgen names it: the file's model name
+        return model, cfg, meta.get("ditgen.name") or os.path.splitext(os.path.basename(spec))[0]
     if spec not in OFFICIAL_CONFIGS:
         sys.exit(f"error: --model {spec!r} is neither a .safetensors file nor a registry name "
                  f"({', '.join(OFFICIAL_CONFIGS)})")
