@@ -52,12 +52,13 @@ std::string slurp(const std::filesystem::path& p) {
 }
 }  // namespace
 
-CliResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& cwd) {
+CliResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& cwd, const CliEnv& extra) {
   TempDir io;
   const std::string out = (io / "stdout").string(), err = (io / "stderr").string();
+  const std::string in = extra.stdin_file.empty() ? "/dev/null" : extra.stdin_file;
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, in.c_str(), O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
@@ -66,12 +67,29 @@ CliResult run_cli(const std::vector<std::string>& args, const std::filesystem::p
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::string> env_s;
+  for (char** e = environ; *e; ++e) {
+    const std::string var(*e);
+    const bool replaced = std::any_of(extra.env.begin(), extra.env.end(), [&](const std::string& x) {
+      return var.compare(0, x.find('=') + 1, x, 0, x.find('=') + 1) == 0;
+    });
+    if (!replaced) env_s.push_back(var);
+  }
+  for (const auto& x : extra.env)
+    if (x.back() != '=') env_s.push_back(x);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_t pid = 0;
-  const int rc = posix_spawn(&pid, DITGEN_CLI_PATH, &actions, nullptr, argv.data(), environ);
+  const int rc = posix_spawn(&pid, DITGEN_CLI_PATH, &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::runtime_error("cannot start " + std::string(DITGEN_CLI_PATH));
   int status = 0;
-  waitpid(pid, &status, 0);
+  bool reaped = false;
+  if (extra.while_running) {
+    while (!(reaped = waitpid(pid, &status, WNOHANG) == pid) && extra.while_running(pid)) usleep(20000);
+  }
+  if (!reaped) waitpid(pid, &status, 0);
   CliResult result;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   result.out = slurp(out);

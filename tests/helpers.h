@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,8 +36,16 @@ struct CliResult {
   std::string err;
 };
 
+// Extra process settings for run_cli.
+struct CliEnv {
+  std::string stdin_file;            // fed to standard input (default: /dev/null)
+  std::vector<std::string> env;      // "NAME=value" added to (or replacing in) the environment; "NAME=" unsets
+  // Called while the process runs, with its pid, until it returns false (e.g. to send a signal).
+  std::function<bool(int pid)> while_running;
+};
+
 // Runs the built ditgen binary with `args` (no shell), in `cwd`, capturing stdout and stderr.
-CliResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& cwd);
+CliResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& cwd, const CliEnv& extra = {});
 
 bool contains(const std::string& text, const std::string& part);
 

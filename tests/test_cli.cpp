@@ -61,7 +61,7 @@ TEST_CASE("generate writes PNGs with parameters and a replayable record", "[cli]
   CHECK(record["model"]["sha256"].get<std::string>().size() == 64);
 }
 
-TEST_CASE("the same seed gives the same image; another seed another", "[cli]") {
+TEST_CASE("the same seed gives the same image and another seed another", "[cli]") {
   TempDir dir;
   const std::string model = golden("tiny_p4_rect.model.safetensors").string();  // flow model, random weights
   for (std::string seed : {"5", "5", "6"})

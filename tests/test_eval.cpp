@@ -202,7 +202,7 @@ TEST_CASE("classifier learns a synthetic task and round-trips through its file",
   CHECK(classifier_accuracy(loaded, test_set) == Approx(report.test_accuracy));
 }
 
-TEST_CASE("classifier training is deterministic for a seed; `limit` takes a prefix", "[eval]") {
+TEST_CASE("classifier training is deterministic for a seed and `limit` takes a prefix", "[eval]") {
   test::TempDir dir;
   const BrightSide train_set(96, 1), test_set(4, 5);
   ClassifierTrainOptions options;

@@ -113,7 +113,7 @@ TEST_CASE("LoRALinear is a Linear with an optional low-rank path", "[finetune]")
   }
 }
 
-TEST_CASE("LoRA adapters follow the module's dtype and device; merge works in bf16", "[finetune]") {
+TEST_CASE("LoRA adapters follow the module's dtype and device and merge works in bf16", "[finetune]") {
   nn::LoRALinear lin(16, 8);
   lin->to(at::kBFloat16);
   lin->add_lora(4, 4.0, 5);

@@ -23,7 +23,8 @@ const char* exit_code_help() {
          "  3  input error: an input file (initial noise, prompts, config) is missing or malformed\n"
          "  4  model error: the model file is missing, corrupt or incompatible\n"
          "  5  output error: an output file or folder cannot be written\n"
-         "  6  partial failure: some outputs of a batch failed, the others were written\n";
+         "  6  partial failure: some outputs of a batch failed, the others were written\n"
+         "  130 interrupted (Ctrl-C): finished images and the manifest are kept; --resume finishes the run\n";
 }
 
 }  // namespace ditgen::cli
@@ -61,7 +62,8 @@ int main(int argc, char** argv) {
                                              ditgen::cli::add_train_command(app),
                                              ditgen::cli::add_train_classifier_command(app),
                                              ditgen::cli::add_eval_command(app),
-                                             ditgen::cli::add_bench_command(app)};
+                                             ditgen::cli::add_bench_command(app),
+                                             ditgen::cli::add_metadata_command(app)};
   for (auto& c : commands) {
     c.app->fallthrough();  // global flags work after the subcommand name too
     c.app->footer(ditgen::cli::exit_code_help());

@@ -60,8 +60,8 @@ double Generator::gflops_per_image(const GenerationRequest& r) const {
 CudaGraph& Generator::step_graph(const GenerationRequest& r, const sampling::Sampler& sampler, const at::Tensor& x,
                                   const at::Tensor& y, const at::Tensor& scalars, const at::Tensor& noise) {
   // Everything the captured kernels depend on besides their inputs.
-  const std::string key = c10::str(x.sizes(), "|", r.guidance.scale, "|", r.guidance.channels, "|", r.sampler.name,
-                                   "|", sampler.needs_noise());
+  const std::string key = c10::str(x.sizes(), "|", r.guidance.scale, "|", r.guidance.channels, "|",
+                                   r.guidance.negative_label, "|", r.sampler.name, "|", sampler.needs_noise());
   std::unique_ptr<CudaGraph>& graph = graphs_[key];
   if (graph) return *graph;
   if (graphs_.size() > 8) {  // bound the memory held by captures of shapes no longer in use

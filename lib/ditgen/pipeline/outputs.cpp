@@ -94,7 +94,8 @@ io::Image tile_images(const at::Tensor& frames, int columns) {
 }
 
 nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest& r, size_t i,
-                                 const std::string& prompt, const std::string& device, double gflops) {
+                                 const std::string& prompt, const std::string& negative, const std::string& device,
+                                 const std::string& dtype, double gflops) {
   const int h = r.height > 0 ? r.height : model.config.input_height;
   const int w = r.width > 0 ? r.width : model.config.input_width;
   return {{"schema", 1},
@@ -102,6 +103,7 @@ nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest
           {"model", {{"name", model.name}, {"sha256", model.sha256}, {"file", model.path.filename().string()}}},
           {"prompt", prompt},
           {"class_id", r.labels.at(i)},
+          {"negative", negative},
           {"seed", r.seeds.at(i)},
           {"sampler", r.sampler.name},
           {"steps", r.sampler.steps},
@@ -112,7 +114,26 @@ nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest
           {"width", w},
           {"init_noise", r.init_noise.defined()},
           {"device", device},
+          {"dtype", dtype},
           {"gflops", gflops}};
+}
+
+bool same_output(const nlohmann::json& have, const nlohmann::json& want) {
+  for (const char* key : {"class_id", "negative", "seed", "sampler", "steps", "eta", "cfg_scale", "cfg_channels",
+                          "height", "width", "init_noise", "dtype"})
+    if (!have.contains(key) || have[key] != want.at(key)) return false;
+  return have.contains("model") && have["model"].value("sha256", "") == want.at("model").value("sha256", "x");
+}
+
+nlohmann::json read_generation_record(const std::filesystem::path& png) {
+  for (const io::PngText& t : io::read_png_text(png)) {
+    if (t.keyword != "ditgen") continue;
+    nlohmann::json j = nlohmann::json::parse(t.text, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || !j.contains("schema"))
+      throw Error(ErrorKind::Input, png.string() + ": its ditgen metadata is not a valid record");
+    return j;
+  }
+  throw Error(ErrorKind::Input, png.string() + ": no ditgen metadata (was it written by ditgen?)");
 }
 
 std::vector<io::PngText> png_metadata(const nlohmann::json& rec) {
@@ -127,6 +148,8 @@ std::vector<io::PngText> png_metadata(const nlohmann::json& rec) {
                        (hash.empty() ? "" : ", Model hash: " + hash.substr(0, 10)) +
                        ", Model: " + rec["model"].value("name", std::string()) +
                        ", Version: " + rec.at("version").get<std::string>();
+  const std::string negative = rec.value("negative", std::string());
+  if (!negative.empty()) params.insert(rec.at("prompt").get<std::string>().size(), "\nNegative prompt: " + negative);
   return {{"parameters", params}, {"ditgen", rec.dump()}};
 }
 

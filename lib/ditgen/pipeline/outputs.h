@@ -37,8 +37,16 @@ io::Image to_image(const at::Tensor& frame);
 io::Image tile_images(const at::Tensor& frames, int columns);
 
 // The full record of one image: request, model, version; what `--from` will replay.
+// `negative` is the negative prompt as resolved ("" for the null condition); dtype as dtype_label gives it.
 nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest& request, size_t image,
-                                 const std::string& prompt, const std::string& device, double gflops);
+                                 const std::string& prompt, const std::string& negative, const std::string& device,
+                                 const std::string& dtype, double gflops);
+
+// Whether an existing image's record describes the same output: same model, prompt, seed, sampling and size.
+bool same_output(const nlohmann::json& record, const nlohmann::json& wanted);
+
+// The "ditgen" record embedded in a PNG. Error(Input) when the file is not a PNG ditgen wrote.
+nlohmann::json read_generation_record(const std::filesystem::path& png);
 
 // PNG text chunks for an image: A1111-style "parameters" and "ditgen" (the JSON record).
 std::vector<io::PngText> png_metadata(const nlohmann::json& record);

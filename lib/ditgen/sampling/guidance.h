@@ -10,6 +10,7 @@ namespace ditgen::sampling {
 struct Guidance {
   double scale = 1.0;  // 1 = conditional model only (one forward, no null branch)
   int channels = 0;    // eps channels guided; 0 = all (the official DiT guides only 3 of its 4)
+  int64_t negative_label = -1;  // class of the unconditional branch (a negative prompt); -1 = the null class
 };
 
 // Throws Error(Usage) when the model cannot do this guidance (no null class, too many channels).

@@ -1,0 +1,123 @@
+#include "ditgen/io/prompt_file.h"
+
+#include <fstream>
+#include <iostream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "ditgen/core/error.h"
+
+namespace ditgen::io {
+
+namespace {
+
+constexpr size_t kMaxLine = 1 << 20;
+constexpr size_t kMaxEntries = 1000000;
+
+std::string trim(const std::string& s) {
+  const auto begin = s.find_first_not_of(" \t\r\n");
+  if (begin == std::string::npos) return "";
+  return s.substr(begin, s.find_last_not_of(" \t\r\n") - begin + 1);
+}
+
+// "WxH" or "N" (square).
+void parse_size(const nlohmann::json& v, PromptEntry& e) {
+  if (v.is_number_integer()) {
+    e.width = e.height = v.get<int>();
+    return;
+  }
+  const std::string s = v.is_string() ? v.get<std::string>() : "";
+  const auto x = s.find('x');
+  try {
+    size_t used = 0;
+    if (x == std::string::npos) {
+      e.width = e.height = std::stoi(s, &used);
+      if (used == s.size()) return;
+    } else {
+      e.width = std::stoi(s.substr(0, x), &used);
+      if (used == x) {
+        e.height = std::stoi(s.substr(x + 1), &used);
+        if (used == s.size() - x - 1) return;
+      }
+    }
+  } catch (const std::exception&) {
+  }
+  throw std::invalid_argument("size must be \"WxH\" or a number, got " + v.dump());
+}
+
+template <class T>
+T number(const nlohmann::json& v, const char* key, T lo, T hi) {
+  if (!v.is_number() || (std::is_integral_v<T> && !v.is_number_integer()))
+    throw std::invalid_argument(std::string(key) + " must be a number, got " + v.dump());
+  const T value = v.get<T>();
+  if ((std::is_unsigned_v<T> && v.is_number_integer() && v.get<int64_t>() < 0) || value < lo || value > hi)
+    throw std::invalid_argument(std::string(key) + " is out of range: " + v.dump());
+  return value;
+}
+
+void parse_json_line(const std::string& text, PromptEntry& e) {
+  const nlohmann::json j = nlohmann::json::parse(text);  // throws on bad JSON
+  if (!j.is_object()) throw std::invalid_argument("a JSON line must be an object");
+  static const std::set<std::string> known{"prompt", "negative", "seed", "steps", "cfg", "size", "n"};
+  for (const auto& [key, value] : j.items()) {
+    if (key == "schedule") throw std::invalid_argument("compute schedules are not supported by this version");
+    if (!known.count(key)) throw std::invalid_argument("unknown key '" + key + "'");
+  }
+  if (!j.contains("prompt") || !j["prompt"].is_string() || trim(j["prompt"].get<std::string>()).empty())
+    throw std::invalid_argument("needs a non-empty \"prompt\" string");
+  e.prompt = trim(j["prompt"].get<std::string>());
+  if (j.contains("negative")) {
+    const auto& n = j["negative"];
+    if (!n.is_null() && !n.is_string()) throw std::invalid_argument("negative must be a prompt, \"none\" or null");
+    if (n.is_string() && trim(n.get<std::string>()) != "none" && !trim(n.get<std::string>()).empty())
+      e.negative = trim(n.get<std::string>());
+  }
+  if (j.contains("seed")) e.seed = number<uint64_t>(j["seed"], "seed", 0, UINT64_MAX);
+  if (j.contains("steps")) e.steps = number<int>(j["steps"], "steps", 1, 100000);
+  if (j.contains("cfg")) e.cfg = number<double>(j["cfg"], "cfg", 0.0, 1000.0);
+  if (j.contains("size")) parse_size(j["size"], e);
+  if (j.contains("n")) e.n = number<int>(j["n"], "n", 1, 10000);
+}
+
+}  // namespace
+
+std::vector<PromptEntry> parse_prompts(std::istream& in, const std::string& name) {
+  std::vector<PromptEntry> entries;
+  std::string raw;
+  int line = 0;
+  while (std::getline(in, raw)) {
+    ++line;
+    if (raw.size() > kMaxLine)
+      throw Error(ErrorKind::Input, name + ":" + std::to_string(line) + ": line longer than 1 MiB");
+    const std::string text = trim(raw);
+    if (text.empty() || text[0] == '#') continue;
+    if (entries.size() == kMaxEntries)
+      throw Error(ErrorKind::Input, name + ": more than " + std::to_string(kMaxEntries) + " prompts");
+    PromptEntry e;
+    e.line = line;
+    if (text[0] == '{') {
+      try {
+        parse_json_line(text, e);
+      } catch (const std::exception& ex) {
+        e.error = name + ":" + std::to_string(line) + ": " + ex.what();
+      }
+    } else {
+      e.prompt = text;
+    }
+    entries.push_back(std::move(e));
+  }
+  if (in.bad()) throw Error(ErrorKind::Input, "cannot read prompts from " + name);
+  return entries;
+}
+
+std::vector<PromptEntry> read_prompt_file(const std::string& path) {
+  if (path == "-") return parse_prompts(std::cin, "stdin");
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error(ErrorKind::Input, "prompt file " + path + " is a folder");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorKind::Input, "cannot open prompt file " + path);
+  return parse_prompts(in, path);
+}
+
+}  // namespace ditgen::io

@@ -1,0 +1,248 @@
+#include "ditgen/pipeline/batch.h"
+
+#include <chrono>
+#include <map>
+
+#include <c10/util/Exception.h>
+
+#include "ditgen/core/error.h"
+#include "ditgen/core/log.h"
+#include "ditgen/io/atomic_file.h"
+#include "ditgen/pipeline/outputs.h"
+
+namespace ditgen {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Items that can share a forward pass: everything but label and seed agrees.
+std::string compatibility_key(const GenerationRequest& r) {
+  return c10::str(r.sampler.name, "|", r.sampler.steps, "|", r.sampler.eta, "|", r.guidance.scale, "|",
+                  r.guidance.channels, "|", r.guidance.negative_label, "|", r.height, "x", r.width);
+}
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+}  // namespace
+
+const char* status_name(ItemStatus s) {
+  switch (s) {
+    case ItemStatus::Pending: return "pending";
+    case ItemStatus::Ok: return "ok";
+    case ItemStatus::Skipped: return "skipped";
+    case ItemStatus::Failed: return "failed";
+    case ItemStatus::Cancelled: return "cancelled";
+  }
+  return "?";
+}
+
+BatchRun::BatchRun(Generator& generator, const std::vector<io::PromptEntry>& entries, const BatchSettings& settings,
+                   const std::string& device_label)
+    : generator_(generator), settings_(settings) {
+  const ModelInfo& info = generator.info();
+  int total = 0;
+  for (const auto& e : entries) total += e.error.empty() ? e.n.value_or(settings.num_images) : 1;
+  if (settings.init_noise.defined() && settings.init_noise.size(0) != total)
+    throw Error(ErrorKind::Input, "initial noise has " + std::to_string(settings.init_noise.size(0)) +
+                                      " images but the run makes " + std::to_string(total));
+  auto fail = [&](BatchItem& item, const std::string& message, ErrorKind kind = ErrorKind::Usage) {
+    if (settings.strict) throw Error(kind, message);
+    item.status = ItemStatus::Failed;
+    item.error = message;
+  };
+  for (size_t e = 0; e < entries.size(); ++e) {
+    const io::PromptEntry& entry = entries[e];
+    const int count = entry.error.empty() ? entry.n.value_or(settings.num_images) : 1;
+    for (int j = 0; j < count; ++j) {
+      BatchItem item;
+      item.entry = static_cast<int>(e);
+      item.line = entry.line;
+      item.index = static_cast<int>(items_.size());
+      item.prompt = entry.prompt;
+      if (!entry.error.empty()) {
+        fail(item, entry.error);
+        items_.push_back(std::move(item));
+        continue;
+      }
+      GenerationRequest& r = item.request;
+      r.seeds = {entry.seed ? *entry.seed + j : settings.seed + item.index};
+      r.sampler = settings.sampler;
+      if (entry.steps) r.sampler.steps = *entry.steps;
+      r.guidance = settings.guidance;
+      if (entry.cfg) r.guidance.scale = *entry.cfg;
+      r.width = entry.width.value_or(settings.width);
+      r.height = entry.height.value_or(settings.height);
+      if (settings.init_noise.defined()) r.init_noise = settings.init_noise.narrow(0, item.index, 1);
+      try {
+        const int64_t label = info.resolve_class(entry.prompt);
+        r.labels = {label};
+        item.prompt = info.class_label(label);
+        const auto negative = entry.negative ? entry.negative : settings.negative;
+        if (negative) {
+          r.guidance.negative_label = info.resolve_class(*negative);
+          item.negative = info.class_label(r.guidance.negative_label);
+        }
+        generator.validate(r);
+      } catch (const Error& ex) {
+        fail(item, (entry.line > 0 ? "line " + std::to_string(entry.line) + ": " : std::string()) + ex.what(),
+             ex.kind());
+        items_.push_back(std::move(item));
+        continue;
+      }
+      item.gflops = generator.gflops_per_image(r);
+      item.record = generation_record(info, r, 0, item.prompt, item.negative, device_label,
+                                      dtype_label(generator.dtype()), item.gflops);
+      if (!settings.output_template.empty())
+        item.path = expand_output_name(settings.output_template,
+                                       {item.index, r.seeds[0], item.prompt, r.labels[0]}, total > 1);
+      items_.push_back(std::move(item));
+    }
+  }
+  std::map<std::filesystem::path, int> taken;
+  for (BatchItem& item : items_) {
+    if (item.path.empty()) continue;
+    auto [it, fresh] = taken.emplace(item.path.lexically_normal(), item.index);
+    if (!fresh)
+      throw Error(ErrorKind::Usage, "images " + std::to_string(it->second) + " and " + std::to_string(item.index) +
+                                        " would both be written to " + item.path.string() +
+                                        " (put {index} or {seed} in the output name)");
+    if (!settings.resume || item.status != ItemStatus::Pending || !std::filesystem::exists(item.path)) continue;
+    try {
+      if (same_output(read_generation_record(item.path), item.record)) item.status = ItemStatus::Skipped;
+    } catch (const Error&) {
+      // not a complete ditgen image for this output: made again
+    }
+  }
+  if (settings.keep_frames) frames_.resize(items_.size());
+  if (settings.keep_trajectory) trajectories_.resize(items_.size());
+}
+
+BatchSummary BatchRun::run(const std::function<bool()>& stop, const std::function<bool()>& abandon,
+                           const std::function<void(const BatchItem&)>& on_item,
+                           const std::function<void(const Progress&)>& on_progress) {
+  const auto start = Clock::now();
+  std::vector<std::pair<std::string, std::vector<size_t>>> groups;  // in order of first appearance
+  std::map<std::string, size_t> group_of;
+  for (size_t i = 0; i < items_.size(); ++i) {
+    if (items_[i].status != ItemStatus::Pending) continue;
+    const std::string key = compatibility_key(items_[i].request);
+    auto [it, fresh] = group_of.emplace(key, groups.size());
+    if (fresh) groups.push_back({key, {}});
+    groups[it->second].second.push_back(i);
+  }
+  int pending = 0, done = 0;
+  for (const auto& g : groups) pending += static_cast<int>(g.second.size());
+  const size_t batch = static_cast<size_t>(std::max(1, settings_.batch_size));
+  for (const auto& group : groups) {
+    for (size_t begin = 0; begin < group.second.size(); begin += batch) {
+      if (stop && stop()) break;
+      std::vector<size_t> members(group.second.begin() + begin,
+                                  group.second.begin() + std::min(group.second.size(), begin + batch));
+      run_group(members, abandon, on_item, [&](Progress p) {
+        p.images_done += done;
+        p.images_total = pending;
+        if (on_progress) on_progress(p);
+      });
+      done += static_cast<int>(members.size());
+    }
+  }
+  BatchSummary summary;
+  for (BatchItem& item : items_) {
+    if (item.status == ItemStatus::Pending) item.status = ItemStatus::Cancelled;
+    summary.ok += item.status == ItemStatus::Ok;
+    summary.skipped += item.status == ItemStatus::Skipped;
+    summary.failed += item.status == ItemStatus::Failed;
+    summary.cancelled += item.status == ItemStatus::Cancelled;
+  }
+  summary.seconds = since(start);
+  return summary;
+}
+
+void BatchRun::run_group(const std::vector<size_t>& members, const std::function<bool()>& abandon,
+                         const std::function<void(const BatchItem&)>& on_item,
+                         const std::function<void(const Progress&)>& on_progress) {
+  GenerationRequest r = items_[members.front()].request;
+  r.labels.clear();
+  r.seeds.clear();
+  std::vector<at::Tensor> noise;
+  for (size_t i : members) {
+    r.labels.push_back(items_[i].request.labels[0]);
+    r.seeds.push_back(items_[i].request.seeds[0]);
+    if (r.init_noise.defined()) noise.push_back(items_[i].request.init_noise);
+  }
+  if (!noise.empty()) r.init_noise = at::cat(noise);
+  r.batch_size = static_cast<int>(members.size());
+  r.keep_trajectory = settings_.keep_trajectory;
+  auto finish = [&](ItemStatus status, const std::string& error) {
+    for (size_t i : members) {
+      items_[i].status = status;
+      items_[i].error = error;
+      if (on_item) on_item(items_[i]);
+    }
+  };
+  const auto start = Clock::now();
+  GenerationResult result;
+  try {
+    result = generator_.generate(r, on_progress, abandon);
+  } catch (const Error& e) {
+    return finish(ItemStatus::Failed, e.what());
+  } catch (const c10::Error& e) {
+    return finish(ItemStatus::Failed, first_line(e.what_without_backtrace()));
+  }
+  if (result.cancelled) return finish(ItemStatus::Cancelled, "");
+  const double seconds = since(start) / static_cast<double>(members.size());
+  for (size_t k = 0; k < members.size(); ++k) {
+    BatchItem& item = items_[members[k]];
+    item.seconds = seconds;
+    item.status = ItemStatus::Ok;
+    if (settings_.keep_frames) frames_[members[k]] = result.frames[k];
+    if (settings_.keep_trajectory) trajectories_[members[k]] = result.trajectory.select(1, k);
+    if (!item.path.empty()) {
+      try {
+        io::write_png(item.path, to_image(result.frames[k][0]), png_metadata(item.record));
+      } catch (const Error& e) {
+        item.status = ItemStatus::Failed;
+        item.error = e.what();
+      }
+    }
+    if (on_item) on_item(item);
+  }
+}
+
+at::Tensor BatchRun::frames() const {
+  for (const at::Tensor& f : frames_)
+    if (!f.defined()) throw Error(ErrorKind::Usage, "not every image of the run was generated (resumed or failed)");
+  return at::stack(frames_);  // [N, 1, C, H, W]
+}
+
+at::Tensor BatchRun::trajectory() const {
+  for (const at::Tensor& t : trajectories_)
+    if (!t.defined()) throw Error(ErrorKind::Usage, "not every image of the run was generated (resumed or failed)");
+  return at::stack(trajectories_, 1);  // [T + 1, N, C, H, W]
+}
+
+void BatchRun::write_manifest(const std::filesystem::path& path) const {
+  std::string text;
+  for (const BatchItem& item : items_) {
+    const GenerationRequest& r = item.request;
+    nlohmann::json j{{"path", item.path.string()},   {"prompt", item.prompt},
+                     {"line", item.line},            {"index", item.index},
+                     {"status", status_name(item.status)}};
+    if (!item.record.is_null()) {
+      j["seed"] = r.seeds[0];
+      j["parameters"] = item.record;
+      j["seconds"] = item.seconds;
+      j["gflops"] = item.gflops;
+    }
+    if (!item.error.empty()) j["error"] = item.error;
+    text += j.dump() + "\n";
+  }
+  io::AtomicFile out(path);
+  out.write(text.data(), text.size());
+  out.commit();
+}
+
+}  // namespace ditgen

@@ -1,0 +1,100 @@
+// Batch runs: many prompts (a prompt file, or the command line's), one model load. Compatible images share
+// forward passes; each image is written as soon as its batch finishes; a run can stop between batches and
+// resume later without redoing finished images; a manifest records every output.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "ditgen/io/prompt_file.h"
+#include "ditgen/pipeline/generator.h"
+
+namespace ditgen {
+
+// What an entry does not say. Seeds: the run's image i (counting every image of every entry in order)
+// uses seed + i; an entry with its own seed uses that seed + j for its image j.
+struct BatchSettings {
+  uint64_t seed = 0;
+  sampling::SamplerOptions sampler;
+  sampling::Guidance guidance;
+  std::optional<std::string> negative;  // negative prompt for entries without one
+  int width = 0, height = 0;            // 0: the model's
+  int num_images = 1;                   // per entry without "n"
+  int batch_size = 16;                  // images per generate call
+  std::string output_template;          // empty: no image files (latent models)
+  bool resume = false;                  // skip outputs that exist with a matching record
+  bool strict = false;                  // an unusable prompt is an Error(Usage) rather than a failed item
+  at::Tensor init_noise;                // optional [N, C, H, W]: image i starts from noise[i]
+  bool keep_frames = false;             // keep every frame (for a latents file or a grid)
+  bool keep_trajectory = false;
+};
+
+enum class ItemStatus { Pending, Ok, Skipped, Failed, Cancelled };
+const char* status_name(ItemStatus status);
+
+// One output image.
+struct BatchItem {
+  int entry = 0;                // index of its prompt entry
+  int line = 0;                 // source line of the entry
+  int index = 0;                // image index in the run
+  std::string prompt;           // the class label it resolved to (or the text, when it failed)
+  std::string negative;         // resolved negative label, "" = null condition
+  GenerationRequest request;    // this image alone (labels/seeds of size 1)
+  std::filesystem::path path;   // empty when the run writes no images
+  ItemStatus status = ItemStatus::Pending;
+  std::string error;
+  double seconds = 0;           // its share of its batch's time
+  double gflops = 0;
+  nlohmann::json record;        // what its PNG carries
+};
+
+struct BatchSummary {
+  int ok = 0, skipped = 0, failed = 0, cancelled = 0;
+  double seconds = 0;
+};
+
+class BatchRun {
+ public:
+  // Resolves prompts, seeds, sizes and names. Error(Usage) when two outputs would get the same name, or
+  // (strict) for the first unusable prompt; otherwise unusable entries become failed items.
+  BatchRun(Generator& generator, const std::vector<io::PromptEntry>& entries, const BatchSettings& settings,
+           const std::string& device_label);
+
+  const std::vector<BatchItem>& items() const { return items_; }
+
+  // Runs every pending item. `stop` is checked between batches (pending items become cancelled),
+  // `abandon` between denoising steps (the batch in flight is dropped). `on_item` sees each finished item.
+  BatchSummary run(const std::function<bool()>& stop, const std::function<bool()>& abandon,
+                   const std::function<void(const BatchItem&)>& on_item,
+                   const std::function<void(const Progress&)>& on_progress);
+
+  // The frames [N, 1, C, H, W] (keep_frames) and trajectory [T + 1, N, C, H, W] (keep_trajectory) in item
+  // order, once every item is done.
+  at::Tensor frames() const;
+  at::Tensor trajectory() const;
+  // The frame [C, H, W] of item `index` (keep_frames, after it finished).
+  at::Tensor frame(int index) const { return frames_.at(index).select(0, 0); }
+
+  // One JSON line per output (path, prompt, line, seed, parameters, status, error, seconds, GFLOPs),
+  // written atomically.
+  void write_manifest(const std::filesystem::path& path) const;
+
+ private:
+  void run_group(const std::vector<size_t>& members, const std::function<bool()>& abandon,
+                 const std::function<void(const BatchItem&)>& on_item,
+                 const std::function<void(const Progress&)>& on_progress);
+
+  Generator& generator_;
+  BatchSettings settings_;
+  std::vector<BatchItem> items_;
+  std::vector<at::Tensor> frames_, trajectories_;  // per item when kept
+};
+
+}  // namespace ditgen
