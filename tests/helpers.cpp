@@ -109,4 +109,12 @@ bool close_relative(const at::Tensor& actual, const at::Tensor& expected, double
   return max_abs_diff(actual, expected) <= rel * scale;
 }
 
+std::string make_tiny_model(const TempDir& dir, const std::string& name, int seed) {
+  const std::string spec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/fmnist-tiny.yaml";
+  const std::string path = (dir / name).string();
+  CliResult r = run_cli({"init", spec, "-o", path, "--seed", std::to_string(seed)}, dir.path());
+  if (r.exit_code != 0) throw std::runtime_error("ditgen init failed: " + r.err);
+  return path;
+}
+
 }  // namespace ditgen::test

@@ -49,6 +49,10 @@ CliResult run_cli(const std::vector<std::string>& args, const std::filesystem::p
 
 bool contains(const std::string& text, const std::string& part);
 
+// An untrained tiny pixel-space model (configs/models/fmnist-tiny.yaml) written by `ditgen init` into
+// `dir` as `name`; returns its path.
+std::string make_tiny_model(const TempDir& dir, const std::string& name = "tiny.safetensors", int seed = 3);
+
 // The kind of ditgen::Error that `f` throws, or nullopt when it throws none.
 template <class F>
 std::optional<ErrorKind> error_kind(F&& f) {

@@ -21,16 +21,6 @@ using ditgen::test::TempDir;
 
 namespace {
 
-const std::string kSpec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/fmnist-tiny.yaml";
-
-// An untrained tiny pixel model (made once), copied into `dir` as `name`.
-std::string tiny_model_in(const TempDir& dir, const std::string& name = "tiny.safetensors", int seed = 3) {
-  const std::string path = (dir / name).string();
-  CliResult r = run_cli({"init", kSpec, "-o", path, "--seed", std::to_string(seed)}, dir.path());
-  REQUIRE(r.exit_code == 0);
-  return path;
-}
-
 void write_file(const std::filesystem::path& p, const std::string& text) { std::ofstream(p) << text; }
 
 std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p) {
@@ -75,7 +65,7 @@ TEST_CASE("prompt lines parse: text, JSON overrides, comments, and per-line erro
 TEST_CASE("a prompt file runs every good line, names and seeds follow the rule, the manifest lists each output",
           "[batch][cli]") {
   TempDir dir;
-  const std::string model = tiny_model_in(dir);
+  const std::string model = test::make_tiny_model(dir);
   write_file(dir / "p.txt",
              "sneaker\n# skipped\n\nbag\n{\"prompt\": \"trouser\", \"n\": 2, \"seed\": 40, \"steps\": 3}\n"
              "{\"prompt\": \"nonsense\"}\n{\"prompt\": \"coat\", \"negative\": \"bag\"}\n");
@@ -112,7 +102,7 @@ TEST_CASE("a prompt file runs every good line, names and seeds follow the rule, 
 
 TEST_CASE("resuming skips complete outputs and remakes ones whose record does not match", "[batch][cli]") {
   TempDir dir;
-  const std::string model = tiny_model_in(dir);
+  const std::string model = test::make_tiny_model(dir);
   write_file(dir / "p.txt", "sneaker\nbag\ncoat\n");
   const std::vector<std::string> args{"generate", "-m",      model,          "-f", "p.txt", "-o",
                                       "o/{index}.png", "-s", "7", "--steps", "2"};
@@ -136,7 +126,7 @@ TEST_CASE("resuming skips complete outputs and remakes ones whose record does no
 
 TEST_CASE("Ctrl-C stops after the batch in flight, keeps the manifest, and --resume finishes", "[batch][cli]") {
   TempDir dir;
-  const std::string model = tiny_model_in(dir);
+  const std::string model = test::make_tiny_model(dir);
   std::string prompts;
   for (int i = 0; i < 40; ++i) prompts += std::to_string(i % 10) + "\n";
   write_file(dir / "p.txt", prompts);
@@ -178,7 +168,7 @@ TEST_CASE("Ctrl-C stops after the batch in flight, keeps the manifest, and --res
 
 TEST_CASE("metadata prints the record and generate --from replays an image bit for bit, flags beside it win", "[batch][cli]") {
   TempDir dir;
-  const std::string model = tiny_model_in(dir);
+  const std::string model = test::make_tiny_model(dir);
   REQUIRE(run_cli({"generate", "-m", model, "bag", "coat", "sneaker", "-s", "9", "--steps", "3", "--cfg-scale", "2.5",
                    "-o", "{index}.png"},
                   dir.path())
@@ -204,7 +194,7 @@ TEST_CASE("metadata prints the record and generate --from replays an image bit f
 
 TEST_CASE("a grid option writes a contact sheet of the run", "[batch][cli]") {
   TempDir dir;
-  const std::string model = tiny_model_in(dir);
+  const std::string model = test::make_tiny_model(dir);
   REQUIRE(run_cli({"generate", "-m", model, "bag", "-n", "5", "--steps", "1", "-o", "g/{index}.png", "--grid",
                    "sheet.png"},
                   dir.path())
@@ -216,8 +206,8 @@ TEST_CASE("a grid option writes a contact sheet of the run", "[batch][cli]") {
 
 TEST_CASE("defaults come from flags, then the environment, then --config, then built-in", "[batch][cli]") {
   TempDir dir;
-  const std::string a = tiny_model_in(dir, "a.safetensors", 1), b = tiny_model_in(dir, "b.safetensors", 2),
-                    c = tiny_model_in(dir, "c.safetensors", 3);
+  const std::string a = test::make_tiny_model(dir, "a.safetensors", 1), b = test::make_tiny_model(dir, "b.safetensors", 2),
+                    c = test::make_tiny_model(dir, "c.safetensors", 3);
   write_file(dir / "cfg.yaml", "model: " + a + "\nsteps: 3\nprompt: [bag]\noutput: cfg.png\n");
   auto used = [&](const std::vector<std::string>& extra, const std::vector<std::string>& env) {
     std::vector<std::string> args{"generate", "--config", "cfg.yaml"};
@@ -241,7 +231,7 @@ TEST_CASE("defaults come from flags, then the environment, then --config, then b
 
 TEST_CASE("batch runs refuse what cannot work before writing anything", "[batch][cli][errors]") {
   TempDir dir;
-  const std::string model = tiny_model_in(dir);
+  const std::string model = test::make_tiny_model(dir);
   write_file(dir / "p.txt", "bag\n{\"prompt\": \"bag\", \"seed\": 0}\n");
   write_file(dir / "empty.txt", "# nothing\n\n");
   struct Case {

@@ -19,17 +19,10 @@ using ditgen::test::TempDir;
 
 namespace {
 
-const std::string kSpec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/fmnist-tiny.yaml";
-
-// An untrained pixel-space model made by `ditgen init`, shared by the tests (made once).
+// An untrained pixel-space model, shared by the tests (made once).
 std::string tiny_model() {
   static TempDir dir;
-  static std::string path = [] {
-    std::string p = (dir / "tiny.safetensors").string();
-    CliResult r = run_cli({"init", kSpec, "-o", p, "--seed", "3"}, dir.path());
-    REQUIRE(r.exit_code == 0);
-    return p;
-  }();
+  static std::string path = test::make_tiny_model(dir);
   return path;
 }
 
@@ -217,7 +210,8 @@ TEST_CASE("train and eval run from the command line", "[cli][train]") {
     return;
   }
   TempDir dir;
-  std::ofstream(dir / "train.yaml") << "model: " << kSpec << "\noutput: run\nsteps: 4\nbatch_size: 4\n"
+  const std::string spec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/fmnist-tiny.yaml";
+  std::ofstream(dir / "train.yaml") << "model: " << spec << "\noutput: run\nsteps: 4\nbatch_size: 4\n"
                                     << "log_every: 2\ndevice: cpu\nbf16: false\n"
                                     << "sampler_defaults: {sampler: ddim, steps: 1, cfg_scale: 2.0}\n";
   CliResult train = run_cli({"train", "train.yaml"}, dir.path());
