@@ -1,5 +1,6 @@
 // Batch generation end to end on a tiny model: prompt files, seeds and names, the manifest, --resume,
 // Ctrl-C, metadata and replay, grids, --config and environment precedence.
+#include <chrono>
 #include <csignal>
 #include <fstream>
 #include <sstream>
@@ -164,6 +165,34 @@ TEST_CASE("Ctrl-C stops after the batch in flight, keeps the manifest, and --res
   rows = read_jsonl(dir / "o" / "manifest.jsonl");
   REQUIRE(rows.size() == 40);
   for (size_t i = 0; i < rows.size(); ++i) CHECK(rows[i]["index"] == static_cast<int>(i));
+}
+
+TEST_CASE("a second Ctrl-C abandons the batch in flight: nothing of it is written", "[batch][cli]") {
+  TempDir dir;
+  const std::string model = test::make_tiny_model(dir);
+  write_file(dir / "p.txt", "bag\ncoat\nsneaker\n");
+  const auto start = std::chrono::steady_clock::now();
+  int sent = 0;
+  CliEnv interrupt;
+  interrupt.while_running = [&](int pid) {
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if ((sent == 0 && t > 1.0) || (sent == 1 && t > 1.2)) {  // the one batch of 3 takes several seconds
+      ::kill(pid, SIGINT);
+      ++sent;
+    }
+    return true;
+  };
+  CliResult r = run_cli({"generate", "-m", model, "-f", "p.txt", "-o", "o/{index}.png", "--steps", "1000",
+                         "--progress", "none"},
+                        dir.path(), interrupt);
+  INFO(r.err);
+  REQUIRE(sent == 2);
+  CHECK(r.exit_code == 130);
+  CHECK(r.out.empty());
+  auto rows = read_jsonl(dir / "o" / "manifest.jsonl");
+  REQUIRE(rows.size() == 3);
+  for (const auto& row : rows) CHECK(row["status"] == "cancelled");
+  CHECK(dir.listing() == std::vector<std::string>{"o", "o/manifest.jsonl", "p.txt", "tiny.safetensors"});
 }
 
 TEST_CASE("metadata prints the record and generate --from replays an image bit for bit, flags beside it win", "[batch][cli]") {
