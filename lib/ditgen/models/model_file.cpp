@@ -6,6 +6,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "ditgen/io/yaml_json.h"
+
 #include "ditgen/core/hash.h"
 #include "ditgen/io/safetensors.h"
 #include "ditgen/io/tensor_io.h"
@@ -161,40 +163,6 @@ void save_model(const std::filesystem::path& path, DiT& model, const ModelInfo& 
   io::save_tensors(path, tensors, meta);
 }
 
-namespace {
-
-nlohmann::json yaml_to_json(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map: {
-      nlohmann::json j = nlohmann::json::object();
-      for (const auto& kv : node) j[kv.first.as<std::string>()] = yaml_to_json(kv.second);
-      return j;
-    }
-    case YAML::NodeType::Sequence: {
-      nlohmann::json j = nlohmann::json::array();
-      for (const auto& item : node) j.push_back(yaml_to_json(item));
-      return j;
-    }
-    case YAML::NodeType::Scalar: {
-      const std::string s = node.Scalar();
-      if (node.Tag() == "!") return s;  // quoted: keep as string
-      if (s == "true" || s == "false") return s == "true";
-      try {
-        size_t used = 0;
-        long long i = std::stoll(s, &used);
-        if (used == s.size()) return i;
-        double d = std::stod(s, &used);
-        if (used == s.size()) return d;
-      } catch (const std::exception&) {
-      }
-      return s;
-    }
-    default: return nullptr;
-  }
-}
-
-}  // namespace
-
 ModelInfo model_spec(const std::string& name_or_file) {
   if (!std::filesystem::exists(name_or_file)) {
     ModelInfo info;
@@ -205,8 +173,10 @@ ModelInfo model_spec(const std::string& name_or_file) {
   }
   nlohmann::json j;
   try {
-    j = yaml_to_json(YAML::LoadFile(name_or_file));  // YAML is a superset of JSON
+    j = io::yaml_to_json(YAML::LoadFile(name_or_file));  // YAML is a superset of JSON
   } catch (const YAML::Exception& e) {
+    throw Error(ErrorKind::Input, name_or_file + ": " + e.what());
+  } catch (const Error& e) {
     throw Error(ErrorKind::Input, name_or_file + ": " + e.what());
   }
   if (!j.is_object()) throw Error(ErrorKind::Input, name_or_file + ": expected a mapping of model fields");
