@@ -144,6 +144,8 @@ TEST_CASE("bad input gets one clear line, its exit code, and no output", "[cli][
   std::ofstream(dir / "not-a-folder") << "x";
   std::ofstream(dir / "corrupt.safetensors") << "\x10\0\0\0\0\0\0\0{\"a\":";
   io::save_tensors(dir / "badnoise.safetensors", {{"noise", at::zeros({1, 1, 8, 8})}});
+  std::ofstream(dir / "huge.yaml") << "depth: 256\nhidden_size: 16384\nnum_heads: 16\npatch_size: 2\n"
+                                      "input_size: [32, 32]\nin_channels: 1\nnum_classes: 10\n";
   const std::string model = tiny_model();
   struct Case {
     std::vector<std::string> args;
@@ -169,6 +171,7 @@ TEST_CASE("bad input gets one clear line, its exit code, and no output", "[cli][
       {{"frobnicate"}, 2, "usage error"},
       {{"generate", "-m", golden("tiny_p2.model.safetensors").string(), "1"}, 2, "--save-latents"},
       {{"bench", "-m", model, "--path", "warp"}, 2, "unknown path 'warp'"},
+      {{"init", "huge.yaml", "-o", "huge.safetensors"}, 2, "GiB are available"},
       {{"bench", "-m", model, "-b", "0"}, 2, "batch sizes must be in 1..4096"},
       {{"bench", "-m", model, "--size", "33"}, 2, "must be a multiple of the patch size 2"},
       {{"bench", "-m", model, "--device", "cpu", "--attention", "magic"}, 2, "unknown attention backend 'magic'"},

@@ -126,6 +126,13 @@ TEST_CASE("Model files are validated", "[model][errors]") {
     CHECK(load_error(write_variant(dir, tensors, bad), message) == ErrorKind::Model);
     CHECK(message.find("num_heads") != std::string::npos);
   }
+  SECTION("a config asking for more weights than the file holds is refused before allocating") {
+    io::Metadata huge = meta;
+    huge["ditgen.config"] = R"({"depth": 256, "hidden_size": 16384, "num_heads": 16, "patch_size": 2,
+                                "in_channels": 4, "input_size": [8, 8], "num_classes": 10})";
+    CHECK(load_error(write_variant(dir, tensors, huge), message) == ErrorKind::Model);  // 1.2e12 parameters
+    CHECK(message.find("parameters but the file holds only") != std::string::npos);
+  }
   SECTION("a truncated file is refused") {
     auto path = dir / "cut.safetensors";
     std::filesystem::copy_file(source, path);

@@ -21,6 +21,7 @@ struct InitOptions {
 int run_init(const InitOptions& o) {
   const at::ScalarType dtype = parse_dtype(o.dtype);
   ModelInfo info = model_spec(o.spec);
+  require_memory_for(info.config, ErrorKind::Usage);
   at::manual_seed(o.seed);
   DiT model(info.config);
   if (o.weights == "official") {

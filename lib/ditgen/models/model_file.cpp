@@ -4,6 +4,8 @@
 #include <cctype>
 #include <set>
 
+#include <fstream>
+
 #include <yaml-cpp/yaml.h>
 
 #include "ditgen/io/yaml_json.h"
@@ -114,11 +116,35 @@ ModelInfo read_model_info(const std::filesystem::path& path) {
   return info_from_file(io::SafetensorsFile::open(path, ErrorKind::Model), path);
 }
 
+void require_memory_for(const DiTConfig& config, ErrorKind kind) {
+  const double need = static_cast<double>(dit_parameter_count(config)) * 4;
+  double available = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    double kib = 0;
+    meminfo >> kib;
+    if (key == "MemAvailable:") available = kib * 1024;
+    meminfo.ignore(64, '\n');
+  }
+  if (available > 0 && need > available)
+    throw Error(kind, c10::str("the model needs ", std::round(need / (1 << 30) * 10) / 10, " GiB of memory for its ",
+                               dit_parameter_count(config), " parameters; ",
+                               std::round(available / (1 << 30) * 10) / 10, " GiB are available"));
+}
+
 LoadedModel load_model(const std::filesystem::path& path, const at::Device& device, at::ScalarType dtype) {
   io::SafetensorsFile file = io::SafetensorsFile::open(path, ErrorKind::Model);
   const std::string where = path.string();
   LoadedModel loaded;
   loaded.info = info_from_file(file, path);
+  uint64_t stored = 0;
+  for (const io::TensorView& view : file.tensors()) stored += view.nbytes;
+  const int64_t params = dit_parameter_count(loaded.info.config);
+  if (static_cast<double>(params) * 2 > static_cast<double>(stored))  // 2 bytes: the narrowest weight dtype
+    throw Error(ErrorKind::Model, where + ": its config declares " + std::to_string(params) +
+                                      " parameters but the file holds only " + std::to_string(stored) +
+                                      " bytes of tensors");
+  require_memory_for(loaded.info.config, ErrorKind::Model);
   loaded.model = DiT(loaded.info.config);
 
   torch::NoGradGuard no_grad;

@@ -46,7 +46,13 @@ struct LoadedModel {
 // Reads a model file's description (the file is validated; its weights are not loaded). Error(Model).
 ModelInfo read_model_info(const std::filesystem::path& path);
 
-// Loads and validates a model file onto a device in a dtype (float types only).
+// Refuses (Error(kind)) a model whose float32 weights would not fit in the memory available now, before
+// anything is allocated.
+void require_memory_for(const DiTConfig& config, ErrorKind kind);
+
+// Loads and validates a model file onto a device in a dtype (float types only). The file must hold every
+// weight its config declares (checked before allocating, so a header cannot ask for more than the file
+// could fill) and the model must fit in memory.
 // Throws Error(Model) naming the file for anything missing, malformed or mismatched.
 LoadedModel load_model(const std::filesystem::path& path, const at::Device& device, at::ScalarType dtype);
 
