@@ -8,9 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 build=${FUZZ_BUILD_DIR:-build-fuzz}
+mkdir -p "$build"
 if [ -z "${FUZZ_NO_BUILD:-}" ]; then
   CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DDITGEN_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
-  cmake --build "$build" -j "$(nproc)" > "$build.log" 2>&1 || { tail -30 "$build.log"; exit 1; }
+  cmake --build "$build" -j "$(nproc)" > "$build/ditgen-build.log" 2>&1 || { tail -30 "$build/ditgen-build.log"; exit 1; }
 fi
 total=0
 for target in ${TARGETS:-safetensors png_text prompt_file model_spec}; do
