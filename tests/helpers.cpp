@@ -87,7 +87,7 @@ CliResult run_cli(const std::vector<std::string>& args, const std::filesystem::p
   int status = 0;
   bool reaped = false;
   if (extra.while_running) {
-    while (!(reaped = waitpid(pid, &status, WNOHANG) == pid) && extra.while_running(pid)) usleep(20000);
+    while (!(reaped = waitpid(pid, &status, WNOHANG) == pid) && extra.while_running(pid, slurp(err))) usleep(20000);
   }
   if (!reaped) waitpid(pid, &status, 0);
   CliResult result;

@@ -40,8 +40,9 @@ struct CliResult {
 struct CliEnv {
   std::string stdin_file;            // fed to standard input (default: /dev/null)
   std::vector<std::string> env;      // "NAME=value" added to (or replacing in) the environment; "NAME=" unsets
-  // Called while the process runs, with its pid, until it returns false (e.g. to send a signal).
-  std::function<bool(int pid)> while_running;
+  // Called while the process runs, with its pid and what it has written to stderr so far, until it
+  // returns false (e.g. to send a signal once it reports progress).
+  std::function<bool(int pid, const std::string& err)> while_running;
 };
 
 // Runs the built ditgen binary with `args` (no shell), in `cwd`, capturing stdout and stderr.

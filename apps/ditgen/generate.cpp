@@ -145,6 +145,7 @@ void apply_replay(CLI::App& app, GenerateOptions& o) {
 }
 
 int run_generate(CLI::App& app, GenerateOptions& o) {
+  catch_interrupts();  // from the start: a Ctrl-C during loading stops the run cleanly before its first batch
   if (!o.from.empty()) apply_replay(app, o);
   if (!o.config.empty()) apply_config(app, o.config);
   if (!o.prompt_file.empty() && !o.prompts.empty())
@@ -226,7 +227,6 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
     if (!want.empty() && want != info.sha256)
       log::warn(o.from + " was made with another model file (sha256 " + want.substr(0, 12) + "...): it will differ");
   }
-  catch_interrupts();
   ProgressDisplay display(progress_mode);
   auto last_manifest = std::chrono::steady_clock::now();
   const BatchSummary summary = run.run(
