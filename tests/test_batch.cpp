@@ -60,6 +60,10 @@ TEST_CASE("prompt lines parse: text, JSON overrides, comments, and per-line erro
   CHECK(contains(e[6].error, "n is out of range"));
   CHECK(contains(e[7].error, "p.txt:10:"));
   for (int i : {0, 1, 2, 3}) CHECK(e[i].error.empty());
+  std::istringstream seeds("{\"prompt\": \"x\", \"seed\": 18446744073709551615}\n{\"prompt\": \"x\", \"seed\": -1}\n");
+  auto s = io::parse_prompts(seeds, "s.txt");
+  CHECK(*s[0].seed == UINT64_MAX);  // the whole unsigned range
+  CHECK(contains(s[1].error, "seed is out of range"));
 }
 
 TEST_CASE("a prompt file runs every good line, names and seeds follow the rule, the manifest lists each output",

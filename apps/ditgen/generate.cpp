@@ -120,8 +120,9 @@ void apply_config(CLI::App& app, const std::string& path) {
 }
 
 // --from IMAGE.png: the run recorded in the image, as defaults under the flags given beside it.
-void apply_replay(CLI::App& app, GenerateOptions& o) {
-  const nlohmann::json rec = read_generation_record(o.from);
+// Returns the record.
+nlohmann::json apply_replay(CLI::App& app, GenerateOptions& o) {
+  nlohmann::json rec = read_generation_record(o.from);
   auto text = [&](const char* key) { return rec.at(key).is_string() ? rec[key].get<std::string>() : rec[key].dump(); };
   try {
     if (o.prompts.empty() && o.prompt_file.empty()) set_if_unset(app, "prompt", {text("prompt")}, o.from);
@@ -142,11 +143,12 @@ void apply_replay(CLI::App& app, GenerateOptions& o) {
       throw Error(ErrorKind::Model, o.from + " was made with model '" + file + "', which was not found; pass -m FILE");
     o.model = found->string();
   }
+  return rec;
 }
 
 int run_generate(CLI::App& app, GenerateOptions& o) {
   catch_interrupts();  // from the start: a Ctrl-C during loading stops the run cleanly before its first batch
-  if (!o.from.empty()) apply_replay(app, o);
+  const nlohmann::json replayed = o.from.empty() ? nlohmann::json() : apply_replay(app, o);
   if (!o.config.empty()) apply_config(app, o.config);
   if (!o.prompt_file.empty() && !o.prompts.empty())
     throw Error(ErrorKind::Usage, "give prompts either as arguments or in --prompt-file, not both");
@@ -222,8 +224,8 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
 
   for (const BatchItem& item : run.items())  // unusable prompt-file lines: reported, the others still run
     if (item.status == ItemStatus::Failed) log::error(item.error);
-  if (!o.from.empty()) {
-    const std::string want = read_generation_record(o.from)["model"].value("sha256", std::string());
+  if (!replayed.is_null()) {
+    const std::string want = replayed.contains("model") ? replayed["model"].value("sha256", std::string()) : "";
     if (!want.empty() && want != info.sha256)
       log::warn(o.from + " was made with another model file (sha256 " + want.substr(0, 12) + "...): it will differ");
   }

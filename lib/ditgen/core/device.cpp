@@ -19,6 +19,13 @@ struct DeviceTimer::Events {
 struct DeviceTimer::Events {};
 #endif
 
+#ifdef DITGEN_HAVE_CUDA
+namespace {
+// "cuda" without an index means the first GPU.
+c10::DeviceIndex cuda_index(c10::Device device) { return device.index() < 0 ? 0 : device.index(); }
+}  // namespace
+#endif
+
 void synchronize(c10::Device device) {
 #ifdef DITGEN_HAVE_CUDA
   if (device.is_cuda()) {
@@ -32,14 +39,14 @@ void synchronize(c10::Device device) {
 
 std::string device_name(c10::Device device) {
 #ifdef DITGEN_HAVE_CUDA
-  if (device.is_cuda()) return at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index())->name;
+  if (device.is_cuda()) return at::cuda::getDeviceProperties(cuda_index(device))->name;
 #endif
   return device.str();
 }
 
 void reset_peak_memory(c10::Device device) {
 #ifdef DITGEN_HAVE_CUDA
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(cuda_index(device));
 #else
   (void)device;
 #endif
@@ -48,7 +55,7 @@ void reset_peak_memory(c10::Device device) {
 std::optional<double> peak_memory_gib(c10::Device device) {
 #ifdef DITGEN_HAVE_CUDA
   if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(cuda_index(device));
     const auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
     return static_cast<double>(stats.allocated_bytes[aggregate].peak) / (1024.0 * 1024.0 * 1024.0);
   }

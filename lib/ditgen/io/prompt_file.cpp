@@ -50,8 +50,11 @@ template <class T>
 T number(const nlohmann::json& v, const char* key, T lo, T hi) {
   if (!v.is_number() || (std::is_integral_v<T> && !v.is_number_integer()))
     throw std::invalid_argument(std::string(key) + " must be a number, got " + v.dump());
+  // A negative number read as unsigned would wrap around; nlohmann stores non-negative integers unsigned.
+  if (std::is_unsigned_v<T> && !v.is_number_unsigned())
+    throw std::invalid_argument(std::string(key) + " is out of range: " + v.dump());
   const T value = v.get<T>();
-  if ((std::is_unsigned_v<T> && v.is_number_integer() && v.get<int64_t>() < 0) || value < lo || value > hi)
+  if (value < lo || value > hi)
     throw std::invalid_argument(std::string(key) + " is out of range: " + v.dump());
   return value;
 }

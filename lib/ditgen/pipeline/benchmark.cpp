@@ -117,7 +117,7 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
   const std::vector<int> sizes = o.sizes.empty() ? std::vector<int>{c.input_height} : o.sizes;
   const bool half = dtype == at::kBFloat16 || dtype == at::kHalf;
   const std::string model_name = loaded.info.name.empty() ? o.model : loaded.info.name;
-  auto half_open = [&](int size) {
+  auto record_for = [&](int size) {
     BenchRecord r;
     r.model = model_name;
     r.params = dit_parameter_count(c);
@@ -154,7 +154,7 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
         at::Tensor x = at::randn({batch, c.in_channels, size, size}, rng).to(device, dtype);  // [B, C, H, W]
         at::Tensor t = at::randint(0, c.diffusion_steps, {batch}, rng, at::kLong).to(device);  // [B]
         at::Tensor y = at::randint(0, c.num_classes, {batch}, rng, at::kLong).to(device);      // [B]
-        BenchRecord r = half_open(size);
+        BenchRecord r = record_for(size);
         r.kind = "forward";
         r.path = path;
         r.batch = batch;
@@ -188,7 +188,7 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
       request.height = request.width = size;
       generator.set_cuda_graphs(path == "fast");
       generator.validate(request);
-      BenchRecord r = half_open(size);
+      BenchRecord r = record_for(size);
       r.kind = "sample";
       r.path = path;
       r.batch = o.sample_batch;

@@ -58,7 +58,7 @@ double Generator::gflops_per_image(const GenerationRequest& r) const {
 }
 
 CudaGraph& Generator::step_graph(const GenerationRequest& r, const sampling::Sampler& sampler, const at::Tensor& x,
-                                  const at::Tensor& y, const at::Tensor& scalars, const at::Tensor& noise) {
+                                  const at::Tensor& y, const at::Tensor& scalars) {
   // Everything the captured kernels depend on besides their inputs.
   const std::string key = c10::str(x.sizes(), "|", r.guidance.scale, "|", r.guidance.channels, "|",
                                    r.guidance.negative_label, "|", r.sampler.name, "|", sampler.needs_noise());
@@ -66,7 +66,7 @@ CudaGraph& Generator::step_graph(const GenerationRequest& r, const sampling::Sam
   if (graph) return *graph;
   if (graphs_.size() > 8) {  // bound the memory held by captures of shapes no longer in use
     graphs_.clear();
-    return step_graph(r, sampler, x, y, scalars, noise);
+    return step_graph(r, sampler, x, y, scalars);
   }
   CudaGraph::Fn step = [&](const std::vector<at::Tensor>& in) -> std::vector<at::Tensor> {
     // in: x [b, C, H, W] float, t [b], y [b], step scalars [n], noise [b, C, H, W] when the sampler needs it
@@ -74,7 +74,7 @@ CudaGraph& Generator::step_graph(const GenerationRequest& r, const sampling::Sam
     return {sampler.step_with(in[0], out, in[3], in.size() > 4 ? in[4] : at::Tensor())};
   };
   std::vector<at::Tensor> examples{x, at::zeros({x.size(0)}, x.options()), y, scalars};
-  if (noise.defined()) examples.push_back(noise);
+  if (sampler.needs_noise()) examples.push_back(at::zeros_like(x));
   graph = std::make_unique<CudaGraph>(step, examples);
   return *graph;
 }
@@ -116,10 +116,10 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
       }
       at::Tensor t_table = at::tensor(timesteps).to(device_);                                  // [K]
       at::Tensor s_table = at::tensor(scalars).view({sampler->steps(), -1}).to(device_);      // [K, n]
-      step = [&, t_table, s_table](const at::Tensor& xk, int k, const at::Tensor& noise) {
+      CudaGraph& graph = step_graph(r, *sampler, x, y, s_table[0]);  // captured once per shape and plan
+      step = [&graph, &y, t_table, s_table](const at::Tensor& xk, int k, const at::Tensor& noise) {
         std::vector<at::Tensor> in{xk, t_table[k].expand({xk.size(0)}), y, s_table[k]};
         if (noise.defined()) in.push_back(noise);
-        CudaGraph& graph = step_graph(r, *sampler, xk, y, s_table[k], noise);
         return graph.replay(in)[0].clone();  // [b, C, H, W], outliving the next replay
       };
     }

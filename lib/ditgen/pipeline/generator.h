@@ -79,7 +79,7 @@ class Generator {
   std::pair<int, int> size_of(const GenerationRequest& request) const;
   // The captured step for a batch, capturing it on first use.
   CudaGraph& step_graph(const GenerationRequest& request, const sampling::Sampler& sampler, const at::Tensor& x,
-                        const at::Tensor& y, const at::Tensor& scalars, const at::Tensor& noise);
+                        const at::Tensor& y, const at::Tensor& scalars);
 
   LoadedModel model_;
   at::Device device_;
