@@ -38,13 +38,37 @@ void DiTConfig::validate(ErrorKind kind) const {
   require(diffusion_steps >= 1 && diffusion_steps <= 100000, kind, "diffusion_steps must be in 1..100000");
   require(beta_schedule == "linear", kind, "beta_schedule must be \"linear\"");
   require(!(objective == Objective::Flow && learn_sigma), kind, "flow models do not learn sigma");
+  if (!flex.flexible()) return;
+  require(flex.mode == "shared" || flex.mode == "lora", kind, "flex.mode must be shared or lora");
+  require(flex.underlying_patch >= 1 && flex.underlying_patch <= 16, kind, "flex.underlying_patch must be in 1..16");
+  require(flex.patch_sizes.size() <= 8, kind, "flex.patch_sizes lists at most 8 sizes");
+  for (size_t i = 0; i < flex.patch_sizes.size(); ++i) {
+    require(flex.patch_sizes[i] >= 1 && flex.patch_sizes[i] <= 16, kind, "flex.patch_sizes must be in 1..16");
+    for (size_t j = 0; j < i; ++j) require(flex.patch_sizes[i] != flex.patch_sizes[j], kind, "flex.patch_sizes repeats a size");
+  }
+  require(std::find(flex.patch_sizes.begin(), flex.patch_sizes.end(), patch_size) != flex.patch_sizes.end(), kind,
+          "flex.patch_sizes must include patch_size");
+  require(flex.lora_rank >= 1 && flex.lora_rank <= 1024, kind, "flex.lora_rank must be in 1..1024");
+  require(flex.lora_alpha > 0 && flex.lora_alpha <= 1e4, kind, "flex.lora_alpha must be in (0, 10000]");
+}
+
+bool DiTConfig::supports_patch(int p) const {
+  if (p == 0 || p == patch_size) return true;
+  return std::find(flex.patch_sizes.begin(), flex.patch_sizes.end(), p) != flex.patch_sizes.end();
+}
+
+std::vector<int> DiTConfig::runnable_patches() const {
+  std::vector<int> out{patch_size};
+  for (int p : flex.patch_sizes)
+    if (p != patch_size) out.push_back(p);
+  return out;
 }
 
 const char* objective_name(Objective objective) { return objective == Objective::Eps ? "eps" : "flow"; }
 const char* image_space_name(ImageSpace space) { return space == ImageSpace::Pixel ? "pixel" : "latent"; }
 
 nlohmann::json to_json(const DiTConfig& c) {
-  return {{"architecture", "dit"},
+  nlohmann::json j = {{"architecture", "dit"},
           {"depth", c.depth},
           {"hidden_size", c.hidden_size},
           {"num_heads", c.num_heads},
@@ -59,6 +83,10 @@ nlohmann::json to_json(const DiTConfig& c) {
           {"diffusion_steps", c.diffusion_steps},
           {"beta_schedule", c.beta_schedule},
           {"image_space", image_space_name(c.image_space)}};
+  if (c.flex.flexible())
+    j["flex"] = {{"patch_sizes", c.flex.patch_sizes}, {"underlying_patch", c.flex.underlying_patch},
+                 {"mode", c.flex.mode}, {"lora_rank", c.flex.lora_rank}, {"lora_alpha", c.flex.lora_alpha}};
+  return j;
 }
 
 DiTConfig config_from_json(const nlohmann::json& j) {
@@ -92,6 +120,16 @@ DiTConfig config_from_json(const nlohmann::json& j) {
     std::string space = j.value("image_space", std::string("latent"));
     require(space == "pixel" || space == "latent", ErrorKind::Model, "image_space must be pixel or latent");
     c.image_space = space == "pixel" ? ImageSpace::Pixel : ImageSpace::Latent;
+    if (j.contains("flex")) {
+      const auto& f = j.at("flex");
+      require(f.is_object(), ErrorKind::Model, "flex must be an object");
+      c.flex.patch_sizes = f.at("patch_sizes").get<std::vector<int>>();
+      require(!c.flex.patch_sizes.empty(), ErrorKind::Model, "flex.patch_sizes must not be empty");
+      c.flex.underlying_patch = f.value("underlying_patch", 4);
+      c.flex.mode = f.value("mode", std::string("shared"));
+      c.flex.lora_rank = f.value("lora_rank", 16);
+      c.flex.lora_alpha = f.value("lora_alpha", 16.0);
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorKind::Model, std::string("invalid model config: ") + e.what());
   }
@@ -112,6 +150,9 @@ const std::map<std::string, DiTConfig>& official_configs() {
         c.num_heads = s.heads;
         c.patch_size = patch;
         t.emplace(std::string("DiT-") + s.name + "/" + std::to_string(patch), c);
+        if (patch != 2) continue;
+        c.flex.patch_sizes = {1, 2, 4, 8};
+        t.emplace(std::string("FlexiDiT-") + s.name + "/2", c);
       }
     }
     return t;

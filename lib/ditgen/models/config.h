@@ -15,6 +15,21 @@ namespace ditgen {
 enum class Objective { Eps, Flow };            // noise prediction (Gaussian diffusion) or rectified-flow velocity
 enum class ImageSpace { Pixel, Latent };       // outputs are pixels in [-1, 1], or VAE latents
 
+// FlexiDiT (docs/FLEXIDIT.md): one backbone run at several patch sizes. "shared": every patch size is
+// projected from one underlying tokenizer (PI-resize) and the whole model is fine-tuned; "lora": the
+// pre-trained patch keeps its weights, each other size has its own tokenizer and LoRA adapters on the
+// attention and MLP linears (distilled from the frozen model).
+struct FlexConfig {
+  std::vector<int> patch_sizes;  // every size the model runs, patch_size included; empty = a fixed-patch model
+  int underlying_patch = 4;      // p' of the shared tokenizer weights
+  std::string mode = "shared";   // shared | lora
+  int lora_rank = 16;
+  double lora_alpha = 16.0;
+
+  bool flexible() const { return !patch_sizes.empty(); }
+  bool lora() const { return flexible() && mode == "lora"; }
+};
+
 struct DiTConfig {
   int depth = 12;
   int hidden_size = 384;
@@ -31,10 +46,15 @@ struct DiTConfig {
   int diffusion_steps = 1000;
   std::string beta_schedule = "linear";
   ImageSpace image_space = ImageSpace::Latent;
+  FlexConfig flex;
 
   int out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
   int mlp_hidden() const { return static_cast<int>(hidden_size * mlp_ratio); }
   bool has_null_class() const { return class_dropout_prob > 0; }
+  // Whether the model runs at patch size p (0 = its own patch_size).
+  bool supports_patch(int p) const;
+  // The patch sizes the model runs, patch_size first.
+  std::vector<int> runnable_patches() const;
   // Throws Error(kind) when a field is out of range (heads must divide hidden_size, ...).
   void validate(ErrorKind kind) const;
 };
@@ -43,7 +63,8 @@ nlohmann::json to_json(const DiTConfig& config);
 // Parses and validates; throws Error(Model) naming the bad field.
 DiTConfig config_from_json(const nlohmann::json& json);
 
-// The twelve official configs: DiT-{S,B,L,XL}/{2,4,8} with 4-channel 32x32 latents and 1000 classes.
+// The twelve official configs: DiT-{S,B,L,XL}/{2,4,8} with 4-channel 32x32 latents and 1000 classes, and
+// FlexiDiT-{S,B,L,XL}/2: the /2 models with a shared flexible tokenizer for patch sizes 1, 2, 4 and 8.
 const std::map<std::string, DiTConfig>& official_configs();
 // Looks a registry name up case-insensitively; throws Error(Usage) listing the names when unknown.
 DiTConfig official_config(const std::string& name);

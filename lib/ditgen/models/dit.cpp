@@ -1,6 +1,9 @@
 #include "ditgen/models/dit.h"
 
+#include <cmath>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
@@ -12,59 +15,107 @@
 
 namespace ditgen {
 
+namespace {
+
+// The linears that carry one LoRA per patch size in a lora-mode flexible model (the paper's choice:
+// self-attention and MLP).
+std::vector<nn::LoRALinear> adapted_linears(torch::nn::ModuleList& blocks) {
+  std::vector<nn::LoRALinear> out;
+  for (const auto& module : *blocks) {
+    auto* block = module->as<nn::DiTBlock>();
+    for (const nn::LoRALinear& l : {block->attn->qkv, block->attn->proj, block->mlp->fc1, block->mlp->fc2})
+      out.push_back(l);
+  }
+  return out;
+}
+
+std::string adapter_name(int patch) { return "p" + std::to_string(patch); }
+
+}  // namespace
+
 DiTImpl::DiTImpl(const DiTConfig& config) : config_(config) {
   config_.validate(ErrorKind::Usage);
   const int D = config_.hidden_size;
-  x_embedder = register_module("x_embedder", nn::PatchEmbed(config_.in_channels, D, config_.patch_size));
+  // A shared flexible tokenizer keeps its underlying p' x p' weights in the base layers.
+  const bool shared = config_.flex.flexible() && !config_.flex.lora();
+  const int base_patch = shared ? config_.flex.underlying_patch : config_.patch_size;
+  x_embedder = register_module("x_embedder", nn::PatchEmbed(config_.in_channels, D, base_patch));
   t_embedder = register_module("t_embedder", nn::TimestepEmbedder(D));
   y_embedder = register_module("y_embedder", nn::LabelEmbedder(config_.num_classes, D, config_.has_null_class()));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int i = 0; i < config_.depth; ++i) blocks->push_back(nn::DiTBlock(D, config_.num_heads, config_.mlp_hidden()));
-  final_layer = register_module("final_layer", nn::FinalLayer(D, config_.patch_size, config_.out_channels()));
+  final_layer = register_module("final_layer", nn::FinalLayer(D, base_patch, config_.out_channels()));
+  if (!config_.flex.flexible()) return;
+  flex = register_module("flex", nn::FlexibleTokenizer(config_));
+  if (!config_.flex.lora()) return;
+  adapted_ = adapted_linears(blocks);
+  uint64_t seed = 0;
+  for (int p : config_.flex.patch_sizes)
+    if (p != config_.patch_size)
+      for (nn::LoRALinear& l : adapted_) l->add_named_lora(adapter_name(p), config_.flex.lora_rank, config_.flex.lora_alpha, ++seed);
 }
 
-at::Tensor DiTImpl::pos_embed(int grid_h, int grid_w, const at::TensorOptions& options) {
-  at::Tensor& cached = pos_cache_[{grid_h, grid_w}];
-  if (!cached.defined() || cached.device() != options.device() || cached.scalar_type() != options.dtype())
-    cached = nn::sincos_pos_embed_2d(config_.hidden_size, grid_h, grid_w).to(options);
+void DiTImpl::set_lora_merged(bool merged) {
+  for (nn::LoRALinear& l : adapted_) l->set_named_merged(merged);
+  lora_merged_ = merged && !adapted_.empty();
+}
+
+at::Tensor DiTImpl::pos_embed(int grid_h, int grid_w, int patch, const at::TensorOptions& options) {
+  at::Tensor& cached = pos_cache_[{grid_h, grid_w, patch}];
+  if (!cached.defined() || cached.device() != options.device() || cached.scalar_type() != options.dtype()) {
+    const double step = static_cast<double>(patch) / config_.patch_size;  // positions in pre-trained grid units
+    cached = nn::sincos_pos_embed_2d(config_.hidden_size, grid_h, grid_w, step).to(options);
+  }
   return cached;
 }
 
-at::Tensor DiTImpl::unpatchify(const at::Tensor& x, int grid_h, int grid_w) const {
-  const int64_t B = x.size(0), p = config_.patch_size, C = config_.out_channels();
-  return x.reshape({B, grid_h, grid_w, p, p, C})  // [B, h, w, p, q, C]
-      .permute({0, 5, 1, 3, 2, 4})                 // [B, C, h, p, w, q]
-      .reshape({B, C, grid_h * p, grid_w * p});    // [B, C, H, W]
+at::Tensor DiTImpl::unpatchify(const at::Tensor& x, const Embedded& e) const {
+  const int64_t B = x.size(0), p = e.patch, C = config_.out_channels();
+  return x.reshape({B, e.grid_h, e.grid_w, p, p, C})  // [B, h, w, p, q, C]
+      .permute({0, 5, 1, 3, 2, 4})                     // [B, C, h, p, w, q]
+      .reshape({B, C, e.grid_h * p, e.grid_w * p});    // [B, C, H, W]
 }
 
-DiTImpl::Embedded DiTImpl::embed(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
-  const int p = config_.patch_size;
+DiTImpl::Embedded DiTImpl::embed(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch) {
+  const int p = patch > 0 ? patch : config_.patch_size;
+  TORCH_CHECK(config_.supports_patch(p), "this model does not run at patch size ", p);
   TORCH_CHECK(x.dim() == 4 && x.size(1) == config_.in_channels, "DiT expects [B, ", config_.in_channels,
               ", H, W], got ", x.sizes());
   TORCH_CHECK(x.size(2) % p == 0 && x.size(3) % p == 0, "DiT input ", x.sizes(), " is not divisible by patch ", p);
   Embedded e;
+  e.patch = p;
   e.grid_h = static_cast<int>(x.size(2)) / p;
   e.grid_w = static_cast<int>(x.size(3)) / p;
-  e.tokens = x_embedder->forward(x);                                  // [B, N, D]
-  e.tokens = e.tokens + pos_embed(e.grid_h, e.grid_w, e.tokens.options());  // [B, N, D]
-  e.condition = t_embedder->forward(t) + y_embedder->forward(y);     // [B, D]
+  nn::FlexibleTokenizerImpl::Weights w{x_embedder->proj->weight, x_embedder->proj->bias, final_layer->linear->weight,
+                                       final_layer->linear->bias};
+  if (flex) w = flex->weights(p, w);
+  for (nn::LoRALinear& l : adapted_) l->use_adapter(p == config_.patch_size ? "" : adapter_name(p));
+  e.deembed_weight = w.deembed_weight;
+  e.deembed_bias = w.deembed_bias;
+  e.tokens = nn::patchify(x, w.embed_weight, w.embed_bias);                        // [B, N, D]
+  e.tokens = e.tokens + pos_embed(e.grid_h, e.grid_w, p, e.tokens.options());     // [B, N, D]
+  if (flex) {
+    at::Tensor size_embed = flex->patch_embedding(p);                              // [D] or undefined
+    if (size_embed.defined()) e.tokens = e.tokens + size_embed;                    // [B, N, D]
+  }
+  e.condition = t_embedder->forward(t) + y_embedder->forward(y);                    // [B, D]
   return e;
 }
 
-at::Tensor DiTImpl::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
-  return cuda::use_fused_path(x) ? forward_fused(x, t, y) : forward_reference(x, t, y);
+at::Tensor DiTImpl::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch) {
+  return cuda::use_fused_path(x) ? forward_fused(x, t, y, patch) : forward_reference(x, t, y, patch);
 }
 
-at::Tensor DiTImpl::forward_reference(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
-  Embedded e = embed(x, t, y);
+at::Tensor DiTImpl::forward_reference(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch) {
+  Embedded e = embed(x, t, y, patch);
   at::Tensor h = e.tokens;                                                             // [B, N, D]
   for (const auto& block : *blocks) h = block->as<nn::DiTBlock>()->forward(h, e.condition);  // [B, N, D]
-  h = final_layer->forward(h, e.condition);                                           // [B, N, p*p*Cout]
-  return unpatchify(h, e.grid_h, e.grid_w);                                           // [B, Cout, H, W]
+  h = final_layer->forward(h, e.condition, e.deembed_weight, e.deembed_bias);         // [B, N, p*p*Cout]
+  return unpatchify(h, e);                                                            // [B, Cout, H, W]
 }
 
-at::Tensor DiTImpl::forward_fused(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
-  Embedded e = embed(x, t, y);
+at::Tensor DiTImpl::forward_fused(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch) {
+  Embedded e = embed(x, t, y, patch);
   const at::Tensor silu_c = at::silu(e.condition);  // [B, D], shared by every adaLN head
   const int depth = static_cast<int>(blocks->size());
   auto block = [&](int i) { return blocks[i]->as<nn::DiTBlock>(); };
@@ -77,8 +128,8 @@ at::Tensor DiTImpl::forward_fused(const at::Tensor& x, const at::Tensor& t, cons
     std::tie(h, h_mod) = block(i)->forward_chained(h, h_mod, mod, next[0], next[1]);     // [B, N, D] x2
     mod = std::move(next);
   }
-  at::Tensor out = at::linear(h_mod, final_layer->linear->weight, final_layer->linear->bias);  // [B, N, p*p*Cout]
-  return unpatchify(out, e.grid_h, e.grid_w);                                 // [B, Cout, H, W]
+  at::Tensor out = at::linear(h_mod, e.deembed_weight, e.deembed_bias);       // [B, N, p*p*Cout]
+  return unpatchify(out, e);                                                  // [B, Cout, H, W]
 }
 
 void DiTImpl::initialize_weights() {
@@ -112,22 +163,57 @@ void DiTImpl::normal_weights(double std, uint64_t seed) {
   for (at::Tensor& p : parameters()) p.copy_(at::normal(0.0, std, p.sizes(), gen, at::kFloat));
 }
 
-double dit_gflops(const DiTConfig& c, int height, int width) {
-  const double p = c.patch_size, D = c.hidden_size, M = c.mlp_hidden();
-  const double N = (height / p) * (width / p);
+DiT make_flexible(DiT& dense, const FlexConfig& flex) {
+  DiTConfig config = dense->config();
+  if (config.flex.flexible()) throw Error(ErrorKind::Usage, "the model is flexible already");
+  config.flex = flex;
+  config.validate(ErrorKind::Usage);
+  DiT out(config);
+  at::NoGradGuard no_grad;
+  const auto source = dense->named_parameters();
+  for (auto& item : out->named_parameters()) {
+    const at::Tensor* from = source.find(item.key());
+    if (from && from->sizes() == item.value().sizes()) item.value().copy_(*from);
+  }
+  nn::FlexibleTokenizerImpl::Weights fixed{dense->x_embedder->proj->weight, dense->x_embedder->proj->bias,
+                                           dense->final_layer->linear->weight, dense->final_layer->linear->bias};
+  nn::FlexibleTokenizerImpl::Weights base{out->x_embedder->proj->weight, out->x_embedder->proj->bias,
+                                          out->final_layer->linear->weight, out->final_layer->linear->bias};
+  out->flex->init_from_fixed(fixed, base);
+  return out;
+}
+
+double dit_gflops(const DiTConfig& c, int height, int width, int patch, bool lora_merged) {
+  const double p = patch > 0 ? patch : c.patch_size, D = c.hidden_size, M = c.mlp_hidden();
+  const double N = std::floor(height / p) * std::floor(width / p);
   const double embed = N * p * p * c.in_channels * D + 256.0 * D + D * D;  // patches, timestep MLP
-  const double block = N * (3 * D * D + D * D + 2 * D * M) + 2 * N * N * D + 6 * D * D;  // qkv, proj, MLP, attn, adaLN
+  double block = N * (3 * D * D + D * D + 2 * D * M) + 2 * N * N * D + 6 * D * D;  // qkv, proj, MLP, attn, adaLN
+  if (c.flex.lora() && p != c.patch_size && !lora_merged)
+    block += N * c.flex.lora_rank * ((D + 3 * D) + (D + D) + (D + M) + (M + D));  // low-rank paths of the 4 linears
   const double final_layer = 2 * D * D + N * D * p * p * c.out_channels();
   return (embed + c.depth * block + final_layer) / 1e9;
 }
 
 int64_t dit_parameter_count(const DiTConfig& c) {
-  const int64_t D = c.hidden_size, M = c.mlp_hidden(), p = c.patch_size;
-  const int64_t embed = (p * p * c.in_channels * D + D) + (256 * D + D + D * D + D) +
+  const int64_t D = c.hidden_size, M = c.mlp_hidden(), Cin = c.in_channels, Cout = c.out_channels();
+  const FlexConfig& f = c.flex;
+  const int64_t p = f.flexible() && !f.lora() ? f.underlying_patch : c.patch_size;  // the base layers' patch
+  const int64_t embed = (p * p * Cin * D + D) + (256 * D + D + D * D + D) +
                         (c.num_classes + (c.has_null_class() ? 1 : 0)) * D;
-  const int64_t block = (3 * D * D + 3 * D) + (D * D + D) + (D * M + M) + (M * D + D) + (6 * D * D + 6 * D);
-  const int64_t final_layer = (2 * D * D + 2 * D) + (D * p * p * c.out_channels() + p * p * c.out_channels());
-  return embed + c.depth * block + final_layer;
+  int64_t block = (3 * D * D + 3 * D) + (D * D + D) + (D * M + M) + (M * D + D) + (6 * D * D + 6 * D);
+  const int64_t final_layer = (2 * D * D + 2 * D) + (D * p * p * Cout + p * p * Cout);
+  int64_t flexible = 0;
+  if (f.flexible()) {
+    const int64_t sizes = static_cast<int64_t>(f.patch_sizes.size()) - (f.lora() ? 1 : 0);
+    flexible = sizes * D;  // patch-size embeddings
+    if (f.lora())
+      for (int64_t q : f.patch_sizes)
+        if (q != c.patch_size) {
+          flexible += (q * q * Cin * D + D) + (D * q * q * Cout + q * q * Cout);  // own tokenizer
+          block += f.lora_rank * ((D + 3 * D) + (D + D) + (D + M) + (M + D));    // one LoRA per adapted linear
+        }
+  }
+  return embed + c.depth * block + final_layer + flexible;
 }
 
 }  // namespace ditgen

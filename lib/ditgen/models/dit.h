@@ -11,6 +11,8 @@
 #include "ditgen/models/config.h"
 #include "ditgen/nn/dit_block.h"
 #include "ditgen/nn/embeddings.h"
+#include "ditgen/nn/flexible_patch.h"
+#include "ditgen/nn/lora.h"
 
 namespace ditgen {
 
@@ -19,14 +21,21 @@ class DiTImpl : public torch::nn::Module {
   explicit DiTImpl(const DiTConfig& config);
 
   // Noise (or velocity) prediction: x [B, C, H, W] with H, W multiples of the patch; t [B] timesteps
-  // (integer or fractional); y [B] class ids, num_classes being the null class. -> [B, Cout, H, W]
-  // Runs forward_fused on CUDA in inference (unless fused kernels are disabled), else forward_reference.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y);
+  // (integer or fractional); y [B] class ids, num_classes being the null class; `patch` the patch size to
+  // run at (0 = config().patch_size; a flexible model runs any of config().flex.patch_sizes).
+  // -> [B, Cout, H, W]. Runs forward_fused on CUDA in inference (unless fused kernels are disabled), else
+  // forward_reference.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch = 0);
   // Block by block, as the official code computes it (training and CPU use this).
-  at::Tensor forward_reference(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y);
+  at::Tensor forward_reference(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch = 0);
   // The same function with the adaLN steps fused across block boundaries, SiLU(c) computed once and GELU in
   // the MLP's GEMM epilogue. Off CUDA each fused op falls back to its reference. No autograd.
-  at::Tensor forward_fused(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y);
+  at::Tensor forward_fused(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch = 0);
+
+  // A flexible ("lora" mode) model's per-patch adapters: kept unmerged (extra low-rank FLOPs), or merged
+  // into one weight copy per patch size (extra memory). Call after moving the model to its device/dtype.
+  void set_lora_merged(bool merged);
+  bool lora_merged() const { return lora_merged_; }
 
   // The official initialisation (xavier linears, N(0, 0.02) embeddings, zeroed adaLN and output layers).
   void initialize_weights();
@@ -41,25 +50,37 @@ class DiTImpl : public torch::nn::Module {
   nn::LabelEmbedder y_embedder{nullptr};
   torch::nn::ModuleList blocks{nullptr};
   nn::FinalLayer final_layer{nullptr};
+  nn::FlexibleTokenizer flex{nullptr};  // flexible models only
 
  private:
   struct Embedded {
     at::Tensor tokens;     // [B, N, D] patch embeddings plus positions
     at::Tensor condition;  // [B, D] timestep plus label embedding
-    int grid_h = 0, grid_w = 0;
+    at::Tensor deembed_weight, deembed_bias;  // the output projection for this patch size
+    int grid_h = 0, grid_w = 0, patch = 0;
   };
-  Embedded embed(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y);
-  at::Tensor pos_embed(int grid_h, int grid_w, const at::TensorOptions& options);  // [1, N, D], cached
-  at::Tensor unpatchify(const at::Tensor& x, int grid_h, int grid_w) const;     // [B, N, p*p*C] -> [B, C, H, W]
+  // Also selects the patch size's LoRA adapters (lora mode).
+  Embedded embed(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch);
+  at::Tensor pos_embed(int grid_h, int grid_w, int patch, const at::TensorOptions& options);  // [1, N, D], cached
+  at::Tensor unpatchify(const at::Tensor& x, const Embedded& e) const;  // [B, N, p*p*C] -> [B, C, H, W]
 
   DiTConfig config_;
-  std::map<std::pair<int, int>, at::Tensor> pos_cache_;
+  std::map<std::tuple<int, int, int>, at::Tensor> pos_cache_;
+  std::vector<nn::LoRALinear> adapted_;  // lora mode: the linears carrying one adapter per patch size
+  bool lora_merged_ = false;
 };
 TORCH_MODULE(DiT);
 
+// A flexible model of `flex`'s layout whose function at dense.config().patch_size is dense's: the
+// transformer weights are copied, the tokenizer PI-resized (nn::FlexibleTokenizerImpl::init_from_fixed),
+// the patch-size embeddings and LoRA up-projections start at zero. Error(Usage) for a model that is
+// already flexible or a layout that does not validate.
+DiT make_flexible(DiT& dense, const FlexConfig& flex);
+
 // Multiply-accumulate GFLOPs of one forward pass of one image at height x width (the DiT papers'
-// convention: DiT-XL/2 at 32x32 latents = 118.6). Counts every linear layer and the two attention matmuls.
-double dit_gflops(const DiTConfig& config, int height, int width);
+// convention: DiT-XL/2 at 32x32 latents = 118.6). Counts every linear layer and the two attention matmuls;
+// `patch` as in forward(); unmerged LoRA adapters of a lora-mode flexible model count r * (in + out) a token.
+double dit_gflops(const DiTConfig& config, int height, int width, int patch = 0, bool lora_merged = false);
 
 // Number of parameters of a model with this config.
 int64_t dit_parameter_count(const DiTConfig& config);

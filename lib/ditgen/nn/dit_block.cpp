@@ -58,8 +58,13 @@ FinalLayerImpl::FinalLayerImpl(int hidden_size, int patch_size, int out_channels
 }
 
 at::Tensor FinalLayerImpl::forward(const at::Tensor& x, const at::Tensor& c) {
-  auto mod = adaLN_modulation->forward(c).chunk(2, 1);               // 2 x [B, D]
-  return at::linear(modulate(layer_norm_plain(x), mod[0], mod[1]), linear->weight, linear->bias);  // [B,N,p*p*Cout]
+  return forward(x, c, linear->weight, linear->bias);
+}
+
+at::Tensor FinalLayerImpl::forward(const at::Tensor& x, const at::Tensor& c, const at::Tensor& weight,
+                                   const at::Tensor& bias) {
+  auto mod = adaLN_modulation->forward(c).chunk(2, 1);                            // 2 x [B, D]
+  return at::linear(modulate(layer_norm_plain(x), mod[0], mod[1]), weight, bias);  // [B, N, p*p*Cout]
 }
 
 std::vector<at::Tensor> FinalLayerImpl::modulation(const at::Tensor& silu_c) {

@@ -45,6 +45,8 @@ class FinalLayerImpl : public torch::nn::Module {
  public:
   FinalLayerImpl(int hidden_size, int patch_size, int out_channels);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& c);  // [B, N, D], [B, D] -> [B, N, p*p*Cout]
+  // The same with another output projection (a flexible model's weights for its patch size).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& c, const at::Tensor& weight, const at::Tensor& bias);
   // Shift and scale from SiLU(c) (the fused path). [B, D] -> 2 x [B, D]
   std::vector<at::Tensor> modulation(const at::Tensor& silu_c);
 

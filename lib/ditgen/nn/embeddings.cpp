@@ -12,11 +12,14 @@ PatchEmbedImpl::PatchEmbedImpl(int in_channels, int hidden_size, int patch_size)
       "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, hidden_size, patch_size).stride(patch_size)));
 }
 
-at::Tensor PatchEmbedImpl::forward(const at::Tensor& x) {
+at::Tensor PatchEmbedImpl::forward(const at::Tensor& x) { return patchify(x, proj->weight, proj->bias); }
+
+at::Tensor patchify(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   // A channels-last input makes the convolution write channels-last, so the tokens come out contiguous:
   // the official flatten-transpose of an NCHW output leaves the whole residual stream transposed in memory,
   // and every later elementwise op strided and slow. Converting the C-channel input is the cheap side.
-  at::Tensor h = proj->forward(x.contiguous(at::MemoryFormat::ChannelsLast));  // [B, D, H/p, W/p]
+  const int64_t p = weight.size(-1);
+  at::Tensor h = at::conv2d(x.contiguous(at::MemoryFormat::ChannelsLast), weight, bias, {p, p});  // [B, D, H/p, W/p]
   return h.flatten(2).transpose(1, 2).contiguous();                           // [B, N, D], a view when NHWC
 }
 
@@ -50,7 +53,7 @@ at::Tensor LabelEmbedderImpl::forward(const at::Tensor& labels) {
   return embedding_table->forward(labels);  // [B] -> [B, D]
 }
 
-at::Tensor sincos_pos_embed_2d(int dim, int grid_h, int grid_w) {
+at::Tensor sincos_pos_embed_2d(int dim, int grid_h, int grid_w, double step) {
   const int quarter = dim / 4;
   auto f64 = at::TensorOptions().dtype(at::kDouble);
   at::Tensor omega = 1.0 / at::pow(10000.0, at::arange(0, quarter, f64) / quarter);  // [D/4]
@@ -58,8 +61,9 @@ at::Tensor sincos_pos_embed_2d(int dim, int grid_h, int grid_w) {
     at::Tensor out = pos.unsqueeze(1) * omega.unsqueeze(0);                           // [N, D/4]
     return at::cat({at::sin(out), at::cos(out)}, 1);                                  // [N, D/2]
   };
-  at::Tensor rows = at::arange(0, grid_h, f64).repeat_interleave(grid_w);  // [N] row index i of token i*gw+j
-  at::Tensor cols = at::arange(0, grid_w, f64).repeat({grid_h});           // [N] column index j
+  const double offset = (step - 1) / 2;  // 0 on the official grid
+  at::Tensor rows = at::arange(0, grid_h, f64).repeat_interleave(grid_w) * step + offset;  // [N] row of token i*gw+j
+  at::Tensor cols = at::arange(0, grid_w, f64).repeat({grid_h}) * step + offset;           // [N] column j
   at::Tensor emb = at::cat({encode(cols), encode(rows)}, 1);                // [N, D]
   return emb.to(at::kFloat).unsqueeze(0);                                    // [1, N, D]
 }

@@ -9,6 +9,9 @@
 
 namespace ditgen::nn {
 
+// Tokens of x for a patch-p kernel: conv with kernel = stride = p, flattened row-major.
+at::Tensor patchify(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);  // -> [B, N, D]
+
 // Conv with kernel = stride = patch, flattened to tokens in row-major grid order (timm's PatchEmbed).
 class PatchEmbedImpl : public torch::nn::Module {
  public:
@@ -47,6 +50,8 @@ TORCH_MODULE(LabelEmbedder);
 
 // Fixed 2D sin-cos positions for a gh x gw token grid: the first D/2 channels encode the column, the
 // last D/2 the row (the official layout), computed in float64 as the reference does. -> [1, gh*gw, D]
-at::Tensor sincos_pos_embed_2d(int dim, int grid_h, int grid_w);
+// `step` > 1 places tokens of a coarser grid at their patch centres in fine-grid units (FlexiDiT: token i
+// of a patch twice as large sits at 2i + 0.5); step 1 is the official grid.
+at::Tensor sincos_pos_embed_2d(int dim, int grid_h, int grid_w, double step = 1.0);
 
 }  // namespace ditgen::nn

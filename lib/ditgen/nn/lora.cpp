@@ -15,24 +15,63 @@ LoRALinearImpl::LoRALinearImpl(int64_t in_features, int64_t out_features)
 at::Tensor LoRALinearImpl::forward(const at::Tensor& x) {
   // at::linear, not the C++ frontend's linear (matmul, then a separate bias add): it folds [B, N, in] into
   // one GEMM with the bias in its epilogue.
-  at::Tensor out = at::linear(x, weight, bias);  // [..., out]
+  at::Tensor out = at::linear(x, effective_weight(), bias);  // [..., out]
   if (is_plain_linear()) return out;
+  if (active_) return out + active_->scale * at::linear(at::linear(x, active_->A), active_->B);  // [..., out]
   // Two thin matmuls cost r * (in + out) per token; forming B A would cost in * out.
   at::Tensor low = at::linear(x, lora_A);             // [..., r]
   return out + scale_ * at::linear(low, lora_B);      // [..., out]
 }
 
-void LoRALinearImpl::add_lora(int rank, double alpha, uint64_t seed) {
+bool LoRALinearImpl::is_plain_linear() const {
+  if (active_) return active_->merged.defined();
+  return !has_lora() || merged_;
+}
+
+const at::Tensor& LoRALinearImpl::effective_weight() const {
+  return active_ && active_->merged.defined() ? active_->merged : weight;
+}
+
+at::Tensor LoRALinearImpl::draw_lora_A(int rank, uint64_t seed) const {
   if (rank < 1) throw Error(ErrorKind::Usage, "LoRA rank must be at least 1, got " + std::to_string(rank));
-  if (has_lora()) throw Error(ErrorKind::Usage, "this linear layer already has a LoRA adapter");
-  const int64_t in = options.in_features(), out = options.out_features();
   // kaiming_uniform_(a = sqrt(5)) as nn.Linear uses reduces to U(-1/sqrt(in), 1/sqrt(in)).
+  const int64_t in = options.in_features();
   const double bound = 1.0 / std::sqrt(static_cast<double>(in));
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  at::Tensor a = at::empty({rank, in}, at::kFloat).uniform_(-bound, bound, gen);
-  const auto opts = weight.options();
-  lora_A = register_parameter("lora_A", a.to(opts));
-  lora_B = register_parameter("lora_B", at::zeros({out, rank}, opts));
+  return at::empty({rank, in}, at::kFloat).uniform_(-bound, bound, gen).to(weight.options());
+}
+
+void LoRALinearImpl::add_named_lora(const std::string& name, int rank, double alpha, uint64_t seed) {
+  if (name.empty() || named_.count(name)) throw Error(ErrorKind::Usage, "LoRA adapter name '" + name + "' is empty or taken");
+  Named& n = named_[name];
+  n.A = register_parameter("lora_A_" + name, draw_lora_A(rank, seed));
+  n.B = register_parameter("lora_B_" + name, at::zeros({options.out_features(), rank}, weight.options()));
+  n.scale = alpha / rank;
+}
+
+void LoRALinearImpl::use_adapter(const std::string& name) {
+  if (name.empty()) {
+    active_ = nullptr;
+    return;
+  }
+  auto it = named_.find(name);
+  if (it == named_.end()) throw Error(ErrorKind::Usage, "this linear layer has no LoRA adapter '" + name + "'");
+  active_ = &it->second;
+}
+
+void LoRALinearImpl::set_named_merged(bool merged) {
+  at::NoGradGuard no_grad;
+  for (auto& [name, n] : named_) {
+    n.merged = merged ? (weight.to(at::kFloat) + at::matmul(n.B.to(at::kFloat), n.A.to(at::kFloat)) * n.scale)
+                            .to(weight.scalar_type())
+                      : at::Tensor();
+  }
+}
+
+void LoRALinearImpl::add_lora(int rank, double alpha, uint64_t seed) {
+  if (has_lora()) throw Error(ErrorKind::Usage, "this linear layer already has a LoRA adapter");
+  lora_A = register_parameter("lora_A", draw_lora_A(rank, seed));
+  lora_B = register_parameter("lora_B", at::zeros({options.out_features(), rank}, weight.options()));
   scale_ = alpha / rank;
   merged_ = false;
 }

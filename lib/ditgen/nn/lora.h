@@ -2,8 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
@@ -29,8 +31,8 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
   bool has_lora() const { return lora_A.defined(); }
   // Whether the adapter is folded into the weight (forward then skips it).
   bool merged() const { return merged_; }
-  // Whether forward() is just the linear layer (no adapter, or a merged one).
-  bool is_plain_linear() const { return !has_lora() || merged_; }
+  // Whether forward() is just the linear layer with effective_weight() (no adapter in use, or a merged one).
+  bool is_plain_linear() const;
   // The adapter's rank r (0 without one).
   int rank() const { return static_cast<int>(has_lora() ? lora_A.size(0) : 0); }
   // alpha / r, the factor on the low-rank path.
@@ -44,6 +46,19 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
   // Drops the adapter parameters; a merged adapter stays baked into the weight.
   void remove_lora();
 
+  // Named adapters, one of which forward() can use instead of the one above (FlexiDiT keeps one per patch
+  // size): lora_A_<name> [r, in] and lora_B_<name> [out, r] (zeros), initialised like add_lora.
+  // Error(Usage) for rank < 1 or a name already used.
+  void add_named_lora(const std::string& name, int rank, double alpha, uint64_t seed);
+  // The named adapter forward() applies from now on; "" = none (the layer and its unnamed adapter).
+  // Error(Usage) for an unknown name.
+  void use_adapter(const std::string& name);
+  // Keeps a merged weight copy (weight + scale B A, float32 math) per named adapter, so an active one costs
+  // no extra FLOPs, only memory; `merged = false` drops the copies. Copies go stale when weights change.
+  void set_named_merged(bool merged);
+  // The weight forward() multiplies by: a merged named copy when one is active, else `weight`.
+  const at::Tensor& effective_weight() const;
+
   // Cloneable<LinearImpl>::clone would copy only the LinearImpl part and lose the adapter: refuse.
   std::shared_ptr<torch::nn::Module> clone(const std::optional<at::Device>& device = std::nullopt) const override;
 
@@ -53,8 +68,17 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
  private:
   at::Tensor delta_f32() const;  // scale * B A as float32 [out, in]
 
+  struct Named {
+    at::Tensor A, B;     // registered parameters
+    double scale = 0.0;
+    at::Tensor merged;   // weight + scale B A when merged copies are kept
+  };
+  at::Tensor draw_lora_A(int rank, uint64_t seed) const;  // [rank, in], Kaiming-uniform
+
   double scale_ = 0.0;
   bool merged_ = false;
+  std::map<std::string, Named> named_;
+  Named* active_ = nullptr;
 };
 TORCH_MODULE(LoRALinear);
 

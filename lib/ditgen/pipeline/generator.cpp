@@ -43,6 +43,7 @@ void Generator::validate(const GenerationRequest& r) const {
   if (r.batch_size < 0) throw Error(ErrorKind::Usage, "batch size must be >= 1");
   sampling::make_sampler(r.sampler, c);
   sampling::validate_guidance(r.guidance, c);
+  r.schedule.validate(c, h, w);
   if (r.init_noise.defined()) {
     const std::vector<int64_t> want{static_cast<int64_t>(r.labels.size()), c.in_channels, h, w};
     if (r.init_noise.sizes() != at::IntArrayRef(want))
@@ -51,26 +52,47 @@ void Generator::validate(const GenerationRequest& r) const {
   }
 }
 
-double Generator::gflops_per_image(const GenerationRequest& r) const {
+std::vector<double> Generator::step_gflops(const GenerationRequest& r) const {
   auto [h, w] = size_of(r);
-  const double branches = r.guidance.scale != 1.0 ? 2.0 : 1.0;
-  return dit_gflops(model_.info.config, h, w) * branches * sampling::make_sampler(r.sampler, model_.info.config)->steps();
+  const DiTConfig& c = model_.info.config;
+  return schedule::step_gflops(c, h, w, r.schedule, sampling::make_sampler(r.sampler, c)->steps(),
+                               r.guidance.scale != 1.0, model_.model->lora_merged());
+}
+
+double Generator::gflops_per_image(const GenerationRequest& r) const {
+  double total = 0;
+  for (double g : step_gflops(r)) total += g;
+  return total;
+}
+
+void Generator::set_lora_merged(bool merged) {
+  graphs_.clear();  // captures hold the weights they were made with
+  model_.model->set_lora_merged(merged);
+}
+
+sampling::Guidance Generator::guidance_of(const GenerationRequest& r) const {
+  sampling::Guidance g = r.guidance;
+  g.weak_scale = r.schedule.weak_scale(g.scale);
+  return g;
 }
 
 CudaGraph& Generator::step_graph(const GenerationRequest& r, const sampling::Sampler& sampler, const at::Tensor& x,
-                                  const at::Tensor& y, const at::Tensor& scalars) {
+                                  const at::Tensor& y, const at::Tensor& scalars, const schedule::StepPlan& plan) {
   // Everything the captured kernels depend on besides their inputs.
-  const std::string key = c10::str(x.sizes(), "|", r.guidance.scale, "|", r.guidance.channels, "|",
-                                   r.guidance.negative_label, "|", r.sampler.name, "|", sampler.needs_noise());
+  const sampling::Guidance guidance = guidance_of(r);
+  const std::string key = c10::str(x.sizes(), "|", guidance.scale, "|", guidance.channels, "|", guidance.negative_label,
+                                   "|", guidance.weak_scale, "|", r.sampler.name, "|", sampler.needs_noise(), "|",
+                                   plan.cond_patch, "|", plan.guide_patch, "|", plan.weak_guidance);
   std::unique_ptr<CudaGraph>& graph = graphs_[key];
   if (graph) return *graph;
   if (graphs_.size() > 8) {  // bound the memory held by captures of shapes no longer in use
     graphs_.clear();
-    return step_graph(r, sampler, x, y, scalars);
+    return step_graph(r, sampler, x, y, scalars, plan);
   }
   CudaGraph::Fn step = [&](const std::vector<at::Tensor>& in) -> std::vector<at::Tensor> {
     // in: x [b, C, H, W] float, t [b], y [b], step scalars [n], noise [b, C, H, W] when the sampler needs it
-    at::Tensor out = sampling::guided_output(model_.model, in[0].to(dtype_), in[1], in[2], r.guidance).to(at::kFloat);
+    at::Tensor out =
+        sampling::guided_output(model_.model, in[0].to(dtype_), in[1], in[2], guidance, plan).to(at::kFloat);
     return {sampler.step_with(in[0], out, in[3], in.size() > 4 ? in[4] : at::Tensor())};
   };
   std::vector<at::Tensor> examples{x, at::zeros({x.size(0)}, x.options()), y, scalars};
@@ -90,6 +112,9 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
   auto sampler = sampling::make_sampler(r.sampler, c);
   const auto start = std::chrono::steady_clock::now();
   auto float_opts = at::TensorOptions().dtype(at::kFloat).device(device_);
+  const sampling::Guidance guidance = guidance_of(r);
+  std::vector<schedule::StepPlan> plans;  // each step's patch sizes
+  for (int k = 0; k < sampler->steps(); ++k) plans.push_back(r.schedule.plan(k, sampler->steps(), c.patch_size, guidance.scale != 1.0));
 
   GenerationResult result;
   std::vector<at::Tensor> samples, trajectories;
@@ -103,10 +128,11 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
     at::Tensor y = at::tensor(std::vector<int64_t>(r.labels.begin() + begin, r.labels.begin() + begin + count),
                               at::TensorOptions().dtype(at::kLong)).to(device_);  // [b]
     // The model runs in the requested dtype; the sampler's arithmetic stays float32.
-    sampling::ModelFn model_fn = [&](const at::Tensor& xt, const at::Tensor& t) {
-      return sampling::guided_output(model_.model, xt.to(dtype_), t, y, r.guidance).to(at::kFloat);
+    sampling::StepFn step = [&](const at::Tensor& xk, int k, const at::Tensor& step_noise) {
+      at::Tensor t = at::full({xk.size(0)}, sampler->model_timestep(k), xk.options());  // [b]
+      at::Tensor out = sampling::guided_output(model_.model, xk.to(dtype_), t, y, guidance, plans[k]).to(at::kFloat);
+      return sampler->step(xk, out, k, step_noise);  // [b, C, H, W]
     };
-    sampling::StepFn step = sampling::model_step(model_fn, *sampler);
     if (uses_cuda_graphs()) {
       // Every step's timestep and scalars go to the device once; each replay copies its own in.
       std::vector<float> timesteps, scalars;
@@ -116,11 +142,13 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
       }
       at::Tensor t_table = at::tensor(timesteps).to(device_);                                  // [K]
       at::Tensor s_table = at::tensor(scalars).view({sampler->steps(), -1}).to(device_);      // [K, n]
-      CudaGraph& graph = step_graph(r, *sampler, x, y, s_table[0]);  // captured once per shape and plan
-      step = [&graph, &y, t_table, s_table](const at::Tensor& xk, int k, const at::Tensor& noise) {
+      std::map<schedule::StepPlan, CudaGraph*> graphs;  // captured once per shape and plan
+      for (const schedule::StepPlan& plan : plans)
+        if (!graphs.count(plan)) graphs[plan] = &step_graph(r, *sampler, x, y, s_table[0], plan);
+      step = [&, t_table, s_table, graphs](const at::Tensor& xk, int k, const at::Tensor& noise) {
         std::vector<at::Tensor> in{xk, t_table[k].expand({xk.size(0)}), y, s_table[k]};
         if (noise.defined()) in.push_back(noise);
-        return graph.replay(in)[0].clone();  // [b, C, H, W], outliving the next replay
+        return graphs.at(plans[k])->replay(in)[0].clone();  // [b, C, H, W], outliving the next replay
       };
     }
     std::vector<at::Tensor> states;

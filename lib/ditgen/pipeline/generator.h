@@ -24,6 +24,7 @@ struct GenerationRequest {
   std::vector<uint64_t> seeds;   // seed of each image (same length as labels)
   sampling::SamplerOptions sampler;
   sampling::Guidance guidance;
+  schedule::ComputeSchedule schedule;  // patch size per step and branch (flexible models); dense by default
   int height = 0;                // model input size; 0 = the model's own
   int width = 0;
   int batch_size = 0;            // images per forward; 0 = all at once
@@ -67,6 +68,12 @@ class Generator {
 
   // MAC GFLOPs per image for a request (all model evaluations, the guidance branch included).
   double gflops_per_image(const GenerationRequest& request) const;
+  // The same per denoising step.
+  std::vector<double> step_gflops(const GenerationRequest& request) const;
+
+  // A lora-mode flexible model's adapters: merged into one weight copy per patch size (no extra FLOPs,
+  // more memory) or applied unmerged (the default).
+  void set_lora_merged(bool merged);
 
   // On CUDA, each sampler step (guided forward and update) is captured once per batch shape, guidance and
   // sampler kind, and replayed for every step and batch (default on; off = eager launches).
@@ -79,7 +86,9 @@ class Generator {
   std::pair<int, int> size_of(const GenerationRequest& request) const;
   // The captured step for a batch, capturing it on first use.
   CudaGraph& step_graph(const GenerationRequest& request, const sampling::Sampler& sampler, const at::Tensor& x,
-                        const at::Tensor& y, const at::Tensor& scalars);
+                        const at::Tensor& y, const at::Tensor& scalars, const schedule::StepPlan& plan);
+  // The request's guidance with the schedule's weak-guidance scale filled in.
+  sampling::Guidance guidance_of(const GenerationRequest& request) const;
 
   LoadedModel model_;
   at::Device device_;

@@ -17,17 +17,34 @@ void validate_guidance(const Guidance& g, const DiTConfig& c) {
                                   "classifier-free guidance; use a cfg scale of 1");
 }
 
+namespace {
+
+// uncond + scale (cond - uncond) on the first `channels` eps channels; the rest from cond.
+at::Tensor combine(const at::Tensor& cond, const at::Tensor& uncond, double scale, int64_t channels) {
+  at::Tensor guided = uncond.narrow(1, 0, channels) + scale * (cond.narrow(1, 0, channels) - uncond.narrow(1, 0, channels));
+  return at::cat({guided, cond.narrow(1, channels, cond.size(1) - channels)}, 1);  // [B, Cout, H, W]
+}
+
+}  // namespace
+
 at::Tensor guided_output(DiT& model, const at::Tensor& x, const at::Tensor& t, const at::Tensor& y,
-                         const Guidance& g) {
-  if (g.scale == 1.0) return model->forward(x, t, y);  // [B, Cout, H, W]
+                         const Guidance& g, const schedule::StepPlan& plan) {
+  if (g.scale == 1.0) return model->forward(x, t, y, plan.cond_patch);  // [B, Cout, H, W]
   const DiTConfig& c = model->config();
-  const int64_t B = x.size(0);
+  const int64_t B = x.size(0), n = g.channels == 0 ? c.in_channels : g.channels;
+  if (plan.weak_guidance) {
+    at::Tensor strong = model->forward(x, t, y, plan.cond_patch);   // [B, Cout, H, W]
+    at::Tensor weak = model->forward(x, t, y, plan.guide_patch);    // [B, Cout, H, W]
+    return combine(strong, weak, g.weak_scale, n);
+  }
   at::Tensor null_y = at::full_like(y, g.negative_label >= 0 ? g.negative_label : c.num_classes);  // [B]
-  at::Tensor out = model->forward(at::cat({x, x}), at::cat({t, t}), at::cat({y, null_y}));  // [2B, Cout, H, W]
-  at::Tensor cond = out.narrow(0, 0, B), uncond = out.narrow(0, B, B);                     // [B, Cout, H, W]
-  const int64_t n = g.channels == 0 ? c.in_channels : g.channels;
-  at::Tensor guided = uncond.narrow(1, 0, n) + g.scale * (cond.narrow(1, 0, n) - uncond.narrow(1, 0, n));
-  return at::cat({guided, cond.narrow(1, n, cond.size(1) - n)}, 1);                        // [B, Cout, H, W]
+  if (plan.cond_patch != plan.guide_patch) {
+    at::Tensor cond = model->forward(x, t, y, plan.cond_patch);          // [B, Cout, H, W]
+    at::Tensor uncond = model->forward(x, t, null_y, plan.guide_patch);  // [B, Cout, H, W]
+    return combine(cond, uncond, g.scale, n);
+  }
+  at::Tensor out = model->forward(at::cat({x, x}), at::cat({t, t}), at::cat({y, null_y}), plan.cond_patch);  // [2B, ...]
+  return combine(out.narrow(0, 0, B), out.narrow(0, B, B), g.scale, n);  // [B, Cout, H, W]
 }
 
 }  // namespace ditgen::sampling

@@ -1,0 +1,197 @@
+#include "ditgen/schedule/compute_schedule.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <c10/util/StringUtil.h>
+#include <nlohmann/json.hpp>
+
+#include "ditgen/core/error.h"
+#include "ditgen/io/yaml_json.h"
+#include "ditgen/models/dit.h"
+
+namespace ditgen::schedule {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& item, const std::string& why) {
+  throw Error(ErrorKind::Usage, "invalid compute schedule item '" + item + "': " + why +
+                                    " (examples: dense, weak=4:0.4, cond=4:0.3,guide=4:0.6, weak=8:0.2+4:0.5)");
+}
+
+double parse_number(const std::string& text, const std::string& item) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    bad(item, "'" + text + "' is not a number");
+  }
+  if (used != text.size() || !std::isfinite(v)) bad(item, "'" + text + "' is not a number");
+  return v;
+}
+
+// "P:F+P:F..." -> phases with increasing ends.
+std::vector<Phase> parse_phases(const std::string& value, const std::string& item) {
+  std::vector<Phase> out;
+  std::stringstream in(value);
+  for (std::string part; std::getline(in, part, '+');) {
+    const size_t colon = part.find(':');
+    if (colon == std::string::npos) bad(item, "a phase is PATCH:FRACTION");
+    const double patch = parse_number(part.substr(0, colon), item);
+    std::string frac = part.substr(colon + 1);
+    const bool percent = !frac.empty() && frac.back() == '%';
+    if (percent) frac.pop_back();
+    double until = parse_number(frac, item) / (percent ? 100.0 : 1.0);
+    if (patch != std::floor(patch) || patch < 1 || patch > 16) bad(item, "the patch size must be an integer in 1..16");
+    if (until < 0 || until > 1) bad(item, "the fraction must be in [0, 1] (or 0%..100%)");
+    if (!out.empty() && until <= out.back().until) bad(item, "each phase must end after the one before");
+    out.push_back({static_cast<int>(patch), until});
+  }
+  if (out.empty()) bad(item, "no phase given");
+  return out;
+}
+
+std::string phases_text(const std::vector<Phase>& phases) {
+  std::string s;
+  for (const Phase& p : phases) s += (s.empty() ? "" : "+") + std::to_string(p.patch) + ":" + c10::str(p.until);
+  return s;
+}
+
+int patch_at(const std::vector<Phase>& phases, int k, int steps, int native) {
+  for (const Phase& p : phases)
+    if (k < static_cast<int>(std::lround(p.until * steps))) return p.patch;
+  return native;
+}
+
+std::vector<Phase> phases_from_json(const nlohmann::json& j, const std::string& key) {
+  std::vector<Phase> out;
+  if (!j.is_array() || j.empty()) throw Error(ErrorKind::Usage, key + " must be a list of {patch, until}");
+  std::string text;
+  for (const auto& p : j) {
+    if (!p.is_object() || !p.contains("patch") || !p.contains("until"))
+      throw Error(ErrorKind::Usage, key + " must be a list of {patch, until}");
+    text += (text.empty() ? "" : "+") + p.at("patch").dump() + ":" + p.at("until").dump();
+  }
+  return parse_phases(text, key);
+}
+
+}  // namespace
+
+double weak_guidance_scale(double cfg_scale) { return 1.0 - (1.0 - cfg_scale) / 2.5; }
+
+ComputeSchedule ComputeSchedule::parse(const std::string& text) {
+  ComputeSchedule s;
+  if (text.size() > 4096) throw Error(ErrorKind::Usage, "compute schedule text is longer than 4096 characters");
+  std::stringstream in(text);
+  bool any = false;
+  for (std::string item; std::getline(in, item, ',');) {
+    any = true;
+    if (item == "dense") continue;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) bad(item, "expected KEY=VALUE or dense");
+    const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
+    if (key == "weak") {
+      s.cond_ = s.guide_ = parse_phases(value, item);
+    } else if (key == "cond") {
+      s.cond_ = parse_phases(value, item);
+    } else if (key == "guide") {
+      s.guide_ = parse_phases(value, item);
+    } else if (key == "guidance") {
+      if (value != "weak" && value != "null") bad(item, "guidance is weak or null");
+      s.weak_guidance_ = value == "weak";
+    } else if (key == "weak-scale") {
+      s.weak_scale_ = parse_number(value, item);
+      if (*s.weak_scale_ < 0 || *s.weak_scale_ > 100) bad(item, "the scale must be in [0, 100]");
+    } else {
+      bad(item, "unknown key '" + key + "' (weak, cond, guide, guidance, weak-scale)");
+    }
+  }
+  if (!any) bad(text, "empty");
+  return s;
+}
+
+ComputeSchedule ComputeSchedule::load_yaml(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorKind::Input, "cannot read schedule file " + path.string());
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  if (buffer.str().size() > (1 << 20)) throw Error(ErrorKind::Input, path.string() + ": larger than 1 MiB");
+  const nlohmann::json j = io::parse_yaml(buffer.str(), path.string());
+  try {
+    if (!j.is_object()) throw Error(ErrorKind::Usage, "expected a mapping");
+    ComputeSchedule s;
+    for (const auto& [key, value] : j.items()) {
+      if (key == "description") s.description_ = value.get<std::string>();
+      else if (key == "both") s.cond_ = s.guide_ = phases_from_json(value, key);
+      else if (key == "cond") s.cond_ = phases_from_json(value, key);
+      else if (key == "guide") s.guide_ = phases_from_json(value, key);
+      else if (key == "guidance") s.weak_guidance_ =  // YAML reads an unquoted null as no value
+          parse("guidance=" + (value.is_null() ? std::string("null") : value.get<std::string>())).weak_guidance_;
+      else if (key == "weak_scale") s.weak_scale_ = parse("weak-scale=" + value.dump()).weak_scale_;
+      else throw Error(ErrorKind::Usage, "unknown key '" + key + "' (description, both, cond, guide, guidance, weak_scale)");
+    }
+    return s;
+  } catch (const Error& e) {
+    throw Error(ErrorKind::Input, path.string() + ": " + e.what());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorKind::Input, path.string() + ": " + e.what());
+  }
+}
+
+StepPlan ComputeSchedule::plan(int k, int steps, int native, bool guided) const {
+  StepPlan p;
+  p.cond_patch = patch_at(cond_, k, steps, native);
+  p.guide_patch = guided ? patch_at(guide_, k, steps, native) : p.cond_patch;
+  p.weak_guidance = guided && weak_guidance_ && p.cond_patch < p.guide_patch;
+  return p;
+}
+
+void ComputeSchedule::validate(const DiTConfig& config, int height, int width) const {
+  for (const auto* phases : {&cond_, &guide_})
+    for (const Phase& p : *phases) {
+      if (!config.supports_patch(p.patch)) {
+        std::string sizes;
+        for (int q : config.runnable_patches()) sizes += (sizes.empty() ? "" : ", ") + std::to_string(q);
+        throw Error(ErrorKind::Usage, "compute schedule '" + text() + "' uses patch size " + std::to_string(p.patch) +
+                                          ", but this model runs only patch size " + sizes +
+                                          (config.flex.flexible() ? "" : " (it is not a flexible model)"));
+      }
+      if (height % p.patch || width % p.patch)
+        throw Error(ErrorKind::Usage, "compute schedule '" + text() + "': patch size " + std::to_string(p.patch) +
+                                          " does not divide " + std::to_string(height) + "x" + std::to_string(width));
+    }
+}
+
+std::string ComputeSchedule::text() const {
+  std::string s;
+  auto add = [&](const std::string& item) { s += (s.empty() ? "" : ",") + item; };
+  if (!cond_.empty() && cond_.size() == guide_.size() && phases_text(cond_) == phases_text(guide_)) {
+    add("weak=" + phases_text(cond_));
+  } else {
+    if (!cond_.empty()) add("cond=" + phases_text(cond_));
+    if (!guide_.empty()) add("guide=" + phases_text(guide_));
+  }
+  if (!weak_guidance_) add("guidance=null");
+  if (weak_scale_) add("weak-scale=" + c10::str(*weak_scale_));
+  return s.empty() ? "dense" : s;
+}
+
+double ComputeSchedule::weak_scale(double cfg_scale) const {
+  return weak_scale_ ? *weak_scale_ : weak_guidance_scale(cfg_scale);
+}
+
+std::vector<double> step_gflops(const DiTConfig& config, int height, int width, const ComputeSchedule& schedule,
+                                int steps, bool guided, bool lora_merged) {
+  std::vector<double> out;
+  for (int k = 0; k < steps; ++k) {
+    const StepPlan p = schedule.plan(k, steps, config.patch_size, guided);
+    double g = dit_gflops(config, height, width, p.cond_patch, lora_merged);
+    if (guided) g += dit_gflops(config, height, width, p.guide_patch, lora_merged);
+    out.push_back(g);
+  }
+  return out;
+}
+
+}  // namespace ditgen::schedule

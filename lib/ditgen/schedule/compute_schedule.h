@@ -1,0 +1,78 @@
+// Compute schedules: which patch size each denoising step runs with, per CFG branch (FlexiDiT,
+// docs/FLEXIDIT.md), from a short string or a YAML preset, and what a schedule costs in GFLOPs.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "ditgen/models/config.h"
+
+namespace ditgen::schedule {
+
+// What one denoising step runs.
+struct StepPlan {
+  int cond_patch = 0;          // patch size of the conditional branch (0 = the model's own)
+  int guide_patch = 0;         // patch size of the guidance branch (unconditional, or the weak model)
+  bool weak_guidance = false;  // FlexiDiT's guidance: the conditional weak prediction replaces the unconditional
+  bool operator==(const StepPlan& o) const {
+    return cond_patch == o.cond_patch && guide_patch == o.guide_patch && weak_guidance == o.weak_guidance;
+  }
+  bool operator<(const StepPlan& o) const {
+    return std::tie(cond_patch, guide_patch, weak_guidance) < std::tie(o.cond_patch, o.guide_patch, o.weak_guidance);
+  }
+};
+
+// One patch size for the steps before a fraction of the run: steps k < round(until * K) (k = 0 noisiest).
+struct Phase {
+  int patch = 0;
+  double until = 0;
+};
+
+class ComputeSchedule {
+ public:
+  // The dense schedule: the model's own patch size at every step.
+  ComputeSchedule() = default;
+
+  // Parses the shorthand (docs/FLEXIDIT.md): comma-separated items
+  //   dense                     every step at the model's own patch size
+  //   weak=P:F[+P:F...]         patch P for the first fraction F of the steps (F in [0, 1] or "40%"), both
+  //                             branches; later phases continue where earlier ones end
+  //   cond=...  guide=...       the same for one branch (the conditional, or the guidance branch)
+  //   guidance=weak|null        in steps whose conditional patch is smaller than the guidance patch: FlexiDiT's
+  //                             weak-model guidance (default) or the null class at the larger patch
+  //   weak-scale=S              the weak-guidance scale (default from the paper's rule, weak_guidance_scale)
+  // Error(Usage) naming the bad item.
+  static ComputeSchedule parse(const std::string& text);
+  // Reads a YAML preset (keys: description, both, cond, guide as lists of {patch, until}, guidance,
+  // weak_scale). Error(Input) for an unreadable or invalid file.
+  static ComputeSchedule load_yaml(const std::filesystem::path& path);
+
+  // The plan of step k of `steps` for a model whose own patch size is `native`, guided or not.
+  StepPlan plan(int k, int steps, int native, bool guided) const;
+  // Error(Usage) when a patch size is one the model does not run or does not divide height x width.
+  void validate(const DiTConfig& config, int height, int width) const;
+  bool dense() const { return cond_.empty() && guide_.empty(); }
+  // Canonical shorthand ("dense" for the dense schedule); parse(text()) gives the same schedule.
+  std::string text() const;
+  // The scale s2 of weak-model guidance for a CFG scale s1: the override, or the paper's rule.
+  double weak_scale(double cfg_scale) const;
+  const std::string& description() const { return description_; }
+
+ private:
+  std::vector<Phase> cond_, guide_;
+  bool weak_guidance_ = true;
+  std::optional<double> weak_scale_;
+  std::string description_;
+};
+
+// FlexiDiT's rule (1 - s1) / (1 - s2) = 2.5 for the weak-guidance scale s2 matching a CFG scale s1.
+double weak_guidance_scale(double cfg_scale);
+
+// MAC GFLOPs of one image's forward passes at each step (both branches when guided).
+std::vector<double> step_gflops(const DiTConfig& config, int height, int width, const ComputeSchedule& schedule,
+                                int steps, bool guided, bool lora_merged = false);
+
+}  // namespace ditgen::schedule
