@@ -1,4 +1,5 @@
 // The trainer on tiny models and synthetic data: it learns, resumes exactly, refuses what it must.
+#include <cmath>
 #include <fstream>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -12,6 +13,7 @@
 
 using namespace ditgen;
 using ditgen::test::error_kind;
+using ditgen::test::max_abs_diff;
 using ditgen::test::TempDir;
 
 namespace {
@@ -148,4 +150,72 @@ TEST_CASE("Training configs are validated", "[train][errors]") {
   CHECK(ok.steps == 7);
   CHECK(ok.model == "DiT-S/2");
   CHECK(ok.lora->rank == 2);
+}
+
+TEST_CASE("FlexiDiT fine-tuning: shared weights at random patch sizes, or LoRA distilled from the frozen model",
+          "[train][flexidit]") {
+  TempDir dir;
+  BarsDataset data;
+  train::TrainConfig base = tiny_config(dir, "eps", "base");
+  base.steps = 40;
+  const auto dense_path = train::train_model(base, data, false).model_path;
+  LoadedModel dense = load_model(dense_path, at::kCPU, at::kFloat);
+  at::Tensor x = at::randn({2, 1, 16, 16}), t = at::tensor({20, 800}), y = at::tensor({1, 3});
+
+  train::TrainConfig shared = tiny_config(dir, "eps", "shared");
+  shared.model = dense_path.string();
+  shared.steps = 30;
+  shared.flexible = train::FlexibleTraining{};
+  shared.flexible->flex.patch_sizes = {2, 4, 8};
+  const auto shared_path = train::train_model(shared, data, false).model_path;
+  LoadedModel s = load_model(shared_path, at::kCPU, at::kFloat);
+  CHECK(s.info.config.flex.patch_sizes == std::vector<int>{2, 4, 8});
+  CHECK(s.info.config.flex.mode == "shared");
+  for (double loss : logged_losses(shared.output / "log.jsonl")) CHECK(std::isfinite(loss));
+  CHECK(max_abs_diff(s.model->forward(x, t, y), dense.model->forward(x, t, y)) > 1e-4);  // everything trained
+  CHECK(at::isfinite(s.model->forward(x, t, y, 2)).all().item<bool>());
+
+  train::TrainConfig lora = tiny_config(dir, "eps", "lora");
+  lora.model = dense_path.string();
+  lora.steps = 30;
+  lora.flexible = train::FlexibleTraining{};
+  lora.flexible->flex.patch_sizes = {4, 8};
+  lora.flexible->flex.mode = "lora";
+  lora.flexible->flex.lora_rank = 4;
+  const auto lora_path = train::train_model(lora, data, false).model_path;
+  LoadedModel l = load_model(lora_path, at::kCPU, at::kFloat);
+  CHECK(l.info.config.flex.lora());
+  CHECK(at::equal(l.model->forward(x, t, y), dense.model->forward(x, t, y)));  // the original, bit for bit
+  DiT start = make_flexible(dense.model, l.info.config.flex);
+  start->eval();
+  CHECK(max_abs_diff(l.model->forward(x, t, y, 8), start->forward(x, t, y, 8)) > 1e-4);  // patch 8 learned
+  auto losses = logged_losses(lora.output / "log.jsonl");
+  CHECK(losses.front() > 0);
+  CHECK(losses.back() < losses.front());  // the weak model moves towards the frozen one
+
+  train::TrainConfig bad = tiny_config(dir, "eps", "bad");
+  bad.model = dense_path.string();
+  bad.flexible = lora.flexible;
+  bad.flexible->train_patches = {4};
+  CHECK(test::error_message([&] { train::train_model(bad, data, false); }).find("keeps frozen") != std::string::npos);
+}
+
+TEST_CASE("Flexible training settings are read and checked", "[train][flexidit][errors]") {
+  TempDir dir;
+  auto write = [&](const std::string& text) {
+    std::ofstream(dir / "c.yaml") << text;
+    return dir / "c.yaml";
+  };
+  auto ok = train::load_train_config(
+      write("model: DiT-S/2\nflexible: {patch_sizes: [2, 4], mode: lora, lora_rank: 8, train_patches: [4]}\n"));
+  REQUIRE(ok.flexible);
+  CHECK(ok.flexible->flex.patch_sizes == std::vector<int>{2, 4});
+  CHECK(ok.flexible->flex.lora_rank == 8);
+  CHECK(ok.flexible->train_patches == std::vector<int>{4});
+  for (const std::string bad : {"model: DiT-S/2\nflexible: {patch_sizes: [2, 4], speed: 3}\n",
+                                "model: DiT-S/2\nflexible: {mode: lora}\n", "model: DiT-S/2\nflexible: 4\n",
+                                "model: DiT-S/2\nflexible: {patch_sizes: [2, 4]}\nteacher: x.safetensors\n"}) {
+    INFO(bad);
+    CHECK(error_kind([&] { train::load_train_config(write(bad)); }) == ErrorKind::Input);
+  }
 }

@@ -7,6 +7,7 @@
 #include <c10/util/StringUtil.h>
 
 #include "commands.h"
+#include "shipped.h"
 #include "ditgen/pipeline/benchmark.h"
 
 namespace ditgen::cli {
@@ -15,14 +16,17 @@ namespace {
 
 struct BenchCliOptions {
   BenchOptions bench;
+  std::vector<std::string> schedules{"dense"};
   bool json = false;
 };
 
 void print_row(const BenchRecord& r) {
-  const std::string what = r.kind == "forward" ? "forward" : "sample x" + std::to_string(*r.steps);
+  const std::string what = r.kind == "forward" ? "forward/p" + std::to_string(r.patch)
+                                               : "sample x" + std::to_string(*r.steps) +
+                                                     (r.schedule == "dense" ? "" : " " + r.schedule);
   const std::string mfu = r.mfu ? c10::str(static_cast<int>(*r.mfu * 1000 + 0.5) / 10.0, "%") : "-";
   const std::string mem = r.peak_memory_gib ? c10::str(static_cast<int>(*r.peak_memory_gib * 100 + 0.5) / 100.0) : "-";
-  std::printf("%-6s %-10s %5d %5dx%-5d %10.3f %10.1f %8.1f %6s %8s  %s\n", r.path.c_str(), what.c_str(), r.batch,
+  std::printf("%-6s %-14s %5d %5dx%-5d %10.3f %10.1f %8.1f %6s %8s  %s\n", r.path.c_str(), what.c_str(), r.batch,
               r.height, r.width, r.ms, r.images_per_s, r.tflops, mfu.c_str(), mem.c_str(), r.attention.c_str());
   for (const KernelTime& k : r.kernels)
     std::printf("         %9.3f ms %4lld x  %s\n", k.ms, static_cast<long long>(k.calls), k.name.substr(0, 100).c_str());
@@ -31,6 +35,8 @@ void print_row(const BenchRecord& r) {
 
 int run_bench(BenchCliOptions& o) {
   if (o.bench.model.empty()) o.bench.model = default_model_path();
+  o.bench.schedules.clear();
+  for (const std::string& s : o.schedules) o.bench.schedules.push_back(resolve_schedule(s));
   bool header = false;
   run_benchmark(o.bench, [&](const BenchRecord& r) {
     if (o.json) {
@@ -40,7 +46,7 @@ int run_bench(BenchCliOptions& o) {
     }
     if (!header) {
       std::printf("%s %s on %s\n", r.model.c_str(), r.dtype.c_str(), r.device.c_str());
-      std::printf("%-6s %-10s %5s %11s %10s %10s %8s %6s %8s  %s\n", "path", "run", "batch", "size", "ms", "img/s",
+      std::printf("%-6s %-14s %5s %11s %10s %10s %8s %6s %8s  %s\n", "path", "run", "batch", "size", "ms", "img/s",
                   "TFLOP/s", "MFU", "mem GiB", "attention");
       header = true;
     }
@@ -82,6 +88,13 @@ Command add_bench_command(CLI::App& root) {
   app->add_option("--steps", b.steps, "Sampling steps of a whole generation")->capture_default_str();
   app->add_option("--sampler", b.sampler, "Sampler of a whole generation")->capture_default_str();
   app->add_option("--cfg-scale", b.cfg_scale, "Guidance scale of a whole generation (1 = no null branch)")
+      ->capture_default_str();
+  app->add_option("--patch", b.patches, "Patch sizes of the forward timings (flexible models), comma-separated")
+      ->delimiter(',');
+  app->add_option("--schedule", o->schedules,
+                  "Compute schedules of the whole-generation timings (presets, YAML files or shorthand; separate "
+                  "several with ';')")
+      ->delimiter(';')
       ->capture_default_str();
   app->add_option("--sample-reps", b.sample_reps, "Timed whole generations (after one warm-up)")->capture_default_str();
   app->add_option("--seed", b.seed, "Seed of the random weights and inputs")->capture_default_str();

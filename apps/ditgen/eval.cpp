@@ -17,7 +17,7 @@ namespace ditgen::cli {
 namespace {
 
 struct EvalCliOptions {
-  std::string model, classifier, data_dir, output, sampler, device = "auto", dtype = "auto";
+  std::string model, classifier, data_dir, output, sampler, device = "auto", dtype = "auto", schedule = "dense";
   int64_t num_samples = 10000;
   int steps = 50;
   std::optional<double> cfg_scale;
@@ -33,6 +33,7 @@ int run_eval(const EvalCliOptions& o) {
   options.steps = o.steps;
   options.sampler = o.sampler;
   options.cfg_scale = o.cfg_scale;
+  options.schedule = resolve_schedule(o.schedule);
   options.batch_size = o.batch_size;
   options.seed = o.seed;
   options.data_dir = o.data_dir.empty() ? train::default_fashion_mnist_dir() : std::filesystem::path(o.data_dir);
@@ -89,6 +90,8 @@ Command add_eval_command(CLI::App& root) {
   app->add_option("--steps", o->steps, "Sampling steps")->capture_default_str();
   app->add_option("--sampler", o->sampler, "Sampler (default: the model's)");
   app->add_option("--cfg-scale", o->cfg_scale, "Guidance scale (default: the model's)");
+  app->add_option("--schedule", o->schedule, "Compute schedule (flexible models): preset, YAML file or shorthand")
+      ->capture_default_str();
   app->add_option("--batch-size", o->batch_size, "Images per forward pass")->capture_default_str();
   app->add_option("-s,--seed", o->seed, "Seed of the first image")->capture_default_str();
   app->add_option("--classifier", o->classifier, "Classifier file (default: the shipped one)");

@@ -36,6 +36,8 @@ struct GenerateOptions {
   std::optional<std::string> sampler;
   std::optional<double> cfg_scale;
   std::optional<int> cfg_channels;
+  std::string schedule = "dense";
+  bool merge_lora = false;
   double eta = 0.0;
   int num_images = 1;
   int batch_size = 16;
@@ -128,7 +130,8 @@ nlohmann::json apply_replay(CLI::App& app, GenerateOptions& o) {
     if (o.prompts.empty() && o.prompt_file.empty()) set_if_unset(app, "prompt", {text("prompt")}, o.from);
     for (const auto& [key, option] : std::vector<std::pair<const char*, const char*>>{
              {"seed", "seed"}, {"steps", "steps"}, {"sampler", "sampler"}, {"eta", "eta"}, {"cfg_scale", "cfg-scale"},
-             {"cfg_channels", "cfg-channels"}, {"height", "height"}, {"width", "width"}, {"dtype", "dtype"}})
+             {"cfg_channels", "cfg-channels"}, {"height", "height"}, {"width", "width"}, {"dtype", "dtype"},
+             {"schedule", "schedule"}})
       if (rec.contains(key)) set_if_unset(app, option, {text(key)}, o.from);
     if (rec.value("negative", std::string()) != "") set_if_unset(app, "negative", {text("negative")}, o.from);
   } catch (const nlohmann::json::exception& e) {
@@ -181,6 +184,11 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   const auto load_start = std::chrono::steady_clock::now();
   Generator generator(model, device, dtype);
   const ModelInfo& info = generator.info();
+  if (o.merge_lora) {
+    if (!info.config.flex.lora())
+      throw Error(ErrorKind::Usage, "--merge-lora needs a flexible model with per-patch LoRA adapters");
+    generator.set_lora_merged(true);
+  }
   (o.prompt_file.empty() ? log::debug : log::info)(c10::str("loaded model ", info.name, " (", model, ") on ", device.str(), " ", dtype_label(dtype), " in ",
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count(), " s"));
 
@@ -189,6 +197,8 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   const SamplerDefaults& d = info.sampler_defaults;
   settings.sampler = {o.sampler.value_or(d.sampler), o.steps.value_or(d.steps), o.eta};
   settings.guidance = {o.cfg_scale.value_or(d.cfg_scale), o.cfg_channels.value_or(d.cfg_channels)};
+  settings.schedule = resolve_schedule(o.schedule);
+  settings.resolve_schedule = resolve_schedule;
   if (!o.negative.empty() && o.negative != "none") settings.negative = o.negative;
   settings.width = o.width;
   settings.height = o.height;
@@ -218,9 +228,13 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   }
   for (const std::string& extra : {o.save_latents, o.save_trajectory, o.grid, manifest.string()})
     if (!extra.empty()) check_writable(extra);
-  if (!run.items().empty() && run.items().front().status != ItemStatus::Failed)
+  if (!run.items().empty() && run.items().front().status != ItemStatus::Failed) {
+    const nlohmann::json& first = run.items().front().record;
     log::debug(c10::str(run.items().size(), " image(s), ", settings.sampler.name, " ", settings.sampler.steps,
-                        " steps, cfg ", settings.guidance.scale, ": ", run.items().front().gflops, " GFLOPs per image"));
+                        " steps, cfg ", settings.guidance.scale, ", schedule ", first["schedule"].get<std::string>(),
+                        ": ", first["gflops"].get<double>(), " GFLOPs per image"));
+    log::debug("GFLOPs per step: " + first["gflops_per_step"].dump());
+  }
 
   for (const BatchItem& item : run.items())  // unusable prompt-file lines: reported, the others still run
     if (item.status == ItemStatus::Failed) log::error(item.error);
@@ -299,7 +313,7 @@ Command add_generate_command(CLI::App& root) {
   app->add_option("-p,--prompt", o->prompts, "A prompt (repeatable; same as a positional prompt)")->group(prompts);
   app->add_option("-f,--prompt-file", o->prompt_file,
                   "Prompts from a file ('-' = stdin): one per line, '#' comments; or JSON lines with prompt, "
-                  "negative, seed, steps, cfg, size, n (docs/BATCH.md)")
+                  "negative, seed, steps, cfg, size, n, schedule (docs/BATCH.md)")
       ->group(prompts);
   app->add_option("--negative", o->negative,
                   "Negative prompt: the class the guidance steers away from (default: the null condition)")
@@ -320,6 +334,9 @@ Command add_generate_command(CLI::App& root) {
   app->add_option("--dtype", o->dtype, "auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16")
       ->capture_default_str()
       ->group(model);
+  app->add_flag("--merge-lora", o->merge_lora,
+                "Flexible LoRA models: merge each patch size's adapters into a weight copy (no extra FLOPs, more memory)")
+      ->group(model);
   app->add_option("-s,--seed", o->seed, "Seed of the first image; image i of the run uses seed + i (default: random)")
       ->group(sampling);
   app->add_option("-n,--num-images", o->num_images, "Images per prompt")->capture_default_str()->group(sampling);
@@ -331,6 +348,12 @@ Command add_generate_command(CLI::App& root) {
       ->group(sampling);
   app->add_option("--cfg-channels", o->cfg_channels,
                   "Guide only the first N channels (3 = the official DiT's variant); 0 = all (default: the model's)")
+      ->group(sampling);
+  app->add_option("--schedule", o->schedule,
+                  "Compute schedule of a flexible model: a preset (configs/schedules: flexi-64, flexi-55, ...), a "
+                  "YAML file, or the shorthand, e.g. weak=4:0.4 = patch 4 for the first 40% of steps "
+                  "(docs/FLEXIDIT.md)")
+      ->capture_default_str()
       ->group(sampling);
   app->add_option("--width", o->width, "Width in model units (pixels or latents); default: the model's")->group(sampling);
   app->add_option("--height", o->height, "Height in model units; default: the model's")->group(sampling);

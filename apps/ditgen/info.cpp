@@ -9,6 +9,8 @@
 #include "commands.h"
 #include "ditgen/io/safetensors.h"
 #include "ditgen/models/model_file.h"
+#include "ditgen/schedule/compute_schedule.h"
+#include "shipped.h"
 
 namespace ditgen::cli {
 
@@ -17,8 +19,23 @@ namespace {
 struct InfoOptions {
   std::string model;
   int height = 0, width = 0;
+  std::string schedule = "dense";
+  int steps = 0;
+  double cfg_scale = 0;
   bool json = false;
 };
+
+// "steps 1-20: 0.52, steps 21-50: 2.09": runs of equal per-step GFLOPs.
+std::string step_runs(const std::vector<double>& gflops) {
+  std::string out;
+  for (size_t i = 0; i < gflops.size();) {
+    size_t j = i;
+    while (j + 1 < gflops.size() && gflops[j + 1] == gflops[i]) ++j;
+    out += c10::str(out.empty() ? "" : ", ", "steps ", i + 1, "-", j + 1, ": ", gflops[i]);
+    i = j + 1;
+  }
+  return out;
+}
 
 int run_info(const InfoOptions& o) {
   ModelInfo info;
@@ -33,6 +50,14 @@ int run_info(const InfoOptions& o) {
     throw Error(ErrorKind::Usage, "size " + std::to_string(h) + "x" + std::to_string(w) +
                                       " is not a positive multiple of the patch size " + std::to_string(c.patch_size));
   const double gflops = dit_gflops(c, h, w);
+  const schedule::ComputeSchedule plan = resolve_schedule(o.schedule);
+  plan.validate(c, h, w);
+  const int steps = o.steps > 0 ? o.steps : info.sampler_defaults.steps;
+  const bool guided = (o.cfg_scale > 0 ? o.cfg_scale : info.sampler_defaults.cfg_scale) != 1.0;
+  const std::vector<double> per_step = schedule::step_gflops(c, h, w, plan, steps, guided);
+  const std::vector<double> dense = schedule::step_gflops(c, h, w, schedule::ComputeSchedule(), steps, guided);
+  double total = 0, dense_total = 0;
+  for (size_t k = 0; k < per_step.size(); ++k) total += per_step[k], dense_total += dense[k];
   const int pixel_scale = c.image_space == ImageSpace::Latent ? 8 : 1;  // SD-VAE latents are 8x smaller
   nlohmann::json j{{"name", info.name},
                    {"config", to_json(c)},
@@ -46,7 +71,16 @@ int run_info(const InfoOptions& o) {
                      {"steps", info.sampler_defaults.steps},
                      {"cfg_scale", info.sampler_defaults.cfg_scale},
                      {"cfg_channels", info.sampler_defaults.cfg_channels}}},
-                   {"training", info.training}};
+                   {"training", info.training},
+                   {"generation", {{"schedule", plan.text()}, {"steps", steps}, {"guided", guided},
+                                   {"gflops_per_step", per_step}, {"gflops_per_image", total},
+                                   {"dense_gflops_per_image", dense_total}, {"fraction_of_dense", total / dense_total}}}};
+  if (c.flex.flexible()) {
+    nlohmann::json patches;
+    for (int p : c.runnable_patches())
+      if (h % p == 0 && w % p == 0) patches[std::to_string(p)] = dit_gflops(c, h, w, p);
+    j["gflops_per_forward_by_patch"] = patches;
+  }
   if (!info.sha256.empty()) j["sha256"] = info.sha256;
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
@@ -55,6 +89,13 @@ int run_info(const InfoOptions& o) {
   std::printf("name:        %s\n", info.name.c_str());
   std::printf("layout:      depth %d, hidden %d, heads %d, patch %d, mlp ratio %g\n", c.depth, c.hidden_size,
               c.num_heads, c.patch_size, c.mlp_ratio);
+  if (c.flex.flexible()) {
+    std::string sizes;
+    for (int p : c.runnable_patches())
+      if (h % p == 0 && w % p == 0) sizes += c10::str(sizes.empty() ? "" : ", ", p, " (", dit_gflops(c, h, w, p), " GFLOPs)");
+    std::printf("flexible:    %s tokenizer (underlying patch %d); patch sizes %s\n", c.flex.mode.c_str(),
+                c.flex.underlying_patch, sizes.c_str());
+  }
   std::printf("input:       %d channels, trained at %dx%d (%s space), %d classes%s\n", c.in_channels, c.input_height,
               c.input_width, image_space_name(c.image_space), c.num_classes,
               c.has_null_class() ? " + null class (CFG)" : "");
@@ -64,6 +105,9 @@ int run_info(const InfoOptions& o) {
               dit_parameter_count(c) / 1e6);
   std::printf("GFLOPs:      %.1f per forward at %dx%d (%dx%d px), %d tokens (MAC convention)\n", gflops, h, w,
               h * pixel_scale, w * pixel_scale, (h / c.patch_size) * (w / c.patch_size));
+  std::printf("generation:  %.4g GFLOPs per image over %d steps%s, schedule %s (%.1f%% of dense)\n", total, steps,
+              guided ? " with CFG" : "", plan.text().c_str(), 100.0 * total / dense_total);
+  std::printf("per step:    %s\n", step_runs(per_step).c_str());
   std::printf("sampling:    %s, %d steps, cfg %g%s\n", info.sampler_defaults.sampler.c_str(),
               info.sampler_defaults.steps, info.sampler_defaults.cfg_scale,
               info.sampler_defaults.cfg_channels ? (" on " + std::to_string(info.sampler_defaults.cfg_channels) +
@@ -83,10 +127,15 @@ int run_info(const InfoOptions& o) {
 Command add_info_command(CLI::App& root) {
   auto o = std::make_shared<InfoOptions>();
   CLI::App* app = root.add_subcommand("info", "Describe a model file or registry name (e.g. DiT-XL/2): config, "
-                                              "parameters, GFLOPs per forward");
+                                              "parameters, GFLOPs per forward, per step and per image under a compute schedule");
   app->add_option("model", o->model, "Model file, model spec (YAML) or registry name")->required();
   app->add_option("--height", o->height, "Height in model units for the FLOP count (default: the model's)");
   app->add_option("--width", o->width, "Width in model units for the FLOP count (default: the model's)");
+  app->add_option("--schedule", o->schedule,
+                  "Compute schedule to cost (preset, YAML file or shorthand such as weak=4:0.4)")
+      ->capture_default_str();
+  app->add_option("--steps", o->steps, "Sampling steps for the per-image count (default: the model's)");
+  app->add_option("--cfg-scale", o->cfg_scale, "Guidance scale; 1 = one branch (default: the model's)");
   app->add_flag("--json", o->json, "Print JSON");
   return {app, [o] { return run_info(*o); }};
 }

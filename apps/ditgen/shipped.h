@@ -1,10 +1,13 @@
 // Where the CLI finds the files that ship with ditgen (models/): next to the source tree it was built
-// from, an installed share/ditgen/models, or $DITGEN_MODELS_DIR.
+// from, an installed share/ditgen/models, or $DITGEN_MODELS_DIR; likewise the compute-schedule presets.
 #pragma once
 
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "ditgen/schedule/compute_schedule.h"
 
 namespace ditgen::cli {
 
@@ -13,5 +16,11 @@ std::optional<std::filesystem::path> find_shipped(const std::string& name);
 
 // The folders searched, in order, for messages.
 std::string shipped_search_path();
+
+// Where compute-schedule presets (configs/schedules/NAME.yaml) are looked up: $DITGEN_SCHEDULES_DIR, the
+// source tree, an installed share/ditgen/schedules.
+std::vector<std::filesystem::path> schedule_preset_dirs();
+// --schedule's value: a YAML file, a preset name or the shorthand (schedule::resolve_schedule).
+schedule::ComputeSchedule resolve_schedule(const std::string& spec);
 
 }  // namespace ditgen::cli

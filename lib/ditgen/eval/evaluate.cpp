@@ -59,6 +59,7 @@ nlohmann::json EvalReport::to_json() const {
           {"num_samples", num_samples},
           {"steps", steps},
           {"cfg_scale", cfg_scale},
+          {"schedule", schedule},
           {"sampler", sampler}};
 }
 
@@ -73,6 +74,7 @@ EvalReport evaluate(Generator& generator, const EvalOptions& o,
   GenerationRequest request;
   request.sampler = {o.sampler.empty() ? defaults.sampler : o.sampler, o.steps, 0.0};
   request.guidance = {o.cfg_scale.value_or(defaults.cfg_scale), defaults.cfg_channels};
+  request.schedule = o.schedule;
   request.labels = {0};
   request.seeds = {o.seed};
   generator.validate(request);  // usage errors before anything slow
@@ -124,6 +126,7 @@ EvalReport evaluate(Generator& generator, const EvalOptions& o,
   report.steps = request.sampler.steps;
   report.cfg_scale = request.guidance.scale;
   report.sampler = request.sampler.name;
+  report.schedule = request.schedule.text();
   return report;
 }
 

@@ -19,6 +19,7 @@ struct EvalOptions {
   int steps = 50;
   std::string sampler = "";  // "" = the model's default
   std::optional<double> cfg_scale;  // nullopt = the model's default
+  schedule::ComputeSchedule schedule;  // compute schedule (flexible models); dense by default
   int batch_size = 250;
   uint64_t seed = 0;                     // image i uses seed + i; also picks the real-vs-real train subset
   std::filesystem::path data_dir;        // Fashion-MNIST; empty = the default folder
@@ -36,6 +37,7 @@ struct EvalReport {
   int steps = 0;
   double cfg_scale = 0;
   std::string sampler;
+  std::string schedule;          // its canonical text
 
   // Every field under its own name.
   nlohmann::json to_json() const;

@@ -62,11 +62,9 @@ T number(const nlohmann::json& v, const char* key, T lo, T hi) {
 void parse_json_line(const std::string& text, PromptEntry& e) {
   const nlohmann::json j = nlohmann::json::parse(text);  // throws on bad JSON
   if (!j.is_object()) throw std::invalid_argument("a JSON line must be an object");
-  static const std::set<std::string> known{"prompt", "negative", "seed", "steps", "cfg", "size", "n"};
-  for (const auto& [key, value] : j.items()) {
-    if (key == "schedule") throw std::invalid_argument("compute schedules are not supported by this version");
+  static const std::set<std::string> known{"prompt", "negative", "seed", "steps", "cfg", "size", "n", "schedule"};
+  for (const auto& [key, value] : j.items())
     if (!known.count(key)) throw std::invalid_argument("unknown key '" + key + "'");
-  }
   if (!j.contains("prompt") || !j["prompt"].is_string() || trim(j["prompt"].get<std::string>()).empty())
     throw std::invalid_argument("needs a non-empty \"prompt\" string");
   e.prompt = trim(j["prompt"].get<std::string>());
@@ -81,6 +79,11 @@ void parse_json_line(const std::string& text, PromptEntry& e) {
   if (j.contains("cfg")) e.cfg = number<double>(j["cfg"], "cfg", 0.0, 1000.0);
   if (j.contains("size")) parse_size(j["size"], e);
   if (j.contains("n")) e.n = number<int>(j["n"], "n", 1, 10000);
+  if (j.contains("schedule")) {
+    if (!j["schedule"].is_string() || j["schedule"].get<std::string>().empty())
+      throw std::invalid_argument("schedule must be a preset name or a schedule string");
+    e.schedule = j["schedule"].get<std::string>();
+  }
 }
 
 }  // namespace

@@ -13,7 +13,8 @@
 namespace ditgen::io {
 
 // One prompt line. JSON keys: prompt (required), negative (a prompt, or "none"/null for the model's null
-// condition), seed, steps, cfg, size ("WxH" or one number), n (images, 1..10000). Unknown keys are errors.
+// condition), seed, steps, cfg, size ("WxH" or one number), n (images, 1..10000), schedule (a compute
+// schedule: preset name or shorthand, checked when the run resolves it). Unknown keys are errors.
 struct PromptEntry {
   int line = 0;                         // 1-based line in the source
   std::string prompt;
@@ -23,6 +24,7 @@ struct PromptEntry {
   std::optional<double> cfg;
   std::optional<int> width, height;
   std::optional<int> n;                 // images of this line; unset: the run's default
+  std::optional<std::string> schedule;  // compute schedule of this line; unset: the run's
   std::string error;                    // non-empty: the line could not be used, and why
 };
 

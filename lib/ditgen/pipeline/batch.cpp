@@ -21,7 +21,8 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 // Items that can share a forward pass: everything but label and seed agrees.
 std::string compatibility_key(const GenerationRequest& r) {
   return c10::str(r.sampler.name, "|", r.sampler.steps, "|", r.sampler.eta, "|", r.guidance.scale, "|",
-                  r.guidance.channels, "|", r.guidance.negative_label, "|", r.height, "x", r.width);
+                  r.guidance.channels, "|", r.guidance.negative_label, "|", r.height, "x", r.width, "|",
+                  r.schedule.text());
 }
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
@@ -76,7 +77,11 @@ BatchRun::BatchRun(Generator& generator, const std::vector<io::PromptEntry>& ent
       r.width = entry.width.value_or(settings.width);
       r.height = entry.height.value_or(settings.height);
       if (settings.init_noise.defined()) r.init_noise = settings.init_noise.narrow(0, item.index, 1);
+      r.schedule = settings.schedule;
       try {
+        if (entry.schedule)
+          r.schedule = settings.resolve_schedule ? settings.resolve_schedule(*entry.schedule)
+                                                 : schedule::ComputeSchedule::parse(*entry.schedule);
         const int64_t label = info.resolve_class(entry.prompt);
         r.labels = {label};
         item.prompt = info.class_label(label);
@@ -92,9 +97,10 @@ BatchRun::BatchRun(Generator& generator, const std::vector<io::PromptEntry>& ent
         items_.push_back(std::move(item));
         continue;
       }
-      item.gflops = generator.gflops_per_image(r);
+      const std::vector<double> step_gflops = generator.step_gflops(r);
       item.record = generation_record(info, r, 0, item.prompt, item.negative, device_label,
-                                      dtype_label(generator.dtype()), item.gflops);
+                                      dtype_label(generator.dtype()), step_gflops);
+      item.gflops = item.record["gflops"].get<double>();
       if (!settings.output_template.empty())
         item.path = expand_output_name(settings.output_template,
                                        {item.index, r.seeds[0], item.prompt, r.labels[0]}, total > 1);

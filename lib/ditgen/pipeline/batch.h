@@ -24,6 +24,9 @@ struct BatchSettings {
   uint64_t seed = 0;
   sampling::SamplerOptions sampler;
   sampling::Guidance guidance;
+  schedule::ComputeSchedule schedule;   // for entries without their own
+  // Turns an entry's "schedule" text into a schedule (the CLI adds presets); unset: the shorthand only.
+  std::function<schedule::ComputeSchedule(const std::string&)> resolve_schedule;
   std::optional<std::string> negative;  // negative prompt for entries without one
   int width = 0, height = 0;            // 0: the model's
   int num_images = 1;                   // per entry without "n"

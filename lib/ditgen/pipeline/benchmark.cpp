@@ -58,6 +58,13 @@ void validate(const BenchOptions& o, const DiTConfig& c) {
   if (o.reps < 1 || o.reps > 10000) fail("reps must be in 1..10000");
   if (o.sample_batch < 0 || o.sample_batch > 4096) fail("sample batch must be in 0..4096");
   if (o.sample_reps < 1 || o.sample_reps > 1000) fail("sample reps must be in 1..1000");
+  for (int p : o.patches)
+    if (!c.supports_patch(p)) fail("the model does not run patch size " + std::to_string(p));
+  for (int s : o.sizes)
+    for (int p : o.patches)
+      if (s % p) fail("patch size " + std::to_string(p) + " does not divide size " + std::to_string(s));
+  for (const auto& schedule : o.schedules)
+    for (int s : o.sizes.empty() ? std::vector<int>{c.input_height} : o.sizes) schedule.validate(c, s, s);
 }
 
 struct Timing {
@@ -87,6 +94,7 @@ nlohmann::json to_json(const BenchRecord& r) {
           {"kind", r.kind},         {"model", r.model},
           {"params", r.params},     {"height", r.height},
           {"width", r.width},       {"tokens", r.tokens},
+          {"patch", r.patch},       {"schedule", r.schedule},
           {"batch", r.batch},       {"dtype", r.dtype},
           {"device", r.device},     {"attention", r.attention},
           {"gflops_per_image", r.gflops_per_image},
@@ -94,7 +102,8 @@ nlohmann::json to_json(const BenchRecord& r) {
           {"images_per_s", r.images_per_s},
           {"tflops", r.tflops},     {"mfu", opt(r.mfu)},
           {"peak_memory_gib", opt(r.peak_memory_gib)},
-          {"steps", opt(r.steps)},  {"cfg_scale", opt(r.cfg_scale)}};
+          {"steps", opt(r.steps)},  {"cfg_scale", opt(r.cfg_scale)},
+          {"gflops_per_generation", opt(r.gflops_per_generation)}};
   if (!r.kernels.empty()) {
     j["kernels"] = nlohmann::json::array();
     for (const KernelTime& k : r.kernels) j["kernels"].push_back({{"name", k.name}, {"ms", k.ms}, {"calls", k.calls}});
@@ -117,22 +126,25 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
   const std::vector<int> sizes = o.sizes.empty() ? std::vector<int>{c.input_height} : o.sizes;
   const bool half = dtype == at::kBFloat16 || dtype == at::kHalf;
   const std::string model_name = loaded.info.name.empty() ? o.model : loaded.info.name;
-  auto record_for = [&](int size) {
+  const std::vector<int> patches = o.patches.empty() ? std::vector<int>{c.patch_size} : o.patches;
+  auto record_for = [&](int size, int patch) {
     BenchRecord r;
     r.model = model_name;
     r.params = dit_parameter_count(c);
     r.height = r.width = size;
-    r.tokens = static_cast<int64_t>(size / c.patch_size) * (size / c.patch_size);
+    r.patch = patch;
+    r.tokens = static_cast<int64_t>(size / patch) * (size / patch);
     r.dtype = dtype_label(dtype);
     r.device = device_name(device);
-    r.gflops_per_image = dit_gflops(c, size, size);
+    r.gflops_per_image = dit_gflops(c, size, size, patch);
     return r;
   };
-  auto finish = [&](BenchRecord& r, Timing t, double model_images) {
+  // `total_gflops`: MAC GFLOPs of everything timed (all images, steps and branches).
+  auto finish = [&](BenchRecord& r, Timing t, double total_gflops) {
     r.ms = t.median_ms;
     r.ms_min = t.min_ms;
     r.images_per_s = r.batch / (t.median_ms / 1e3);
-    r.tflops = 2.0 * r.gflops_per_image * model_images / t.median_ms;  // GFLOP per ms = TFLOP/s
+    r.tflops = 2.0 * total_gflops / t.median_ms;  // GFLOP per ms = TFLOP/s
     if (device.is_cuda() && half) r.mfu = r.tflops / kPeakTflopsBf16;
     r.peak_memory_gib = peak_memory_gib(device);
     on_record(r);
@@ -149,24 +161,27 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
     }
     cuda::set_fused_kernels_enabled(path != "eager");
     for (int size : sizes) {
+      for (int patch : patches)
       for (int batch : o.batches) {
         at::Generator rng = at::detail::createCPUGenerator(o.seed + batch);
         at::Tensor x = at::randn({batch, c.in_channels, size, size}, rng).to(device, dtype);  // [B, C, H, W]
         at::Tensor t = at::randint(0, c.diffusion_steps, {batch}, rng, at::kLong).to(device);  // [B]
         at::Tensor y = at::randint(0, c.num_classes, {batch}, rng, at::kLong).to(device);      // [B]
-        BenchRecord r = record_for(size);
+        BenchRecord r = record_for(size, patch);
         r.kind = "forward";
         r.path = path;
         r.batch = batch;
         r.attention = nn::attention_backend(batch, c.num_heads, r.tokens, c.hidden_size / c.num_heads,
                                             x.options());
-        std::function<void()> run = [&] { model->forward_reference(x, t, y); };
+        std::function<void()> run = [&] { model->forward_reference(x, t, y, patch); };
         std::unique_ptr<CudaGraph> graph;
-        if (path == "fused") run = [&] { model->forward(x, t, y); };
+        if (path == "fused") run = [&] { model->forward(x, t, y, patch); };
         if (path == "fast") {
           reset_peak_memory(device);
           graph = std::make_unique<CudaGraph>(
-              [&](const std::vector<at::Tensor>& in) { return std::vector<at::Tensor>{model->forward(in[0], in[1], in[2])}; },
+              [&](const std::vector<at::Tensor>& in) {
+                return std::vector<at::Tensor>{model->forward(in[0], in[1], in[2], patch)};
+              },
               std::vector<at::Tensor>{x, t, y});
           run = [&] { graph->replay({x, t, y}); };
         } else {
@@ -174,9 +189,10 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
         }
         const Timing timing = time_runs(run, device, o.warmup, o.reps);
         if (o.profile) r.kernels = profile_kernels(run, device, 12);
-        finish(r, timing, batch);
+        finish(r, timing, r.gflops_per_image * batch);
       }
       if (o.sample_batch == 0) continue;
+      for (const schedule::ComputeSchedule& plan : o.schedules) {
       GenerationRequest request;
       for (int i = 0; i < o.sample_batch; ++i) {
         request.labels.push_back(i % c.num_classes);
@@ -186,11 +202,14 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
       request.sampler.steps = o.steps;
       request.guidance.scale = o.cfg_scale;
       request.height = request.width = size;
+      request.schedule = plan;
       generator.set_cuda_graphs(path == "fast");
       generator.validate(request);
-      BenchRecord r = record_for(size);
+      BenchRecord r = record_for(size, c.patch_size);
       r.kind = "sample";
       r.path = path;
+      r.schedule = plan.text();
+      r.gflops_per_generation = generator.gflops_per_image(request);
       r.batch = o.sample_batch;
       r.steps = o.steps;
       r.cfg_scale = o.cfg_scale;
@@ -199,8 +218,9 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
                                           c.hidden_size / c.num_heads, at::TensorOptions().device(device).dtype(dtype));
       reset_peak_memory(device);
       finish(r, time_runs([&] { generator.generate(request); }, device, 1, o.sample_reps),
-             static_cast<double>(o.sample_batch) * o.steps * branches);
+             *r.gflops_per_generation * o.sample_batch);
       generator.clear_graphs();
+      }
     }
   }
 }

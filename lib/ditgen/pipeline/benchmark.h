@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ditgen/core/profile.h"
+#include "ditgen/schedule/compute_schedule.h"
 
 namespace ditgen {
 
@@ -25,6 +26,7 @@ struct BenchOptions {
   std::string model;                 // model file, YAML spec or registry name (random N(0, 0.02) weights)
   std::vector<int> batches{64};      // images per forward
   std::vector<int> sizes;            // square input sizes (latent pixels); empty = the model's own
+  std::vector<int> patches;          // patch sizes of the forward measurements (flexible models); empty = own
   std::string dtype = "bf16";
   std::string device = "auto";
   std::vector<std::string> paths{"eager", "fused", "fast"};
@@ -35,6 +37,7 @@ struct BenchOptions {
   int steps = 50;
   std::string sampler = "ddim";
   double cfg_scale = 4.0;
+  std::vector<schedule::ComputeSchedule> schedules{schedule::ComputeSchedule()};  // one generation timing each
   int sample_reps = 3;               // timed generations after one warm-up run
   uint64_t seed = 0;
   bool profile = false;              // also profile one forward per measurement (CUDA kernels, top 12)
@@ -47,10 +50,13 @@ struct BenchRecord {
   std::string model;
   int64_t params = 0;
   int height = 0, width = 0;
+  int patch = 0;          // forward: the patch size run
   int64_t tokens = 0;
   int batch = 0;          // images (a guided sample runs 2x per forward)
+  std::string schedule;   // sample: the compute schedule
   std::string dtype, device, attention;
   double gflops_per_image = 0;  // MAC GFLOPs of one forward of one image
+  std::optional<double> gflops_per_generation;  // sample: MAC GFLOPs of one image's whole generation
   double ms = 0, ms_min = 0;    // median and fastest: per forward, or per whole generation
   double images_per_s = 0;
   double tflops = 0;            // achieved, 2 FLOPs per MAC
@@ -66,8 +72,8 @@ nlohmann::json to_json(const BenchRecord& record);
 // The H100 SXM's dense bf16 peak that MFU is measured against.
 constexpr double kPeakTflopsBf16 = 800.0;
 
-// Runs every (path, size, batch) forward measurement, then per path and size one whole-generation
-// measurement; calls on_record as each completes. Error(Usage) for bad options, Error(Model) for a bad file.
+// Runs every (path, size, patch, batch) forward measurement, then per path, size and schedule one
+// whole-generation measurement; calls on_record as each completes. Error(Usage) for bad options, Error(Model) for a bad file.
 void run_benchmark(const BenchOptions& options, const std::function<void(const BenchRecord&)>& on_record);
 
 }  // namespace ditgen

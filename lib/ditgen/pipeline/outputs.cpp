@@ -95,7 +95,9 @@ io::Image tile_images(const at::Tensor& frames, int columns) {
 
 nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest& r, size_t i,
                                  const std::string& prompt, const std::string& negative, const std::string& device,
-                                 const std::string& dtype, double gflops) {
+                                 const std::string& dtype, const std::vector<double>& gflops_per_step) {
+  double gflops = 0;
+  for (double g : gflops_per_step) gflops += g;
   const int h = r.height > 0 ? r.height : model.config.input_height;
   const int w = r.width > 0 ? r.width : model.config.input_width;
   return {{"schema", 1},
@@ -115,13 +117,16 @@ nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest
           {"init_noise", r.init_noise.defined()},
           {"device", device},
           {"dtype", dtype},
-          {"gflops", gflops}};
+          {"schedule", r.schedule.text()},
+          {"gflops", gflops},
+          {"gflops_per_step", gflops_per_step}};
 }
 
 bool same_output(const nlohmann::json& have, const nlohmann::json& want) {
   for (const char* key : {"class_id", "negative", "seed", "sampler", "steps", "eta", "cfg_scale", "cfg_channels",
                           "height", "width", "init_noise", "dtype"})
     if (!have.contains(key) || have[key] != want.at(key)) return false;
+  if (have.value("schedule", std::string("dense")) != want.value("schedule", std::string("dense"))) return false;
   return have.contains("model") && have["model"].value("sha256", "") == want.at("model").value("sha256", "x");
 }
 
@@ -140,11 +145,15 @@ std::vector<io::PngText> png_metadata(const nlohmann::json& rec) {
   char cfg[32];
   std::snprintf(cfg, sizeof cfg, "%g", rec.at("cfg_scale").get<double>());
   const std::string hash = rec["model"].value("sha256", std::string());
+  const std::string schedule = rec.value("schedule", std::string("dense"));
+  char gflops[32];
+  std::snprintf(gflops, sizeof gflops, "%.4g", rec.value("gflops", 0.0));
   std::string params = rec.at("prompt").get<std::string>() + "\nSteps: " + std::to_string(rec.at("steps").get<int>()) +
                        ", Sampler: " + rec.at("sampler").get<std::string>() + ", CFG scale: " + cfg +
                        ", Seed: " + std::to_string(rec.at("seed").get<uint64_t>()) +
                        ", Size: " + std::to_string(rec.at("width").get<int>()) + "x" +
                        std::to_string(rec.at("height").get<int>()) +
+                       (schedule == "dense" ? "" : ", Schedule: " + schedule) + ", GFLOPs: " + gflops +
                        (hash.empty() ? "" : ", Model hash: " + hash.substr(0, 10)) +
                        ", Model: " + rec["model"].value("name", std::string()) +
                        ", Version: " + rec.at("version").get<std::string>();

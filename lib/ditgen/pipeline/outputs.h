@@ -37,10 +37,11 @@ io::Image to_image(const at::Tensor& frame);
 io::Image tile_images(const at::Tensor& frames, int columns);
 
 // The full record of one image: request, model, version; what `--from` will replay.
-// `negative` is the negative prompt as resolved ("" for the null condition); dtype as dtype_label gives it.
+// `negative` is the negative prompt as resolved ("" for the null condition); dtype as dtype_label gives it;
+// the GFLOPs of each denoising step (Generator::step_gflops) and their total go in too.
 nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest& request, size_t image,
                                  const std::string& prompt, const std::string& negative, const std::string& device,
-                                 const std::string& dtype, double gflops);
+                                 const std::string& dtype, const std::vector<double>& gflops_per_step);
 
 // Whether an existing image's record describes the same output: same model, prompt, seed, sampling and size.
 bool same_output(const nlohmann::json& record, const nlohmann::json& wanted);

@@ -1,5 +1,6 @@
 #include "ditgen/schedule/compute_schedule.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -78,6 +79,38 @@ std::vector<Phase> phases_from_json(const nlohmann::json& j, const std::string& 
 }
 
 }  // namespace
+
+ComputeSchedule resolve_schedule(const std::string& spec, const std::vector<std::filesystem::path>& preset_dirs) {
+  const std::filesystem::path path(spec);
+  std::error_code ec;
+  if (path.extension() == ".yaml" || path.extension() == ".yml" || std::filesystem::is_regular_file(path, ec))
+    return ComputeSchedule::load_yaml(path);
+  const bool name_like = !spec.empty() && spec.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_") == std::string::npos;
+  if (name_like && spec != "dense")
+    for (const auto& dir : preset_dirs)
+      if (std::filesystem::is_regular_file(dir / (spec + ".yaml"), ec)) return ComputeSchedule::load_yaml(dir / (spec + ".yaml"));
+  try {
+    return ComputeSchedule::parse(spec);
+  } catch (const Error& e) {
+    if (!name_like) throw;
+    std::string names;
+    for (const auto& n : preset_names(preset_dirs)) names += (names.empty() ? "" : ", ") + n;
+    throw Error(ErrorKind::Usage, "unknown compute schedule '" + spec + "': not a preset (" +
+                                      (names.empty() ? std::string("none found") : names) + ") and not the shorthand");
+  }
+}
+
+std::vector<std::string> preset_names(const std::vector<std::filesystem::path>& preset_dirs) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& dir : preset_dirs)
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec))
+      if (entry.path().extension() == ".yaml" &&
+          std::find(out.begin(), out.end(), entry.path().stem().string()) == out.end())
+        out.push_back(entry.path().stem().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 double weak_guidance_scale(double cfg_scale) { return 1.0 - (1.0 - cfg_scale) / 2.5; }
 

@@ -68,6 +68,12 @@ class ComputeSchedule {
   std::string description_;
 };
 
+// A schedule from what a user typed: a YAML file (an existing path, or a name ending in .yaml/.yml), a
+// preset name (NAME.yaml in one of `preset_dirs`, first match), or the shorthand. Errors as parse/load_yaml.
+ComputeSchedule resolve_schedule(const std::string& spec, const std::vector<std::filesystem::path>& preset_dirs);
+// The preset names (file stems) found in `preset_dirs`, sorted, for help and messages.
+std::vector<std::string> preset_names(const std::vector<std::filesystem::path>& preset_dirs);
+
 // FlexiDiT's rule (1 - s1) / (1 - s2) = 2.5 for the weak-guidance scale s2 matching a CFG scale s1.
 double weak_guidance_scale(double cfg_scale);
 

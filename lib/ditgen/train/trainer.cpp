@@ -100,6 +100,12 @@ ModelSetup build_model(const TrainConfig& c) {
   }
   if (!c.name.empty()) s.info.name = c.name;
   if (c.sampler_defaults_set) s.info.sampler_defaults = c.sampler_defaults;
+  if (c.flexible) {
+    if (!s.info.config.flex.flexible()) s.model = make_flexible(s.model, c.flexible->flex);
+    s.info.config = s.model->config();
+    // LoRA mode trains only what belongs to the new patch sizes; the pre-trained model stays as it was.
+    if (s.info.config.flex.lora()) freeze_parameters(*s.model, {"(?!flex\\.)(?!.*\\.lora_[AB]_p[0-9]+$).*"});
+  }
   if (!c.freeze.empty()) freeze_parameters(*s.model, c.freeze);
   if (c.lora) add_lora(*s.model, c.lora->targets, c.lora->rank, c.lora->alpha, c.seed);
   return s;
@@ -137,6 +143,20 @@ class Run {
                                         std::to_string(data.height()) + "x" + std::to_string(data.width()) +
                                         ") does not fit the model (" + std::to_string(mc.in_channels) +
                                         " channels, patch " + std::to_string(mc.patch_size) + ")");
+    if (c.flexible) {
+      train_patches_ = c.flexible->train_patches;
+      if (train_patches_.empty())
+        for (int p : mc.runnable_patches())
+          if (data.height() % p == 0 && data.width() % p == 0 && !(mc.flex.lora() && p == mc.patch_size))
+            train_patches_.push_back(p);
+      for (int p : train_patches_)
+        if (!mc.supports_patch(p) || data.height() % p || data.width() % p || (mc.flex.lora() && p == mc.patch_size))
+          throw Error(ErrorKind::Usage, "train_patches: patch size " + std::to_string(p) +
+                                            (mc.flex.lora() && p == mc.patch_size
+                                                 ? " is the pre-trained one, which lora mode keeps frozen"
+                                                 : " is not one the model runs on this data"));
+      if (train_patches_.empty()) throw Error(ErrorKind::Usage, "no patch size to train");
+    }
     if (mc.objective == Objective::Eps)
       diffusion_.emplace(mc.diffusion_steps, mc.diffusion_steps,
                          mc.learn_sigma ? sampling::VarianceType::LearnedRange : sampling::VarianceType::FixedLarge);
@@ -240,11 +260,20 @@ class Run {
     at::Tensor out;
     {
       AutocastGuard autocast(c_.bf16 && device_.is_cuda());
-      out = model_->forward(x_t, t_model, y);                                              // [B, Cout, H, W]
+      out = train_patches_.empty() ? model_->forward(x_t, t_model, y)                      // [B, Cout, H, W]
+                                   : flexible_forward(x_t, t_model, y, g);
     }
     out = out.to(at::kFloat);
     at::Tensor loss;
-    if (teacher_) {
+    if (info_.config.flex.lora()) {
+      at::Tensor target;  // FlexiDiT variant B: the frozen model at its own patch size is the teacher
+      {
+        at::NoGradGuard no_grad;
+        AutocastGuard autocast(c_.bf16 && device_.is_cuda());
+        target = model_->forward(x_t, t_model, y).to(at::kFloat);                           // [B, Cout, H, W]
+      }
+      loss = distillation_loss(out, target, static_cast<int>(out.size(1)));
+    } else if (teacher_) {
       at::Tensor target;
       {
         at::NoGradGuard no_grad;
@@ -270,6 +299,25 @@ class Run {
     at::_foreach_lerp_(ema_, params_, 1.0 - decay);
     for (auto& p : params_) p.mutable_grad() = at::Tensor();
     return {loss.detach(), norm};
+  }
+
+  // Each sample at a patch size drawn from train_patches_: one forward per size present, outputs put back
+  // in sample order. [B, C, H, W] -> [B, Cout, H, W]
+  at::Tensor flexible_forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, at::Generator& g) {
+    const int64_t B = x.size(0);
+    at::Tensor choice = at::randint(0, static_cast<int64_t>(train_patches_.size()), {B}, g);  // [B] CPU
+    std::vector<at::Tensor> outs(static_cast<size_t>(B));
+    at::Tensor out;
+    for (size_t i = 0; i < train_patches_.size(); ++i) {
+      at::Tensor idx = (choice == static_cast<int64_t>(i)).nonzero().flatten();             // [b]
+      if (idx.numel() == 0) continue;
+      at::Tensor d = idx.to(device_);
+      at::Tensor part = model_->forward(x.index_select(0, d), t.index_select(0, d), y.index_select(0, d),
+                                        train_patches_[i]);                               // [b, Cout, H, W]
+      if (!out.defined()) out = at::zeros({B, part.size(1), part.size(2), part.size(3)}, part.options());
+      out = out.index_copy(0, d, part);                                                    // [B, Cout, H, W]
+    }
+    return out;
   }
 
   // AdamW (decoupled weight decay) over all parameters at once; `t` is the 1-based step.
@@ -393,6 +441,7 @@ class Run {
   std::optional<sampling::GaussianDiffusion> diffusion_;
   std::vector<std::string> names_;
   std::vector<at::Tensor> params_, ema_, exp_avg_, exp_avg_sq_;
+  std::vector<int> train_patches_;  // flexible fine-tuning: the patch sizes samples are drawn from
   int64_t step_ = 0;
 };
 
@@ -406,6 +455,10 @@ nlohmann::json TrainConfig::to_json() const {
                    {"seed", seed},           {"bf16", bf16},                  {"freeze", freeze},
                    {"teacher", teacher},     {"save_dtype", save_dtype}};
   if (lora) j["lora"] = {{"targets", lora->targets}, {"rank", lora->rank}, {"alpha", lora->alpha}};
+  if (flexible)
+    j["flexible"] = {{"patch_sizes", flexible->flex.patch_sizes}, {"mode", flexible->flex.mode},
+                     {"underlying_patch", flexible->flex.underlying_patch}, {"lora_rank", flexible->flex.lora_rank},
+                     {"lora_alpha", flexible->flex.lora_alpha}, {"train_patches", flexible->train_patches}};
   return j;
 }
 
@@ -429,7 +482,7 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
     static const std::set<std::string> known{
         "model", "data_dir", "output", "steps", "batch_size", "lr", "warmup_steps", "lr_schedule", "weight_decay",
         "betas", "grad_clip", "ema_decay", "seed", "log_every", "sample_every", "checkpoint_every", "bf16",
-        "device", "freeze", "lora", "teacher", "name", "sampler_defaults", "save_dtype"};
+        "device", "freeze", "lora", "teacher", "name", "sampler_defaults", "save_dtype", "flexible"};
     for (const auto& kv : y)
       if (!known.count(kv.first.as<std::string>()))
         throw Error(ErrorKind::Input, path.string() + ": unknown setting '" + kv.first.as<std::string>() + "'");
@@ -465,6 +518,23 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
       c.lora = l;
     }
     if (y["teacher"]) c.teacher = rel(y["teacher"].as<std::string>()).string();
+    if (const YAML::Node f = y["flexible"]) {
+      if (!f.IsMap()) throw Error(ErrorKind::Input, path.string() + ": flexible must be a mapping");
+      static const std::set<std::string> flex_keys{"patch_sizes", "mode", "underlying_patch", "lora_rank",
+                                                   "lora_alpha", "train_patches"};
+      for (const auto& kv : f)
+        if (!flex_keys.count(kv.first.as<std::string>()))
+          throw Error(ErrorKind::Input, path.string() + ": unknown flexible setting '" + kv.first.as<std::string>() + "'");
+      FlexibleTraining ft;
+      ft.flex.patch_sizes = f["patch_sizes"].as<std::vector<int>>(std::vector<int>{});
+      ft.flex.mode = f["mode"].as<std::string>(ft.flex.mode);
+      ft.flex.underlying_patch = f["underlying_patch"].as<int>(ft.flex.underlying_patch);
+      ft.flex.lora_rank = f["lora_rank"].as<int>(ft.flex.lora_rank);
+      ft.flex.lora_alpha = f["lora_alpha"].as<double>(ft.flex.lora_alpha);
+      ft.train_patches = f["train_patches"].as<std::vector<int>>(std::vector<int>{});
+      if (ft.flex.patch_sizes.empty()) throw Error(ErrorKind::Input, path.string() + ": flexible needs patch_sizes");
+      c.flexible = ft;
+    }
     c.name = y["name"].as<std::string>("");
     c.save_dtype = y["save_dtype"].as<std::string>(c.save_dtype);
     if (y["sampler_defaults"]) {
@@ -493,6 +563,8 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
   bad(c.sample_every < 0 || c.checkpoint_every < 0, "sample_every and checkpoint_every must be >= 0");
   bad(c.lora && (c.lora->rank < 1 || c.lora->targets.empty()), "lora needs targets and a rank >= 1");
   bad(c.save_dtype != "fp32" && c.save_dtype != "bf16", "save_dtype must be fp32 or bf16");
+  bad(c.flexible && (c.lora || !c.teacher.empty()),
+      "flexible fine-tuning brings its own LoRA and teacher (mode: lora); drop lora and teacher");
   return c;
 }
 

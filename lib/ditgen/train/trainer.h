@@ -24,6 +24,15 @@ struct LoraOptions {
   double alpha = 8.0;
 };
 
+// FlexiDiT fine-tuning (docs/FLEXIDIT.md): a fixed-patch model is made flexible first (make_flexible).
+// "shared": every parameter trains, each sample at a random patch size from train_patches, on the data
+// objective. "lora": only the new sizes' tokenizers, patch-size embeddings and LoRA adapters train, each
+// sample at a random new size, distilled from the frozen model at its own patch size.
+struct FlexibleTraining {
+  FlexConfig flex;                  // the layout (ignored when the model is flexible already)
+  std::vector<int> train_patches;   // sizes drawn per sample; empty = every size the model runs
+};
+
 struct TrainConfig {
   std::string model;               // model spec (YAML), registry name, or a model file to fine-tune
   std::filesystem::path data_dir;  // Fashion-MNIST folder; empty = the Debian package's
@@ -46,6 +55,7 @@ struct TrainConfig {
   std::vector<std::string> freeze;     // regexes over parameter names
   std::optional<LoraOptions> lora;
   std::string teacher;           // model file: distil its predictions instead of the data objective
+  std::optional<FlexibleTraining> flexible;
   std::string name;              // name of the trained model (default: the spec's)
   std::string save_dtype = "fp32";  // weights of the final model: fp32 or bf16 (halves the file)
   SamplerDefaults sampler_defaults;  // written into the final model
