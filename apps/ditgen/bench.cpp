@@ -98,6 +98,7 @@ Command add_bench_command(CLI::App& root) {
       ->capture_default_str();
   app->add_option("--sample-reps", b.sample_reps, "Timed whole generations (after one warm-up)")->capture_default_str();
   app->add_option("--seed", b.seed, "Seed of the random weights and inputs")->capture_default_str();
+  app->add_flag("--merge-lora", b.merge_lora, "Flexible LoRA models: merge the adapters into a weight copy per patch size");
   app->add_flag("--profile", b.profile, "Also profile one forward per measurement: the top CUDA kernels by time");
   app->add_flag("--json", o->json, "One JSON record per line (the keys of scripts/bench/torch_reference.py)");
   return {app, [o] { return run_bench(*o); }};

@@ -29,22 +29,31 @@ for stage in "$@"; do
       build-gpu/tests/ditgen_tests "[flexidit],[engine]" 2>&1 | tail -4
       ;;
     train)
+      # Side by side: the small model leaves the GPU mostly idle.
       for run in fmnist-flexidit fmnist-flexidit-lora; do
         rm -rf runs/$run
-        /usr/bin/time -f "$run wall %e s" $bin train configs/train/$run.yaml --device cuda 2>&1 | tail -3
-        cp runs/$run/log.jsonl "$OUT/$run-log.jsonl"
+        (/usr/bin/time -f "$run wall %e s" $bin train configs/train/$run.yaml --device cuda 2>&1 | tail -3) &
       done
+      wait
+      for run in fmnist-flexidit fmnist-flexidit-lora; do cp runs/$run/log.jsonl "$OUT/$run-log.jsonl"; done
       cp runs/fmnist-flexidit/model.safetensors "$OUT/fmnist-flexidit.safetensors"
       cp runs/fmnist-flexidit-lora/model.safetensors "$OUT/fmnist-flexidit-lora.safetensors"
       ;;
     eval)
       # model|schedule pairs; the dense original first.
-      for pair in "models/fmnist-dit.safetensors|dense" "$flexa|dense" "$flexa|flexi-64" "$flexa|flexi-55" \
-                  "$flexa|flexi-46" "$flexa|flexi-29" "$flexa|weak=4:1" "$flexb|flexi-55"; do
+      # The original at its own patch: a LoRA-mode file computes it bit for bit (ORIG may point there).
+      for pair in ${PAIRS:-"${ORIG:-models/fmnist-dit.safetensors}|dense" "$flexa|dense" "$flexa|flexi-64" \
+                  "$flexa|flexi-55" "$flexa|flexi-46" "$flexa|flexi-29" "$flexa|weak=4:1" "$flexb|flexi-55"}; do
         m=${pair%|*} s=${pair#*|}
         $bin eval -m "$m" --schedule "$s" --cfg-scale $cfg -n 10000 --device cuda 2>/dev/null \
           | python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps(j))" >> "$OUT/eval.jsonl"
         tail -1 "$OUT/eval.jsonl" | cut -c1-400 >&2
+      done
+      ;;
+    bench-lora)
+      for merge in "" --merge-lora; do
+        $bin bench -m "$flexb" -b 64 --patch 2,4 --path fast --sample-batch 64 --cfg-scale 1.5 $merge \
+          --schedule "dense;flexi-64;flexi-55;flexi-46;flexi-29;cond=4:0.3,guide=4:1" --json >> "$OUT/bench-lora$merge.jsonl"
       done
       ;;
     bench)

@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
 
 #include "ditgen/nn/dit_block.h"
@@ -23,7 +24,10 @@ bool fused_kernels_enabled() { return g_fused_enabled.load(); }
 void set_fused_kernels_enabled(bool enabled) { g_fused_enabled.store(enabled); }
 
 bool use_fused_path(const at::Tensor& x) {
-  return fused_kernels_enabled() && x.is_cuda() && !at::GradMode::is_enabled();
+  // Not under autocast: the fused ops (GELU epilogue GEMM, adaLN kernels) are outside its cast lists, so a
+  // no-grad forward inside a bf16 training step (a distillation teacher) would mix dtypes.
+  return fused_kernels_enabled() && x.is_cuda() && !at::GradMode::is_enabled() &&
+         !at::autocast::is_autocast_enabled(at::kCUDA);
 }
 
 at::Tensor layer_norm_modulate_reference(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {

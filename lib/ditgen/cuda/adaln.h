@@ -12,7 +12,8 @@ namespace ditgen::cuda {
 // Whether fused kernels may replace their references (default on; `ditgen bench` times both).
 bool fused_kernels_enabled();
 void set_fused_kernels_enabled(bool enabled);
-// Whether the fused inference path applies to a tensor: enabled, on CUDA, no gradient being recorded.
+// Whether the fused inference path applies to a tensor: enabled, on CUDA, no gradient being recorded, no
+// autocast.
 bool use_fused_path(const at::Tensor& x);
 
 // y = LayerNorm(x) * (1 + scale) + shift, LayerNorm without affine (eps 1e-6).

@@ -120,6 +120,10 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
   LoadedModel loaded = bench_model(o.model, o.seed);
   const DiTConfig& c = loaded.info.config;
   Generator generator(loaded, device, dtype);  // moves the model to the device, eval mode
+  if (o.merge_lora) {
+    if (!loaded.info.config.flex.lora()) throw Error(ErrorKind::Usage, "--merge-lora needs a lora-mode flexible model");
+    generator.set_lora_merged(true);
+  }
   DiT& model = loaded.model;
   FusedKernelsRestore restore;
   c10::InferenceMode inference;

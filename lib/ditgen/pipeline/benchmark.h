@@ -40,6 +40,7 @@ struct BenchOptions {
   std::vector<schedule::ComputeSchedule> schedules{schedule::ComputeSchedule()};  // one generation timing each
   int sample_reps = 3;               // timed generations after one warm-up run
   uint64_t seed = 0;
+  bool merge_lora = false;           // lora-mode flexible models: merged weight copy per patch size
   bool profile = false;              // also profile one forward per measurement (CUDA kernels, top 12)
 };
 
