@@ -28,6 +28,14 @@ for stage in "$@"; do
     test)
       build-gpu/tests/ditgen_tests "[flexidit],[engine]" 2>&1 | tail -4
       ;;
+    continue)
+      # More distillation for the LoRA model, from the file FLEXB (configs/train/fmnist-flexidit-lora-continue.yaml).
+      rm -rf runs/fmnist-flexidit-lora-continue
+      /usr/bin/time -f "continue wall %e s" $bin train configs/train/fmnist-flexidit-lora-continue.yaml --device cuda \
+        2>&1 | tail -2
+      cp runs/fmnist-flexidit-lora-continue/log.jsonl "$OUT/fmnist-flexidit-lora-continue-log.jsonl"
+      cp runs/fmnist-flexidit-lora-continue/model.safetensors "$OUT/fmnist-flexidit-lora-continue.safetensors"
+      ;;
     train)
       # Side by side: the small model leaves the GPU mostly idle.
       for run in fmnist-flexidit fmnist-flexidit-lora; do
@@ -40,12 +48,12 @@ for stage in "$@"; do
       cp runs/fmnist-flexidit-lora/model.safetensors "$OUT/fmnist-flexidit-lora.safetensors"
       ;;
     eval)
-      # model|schedule pairs; the dense original first.
+      # model|schedule[|cfg] triples; the dense original first.
       # The original at its own patch: a LoRA-mode file computes it bit for bit (ORIG may point there).
       for pair in ${PAIRS:-"${ORIG:-models/fmnist-dit.safetensors}|dense" "$flexa|dense" "$flexa|flexi-64" \
                   "$flexa|flexi-55" "$flexa|flexi-46" "$flexa|flexi-29" "$flexa|weak=4:1" "$flexb|flexi-55"}; do
-        m=${pair%|*} s=${pair#*|}
-        $bin eval -m "$m" --schedule "$s" --cfg-scale $cfg -n 10000 --device cuda 2>/dev/null \
+        IFS='|' read -r m s c <<< "$pair"
+        $bin eval -m "$m" --schedule "$s" --cfg-scale "${c:-$cfg}" -n 10000 --device cuda 2>/dev/null \
           | python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps(j))" >> "$OUT/eval.jsonl"
         tail -1 "$OUT/eval.jsonl" | cut -c1-400 >&2
       done
