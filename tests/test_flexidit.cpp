@@ -4,10 +4,14 @@
 #include <cmath>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "catch.h"
+#include "ditgen/io/png.h"
 #include "ditgen/io/tensor_io.h"
 #include "ditgen/models/model_file.h"
 #include "ditgen/pipeline/generator.h"
+#include "ditgen/pipeline/outputs.h"
 #include "ditgen/schedule/compute_schedule.h"
 #include "helpers.h"
 
@@ -177,6 +181,11 @@ TEST_CASE("compute schedules parse, print and plan each step", "[flexidit][sched
   for (int k = 0; k < 10; ++k) patches.push_back(three.plan(k, 10, 2, false).cond_patch);
   CHECK(patches == std::vector<int>{8, 8, 4, 4, 4, 2, 2, 2, 2, 2});
   CHECK(three.weak_scale(4.0) == 2.5);
+  ComputeSchedule harder = ComputeSchedule::parse("weak=4:0.5,weak-cfg=2.5");
+  CHECK(harder.text() == "weak=4:0.5,weak-cfg=2.5");
+  CHECK(harder.plan(0, 10, 2, true).cfg_scale == 2.5);   // weak steps guide at 2.5
+  CHECK(harder.plan(5, 10, 2, true).cfg_scale == 0);     // the others at the run's scale
+  CHECK(harder.plan(0, 10, 2, false).cfg_scale == 0);    // unguided runs stay unguided
   CHECK(weak.weak_scale(3.5) == Approx(2.0));  // (1 - 3.5) / (1 - 2) = 2.5
 
   for (const char* bad : {"", "weak", "weak=4", "weak=4:1.5", "weak=4:0.5+8:0.3", "weak=x:0.4", "weak=3.5:0.4",
@@ -258,6 +267,10 @@ TEST_CASE("guidance runs each branch at its patch size; weak guidance uses the c
   // Equal patch sizes: one doubled batch, same result as two forwards.
   at::Tensor cond4 = weak, out4 = sampling::guided_output(model, x, t, y, g, {4, 4, false});
   CHECK(max_abs_diff(eps(out4), eps(uncond4) + 3.0 * (eps(cond4) - eps(uncond4))) <= 1e-5);
+  // A plan's own CFG scale (weak-cfg) replaces the run's.
+  schedule::StepPlan harder{4, 4, false, 5.0};
+  out4 = sampling::guided_output(model, x, t, y, g, harder);
+  CHECK(max_abs_diff(eps(out4), eps(uncond4) + 5.0 * (eps(cond4) - eps(uncond4))) <= 1e-5);
 }
 
 TEST_CASE("scheduled generation: dense equals the default, a schedule costs fewer GFLOPs", "[flexidit][generator]") {
@@ -325,4 +338,67 @@ TEST_CASE("on the GPU, flexible forwards and scheduled captured generation match
     const at::Tensor captured = generator.generate(r).frames;
     CHECK(max_abs_diff(captured, eager) <= 1e-5 * std::max(1.0, eager.abs().max().item<double>()));
   }
+}
+
+TEST_CASE("the CLI runs schedules: flags, presets, prompt-file lines, metadata, replay, info and errors",
+          "[flexidit][cli]") {
+  test::TempDir dir;
+  LoadedModel dense = load_model(test::make_tiny_model(dir), at::kCPU, at::kFloat);
+  dense.model->normal_weights(0.05, 7);  // the official zero init would make every output the same
+  ModelInfo info = dense.info;
+  DiT flexible = make_flexible(dense.model, flex_of({2, 4}));
+  info.config = flexible->config();
+  const std::string model = (dir / "flex.safetensors").string();
+  save_model(model, flexible, info);
+  auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin() + 1, {"-m", model});
+    return test::run_cli(args, dir.path());
+  };
+
+  auto r = cli({"generate", "sneaker", "--schedule", "weak=4:0.5", "--steps", "4", "-s", "3", "-o", "a.png",
+                "--device", "cpu", "-v"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(test::contains(r.err, "schedule weak=4:0.5"));
+  CHECK(test::contains(r.err, "GFLOPs per step: ["));
+  nlohmann::json rec = read_generation_record(dir / "a.png");
+  CHECK(rec["schedule"] == "weak=4:0.5");
+  REQUIRE(rec["gflops_per_step"].size() == 4);
+  CHECK(rec["gflops_per_step"][0].get<double>() < rec["gflops_per_step"][3].get<double>());
+  CHECK(test::contains(io::read_png_text(dir / "a.png").front().text, "Schedule: weak=4:0.5"));
+  REQUIRE(cli({"generate", "--from", "a.png", "--device", "cpu"}).exit_code == 0);  // replays the schedule
+  CHECK(io::read_png(dir / "a-replay.png").pixels == io::read_png(dir / "a.png").pixels);
+  REQUIRE(cli({"generate", "sneaker", "--steps", "4", "-s", "3", "-o", "dense.png", "--device", "cpu"}).exit_code == 0);
+  CHECK(io::read_png(dir / "dense.png").pixels != io::read_png(dir / "a.png").pixels);
+
+  // Presets by name, and per-line schedules in a prompt file (a bad one fails that line alone).
+  std::ofstream(dir / "p.txt") << "{\"prompt\": \"bag\", \"schedule\": \"flexi-55\"}\n"
+                               << "{\"prompt\": \"coat\", \"schedule\": \"bogus=1\"}\n{\"prompt\": \"dress\"}\n";
+  r = cli({"generate", "-f", "p.txt", "--steps", "5", "-o", "p/{index}.png", "--device", "cpu", "--schedule",
+           "cond=4:0.2,guide=4:0.6"});
+  CHECK(r.exit_code == 6);
+  CHECK(test::contains(r.err, "line 2: invalid compute schedule item 'bogus=1'"));
+  CHECK(read_generation_record(dir / "p" / "0.png")["schedule"] == "weak=4:0.6");
+  CHECK(read_generation_record(dir / "p" / "2.png")["schedule"] == "cond=4:0.2,guide=4:0.6");
+  CHECK_FALSE(std::filesystem::exists(dir / "p" / "1.png"));
+
+  r = test::run_cli({"info", model, "--schedule", "flexi-55", "--steps", "10", "--json"}, dir.path());
+  REQUIRE(r.exit_code == 0);
+  auto j = nlohmann::json::parse(r.out);
+  CHECK(j["generation"]["schedule"] == "weak=4:0.6");
+  CHECK(j["generation"]["fraction_of_dense"].get<double>() < 0.7);
+  CHECK(j["gflops_per_forward_by_patch"].contains("4"));
+
+  // Errors: a fixed-patch model, unknown presets, --merge-lora without adapters; nothing written.
+  r = test::run_cli({"generate", "-m", (dir / "tiny.safetensors").string(), "bag", "--schedule", "flexi-55", "-o",
+                     "x.png", "--device", "cpu"},
+                    dir.path());
+  CHECK(r.exit_code == 2);
+  CHECK(test::contains(r.err, "not a flexible model"));
+  r = cli({"generate", "bag", "--schedule", "flexi-99", "-o", "x.png", "--device", "cpu"});
+  CHECK(r.exit_code == 2);
+  CHECK(test::contains(r.err, "unknown compute schedule 'flexi-99'"));
+  CHECK(test::contains(r.err, "flexi-55"));
+  r = cli({"generate", "bag", "--merge-lora", "-o", "x.png", "--device", "cpu"});
+  CHECK(r.exit_code == 2);
+  CHECK_FALSE(std::filesystem::exists(dir / "x.png"));
 }

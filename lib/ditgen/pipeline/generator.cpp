@@ -82,7 +82,7 @@ CudaGraph& Generator::step_graph(const GenerationRequest& r, const sampling::Sam
   const sampling::Guidance guidance = guidance_of(r);
   const std::string key = c10::str(x.sizes(), "|", guidance.scale, "|", guidance.channels, "|", guidance.negative_label,
                                    "|", guidance.weak_scale, "|", r.sampler.name, "|", sampler.needs_noise(), "|",
-                                   plan.cond_patch, "|", plan.guide_patch, "|", plan.weak_guidance);
+                                   plan.cond_patch, "|", plan.guide_patch, "|", plan.weak_guidance, "|", plan.cfg_scale);
   std::unique_ptr<CudaGraph>& graph = graphs_[key];
   if (graph) return *graph;
   if (graphs_.size() > 8) {  // bound the memory held by captures of shapes no longer in use

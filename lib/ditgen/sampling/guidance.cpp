@@ -32,6 +32,7 @@ at::Tensor guided_output(DiT& model, const at::Tensor& x, const at::Tensor& t, c
   if (g.scale == 1.0) return model->forward(x, t, y, plan.cond_patch);  // [B, Cout, H, W]
   const DiTConfig& c = model->config();
   const int64_t B = x.size(0), n = g.channels == 0 ? c.in_channels : g.channels;
+  const double scale = plan.cfg_scale > 0 ? plan.cfg_scale : g.scale;  // a schedule may guide weak steps harder
   if (plan.weak_guidance) {
     at::Tensor strong = model->forward(x, t, y, plan.cond_patch);   // [B, Cout, H, W]
     at::Tensor weak = model->forward(x, t, y, plan.guide_patch);    // [B, Cout, H, W]
@@ -41,10 +42,10 @@ at::Tensor guided_output(DiT& model, const at::Tensor& x, const at::Tensor& t, c
   if (plan.cond_patch != plan.guide_patch) {
     at::Tensor cond = model->forward(x, t, y, plan.cond_patch);          // [B, Cout, H, W]
     at::Tensor uncond = model->forward(x, t, null_y, plan.guide_patch);  // [B, Cout, H, W]
-    return combine(cond, uncond, g.scale, n);
+    return combine(cond, uncond, scale, n);
   }
   at::Tensor out = model->forward(at::cat({x, x}), at::cat({t, t}), at::cat({y, null_y}), plan.cond_patch);  // [2B, ...]
-  return combine(out.narrow(0, 0, B), out.narrow(0, B, B), g.scale, n);  // [B, Cout, H, W]
+  return combine(out.narrow(0, 0, B), out.narrow(0, B, B), scale, n);  // [B, Cout, H, W]
 }
 
 }  // namespace ditgen::sampling

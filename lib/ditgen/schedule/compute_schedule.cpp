@@ -134,11 +134,12 @@ ComputeSchedule ComputeSchedule::parse(const std::string& text) {
     } else if (key == "guidance") {
       if (value != "weak" && value != "null") bad(item, "guidance is weak or null");
       s.weak_guidance_ = value == "weak";
-    } else if (key == "weak-scale") {
-      s.weak_scale_ = parse_number(value, item);
-      if (*s.weak_scale_ < 0 || *s.weak_scale_ > 100) bad(item, "the scale must be in [0, 100]");
+    } else if (key == "weak-scale" || key == "weak-cfg") {
+      const double v = parse_number(value, item);
+      if (v < 0 || v > 100) bad(item, "the scale must be in [0, 100]");
+      (key == "weak-scale" ? s.weak_scale_ : s.weak_cfg_) = v;
     } else {
-      bad(item, "unknown key '" + key + "' (weak, cond, guide, guidance, weak-scale)");
+      bad(item, "unknown key '" + key + "' (weak, cond, guide, guidance, weak-scale, weak-cfg)");
     }
   }
   if (!any) bad(text, "empty");
@@ -163,7 +164,9 @@ ComputeSchedule ComputeSchedule::load_yaml(const std::filesystem::path& path) {
       else if (key == "guidance") s.weak_guidance_ =  // YAML reads an unquoted null as no value
           parse("guidance=" + (value.is_null() ? std::string("null") : value.get<std::string>())).weak_guidance_;
       else if (key == "weak_scale") s.weak_scale_ = parse("weak-scale=" + value.dump()).weak_scale_;
-      else throw Error(ErrorKind::Usage, "unknown key '" + key + "' (description, both, cond, guide, guidance, weak_scale)");
+      else if (key == "weak_cfg") s.weak_cfg_ = parse("weak-cfg=" + value.dump()).weak_cfg_;
+      else throw Error(ErrorKind::Usage, "unknown key '" + key +
+                                             "' (description, both, cond, guide, guidance, weak_scale, weak_cfg)");
     }
     return s;
   } catch (const Error& e) {
@@ -178,6 +181,7 @@ StepPlan ComputeSchedule::plan(int k, int steps, int native, bool guided) const 
   p.cond_patch = patch_at(cond_, k, steps, native);
   p.guide_patch = guided ? patch_at(guide_, k, steps, native) : p.cond_patch;
   p.weak_guidance = guided && weak_guidance_ && p.cond_patch < p.guide_patch;
+  if (guided && weak_cfg_ && p.cond_patch > native) p.cfg_scale = *weak_cfg_;
   return p;
 }
 
@@ -208,6 +212,7 @@ std::string ComputeSchedule::text() const {
   }
   if (!weak_guidance_) add("guidance=null");
   if (weak_scale_) add("weak-scale=" + c10::str(*weak_scale_));
+  if (weak_cfg_) add("weak-cfg=" + c10::str(*weak_cfg_));
   return s.empty() ? "dense" : s;
 }
 

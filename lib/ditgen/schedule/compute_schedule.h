@@ -17,12 +17,12 @@ struct StepPlan {
   int cond_patch = 0;          // patch size of the conditional branch (0 = the model's own)
   int guide_patch = 0;         // patch size of the guidance branch (unconditional, or the weak model)
   bool weak_guidance = false;  // FlexiDiT's guidance: the conditional weak prediction replaces the unconditional
-  bool operator==(const StepPlan& o) const {
-    return cond_patch == o.cond_patch && guide_patch == o.guide_patch && weak_guidance == o.weak_guidance;
-  }
-  bool operator<(const StepPlan& o) const {
-    return std::tie(cond_patch, guide_patch, weak_guidance) < std::tie(o.cond_patch, o.guide_patch, o.weak_guidance);
-  }
+  double cfg_scale = 0;        // CFG scale of this step; 0 = the request's
+  bool operator==(const StepPlan& o) const { return key() == o.key(); }
+  bool operator<(const StepPlan& o) const { return key() < o.key(); }
+
+ private:
+  std::tuple<int, int, bool, double> key() const { return {cond_patch, guide_patch, weak_guidance, cfg_scale}; }
 };
 
 // One patch size for the steps before a fraction of the run: steps k < round(until * K) (k = 0 noisiest).
@@ -44,10 +44,12 @@ class ComputeSchedule {
   //   guidance=weak|null        in steps whose conditional patch is smaller than the guidance patch: FlexiDiT's
   //                             weak-model guidance (default) or the null class at the larger patch
   //   weak-scale=S              the weak-guidance scale (default from the paper's rule, weak_guidance_scale)
+  //   weak-cfg=S                the CFG scale of steps whose conditional branch runs at a patch larger than
+  //                             the model's (FlexiDiT: weak models want stronger guidance); default: the run's
   // Error(Usage) naming the bad item.
   static ComputeSchedule parse(const std::string& text);
   // Reads a YAML preset (keys: description, both, cond, guide as lists of {patch, until}, guidance,
-  // weak_scale). Error(Input) for an unreadable or invalid file.
+  // weak_scale, weak_cfg). Error(Input) for an unreadable or invalid file.
   static ComputeSchedule load_yaml(const std::filesystem::path& path);
 
   // The plan of step k of `steps` for a model whose own patch size is `native`, guided or not.
@@ -65,6 +67,7 @@ class ComputeSchedule {
   std::vector<Phase> cond_, guide_;
   bool weak_guidance_ = true;
   std::optional<double> weak_scale_;
+  std::optional<double> weak_cfg_;
   std::string description_;
 };
 
