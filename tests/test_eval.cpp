@@ -372,9 +372,10 @@ TEST_CASE("evaluate() scores a Fashion-MNIST model", "[eval]") {
     CHECK(report.sampler == "ddim");
     const nlohmann::json j = report.to_json();
     for (const char* key : {"fid", "class_accuracy", "real_vs_real_fid", "gflops_per_image", "wall_seconds",
-                            "images_per_second", "num_samples", "steps", "cfg_scale", "sampler"})
+                            "images_per_second", "num_samples", "steps", "cfg_scale", "sampler", "schedule"})
       CHECK(j.contains(key));
-    CHECK(j.size() == 10);
+    CHECK(j.size() == 11);
+    CHECK(j["schedule"] == "dense");
     CHECK(j["sampler"] == "ddim");
 
     // Same options, same numbers (seeded generation and real-vs-real subset); another seed, another subset.

@@ -9,18 +9,23 @@ namespace ditgen::cli {
 
 namespace {
 
-std::vector<std::filesystem::path> folders() {
+// $ENV, then `repo_dir` of the source tree the binary sits in (<repo>/build/bin/ditgen), an installed
+// <prefix>/share/ditgen/`share_dir`, and the source tree it was built from.
+std::vector<std::filesystem::path> search_folders(const char* env_name, const std::filesystem::path& repo_dir,
+                                                  const std::string& share_dir) {
   std::vector<std::filesystem::path> out;
-  if (const char* env = std::getenv("DITGEN_MODELS_DIR"); env && *env) out.emplace_back(env);
+  if (const char* env = std::getenv(env_name); env && *env) out.emplace_back(env);
   std::error_code ec;
   const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (!ec) {
-    out.push_back(exe.parent_path().parent_path().parent_path() / "models");  // <repo>/build/bin/ditgen
-    out.push_back(exe.parent_path().parent_path() / "share" / "ditgen" / "models");  // <prefix>/bin/ditgen
+    out.push_back(exe.parent_path().parent_path().parent_path() / repo_dir);
+    out.push_back(exe.parent_path().parent_path() / "share" / "ditgen" / share_dir);
   }
-  out.emplace_back(DITGEN_SOURCE_DIR "/models");
+  out.push_back(std::filesystem::path(DITGEN_SOURCE_DIR) / repo_dir);
   return out;
 }
+
+std::vector<std::filesystem::path> folders() { return search_folders("DITGEN_MODELS_DIR", "models", "models"); }
 
 }  // namespace
 
@@ -31,16 +36,7 @@ std::optional<std::filesystem::path> find_shipped(const std::string& name) {
 }
 
 std::vector<std::filesystem::path> schedule_preset_dirs() {
-  std::vector<std::filesystem::path> out;
-  if (const char* env = std::getenv("DITGEN_SCHEDULES_DIR"); env && *env) out.emplace_back(env);
-  std::error_code ec;
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    out.push_back(exe.parent_path().parent_path().parent_path() / "configs" / "schedules");  // <repo>/build/bin
-    out.push_back(exe.parent_path().parent_path() / "share" / "ditgen" / "schedules");
-  }
-  out.emplace_back(DITGEN_SOURCE_DIR "/configs/schedules");
-  return out;
+  return search_folders("DITGEN_SCHEDULES_DIR", std::filesystem::path("configs") / "schedules", "schedules");
 }
 
 schedule::ComputeSchedule resolve_schedule(const std::string& spec) {
