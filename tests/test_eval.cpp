@@ -372,9 +372,9 @@ TEST_CASE("evaluate() scores a Fashion-MNIST model", "[eval]") {
     CHECK(report.sampler == "ddim");
     const nlohmann::json j = report.to_json();
     for (const char* key : {"fid", "class_accuracy", "real_vs_real_fid", "gflops_per_image", "wall_seconds",
-                            "images_per_second", "num_samples", "steps", "cfg_scale", "sampler", "schedule"})
+                            "images_per_second", "num_samples", "steps", "cfg_scale", "sampler", "schedule", "seed"})
       CHECK(j.contains(key));
-    CHECK(j.size() == 11);
+    CHECK(j.size() == 12);
     CHECK(j["schedule"] == "dense");
     CHECK(j["sampler"] == "ddim");
 

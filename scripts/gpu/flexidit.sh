@@ -53,7 +53,7 @@ for stage in "$@"; do
       for pair in ${PAIRS:-"${ORIG:-models/fmnist-dit.safetensors}|dense" "$flexa|dense" "$flexa|flexi-64" \
                   "$flexa|flexi-55" "$flexa|flexi-46" "$flexa|flexi-29" "$flexa|weak=4:1" "$flexb|flexi-55"}; do
         IFS='|' read -r m s c <<< "$pair"
-        $bin eval -m "$m" --schedule "$s" --cfg-scale "${c:-$cfg}" -n 10000 --device cuda 2>/dev/null \
+        $bin eval -m "$m" --schedule "$s" --cfg-scale "${c:-$cfg}" -n 10000 --seed "${SEED:-0}" --device cuda 2>/dev/null \
           | python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps(j))" >> "$OUT/eval.jsonl"
         tail -1 "$OUT/eval.jsonl" | cut -c1-400 >&2
       done

@@ -60,6 +60,7 @@ nlohmann::json EvalReport::to_json() const {
           {"steps", steps},
           {"cfg_scale", cfg_scale},
           {"schedule", schedule},
+          {"seed", seed},
           {"sampler", sampler}};
 }
 
@@ -127,6 +128,7 @@ EvalReport evaluate(Generator& generator, const EvalOptions& o,
   report.cfg_scale = request.guidance.scale;
   report.sampler = request.sampler.name;
   report.schedule = request.schedule.text();
+  report.seed = o.seed;
   return report;
 }
 

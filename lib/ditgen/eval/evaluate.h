@@ -38,6 +38,7 @@ struct EvalReport {
   double cfg_scale = 0;
   std::string sampler;
   std::string schedule;          // its canonical text
+  uint64_t seed = 0;             // image i used seed + i
 
   // Every field under its own name.
   nlohmann::json to_json() const;
