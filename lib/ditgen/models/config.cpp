@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 
 #include <nlohmann/json.hpp>
 
@@ -135,6 +136,39 @@ DiTConfig config_from_json(const nlohmann::json& j) {
   }
   c.validate(ErrorKind::Model);
   return c;
+}
+
+double dit_gflops(const DiTConfig& c, int height, int width, int patch, bool lora_merged) {
+  const double p = patch > 0 ? patch : c.patch_size, D = c.hidden_size, M = c.mlp_hidden();
+  const double N = std::floor(height / p) * std::floor(width / p);
+  const double embed = N * p * p * c.in_channels * D + 256.0 * D + D * D;  // patches, timestep MLP
+  double block = N * (3 * D * D + D * D + 2 * D * M) + 2 * N * N * D + 6 * D * D;  // qkv, proj, MLP, attn, adaLN
+  if (c.flex.lora() && p != c.patch_size && !lora_merged)
+    block += N * c.flex.lora_rank * ((D + 3 * D) + (D + D) + (D + M) + (M + D));  // low-rank paths of the 4 linears
+  const double final_layer = 2 * D * D + N * D * p * p * c.out_channels();
+  return (embed + c.depth * block + final_layer) / 1e9;
+}
+
+int64_t dit_parameter_count(const DiTConfig& c) {
+  const int64_t D = c.hidden_size, M = c.mlp_hidden(), Cin = c.in_channels, Cout = c.out_channels();
+  const FlexConfig& f = c.flex;
+  const int64_t p = f.flexible() && !f.lora() ? f.underlying_patch : c.patch_size;  // the base layers' patch
+  const int64_t embed = (p * p * Cin * D + D) + (256 * D + D + D * D + D) +
+                        (c.num_classes + (c.has_null_class() ? 1 : 0)) * D;
+  int64_t block = (3 * D * D + 3 * D) + (D * D + D) + (D * M + M) + (M * D + D) + (6 * D * D + 6 * D);
+  const int64_t final_layer = (2 * D * D + 2 * D) + (D * p * p * Cout + p * p * Cout);
+  int64_t flexible = 0;
+  if (f.flexible()) {
+    const int64_t sizes = static_cast<int64_t>(f.patch_sizes.size()) - (f.lora() ? 1 : 0);
+    flexible = sizes * D;  // patch-size embeddings
+    if (f.lora())
+      for (int64_t q : f.patch_sizes)
+        if (q != c.patch_size) {
+          flexible += (q * q * Cin * D + D) + (D * q * q * Cout + q * q * Cout);  // own tokenizer
+          block += f.lora_rank * ((D + 3 * D) + (D + D) + (D + M) + (M + D));    // one LoRA per adapted linear
+        }
+  }
+  return embed + c.depth * block + final_layer + flexible;
 }
 
 const std::map<std::string, DiTConfig>& official_configs() {

@@ -59,6 +59,14 @@ struct DiTConfig {
   void validate(ErrorKind kind) const;
 };
 
+// Multiply-accumulate GFLOPs of one forward pass of one image at height x width (the DiT papers'
+// convention: DiT-XL/2 at 32x32 latents = 118.6). Counts every linear layer and the two attention matmuls;
+// `patch` as in forward(); unmerged LoRA adapters of a lora-mode flexible model count r * (in + out) a token.
+double dit_gflops(const DiTConfig& config, int height, int width, int patch = 0, bool lora_merged = false);
+
+// Number of parameters of a model with this config.
+int64_t dit_parameter_count(const DiTConfig& config);
+
 nlohmann::json to_json(const DiTConfig& config);
 // Parses and validates; throws Error(Model) naming the bad field.
 DiTConfig config_from_json(const nlohmann::json& json);

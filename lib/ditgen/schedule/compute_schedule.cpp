@@ -5,16 +5,20 @@
 #include <fstream>
 #include <sstream>
 
-#include <c10/util/StringUtil.h>
 #include <nlohmann/json.hpp>
 
 #include "ditgen/core/error.h"
 #include "ditgen/io/yaml_json.h"
-#include "ditgen/models/dit.h"
 
 namespace ditgen::schedule {
 
 namespace {
+
+std::string number_text(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
 
 [[noreturn]] void bad(const std::string& item, const std::string& why) {
   throw Error(ErrorKind::Usage, "invalid compute schedule item '" + item + "': " + why +
@@ -56,7 +60,7 @@ std::vector<Phase> parse_phases(const std::string& value, const std::string& ite
 
 std::string phases_text(const std::vector<Phase>& phases) {
   std::string s;
-  for (const Phase& p : phases) s += (s.empty() ? "" : "+") + std::to_string(p.patch) + ":" + c10::str(p.until);
+  for (const Phase& p : phases) s += (s.empty() ? "" : "+") + std::to_string(p.patch) + ":" + number_text(p.until);
   return s;
 }
 
@@ -211,8 +215,8 @@ std::string ComputeSchedule::text() const {
     if (!guide_.empty()) add("guide=" + phases_text(guide_));
   }
   if (!weak_guidance_) add("guidance=null");
-  if (weak_scale_) add("weak-scale=" + c10::str(*weak_scale_));
-  if (weak_cfg_) add("weak-cfg=" + c10::str(*weak_cfg_));
+  if (weak_scale_) add("weak-scale=" + number_text(*weak_scale_));
+  if (weak_cfg_) add("weak-cfg=" + number_text(*weak_cfg_));
   return s.empty() ? "dense" : s;
 }
 
