@@ -53,7 +53,7 @@ TEST_CASE("Samplers driven by an exact oracle recover the data", "[sampling]") {
     auto sampler = sampling::make_sampler({"ddim", steps, 0.0}, config);
     const std::vector<double> betas = sampling::linear_betas(1000);
     // eps that is exactly consistent with x0 at the original timestep t.
-    sampling::ModelFn oracle = [&](const at::Tensor& x, const at::Tensor& t) {
+    sampling::ModelFn oracle = [&](const at::Tensor& x, const at::Tensor& t, int) {
       const int64_t ti = static_cast<int64_t>(t[0].item<double>());
       double acp = 1;
       for (int64_t i = 0; i <= ti; ++i) acp *= 1 - betas[i];
@@ -68,7 +68,7 @@ TEST_CASE("Samplers driven by an exact oracle recover the data", "[sampling]") {
   flow.objective = Objective::Flow;
   flow.learn_sigma = false;
   auto euler = sampling::make_sampler({"euler", 7, 0.0}, flow);
-  sampling::ModelFn velocity = [&](const at::Tensor& x, const at::Tensor& t) {
+  sampling::ModelFn velocity = [&](const at::Tensor& x, const at::Tensor& t, int) {
     return (x - x0) / (t[0].item<double>() / 1000.0);  // the straight path's velocity
   };
   CHECK(max_abs_diff(sampling::denoise(sampling::model_step(velocity, *euler), *euler, at::randn({2, 3, 4, 4}), gens), x0) < 1e-5);

@@ -12,6 +12,11 @@ namespace ditgen {
 
 namespace {
 
+// in + out features summed over the linears a lora-mode flexible model adapts in each block (attn.qkv,
+// attn.proj, mlp.fc1, mlp.fc2): a rank-r adapter set has r times this many parameters and costs r times this
+// many MACs a token.
+int64_t adapted_in_plus_out(int64_t D, int64_t M) { return (D + 3 * D) + (D + D) + (D + M) + (M + D); }
+
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
@@ -144,7 +149,7 @@ double dit_gflops(const DiTConfig& c, int height, int width, int patch, bool lor
   const double embed = N * p * p * c.in_channels * D + 256.0 * D + D * D;  // patches, timestep MLP
   double block = N * (3 * D * D + D * D + 2 * D * M) + 2 * N * N * D + 6 * D * D;  // qkv, proj, MLP, attn, adaLN
   if (c.flex.lora() && p != c.patch_size && !lora_merged)
-    block += N * c.flex.lora_rank * ((D + 3 * D) + (D + D) + (D + M) + (M + D));  // low-rank paths of the 4 linears
+    block += N * c.flex.lora_rank * adapted_in_plus_out(c.hidden_size, c.mlp_hidden());  // unmerged low-rank paths
   const double final_layer = 2 * D * D + N * D * p * p * c.out_channels();
   return (embed + c.depth * block + final_layer) / 1e9;
 }
@@ -165,7 +170,7 @@ int64_t dit_parameter_count(const DiTConfig& c) {
       for (int64_t q : f.patch_sizes)
         if (q != c.patch_size) {
           flexible += (q * q * Cin * D + D) + (D * q * q * Cout + q * q * Cout);  // own tokenizer
-          block += f.lora_rank * ((D + 3 * D) + (D + D) + (D + M) + (M + D));    // one LoRA per adapted linear
+          block += f.lora_rank * adapted_in_plus_out(D, M);  // this size's adapters
         }
   }
   return embed + c.depth * block + final_layer + flexible;

@@ -89,7 +89,10 @@ DiTImpl::Embedded DiTImpl::embed(const at::Tensor& x, const at::Tensor& t, const
   nn::FlexibleTokenizerImpl::Weights w{x_embedder->proj->weight, x_embedder->proj->bias, final_layer->linear->weight,
                                        final_layer->linear->bias};
   if (flex) w = flex->weights(p, w);
-  for (nn::LoRALinear& l : adapted_) l->use_adapter(p == config_.patch_size ? "" : adapter_name(p));
+  if (!adapted_.empty()) {
+    const std::string adapter = p == config_.patch_size ? "" : adapter_name(p);
+    for (nn::LoRALinear& l : adapted_) l->use_adapter(adapter);
+  }
   e.deembed_weight = w.deembed_weight;
   e.deembed_bias = w.deembed_bias;
   e.tokens = nn::patchify(x, w.embed_weight, w.embed_bias);                        // [B, N, D]

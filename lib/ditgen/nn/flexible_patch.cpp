@@ -124,8 +124,9 @@ void FlexibleTokenizerImpl::init_from_fixed(const Weights& fixed, Weights& base)
     for (auto& [p, w] : own_) {
       assign(w.embed_weight, project_kernel(kernel, embed_projection(p, a)));
       assign(w.embed_bias, fixed.embed_bias);
-      assign(w.deembed_weight, project_rows(rows_w, deembed_projection(p, a), Cout));
-      assign(w.deembed_bias, project_rows(rows_b, deembed_projection(p, a), Cout));
+      const at::Tensor de = deembed_projection(p, a);
+      assign(w.deembed_weight, project_rows(rows_w, de, Cout));
+      assign(w.deembed_bias, project_rows(rows_b, de, Cout));
     }
   } else {
     assign(base.embed_weight, kernel);

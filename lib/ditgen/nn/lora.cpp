@@ -62,9 +62,7 @@ void LoRALinearImpl::use_adapter(const std::string& name) {
 void LoRALinearImpl::set_named_merged(bool merged) {
   at::NoGradGuard no_grad;
   for (auto& [name, n] : named_) {
-    n.merged = merged ? (weight.to(at::kFloat) + at::matmul(n.B.to(at::kFloat), n.A.to(at::kFloat)) * n.scale)
-                            .to(weight.scalar_type())
-                      : at::Tensor();
+    n.merged = merged ? (weight.to(at::kFloat) + delta_f32(n.A, n.B, n.scale)).to(weight.scalar_type()) : at::Tensor();
   }
 }
 
@@ -76,8 +74,8 @@ void LoRALinearImpl::add_lora(int rank, double alpha, uint64_t seed) {
   merged_ = false;
 }
 
-at::Tensor LoRALinearImpl::delta_f32() const {
-  return at::matmul(lora_B.detach().to(at::kFloat), lora_A.detach().to(at::kFloat)) * scale_;  // [out, in]
+at::Tensor LoRALinearImpl::delta_f32(const at::Tensor& A, const at::Tensor& B, double scale) {
+  return at::matmul(B.detach().to(at::kFloat), A.detach().to(at::kFloat)) * scale;  // [out, in]
 }
 
 void LoRALinearImpl::merge() {

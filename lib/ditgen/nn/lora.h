@@ -66,7 +66,9 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
   at::Tensor lora_B;  // [out, r], undefined without an adapter
 
  private:
-  at::Tensor delta_f32() const;  // scale * B A as float32 [out, in]
+  // scale * B A as float32 [out, in]: the unnamed adapter's, or a named one's.
+  static at::Tensor delta_f32(const at::Tensor& A, const at::Tensor& B, double scale);
+  at::Tensor delta_f32() const { return delta_f32(lora_A, lora_B, scale_); }
 
   struct Named {
     at::Tensor A, B;     // registered parameters

@@ -128,11 +128,10 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
     at::Tensor y = at::tensor(std::vector<int64_t>(r.labels.begin() + begin, r.labels.begin() + begin + count),
                               at::TensorOptions().dtype(at::kLong)).to(device_);  // [b]
     // The model runs in the requested dtype; the sampler's arithmetic stays float32.
-    sampling::StepFn step = [&](const at::Tensor& xk, int k, const at::Tensor& step_noise) {
-      at::Tensor t = at::full({xk.size(0)}, sampler->model_timestep(k), xk.options());  // [b]
-      at::Tensor out = sampling::guided_output(model_.model, xk.to(dtype_), t, y, guidance, plans[k]).to(at::kFloat);
-      return sampler->step(xk, out, k, step_noise);  // [b, C, H, W]
+    sampling::ModelFn model_fn = [&](const at::Tensor& xk, const at::Tensor& t, int k) {
+      return sampling::guided_output(model_.model, xk.to(dtype_), t, y, guidance, plans[k]).to(at::kFloat);
     };
+    sampling::StepFn step = sampling::model_step(model_fn, *sampler);
     if (uses_cuda_graphs()) {
       // Every step's timestep and scalars go to the device once; each replay copies its own in.
       std::vector<float> timesteps, scalars;

@@ -12,7 +12,7 @@ at::Tensor draw_noise(std::vector<at::Generator>& generators, int64_t channels, 
 StepFn model_step(ModelFn model, const Sampler& sampler) {
   return [model = std::move(model), &sampler](const at::Tensor& x, int k, const at::Tensor& noise) {
     at::Tensor t = at::full({x.size(0)}, sampler.model_timestep(k), x.options());  // [B]
-    return sampler.step(x, model(x, t), k, noise);                                  // [B, C, H, W]
+    return sampler.step(x, model(x, t, k), k, noise);                               // [B, C, H, W]
   };
 }
 

@@ -11,8 +11,9 @@
 
 namespace ditgen::sampling {
 
-// The (guided) model: x [B, C, H, W] and timesteps [B] -> output [B, Cout, H, W].
-using ModelFn = std::function<at::Tensor(const at::Tensor& x, const at::Tensor& t)>;
+// The (guided) model: x [B, C, H, W], timesteps [B] and the step index k (for models whose computation
+// changes per step: compute schedules) -> output [B, Cout, H, W].
+using ModelFn = std::function<at::Tensor(const at::Tensor& x, const at::Tensor& t, int k)>;
 // One sampler step: the state x at step k, and that step's noise (defined when the sampler needs noise)
 // -> the state after the step.
 using StepFn = std::function<at::Tensor(const at::Tensor& x, int k, const at::Tensor& noise)>;

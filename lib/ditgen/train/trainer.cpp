@@ -144,17 +144,17 @@ class Run {
                                         ") does not fit the model (" + std::to_string(mc.in_channels) +
                                         " channels, patch " + std::to_string(mc.patch_size) + ")");
     if (c.flexible) {
+      auto frozen = [&](int p) { return mc.flex.lora() && p == mc.patch_size; };  // lora mode keeps it as it was
+      auto fits = [&](int p) { return mc.supports_patch(p) && data.height() % p == 0 && data.width() % p == 0; };
       train_patches_ = c.flexible->train_patches;
       if (train_patches_.empty())
         for (int p : mc.runnable_patches())
-          if (data.height() % p == 0 && data.width() % p == 0 && !(mc.flex.lora() && p == mc.patch_size))
-            train_patches_.push_back(p);
+          if (fits(p) && !frozen(p)) train_patches_.push_back(p);
       for (int p : train_patches_)
-        if (!mc.supports_patch(p) || data.height() % p || data.width() % p || (mc.flex.lora() && p == mc.patch_size))
+        if (!fits(p) || frozen(p))
           throw Error(ErrorKind::Usage, "train_patches: patch size " + std::to_string(p) +
-                                            (mc.flex.lora() && p == mc.patch_size
-                                                 ? " is the pre-trained one, which lora mode keeps frozen"
-                                                 : " is not one the model runs on this data"));
+                                            (frozen(p) ? " is the pre-trained one, which lora mode keeps frozen"
+                                                       : " is not one the model runs on this data"));
       if (train_patches_.empty()) throw Error(ErrorKind::Usage, "no patch size to train");
     }
     if (mc.objective == Objective::Eps)
@@ -164,6 +164,8 @@ class Run {
       teacher_ = load_model(c.teacher, device_, at::kFloat).model;
       for (auto& p : teacher_->parameters()) p.set_requires_grad(false);
     }
+    // FlexiDiT variant B: the frozen model itself, at its own patch size (no adapter), is the teacher.
+    if (mc.flex.lora()) teacher_ = model_;
     model_->to(device_);
     model_->train();
     for (const auto& item : model_->named_parameters()) {
@@ -265,15 +267,7 @@ class Run {
     }
     out = out.to(at::kFloat);
     at::Tensor loss;
-    if (info_.config.flex.lora()) {
-      at::Tensor target;  // FlexiDiT variant B: the frozen model at its own patch size is the teacher
-      {
-        at::NoGradGuard no_grad;
-        AutocastGuard autocast(c_.bf16 && device_.is_cuda());
-        target = model_->forward(x_t, t_model, y).to(at::kFloat);                           // [B, Cout, H, W]
-      }
-      loss = distillation_loss(out, target, static_cast<int>(out.size(1)));
-    } else if (teacher_) {
+    if (teacher_) {
       at::Tensor target;
       {
         at::NoGradGuard no_grad;
@@ -306,7 +300,6 @@ class Run {
   at::Tensor flexible_forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, at::Generator& g) {
     const int64_t B = x.size(0);
     at::Tensor choice = at::randint(0, static_cast<int64_t>(train_patches_.size()), {B}, g);  // [B] CPU
-    std::vector<at::Tensor> outs(static_cast<size_t>(B));
     at::Tensor out;
     for (size_t i = 0; i < train_patches_.size(); ++i) {
       at::Tensor idx = (choice == static_cast<int64_t>(i)).nonzero().flatten();             // [b]
