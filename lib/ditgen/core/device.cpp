@@ -1,5 +1,8 @@
 #include "ditgen/core/device.h"
 
+#include <map>
+#include <mutex>
+
 #include <ATen/Context.h>
 
 #ifdef DITGEN_HAVE_CUDA
@@ -7,6 +10,7 @@
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #endif
 
 namespace ditgen {
@@ -35,6 +39,42 @@ void synchronize(c10::Device device) {
 #else
   (void)device;
 #endif
+}
+
+std::pair<at::Tensor, at::Tensor> run_side_by_side(c10::Device device, const std::function<at::Tensor()>& first,
+                                                   const std::function<at::Tensor()>& second) {
+#ifdef DITGEN_HAVE_CUDA
+  if (device.is_cuda()) {
+    const c10::DeviceIndex index = cuda_index(device);
+    // One side stream per device for the process: a graph's warm-up and capture then share its library handles.
+    static std::map<c10::DeviceIndex, c10::cuda::CUDAStream> side_streams;
+    static std::mutex mutex;
+    c10::cuda::CUDAStream main = c10::cuda::getCurrentCUDAStream(index);
+    c10::cuda::CUDAStream side = [&] {
+      std::lock_guard<std::mutex> lock(mutex);
+      auto it = side_streams.find(index);
+      if (it == side_streams.end()) it = side_streams.emplace(index, c10::cuda::getStreamFromPool(false, index)).first;
+      return it->second;
+    }();
+    at::cuda::CUDAEvent forked, joined;
+    forked.record(main);
+    forked.block(side);
+    at::Tensor second_out;
+    {
+      c10::cuda::CUDAStreamGuard guard(side);
+      second_out = second();
+    }
+    at::Tensor first_out = first();
+    joined.record(side);
+    joined.block(main);
+    second_out.record_stream(main);  // its memory is not reused on the side stream while main still reads it
+    return {std::move(first_out), std::move(second_out)};
+  }
+#else
+  (void)device;
+#endif
+  at::Tensor first_out = first();
+  return {std::move(first_out), second()};
 }
 
 std::string device_name(c10::Device device) {

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "ditgen/core/device.h"
 #include "ditgen/core/error.h"
 
 namespace ditgen::sampling {
@@ -34,14 +35,16 @@ at::Tensor guided_output(DiT& model, const at::Tensor& x, const at::Tensor& t, c
   const int64_t B = x.size(0), n = g.channels == 0 ? c.in_channels : g.channels;
   const double scale = plan.cfg_scale > 0 ? plan.cfg_scale : g.scale;  // a schedule may guide weak steps harder
   if (plan.weak_guidance) {
-    at::Tensor strong = model->forward(x, t, y, plan.cond_patch);   // [B, Cout, H, W]
-    at::Tensor weak = model->forward(x, t, y, plan.guide_patch);    // [B, Cout, H, W]
+    auto [strong, weak] = run_side_by_side(                                        // [B, Cout, H, W] x2
+        x.device(), [&] { return model->forward(x, t, y, plan.cond_patch); },
+        [&] { return model->forward(x, t, y, plan.guide_patch); });
     return combine(strong, weak, g.weak_scale, n);
   }
   at::Tensor null_y = at::full_like(y, g.negative_label >= 0 ? g.negative_label : c.num_classes);  // [B]
   if (plan.cond_patch != plan.guide_patch) {
-    at::Tensor cond = model->forward(x, t, y, plan.cond_patch);          // [B, Cout, H, W]
-    at::Tensor uncond = model->forward(x, t, null_y, plan.guide_patch);  // [B, Cout, H, W]
+    auto [cond, uncond] = run_side_by_side(                                         // [B, Cout, H, W] x2
+        x.device(), [&] { return model->forward(x, t, y, plan.cond_patch); },
+        [&] { return model->forward(x, t, null_y, plan.guide_patch); });
     return combine(cond, uncond, scale, n);
   }
   at::Tensor out = model->forward(at::cat({x, x}), at::cat({t, t}), at::cat({y, null_y}), plan.cond_patch);  // [2B, ...]

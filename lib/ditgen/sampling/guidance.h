@@ -20,9 +20,9 @@ void validate_guidance(const Guidance& guidance, const DiTConfig& config);
 
 // Model output with guidance: uncond + scale (cond - uncond) on the guided eps channels; the other eps
 // channels and the variance channels come from the conditional branch. Each branch runs at its plan's
-// patch size (one doubled batch when they agree); in a weak-guidance step the guidance branch is the
-// conditional prediction at the larger patch, scaled by weak_scale (FlexiDiT); a plan's cfg_scale, when
-// set, replaces scale.
+// patch size: one doubled batch when they agree, else two forwards side by side on CUDA streams. In a
+// weak-guidance step the guidance branch is the conditional prediction at the larger patch, scaled by
+// weak_scale (FlexiDiT); a plan's cfg_scale, when set, replaces scale.
 // x [B,C,H,W], t [B], y [B] -> [B,Cout,H,W]
 at::Tensor guided_output(DiT& model, const at::Tensor& x, const at::Tensor& t, const at::Tensor& y,
                          const Guidance& guidance, const schedule::StepPlan& plan = {});
