@@ -159,7 +159,7 @@ TEST_CASE("compute schedules parse, print and plan each step", "[flexidit][sched
   CHECK(weak.text() == "weak=4:0.4");
   for (int k = 0; k < 10; ++k) {
     INFO("step " << k);
-    const schedule::StepPlan p = weak.plan(k, 10, 2, /*guided=*/true);
+    const schedule::StepPlan p = weak.plan(k, 10, DiTConfig{}, /*guided=*/true);
     CHECK(p.cond_patch == (k < 4 ? 4 : 2));
     CHECK(p.guide_patch == p.cond_patch);
     CHECK_FALSE(p.weak_guidance);
@@ -167,25 +167,25 @@ TEST_CASE("compute schedules parse, print and plan each step", "[flexidit][sched
   // The paper's "x/y" form: powerful for the last 3 conditional and the last 6 guidance steps of 10.
   ComputeSchedule split = ComputeSchedule::parse("cond=4:70%,guide=4:0.4");
   CHECK(split.text() == "cond=4:0.7,guide=4:0.4");
-  CHECK(split.plan(5, 10, 2, true).cond_patch == 4);
-  CHECK(split.plan(5, 10, 2, true).guide_patch == 2);
-  CHECK_FALSE(split.plan(5, 10, 2, true).weak_guidance);  // cond larger than guide: ordinary CFG
+  CHECK(split.plan(5, 10, DiTConfig{}, true).cond_patch == 4);
+  CHECK(split.plan(5, 10, DiTConfig{}, true).guide_patch == 2);
+  CHECK_FALSE(split.plan(5, 10, DiTConfig{}, true).weak_guidance);  // cond larger than guide: ordinary CFG
   ComputeSchedule weak_guide = ComputeSchedule::parse("cond=4:0.3,guide=4:0.6");
-  CHECK(weak_guide.plan(4, 10, 2, true).weak_guidance);
-  CHECK_FALSE(weak_guide.plan(4, 10, 2, false).weak_guidance);  // unguided: one branch, no weak guidance
-  CHECK_FALSE(ComputeSchedule::parse("cond=4:0.3,guide=4:0.6,guidance=null").plan(4, 10, 2, true).weak_guidance);
+  CHECK(weak_guide.plan(4, 10, DiTConfig{}, true).weak_guidance);
+  CHECK_FALSE(weak_guide.plan(4, 10, DiTConfig{}, false).weak_guidance);  // unguided: one branch, no weak guidance
+  CHECK_FALSE(ComputeSchedule::parse("cond=4:0.3,guide=4:0.6,guidance=null").plan(4, 10, DiTConfig{}, true).weak_guidance);
   ComputeSchedule three = ComputeSchedule::parse("weak=8:0.2+4:0.5,weak-scale=2.5");
   CHECK(three.text() == "weak=8:0.2+4:0.5,weak-scale=2.5");
   CHECK(ComputeSchedule::parse(three.text()).text() == three.text());
   std::vector<int> patches;
-  for (int k = 0; k < 10; ++k) patches.push_back(three.plan(k, 10, 2, false).cond_patch);
+  for (int k = 0; k < 10; ++k) patches.push_back(three.plan(k, 10, DiTConfig{}, false).cond_patch);
   CHECK(patches == std::vector<int>{8, 8, 4, 4, 4, 2, 2, 2, 2, 2});
   CHECK(three.weak_scale(4.0) == 2.5);
   ComputeSchedule harder = ComputeSchedule::parse("weak=4:0.5,weak-cfg=2.5");
   CHECK(harder.text() == "weak=4:0.5,weak-cfg=2.5");
-  CHECK(harder.plan(0, 10, 2, true).cfg_scale == 2.5);   // weak steps guide at 2.5
-  CHECK(harder.plan(5, 10, 2, true).cfg_scale == 0);     // the others at the run's scale
-  CHECK(harder.plan(0, 10, 2, false).cfg_scale == 0);    // unguided runs stay unguided
+  CHECK(harder.plan(0, 10, DiTConfig{}, true).cfg_scale == 2.5);   // weak steps guide at 2.5
+  CHECK(harder.plan(5, 10, DiTConfig{}, true).cfg_scale == 0);     // the others at the run's scale
+  CHECK(harder.plan(0, 10, DiTConfig{}, false).cfg_scale == 0);    // unguided runs stay unguided
   CHECK(weak.weak_scale(3.5) == Approx(2.0));  // (1 - 3.5) / (1 - 2) = 2.5
 
   for (const char* bad : {"", "weak", "weak=4", "weak=4:1.5", "weak=4:0.5+8:0.3", "weak=x:0.4", "weak=3.5:0.4",

@@ -219,3 +219,65 @@ TEST_CASE("Flexible training settings are read and checked", "[train][flexidit][
     CHECK(error_kind([&] { train::load_train_config(write(bad)); }) == ErrorKind::Input);
   }
 }
+
+TEST_CASE("SparseDiT fine-tuning converts a dense model and trains every grid, on data or distilled",
+          "[train][sparsedit]") {
+  TempDir dir;
+  BarsDataset data;
+  train::TrainConfig base = tiny_config(dir, "eps", "base");
+  base.steps = 40;
+  const auto dense_path = train::train_model(base, data, false).model_path;
+  LoadedModel dense = load_model(dense_path, at::kCPU, at::kFloat);
+  at::Tensor x = at::randn({2, 1, 16, 16}), t = at::tensor({20, 800}), y = at::tensor({1, 3});
+  const SparseConfig layout{0, 1, 0, 0, 1, 3};  // the two blocks become token merge and recovery; 4x4 tokens
+  for (const bool distilled : {false, true}) {
+    INFO((distilled ? "distilled" : "data"));
+    train::TrainConfig sparse = tiny_config(dir, "eps", distilled ? "distilled" : "sparse");
+    sparse.model = dense_path.string();
+    sparse.steps = 30;
+    sparse.sparse = layout;
+    if (distilled) sparse.teacher = dense_path.string();
+    const auto path = train::train_model(sparse, data, false).model_path;
+    LoadedModel s = load_model(path, at::kCPU, at::kFloat);
+    REQUIRE(s.info.config.sparse.modules == 1);
+    CHECK(s.info.config.sparse.max_grid == 3);
+    for (double loss : logged_losses(sparse.output / "log.jsonl")) CHECK(std::isfinite(loss));
+    DiT start = make_sparse(dense.model, layout);
+    start->eval();
+    at::NoGradGuard no_grad;
+    for (int S : {1, 2, 3}) {
+      INFO("grid " << S);
+      const at::Tensor out = s.model->forward(x, t, y, 0, S);
+      CHECK(at::isfinite(out).all().item<bool>());
+      CHECK(max_abs_diff(out, start->forward(x, t, y, 0, S)) > 1e-4);  // trained
+    }
+    // The recovery's merged layers train away from W1 = 0.
+    auto& recover = *s.model->sparse_modules[0]->as<nn::SparseDenseModule>()->token_recover;
+    CHECK(recover.merged_layer1->weight.abs().max().item<double>() > 0);
+  }
+}
+
+TEST_CASE("Sparse training settings are read and checked", "[train][sparsedit][errors]") {
+  TempDir dir;
+  auto write = [&](const std::string& text) {
+    std::ofstream(dir / "c.yaml") << text;
+    return dir / "c.yaml";
+  };
+  auto ok = train::load_train_config(write(
+      "model: DiT-S/2\nsparse: {pooling_blocks: 1, modules: 2, groups: [1, 3, 1, 1], min_grid: 6, max_grid: 10}\n"));
+  REQUIRE(ok.sparse);
+  CHECK(ok.sparse->semantic == 3);
+  CHECK(ok.sparse->max_grid == 10);
+  CHECK(ok.to_json()["sparse"]["groups"] == nlohmann::json::array({1, 3, 1, 1}));
+  for (const std::string bad :
+       {"model: DiT-S/2\nsparse: {pooling_blocks: 1, modules: 2, groups: [1, 3, 1, 1], min_grid: 6}\n",
+        "model: DiT-S/2\nsparse: {pooling_blocks: 1, modules: 2, groups: [2, 3, 1, 1], min_grid: 6, max_grid: 10}\n",
+        "model: DiT-S/2\nsparse: {pooling_blocks: 1, modules: 2, groups: [1, 3, 1, 1], min_grid: 6, max_grid: 10, "
+        "speed: 2}\n",
+        "model: DiT-S/2\nsparse: 3\n",
+        "model: DiT-S/2\nsparse: {pooling_blocks: 1, modules: 2, groups: [1, 3, 1, 1], min_grid: 6, max_grid: 10}\n"
+        "flexible: {patch_sizes: [2, 4]}\n"}) {
+    INFO(bad);
+    CHECK(error_kind([&] { train::load_train_config(write(bad)); }) == ErrorKind::Input);
+  }
+}

@@ -21,7 +21,8 @@ struct BenchCliOptions {
 };
 
 void print_row(const BenchRecord& r) {
-  const std::string what = r.kind == "forward" ? "forward/p" + std::to_string(r.patch)
+  const std::string what = r.kind == "forward" ? "forward/p" + std::to_string(r.patch) +
+                                                     (r.grid ? "/g" + std::to_string(r.grid) : "")
                                                : "sample x" + std::to_string(*r.steps) +
                                                      (r.schedule == "dense" ? "" : " " + r.schedule);
   const std::string mfu = r.mfu ? c10::str(static_cast<int>(*r.mfu * 1000 + 0.5) / 10.0, "%") : "-";
@@ -90,6 +91,8 @@ Command add_bench_command(CLI::App& root) {
   app->add_option("--cfg-scale", b.cfg_scale, "Guidance scale of a whole generation (1 = no null branch)")
       ->capture_default_str();
   app->add_option("--patch", b.patches, "Patch sizes of the forward timings (flexible models), comma-separated")
+      ->delimiter(',');
+  app->add_option("--grid", b.grids, "Sparse grids S of the forward timings (sparse models), comma-separated")
       ->delimiter(',');
   app->add_option("--schedule", o->schedules,
                   "Compute schedules of the whole-generation timings (presets, YAML files or shorthand; separate "

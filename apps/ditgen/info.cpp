@@ -25,13 +25,14 @@ struct InfoOptions {
   bool json = false;
 };
 
-// "steps 1-20: 0.52, steps 21-50: 2.09": runs of equal per-step GFLOPs.
-std::string step_runs(const std::vector<double>& gflops) {
+// "steps 1-20: 0.52, steps 21-50: 2.09": runs of equal per-step values.
+template <typename T>
+std::string step_runs(const std::vector<T>& values) {
   std::string out;
-  for (size_t i = 0; i < gflops.size();) {
+  for (size_t i = 0; i < values.size();) {
     size_t j = i;
-    while (j + 1 < gflops.size() && gflops[j + 1] == gflops[i]) ++j;
-    out += c10::str(out.empty() ? "" : ", ", "steps ", i + 1, "-", j + 1, ": ", gflops[i]);
+    while (j + 1 < values.size() && values[j + 1] == values[i]) ++j;
+    out += c10::str(out.empty() ? "" : ", ", "steps ", i + 1, "-", j + 1, ": ", values[i]);
     i = j + 1;
   }
   return out;
@@ -55,7 +56,13 @@ int run_info(const InfoOptions& o) {
   const int steps = o.steps > 0 ? o.steps : info.sampler_defaults.steps;
   const bool guided = (o.cfg_scale > 0 ? o.cfg_scale : info.sampler_defaults.cfg_scale) != 1.0;
   const std::vector<double> per_step = schedule::step_gflops(c, h, w, plan, steps, guided);
-  const std::vector<double> dense = schedule::step_gflops(c, h, w, schedule::ComputeSchedule(), steps, guided);
+  // The baseline: every step at full compute; for a sparse model, the dense DiT of the same depth.
+  DiTConfig dense_config = c;
+  dense_config.sparse = {};
+  const std::vector<double> dense = schedule::step_gflops(dense_config, h, w, schedule::ComputeSchedule(), steps, guided);
+  std::vector<int> grids;  // a sparse model's S per step
+  if (c.sparse.sparse())
+    for (int k = 0; k < steps; ++k) grids.push_back(plan.plan(k, steps, c, guided).sparse_grid);
   double total = 0, dense_total = 0;
   for (size_t k = 0; k < per_step.size(); ++k) total += per_step[k], dense_total += dense[k];
   const int pixel_scale = c.image_space == ImageSpace::Latent ? 8 : 1;  // SD-VAE latents are 8x smaller
@@ -81,6 +88,12 @@ int run_info(const InfoOptions& o) {
       if (h % p == 0 && w % p == 0) patches[std::to_string(p)] = dit_gflops(c, h, w, p);
     j["gflops_per_forward_by_patch"] = patches;
   }
+  if (c.sparse.sparse()) {
+    nlohmann::json by_grid;
+    for (int g = c.sparse.min_grid; g <= c.sparse.max_grid; ++g) by_grid[std::to_string(g)] = dit_gflops(c, h, w, 0, false, g);
+    j["gflops_per_forward_by_grid"] = by_grid;
+    j["generation"]["sparse_grid_per_step"] = grids;
+  }
   if (!info.sha256.empty()) j["sha256"] = info.sha256;
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
@@ -96,6 +109,12 @@ int run_info(const InfoOptions& o) {
     std::printf("flexible:    %s tokenizer (underlying patch %d); patch sizes %s\n", c.flex.mode.c_str(),
                 c.flex.underlying_patch, sizes.c_str());
   }
+  if (c.sparse.sparse()) {
+    const SparseConfig& q = c.sparse;
+    std::printf("sparse:      %d Poolingformer, %d modules [1, %d, 1, %d], %d top blocks; trained for grids %d..%d "
+                "(%.4g..%.4g GFLOPs)\n", q.pooling_blocks, q.modules, q.semantic, q.dense, c.top_blocks(), q.min_grid,
+                q.max_grid, dit_gflops(c, h, w, 0, false, q.min_grid), dit_gflops(c, h, w, 0, false, q.max_grid));
+  }
   std::printf("input:       %d channels, trained at %dx%d (%s space), %d classes%s\n", c.in_channels, c.input_height,
               c.input_width, image_space_name(c.image_space), c.num_classes,
               c.has_null_class() ? " + null class (CFG)" : "");
@@ -103,11 +122,14 @@ int run_info(const InfoOptions& o) {
               c.learn_sigma ? " with learned sigma" : "", c.diffusion_steps);
   std::printf("parameters:  %lld (%.2f M)\n", static_cast<long long>(dit_parameter_count(c)),
               dit_parameter_count(c) / 1e6);
-  std::printf("GFLOPs:      %.1f per forward at %dx%d (%dx%d px), %d tokens (MAC convention)\n", gflops, h, w,
+  std::printf("GFLOPs:      %.1f per forward%s at %dx%d (%dx%d px), %d tokens (MAC convention)\n", gflops,
+              c.sparse.sparse() ? c10::str(" (grid ", c.sparse.max_grid, ")").c_str() : "", h, w,
               h * pixel_scale, w * pixel_scale, (h / c.patch_size) * (w / c.patch_size));
-  std::printf("generation:  %.4g GFLOPs per image over %d steps%s, schedule %s (%.1f%% of dense)\n", total, steps,
-              guided ? " with CFG" : "", plan.text().c_str(), 100.0 * total / dense_total);
+  std::printf("generation:  %.4g GFLOPs per image over %d steps%s, schedule %s (%.1f%% of %s)\n", total, steps,
+              guided ? " with CFG" : "", plan.text().c_str(), 100.0 * total / dense_total,
+              c.sparse.sparse() ? "the dense DiT of this depth" : "dense");
   std::printf("per step:    %s\n", step_runs(per_step).c_str());
+  if (!grids.empty()) std::printf("grids:       %s\n", step_runs(grids).c_str());
   std::printf("sampling:    %s, %d steps, cfg %g%s\n", info.sampler_defaults.sampler.c_str(),
               info.sampler_defaults.steps, info.sampler_defaults.cfg_scale,
               info.sampler_defaults.cfg_channels ? (" on " + std::to_string(info.sampler_defaults.cfg_channels) +

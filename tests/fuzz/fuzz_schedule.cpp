@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (schedule::ComputeSchedule::parse(s.text()).text() != s.text()) __builtin_trap();  // canonical round trip
     for (int steps : {1, 7, 50})
       for (int k = 0; k < steps; ++k) {
-        const schedule::StepPlan p = s.plan(k, steps, 2, true);
+        const schedule::StepPlan p = s.plan(k, steps, DiTConfig{}, true);
         if (p.cond_patch < 1 || p.cond_patch > 16 || p.guide_patch < 1 || p.guide_patch > 16) __builtin_trap();
       }
   } catch (const Error&) {

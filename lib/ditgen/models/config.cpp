@@ -44,6 +44,19 @@ void DiTConfig::validate(ErrorKind kind) const {
   require(diffusion_steps >= 1 && diffusion_steps <= 100000, kind, "diffusion_steps must be in 1..100000");
   require(beta_schedule == "linear", kind, "beta_schedule must be \"linear\"");
   require(!(objective == Objective::Flow && learn_sigma), kind, "flow models do not learn sigma");
+  if (sparse.sparse() || sparse.pooling_blocks != 0) {
+    const SparseConfig& q = sparse;
+    require(q.modules >= 1 && q.modules <= 64, kind, "sparse.modules must be in 1..64");
+    require(q.pooling_blocks >= 0 && q.semantic >= 0 && q.dense >= 0, kind,
+            "sparse block counts must not be negative");
+    require(q.pooling_blocks + q.modules * q.blocks_per_module() <= depth, kind,
+            "sparse.pooling_blocks + sparse.modules * (2 + semantic + dense) must not exceed depth");
+    const int grid_h = input_height / patch_size, grid_w = input_width / patch_size;
+    require(q.min_grid >= 1 && q.min_grid <= q.max_grid && q.max_grid <= std::min(grid_h, grid_w), kind,
+            "sparse grids must satisfy 1 <= min_grid <= max_grid <= the token grid (" + std::to_string(grid_h) +
+                "x" + std::to_string(grid_w) + ")");
+    require(!flex.lora(), kind, "a sparse layout does not combine with lora-mode flexible patches");
+  }
   if (!flex.flexible()) return;
   require(flex.mode == "shared" || flex.mode == "lora", kind, "flex.mode must be shared or lora");
   require(flex.underlying_patch >= 1 && flex.underlying_patch <= 16, kind, "flex.underlying_patch must be in 1..16");
@@ -70,6 +83,15 @@ std::vector<int> DiTConfig::runnable_patches() const {
   return out;
 }
 
+int DiTConfig::top_blocks() const {
+  return depth - sparse.pooling_blocks - sparse.modules * sparse.blocks_per_module();
+}
+
+int DiTConfig::sparse_grid(int grid) const {
+  if (!sparse.sparse()) return 0;
+  return grid > 0 ? grid : sparse.max_grid;
+}
+
 const char* objective_name(Objective objective) { return objective == Objective::Eps ? "eps" : "flow"; }
 const char* image_space_name(ImageSpace space) { return space == ImageSpace::Pixel ? "pixel" : "latent"; }
 
@@ -92,6 +114,10 @@ nlohmann::json to_json(const DiTConfig& c) {
   if (c.flex.flexible())
     j["flex"] = {{"patch_sizes", c.flex.patch_sizes}, {"underlying_patch", c.flex.underlying_patch},
                  {"mode", c.flex.mode}, {"lora_rank", c.flex.lora_rank}, {"lora_alpha", c.flex.lora_alpha}};
+  if (c.sparse.sparse())
+    j["sparse"] = {{"pooling_blocks", c.sparse.pooling_blocks}, {"modules", c.sparse.modules},
+                   {"groups", {1, c.sparse.semantic, 1, c.sparse.dense}}, {"top_blocks", c.top_blocks()},
+                   {"min_grid", c.sparse.min_grid}, {"max_grid", c.sparse.max_grid}};
   return j;
 }
 
@@ -136,6 +162,23 @@ DiTConfig config_from_json(const nlohmann::json& j) {
       c.flex.lora_rank = f.value("lora_rank", 16);
       c.flex.lora_alpha = f.value("lora_alpha", 16.0);
     }
+    if (j.contains("sparse")) {
+      const auto& q = j.at("sparse");
+      require(q.is_object(), ErrorKind::Model, "sparse must be an object");
+      c.sparse.pooling_blocks = q.at("pooling_blocks").get<int>();
+      c.sparse.modules = q.at("modules").get<int>();
+      const auto groups = q.at("groups").get<std::vector<int>>();
+      require(groups.size() == 4 && groups[0] == 1 && groups[2] == 1, ErrorKind::Model,
+              "sparse.groups must be [1, semantic blocks, 1, dense blocks]");
+      c.sparse.semantic = groups[1];
+      c.sparse.dense = groups[3];
+      c.sparse.min_grid = q.at("min_grid").get<int>();
+      c.sparse.max_grid = q.at("max_grid").get<int>();
+      require(c.sparse.modules >= 1, ErrorKind::Model, "sparse.modules must be in 1..64");
+      if (q.contains("top_blocks"))
+        require(q.at("top_blocks").get<int>() == c.top_blocks(), ErrorKind::Model,
+                "sparse.top_blocks must equal depth - pooling_blocks - modules * (2 + semantic + dense)");
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorKind::Model, std::string("invalid model config: ") + e.what());
   }
@@ -143,15 +186,30 @@ DiTConfig config_from_json(const nlohmann::json& j) {
   return c;
 }
 
-double dit_gflops(const DiTConfig& c, int height, int width, int patch, bool lora_merged) {
+double dit_gflops(const DiTConfig& c, int height, int width, int patch, bool lora_merged, int grid) {
   const double p = patch > 0 ? patch : c.patch_size, D = c.hidden_size, M = c.mlp_hidden();
   const double N = std::floor(height / p) * std::floor(width / p);
   const double embed = N * p * p * c.in_channels * D + 256.0 * D + D * D;  // patches, timestep MLP
-  double block = N * (3 * D * D + D * D + 2 * D * M) + 2 * N * N * D + 6 * D * D;  // qkv, proj, MLP, attn, adaLN
+  const double adaln = 6 * D * D, mlp = 2 * D * M;
+  // A self-attention block over n tokens: qkv, proj, MLP, the two attention matmuls, adaLN.
+  auto dense_block = [&](double n) { return n * (4 * D * D + mlp) + 2 * n * n * D + adaln; };
+  double block = dense_block(N);
   if (c.flex.lora() && p != c.patch_size && !lora_merged)
     block += N * c.flex.lora_rank * adapted_in_plus_out(c.hidden_size, c.mlp_hidden());  // unmerged low-rank paths
+  double sparse = 0;
+  if (c.sparse.sparse()) {
+    const SparseConfig& q = c.sparse;
+    const double S2 = std::pow(c.sparse_grid(grid), 2);
+    const double pooling = N * mlp + 2 * D * D + adaln;  // value and output projections of the mean token
+    // Queries from n_q tokens, keys and values from n_kv: q, kv, attention matmuls, proj.
+    auto cross = [&](double n_q, double n_kv) { return n_q * D * D + n_kv * 2 * D * D + 2 * n_q * n_kv * D + n_q * D * D; };
+    const double merge = cross(S2, N) + S2 * mlp + adaln;
+    const double recover = S2 * D * D + N * D * D + cross(N, S2) + N * mlp + adaln;  // merged layers on S x S and N
+    const double module = merge + q.semantic * dense_block(S2) + recover + q.dense * block;
+    sparse = q.pooling_blocks * pooling + q.modules * module;
+  }
   const double final_layer = 2 * D * D + N * D * p * p * c.out_channels();
-  return (embed + c.depth * block + final_layer) / 1e9;
+  return (embed + sparse + c.top_blocks() * block + final_layer) / 1e9;
 }
 
 int64_t dit_parameter_count(const DiTConfig& c) {
@@ -173,7 +231,11 @@ int64_t dit_parameter_count(const DiTConfig& c) {
           block += f.lora_rank * adapted_in_plus_out(D, M);  // this size's adapters
         }
   }
-  return embed + c.depth * block + final_layer + flexible;
+  // A Poolingformer has value and output projections instead of qkv and proj; a recovery block adds two
+  // merged layers; the token-merge block's q and kv hold what qkv does.
+  const SparseConfig& q = c.sparse;
+  const int64_t sparse = q.sparse() ? -q.pooling_blocks * (2 * D * D + 2 * D) + q.modules * 2 * (D * D + D) : 0;
+  return embed + c.depth * block + sparse + final_layer + flexible;
 }
 
 const std::map<std::string, DiTConfig>& official_configs() {
@@ -194,6 +256,14 @@ const std::map<std::string, DiTConfig>& official_configs() {
         t.emplace(std::string("FlexiDiT-") + s.name + "/2", c);
       }
     }
+    DiTConfig xl = t.at("DiT-XL/2");
+    xl.sparse = {1, 4, 3, 1, 6, 10};
+    t.emplace("SparseDiT-XL/2", xl);
+    xl.input_height = xl.input_width = 64;
+    xl.sparse = {};
+    t.emplace("DiT-XL/2-512", xl);
+    xl.sparse = {2, 4, 3, 1, 6, 10};
+    t.emplace("SparseDiT-XL/2-512", xl);
     return t;
   }();
   return table;

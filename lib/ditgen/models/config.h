@@ -30,6 +30,22 @@ struct FlexConfig {
   bool lora() const { return flexible() && mode == "lora"; }
 };
 
+// SparseDiT (docs/SPARSEDIT.md): Poolingformer blocks at the bottom, sparse-dense token modules (SDTM) in the
+// middle, dense blocks on top. Each module pools the tokens to an S x S grid (torch's adaptive average
+// pool), runs a token-merge cross block, `semantic` blocks on the S x S tokens, a recovery block (nearest
+// upsampling, merged with the dense tokens) and `dense` ordinary blocks. depth = pooling_blocks +
+// modules * (2 + semantic + dense) + the top blocks.
+struct SparseConfig {
+  int pooling_blocks = 0;
+  int modules = 0;
+  int semantic = 3;          // semantic blocks per module (the paper's group [1, 3, 1, 1])
+  int dense = 1;             // dense blocks closing each module
+  int min_grid = 0, max_grid = 0;  // the sparse grids S the model was trained for (its density schedule's ends)
+
+  bool sparse() const { return modules > 0; }
+  int blocks_per_module() const { return 2 + semantic + dense; }
+};
+
 struct DiTConfig {
   int depth = 12;
   int hidden_size = 384;
@@ -47,6 +63,7 @@ struct DiTConfig {
   std::string beta_schedule = "linear";
   ImageSpace image_space = ImageSpace::Latent;
   FlexConfig flex;
+  SparseConfig sparse;
 
   int out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
   int mlp_hidden() const { return static_cast<int>(hidden_size * mlp_ratio); }
@@ -55,14 +72,20 @@ struct DiTConfig {
   bool supports_patch(int p) const;
   // The patch sizes the model runs, patch_size first.
   std::vector<int> runnable_patches() const;
+  // The dense blocks after the sparse stages (all blocks of a dense model).
+  int top_blocks() const;
+  // The sparse grid a forward runs at for `grid` (0 = max_grid); 0 for a dense model.
+  int sparse_grid(int grid) const;
   // Throws Error(kind) when a field is out of range (heads must divide hidden_size, ...).
   void validate(ErrorKind kind) const;
 };
 
 // Multiply-accumulate GFLOPs of one forward pass of one image at height x width (the DiT papers'
 // convention: DiT-XL/2 at 32x32 latents = 118.6). Counts every linear layer and the two attention matmuls;
-// `patch` as in forward(); unmerged LoRA adapters of a lora-mode flexible model count r * (in + out) a token.
-double dit_gflops(const DiTConfig& config, int height, int width, int patch = 0, bool lora_merged = false);
+// `patch` and `grid` as in forward(); unmerged LoRA adapters of a lora-mode flexible model count
+// r * (in + out) a token. A Poolingformer's value and output projections act on one (mean) token.
+double dit_gflops(const DiTConfig& config, int height, int width, int patch = 0, bool lora_merged = false,
+                  int grid = 0);
 
 // Number of parameters of a model with this config.
 int64_t dit_parameter_count(const DiTConfig& config);
@@ -71,8 +94,11 @@ nlohmann::json to_json(const DiTConfig& config);
 // Parses and validates; throws Error(Model) naming the bad field.
 DiTConfig config_from_json(const nlohmann::json& json);
 
-// The twelve official configs: DiT-{S,B,L,XL}/{2,4,8} with 4-channel 32x32 latents and 1000 classes, and
-// FlexiDiT-{S,B,L,XL}/2: the /2 models with a shared flexible tokenizer for patch sizes 1, 2, 4 and 8.
+// The twelve official configs: DiT-{S,B,L,XL}/{2,4,8} with 4-channel 32x32 latents and 1000 classes;
+// FlexiDiT-{S,B,L,XL}/2: the /2 models with a shared flexible tokenizer for patch sizes 1, 2, 4 and 8;
+// SparseDiT-XL/2 (the paper's 256 px layout: 1 Poolingformer, 4 modules [1,3,1,1], 3 top blocks, grids 6..10)
+// and SparseDiT-XL/2-512 (64x64 latents: 2 Poolingformers, 4 modules, 2 top blocks, grids 6..10) with
+// DiT-XL/2-512, its dense counterpart.
 const std::map<std::string, DiTConfig>& official_configs();
 // Looks a registry name up case-insensitively; throws Error(Usage) listing the names when unknown.
 DiTConfig official_config(const std::string& name);

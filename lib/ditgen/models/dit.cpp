@@ -31,6 +31,15 @@ std::vector<nn::LoRALinear> adapted_linears(torch::nn::ModuleList& blocks) {
 
 std::string adapter_name(int patch) { return "p" + std::to_string(patch); }
 
+// Copies every parameter of `from` into the parameter of `to` with the same name and shape.
+void copy_matching(const torch::nn::Module& from, torch::nn::Module& to) {
+  const auto source = from.named_parameters();
+  for (auto& item : to.named_parameters()) {
+    const at::Tensor* p = source.find(item.key());
+    if (p && p->sizes() == item.value().sizes()) item.value().copy_(*p);
+  }
+}
+
 }  // namespace
 
 DiTImpl::DiTImpl(const DiTConfig& config) : config_(config) {
@@ -42,8 +51,16 @@ DiTImpl::DiTImpl(const DiTConfig& config) : config_(config) {
   x_embedder = register_module("x_embedder", nn::PatchEmbed(config_.in_channels, D, base_patch));
   t_embedder = register_module("t_embedder", nn::TimestepEmbedder(D));
   y_embedder = register_module("y_embedder", nn::LabelEmbedder(config_.num_classes, D, config_.has_null_class()));
+  const int M = config_.mlp_hidden(), H = config_.num_heads;
+  if (config_.sparse.sparse()) {
+    const SparseConfig& q = config_.sparse;
+    pooling_blocks = register_module("pooling_blocks", torch::nn::ModuleList());
+    for (int i = 0; i < q.pooling_blocks; ++i) pooling_blocks->push_back(nn::PoolingformerBlock(D, M));
+    sparse_modules = register_module("sparse_modules", torch::nn::ModuleList());
+    for (int i = 0; i < q.modules; ++i) sparse_modules->push_back(nn::SparseDenseModule(D, H, M, q.semantic, q.dense));
+  }
   blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int i = 0; i < config_.depth; ++i) blocks->push_back(nn::DiTBlock(D, config_.num_heads, config_.mlp_hidden()));
+  for (int i = 0; i < config_.top_blocks(); ++i) blocks->push_back(nn::DiTBlock(D, H, M));
   final_layer = register_module("final_layer", nn::FinalLayer(D, base_patch, config_.out_channels()));
   if (!config_.flex.flexible()) return;
   flex = register_module("flex", nn::FlexibleTokenizer(config_));
@@ -76,7 +93,7 @@ at::Tensor DiTImpl::unpatchify(const at::Tensor& x, const Embedded& e) const {
       .reshape({B, C, e.grid_h * p, e.grid_w * p});    // [B, C, H, W]
 }
 
-DiTImpl::Embedded DiTImpl::embed(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch) {
+DiTImpl::Embedded DiTImpl::embed(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch, int grid) {
   const int p = patch > 0 ? patch : config_.patch_size;
   TORCH_CHECK(config_.supports_patch(p), "this model does not run at patch size ", p);
   TORCH_CHECK(x.dim() == 4 && x.size(1) == config_.in_channels, "DiT expects [B, ", config_.in_channels,
@@ -86,6 +103,10 @@ DiTImpl::Embedded DiTImpl::embed(const at::Tensor& x, const at::Tensor& t, const
   e.patch = p;
   e.grid_h = static_cast<int>(x.size(2)) / p;
   e.grid_w = static_cast<int>(x.size(3)) / p;
+  TORCH_CHECK(grid == 0 || config_.sparse.sparse(), "a sparse grid was given to a dense model");
+  e.sparse_grid = config_.sparse_grid(grid);
+  TORCH_CHECK(e.sparse_grid <= std::min(e.grid_h, e.grid_w) && grid >= 0, "sparse grid ", e.sparse_grid,
+              " does not fit the ", e.grid_h, "x", e.grid_w, " token grid");
   nn::FlexibleTokenizerImpl::Weights w{x_embedder->proj->weight, x_embedder->proj->bias, final_layer->linear->weight,
                                        final_layer->linear->bias};
   if (flex) w = flex->weights(p, w);
@@ -105,25 +126,37 @@ DiTImpl::Embedded DiTImpl::embed(const at::Tensor& x, const at::Tensor& t, const
   return e;
 }
 
-at::Tensor DiTImpl::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch) {
-  return cuda::use_fused_path(x) ? forward_fused(x, t, y, patch) : forward_reference(x, t, y, patch);
+at::Tensor DiTImpl::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch, int grid) {
+  return cuda::use_fused_path(x) ? forward_fused(x, t, y, patch, grid) : forward_reference(x, t, y, patch, grid);
 }
 
-at::Tensor DiTImpl::forward_reference(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch) {
-  Embedded e = embed(x, t, y, patch);
-  at::Tensor h = e.tokens;                                                             // [B, N, D]
+at::Tensor DiTImpl::sparse_stages(const at::Tensor& tokens, const Embedded& e) {
+  if (!config_.sparse.sparse()) return tokens;
+  at::Tensor h = tokens;                                                                               // [B, N, D]
+  for (const auto& block : *pooling_blocks) h = block->as<nn::PoolingformerBlock>()->forward(h, e.condition);  // [B, N, D]
+  for (const auto& module : *sparse_modules)
+    h = module->as<nn::SparseDenseModule>()->forward(h, e.condition, e.sparse_grid, e.grid_h, e.grid_w);  // [B, N, D]
+  return h;
+}
+
+at::Tensor DiTImpl::forward_reference(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch,
+                                      int grid) {
+  Embedded e = embed(x, t, y, patch, grid);
+  at::Tensor h = sparse_stages(e.tokens, e);                                          // [B, N, D]
   for (const auto& block : *blocks) h = block->as<nn::DiTBlock>()->forward(h, e.condition);  // [B, N, D]
   h = final_layer->forward(h, e.condition, e.deembed_weight, e.deembed_bias);         // [B, N, p*p*Cout]
   return unpatchify(h, e);                                                            // [B, Cout, H, W]
 }
 
-at::Tensor DiTImpl::forward_fused(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch) {
-  Embedded e = embed(x, t, y, patch);
+at::Tensor DiTImpl::forward_fused(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch,
+                                  int grid) {
+  Embedded e = embed(x, t, y, patch, grid);
   const at::Tensor silu_c = at::silu(e.condition);  // [B, D], shared by every adaLN head
   const int depth = static_cast<int>(blocks->size());
   auto block = [&](int i) { return blocks[i]->as<nn::DiTBlock>(); };
-  std::vector<at::Tensor> mod = block(0)->modulation(silu_c);                 // 6 x [B, D]
-  at::Tensor h = e.tokens;                                                    // [B, N, D]
+  std::vector<at::Tensor> mod = depth > 0 ? block(0)->modulation(silu_c)      // 6 x [B, D]
+                                          : final_layer->modulation(silu_c);  // 2 x [B, D]
+  at::Tensor h = sparse_stages(e.tokens, e);                                  // [B, N, D]
   at::Tensor h_mod = cuda::layer_norm_modulate(h, mod[0], mod[1]);            // [B, N, D]
   for (int i = 0; i < depth; ++i) {
     std::vector<at::Tensor> next = i + 1 < depth ? block(i + 1)->modulation(silu_c)      // 6 x [B, D]
@@ -150,11 +183,21 @@ void DiTImpl::initialize_weights() {
   torch::nn::init::normal_(y_embedder->embedding_table->weight, 0.0, 0.02);
   for (int i : {0, 2}) torch::nn::init::normal_(t_embedder->mlp[i]->as<torch::nn::Linear>()->weight, 0.0, 0.02);
   // adaLN-Zero: each block starts as the identity, the output layer as zero.
-  for (const auto& block : *blocks) {
-    auto* lin = block->as<nn::DiTBlock>()->adaLN_modulation[1]->as<torch::nn::Linear>();
+  const std::string head = "adaLN_modulation";
+  for (const auto& item : named_modules("", /*include_self=*/false)) {
+    const std::string& name = item.key();
+    if (name.size() < head.size() || name.compare(name.size() - head.size(), head.size(), head) != 0) continue;
+    auto* lin = (*item.value()->as<torch::nn::Sequential>())[1]->as<torch::nn::Linear>();
     torch::nn::init::zeros_(lin->weight);
     torch::nn::init::zeros_(lin->bias);
   }
+  // A recovery block starts as the dense tokens (W1 = 0, W2 = I), as after conversion.
+  if (sparse_modules)
+    for (const auto& module : *sparse_modules) {
+      auto& recover = *module->as<nn::SparseDenseModule>()->token_recover;
+      torch::nn::init::zeros_(recover.merged_layer1->weight);
+      recover.merged_layer2->weight.copy_(at::eye(config_.hidden_size));
+    }
   auto* final_mod = final_layer->adaLN_modulation[1]->as<torch::nn::Linear>();
   for (at::Tensor t : {final_mod->weight, final_mod->bias, final_layer->linear->weight, final_layer->linear->bias})
     torch::nn::init::zeros_(t);
@@ -173,16 +216,65 @@ DiT make_flexible(DiT& dense, const FlexConfig& flex) {
   config.validate(ErrorKind::Usage);
   DiT out(config);
   at::NoGradGuard no_grad;
-  const auto source = dense->named_parameters();
-  for (auto& item : out->named_parameters()) {
-    const at::Tensor* from = source.find(item.key());
-    if (from && from->sizes() == item.value().sizes()) item.value().copy_(*from);
-  }
+  copy_matching(*dense, *out);
   nn::FlexibleTokenizerImpl::Weights fixed{dense->x_embedder->proj->weight, dense->x_embedder->proj->bias,
                                            dense->final_layer->linear->weight, dense->final_layer->linear->bias};
   nn::FlexibleTokenizerImpl::Weights base{out->x_embedder->proj->weight, out->x_embedder->proj->bias,
                                           out->final_layer->linear->weight, out->final_layer->linear->bias};
   out->flex->init_from_fixed(fixed, base);
+  return out;
+}
+
+namespace {
+
+// A linear layer from rows [first, first + count) of another.
+void copy_rows(const torch::nn::LinearImpl& from, int64_t first, int64_t count, torch::nn::LinearImpl& to) {
+  to.weight.copy_(from.weight.narrow(0, first, count));
+  to.bias.copy_(from.bias.narrow(0, first, count));
+}
+
+}  // namespace
+
+DiT make_sparse(DiT& dense, const SparseConfig& sparse) {
+  DiTConfig config = dense->config();
+  if (config.sparse.sparse()) throw Error(ErrorKind::Usage, "the model is sparse already");
+  config.sparse = sparse;
+  config.validate(ErrorKind::Usage);
+  DiT out(config);
+  at::NoGradGuard no_grad;
+  const int64_t D = config.hidden_size;
+  // The stem, the head and a flexible tokenizer keep their names.
+  for (const char* name : {"x_embedder", "t_embedder", "y_embedder", "final_layer"})
+    copy_matching(*dense->named_children()[name], *out->named_children()[name]);
+  if (dense->flex) copy_matching(*dense->flex, *out->flex);
+  int next = 0;  // the dense block the next new block takes its weights from
+  auto source = [&]() -> nn::DiTBlockImpl& { return *dense->blocks[next++]->as<nn::DiTBlock>(); };
+  // Names shared with a DiT block (mlp, adaLN_modulation, attn.proj) copy directly; the attention inputs
+  // are qkv's rows.
+  for (const auto& module : *out->pooling_blocks) {
+    nn::DiTBlockImpl& from = source();
+    auto& to = *module->as<nn::PoolingformerBlock>();
+    copy_matching(from, to);
+    copy_rows(*from.attn->qkv, 2 * D, D, *to.attn->v);
+  }
+  auto cross_block = [&](torch::nn::Module& to, nn::CrossAttention& attn) {
+    nn::DiTBlockImpl& from = source();
+    copy_matching(from, to);
+    copy_rows(*from.attn->qkv, 0, D, *attn->q);
+    copy_rows(*from.attn->qkv, D, 2 * D, *attn->kv);
+  };
+  for (const auto& module : *out->sparse_modules) {
+    auto& sdtm = *module->as<nn::SparseDenseModule>();
+    cross_block(*sdtm.token_merge, sdtm.token_merge->attn);
+    for (const auto& block : *sdtm.semantic_blocks) copy_matching(source(), *block);
+    auto& recover = *sdtm.token_recover;
+    cross_block(recover, recover.attn);
+    for (at::Tensor t : {recover.merged_layer1->weight, recover.merged_layer1->bias, recover.merged_layer2->bias})
+      t.zero_();
+    recover.merged_layer2->weight.copy_(at::eye(D, recover.merged_layer2->weight.options()));
+    for (const auto& block : *sdtm.normal_blocks) copy_matching(source(), *block);
+  }
+  for (const auto& block : *out->blocks) copy_matching(source(), *block);
   return out;
 }
 

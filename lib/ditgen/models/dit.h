@@ -1,4 +1,5 @@
-// The dense DiT (Peebles & Xie) as the official code computes it, with its parameter names.
+// The DiT (Peebles & Xie) as the official code computes it, with its parameter names; with a flexible
+// tokenizer (FlexiDiT) and a sparse layout (SparseDiT) when the config asks for them.
 #pragma once
 
 #include <map>
@@ -13,6 +14,8 @@
 #include "ditgen/nn/embeddings.h"
 #include "ditgen/nn/flexible_patch.h"
 #include "ditgen/nn/lora.h"
+#include "ditgen/nn/poolingformer.h"
+#include "ditgen/nn/sparse_dense_module.h"
 
 namespace ditgen {
 
@@ -22,15 +25,18 @@ class DiTImpl : public torch::nn::Module {
 
   // Noise (or velocity) prediction: x [B, C, H, W] with H, W multiples of the patch; t [B] timesteps
   // (integer or fractional); y [B] class ids, num_classes being the null class; `patch` the patch size to
-  // run at (0 = config().patch_size; a flexible model runs any of config().flex.patch_sizes).
+  // run at (0 = config().patch_size; a flexible model runs any of config().flex.patch_sizes); `grid` the
+  // sparse grid S of a sparse model's modules (0 = config().sparse.max_grid; at most the token grid).
   // -> [B, Cout, H, W]. Runs forward_fused on CUDA in inference (unless fused kernels are disabled), else
   // forward_reference.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch = 0);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch = 0, int grid = 0);
   // Block by block, as the official code computes it (training and CPU use this).
-  at::Tensor forward_reference(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch = 0);
-  // The same function with the adaLN steps fused across block boundaries, SiLU(c) computed once and GELU in
-  // the MLP's GEMM epilogue. Off CUDA each fused op falls back to its reference. No autograd.
-  at::Tensor forward_fused(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch = 0);
+  at::Tensor forward_reference(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch = 0,
+                               int grid = 0);
+  // The same function with the adaLN steps fused across the top blocks' boundaries, SiLU(c) computed once
+  // and GELU in the MLP's GEMM epilogue. Off CUDA each fused op falls back to its reference. No autograd.
+  at::Tensor forward_fused(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch = 0,
+                           int grid = 0);
 
   // A flexible ("lora" mode) model's per-patch adapters: kept unmerged (extra low-rank FLOPs), or merged
   // into one weight copy per patch size (extra memory). Call after moving the model to its device/dtype.
@@ -48,7 +54,9 @@ class DiTImpl : public torch::nn::Module {
   nn::PatchEmbed x_embedder{nullptr};
   nn::TimestepEmbedder t_embedder{nullptr};
   nn::LabelEmbedder y_embedder{nullptr};
-  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::ModuleList pooling_blocks{nullptr};  // sparse models: Poolingformer blocks
+  torch::nn::ModuleList sparse_modules{nullptr};  // sparse models: sparse-dense token modules
+  torch::nn::ModuleList blocks{nullptr};          // the dense blocks (a sparse model's top blocks)
   nn::FinalLayer final_layer{nullptr};
   nn::FlexibleTokenizer flex{nullptr};  // flexible models only
 
@@ -58,9 +66,12 @@ class DiTImpl : public torch::nn::Module {
     at::Tensor condition;  // [B, D] timestep plus label embedding
     at::Tensor deembed_weight, deembed_bias;  // the output projection for this patch size
     int grid_h = 0, grid_w = 0, patch = 0;
+    int sparse_grid = 0;  // S of the sparse modules (sparse models)
   };
   // Also selects the patch size's LoRA adapters (lora mode).
-  Embedded embed(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch);
+  Embedded embed(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch, int grid);
+  // A sparse model's Poolingformer blocks and modules (none for a dense model). [B, N, D] -> [B, N, D]
+  at::Tensor sparse_stages(const at::Tensor& h, const Embedded& e);
   at::Tensor pos_embed(int grid_h, int grid_w, int patch, const at::TensorOptions& options);  // [1, N, D], cached
   at::Tensor unpatchify(const at::Tensor& x, const Embedded& e) const;  // [B, N, p*p*C] -> [B, C, H, W]
 
@@ -76,5 +87,12 @@ TORCH_MODULE(DiT);
 // the patch-size embeddings and LoRA up-projections start at zero. Error(Usage) for a model that is
 // already flexible or a layout that does not validate.
 DiT make_flexible(DiT& dense, const FlexConfig& flex);
+
+// A sparse model of `sparse`'s layout from a dense one by SparseDiT's weight mapping: the new layout's
+// blocks in order (Poolingformers; per module token merge, semantic blocks, recovery, dense blocks; the top
+// blocks) take the dense blocks in order; a Poolingformer's value projection is qkv's value rows, a cross
+// attention's q and kv are qkv's query and key-value rows; the recovery's merged layers start as W1 = 0,
+// W2 = I. Error(Usage) for a model that is sparse already or a layout that does not validate.
+DiT make_sparse(DiT& dense, const SparseConfig& sparse);
 
 }  // namespace ditgen

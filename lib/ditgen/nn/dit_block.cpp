@@ -17,25 +17,31 @@ at::Tensor layer_norm_plain(const at::Tensor& x) {
 DiTBlockImpl::DiTBlockImpl(int hidden_size, int num_heads, int mlp_hidden) {
   attn = register_module("attn", Attention(hidden_size, num_heads));
   mlp = register_module("mlp", Mlp(hidden_size, mlp_hidden));
-  adaLN_modulation = register_module(
-      "adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(hidden_size, 6 * hidden_size)));
+  adaLN_modulation = register_module("adaLN_modulation", adaln_head(hidden_size, 6));
 }
 
-at::Tensor DiTBlockImpl::forward(const at::Tensor& x, const at::Tensor& c) {
-  auto mod = adaLN_modulation->forward(c).chunk(6, 1);  // 6 x [B, D]
-  const at::Tensor &shift_msa = mod[0], &scale_msa = mod[1], &gate_msa = mod[2];
-  const at::Tensor &shift_mlp = mod[3], &scale_mlp = mod[4], &gate_mlp = mod[5];
-  at::Tensor h = x + gate_msa.unsqueeze(1) * attn->forward(modulate(layer_norm_plain(x), shift_msa, scale_msa));
-  return h + gate_mlp.unsqueeze(1) * mlp->forward(modulate(layer_norm_plain(h), shift_mlp, scale_mlp));  // [B,N,D]
+torch::nn::Sequential adaln_head(int hidden_size, int n) {
+  return torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(hidden_size, n * hidden_size));
 }
 
-namespace {
-// The Linear of a (SiLU, Linear) adaLN head applied to an already activated condition, split in n.
 std::vector<at::Tensor> adaln_chunks(torch::nn::Sequential& head, const at::Tensor& silu_c, int64_t n) {
   auto* lin = head[1]->as<torch::nn::Linear>();
   return at::linear(silu_c, lin->weight, lin->bias).chunk(n, 1);  // n x [B, D]
 }
-}  // namespace
+
+at::Tensor attention_residual_then_mlp(const at::Tensor& x, const at::Tensor& a, const std::vector<at::Tensor>& mod,
+                                       Mlp& mlp) {
+  // The fused kernels (CUDA inference) or their references; the kernel takes a branch of x's shape only.
+  const at::Tensor branch = a.sizes() == x.sizes() ? a : a.expand_as(x).contiguous();                  // [B, N, D]
+  auto [h, h_mod] = cuda::gated_residual_layer_norm_modulate(x, mod[2], branch, mod[3], mod[4]);     // [B, N, D] x2
+  return h + mod[5].unsqueeze(1) * mlp->forward(h_mod);  // [B, N, D]
+}
+
+at::Tensor DiTBlockImpl::forward(const at::Tensor& x, const at::Tensor& c) {
+  std::vector<at::Tensor> mod = adaLN_modulation->forward(c).chunk(6, 1);  // 6 x [B, D]
+  at::Tensor a = attn->forward(cuda::layer_norm_modulate(x, mod[0], mod[1]));  // [B, N, D]
+  return attention_residual_then_mlp(x, a, mod, mlp);                          // [B, N, D]
+}
 
 std::vector<at::Tensor> DiTBlockImpl::modulation(const at::Tensor& silu_c) {
   return adaln_chunks(adaLN_modulation, silu_c, 6);
@@ -53,8 +59,7 @@ std::pair<at::Tensor, at::Tensor> DiTBlockImpl::forward_chained(const at::Tensor
 
 FinalLayerImpl::FinalLayerImpl(int hidden_size, int patch_size, int out_channels) {
   linear = register_module("linear", torch::nn::Linear(hidden_size, patch_size * patch_size * out_channels));
-  adaLN_modulation = register_module(
-      "adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(hidden_size, 2 * hidden_size)));
+  adaLN_modulation = register_module("adaLN_modulation", adaln_head(hidden_size, 2));
 }
 
 at::Tensor FinalLayerImpl::forward(const at::Tensor& x, const at::Tensor& c) {

@@ -60,6 +60,11 @@ void validate(const BenchOptions& o, const DiTConfig& c) {
   if (o.sample_reps < 1 || o.sample_reps > 1000) fail("sample reps must be in 1..1000");
   for (int p : o.patches)
     if (!c.supports_patch(p)) fail("the model does not run patch size " + std::to_string(p));
+  if (!o.grids.empty() && !c.sparse.sparse()) fail("--grid needs a sparse model");
+  for (int g : o.grids)
+    for (int s : o.sizes.empty() ? std::vector<int>{c.input_height} : o.sizes)
+      if (g < 1 || g > s / c.patch_size)
+        fail("sparse grid " + std::to_string(g) + " does not fit the token grid of size " + std::to_string(s));
   for (int s : o.sizes)
     for (int p : o.patches)
       if (s % p) fail("patch size " + std::to_string(p) + " does not divide size " + std::to_string(s));
@@ -94,7 +99,7 @@ nlohmann::json to_json(const BenchRecord& r) {
           {"kind", r.kind},         {"model", r.model},
           {"params", r.params},     {"height", r.height},
           {"width", r.width},       {"tokens", r.tokens},
-          {"patch", r.patch},       {"schedule", r.schedule},
+          {"patch", r.patch},       {"grid", r.grid},            {"schedule", r.schedule},
           {"batch", r.batch},       {"dtype", r.dtype},
           {"device", r.device},     {"attention", r.attention},
           {"gflops_per_image", r.gflops_per_image},
@@ -131,7 +136,8 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
   const bool half = dtype == at::kBFloat16 || dtype == at::kHalf;
   const std::string model_name = loaded.info.name.empty() ? o.model : loaded.info.name;
   const std::vector<int> patches = o.patches.empty() ? std::vector<int>{c.patch_size} : o.patches;
-  auto record_for = [&](int size, int patch) {
+  const std::vector<int> grids = o.grids.empty() ? std::vector<int>{0} : o.grids;
+  auto record_for = [&](int size, int patch, int grid) {
     BenchRecord r;
     r.model = model_name;
     r.params = dit_parameter_count(c);
@@ -140,7 +146,8 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
     r.tokens = static_cast<int64_t>(size / patch) * (size / patch);
     r.dtype = dtype_label(dtype);
     r.device = device_name(device);
-    r.gflops_per_image = dit_gflops(c, size, size, patch);
+    r.grid = c.sparse_grid(grid);
+    r.gflops_per_image = dit_gflops(c, size, size, patch, o.merge_lora, grid);
     return r;
   };
   // `total_gflops`: MAC GFLOPs of everything timed (all images, steps and branches).
@@ -166,25 +173,26 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
     cuda::set_fused_kernels_enabled(path != "eager");
     for (int size : sizes) {
       for (int patch : patches)
+      for (int grid : grids)
       for (int batch : o.batches) {
         at::Generator rng = at::detail::createCPUGenerator(o.seed + batch);
         at::Tensor x = at::randn({batch, c.in_channels, size, size}, rng).to(device, dtype);  // [B, C, H, W]
         at::Tensor t = at::randint(0, c.diffusion_steps, {batch}, rng, at::kLong).to(device);  // [B]
         at::Tensor y = at::randint(0, c.num_classes, {batch}, rng, at::kLong).to(device);      // [B]
-        BenchRecord r = record_for(size, patch);
+        BenchRecord r = record_for(size, patch, grid);
         r.kind = "forward";
         r.path = path;
         r.batch = batch;
         r.attention = nn::attention_backend(batch, c.num_heads, r.tokens, c.hidden_size / c.num_heads,
                                             x.options());
-        std::function<void()> run = [&] { model->forward_reference(x, t, y, patch); };
+        std::function<void()> run = [&] { model->forward_reference(x, t, y, patch, grid); };
         std::unique_ptr<CudaGraph> graph;
-        if (path == "fused") run = [&] { model->forward(x, t, y, patch); };
+        if (path == "fused") run = [&] { model->forward(x, t, y, patch, grid); };
         if (path == "fast") {
           reset_peak_memory(device);
           graph = std::make_unique<CudaGraph>(
               [&](const std::vector<at::Tensor>& in) {
-                return std::vector<at::Tensor>{model->forward(in[0], in[1], in[2], patch)};
+                return std::vector<at::Tensor>{model->forward(in[0], in[1], in[2], patch, grid)};
               },
               std::vector<at::Tensor>{x, t, y});
           run = [&] { graph->replay({x, t, y}); };
@@ -209,7 +217,7 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
       request.schedule = plan;
       generator.set_cuda_graphs(path == "fast");
       generator.validate(request);
-      BenchRecord r = record_for(size, c.patch_size);
+      BenchRecord r = record_for(size, c.patch_size, 0);
       r.kind = "sample";
       r.path = path;
       r.schedule = plan.text();

@@ -27,6 +27,7 @@ struct BenchOptions {
   std::vector<int> batches{64};      // images per forward
   std::vector<int> sizes;            // square input sizes (latent pixels); empty = the model's own
   std::vector<int> patches;          // patch sizes of the forward measurements (flexible models); empty = own
+  std::vector<int> grids;            // sparse grids of the forward measurements (sparse models); empty = default
   std::string dtype = "bf16";
   std::string device = "auto";
   std::vector<std::string> paths{"eager", "fused", "fast"};
@@ -52,6 +53,7 @@ struct BenchRecord {
   int64_t params = 0;
   int height = 0, width = 0;
   int patch = 0;          // forward: the patch size run
+  int grid = 0;           // forward: a sparse model's grid S (0 for dense models)
   int64_t tokens = 0;
   int batch = 0;          // images (a guided sample runs 2x per forward)
   std::string schedule;   // sample: the compute schedule
@@ -73,7 +75,7 @@ nlohmann::json to_json(const BenchRecord& record);
 // The H100 SXM's dense bf16 peak that MFU is measured against.
 constexpr double kPeakTflopsBf16 = 800.0;
 
-// Runs every (path, size, patch, batch) forward measurement, then per path, size and schedule one
+// Runs every (path, size, patch, grid, batch) forward measurement, then per path, size and schedule one
 // whole-generation measurement; calls on_record as each completes. Error(Usage) for bad options, Error(Model) for a bad file.
 void run_benchmark(const BenchOptions& options, const std::function<void(const BenchRecord&)>& on_record);
 

@@ -82,7 +82,8 @@ CudaGraph& Generator::step_graph(const GenerationRequest& r, const sampling::Sam
   const sampling::Guidance guidance = guidance_of(r);
   const std::string key = c10::str(x.sizes(), "|", guidance.scale, "|", guidance.channels, "|", guidance.negative_label,
                                    "|", guidance.weak_scale, "|", r.sampler.name, "|", sampler.needs_noise(), "|",
-                                   plan.cond_patch, "|", plan.guide_patch, "|", plan.weak_guidance, "|", plan.cfg_scale);
+                                   plan.cond_patch, "|", plan.guide_patch, "|", plan.weak_guidance, "|", plan.cfg_scale, "|",
+                                   plan.sparse_grid);
   std::unique_ptr<CudaGraph>& graph = graphs_[key];
   if (graph) return *graph;
   if (graphs_.size() > 8) {  // bound the memory held by captures of shapes no longer in use
@@ -113,8 +114,8 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
   const auto start = std::chrono::steady_clock::now();
   auto float_opts = at::TensorOptions().dtype(at::kFloat).device(device_);
   const sampling::Guidance guidance = guidance_of(r);
-  std::vector<schedule::StepPlan> plans;  // each step's patch sizes
-  for (int k = 0; k < sampler->steps(); ++k) plans.push_back(r.schedule.plan(k, sampler->steps(), c.patch_size, guidance.scale != 1.0));
+  std::vector<schedule::StepPlan> plans;  // each step's patch sizes and sparse grid
+  for (int k = 0; k < sampler->steps(); ++k) plans.push_back(r.schedule.plan(k, sampler->steps(), c, guidance.scale != 1.0));
 
   GenerationResult result;
   std::vector<at::Tensor> samples, trajectories;

@@ -30,24 +30,25 @@ at::Tensor combine(const at::Tensor& cond, const at::Tensor& uncond, double scal
 
 at::Tensor guided_output(DiT& model, const at::Tensor& x, const at::Tensor& t, const at::Tensor& y,
                          const Guidance& g, const schedule::StepPlan& plan) {
-  if (g.scale == 1.0) return model->forward(x, t, y, plan.cond_patch);  // [B, Cout, H, W]
+  if (g.scale == 1.0) return model->forward(x, t, y, plan.cond_patch, plan.sparse_grid);  // [B, Cout, H, W]
   const DiTConfig& c = model->config();
   const int64_t B = x.size(0), n = g.channels == 0 ? c.in_channels : g.channels;
   const double scale = plan.cfg_scale > 0 ? plan.cfg_scale : g.scale;  // a schedule may guide weak steps harder
   if (plan.weak_guidance) {
     auto [strong, weak] = run_side_by_side(                                        // [B, Cout, H, W] x2
-        x.device(), [&] { return model->forward(x, t, y, plan.cond_patch); },
-        [&] { return model->forward(x, t, y, plan.guide_patch); });
+        x.device(), [&] { return model->forward(x, t, y, plan.cond_patch, plan.sparse_grid); },
+        [&] { return model->forward(x, t, y, plan.guide_patch, plan.sparse_grid); });
     return combine(strong, weak, g.weak_scale, n);
   }
   at::Tensor null_y = at::full_like(y, g.negative_label >= 0 ? g.negative_label : c.num_classes);  // [B]
   if (plan.cond_patch != plan.guide_patch) {
     auto [cond, uncond] = run_side_by_side(                                         // [B, Cout, H, W] x2
-        x.device(), [&] { return model->forward(x, t, y, plan.cond_patch); },
-        [&] { return model->forward(x, t, null_y, plan.guide_patch); });
+        x.device(), [&] { return model->forward(x, t, y, plan.cond_patch, plan.sparse_grid); },
+        [&] { return model->forward(x, t, null_y, plan.guide_patch, plan.sparse_grid); });
     return combine(cond, uncond, scale, n);
   }
-  at::Tensor out = model->forward(at::cat({x, x}), at::cat({t, t}), at::cat({y, null_y}), plan.cond_patch);  // [2B, ...]
+  at::Tensor out = model->forward(at::cat({x, x}), at::cat({t, t}), at::cat({y, null_y}), plan.cond_patch,
+                                  plan.sparse_grid);  // [2B, ...]
   return combine(out.narrow(0, 0, B), out.narrow(0, B, B), scale, n);  // [B, Cout, H, W]
 }
 

@@ -22,7 +22,8 @@ std::string number_text(double v) {
 
 [[noreturn]] void bad(const std::string& item, const std::string& why) {
   throw Error(ErrorKind::Usage, "invalid compute schedule item '" + item + "': " + why +
-                                    " (examples: dense, weak=4:0.4, cond=4:0.3,guide=4:0.6, weak=8:0.2+4:0.5)");
+                                    " (examples: dense, weak=4:0.4, cond=4:0.3,guide=4:0.6, weak=8:0.2+4:0.5, "
+                                    "density=6:10, grid=8)");
 }
 
 double parse_number(const std::string& text, const std::string& item) {
@@ -37,6 +38,21 @@ double parse_number(const std::string& text, const std::string& item) {
   return v;
 }
 
+// A fraction "0.25" or "25%" in [0, 1].
+double parse_fraction(std::string text, const std::string& item) {
+  const bool percent = !text.empty() && text.back() == '%';
+  if (percent) text.pop_back();
+  const double v = parse_number(text, item) / (percent ? 100.0 : 1.0);
+  if (v < 0 || v > 1) bad(item, "the fraction must be in [0, 1] (or 0%..100%)");
+  return v;
+}
+
+int parse_grid(const std::string& text, const std::string& item) {
+  const double v = parse_number(text, item);
+  if (v != std::floor(v) || v < 1 || v > 256) bad(item, "a sparse grid is an integer in 1..256");
+  return static_cast<int>(v);
+}
+
 // "P:F+P:F..." -> phases with increasing ends.
 std::vector<Phase> parse_phases(const std::string& value, const std::string& item) {
   std::vector<Phase> out;
@@ -45,12 +61,8 @@ std::vector<Phase> parse_phases(const std::string& value, const std::string& ite
     const size_t colon = part.find(':');
     if (colon == std::string::npos) bad(item, "a phase is PATCH:FRACTION");
     const double patch = parse_number(part.substr(0, colon), item);
-    std::string frac = part.substr(colon + 1);
-    const bool percent = !frac.empty() && frac.back() == '%';
-    if (percent) frac.pop_back();
-    double until = parse_number(frac, item) / (percent ? 100.0 : 1.0);
+    const double until = parse_fraction(part.substr(colon + 1), item);
     if (patch != std::floor(patch) || patch < 1 || patch > 16) bad(item, "the patch size must be an integer in 1..16");
-    if (until < 0 || until > 1) bad(item, "the fraction must be in [0, 1] (or 0%..100%)");
     if (!out.empty() && until <= out.back().until) bad(item, "each phase must end after the one before");
     out.push_back({static_cast<int>(patch), until});
   }
@@ -83,6 +95,14 @@ std::vector<Phase> phases_from_json(const nlohmann::json& j, const std::string& 
 }
 
 }  // namespace
+
+int Density::grid(int k, int steps) const {
+  const int k0 = static_cast<int>(std::floor(hold * steps + 0.5));
+  if (k < k0) return min_grid;
+  if (steps - 1 - k0 <= 0) return max_grid;
+  return static_cast<int>(
+      std::floor(min_grid + static_cast<double>((max_grid - min_grid) * (k - k0)) / (steps - 1 - k0) + 0.5));
+}
 
 ComputeSchedule resolve_schedule(const std::string& spec, const std::vector<std::filesystem::path>& preset_dirs) {
   const std::filesystem::path path(spec);
@@ -123,6 +143,7 @@ ComputeSchedule ComputeSchedule::parse(const std::string& text) {
   if (text.size() > 4096) throw Error(ErrorKind::Usage, "compute schedule text is longer than 4096 characters");
   std::stringstream in(text);
   bool any = false;
+  std::optional<double> density_hold;
   for (std::string item; std::getline(in, item, ',');) {
     any = true;
     if (item == "dense") continue;
@@ -142,11 +163,30 @@ ComputeSchedule ComputeSchedule::parse(const std::string& text) {
       const double v = parse_number(value, item);
       if (v < 0 || v > 100) bad(item, "the scale must be in [0, 100]");
       (key == "weak-scale" ? s.weak_scale_ : s.weak_cfg_) = v;
+    } else if (key == "density") {
+      const size_t colon = value.find(':');
+      if (colon == std::string::npos) bad(item, "density is MIN:MAX (sparse grids)");
+      Density d = s.density_.value_or(Density{});
+      d.min_grid = parse_grid(value.substr(0, colon), item);
+      d.max_grid = parse_grid(value.substr(colon + 1), item);
+      if (d.min_grid > d.max_grid) bad(item, "the first grid is the sparsest: MIN <= MAX");
+      s.density_ = d;
+    } else if (key == "grid") {
+      Density d = s.density_.value_or(Density{});
+      d.min_grid = d.max_grid = parse_grid(value, item);
+      s.density_ = d;
+    } else if (key == "density-hold") {
+      density_hold = parse_fraction(value, item);
     } else {
-      bad(item, "unknown key '" + key + "' (weak, cond, guide, guidance, weak-scale, weak-cfg)");
+      bad(item, "unknown key '" + key + "' (weak, cond, guide, guidance, weak-scale, weak-cfg, density, "
+                "density-hold, grid)");
     }
   }
   if (!any) bad(text, "empty");
+  if (density_hold) {
+    if (!s.density_) bad(text, "density-hold needs density=MIN:MAX");
+    s.density_->hold = *density_hold;
+  }
   return s;
 }
 
@@ -169,8 +209,17 @@ ComputeSchedule ComputeSchedule::load_yaml(const std::filesystem::path& path) {
           parse("guidance=" + (value.is_null() ? std::string("null") : value.get<std::string>())).weak_guidance_;
       else if (key == "weak_scale") s.weak_scale_ = parse("weak-scale=" + value.dump()).weak_scale_;
       else if (key == "weak_cfg") s.weak_cfg_ = parse("weak-cfg=" + value.dump()).weak_cfg_;
-      else throw Error(ErrorKind::Usage, "unknown key '" + key +
-                                             "' (description, both, cond, guide, guidance, weak_scale, weak_cfg)");
+      else if (key == "grid") s.density_ = parse("grid=" + value.dump()).density_;
+      else if (key == "density") {
+        if (!value.is_object() || !value.contains("min") || !value.contains("max"))
+          throw Error(ErrorKind::Usage, "density must be {min: S, max: S, hold: F}");
+        for (const auto& [k, v] : value.items())
+          if (k != "min" && k != "max" && k != "hold") throw Error(ErrorKind::Usage, "unknown density key '" + k + "'");
+        std::string text = "density=" + value.at("min").dump() + ":" + value.at("max").dump();
+        if (value.contains("hold")) text += ",density-hold=" + value.at("hold").dump();
+        s.density_ = parse(text).density_;
+      } else throw Error(ErrorKind::Usage, "unknown key '" + key + "' (description, both, cond, guide, guidance, "
+                                                                   "weak_scale, weak_cfg, density, grid)");
     }
     return s;
   } catch (const Error& e) {
@@ -180,16 +229,34 @@ ComputeSchedule ComputeSchedule::load_yaml(const std::filesystem::path& path) {
   }
 }
 
-StepPlan ComputeSchedule::plan(int k, int steps, int native, bool guided) const {
+StepPlan ComputeSchedule::plan(int k, int steps, const DiTConfig& model, bool guided) const {
+  const int native = model.patch_size;
   StepPlan p;
   p.cond_patch = patch_at(cond_, k, steps, native);
   p.guide_patch = guided ? patch_at(guide_, k, steps, native) : p.cond_patch;
   p.weak_guidance = guided && weak_guidance_ && p.cond_patch < p.guide_patch;
   if (guided && weak_cfg_ && p.cond_patch > native) p.cfg_scale = *weak_cfg_;
+  if (model.sparse.sparse())
+    p.sparse_grid = density_.value_or(Density{model.sparse.min_grid, model.sparse.max_grid}).grid(k, steps);
   return p;
 }
 
 void ComputeSchedule::validate(const DiTConfig& config, int height, int width) const {
+  if (density_ && !config.sparse.sparse())
+    throw Error(ErrorKind::Usage, "compute schedule '" + text() + "' sets a sparse token grid, but this model has "
+                                  "no sparse layout (it is not a SparseDiT model)");
+  if (config.sparse.sparse()) {
+    int largest_patch = config.patch_size;
+    for (const auto* phases : {&cond_, &guide_})
+      for (const Phase& p : *phases) largest_patch = std::max(largest_patch, p.patch);
+    const int fits = std::min(height, width) / largest_patch;
+    const int densest = density_ ? density_->max_grid : config.sparse.max_grid;
+    if (densest > fits)
+      throw Error(ErrorKind::Usage, "compute schedule '" + text() + "': sparse grid " + std::to_string(densest) +
+                                        " does not fit the " + std::to_string(fits) + "-token side of " +
+                                        std::to_string(height) + "x" + std::to_string(width) + " at patch size " +
+                                        std::to_string(largest_patch));
+  }
   for (const auto* phases : {&cond_, &guide_})
     for (const Phase& p : *phases) {
       if (!config.supports_patch(p.patch)) {
@@ -217,6 +284,11 @@ std::string ComputeSchedule::text() const {
   if (!weak_guidance_) add("guidance=null");
   if (weak_scale_) add("weak-scale=" + number_text(*weak_scale_));
   if (weak_cfg_) add("weak-cfg=" + number_text(*weak_cfg_));
+  if (density_ && density_->min_grid == density_->max_grid) add("grid=" + std::to_string(density_->min_grid));
+  if (density_ && density_->min_grid != density_->max_grid) {
+    add("density=" + std::to_string(density_->min_grid) + ":" + std::to_string(density_->max_grid));
+    if (density_->hold != Density{}.hold) add("density-hold=" + number_text(density_->hold));
+  }
   return s.empty() ? "dense" : s;
 }
 
@@ -228,9 +300,9 @@ std::vector<double> step_gflops(const DiTConfig& config, int height, int width, 
                                 int steps, bool guided, bool lora_merged) {
   std::vector<double> out;
   for (int k = 0; k < steps; ++k) {
-    const StepPlan p = schedule.plan(k, steps, config.patch_size, guided);
-    double g = dit_gflops(config, height, width, p.cond_patch, lora_merged);
-    if (guided) g += dit_gflops(config, height, width, p.guide_patch, lora_merged);
+    const StepPlan p = schedule.plan(k, steps, config, guided);
+    double g = dit_gflops(config, height, width, p.cond_patch, lora_merged, p.sparse_grid);
+    if (guided) g += dit_gflops(config, height, width, p.guide_patch, lora_merged, p.sparse_grid);
     out.push_back(g);
   }
   return out;

@@ -1,5 +1,6 @@
 // Compute schedules: which patch size each denoising step runs with, per CFG branch (FlexiDiT,
-// docs/FLEXIDIT.md), from a short string or a YAML preset, and what a schedule costs in GFLOPs.
+// docs/FLEXIDIT.md), and which sparse token grid (SparseDiT's density schedule, docs/SPARSEDIT.md), from a
+// short string or a YAML preset, and what a schedule costs in GFLOPs.
 #pragma once
 
 #include <filesystem>
@@ -18,11 +19,23 @@ struct StepPlan {
   int guide_patch = 0;         // patch size of the guidance branch (unconditional, or the weak model)
   bool weak_guidance = false;  // FlexiDiT's guidance: the conditional weak prediction replaces the unconditional
   double cfg_scale = 0;        // CFG scale of this step; 0 = the request's
+  int sparse_grid = 0;         // S of a sparse model's modules (S x S tokens); 0 for a dense model
   bool operator==(const StepPlan& o) const { return key() == o.key(); }
   bool operator<(const StepPlan& o) const { return key() < o.key(); }
 
  private:
-  std::tuple<int, int, bool, double> key() const { return {cond_patch, guide_patch, weak_guidance, cfg_scale}; }
+  std::tuple<int, int, bool, double, int> key() const {
+    return {cond_patch, guide_patch, weak_guidance, cfg_scale, sparse_grid};
+  }
+};
+
+// SparseDiT's temporal density: the sparsest grid min_grid for the first `hold` of the steps (k = 0 the
+// noisiest), then linearly denser to max_grid at the last step. Rounds half up:
+// k0 = floor(hold * steps + 0.5); S = min for k < k0, else floor(min + (max - min)(k - k0)/(steps - 1 - k0) + 0.5).
+struct Density {
+  int min_grid = 0, max_grid = 0;
+  double hold = 0.25;
+  int grid(int k, int steps) const;
 };
 
 // One patch size for the steps before a fraction of the run: steps k < round(until * K) (k = 0 noisiest).
@@ -46,17 +59,25 @@ class ComputeSchedule {
   //   weak-scale=S              the weak-guidance scale (default from the paper's rule, weak_guidance_scale)
   //   weak-cfg=S                the CFG scale of steps whose conditional branch runs at a patch larger than
   //                             the model's (FlexiDiT: weak models want stronger guidance); default: the run's
+  //   density=MIN:MAX           a sparse model's grid S: MIN x MIN tokens for the first quarter of the steps,
+  //                             then linearly up to MAX x MAX at the last (Density); default: the model's range
+  //   density-hold=F            the fraction held at MIN (default 0.25)
+  //   grid=S                    a fixed sparse grid (density=S:S)
   // Error(Usage) naming the bad item.
   static ComputeSchedule parse(const std::string& text);
   // Reads a YAML preset (keys: description, both, cond, guide as lists of {patch, until}, guidance,
-  // weak_scale, weak_cfg). Error(Input) for an unreadable or invalid file.
+  // weak_scale, weak_cfg, density as {min, max, hold}, grid). Error(Input) for an unreadable or invalid file.
   static ComputeSchedule load_yaml(const std::filesystem::path& path);
 
-  // The plan of step k of `steps` for a model whose own patch size is `native`, guided or not.
-  StepPlan plan(int k, int steps, int native, bool guided) const;
-  // Error(Usage) when a patch size is one the model does not run or does not divide height x width.
+  // The plan of step k of `steps` for `model`, guided or not (a sparse model without a density in the
+  // schedule follows its own range, config.sparse.min_grid to max_grid).
+  StepPlan plan(int k, int steps, const DiTConfig& model, bool guided) const;
+  // Error(Usage) when a patch size is one the model does not run or does not divide height x width, or a
+  // sparse grid does not fit the token grid or the model has no sparse layout.
   void validate(const DiTConfig& config, int height, int width) const;
-  bool dense() const { return cond_.empty() && guide_.empty(); }
+  // Whether every step runs the model's full compute (its own patch size; a sparse model still follows
+  // its default density).
+  bool dense() const { return cond_.empty() && guide_.empty() && !density_; }
   // Canonical shorthand ("dense" for the dense schedule); parse(text()) gives the same schedule.
   std::string text() const;
   // The scale s2 of weak-model guidance for a CFG scale s1: the override, or the paper's rule.
@@ -68,6 +89,7 @@ class ComputeSchedule {
   bool weak_guidance_ = true;
   std::optional<double> weak_scale_;
   std::optional<double> weak_cfg_;
+  std::optional<Density> density_;
   std::string description_;
 };
 

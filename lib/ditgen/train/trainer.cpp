@@ -106,6 +106,10 @@ ModelSetup build_model(const TrainConfig& c) {
     // LoRA mode trains only what belongs to the new patch sizes; the pre-trained model stays as it was.
     if (s.info.config.flex.lora()) freeze_parameters(*s.model, {"(?!flex\\.)(?!.*\\.lora_[AB]_p[0-9]+$).*"});
   }
+  if (c.sparse) {
+    if (!s.info.config.sparse.sparse()) s.model = make_sparse(s.model, *c.sparse);
+    s.info.config = s.model->config();
+  }
   if (!c.freeze.empty()) freeze_parameters(*s.model, c.freeze);
   if (c.lora) add_lora(*s.model, c.lora->targets, c.lora->rank, c.lora->alpha, c.seed);
   return s;
@@ -262,7 +266,11 @@ class Run {
     at::Tensor out;
     {
       AutocastGuard autocast(c_.bf16 && device_.is_cuda());
-      out = train_patches_.empty() ? model_->forward(x_t, t_model, y)                      // [B, Cout, H, W]
+      // A sparse model trains every grid it will be run at, one per batch.
+      const SparseConfig& q = mc.sparse;
+      const int grid =
+          q.sparse() ? static_cast<int>(at::randint(q.min_grid, q.max_grid + 1, {1}, g).item<int64_t>()) : 0;
+      out = train_patches_.empty() ? model_->forward(x_t, t_model, y, 0, grid)             // [B, Cout, H, W]
                                    : flexible_forward(x_t, t_model, y, g);
     }
     out = out.to(at::kFloat);
@@ -452,6 +460,10 @@ nlohmann::json TrainConfig::to_json() const {
     j["flexible"] = {{"patch_sizes", flexible->flex.patch_sizes}, {"mode", flexible->flex.mode},
                      {"underlying_patch", flexible->flex.underlying_patch}, {"lora_rank", flexible->flex.lora_rank},
                      {"lora_alpha", flexible->flex.lora_alpha}, {"train_patches", flexible->train_patches}};
+  if (sparse)
+    j["sparse"] = {{"pooling_blocks", sparse->pooling_blocks}, {"modules", sparse->modules},
+                   {"groups", {1, sparse->semantic, 1, sparse->dense}}, {"min_grid", sparse->min_grid},
+                   {"max_grid", sparse->max_grid}};
   return j;
 }
 
@@ -475,7 +487,7 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
     static const std::set<std::string> known{
         "model", "data_dir", "output", "steps", "batch_size", "lr", "warmup_steps", "lr_schedule", "weight_decay",
         "betas", "grad_clip", "ema_decay", "seed", "log_every", "sample_every", "checkpoint_every", "bf16",
-        "device", "freeze", "lora", "teacher", "name", "sampler_defaults", "save_dtype", "flexible"};
+        "device", "freeze", "lora", "teacher", "name", "sampler_defaults", "save_dtype", "flexible", "sparse"};
     for (const auto& kv : y)
       if (!known.count(kv.first.as<std::string>()))
         throw Error(ErrorKind::Input, path.string() + ": unknown setting '" + kv.first.as<std::string>() + "'");
@@ -528,6 +540,26 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
       if (ft.flex.patch_sizes.empty()) throw Error(ErrorKind::Input, path.string() + ": flexible needs patch_sizes");
       c.flexible = ft;
     }
+    if (const YAML::Node q = y["sparse"]) {
+      if (!q.IsMap()) throw Error(ErrorKind::Input, path.string() + ": sparse must be a mapping");
+      static const std::set<std::string> sparse_keys{"pooling_blocks", "modules", "groups", "min_grid", "max_grid"};
+      for (const auto& kv : q)
+        if (!sparse_keys.count(kv.first.as<std::string>()))
+          throw Error(ErrorKind::Input, path.string() + ": unknown sparse setting '" + kv.first.as<std::string>() + "'");
+      for (const char* key : {"pooling_blocks", "modules", "groups", "min_grid", "max_grid"})
+        if (!q[key]) throw Error(ErrorKind::Input, path.string() + ": sparse needs " + key);
+      SparseConfig sc;
+      sc.pooling_blocks = q["pooling_blocks"].as<int>();
+      sc.modules = q["modules"].as<int>();
+      const auto groups = q["groups"].as<std::vector<int>>();
+      if (groups.size() != 4 || groups[0] != 1 || groups[2] != 1)
+        throw Error(ErrorKind::Input, path.string() + ": sparse.groups must be [1, semantic blocks, 1, dense blocks]");
+      sc.semantic = groups[1];
+      sc.dense = groups[3];
+      sc.min_grid = q["min_grid"].as<int>();
+      sc.max_grid = q["max_grid"].as<int>();
+      c.sparse = sc;
+    }
     c.name = y["name"].as<std::string>("");
     c.save_dtype = y["save_dtype"].as<std::string>(c.save_dtype);
     if (y["sampler_defaults"]) {
@@ -556,6 +588,7 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
   bad(c.sample_every < 0 || c.checkpoint_every < 0, "sample_every and checkpoint_every must be >= 0");
   bad(c.lora && (c.lora->rank < 1 || c.lora->targets.empty()), "lora needs targets and a rank >= 1");
   bad(c.save_dtype != "fp32" && c.save_dtype != "bf16", "save_dtype must be fp32 or bf16");
+  bad(c.sparse && c.flexible, "sparse and flexible fine-tuning do not combine in one run");
   bad(c.flexible && (c.lora || !c.teacher.empty()),
       "flexible fine-tuning brings its own LoRA and teacher (mode: lora); drop lora and teacher");
   return c;

@@ -33,6 +33,9 @@ struct FlexibleTraining {
   std::vector<int> train_patches;   // sizes drawn per sample; empty = every size the model runs
 };
 
+// SparseDiT fine-tuning (docs/SPARSEDIT.md): a dense model is converted first (make_sparse); each batch
+// runs at one sparse grid drawn uniformly from min_grid..max_grid.
+
 struct TrainConfig {
   std::string model;               // model spec (YAML), registry name, or a model file to fine-tune
   std::filesystem::path data_dir;  // Fashion-MNIST folder; empty = the Debian package's
@@ -56,6 +59,7 @@ struct TrainConfig {
   std::optional<LoraOptions> lora;
   std::string teacher;           // model file: distil its predictions instead of the data objective
   std::optional<FlexibleTraining> flexible;
+  std::optional<SparseConfig> sparse;  // the layout to convert a dense model into (ignored when it is sparse)
   std::string name;              // name of the trained model (default: the spec's)
   std::string save_dtype = "fp32";  // weights of the final model: fp32 or bf16 (halves the file)
   SamplerDefaults sampler_defaults;  // written into the final model

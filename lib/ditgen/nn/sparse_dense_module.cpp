@@ -1,0 +1,93 @@
+#include "ditgen/nn/sparse_dense_module.h"
+
+#include "ditgen/cuda/adaln.h"
+#include "ditgen/nn/dit_block.h"
+
+namespace ditgen::nn {
+
+at::Tensor pool_tokens(const at::Tensor& x, int grid_h, int grid_w, int grid) {
+  const int64_t B = x.size(0), D = x.size(2);
+  // Viewed channels-last, so neither direction copies the tokens.
+  at::Tensor image = x.view({B, grid_h, grid_w, D}).permute({0, 3, 1, 2});  // [B, D, h, w]
+  at::Tensor pooled = at::adaptive_avg_pool2d(image, {grid, grid});         // [B, D, S, S]
+  return pooled.permute({0, 2, 3, 1}).reshape({B, grid * grid, D});         // [B, S*S, D]
+}
+
+at::Tensor upsample_tokens(const at::Tensor& x, int grid, int grid_h, int grid_w) {
+  const int64_t B = x.size(0), D = x.size(2);
+  at::Tensor image = x.view({B, grid, grid, D}).permute({0, 3, 1, 2});                   // [B, D, S, S]
+  at::Tensor up = at::upsample_nearest2d(image, {grid_h, grid_w});                       // [B, D, h, w]
+  return up.permute({0, 2, 3, 1}).reshape({B, static_cast<int64_t>(grid_h) * grid_w, D});  // [B, N, D]
+}
+
+CrossAttentionImpl::CrossAttentionImpl(int hidden_size, int num_heads) : num_heads_(num_heads) {
+  q = register_module("q", torch::nn::Linear(hidden_size, hidden_size));
+  kv = register_module("kv", torch::nn::Linear(hidden_size, 2 * hidden_size));
+  proj = register_module("proj", torch::nn::Linear(hidden_size, hidden_size));
+}
+
+at::Tensor CrossAttentionImpl::forward(const at::Tensor& queries, const at::Tensor& context) {
+  const int64_t B = queries.size(0), M = queries.size(1), N = context.size(1), D = queries.size(2);
+  const int64_t H = num_heads_, hd = D / H;
+  at::Tensor qh = q->forward(queries).view({B, M, H, hd}).transpose(1, 2);                  // [B, H, M, hd]
+  at::Tensor kvh = kv->forward(context).view({B, N, 2, H, hd}).permute({2, 0, 3, 1, 4});  // [2, B, H, N, hd]
+  at::Tensor o = at::scaled_dot_product_attention(qh, kvh[0], kvh[1]);                      // [B, H, M, hd]
+  return proj->forward(o.transpose(1, 2).reshape({B, M, D}));                               // [B, M, D]
+}
+
+TokenMergeBlockImpl::TokenMergeBlockImpl(int hidden_size, int num_heads, int mlp_hidden) {
+  attn = register_module("attn", CrossAttention(hidden_size, num_heads));
+  mlp = register_module("mlp", Mlp(hidden_size, mlp_hidden));
+  adaLN_modulation = register_module("adaLN_modulation", adaln_head(hidden_size, 6));
+}
+
+at::Tensor TokenMergeBlockImpl::forward(const at::Tensor& sparse, const at::Tensor& dense, const at::Tensor& c) {
+  std::vector<at::Tensor> mod = adaLN_modulation->forward(c).chunk(6, 1);  // 6 x [B, D]
+  at::Tensor a = attn->forward(cuda::layer_norm_modulate(sparse, mod[0], mod[1]),
+                               cuda::layer_norm_modulate(dense, mod[0], mod[1]));  // [B, M, D]
+  return attention_residual_then_mlp(sparse, a, mod, mlp);                          // [B, M, D]
+}
+
+TokenRecoveryBlockImpl::TokenRecoveryBlockImpl(int hidden_size, int num_heads, int mlp_hidden) {
+  merged_layer1 = register_module("merged_layer1", torch::nn::Linear(hidden_size, hidden_size));
+  merged_layer2 = register_module("merged_layer2", torch::nn::Linear(hidden_size, hidden_size));
+  attn = register_module("attn", CrossAttention(hidden_size, num_heads));
+  mlp = register_module("mlp", Mlp(hidden_size, mlp_hidden));
+  adaLN_modulation = register_module("adaLN_modulation", adaln_head(hidden_size, 6));
+}
+
+at::Tensor TokenRecoveryBlockImpl::merge(const at::Tensor& sparse, const at::Tensor& dense, int grid, int grid_h,
+                                         int grid_w) {
+  // Nearest upsampling only repeats rows, so W1 acts on the S x S tokens before it (fewer FLOPs, same result).
+  at::Tensor up = upsample_tokens(merged_layer1->forward(sparse), grid, grid_h, grid_w);  // [B, N, D]
+  return up + merged_layer2->forward(dense);                                                // [B, N, D]
+}
+
+at::Tensor TokenRecoveryBlockImpl::forward(const at::Tensor& sparse, const at::Tensor& dense, const at::Tensor& c,
+                                           int grid, int grid_h, int grid_w) {
+  std::vector<at::Tensor> mod = adaLN_modulation->forward(c).chunk(6, 1);  // 6 x [B, D]
+  at::Tensor merged = merge(sparse, dense, grid, grid_h, grid_w);           // [B, N, D]
+  at::Tensor a = attn->forward(cuda::layer_norm_modulate(merged, mod[0], mod[1]),
+                               cuda::layer_norm_modulate(sparse, mod[0], mod[1]));  // [B, N, D]
+  return attention_residual_then_mlp(merged, a, mod, mlp);                           // [B, N, D]
+}
+
+SparseDenseModuleImpl::SparseDenseModuleImpl(int hidden_size, int num_heads, int mlp_hidden, int semantic, int dense) {
+  token_merge = register_module("token_merge", TokenMergeBlock(hidden_size, num_heads, mlp_hidden));
+  semantic_blocks = register_module("semantic_blocks", torch::nn::ModuleList());
+  for (int i = 0; i < semantic; ++i) semantic_blocks->push_back(DiTBlock(hidden_size, num_heads, mlp_hidden));
+  token_recover = register_module("token_recover", TokenRecoveryBlock(hidden_size, num_heads, mlp_hidden));
+  normal_blocks = register_module("normal_blocks", torch::nn::ModuleList());
+  for (int i = 0; i < dense; ++i) normal_blocks->push_back(DiTBlock(hidden_size, num_heads, mlp_hidden));
+}
+
+at::Tensor SparseDenseModuleImpl::forward(const at::Tensor& x, const at::Tensor& c, int grid, int grid_h, int grid_w) {
+  at::Tensor sparse = pool_tokens(x, grid_h, grid_w, grid);                                       // [B, S*S, D]
+  sparse = token_merge->forward(sparse, x, c);                                                     // [B, S*S, D]
+  for (const auto& block : *semantic_blocks) sparse = block->as<DiTBlock>()->forward(sparse, c);   // [B, S*S, D]
+  at::Tensor h = token_recover->forward(sparse, x, c, grid, grid_h, grid_w);                       // [B, N, D]
+  for (const auto& block : *normal_blocks) h = block->as<DiTBlock>()->forward(h, c);               // [B, N, D]
+  return h;
+}
+
+}  // namespace ditgen::nn

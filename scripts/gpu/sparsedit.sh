@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# SparseDiT's figures on the GPU machine (docs/SPARSEDIT.md), in stages that each fit a device call:
+#   build   configure and build build-gpu, unpack Fashion-MNIST (scripts/gpu/flexidit.sh build)
+#   test    the SparseDiT tests (their GPU halves included)
+#   train   fine-tune the shipped model into sparse layouts a and c, on the data objective and distilled
+#           from the dense model, side by side (RUNS: config names under configs/train, without .yaml)
+#   eval    FID-FMNIST and class accuracy of the dense model and of schedules (PAIRS="model|schedule ...")
+#   bench   whole-generation wall clock of the fmnist models (SPARSE: the sparse model file); forward times
+#           and generation of DiT-XL/2 against SparseDiT-XL/2 at 512 px (random weights)
+# Results go to $OUT.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+export DITGEN_FMNIST_DIR=/tmp/fmnist
+bin=build-gpu/bin/ditgen
+sparse=${SPARSE:-models/fmnist-sparsedit.safetensors}
+runs=${RUNS:-"fmnist-sparsedit-a-data fmnist-sparsedit-a-distill fmnist-sparsedit-c-data fmnist-sparsedit-c-distill"}
+for stage in "$@"; do
+  echo "== $stage $(date +%T)" >&2
+  case "$stage" in
+    build) bash scripts/gpu/flexidit.sh build ;;
+    test) build-gpu/tests/ditgen_tests "[sparsedit]" 2>&1 | tail -4 ;;
+    train)
+      # Side by side: the small model leaves the GPU mostly idle.
+      for run in $runs; do
+        rm -rf runs/$run
+        (/usr/bin/time -f "$run wall %e s" $bin train configs/train/$run.yaml --device cuda 2>&1 | tail -2) &
+      done
+      wait
+      for run in $runs; do
+        cp runs/$run/log.jsonl "$OUT/$run-log.jsonl"
+        cp runs/$run/model.safetensors "$OUT/$run.safetensors"
+      done
+      ;;
+    eval)
+      for pair in ${PAIRS:-"models/fmnist-dit.safetensors|dense" "$sparse|dense"}; do
+        IFS='|' read -r m s c <<< "$pair"
+        $bin eval -m "$m" --schedule "$s" --cfg-scale "${c:-1.5}" -n 10000 --seed "${SEED:-0}" --device cuda 2>/dev/null \
+          | python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps(j))" >> "$OUT/eval.jsonl"
+        tail -1 "$OUT/eval.jsonl" | cut -c1-300 >&2
+      done
+      ;;
+    bench)
+      $bin bench -m models/fmnist-dit.safetensors -b 64 --path fast --sample-batch 64 --cfg-scale 1.5 --json \
+        >> "$OUT/bench.jsonl"
+      $bin bench -m "$sparse" -b 64 --grid 4,6,8,10,12 --path fast --sample-batch 64 --cfg-scale 1.5 \
+        --schedule "${SCHEDULES:-dense;density=6:10;grid=12}" --json >> "$OUT/bench.jsonl"
+      $bin bench -m DiT-XL/2-512 -b 8,32 --path fast --sample-batch 8 --steps 50 --cfg-scale 4 --sample-reps 2 \
+        --json >> "$OUT/bench.jsonl"
+      $bin bench -m SparseDiT-XL/2-512 -b 8,32 --grid 6,8,10 --path fast --sample-batch 8 --steps 50 --cfg-scale 4 \
+        --sample-reps 2 --schedule "dense;grid=8" --json >> "$OUT/bench.jsonl"
+      ;;
+    *) echo "unknown stage $stage" >&2; exit 2 ;;
+  esac
+done

@@ -1,0 +1,325 @@
+// SparseDiT: the Poolingformer and sparse-dense token modules against golden tensors from
+// scripts/make_golden_sparsedit.py (our PyTorch reference, scripts/reference/sparsedit_reference.py), the
+// dense-to-sparse conversion, the density schedule, FLOPs, generation and the CLI.
+#include <cmath>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "catch.h"
+#include "ditgen/io/png.h"
+#include "ditgen/io/tensor_io.h"
+#include "ditgen/models/model_file.h"
+#include "ditgen/pipeline/generator.h"
+#include "ditgen/pipeline/outputs.h"
+#include "ditgen/schedule/compute_schedule.h"
+#include "helpers.h"
+
+using namespace ditgen;
+using ditgen::test::golden;
+using ditgen::test::max_abs_diff;
+
+namespace {
+
+// The golden layout: 1 Poolingformer, 2 modules [1, 1, 1, 1], 1 top block, grids 2..5 on a 6x6 token grid.
+SparseConfig golden_layout() { return {1, 2, 1, 1, 2, 5}; }
+
+double tolerance(const at::Tensor& reference) { return 1e-5 * std::max(1.0, reference.abs().max().item<double>()); }
+
+// [B, C, H, W] image -> [B, H*W, C] tokens.
+at::Tensor as_tokens(const at::Tensor& image) {
+  return image.permute({0, 2, 3, 1}).reshape({image.size(0), image.size(2) * image.size(3), image.size(1)});
+}
+
+int64_t counted_parameters(DiT& model) {
+  int64_t n = 0;
+  for (const auto& p : model->parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("token pooling and upsampling keep torch's adaptive-average and nearest semantics", "[sparsedit][golden]") {
+  auto g = io::load_tensors(golden("sparsedit.safetensors"));
+  const at::Tensor in = g.at("pool_in");  // [2, 5, 7, 3]: a 7x3 grid of 5-wide tokens (uneven bins for S = 3)
+  const at::Tensor pooled = nn::pool_tokens(as_tokens(in), 7, 3, 3);                  // [2, 9, 5]
+  CHECK(max_abs_diff(pooled, as_tokens(g.at("adaptive_pool_3"))) <= 1e-6);
+  const at::Tensor up = nn::upsample_tokens(pooled, 3, 5, 7);                        // [2, 35, 5]
+  CHECK(max_abs_diff(up, as_tokens(g.at("nearest_up"))) <= 1e-6);
+}
+
+TEST_CASE("a sparse model matches the PyTorch reference at every grid, square and not", "[sparsedit][golden]") {
+  LoadedModel sparse = load_model(golden("tiny_sparse.model.safetensors"), at::kCPU, at::kFloat);
+  const SparseConfig& q = sparse.info.config.sparse;
+  CHECK((q.pooling_blocks == 1 && q.modules == 2 && q.semantic == 1 && q.dense == 1 && q.min_grid == 2 &&
+         q.max_grid == 5 && sparse.info.config.top_blocks() == 1));
+  auto g = io::load_tensors(golden("sparsedit.safetensors"));
+  at::NoGradGuard no_grad;
+  for (int S : {2, 3, 4, 5}) {
+    INFO("grid " << S);
+    const at::Tensor expected = g.at("out_sparse_" + std::to_string(S));
+    const at::Tensor out = sparse.model->forward(g.at("x"), g.at("t"), g.at("y"), 0, S);
+    CHECK(max_abs_diff(out, expected) <= tolerance(expected));
+  }
+  const at::Tensor rect = g.at("out_sparse_rect_3");  // a 6x8 token grid pooled to 3x3
+  CHECK(max_abs_diff(sparse.model->forward(g.at("x_rect"), g.at("t"), g.at("y"), 0, 3), rect) <= tolerance(rect));
+  // The default grid is the densest trained one; one larger than the token grid is refused.
+  CHECK(at::equal(sparse.model->forward(g.at("x"), g.at("t"), g.at("y")),
+                  sparse.model->forward(g.at("x"), g.at("t"), g.at("y"), 0, 5)));
+  CHECK_THROWS_WITH(sparse.model->forward(g.at("x"), g.at("t"), g.at("y"), 0, 7),
+                    Catch::Matchers::Contains("does not fit the 6x6 token grid"));
+}
+
+TEST_CASE("conversion maps a dense checkpoint into the sparse layout; recovery starts as the dense tokens",
+          "[sparsedit][golden]") {
+  LoadedModel dense = load_model(golden("tiny_dense10.model.safetensors"), at::kCPU, at::kFloat);
+  DiT sparse = make_sparse(dense.model, golden_layout());
+  sparse->eval();
+  auto g = io::load_tensors(golden("sparsedit.safetensors"));
+  at::NoGradGuard no_grad;
+  for (int S : {2, 3, 4, 5}) {
+    INFO("grid " << S);
+    const at::Tensor expected = g.at("out_converted_" + std::to_string(S));
+    CHECK(max_abs_diff(sparse->forward(g.at("x"), g.at("t"), g.at("y"), 0, S), expected) <= tolerance(expected));
+  }
+  // W1 = 0, W2 = I: whatever the sparse tokens, the recovery block's merged tokens are the dense ones, exactly.
+  auto& recover = *sparse->sparse_modules[0]->as<nn::SparseDenseModule>()->token_recover;
+  const at::Tensor dense_tokens = at::randn({2, 36, 32}), sparse_tokens = at::randn({2, 9, 32});
+  CHECK(at::equal(recover.merge(sparse_tokens, dense_tokens, 3, 6, 6), dense_tokens));
+  // The Poolingformer's value projection is the dense block's value rows; the top block is the last block.
+  const int64_t D = 32;
+  auto* pool = sparse->pooling_blocks[0]->as<nn::PoolingformerBlock>();
+  auto* first = dense.model->blocks[0]->as<nn::DiTBlock>();
+  CHECK(at::equal(pool->attn->v->weight, first->attn->qkv->weight.narrow(0, 2 * D, D)));
+  auto* merge = sparse->sparse_modules[1]->as<nn::SparseDenseModule>()->token_merge.get();
+  auto* fifth = dense.model->blocks[5]->as<nn::DiTBlock>();  // 1 pooling + 4 blocks of module 0 before it
+  CHECK(at::equal(merge->attn->kv->weight, fifth->attn->qkv->weight.narrow(0, D, 2 * D)));
+  CHECK(at::equal(sparse->blocks[0]->as<nn::DiTBlock>()->mlp->fc2->weight,
+                  dense.model->blocks[9]->as<nn::DiTBlock>()->mlp->fc2->weight));
+  // Converting twice, or into a layout deeper than the model, is refused.
+  CHECK(test::error_kind([&] { make_sparse(sparse, golden_layout()); }) == ErrorKind::Usage);
+  SparseConfig too_deep = golden_layout();
+  too_deep.semantic = 3;
+  CHECK_THROWS_WITH(make_sparse(dense.model, too_deep), Catch::Matchers::Contains("must not exceed depth"));
+}
+
+TEST_CASE("a converted checkpoint saves, loads, runs and counts its parameters", "[sparsedit]") {
+  test::TempDir dir;
+  LoadedModel dense = load_model(golden("tiny_dense10.model.safetensors"), at::kCPU, at::kFloat);
+  DiT sparse = make_sparse(dense.model, golden_layout());
+  sparse->eval();
+  CHECK(dit_parameter_count(sparse->config()) == counted_parameters(sparse));
+  ModelInfo info = dense.info;
+  info.config = sparse->config();
+  save_model(dir / "sparse.safetensors", sparse, info);
+  LoadedModel back = load_model(dir / "sparse.safetensors", at::kCPU, at::kFloat);
+  CHECK(back.info.config.sparse.modules == 2);
+  at::Tensor x = at::randn({1, 4, 12, 12}), t = at::tensor({3}), y = at::tensor({2});
+  at::NoGradGuard no_grad;
+  for (int S : {2, 5}) CHECK(at::equal(back.model->forward(x, t, y, 0, S), sparse->forward(x, t, y, 0, S)));
+  // A fresh sparse model starts with recovery blocks that pass the dense tokens through.
+  DiT fresh(sparse->config());
+  fresh->initialize_weights();
+  auto& recover = *fresh->sparse_modules[1]->as<nn::SparseDenseModule>()->token_recover;
+  const at::Tensor dense_tokens = at::randn({1, 36, 32});
+  CHECK(at::equal(recover.merge(at::randn({1, 4, 32}), dense_tokens, 2, 6, 6), dense_tokens));
+}
+
+TEST_CASE("sparse configs validate their layout", "[sparsedit]") {
+  nlohmann::json j = to_json(load_model(golden("tiny_sparse.model.safetensors"), at::kCPU, at::kFloat).info.config);
+  CHECK(j["sparse"]["groups"] == nlohmann::json::array({1, 1, 1, 1}));
+  CHECK(j["sparse"]["top_blocks"] == 1);
+  CHECK(config_from_json(j).sparse.max_grid == 5);
+  auto broken = [&](const char* key, nlohmann::json value) {
+    nlohmann::json k = j;
+    k["sparse"][key] = std::move(value);
+    return test::error_message([&] { config_from_json(k); });
+  };
+  CHECK(test::contains(broken("groups", {2, 1, 1, 1}), "sparse.groups must be [1, semantic blocks, 1, dense blocks]"));
+  CHECK(test::contains(broken("groups", {1, 1, 1}), "sparse.groups"));
+  CHECK(test::contains(broken("top_blocks", 3), "sparse.top_blocks must equal"));
+  CHECK(test::contains(broken("max_grid", 7), "sparse grids must satisfy"));
+  CHECK(test::contains(broken("min_grid", 0), "sparse grids must satisfy"));
+  CHECK(test::contains(broken("modules", 0), "sparse.modules"));
+  nlohmann::json deeper = j;
+  deeper["sparse"]["modules"] = 3;
+  deeper["sparse"].erase("top_blocks");
+  CHECK(test::contains(test::error_message([&] { config_from_json(deeper); }), "must not exceed depth"));
+  nlohmann::json no_groups = j;
+  no_groups["sparse"].erase("groups");
+  CHECK(test::error_kind([&] { config_from_json(no_groups); }) == ErrorKind::Model);
+}
+
+TEST_CASE("the density schedule: the sparsest grid for a quarter of the steps, then linearly denser",
+          "[sparsedit][schedule]") {
+  using schedule::ComputeSchedule;
+  using schedule::Density;
+  auto g = io::load_tensors(golden("sparsedit.safetensors"));
+  for (int k = 0; k < 50; ++k) CHECK(Density{6, 10}.grid(k, 50) == g.at("density_grids")[k].item<int64_t>());
+  for (int k = 0; k < 20; ++k) CHECK(Density{2, 5}.grid(k, 20) == g.at("density_grids_20")[k].item<int64_t>());
+  CHECK(Density{6, 10}.grid(12, 50) == 6);  // steps 0..12 hold the sparsest grid (k0 = 13)
+  CHECK(Density{6, 10}.grid(49, 50) == 10);
+  CHECK(Density{6, 10, 1.0}.grid(49, 50) == 6);
+  CHECK(Density{3, 9}.grid(0, 1) == 9);  // one step: it is the last
+
+  DiTConfig model = load_model(golden("tiny_sparse.model.safetensors"), at::kCPU, at::kFloat).info.config;
+  // Without a density the model follows its own range; a dense model gets no grid.
+  const ComputeSchedule plain;
+  CHECK(plain.plan(0, 20, model, true).sparse_grid == 2);
+  CHECK(plain.plan(19, 20, model, true).sparse_grid == 5);
+  CHECK(plain.plan(0, 20, DiTConfig{}, true).sparse_grid == 0);
+  const ComputeSchedule d = ComputeSchedule::parse("density=3:4,density-hold=50%");
+  CHECK(d.text() == "density=3:4,density-hold=0.5");
+  CHECK(ComputeSchedule::parse(d.text()).text() == d.text());
+  std::vector<int> grids;
+  for (int k = 0; k < 6; ++k) grids.push_back(d.plan(k, 6, model, false).sparse_grid);
+  CHECK(grids == std::vector<int>{3, 3, 3, 3, 4, 4});
+  CHECK(ComputeSchedule::parse("grid=4").text() == "grid=4");
+  CHECK(ComputeSchedule::parse("grid=4").plan(0, 10, model, false).sparse_grid == 4);
+  CHECK(ComputeSchedule::parse("density=6:10").text() == "density=6:10");
+
+  for (const char* bad : {"density=5:3", "density=6", "grid=0", "grid=2.5", "density-hold=0.3", "density=2:4,density-hold=2"}) {
+    INFO(bad);
+    CHECK(test::error_kind([&] { ComputeSchedule::parse(bad); }) == ErrorKind::Usage);
+  }
+  // A density needs a sparse model; grids must fit the token grid.
+  CHECK(test::contains(test::error_message([&] { ComputeSchedule::parse("grid=3").validate(DiTConfig{}, 32, 32); }),
+                       "no sparse layout"));
+  CHECK(test::contains(test::error_message([&] { ComputeSchedule::parse("density=2:7").validate(model, 12, 12); }),
+                       "sparse grid 7 does not fit"));
+  ComputeSchedule::parse("density=2:6").validate(model, 12, 12);
+
+  // A YAML preset.
+  test::TempDir dir;
+  std::ofstream(dir / "s.yaml") << "description: sparse\ndensity: {min: 2, max: 4, hold: 0.5}\n";
+  CHECK(ComputeSchedule::load_yaml(dir / "s.yaml").text() == "density=2:4,density-hold=0.5");
+  std::ofstream(dir / "bad.yaml") << "density: {min: 2, most: 4}\n";
+  CHECK(test::error_kind([&] { ComputeSchedule::load_yaml(dir / "bad.yaml"); }) == ErrorKind::Input);
+}
+
+TEST_CASE("sparse FLOPs: per grid, averaged over the density schedule, the paper's DiT-XL/2 layouts",
+          "[sparsedit][schedule]") {
+  const DiTConfig dense512 = official_config("DiT-XL/2-512"), sparse512 = official_config("SparseDiT-XL/2-512");
+  CHECK(dit_gflops(dense512, 64, 64) == Approx(524.54).margin(0.01));
+  // Our reference counts the recovery's W1 on all N tokens; ditgen applies it to the S x S tokens before
+  // the (row-repeating) upsampling: 4 modules x (N - S^2) x D^2 fewer.
+  auto w1_saving = [](int S) { return 4.0 * (1024 - S * S) * 1152.0 * 1152.0 / 1e9; };
+  CHECK(dit_gflops(sparse512, 64, 64, 0, false, 6) == Approx(220.36 - w1_saving(6)).margin(0.01));
+  CHECK(dit_gflops(sparse512, 64, 64, 0, false, 8) == Approx(228.10 - w1_saving(8)).margin(0.01));
+  CHECK(dit_gflops(sparse512, 64, 64, 0, false, 10) == Approx(238.12 - w1_saving(10)).margin(0.01));
+  // The schedule's average over 250 steps, one branch.
+  const auto steps = schedule::step_gflops(sparse512, 64, 64, schedule::ComputeSchedule(), 250, false);
+  double mean = 0;
+  for (double s : steps) mean += s / 250;
+  CHECK(steps.front() == Approx(dit_gflops(sparse512, 64, 64, 0, false, 6)));
+  CHECK(steps.back() == Approx(dit_gflops(sparse512, 64, 64, 0, false, 10)));
+  CHECK(mean > steps.front());
+  CHECK(mean < steps.back());
+  CHECK(dit_parameter_count(sparse512) == dit_parameter_count(dense512) - 2 * (2 * 1152 * 1152 + 2 * 1152) +
+                                              4 * 2 * (1152 * 1152 + 1152));
+  CHECK(official_config("SparseDiT-XL/2").top_blocks() == 3);
+}
+
+TEST_CASE("sparse generation follows the density schedule and costs what it plans", "[sparsedit][generator]") {
+  LoadedModel sparse = load_model(golden("tiny_sparse.model.safetensors"), at::kCPU, at::kFloat);
+  Generator gen(sparse, at::kCPU, at::kFloat);
+  GenerationRequest r;
+  r.labels = {1, 2};
+  r.seeds = {5, 6};
+  r.sampler = {"ddim", 6, 0.0};
+  r.guidance.scale = 3.0;
+  const at::Tensor by_default = gen.generate(r).frames;
+  CHECK(at::isfinite(by_default).all().item<bool>());
+  const auto steps = gen.step_gflops(r);
+  REQUIRE(steps.size() == 6);
+  CHECK(steps.front() < steps.back());  // grid 2 first, grid 5 last
+  r.schedule = schedule::ComputeSchedule::parse("density=2:5");  // the model's own range, spelled out
+  CHECK(at::equal(gen.generate(r).frames, by_default));
+  r.schedule = schedule::ComputeSchedule::parse("grid=5");
+  const at::Tensor densest = gen.generate(r).frames;
+  CHECK(max_abs_diff(densest, by_default) > 1e-4);
+  CHECK(gen.gflops_per_image(r) > 0);
+  r.schedule = schedule::ComputeSchedule::parse("grid=7");  // the token grid is 6x6
+  CHECK(test::contains(test::error_message([&] { gen.validate(r); }), "sparse grid 7 does not fit"));
+}
+
+TEST_CASE("the CLI runs sparse models: init from a spec, density flags, info, metadata and errors",
+          "[sparsedit][cli]") {
+  test::TempDir dir;
+  // A pixel model (the golden ones make latents): fmnist-tiny's shape with 1 Poolingformer and 1 module.
+  std::ofstream(dir / "spec.yaml") << "name: tiny-sparse\nconfig:\n  depth: 4\n  hidden_size: 32\n  num_heads: 2\n"
+                                      "  patch_size: 2\n  in_channels: 1\n  input_size: [16, 16]\n  num_classes: 10\n"
+                                      "  image_space: pixel\n  sparse: {pooling_blocks: 1, modules: 1, groups: [1, 1, 1, 0], "
+                                      "min_grid: 2, max_grid: 5}\n";
+  const std::string model = (dir / "sparse.safetensors").string();
+  REQUIRE(test::run_cli({"init", "spec.yaml", "-o", model, "--weights", "normal"}, dir.path()).exit_code == 0);
+  auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin() + 1, {"-m", model});
+    return test::run_cli(args, dir.path());
+  };
+  auto r = cli({"generate", "3", "--schedule", "density=2:4", "--steps", "4", "-s", "3", "-o", "a.png",
+                "--device", "cpu", "-v"});
+  REQUIRE(r.exit_code == 0);
+  nlohmann::json rec = read_generation_record(dir / "a.png");
+  CHECK(rec["schedule"] == "density=2:4");
+  REQUIRE(rec["gflops_per_step"].size() == 4);
+  CHECK(rec["gflops_per_step"][0].get<double>() < rec["gflops_per_step"][3].get<double>());
+  REQUIRE(cli({"generate", "--from", "a.png", "--device", "cpu"}).exit_code == 0);
+  CHECK(io::read_png(dir / "a-replay.png").pixels == io::read_png(dir / "a.png").pixels);
+
+  r = test::run_cli({"info", model, "--steps", "8"}, dir.path());
+  REQUIRE(r.exit_code == 0);
+  CHECK(test::contains(r.out, "sparse:      1 Poolingformer, 1 modules [1, 1, 1, 0], 0 top blocks; trained for grids 2..5"));
+  CHECK(test::contains(r.out, "grids:       steps 1-3: 2, steps 4-5: 3, steps 6-7: 4, steps 8-8: 5"));
+  r = test::run_cli({"info", model, "--steps", "8", "--schedule", "grid=3", "--json"}, dir.path());
+  REQUIRE(r.exit_code == 0);
+  auto j = nlohmann::json::parse(r.out);
+  CHECK(j["generation"]["sparse_grid_per_step"] == nlohmann::json(std::vector<int>(8, 3)));
+  CHECK(j["generation"]["fraction_of_dense"].get<double>() < 1.0);
+  CHECK(j["gflops_per_forward_by_grid"].size() == 4);
+
+  // Errors: a grid too large, a density on a dense model, a bad layout; usage exit code, nothing written.
+  r = cli({"generate", "3", "--schedule", "grid=9", "-o", "x.png", "--device", "cpu"});
+  CHECK(r.exit_code == 2);
+  CHECK(test::contains(r.err, "sparse grid 9 does not fit"));
+  r = test::run_cli({"generate", "-m", test::make_tiny_model(dir), "3", "--schedule", "density=2:4", "-o", "x.png",
+                     "--device", "cpu"},
+                    dir.path());
+  CHECK(r.exit_code == 2);
+  CHECK(test::contains(r.err, "no sparse layout"));
+  CHECK_FALSE(std::filesystem::exists(dir / "x.png"));
+  std::ofstream(dir / "deep.yaml") << "config:\n  depth: 2\n  hidden_size: 32\n  num_heads: 2\n  patch_size: 2\n"
+                                      "  in_channels: 1\n  input_size: [16, 16]\n  num_classes: 10\n  sparse: "
+                                      "{pooling_blocks: 1, modules: 1, groups: [1, 1, 1, 0], min_grid: 2, max_grid: 5}\n";
+  r = test::run_cli({"init", "deep.yaml", "-o", "deep.safetensors"}, dir.path());
+  CHECK(r.exit_code != 0);
+  CHECK(test::contains(r.err, "must not exceed depth"));
+  CHECK_FALSE(std::filesystem::exists(dir / "deep.safetensors"));
+}
+
+TEST_CASE("on the GPU, sparse forwards and captured density-scheduled generation match the reference",
+          "[sparsedit][cuda]") {
+  if (!at::hasCUDA()) {
+    WARN("no CUDA device: this test runs on the GPU machine");
+    return;
+  }
+  LoadedModel sparse = load_model(golden("tiny_sparse.model.safetensors"), at::kCPU, at::kFloat);
+  auto g = io::load_tensors(golden("sparsedit.safetensors"));
+  at::NoGradGuard no_grad;
+  const at::Tensor reference = sparse.model->forward_reference(g.at("x"), g.at("t"), g.at("y"), 0, 3);
+  sparse.model->to(at::kCUDA);
+  const at::Tensor fused = sparse.model->forward(g.at("x").cuda(), g.at("t").cuda(), g.at("y").cuda(), 0, 3).cpu();
+  CHECK(max_abs_diff(fused, reference) <= 1e-4 * std::max(1.0, reference.abs().max().item<double>()));
+  sparse.model->to(at::kCPU);
+  Generator generator(sparse, at::kCUDA, at::kFloat);
+  GenerationRequest r;
+  r.labels = {1, 2, 3};
+  r.seeds = {4, 5, 6};
+  r.sampler = {"ddim", 8, 0.0};
+  r.guidance = {2.0, 0};
+  generator.set_cuda_graphs(false);
+  const at::Tensor eager = generator.generate(r).frames;
+  generator.set_cuda_graphs(true);
+  const at::Tensor captured = generator.generate(r).frames;  // one graph per grid
+  CHECK(max_abs_diff(captured, eager) <= 1e-5 * std::max(1.0, eager.abs().max().item<double>()));
+}
