@@ -25,7 +25,7 @@ for stage in "$@"; do
       # Side by side: the small model leaves the GPU mostly idle.
       for run in $runs; do
         rm -rf runs/$run
-        (/usr/bin/time -f "$run wall %e s" $bin train configs/train/$run.yaml --device cuda 2>&1 | tail -2) &
+        (/usr/bin/time -f "$run wall %e s" $bin train configs/train/$run.yaml --device cuda 2>&1 | tail -4) &
       done
       wait
       for run in $runs; do

@@ -86,10 +86,6 @@ CudaGraph& Generator::step_graph(const GenerationRequest& r, const sampling::Sam
                                    plan.sparse_grid);
   std::unique_ptr<CudaGraph>& graph = graphs_[key];
   if (graph) return *graph;
-  if (graphs_.size() > 8) {  // bound the memory held by captures of shapes no longer in use
-    graphs_.clear();
-    return step_graph(r, sampler, x, y, scalars, plan);
-  }
   CudaGraph::Fn step = [&](const std::vector<at::Tensor>& in) -> std::vector<at::Tensor> {
     // in: x [b, C, H, W] float, t [b], y [b], step scalars [n], noise [b, C, H, W] when the sampler needs it
     at::Tensor out =
@@ -143,6 +139,9 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
       at::Tensor t_table = at::tensor(timesteps).to(device_);                                  // [K]
       at::Tensor s_table = at::tensor(scalars).view({sampler->steps(), -1}).to(device_);      // [K, n]
       std::map<schedule::StepPlan, CudaGraph*> graphs;  // captured once per shape and plan
+      // Bound the memory held by captures of shapes no longer in use; never mid-batch, where the graphs
+      // below are held.
+      if (graphs_.size() > 8) graphs_.clear();
       for (const schedule::StepPlan& plan : plans)
         if (!graphs.count(plan)) graphs[plan] = &step_graph(r, *sampler, x, y, s_table[0], plan);
       step = [&, t_table, s_table, graphs](const at::Tensor& xk, int k, const at::Tensor& noise) {
