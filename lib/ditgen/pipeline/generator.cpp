@@ -1,6 +1,7 @@
 #include "ditgen/pipeline/generator.h"
 
 #include <chrono>
+#include <set>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
@@ -139,9 +140,10 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
       at::Tensor t_table = at::tensor(timesteps).to(device_);                                  // [K]
       at::Tensor s_table = at::tensor(scalars).view({sampler->steps(), -1}).to(device_);      // [K, n]
       std::map<schedule::StepPlan, CudaGraph*> graphs;  // captured once per shape and plan
-      // Bound the memory held by captures of shapes no longer in use; never mid-batch, where the graphs
-      // below are held.
-      if (graphs_.size() > 8) graphs_.clear();
+      // Bound the memory held by captures of shapes no longer in use, beyond what this batch needs (a
+      // schedule may have many plans); never mid-batch, where the graphs below are held.
+      const size_t needed = std::set<schedule::StepPlan>(plans.begin(), plans.end()).size();
+      if (graphs_.size() > 8 + needed) graphs_.clear();
       for (const schedule::StepPlan& plan : plans)
         if (!graphs.count(plan)) graphs[plan] = &step_graph(r, *sampler, x, y, s_table[0], plan);
       step = [&, t_table, s_table, graphs](const at::Tensor& xk, int k, const at::Tensor& noise) {
