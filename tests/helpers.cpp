@@ -117,4 +117,10 @@ std::string make_tiny_model(const TempDir& dir, const std::string& name, int see
   return path;
 }
 
+int64_t parameter_count(const torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
+
 }  // namespace ditgen::test

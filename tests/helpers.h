@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <torch/nn/module.h>
 
 #include "ditgen/core/error.h"
 
@@ -75,6 +76,9 @@ std::string error_message(F&& f) {
   }
   return "";
 }
+
+// Elements in all of a module's parameters.
+int64_t parameter_count(const torch::nn::Module& module);
 
 // max |a - b| over all elements (as double).
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b);

@@ -30,12 +30,6 @@ FlexConfig flex_of(std::vector<int> sizes, const std::string& mode = "shared") {
   return f;
 }
 
-int64_t counted_parameters(DiT& model) {
-  int64_t n = 0;
-  for (const auto& p : model->parameters()) n += p.numel();
-  return n;
-}
-
 }  // namespace
 
 TEST_CASE("PI-resize matrices match torch's bilinear interpolation and their pseudo-inverses", "[flexidit][golden]") {
@@ -129,7 +123,7 @@ TEST_CASE("flexible models save, load, count their parameters and FLOPs", "[flex
     INFO(mode);
     DiT flexible = make_flexible(dense.model, flex_of({1, 2, 4, 8}, mode));
     flexible->eval();
-    CHECK(dit_parameter_count(flexible->config()) == counted_parameters(flexible));
+    CHECK(dit_parameter_count(flexible->config()) == test::parameter_count(*flexible));
     ModelInfo info = dense.info;
     info.config = flexible->config();
     save_model(dir / (mode + ".safetensors"), flexible, info);

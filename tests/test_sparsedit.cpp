@@ -31,12 +31,6 @@ at::Tensor as_tokens(const at::Tensor& image) {
   return image.permute({0, 2, 3, 1}).reshape({image.size(0), image.size(2) * image.size(3), image.size(1)});
 }
 
-int64_t counted_parameters(DiT& model) {
-  int64_t n = 0;
-  for (const auto& p : model->parameters()) n += p.numel();
-  return n;
-}
-
 }  // namespace
 
 TEST_CASE("token pooling and upsampling keep torch's adaptive-average and nearest semantics", "[sparsedit][golden]") {
@@ -113,7 +107,7 @@ TEST_CASE("a converted checkpoint saves, loads, runs and counts its parameters",
   LoadedModel dense = load_model(golden("tiny_dense10.model.safetensors"), at::kCPU, at::kFloat);
   DiT sparse = make_sparse(dense.model, golden_layout());
   sparse->eval();
-  CHECK(dit_parameter_count(sparse->config()) == counted_parameters(sparse));
+  CHECK(dit_parameter_count(sparse->config()) == test::parameter_count(*sparse));
   ModelInfo info = dense.info;
   info.config = sparse->config();
   save_model(dir / "sparse.safetensors", sparse, info);
@@ -246,6 +240,40 @@ TEST_CASE("sparse generation follows the density schedule and costs what it plan
   CHECK(gen.gflops_per_image(r) > 0);
   r.schedule = schedule::ComputeSchedule::parse("grid=7");  // the token grid is 6x6
   CHECK(test::contains(test::error_message([&] { gen.validate(r); }), "sparse grid 7 does not fit"));
+}
+
+TEST_CASE("a flexible (shared tokenizer) model carries a sparse layout: patch and density schedules compose",
+          "[sparsedit][flexidit]") {
+  LoadedModel dense = load_model(golden("tiny_dense10.model.safetensors"), at::kCPU, at::kFloat);
+  FlexConfig flex;
+  flex.patch_sizes = {2, 4};
+  DiT flexible = make_flexible(dense.model, flex);
+  SparseConfig layout = golden_layout();
+  layout.max_grid = 3;  // patch 4 leaves a 3x3 token grid
+  DiT both = make_sparse(flexible, layout);
+  DiT sparse_only = make_sparse(dense.model, layout);
+  both->eval();
+  sparse_only->eval();
+  at::Tensor x = at::randn({2, 4, 12, 12}), t = at::tensor({5, 600}), y = at::tensor({1, 10});
+  at::NoGradGuard no_grad;
+  // At its own patch the flexible tokenizer is the original one.
+  const at::Tensor reference = sparse_only->forward(x, t, y, 2, 3);
+  CHECK(max_abs_diff(both->forward(x, t, y, 2, 3), reference) <= 1e-6 * std::max(1.0, reference.abs().max().item<double>()));
+  CHECK(at::isfinite(both->forward(x, t, y, 4, 2)).all().item<bool>());
+  LoadedModel loaded{both, dense.info};
+  loaded.info.config = both->config();
+  Generator gen(loaded, at::kCPU, at::kFloat);
+  GenerationRequest r;
+  r.labels = {3};
+  r.seeds = {1};
+  r.sampler = {"ddim", 6, 0.0};
+  r.guidance.scale = 2.0;
+  r.schedule = schedule::ComputeSchedule::parse("weak=4:0.5,density=2:3");
+  CHECK(at::isfinite(gen.generate(r).frames).all().item<bool>());
+  const auto steps = gen.step_gflops(r);
+  CHECK(steps.front() < steps.back());
+  r.schedule = schedule::ComputeSchedule::parse("weak=4:0.5,density=2:4");  // grid 4 does not fit at patch 4
+  CHECK(test::contains(test::error_message([&] { gen.validate(r); }), "sparse grid 4 does not fit"));
 }
 
 TEST_CASE("the CLI runs sparse models: init from a spec, density flags, info, metadata and errors",

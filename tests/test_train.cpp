@@ -78,6 +78,13 @@ std::vector<double> logged_losses(const std::filesystem::path& log) {
   return out;
 }
 
+// A dense eps model trained 40 steps on the bars: the starting point of the fine-tuning tests.
+std::filesystem::path trained_base(const TempDir& dir, const BarsDataset& data) {
+  train::TrainConfig base = tiny_config(dir, "eps", "base");
+  base.steps = 40;
+  return train::train_model(base, data, false).model_path;
+}
+
 }  // namespace
 
 TEST_CASE("200 CPU steps lower the loss, for both objectives", "[train]") {
@@ -156,9 +163,7 @@ TEST_CASE("FlexiDiT fine-tuning: shared weights at random patch sizes, or LoRA d
           "[train][flexidit]") {
   TempDir dir;
   BarsDataset data;
-  train::TrainConfig base = tiny_config(dir, "eps", "base");
-  base.steps = 40;
-  const auto dense_path = train::train_model(base, data, false).model_path;
+  const auto dense_path = trained_base(dir, data);
   LoadedModel dense = load_model(dense_path, at::kCPU, at::kFloat);
   at::Tensor x = at::randn({2, 1, 16, 16}), t = at::tensor({20, 800}), y = at::tensor({1, 3});
 
@@ -224,9 +229,7 @@ TEST_CASE("SparseDiT fine-tuning converts a dense model and trains every grid, o
           "[train][sparsedit]") {
   TempDir dir;
   BarsDataset data;
-  train::TrainConfig base = tiny_config(dir, "eps", "base");
-  base.steps = 40;
-  const auto dense_path = train::train_model(base, data, false).model_path;
+  const auto dense_path = trained_base(dir, data);
   LoadedModel dense = load_model(dense_path, at::kCPU, at::kFloat);
   at::Tensor x = at::randn({2, 1, 16, 16}), t = at::tensor({20, 800}), y = at::tensor({1, 3});
   const SparseConfig layout{0, 1, 0, 0, 1, 3};  // the two blocks become token merge and recovery; 4x4 tokens

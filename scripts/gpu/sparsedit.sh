@@ -2,8 +2,10 @@
 # SparseDiT's figures on the GPU machine (docs/SPARSEDIT.md), in stages that each fit a device call:
 #   build   configure and build build-gpu, unpack Fashion-MNIST (scripts/gpu/flexidit.sh build)
 #   test    the SparseDiT tests (their GPU halves included)
-#   train   fine-tune the shipped model into sparse layouts a and c, on the data objective and distilled
-#           from the dense model, side by side (RUNS: config names under configs/train, without .yaml)
+#   train   fine-tune the shipped model into sparse layouts a and c on the data objective, side by side
+#           (RUNS: config names under configs/train, without .yaml)
+#   continue  more steps for layout c, distilled from the dense model (configs/train/fmnist-sparsedit-c-continue.yaml
+#           reads models/fmnist-sparsedit-c.safetensors: copy the train stage's c model there first)
 #   eval    FID-FMNIST and class accuracy of the dense model and of schedules (PAIRS="model|schedule ...")
 #   bench   whole-generation wall clock of the fmnist models (SPARSE: the sparse model file); forward times
 #           and generation of DiT-XL/2 against SparseDiT-XL/2 at 512 px (random weights)
@@ -15,7 +17,7 @@ mkdir -p "$OUT"
 export DITGEN_FMNIST_DIR=/tmp/fmnist
 bin=build-gpu/bin/ditgen
 sparse=${SPARSE:-models/fmnist-sparsedit.safetensors}
-runs=${RUNS:-"fmnist-sparsedit-a-data fmnist-sparsedit-a-distill fmnist-sparsedit-c-data fmnist-sparsedit-c-distill"}
+runs=${RUNS:-"fmnist-sparsedit-a-data fmnist-sparsedit-c-data"}
 for stage in "$@"; do
   echo "== $stage $(date +%T)" >&2
   case "$stage" in
@@ -33,10 +35,18 @@ for stage in "$@"; do
         cp runs/$run/model.safetensors "$OUT/$run.safetensors"
       done
       ;;
+    continue)
+      rm -rf runs/fmnist-sparsedit-c-continue
+      /usr/bin/time -f "continue wall %e s" $bin train configs/train/fmnist-sparsedit-c-continue.yaml --device cuda \
+        2>&1 | tail -2
+      cp runs/fmnist-sparsedit-c-continue/log.jsonl "$OUT/fmnist-sparsedit-c-continue-log.jsonl"
+      cp runs/fmnist-sparsedit-c-continue/model.safetensors "$OUT/fmnist-sparsedit-c-continue.safetensors"
+      ;;
     eval)
       for pair in ${PAIRS:-"models/fmnist-dit.safetensors|dense" "$sparse|dense"}; do
         IFS='|' read -r m s c <<< "$pair"
-        $bin eval -m "$m" --schedule "$s" --cfg-scale "${c:-1.5}" -n 10000 --seed "${SEED:-0}" --device cuda 2>/dev/null \
+        $bin eval -m "$m" --schedule "$s" --cfg-scale "${c:-1.5}" -n 10000 --seed "${SEED:-0}" --batch-size 64 \
+          --device cuda 2>"$OUT/eval-error.txt" \
           | python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps(j))" >> "$OUT/eval.jsonl"
         tail -1 "$OUT/eval.jsonl" | cut -c1-300 >&2
       done
