@@ -4,9 +4,15 @@
 # Inputs start from the seeds and saved findings in tests/fuzz/corpus/TARGET (replayed first: the
 # regression corpus); new corpus entries go to build-fuzz/corpus/TARGET. A crash stops with its input
 # saved as build-fuzz/crash-TARGET-*; add such inputs to tests/fuzz/corpus/TARGET once fixed.
+# Exits 77 (CTest's "skipped") where clang with libFuzzer is missing, as on the GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
+if ! command -v clang++ > /dev/null || ! echo 'extern "C" int LLVMFuzzerTestOneInput(const char*, long) { return 0; }' |
+     clang++ -x c++ -fsanitize=fuzzer,address,undefined -o /dev/null - 2> /dev/null; then
+  echo "fuzz.sh: clang with libFuzzer and the sanitizer runtimes is not installed (Debian: clang libclang-rt-14-dev)"
+  exit 77
+fi
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 mkdir -p "$build"
 if [ -z "${FUZZ_NO_BUILD:-}" ]; then
