@@ -2,8 +2,13 @@
 // the reference forward, captured sampler steps against eager ones. CPU runs the reference checks; the
 // kernel and CUDA-graph checks run where a GPU is (docs/PERFORMANCE.md gives the command).
 #include <c10/core/GradMode.h>
+#ifdef DITGEN_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 #include "catch.h"
+#include "ditgen/core/device.h"
 #include "ditgen/cuda/adaln.h"
 #include "ditgen/models/model_file.h"
 #include "ditgen/pipeline/generator.h"
@@ -154,4 +159,49 @@ TEST_CASE("captured (CUDA graph) sampler steps reproduce eager generation", "[en
     r.batch_size = 2;  // batches of 2 and 1: two more captures
     CHECK(relative_to_max(generator.generate(r).frames, eager) < 1e-5);
   }
+}
+
+TEST_CASE("out of GPU memory: the error names a batch that fits; auto-batch halves and goes on", "[engine][cuda]") {
+#ifdef DITGEN_HAVE_CUDA
+  if (!at::hasCUDA()) {
+    WARN("no CUDA device: this test runs on the GPU machine");
+    return;
+  }
+  DiTConfig config = official_config("DiT-S/2");
+  DiT model(config);
+  model->normal_weights(0.02, 1);
+  LoadedModel loaded{model, {}};
+  loaded.info.config = config;
+  Generator gen(loaded, at::kCUDA, at::kFloat);
+  gen.set_cuda_graphs(false);  // eager: memory grows with the batch alone
+  GenerationRequest r;
+  for (int i = 0; i < 64; ++i) {
+    r.labels.push_back(i % 10);
+    r.seeds.push_back(100 + i);
+  }
+  r.sampler = {"ddim", 3, 0.0};
+  r.guidance = {4.0, 0};
+  r.batch_size = 8;
+  const at::Device cuda(at::kCUDA, 0);
+  const auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+  const double weights = c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[aggregate].current;
+  reset_peak_memory(cuda);
+  const at::Tensor reference = gen.generate(r).frames;  // batches of 8
+  const double per_8 = *peak_memory_gib(cuda) * (1 << 30) - weights;
+  // The process may hold the weights and a little over three batches of 8: 64 does not fit, 16 does.
+  const double total = static_cast<double>(at::cuda::getDeviceProperties(0)->totalGlobalMem);
+  release_cached_memory(cuda);
+  c10::cuda::CUDACachingAllocator::setMemoryFraction((weights + 3.2 * per_8 + (64 << 20)) / total, 0);
+  r.batch_size = 64;
+  const std::string message = test::error_message([&] { gen.generate(r); });
+  CHECK(test::contains(message, "out of GPU memory generating a batch of 64 images at 32x32"));
+  CHECK((test::contains(message, "use --batch-size 16,") || test::contains(message, "use --batch-size 8,")));
+  CHECK(test::error_kind([&] { gen.generate(r); }) == ErrorKind::Runtime);
+  r.auto_batch = true;
+  const at::Tensor halved = gen.generate(r).frames;  // 64 -> 32 -> 16 (or 8), every image its seed's
+  c10::cuda::CUDACachingAllocator::setMemoryFraction(1.0, 0);
+  CHECK(max_abs_diff(halved, reference) <= 1e-4 * std::max(1.0, reference.abs().max().item<double>()));
+#else
+  WARN("built without CUDA");
+#endif
 }

@@ -22,6 +22,7 @@ struct EvalCliOptions {
   int steps = 50;
   std::optional<double> cfg_scale;
   int batch_size = 250;
+  bool auto_batch = false;
   uint64_t seed = 0;
 };
 
@@ -35,6 +36,7 @@ int run_eval(const EvalCliOptions& o) {
   options.cfg_scale = o.cfg_scale;
   options.schedule = resolve_schedule(o.schedule);
   options.batch_size = o.batch_size;
+  options.auto_batch = o.auto_batch;
   options.seed = o.seed;
   options.data_dir = o.data_dir.empty() ? train::default_fashion_mnist_dir() : std::filesystem::path(o.data_dir);
   if (o.classifier.empty()) {
@@ -93,6 +95,7 @@ Command add_eval_command(CLI::App& root) {
   app->add_option("--schedule", o->schedule, "Compute schedule (flexible models): preset, YAML file or shorthand")
       ->capture_default_str();
   app->add_option("--batch-size", o->batch_size, "Images per forward pass")->capture_default_str();
+  app->add_flag("--auto-batch", o->auto_batch, "Out of GPU memory: halve the batch and go on");
   app->add_option("-s,--seed", o->seed, "Seed of the first image")->capture_default_str();
   app->add_option("--classifier", o->classifier, "Classifier file (default: the shipped one)");
   app->add_option("--data", o->data_dir, "Fashion-MNIST folder (default: the Debian package's)");

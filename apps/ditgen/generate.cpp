@@ -41,6 +41,7 @@ struct GenerateOptions {
   double eta = 0.0;
   int num_images = 1;
   int batch_size = 16;
+  bool auto_batch = false;
   int width = 0, height = 0;
   std::string device = "auto";
   std::string dtype = "auto";
@@ -204,6 +205,7 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   settings.height = o.height;
   settings.num_images = o.num_images;
   settings.batch_size = o.batch_size;
+  settings.auto_batch = o.auto_batch;
   settings.resume = o.resume;
   settings.strict = o.prompt_file.empty();  // bad arguments stop the run; bad prompt-file lines do not
   settings.keep_frames = !o.save_latents.empty() || !o.grid.empty();
@@ -360,6 +362,9 @@ Command add_generate_command(CLI::App& root) {
   app->add_option("--batch-size", o->batch_size, "Images per forward pass (compatible prompts share it)")
       ->capture_default_str()
       ->group(sampling);
+  app->add_flag("--auto-batch", o->auto_batch,
+                "Out of GPU memory: halve the batch and go on (every image stays its seed's) instead of stopping "
+                "with a message naming a batch size that fits");
   app->add_option("-o,--output", o->output, "Output name template; fields {index} {index:N} {seed} {prompt} {class}")
       ->capture_default_str()
       ->group(output);

@@ -84,6 +84,14 @@ std::string device_name(c10::Device device) {
   return device.str();
 }
 
+void release_cached_memory(c10::Device device) {
+#ifdef DITGEN_HAVE_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#else
+  (void)device;
+#endif
+}
+
 void reset_peak_memory(c10::Device device) {
 #ifdef DITGEN_HAVE_CUDA
   if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(cuda_index(device));

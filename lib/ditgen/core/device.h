@@ -17,6 +17,8 @@ namespace ditgen {
 void synchronize(c10::Device device);
 // The device's name ("NVIDIA H100 80GB HBM3", "cpu").
 std::string device_name(c10::Device device);
+// Returns the caching allocator's unused device memory to the driver (after running out of memory).
+void release_cached_memory(c10::Device device);
 // Peak memory the caching allocator handed out since the last reset, in GiB; nullopt off CUDA.
 void reset_peak_memory(c10::Device device);
 std::optional<double> peak_memory_gib(c10::Device device);

@@ -76,6 +76,7 @@ EvalReport evaluate(Generator& generator, const EvalOptions& o,
   request.sampler = {o.sampler.empty() ? defaults.sampler : o.sampler, o.steps, 0.0};
   request.guidance = {o.cfg_scale.value_or(defaults.cfg_scale), defaults.cfg_channels};
   request.schedule = o.schedule;
+  request.auto_batch = o.auto_batch;
   request.labels = {0};
   request.seeds = {o.seed};
   generator.validate(request);  // usage errors before anything slow

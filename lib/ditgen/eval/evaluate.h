@@ -21,6 +21,7 @@ struct EvalOptions {
   std::optional<double> cfg_scale;  // nullopt = the model's default
   schedule::ComputeSchedule schedule;  // compute schedule (flexible models); dense by default
   int batch_size = 250;
+  bool auto_batch = false;               // out of GPU memory: halve the batch and go on
   uint64_t seed = 0;                     // image i uses seed + i; also picks the real-vs-real train subset
   std::filesystem::path data_dir;        // Fashion-MNIST; empty = the default folder
   std::filesystem::path classifier;      // a file written by train_classifier

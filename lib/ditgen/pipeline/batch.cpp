@@ -181,6 +181,7 @@ void BatchRun::run_group(const std::vector<size_t>& members, const std::function
   }
   if (!noise.empty()) r.init_noise = at::cat(noise);
   r.batch_size = static_cast<int>(members.size());
+  r.auto_batch = settings_.auto_batch;
   r.keep_trajectory = settings_.keep_trajectory;
   auto finish = [&](ItemStatus status, const std::string& error) {
     for (size_t i : members) {

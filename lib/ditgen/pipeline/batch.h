@@ -31,6 +31,7 @@ struct BatchSettings {
   int width = 0, height = 0;            // 0: the model's
   int num_images = 1;                   // per entry without "n"
   int batch_size = 16;                  // images per generate call
+  bool auto_batch = false;              // out of GPU memory: halve the batch and go on
   std::string output_template;          // empty: no image files (latent models)
   bool resume = false;                  // skip outputs that exist with a matching record
   bool strict = false;                  // an unusable prompt is an Error(Usage) rather than a failed item

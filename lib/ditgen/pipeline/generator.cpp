@@ -1,12 +1,16 @@
 #include "ditgen/pipeline/generator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <c10/core/GradMode.h>
+#include <c10/util/Exception.h>
 
+#include "ditgen/core/device.h"
+#include "ditgen/core/log.h"
 #include "ditgen/sampling/denoise.h"
 
 namespace ditgen {
@@ -106,7 +110,8 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
   const DiTConfig& c = model_.info.config;
   auto [h, w] = size_of(r);
   const int n = static_cast<int>(r.labels.size());
-  const int batch = r.batch_size > 0 ? std::min(r.batch_size, n) : n;
+  int batch = r.batch_size > 0 ? std::min(r.batch_size, n) : n;
+  if (r.auto_batch && auto_batch_limit_ > 0) batch = std::min(batch, auto_batch_limit_);
   auto sampler = sampling::make_sampler(r.sampler, c);
   const auto start = std::chrono::steady_clock::now();
   auto float_opts = at::TensorOptions().dtype(at::kFloat).device(device_);
@@ -114,10 +119,8 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
   std::vector<schedule::StepPlan> plans;  // each step's patch sizes and sparse grid
   for (int k = 0; k < sampler->steps(); ++k) plans.push_back(r.schedule.plan(k, sampler->steps(), c, guidance.scale != 1.0));
 
-  GenerationResult result;
-  std::vector<at::Tensor> samples, trajectories;
-  for (int begin = 0; begin < n; begin += batch) {
-    const int count = std::min(batch, n - begin);
+  // One batch of images [begin, begin + count): the final samples, undefined when cancelled.
+  auto run_batch = [&](int begin, int count, std::vector<at::Tensor>& states) -> at::Tensor {
     std::vector<at::Generator> gens;
     for (int i = begin; i < begin + count; ++i) gens.push_back(at::detail::createCPUGenerator(r.seeds[i]));
     at::Tensor noise = sampling::draw_noise(gens, c.in_channels, h, w);  // [b, C, H, W]
@@ -152,7 +155,6 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
         return graphs.at(plans[k])->replay(in)[0].clone();  // [b, C, H, W], outliving the next replay
       };
     }
-    std::vector<at::Tensor> states;
     sampling::DenoiseHooks hooks;
     hooks.cancelled = cancelled;
     if (r.keep_trajectory) hooks.on_state = [&](const at::Tensor& s) { states.push_back(s.to(at::kCPU)); };
@@ -166,17 +168,73 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
       p.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       on_progress(p);
     };
-    at::Tensor out = sampling::denoise(step, *sampler, x, gens, hooks);
+    return sampling::denoise(step, *sampler, x, gens, hooks);  // [b, C, H, W]
+  };
+
+  GenerationResult result;
+  std::vector<at::Tensor> samples, trajectories;
+  for (int begin = 0; begin < n;) {
+    const int count = std::min(batch, n - begin);
+    std::vector<at::Tensor> states;
+    at::Tensor out;
+    try {
+      out = run_batch(begin, count, states);
+    } catch (const c10::OutOfMemoryError&) {
+      release_memory();
+      const std::string where = c10::str("a batch of ", count, " images at ", h, "x", w, " on ", device_name(device_));
+      if (!r.auto_batch || count == 1) {
+        const int fits = count > 1 ? fitting_batch(r, count) : 0;
+        throw Error(ErrorKind::Runtime,
+                    fits > 0 ? c10::str("out of GPU memory generating ", where, "; a batch of ", fits,
+                                        " fits (its costliest sampling step checked): use --batch-size ", fits,
+                                        ", or --auto-batch to halve the batch whenever memory runs out")
+                             : "out of GPU memory generating " + where + "; not even one image fits");
+      }
+      batch = count / 2;
+      auto_batch_limit_ = batch;
+      log::warn(c10::str("out of GPU memory generating ", where, "; going on with batches of ", batch));
+      continue;  // the same images again, at the smaller batch
+    }
     if (!out.defined()) {
       result.cancelled = true;
       return result;
     }
     samples.push_back(out.to(at::kCPU));
     if (r.keep_trajectory) trajectories.push_back(at::stack(states));  // [T+1, b, C, H, W]
+    begin += count;
   }
   result.frames = at::cat(samples).unsqueeze(1);  // [N, 1, C, H, W]
   if (r.keep_trajectory) result.trajectory = at::cat(trajectories, 1);  // [T+1, N, C, H, W]
   return result;
+}
+
+void Generator::release_memory() {
+  graphs_.clear();
+  release_cached_memory(device_);
+}
+
+int Generator::fitting_batch(const GenerationRequest& r, int failed) {
+  const DiTConfig& c = model_.info.config;
+  auto [h, w] = size_of(r);
+  auto sampler = sampling::make_sampler(r.sampler, c);
+  const sampling::Guidance guidance = guidance_of(r);
+  const std::vector<double> cost = step_gflops(r);
+  const int costliest = static_cast<int>(std::max_element(cost.begin(), cost.end()) - cost.begin());
+  const schedule::StepPlan plan = r.schedule.plan(costliest, sampler->steps(), c, guidance.scale != 1.0);
+  for (int b = failed / 2; b >= 1; b /= 2) {
+    try {
+      at::Tensor x = at::zeros({b, c.in_channels, h, w}, at::TensorOptions().dtype(dtype_).device(device_));
+      at::Tensor t = at::zeros({b}, at::TensorOptions().dtype(at::kFloat).device(device_));
+      at::Tensor y = at::zeros({b}, at::TensorOptions().dtype(at::kLong).device(device_));
+      sampling::guided_output(model_.model, x, t, y, guidance, plan);
+      synchronize(device_);
+      release_memory();
+      return b;
+    } catch (const c10::OutOfMemoryError&) {
+      release_memory();
+    }
+  }
+  return 0;
 }
 
 at::Device parse_device(const std::string& text) {

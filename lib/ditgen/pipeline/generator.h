@@ -28,6 +28,7 @@ struct GenerationRequest {
   int height = 0;                // model input size; 0 = the model's own
   int width = 0;
   int batch_size = 0;            // images per forward; 0 = all at once
+  bool auto_batch = false;       // out of GPU memory: halve the batch and go on (else Error(Runtime) naming one that fits)
   at::Tensor init_noise;         // optional [N, C, H, W]: replaces the seeded initial noise
   bool keep_trajectory = false;  // keep the state after every step
 };
@@ -62,6 +63,9 @@ class Generator {
   void validate(const GenerationRequest& request) const;
 
   // Runs the request. `on_progress` is called after every step; `cancelled` is polled before every step.
+  // Out of device memory, the batch in flight is dropped and, with request.auto_batch, rerun at half the
+  // size (later batches and calls keep the smaller size; every image is still its seed's); without it,
+  // Error(Runtime) names the largest halved batch whose costliest sampling step fits.
   GenerationResult generate(const GenerationRequest& request,
                             const std::function<void(const Progress&)>& on_progress = {},
                             const std::function<bool()>& cancelled = {});
@@ -89,12 +93,18 @@ class Generator {
                         const at::Tensor& y, const at::Tensor& scalars, const schedule::StepPlan& plan);
   // The request's guidance with the schedule's weak-guidance scale filled in.
   sampling::Guidance guidance_of(const GenerationRequest& request) const;
+  // After running out of memory at `failed` images: the largest of failed/2, failed/4, ... whose costliest
+  // step runs (one eager guided forward); 0 when not even one image does.
+  int fitting_batch(const GenerationRequest& request, int failed);
+  // Drops the captured graphs and returns cached device memory to the driver.
+  void release_memory();
 
   LoadedModel model_;
   at::Device device_;
   at::ScalarType dtype_;
   bool cuda_graphs_ = true;
   std::map<std::string, std::unique_ptr<CudaGraph>> graphs_;
+  int auto_batch_limit_ = 0;  // the batch --auto-batch settled on (0: none yet)
 };
 
 // Parses "auto", "cpu", "cuda", "cuda:N"; auto picks CUDA when available. Throws Error(Usage).
