@@ -146,6 +146,17 @@ TEST_CASE("bad input gets one clear line, its exit code, and no output", "[cli][
   io::save_tensors(dir / "badnoise.safetensors", {{"noise", at::zeros({1, 1, 8, 8})}});
   std::ofstream(dir / "huge.yaml") << "depth: 256\nhidden_size: 16384\nnum_heads: 16\npatch_size: 2\n"
                                       "input_size: [32, 32]\nin_channels: 1\nnum_classes: 10\n";
+  // A safetensors header whose tensor lies past the (empty) data section.
+  const std::string header = R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})";
+  std::string short_file(8, '\0');
+  short_file[0] = static_cast<char>(header.size());
+  std::ofstream(dir / "short.safetensors", std::ios::binary) << short_file << header;
+  std::ofstream(dir / "deep.yaml") << "config: " << std::string(100, '[') << std::string(100, ']') << "\n";
+  std::ofstream(dir / "sparse-bad.yaml") << "config:\n  depth: 4\n  hidden_size: 32\n  num_heads: 2\n  patch_size: 2\n"
+                                            "  in_channels: 1\n  input_size: [16, 16]\n  num_classes: 10\n  sparse: "
+                                            "{pooling_blocks: 1, modules: 1, groups: [2, 1, 1, 0], min_grid: 2, max_grid: 5}\n";
+  std::ofstream(dir / "bad-schedule.yaml") << "cond: 3\n";
+  std::ofstream(dir / "notpng.png") << "x\n";
   const std::string model = tiny_model();
   struct Case {
     std::vector<std::string> args;
@@ -176,6 +187,15 @@ TEST_CASE("bad input gets one clear line, its exit code, and no output", "[cli][
       {{"bench", "-m", model, "--size", "33"}, 2, "must be a multiple of the patch size 2"},
       {{"bench", "-m", model, "--device", "cpu", "--attention", "magic"}, 2, "unknown attention backend 'magic'"},
       {{"bench", "-m", "missing.safetensors"}, 4, "missing.safetensors"},
+      {{"generate", "-m", "short.safetensors", "bag"}, 4, "data_offsets [0, 16] exceed the data section of 0 bytes"},
+      {{"init", "deep.yaml", "-o", "d.safetensors"}, 3, "YAML nested deeper than 64"},
+      {{"init", "sparse-bad.yaml", "-o", "s.safetensors"}, 3, "sparse.groups must be [1, semantic blocks, 1, dense"},
+      {{"generate", "-m", model, "bag", "--schedule", "weak=4"}, 2, "invalid compute schedule item 'weak=4'"},
+      {{"generate", "-m", model, "bag", "--schedule", "bad-schedule.yaml"}, 3, "cond must be a list of {patch, until}"},
+      {{"generate", "-m", model, "bag", "--schedule", "density=4:8"}, 2, "has no sparse layout"},
+      {{"generate", "-m", model, "-f", "absent.txt"}, 3, "cannot open prompt file absent.txt"},
+      {{"generate", "-m", model, "--from", "notpng.png"}, 3, "notpng.png is not a PNG file"},
+      {{"metadata", "notpng.png"}, 3, "notpng.png is not a PNG file"},
   };
   const auto before = dir.listing();
   for (const Case& c : cases) {
