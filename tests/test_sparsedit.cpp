@@ -160,6 +160,12 @@ TEST_CASE("the density schedule: the sparsest grid for a quarter of the steps, t
   CHECK(Density{6, 10}.grid(49, 50) == 10);
   CHECK(Density{6, 10, 1.0}.grid(49, 50) == 6);
   CHECK(Density{3, 9}.grid(0, 1) == 9);  // one step: it is the last
+  // Training pairs each noise level with the grid of the step that sees it.
+  CHECK(Density{6, 10}.grid_at_noise(1.0) == 6);
+  CHECK(Density{6, 10}.grid_at_noise(0.0) == 10);
+  CHECK(Density{6, 10}.grid_at_noise(0.9) == Density{6, 10}.grid(5, 50));  // k = floor(0.1 * 49 + 0.5)
+  for (double level = 0; level < 1; level += 0.01)
+    CHECK(Density{6, 10}.grid_at_noise(level) >= Density{6, 10}.grid_at_noise(level + 0.01));
 
   DiTConfig model = load_model(golden("tiny_sparse.model.safetensors"), at::kCPU, at::kFloat).info.config;
   // Without a density the model follows its own range; a dense model gets no grid.

@@ -225,7 +225,8 @@ TEST_CASE("Flexible training settings are read and checked", "[train][flexidit][
   }
 }
 
-TEST_CASE("SparseDiT fine-tuning converts a dense model and trains every grid, on data or distilled",
+TEST_CASE("SparseDiT fine-tuning converts a dense model and trains every grid: on data, distilled, or each "
+          "sample at its noise level's grid",
           "[train][sparsedit]") {
   TempDir dir;
   BarsDataset data;
@@ -233,13 +234,14 @@ TEST_CASE("SparseDiT fine-tuning converts a dense model and trains every grid, o
   LoadedModel dense = load_model(dense_path, at::kCPU, at::kFloat);
   at::Tensor x = at::randn({2, 1, 16, 16}), t = at::tensor({20, 800}), y = at::tensor({1, 3});
   const SparseConfig layout{0, 1, 0, 0, 1, 3};  // the two blocks become token merge and recovery; 4x4 tokens
-  for (const bool distilled : {false, true}) {
-    INFO((distilled ? "distilled" : "data"));
-    train::TrainConfig sparse = tiny_config(dir, "eps", distilled ? "distilled" : "sparse");
+  for (const std::string variant : {"data", "distilled", "timestep"}) {
+    INFO(variant);
+    train::TrainConfig sparse = tiny_config(dir, "eps", variant);
     sparse.model = dense_path.string();
     sparse.steps = 30;
     sparse.sparse = layout;
-    if (distilled) sparse.teacher = dense_path.string();
+    if (variant == "distilled") sparse.teacher = dense_path.string();
+    if (variant == "timestep") sparse.sparse_grids = "timestep";  // each sample at its noise level's grid
     const auto path = train::train_model(sparse, data, false).model_path;
     LoadedModel s = load_model(path, at::kCPU, at::kFloat);
     REQUIRE(s.info.config.sparse.modules == 1);
@@ -278,6 +280,7 @@ TEST_CASE("Sparse training settings are read and checked", "[train][sparsedit][e
         "model: DiT-S/2\nsparse: {pooling_blocks: 1, modules: 2, groups: [1, 3, 1, 1], min_grid: 6, max_grid: 10, "
         "speed: 2}\n",
         "model: DiT-S/2\nsparse: 3\n",
+        "model: DiT-S/2\nsparse_grids: random\n",
         "model: DiT-S/2\nsparse: {pooling_blocks: 1, modules: 2, groups: [1, 3, 1, 1], min_grid: 6, max_grid: 10}\n"
         "flexible: {patch_sizes: [2, 4]}\n"}) {
     INFO(bad);

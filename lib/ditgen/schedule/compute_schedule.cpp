@@ -104,6 +104,11 @@ int Density::grid(int k, int steps) const {
       std::floor(min_grid + static_cast<double>((max_grid - min_grid) * (k - k0)) / (steps - 1 - k0) + 0.5));
 }
 
+int Density::grid_at_noise(double level, int steps) const {
+  const int k = static_cast<int>(std::floor((1.0 - std::clamp(level, 0.0, 1.0)) * (steps - 1) + 0.5));
+  return grid(k, steps);
+}
+
 ComputeSchedule resolve_schedule(const std::string& spec, const std::vector<std::filesystem::path>& preset_dirs) {
   const std::filesystem::path path(spec);
   std::error_code ec;

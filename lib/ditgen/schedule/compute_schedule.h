@@ -36,6 +36,9 @@ struct Density {
   int min_grid = 0, max_grid = 0;
   double hold = 0.25;
   int grid(int k, int steps) const;
+  // The grid of the step of a `steps`-step run whose noise level is `level` (1 = pure noise at k = 0,
+  // 0 = clean at the last step): for training at the grids inference will use.
+  int grid_at_noise(double level, int steps = 50) const;
 };
 
 // One patch size for the steps before a fraction of the run: steps k < round(until * K) (k = 0 noisiest).

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -253,25 +254,40 @@ class Run {
     }
     at::Tensor noise = at::randn(batch.images.sizes(), g);                                 // [B, C, H, W]
     at::Tensor x0 = batch.images.to(device_), eps = noise.to(device_), y = labels.to(device_);
-    at::Tensor x_t, t_model, steps;
+    at::Tensor x_t, t_model, steps, noise_level;  // noise_level [B] CPU: 1 = pure noise
     if (diffusion_) {
-      steps = at::randint(0, mc.diffusion_steps, {B}, g).to(device_);                     // [B]
+      at::Tensor s = at::randint(0, mc.diffusion_steps, {B}, g);                           // [B]
+      noise_level = s.to(at::kDouble) / std::max(1, mc.diffusion_steps - 1);
+      steps = s.to(device_);
       x_t = diffusion_->q_sample(x0, steps, eps);                                          // [B, C, H, W]
       t_model = steps;
     } else {
-      at::Tensor t = at::rand({B}, g).to(device_);                                         // [B]
+      at::Tensor t = at::rand({B}, g);                                                     // [B]
+      noise_level = t.to(at::kDouble);
+      t = t.to(device_);
       x_t = sampling::flow_interpolate(x0, eps, t);                                        // [B, C, H, W]
       t_model = t * 1000.0;
     }
     at::Tensor out;
     {
       AutocastGuard autocast(c_.bf16 && device_.is_cuda());
-      // A sparse model trains every grid it will be run at, one per batch.
       const SparseConfig& q = mc.sparse;
-      const int grid =
-          q.sparse() ? static_cast<int>(at::randint(q.min_grid, q.max_grid + 1, {1}, g).item<int64_t>()) : 0;
-      out = train_patches_.empty() ? model_->forward(x_t, t_model, y, 0, grid)             // [B, Cout, H, W]
-                                   : flexible_forward(x_t, t_model, y, g);
+      if (!train_patches_.empty()) {
+        // Each sample at a patch size drawn from train_patches_.
+        at::Tensor choice = at::randint(0, static_cast<int64_t>(train_patches_.size()), {B}, g);  // [B]
+        out = grouped_forward(x_t, t_model, y, choice, [&](int64_t i) { return std::pair{train_patches_[i], 0}; });
+      } else if (q.sparse() && c_.sparse_grids == "timestep") {
+        // Each sample at the grid its noise level gets at inference.
+        const schedule::Density density{q.min_grid, q.max_grid};
+        std::vector<int64_t> grids;
+        for (int64_t i = 0; i < B; ++i) grids.push_back(density.grid_at_noise(noise_level[i].item<double>()));
+        out = grouped_forward(x_t, t_model, y, at::tensor(grids), [](int64_t grid) { return std::pair{0, static_cast<int>(grid)}; });
+      } else {
+        // A sparse model trains every grid it will be run at, one per batch.
+        const int grid =
+            q.sparse() ? static_cast<int>(at::randint(q.min_grid, q.max_grid + 1, {1}, g).item<int64_t>()) : 0;
+        out = model_->forward(x_t, t_model, y, 0, grid);                                   // [B, Cout, H, W]
+      }
     }
     out = out.to(at::kFloat);
     at::Tensor loss;
@@ -303,18 +319,19 @@ class Run {
     return {loss.detach(), norm};
   }
 
-  // Each sample at a patch size drawn from train_patches_: one forward per size present, outputs put back
-  // in sample order. [B, C, H, W] -> [B, Cout, H, W]
-  at::Tensor flexible_forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, at::Generator& g) {
+  // One forward per distinct value in `choice` [B] (CPU) over its samples, at the (patch, grid) that
+  // `setting` gives the value; outputs put back in sample order. [B, C, H, W] -> [B, Cout, H, W]
+  at::Tensor grouped_forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, const at::Tensor& choice,
+                             const std::function<std::pair<int, int>(int64_t)>& setting) {
     const int64_t B = x.size(0);
-    at::Tensor choice = at::randint(0, static_cast<int64_t>(train_patches_.size()), {B}, g);  // [B] CPU
+    const at::Tensor values = std::get<0>(at::_unique(choice));                             // sorted, distinct
     at::Tensor out;
-    for (size_t i = 0; i < train_patches_.size(); ++i) {
-      at::Tensor idx = (choice == static_cast<int64_t>(i)).nonzero().flatten();             // [b]
-      if (idx.numel() == 0) continue;
-      at::Tensor d = idx.to(device_);
-      at::Tensor part = model_->forward(x.index_select(0, d), t.index_select(0, d), y.index_select(0, d),
-                                        train_patches_[i]);                               // [b, Cout, H, W]
+    for (int64_t i = 0; i < values.numel(); ++i) {
+      const int64_t value = values[i].item<int64_t>();
+      at::Tensor d = (choice == value).nonzero().flatten().to(device_);                    // [b]
+      const auto [patch, grid] = setting(value);
+      at::Tensor part = model_->forward(x.index_select(0, d), t.index_select(0, d), y.index_select(0, d), patch,
+                                        grid);                                             // [b, Cout, H, W]
       if (!out.defined()) out = at::zeros({B, part.size(1), part.size(2), part.size(3)}, part.options());
       out = out.index_copy(0, d, part);                                                    // [B, Cout, H, W]
     }
@@ -464,6 +481,7 @@ nlohmann::json TrainConfig::to_json() const {
     j["sparse"] = {{"pooling_blocks", sparse->pooling_blocks}, {"modules", sparse->modules},
                    {"groups", {1, sparse->semantic, 1, sparse->dense}}, {"min_grid", sparse->min_grid},
                    {"max_grid", sparse->max_grid}};
+  j["sparse_grids"] = sparse_grids;
   return j;
 }
 
@@ -487,7 +505,8 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
     static const std::set<std::string> known{
         "model", "data_dir", "output", "steps", "batch_size", "lr", "warmup_steps", "lr_schedule", "weight_decay",
         "betas", "grad_clip", "ema_decay", "seed", "log_every", "sample_every", "checkpoint_every", "bf16",
-        "device", "freeze", "lora", "teacher", "name", "sampler_defaults", "save_dtype", "flexible", "sparse"};
+        "device", "freeze", "lora", "teacher", "name", "sampler_defaults", "save_dtype", "flexible", "sparse",
+        "sparse_grids"};
     for (const auto& kv : y)
       if (!known.count(kv.first.as<std::string>()))
         throw Error(ErrorKind::Input, path.string() + ": unknown setting '" + kv.first.as<std::string>() + "'");
@@ -560,6 +579,7 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
       sc.max_grid = q["max_grid"].as<int>();
       c.sparse = sc;
     }
+    c.sparse_grids = y["sparse_grids"].as<std::string>(c.sparse_grids);
     c.name = y["name"].as<std::string>("");
     c.save_dtype = y["save_dtype"].as<std::string>(c.save_dtype);
     if (y["sampler_defaults"]) {
@@ -589,6 +609,7 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
   bad(c.lora && (c.lora->rank < 1 || c.lora->targets.empty()), "lora needs targets and a rank >= 1");
   bad(c.save_dtype != "fp32" && c.save_dtype != "bf16", "save_dtype must be fp32 or bf16");
   bad(c.sparse && c.flexible, "sparse and flexible fine-tuning do not combine in one run");
+  bad(c.sparse_grids != "uniform" && c.sparse_grids != "timestep", "sparse_grids must be uniform or timestep");
   bad(c.flexible && (c.lora || !c.teacher.empty()),
       "flexible fine-tuning brings its own LoRA and teacher (mode: lora); drop lora and teacher");
   return c;

@@ -34,7 +34,9 @@ struct FlexibleTraining {
 };
 
 // SparseDiT fine-tuning (docs/SPARSEDIT.md): a dense model is converted first (make_sparse); each batch
-// runs at one sparse grid drawn uniformly from min_grid..max_grid.
+// runs at one sparse grid drawn uniformly from min_grid..max_grid ("uniform"), or each sample at the grid
+// the model's density schedule gives its noise level ("timestep": the grids inference pairs with each
+// noise level, one forward per grid present).
 
 struct TrainConfig {
   std::string model;               // model spec (YAML), registry name, or a model file to fine-tune
@@ -60,6 +62,7 @@ struct TrainConfig {
   std::string teacher;           // model file: distil its predictions instead of the data objective
   std::optional<FlexibleTraining> flexible;
   std::optional<SparseConfig> sparse;  // the layout to convert a dense model into (ignored when it is sparse)
+  std::string sparse_grids = "uniform";  // uniform | timestep
   std::string name;              // name of the trained model (default: the spec's)
   std::string save_dtype = "fp32";  // weights of the final model: fp32 or bf16 (halves the file)
   SamplerDefaults sampler_defaults;  // written into the final model
