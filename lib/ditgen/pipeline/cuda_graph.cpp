@@ -36,7 +36,17 @@ CudaGraph::CudaGraph(const Fn& fn, const std::vector<at::Tensor>& example_inputs
     fn(state_->inputs);
     side.synchronize();
     state_->graph.capture_begin();
-    state_->outputs = fn(state_->inputs);
+    try {
+      state_->outputs = fn(state_->inputs);
+    } catch (...) {
+      // Out of memory while capturing: end the capture so the stream and the allocator leave capture mode
+      // (the partial graph is dropped with this object), then let the caller see the error.
+      try {
+        state_->graph.capture_end();
+      } catch (...) {
+      }
+      throw;
+    }
     state_->graph.capture_end();
   }
   at::cuda::CUDAEvent captured;
