@@ -193,11 +193,7 @@ void DiTImpl::initialize_weights() {
   }
   // A recovery block starts as the dense tokens (W1 = 0, W2 = I), as after conversion.
   if (sparse_modules)
-    for (const auto& module : *sparse_modules) {
-      auto& recover = *module->as<nn::SparseDenseModule>()->token_recover;
-      torch::nn::init::zeros_(recover.merged_layer1->weight);
-      recover.merged_layer2->weight.copy_(at::eye(config_.hidden_size));
-    }
+    for (const auto& module : *sparse_modules) module->as<nn::SparseDenseModule>()->token_recover->start_as_dense();
   auto* final_mod = final_layer->adaLN_modulation[1]->as<torch::nn::Linear>();
   for (at::Tensor t : {final_mod->weight, final_mod->bias, final_layer->linear->weight, final_layer->linear->bias})
     torch::nn::init::zeros_(t);
@@ -267,11 +263,8 @@ DiT make_sparse(DiT& dense, const SparseConfig& sparse) {
     auto& sdtm = *module->as<nn::SparseDenseModule>();
     cross_block(*sdtm.token_merge, sdtm.token_merge->attn);
     for (const auto& block : *sdtm.semantic_blocks) copy_matching(source(), *block);
-    auto& recover = *sdtm.token_recover;
-    cross_block(recover, recover.attn);
-    for (at::Tensor t : {recover.merged_layer1->weight, recover.merged_layer1->bias, recover.merged_layer2->bias})
-      t.zero_();
-    recover.merged_layer2->weight.copy_(at::eye(D, recover.merged_layer2->weight.options()));
+    cross_block(*sdtm.token_recover, sdtm.token_recover->attn);
+    sdtm.token_recover->start_as_dense();
     for (const auto& block : *sdtm.normal_blocks) copy_matching(source(), *block);
   }
   for (const auto& block : *out->blocks) copy_matching(source(), *block);

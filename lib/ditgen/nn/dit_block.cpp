@@ -24,10 +24,13 @@ torch::nn::Sequential adaln_head(int hidden_size, int n) {
   return torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(hidden_size, n * hidden_size));
 }
 
+namespace {
+// The Linear of a (SiLU, Linear) adaLN head applied to an already activated condition, split in n.
 std::vector<at::Tensor> adaln_chunks(torch::nn::Sequential& head, const at::Tensor& silu_c, int64_t n) {
   auto* lin = head[1]->as<torch::nn::Linear>();
   return at::linear(silu_c, lin->weight, lin->bias).chunk(n, 1);  // n x [B, D]
 }
+}  // namespace
 
 at::Tensor attention_residual_then_mlp(const at::Tensor& x, const at::Tensor& a, const std::vector<at::Tensor>& mod,
                                        Mlp& mlp) {

@@ -21,8 +21,6 @@ at::Tensor layer_norm_plain(const at::Tensor& x);
 
 // The adaLN head of a block: SiLU, then Linear(D -> n D) giving n modulation vectors.
 torch::nn::Sequential adaln_head(int hidden_size, int n);
-// The Linear of such a head applied to an already activated condition, split in n. [B, D] -> n x [B, D]
-std::vector<at::Tensor> adaln_chunks(torch::nn::Sequential& head, const at::Tensor& silu_c, int64_t n);
 // The second half of every adaLN-Zero block: x + gate_msa a, then + gate_mlp MLP(modulate(LN(.))), with
 // mod the block's six vectors (shift, scale, gate for attention, then for the MLP). a may be [B, 1, D]
 // (broadcast over tokens). x [B, N, D] -> [B, N, D]

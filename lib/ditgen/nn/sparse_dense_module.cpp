@@ -56,6 +56,12 @@ TokenRecoveryBlockImpl::TokenRecoveryBlockImpl(int hidden_size, int num_heads, i
   adaLN_modulation = register_module("adaLN_modulation", adaln_head(hidden_size, 6));
 }
 
+void TokenRecoveryBlockImpl::start_as_dense() {
+  at::NoGradGuard no_grad;
+  for (at::Tensor t : {merged_layer1->weight, merged_layer1->bias, merged_layer2->bias}) t.zero_();
+  merged_layer2->weight.copy_(at::eye(merged_layer2->weight.size(0), merged_layer2->weight.options()));
+}
+
 at::Tensor TokenRecoveryBlockImpl::merge(const at::Tensor& sparse, const at::Tensor& dense, int grid, int grid_h,
                                          int grid_w) {
   // Nearest upsampling only repeats rows, so W1 acts on the S x S tokens before it (fewer FLOPs, same result).

@@ -52,6 +52,8 @@ TORCH_MODULE(TokenMergeBlock);
 class TokenRecoveryBlockImpl : public torch::nn::Module {
  public:
   TokenRecoveryBlockImpl(int hidden_size, int num_heads, int mlp_hidden);
+  // W1 = 0, W2 = I, biases 0: merged tokens are the dense ones (after conversion and a fresh init).
+  void start_as_dense();
   // The merged tokens alone (the first step of forward). [B, S*S, D], [B, N, D] -> [B, N, D]
   at::Tensor merge(const at::Tensor& sparse, const at::Tensor& dense, int grid, int grid_h, int grid_w);
   at::Tensor forward(const at::Tensor& sparse, const at::Tensor& dense, const at::Tensor& c, int grid, int grid_h,

@@ -222,17 +222,18 @@ int Generator::fitting_batch(const GenerationRequest& r, int failed) {
   const int costliest = static_cast<int>(std::max_element(cost.begin(), cost.end()) - cost.begin());
   const schedule::StepPlan plan = r.schedule.plan(costliest, sampler->steps(), c, guidance.scale != 1.0);
   for (int b = failed / 2; b >= 1; b /= 2) {
+    bool ran = true;
     try {
       at::Tensor x = at::zeros({b, c.in_channels, h, w}, at::TensorOptions().dtype(dtype_).device(device_));
       at::Tensor t = at::zeros({b}, at::TensorOptions().dtype(at::kFloat).device(device_));
       at::Tensor y = at::zeros({b}, at::TensorOptions().dtype(at::kLong).device(device_));
       sampling::guided_output(model_.model, x, t, y, guidance, plan);
       synchronize(device_);
-      release_memory();
-      return b;
     } catch (const c10::OutOfMemoryError&) {
-      release_memory();
+      ran = false;
     }
+    release_memory();
+    if (ran) return b;
   }
   return 0;
 }

@@ -275,13 +275,16 @@ class Run {
       if (!train_patches_.empty()) {
         // Each sample at a patch size drawn from train_patches_.
         at::Tensor choice = at::randint(0, static_cast<int64_t>(train_patches_.size()), {B}, g);  // [B]
-        out = grouped_forward(x_t, t_model, y, choice, [&](int64_t i) { return std::pair{train_patches_[i], 0}; });
+        out = grouped_forward(x_t, t_model, y, choice,
+                              [&](int64_t i) { return std::pair{train_patches_[i], 0}; });  // [B, Cout, H, W]
       } else if (q.sparse() && c_.sparse_grids == "timestep") {
         // Each sample at the grid its noise level gets at inference.
         const schedule::Density density{q.min_grid, q.max_grid};
+        const auto level = noise_level.accessor<double, 1>();
         std::vector<int64_t> grids;
-        for (int64_t i = 0; i < B; ++i) grids.push_back(density.grid_at_noise(noise_level[i].item<double>()));
-        out = grouped_forward(x_t, t_model, y, at::tensor(grids), [](int64_t grid) { return std::pair{0, static_cast<int>(grid)}; });
+        for (int64_t i = 0; i < B; ++i) grids.push_back(density.grid_at_noise(level[i]));
+        out = grouped_forward(x_t, t_model, y, at::tensor(grids),
+                              [](int64_t grid) { return std::pair{0, static_cast<int>(grid)}; });  // [B, Cout, H, W]
       } else {
         // A sparse model trains every grid it will be run at, one per batch.
         const int grid =
