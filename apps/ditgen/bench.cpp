@@ -21,10 +21,10 @@ struct BenchCliOptions {
 };
 
 void print_row(const BenchRecord& r) {
-  const std::string what = r.kind == "forward" ? "forward/p" + std::to_string(r.patch) +
-                                                     (r.grid ? "/g" + std::to_string(r.grid) : "")
-                                               : "sample x" + std::to_string(*r.steps) +
-                                                     (r.schedule == "dense" ? "" : " " + r.schedule);
+  std::string what = "mixing";
+  if (r.kind == "forward") what = "forward/p" + std::to_string(r.patch) + (r.grid ? "/g" + std::to_string(r.grid) : "");
+  if (r.kind == "sample")
+    what = "sample x" + std::to_string(r.steps.value_or(0)) + (r.schedule == "dense" ? "" : " " + r.schedule);
   const std::string mfu = r.mfu ? c10::str(static_cast<int>(*r.mfu * 1000 + 0.5) / 10.0, "%") : "-";
   const std::string mem = r.peak_memory_gib ? c10::str(static_cast<int>(*r.peak_memory_gib * 100 + 0.5) / 100.0) : "-";
   std::printf("%-6s %-14s %5d %5dx%-5d %10.3f %10.1f %8.1f %6s %8s  %s\n", r.path.c_str(), what.c_str(), r.batch,
@@ -103,6 +103,10 @@ Command add_bench_command(CLI::App& root) {
   app->add_option("--seed", b.seed, "Seed of the random weights and inputs")->capture_default_str();
   app->add_flag("--merge-lora", b.merge_lora, "Flexible LoRA models: merge the adapters into a weight copy per patch size");
   app->add_flag("--profile", b.profile, "Also profile one forward per measurement: the top CUDA kernels by time");
+  app->add_flag("--mixing", b.mixing,
+                "Also time one block's token mixing per size and batch: the attention cores after the projections "
+                "(dense: softmax(QK^T)V over all tokens; PT-DiT: proxies, proxy and cross attention, windows, "
+                "shifted windows)");
   app->add_flag("--json", o->json, "One JSON record per line (the keys of scripts/bench/torch_reference.py)");
   return {app, [o] { return run_bench(*o); }};
 }

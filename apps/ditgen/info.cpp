@@ -115,6 +115,12 @@ int run_info(const InfoOptions& o) {
                 "(%.4g..%.4g GFLOPs)\n", q.pooling_blocks, q.modules, q.semantic, q.dense, c.top_blocks(), q.min_grid,
                 q.max_grid, dit_gflops(c, h, w, 0, false, q.min_grid), dit_gflops(c, h, w, 0, false, q.max_grid));
   }
+  if (c.proxy.proxy()) {
+    const int gh = h / c.patch_size, gw = w / c.patch_size, k = c.proxy.proxy_split;
+    std::printf("proxy:       %d proxy-token blocks; %dx%d windows of %dx%d tokens at %dx%d, %d prox%s a window\n",
+                c.depth, c.proxy.windows, c.proxy.windows, gh / c.proxy.windows, gw / c.proxy.windows, h, w, k * k,
+                k * k == 1 ? "y" : "ies");
+  }
   std::printf("input:       %d channels, trained at %dx%d (%s space), %d classes%s\n", c.in_channels, c.input_height,
               c.input_width, image_space_name(c.image_space), c.num_classes,
               c.has_null_class() ? " + null class (CFG)" : "");

@@ -57,6 +57,16 @@ void DiTConfig::validate(ErrorKind kind) const {
                 "x" + std::to_string(grid_w) + ")");
     require(!flex.lora(), kind, "a sparse layout does not combine with lora-mode flexible patches");
   }
+  if (proxy.proxy() || proxy.proxy_split != 1) {
+    require(proxy.windows >= 1 && proxy.windows <= 64, kind, "proxy.windows must be in 1..64");
+    require(proxy.proxy_split >= 1 && proxy.proxy_split <= 16, kind, "proxy.proxy_split must be in 1..16");
+    require(!sparse.sparse() && !flex.lora(), kind,
+            "proxy-token blocks do not combine with a sparse layout or lora-mode flexible patches");
+    const int grid_h = input_height / patch_size, grid_w = input_width / patch_size;
+    require(grid_h % (proxy.windows * proxy.proxy_split) == 0 && grid_w % (proxy.windows * proxy.proxy_split) == 0,
+            kind, "the " + std::to_string(grid_h) + "x" + std::to_string(grid_w) + " token grid of input_size at " +
+                      "patch_size must divide into proxy.windows x proxy.proxy_split per side");
+  }
   if (!flex.flexible()) return;
   require(flex.mode == "shared" || flex.mode == "lora", kind, "flex.mode must be shared or lora");
   require(flex.underlying_patch >= 1 && flex.underlying_patch <= 16, kind, "flex.underlying_patch must be in 1..16");
@@ -84,12 +94,27 @@ std::vector<int> DiTConfig::runnable_patches() const {
 }
 
 int DiTConfig::top_blocks() const {
+  if (proxy.proxy()) return 0;
   return depth - sparse.pooling_blocks - sparse.modules * sparse.blocks_per_module();
 }
 
 int DiTConfig::sparse_grid(int grid) const {
   if (!sparse.sparse()) return 0;
   return grid > 0 ? grid : sparse.max_grid;
+}
+
+void DiTConfig::check_token_grid(int grid_h, int grid_w) const {
+  if (!proxy.proxy()) return;
+  const int unit = proxy.windows * proxy.proxy_split;
+  if (grid_h % unit == 0 && grid_w % unit == 0) return;
+  throw Error(ErrorKind::Usage, "a " + std::to_string(grid_h) + "x" + std::to_string(grid_w) +
+                                    " token grid does not divide into this PT-DiT's " + std::to_string(proxy.windows) +
+                                    "x" + std::to_string(proxy.windows) + " windows" +
+                                    (proxy.proxy_split > 1 ? " of " + std::to_string(proxy.proxy_split) + "x" +
+                                                                 std::to_string(proxy.proxy_split) + " proxies"
+                                                           : std::string()) +
+                                    ": each side (image side / patch size) must be a multiple of " +
+                                    std::to_string(unit) + " (windows are not padded)");
 }
 
 const char* objective_name(Objective objective) { return objective == Objective::Eps ? "eps" : "flow"; }
@@ -118,6 +143,7 @@ nlohmann::json to_json(const DiTConfig& c) {
     j["sparse"] = {{"pooling_blocks", c.sparse.pooling_blocks}, {"modules", c.sparse.modules},
                    {"groups", {1, c.sparse.semantic, 1, c.sparse.dense}}, {"top_blocks", c.top_blocks()},
                    {"min_grid", c.sparse.min_grid}, {"max_grid", c.sparse.max_grid}};
+  if (c.proxy.proxy()) j["proxy"] = {{"windows", c.proxy.windows}, {"proxy_split", c.proxy.proxy_split}};
   return j;
 }
 
@@ -179,6 +205,13 @@ DiTConfig config_from_json(const nlohmann::json& j) {
         require(q.at("top_blocks").get<int>() == c.top_blocks(), ErrorKind::Model,
                 "sparse.top_blocks must equal depth - pooling_blocks - modules * (2 + semantic + dense)");
     }
+    if (j.contains("proxy")) {
+      const auto& q = j.at("proxy");
+      require(q.is_object(), ErrorKind::Model, "proxy must be an object");
+      c.proxy.windows = q.value("windows", 8);
+      c.proxy.proxy_split = q.value("proxy_split", 1);
+      require(c.proxy.windows >= 1, ErrorKind::Model, "proxy.windows must be in 1..64");
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorKind::Model, std::string("invalid model config: ") + e.what());
   }
@@ -208,8 +241,19 @@ double dit_gflops(const DiTConfig& c, int height, int width, int patch, bool lor
     const double module = merge + q.semantic * dense_block(S2) + recover + q.dense * block;
     sparse = q.pooling_blocks * pooling + q.modules * module;
   }
+  double proxy = 0;
+  if (c.proxy.proxy()) {
+    // Proxy self-attention over Mp proxies, every token's cross-attention to them (q and proj on N tokens,
+    // kv on the proxies), window and shifted-window attention over windows of n tokens, MLP; the
+    // adaLN-single head once.
+    const double split = c.proxy.proxy_split, n = N / (c.proxy.windows * c.proxy.windows);
+    const double Mp = c.proxy.windows * c.proxy.windows * split * split;
+    const double pt_block = Mp * 4 * D * D + 2 * Mp * Mp * D + N * 2 * D * D + Mp * 2 * D * D + 2 * N * Mp * D +
+                            2 * (N * 4 * D * D + 2 * N * n * D) + N * mlp;
+    proxy = c.depth * pt_block + 9 * D * D;
+  }
   const double final_layer = 2 * D * D + N * D * p * p * c.out_channels();
-  return (embed + sparse + c.top_blocks() * block + final_layer) / 1e9;
+  return (embed + sparse + proxy + c.top_blocks() * block + final_layer) / 1e9;
 }
 
 int64_t dit_parameter_count(const DiTConfig& c) {
@@ -235,6 +279,12 @@ int64_t dit_parameter_count(const DiTConfig& c) {
   // merged layers; the token-merge block's q and kv hold what qkv does.
   const SparseConfig& q = c.sparse;
   const int64_t sparse = q.sparse() ? -q.pooling_blocks * (2 * D * D + 2 * D) + q.modules * 2 * (D * D + D) : 0;
+  if (c.proxy.proxy()) {
+    // Four attentions (proxy, cross: q, kv, proj; window; shifted window) and the MLP, a 9 x D table each;
+    // one shared adaLN-single head.
+    const int64_t pt_block = 4 * (4 * D * D + 4 * D) + (D * M + M) + (M * D + D) + 9 * D;
+    return embed + c.depth * pt_block + (9 * D * D + 9 * D) + final_layer + flexible;
+  }
   return embed + c.depth * block + sparse + final_layer + flexible;
 }
 
@@ -264,6 +314,9 @@ const std::map<std::string, DiTConfig>& official_configs() {
     t.emplace("DiT-XL/2-512", xl);
     xl.sparse = {2, 4, 3, 1, 6, 10};
     t.emplace("SparseDiT-XL/2-512", xl);
+    DiTConfig pt = t.at("DiT-XL/2");
+    pt.proxy.windows = 8;
+    t.emplace("PT-DiT-XL/2", pt);
     return t;
   }();
   return table;

@@ -46,6 +46,16 @@ struct SparseConfig {
   int blocks_per_module() const { return 2 + semantic + dense; }
 };
 
+// PT-DiT (docs/PTDIT.md): every block is a proxy-token block. The token grid is cut into windows x windows
+// windows (the paper keeps 64 windows an image at every resolution, so windows grow with it); each window
+// gives proxy_split^2 proxies (the means of its sub-windows).
+struct ProxyConfig {
+  int windows = 0;      // windows per side of the token grid; 0 = not a PT-DiT
+  int proxy_split = 1;  // proxies per window side
+
+  bool proxy() const { return windows > 0; }
+};
+
 struct DiTConfig {
   int depth = 12;
   int hidden_size = 384;
@@ -64,6 +74,7 @@ struct DiTConfig {
   ImageSpace image_space = ImageSpace::Latent;
   FlexConfig flex;
   SparseConfig sparse;
+  ProxyConfig proxy;
 
   int out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
   int mlp_hidden() const { return static_cast<int>(hidden_size * mlp_ratio); }
@@ -76,6 +87,9 @@ struct DiTConfig {
   int top_blocks() const;
   // The sparse grid a forward runs at for `grid` (0 = max_grid); 0 for a dense model.
   int sparse_grid(int grid) const;
+  // A PT-DiT's windows need its token grid to divide into them: Error(Usage) naming the sizes that do when
+  // a grid_h x grid_w token grid does not (nothing for other models).
+  void check_token_grid(int grid_h, int grid_w) const;
   // Throws Error(kind) when a field is out of range (heads must divide hidden_size, ...).
   void validate(ErrorKind kind) const;
 };
@@ -98,7 +112,8 @@ DiTConfig config_from_json(const nlohmann::json& json);
 // FlexiDiT-{S,B,L,XL}/2: the /2 models with a shared flexible tokenizer for patch sizes 1, 2, 4 and 8;
 // SparseDiT-XL/2 (the paper's 256 px layout: 1 Poolingformer, 4 modules [1,3,1,1], 3 top blocks, grids 6..10)
 // and SparseDiT-XL/2-512 (64x64 latents: 2 Poolingformers, 4 modules, 2 top blocks, grids 6..10) with
-// DiT-XL/2-512, its dense counterpart.
+// DiT-XL/2-512, its dense counterpart; PT-DiT-XL/2: DiT-XL/2's width and depth in proxy-token blocks (8 x 8
+// windows, one proxy each).
 const std::map<std::string, DiTConfig>& official_configs();
 // Looks a registry name up case-insensitively; throws Error(Usage) listing the names when unknown.
 DiTConfig official_config(const std::string& name);

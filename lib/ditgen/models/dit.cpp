@@ -59,6 +59,11 @@ DiTImpl::DiTImpl(const DiTConfig& config) : config_(config) {
     sparse_modules = register_module("sparse_modules", torch::nn::ModuleList());
     for (int i = 0; i < q.modules; ++i) sparse_modules->push_back(nn::SparseDenseModule(D, H, M, q.semantic, q.dense));
   }
+  if (config_.proxy.proxy()) {
+    proxy_blocks = register_module("proxy_blocks", torch::nn::ModuleList());
+    for (int i = 0; i < config_.depth; ++i) proxy_blocks->push_back(nn::ProxyTokenBlock(D, H, M));
+    adaLN_modulation = register_module("adaLN_modulation", nn::adaln_head(D, 9));
+  }
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int i = 0; i < config_.top_blocks(); ++i) blocks->push_back(nn::DiTBlock(D, H, M));
   final_layer = register_module("final_layer", nn::FinalLayer(D, base_patch, config_.out_channels()));
@@ -103,6 +108,7 @@ DiTImpl::Embedded DiTImpl::embed(const at::Tensor& x, const at::Tensor& t, const
   e.patch = p;
   e.grid_h = static_cast<int>(x.size(2)) / p;
   e.grid_w = static_cast<int>(x.size(3)) / p;
+  config_.check_token_grid(e.grid_h, e.grid_w);
   TORCH_CHECK(grid == 0 || config_.sparse.sparse(), "a sparse grid was given to a dense model");
   e.sparse_grid = config_.sparse_grid(grid);
   TORCH_CHECK(e.sparse_grid <= std::min(e.grid_h, e.grid_w) && grid >= 0, "sparse grid ", e.sparse_grid,
@@ -139,10 +145,28 @@ at::Tensor DiTImpl::sparse_stages(const at::Tensor& tokens, const Embedded& e) {
   return h;
 }
 
+const nn::WindowLayout& DiTImpl::window_layout(const nn::WindowGrid& g, const c10::Device& device) {
+  nn::WindowLayout& cached = layout_cache_[{g.grid[0], g.grid[1], g.grid[2], device.str()}];
+  if (!cached.raster_of_window_token.defined()) cached = nn::make_window_layout(g, device);
+  return cached;
+}
+
+at::Tensor DiTImpl::proxy_stages(const at::Tensor& tokens, const Embedded& e) {
+  if (!config_.proxy.proxy()) return tokens;
+  const int64_t windows = config_.proxy.windows;
+  const nn::WindowGrid g{{1, e.grid_h, e.grid_w}, {1, e.grid_h / windows, e.grid_w / windows}};
+  const nn::WindowLayout& layout = window_layout(g, tokens.device());
+  const at::Tensor shared_mod = adaLN_modulation->forward(e.condition);             // [B, 9D]
+  at::Tensor h = tokens.index_select(1, layout.raster_of_window_token);             // [B, N, D] window-major
+  for (const auto& block : *proxy_blocks)
+    h = block->as<nn::ProxyTokenBlock>()->forward(h, shared_mod, g, layout, config_.proxy.proxy_split);  // [B, N, D]
+  return h.index_select(1, layout.window_of_raster_token);                          // [B, N, D] raster
+}
+
 at::Tensor DiTImpl::forward_reference(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch,
                                       int grid) {
   Embedded e = embed(x, t, y, patch, grid);
-  at::Tensor h = sparse_stages(e.tokens, e);                                          // [B, N, D]
+  at::Tensor h = proxy_stages(sparse_stages(e.tokens, e), e);                         // [B, N, D]
   for (const auto& block : *blocks) h = block->as<nn::DiTBlock>()->forward(h, e.condition);  // [B, N, D]
   h = final_layer->forward(h, e.condition, e.deembed_weight, e.deembed_bias);         // [B, N, p*p*Cout]
   return unpatchify(h, e);                                                            // [B, Cout, H, W]
@@ -156,7 +180,7 @@ at::Tensor DiTImpl::forward_fused(const at::Tensor& x, const at::Tensor& t, cons
   auto block = [&](int i) { return blocks[i]->as<nn::DiTBlock>(); };
   std::vector<at::Tensor> mod = depth > 0 ? block(0)->modulation(silu_c)      // 6 x [B, D]
                                           : final_layer->modulation(silu_c);  // 2 x [B, D]
-  at::Tensor h = sparse_stages(e.tokens, e);                                  // [B, N, D]
+  at::Tensor h = proxy_stages(sparse_stages(e.tokens, e), e);                 // [B, N, D]
   at::Tensor h_mod = cuda::layer_norm_modulate(h, mod[0], mod[1]);            // [B, N, D]
   for (int i = 0; i < depth; ++i) {
     std::vector<at::Tensor> next = i + 1 < depth ? block(i + 1)->modulation(silu_c)      // 6 x [B, D]
@@ -194,6 +218,12 @@ void DiTImpl::initialize_weights() {
   // A recovery block starts as the dense tokens (W1 = 0, W2 = I), as after conversion.
   if (sparse_modules)
     for (const auto& module : *sparse_modules) module->as<nn::SparseDenseModule>()->token_recover->start_as_dense();
+  // A PT-DiT block starts without global mixing: the proxy cross-attention's output projection is zero.
+  if (proxy_blocks)
+    for (const auto& block : *proxy_blocks)
+      for (at::Tensor t : {block->as<nn::ProxyTokenBlock>()->proxy_cross->proj->weight,
+                           block->as<nn::ProxyTokenBlock>()->proxy_cross->proj->bias})
+        torch::nn::init::zeros_(t);
   auto* final_mod = final_layer->adaLN_modulation[1]->as<torch::nn::Linear>();
   for (at::Tensor t : {final_mod->weight, final_mod->bias, final_layer->linear->weight, final_layer->linear->bias})
     torch::nn::init::zeros_(t);

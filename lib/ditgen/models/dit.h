@@ -1,5 +1,5 @@
 // The DiT (Peebles & Xie) as the official code computes it, with its parameter names; with a flexible
-// tokenizer (FlexiDiT) and a sparse layout (SparseDiT) when the config asks for them.
+// tokenizer (FlexiDiT), a sparse layout (SparseDiT) or proxy-token blocks (PT-DiT) when the config asks for them.
 #pragma once
 
 #include <map>
@@ -15,6 +15,7 @@
 #include "ditgen/nn/flexible_patch.h"
 #include "ditgen/nn/lora.h"
 #include "ditgen/nn/poolingformer.h"
+#include "ditgen/nn/proxy_attention.h"
 #include "ditgen/nn/sparse_dense_module.h"
 
 namespace ditgen {
@@ -56,6 +57,8 @@ class DiTImpl : public torch::nn::Module {
   nn::LabelEmbedder y_embedder{nullptr};
   torch::nn::ModuleList pooling_blocks{nullptr};  // sparse models: Poolingformer blocks
   torch::nn::ModuleList sparse_modules{nullptr};  // sparse models: sparse-dense token modules
+  torch::nn::ModuleList proxy_blocks{nullptr};    // PT-DiT: proxy-token blocks (then there are no dense blocks)
+  torch::nn::Sequential adaLN_modulation{nullptr};  // PT-DiT: the shared adaLN-single head, SiLU, Linear(D -> 9D)
   torch::nn::ModuleList blocks{nullptr};          // the dense blocks (a sparse model's top blocks)
   nn::FinalLayer final_layer{nullptr};
   nn::FlexibleTokenizer flex{nullptr};  // flexible models only
@@ -72,11 +75,16 @@ class DiTImpl : public torch::nn::Module {
   Embedded embed(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch, int grid);
   // A sparse model's Poolingformer blocks and modules (none for a dense model). [B, N, D] -> [B, N, D]
   at::Tensor sparse_stages(const at::Tensor& h, const Embedded& e);
+  // A PT-DiT's blocks, in window-major token order inside (none for other models). [B, N, D] -> [B, N, D]
+  at::Tensor proxy_stages(const at::Tensor& h, const Embedded& e);
+  // The window orders of a token grid on a device, built once per grid and device.
+  const nn::WindowLayout& window_layout(const nn::WindowGrid& g, const c10::Device& device);
   at::Tensor pos_embed(int grid_h, int grid_w, int patch, const at::TensorOptions& options);  // [1, N, D], cached
   at::Tensor unpatchify(const at::Tensor& x, const Embedded& e) const;  // [B, N, p*p*C] -> [B, C, H, W]
 
   DiTConfig config_;
   std::map<std::tuple<int, int, int>, at::Tensor> pos_cache_;
+  std::map<std::tuple<int64_t, int64_t, int64_t, std::string>, nn::WindowLayout> layout_cache_;
   std::vector<nn::LoRALinear> adapted_;  // lora mode: the linears carrying one adapter per patch size
   bool lora_merged_ = false;
 };

@@ -14,15 +14,27 @@ AttentionImpl::AttentionImpl(int hidden_size, int num_heads) : num_heads_(num_he
   proj = register_module("proj", LoRALinear(hidden_size, hidden_size));
 }
 
-at::Tensor AttentionImpl::forward(const at::Tensor& x) {
+at::Tensor AttentionImpl::forward(const at::Tensor& x) { return forward(x, at::Tensor()); }
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& window_mask) {
   const int64_t B = x.size(0), N = x.size(1), D = x.size(2);
   at::Tensor h = qkv->forward(x)                                 // [B, N, 3D]
                      .view({B, N, 3, num_heads_, D / num_heads_})  // [B, N, 3, H, hd]
                      .permute({2, 0, 3, 1, 4});                    // [3, B, H, N, hd]
+  at::Tensor o = attention_core(h[0], h[1], h[2], window_mask);  // [B, H, N, hd]
+  o = o.transpose(1, 2).reshape({B, N, D});                       // [B, N, D]
+  return proj->forward(o);                                        // [B, N, D]
+}
+
+at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& window_mask) {
   // SDPA picks flash / memory-efficient / math kernels by device and dtype; math equals softmax(qk^T/sqrt(hd))v.
-  at::Tensor o = at::scaled_dot_product_attention(h[0], h[1], h[2]);  // [B, H, N, hd]
-  o = o.transpose(1, 2).reshape({B, N, D});                            // [B, N, D]
-  return proj->forward(o);                                             // [B, N, D]
+  if (!window_mask.defined()) return at::scaled_dot_product_attention(q, k, v);  // [B, H, N, hd]
+  const int64_t P = window_mask.size(0), n = window_mask.size(1);
+  TORCH_CHECK(q.size(0) % P == 0, "window attention over ", q.size(0), " windows with a mask for ", P);
+  at::Tensor mask = window_mask.unsqueeze(0)                       // [1, P, n, n]
+                        .expand({q.size(0) / P, P, n, n})          // [B, P, n, n]
+                        .reshape({q.size(0), 1, n, n});            // [B * P, 1, n, n]
+  return at::scaled_dot_product_attention(q, k, v, mask);         // [B * P, H, n, hd]
 }
 
 namespace {

@@ -15,6 +15,10 @@ class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(int hidden_size, int num_heads);
   at::Tensor forward(const at::Tensor& x);  // [B, N, D] -> [B, N, D]
+  // Attention inside windows: x holds B * P windows of n tokens (window index = batch index modulo P) and
+  // window_mask [P, n, n] bool says which tokens of each window attend to which (undefined: all).
+  // [B * P, n, D] -> [B * P, n, D]
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& window_mask);
 
   LoRALinear qkv{nullptr};
   LoRALinear proj{nullptr};
@@ -23,6 +27,10 @@ class AttentionImpl : public torch::nn::Module {
   int num_heads_;
 };
 TORCH_MODULE(Attention);
+
+// softmax(q k^T / sqrt(hd)) v (SDPA) with an optional per-window mask as in AttentionImpl::forward.
+// q, k, v [B * P, H, n, hd], window_mask [P, n, n] bool or undefined -> [B * P, H, n, hd]
+at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& window_mask);
 
 // SDPA backend names in the order torch tries them by default.
 std::vector<std::string> attention_backend_names();

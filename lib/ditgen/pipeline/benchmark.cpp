@@ -1,6 +1,8 @@
 #include "ditgen/pipeline/benchmark.h"
 
 #include <algorithm>
+#include <cmath>
+#include <memory>
 #include <filesystem>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -11,6 +13,7 @@
 #include "ditgen/core/log.h"
 #include "ditgen/cuda/adaln.h"
 #include "ditgen/nn/attention.h"
+#include "ditgen/nn/proxy_attention.h"
 #include "ditgen/pipeline/cuda_graph.h"
 #include "ditgen/pipeline/generator.h"
 
@@ -116,6 +119,50 @@ nlohmann::json to_json(const BenchRecord& r) {
   return j;
 }
 
+namespace {
+
+// A PT-DiT image's window grid at a square input size.
+nn::WindowGrid proxy_grid(const DiTConfig& c, int size) {
+  const int64_t g = size / c.patch_size, w = g / c.proxy.windows;
+  return {{1, g, g}, {1, w, w}};
+}
+
+}  // namespace
+
+double token_mixing_gflops(const DiTConfig& c, int size) {
+  const double N = std::pow(size / c.patch_size, 2), D = c.hidden_size;
+  if (!c.proxy.proxy()) return 2 * N * N * D / 1e9;
+  const nn::WindowGrid g = proxy_grid(c, size);
+  const double M = g.windows() * std::pow(c.proxy.proxy_split, 2), n = g.window_tokens();
+  return (2 * M * M * D + 2 * N * M * D + 2 * 2 * N * n * D) / 1e9;
+}
+
+std::function<void()> token_mixing_run(const DiTConfig& c, int batch, int size, const at::TensorOptions& options) {
+  const int64_t B = batch, H = c.num_heads, D = c.hidden_size, hd = D / H, N = std::pow(size / c.patch_size, 2);
+  auto heads = [&](int64_t b, int64_t n) { return at::randn({b, H, n, hd}, options); };  // [b, H, n, hd]
+  if (!c.proxy.proxy()) {
+    at::Tensor q = heads(B, N), k = heads(B, N), v = heads(B, N);
+    return [=] { nn::attention_core(q, k, v, at::Tensor()); };
+  }
+  const nn::WindowGrid g = proxy_grid(c, size);
+  const int64_t P = g.windows(), n = g.window_tokens(), M = P * c.proxy.proxy_split * c.proxy.proxy_split;
+  const int split = c.proxy.proxy_split;
+  auto layout = std::make_shared<nn::WindowLayout>(nn::make_window_layout(g, options.device()));
+  at::Tensor x = at::randn({B, N, D}, options);                                  // [B, N, D] window-major
+  at::Tensor pq = heads(B, M), pk = heads(B, M), pv = heads(B, M);               // proxy self-attention
+  at::Tensor cq = heads(B, N);                                                    // tokens to proxies
+  at::Tensor wq = heads(B * P, n), wk = heads(B * P, n), wv = heads(B * P, n);   // windows
+  return [=] {
+    nn::proxy_tokens(x, g, split);                                                // [B, M, D]
+    nn::attention_core(pq, pk, pv, at::Tensor());                                 // [B, H, M, hd]
+    nn::attention_core(cq, pk, pv, at::Tensor());                                 // [B, H, N, hd]
+    nn::attention_core(wq, wk, wv, at::Tensor());                                 // [B * P, H, n, hd]
+    x.index_select(1, layout->to_shifted);                                        // [B, N, D] shifted order
+    nn::attention_core(wq, wk, wv, layout->shift_mask);                           // [B * P, H, n, hd]
+    x.index_select(1, layout->from_shifted);                                      // [B, N, D]
+  };
+}
+
 void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRecord&)>& on_record) {
   const at::Device device = parse_device(o.device);
   const at::ScalarType dtype = parse_dtype(o.dtype);
@@ -172,6 +219,17 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
     }
     cuda::set_fused_kernels_enabled(path != "eager");
     for (int size : sizes) {
+      for (int batch : o.mixing ? o.batches : std::vector<int>{}) {
+        BenchRecord r = record_for(size, c.patch_size, 0);
+        r.kind = "mixing";
+        r.path = path;
+        r.batch = batch;
+        r.gflops_per_image = token_mixing_gflops(c, size);
+        reset_peak_memory(device);
+        finish(r, time_runs(token_mixing_run(c, batch, size, at::TensorOptions().device(device).dtype(dtype)), device,
+                            o.warmup, o.reps),
+               r.gflops_per_image * batch);
+      }
       for (int patch : patches)
       for (int grid : grids)
       for (int batch : o.batches) {

@@ -9,7 +9,10 @@
 #include <string>
 #include <vector>
 
+#include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
+
+#include "ditgen/models/config.h"
 
 #include "ditgen/core/profile.h"
 #include "ditgen/schedule/compute_schedule.h"
@@ -43,11 +46,20 @@ struct BenchOptions {
   uint64_t seed = 0;
   bool merge_lora = false;           // lora-mode flexible models: merged weight copy per patch size
   bool profile = false;              // also profile one forward per measurement (CUDA kernels, top 12)
+  bool mixing = false;               // also time one block's token mixing per size and batch (see below)
 };
+
+// Token mixing: the attention cores of one block after the projections (what PT-DiT's complexity formula
+// counts): for a dense block softmax(QK^T)V over all N tokens; for a proxy-token block the proxy means,
+// proxy self-attention, every token's attention to the proxies, window attention, and the shifted windows'
+// gathers and masked attention. Runs them once on random inputs of a block's shapes. [record kind "mixing"]
+std::function<void()> token_mixing_run(const DiTConfig& config, int batch, int size, const at::TensorOptions& options);
+// MAC GFLOPs of those cores for one image.
+double token_mixing_gflops(const DiTConfig& config, int size);
 
 // One measurement. Matches the JSON records of scripts/bench/torch_reference.py.
 struct BenchRecord {
-  std::string kind;       // forward | sample
+  std::string kind;       // forward | sample | mixing
   std::string path;       // eager | fused | fast
   std::string model;
   int64_t params = 0;

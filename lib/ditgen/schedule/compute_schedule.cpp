@@ -262,6 +262,8 @@ void ComputeSchedule::validate(const DiTConfig& config, int height, int width) c
                                         std::to_string(height) + "x" + std::to_string(width) + " at patch size " +
                                         std::to_string(largest_patch));
   }
+  if (height % config.patch_size == 0 && width % config.patch_size == 0)
+    config.check_token_grid(height / config.patch_size, width / config.patch_size);
   for (const auto* phases : {&cond_, &guide_})
     for (const Phase& p : *phases) {
       if (!config.supports_patch(p.patch)) {
@@ -274,6 +276,7 @@ void ComputeSchedule::validate(const DiTConfig& config, int height, int width) c
       if (height % p.patch || width % p.patch)
         throw Error(ErrorKind::Usage, "compute schedule '" + text() + "': patch size " + std::to_string(p.patch) +
                                           " does not divide " + std::to_string(height) + "x" + std::to_string(width));
+      config.check_token_grid(height / p.patch, width / p.patch);
     }
 }
 

@@ -76,7 +76,8 @@ class ComputeSchedule {
   // schedule follows its own range, config.sparse.min_grid to max_grid).
   StepPlan plan(int k, int steps, const DiTConfig& model, bool guided) const;
   // Error(Usage) when a patch size is one the model does not run or does not divide height x width, or a
-  // sparse grid does not fit the token grid or the model has no sparse layout.
+  // sparse grid does not fit the token grid or the model has no sparse layout, or a PT-DiT's windows do not
+  // divide a token grid the run makes.
   void validate(const DiTConfig& config, int height, int width) const;
   // Whether every step runs the model's full compute (its own patch size; a sparse model still follows
   // its default density).

@@ -1,0 +1,117 @@
+#include "ditgen/nn/proxy_attention.h"
+
+#include <tuple>
+#include <vector>
+
+#include <torch/nn/init.h>
+
+#include "ditgen/cuda/adaln.h"
+#include "ditgen/nn/dit_block.h"
+
+namespace ditgen::nn {
+
+std::array<int64_t, 3> WindowGrid::shift() const {
+  std::array<int64_t, 3> s{};
+  for (int a = 0; a < 3; ++a) s[a] = window[a] < grid[a] ? window[a] / 2 : 0;
+  return s;
+}
+
+at::Tensor window_partition(const at::Tensor& x, const WindowGrid& g) {
+  const auto [F, H, W] = g.grid;
+  const auto [pt, ph, pw] = g.window;
+  const int64_t B = x.size(0), D = x.size(-1);
+  return x.reshape({B, F / pt, pt, H / ph, ph, W / pw, pw, D})  // [B, f, pt, h, ph, w, pw, D]
+      .permute({0, 1, 3, 5, 2, 4, 6, 7})                       // [B, f, h, w, pt, ph, pw, D]
+      .reshape({B, g.windows(), g.window_tokens(), D});        // [B, P, n, D]
+}
+
+at::Tensor window_merge(const at::Tensor& windows, const WindowGrid& g) {
+  const auto [F, H, W] = g.grid;
+  const auto [pt, ph, pw] = g.window;
+  const int64_t B = windows.size(0), D = windows.size(-1);
+  return windows.reshape({B, F / pt, H / ph, W / pw, pt, ph, pw, D})  // [B, f, h, w, pt, ph, pw, D]
+      .permute({0, 1, 4, 2, 5, 3, 6, 7})                             // [B, f, pt, h, ph, w, pw, D]
+      .reshape({B, F, H, W, D});                                     // [B, F, H, W, D]
+}
+
+at::Tensor roll_grid(const at::Tensor& x, const WindowGrid& g, bool undo) {
+  const auto s = g.shift();
+  const int64_t sign = undo ? 1 : -1;
+  return at::roll(x, {sign * s[0], sign * s[1], sign * s[2]}, {1, 2, 3});  // [B, F, H, W, D]
+}
+
+at::Tensor shifted_window_mask(const WindowGrid& g, const at::TensorOptions& options) {
+  const auto s = g.shift();
+  at::Tensor label = at::zeros({1, g.grid[0], g.grid[1], g.grid[2], 1}, options.dtype(at::kLong));  // [1, F, H, W, 1]
+  int64_t weight = 1;
+  for (int a = 0; a < 3; ++a, weight *= 3) {
+    if (s[a] == 0) continue;
+    const int64_t G = g.grid[a], p = g.window[a];
+    at::Tensor r = at::arange(G, label.options());                          // [G] rolled positions
+    at::Tensor region = (r >= G - p).to(at::kLong) + (r >= G - s[a]).to(at::kLong);  // [G] in {0, 1, 2}
+    std::vector<int64_t> shape{1, 1, 1, 1, 1};
+    shape[a + 1] = G;
+    label = label + weight * region.view(shape);                              // [1, F, H, W, 1]
+  }
+  at::Tensor per_window = window_partition(label, g).squeeze(-1).squeeze(0);  // [P, n]
+  return per_window.unsqueeze(2) == per_window.unsqueeze(1);                  // [P, n, n]
+}
+
+WindowLayout make_window_layout(const WindowGrid& g, const c10::Device& device) {
+  const int64_t N = g.tokens();
+  const auto options = at::TensorOptions().device(device).dtype(at::kLong);
+  const at::Tensor raster = at::arange(N, options).view({1, g.grid[0], g.grid[1], g.grid[2], 1});  // [1, F, H, W, 1]
+  auto inverse = [&](const at::Tensor& order) {
+    return at::empty_like(order).scatter_(0, order, at::arange(N, options));  // [N]
+  };
+  WindowLayout l;
+  l.raster_of_window_token = window_partition(raster, g).flatten();                       // [N]
+  l.window_of_raster_token = inverse(l.raster_of_window_token);                             // [N]
+  const at::Tensor shifted_raster = window_partition(roll_grid(raster, g), g).flatten();   // [N]
+  l.to_shifted = l.window_of_raster_token.index_select(0, shifted_raster);                  // [N]
+  l.from_shifted = inverse(l.to_shifted);                                                   // [N]
+  const auto s = g.shift();
+  if (s[0] || s[1] || s[2]) l.shift_mask = shifted_window_mask(g, options);                // [P, n, n]
+  return l;
+}
+
+at::Tensor proxy_tokens(const at::Tensor& x, const WindowGrid& g, int split) {
+  const auto [pt, ph, pw] = g.window;
+  const int64_t B = x.size(0), D = x.size(2), P = g.windows();
+  return x.view({B, P, pt, split, ph / split, split, pw / split, D})  // [B, P, pt, k, ph/k, k, pw/k, D]
+      .mean({2, 4, 6})                                               // [B, P, k, k, D]
+      .reshape({B, P * split * split, D});                           // [B, M, D]
+}
+
+ProxyTokenBlockImpl::ProxyTokenBlockImpl(int hidden_size, int num_heads, int mlp_hidden) {
+  proxy_attn = register_module("proxy_attn", Attention(hidden_size, num_heads));
+  proxy_cross = register_module("proxy_cross", CrossAttention(hidden_size, num_heads));
+  window_attn = register_module("window_attn", Attention(hidden_size, num_heads));
+  shifted_attn = register_module("shifted_attn", Attention(hidden_size, num_heads));
+  mlp = register_module("mlp", Mlp(hidden_size, mlp_hidden));
+  scale_shift_table = register_parameter("scale_shift_table", at::zeros({9, hidden_size}));
+  torch::NoGradGuard no_grad;
+  torch::nn::init::zeros_(proxy_cross->proj->weight);  // no global mixing at the start (the paper's zero linear)
+  torch::nn::init::zeros_(proxy_cross->proj->bias);
+}
+
+at::Tensor ProxyTokenBlockImpl::forward(const at::Tensor& x, const at::Tensor& shared_mod, const WindowGrid& g,
+                                        const WindowLayout& layout, int proxy_split) {
+  const int64_t B = x.size(0), N = x.size(1), D = x.size(2), P = g.windows(), n = g.window_tokens();
+  const std::vector<at::Tensor> mod = (shared_mod.view({B, 9, D}) + scale_shift_table).unbind(1);  // 9 x [B, D]
+  // GIIM: global information through the proxies.
+  at::Tensor p = proxy_tokens(x, g, proxy_split);                                          // [B, M, D]
+  p = p + proxy_attn->forward(layer_norm_plain(p));                                        // [B, M, D]
+  at::Tensor h = x + proxy_cross->forward(layer_norm_plain(x), layer_norm_plain(p));      // [B, N, D]
+  // TCM: window attention, then shifted-window attention (the stream is window-major: windows are views).
+  at::Tensor h_mod = cuda::layer_norm_modulate(h, mod[0], mod[1]);                         // [B, N, D]
+  at::Tensor a = window_attn->forward(h_mod.view({B * P, n, D})).view({B, N, D});          // [B, N, D]
+  std::tie(h, h_mod) = cuda::gated_residual_layer_norm_modulate(h, mod[2], a, mod[3], mod[4]);  // [B, N, D] x2
+  at::Tensor s = h_mod.index_select(1, layout.to_shifted).view({B * P, n, D});             // [B * P, n, D]
+  s = shifted_attn->forward(s, layout.shift_mask).view({B, N, D});                         // [B, N, D] shifted order
+  s = s.index_select(1, layout.from_shifted);                                              // [B, N, D]
+  std::tie(h, h_mod) = cuda::gated_residual_layer_norm_modulate(h, mod[5], s, mod[6], mod[7]);  // [B, N, D] x2
+  return h + mod[8].unsqueeze(1) * mlp->forward(h_mod);                                   // [B, N, D]
+}
+
+}  // namespace ditgen::nn

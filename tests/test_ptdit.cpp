@@ -1,0 +1,255 @@
+// PT-DiT: window partition, roll and the Swin mask against brute force; the proxy-token block and a tiny
+// model against golden tensors from scripts/make_golden_ptdit.py (our PyTorch reference,
+// scripts/reference/ptdit_reference.py, which works in raster order with explicit windows); configs, FLOPs,
+// generation and the CLI.
+#include <cstdlib>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "catch.h"
+#include "ditgen/io/tensor_io.h"
+#include "ditgen/models/model_file.h"
+#include "ditgen/nn/proxy_attention.h"
+#include "ditgen/pipeline/generator.h"
+#include "helpers.h"
+
+using namespace ditgen;
+using ditgen::test::golden;
+using ditgen::test::max_abs_diff;
+
+namespace {
+
+const nn::WindowGrid kGrids[] = {
+    {{1, 8, 8}, {1, 4, 4}},  // image, even windows
+    {{1, 6, 6}, {1, 3, 3}},  // image, odd windows (shift 1)
+    {{1, 4, 6}, {1, 4, 2}},  // one window tall: no shift on that axis
+    {{4, 4, 8}, {2, 2, 4}},  // video, shift on every axis
+    {{6, 4, 4}, {3, 2, 2}},  // video, odd temporal window
+};
+
+double tolerance(const at::Tensor& reference) { return 1e-5 * std::max(1.0, reference.abs().max().item<double>()); }
+
+// A block with the golden file's "block.*" weights.
+nn::ProxyTokenBlock golden_block(const std::map<std::string, at::Tensor>& g, bool keep_zero_cross_proj = false) {
+  nn::ProxyTokenBlock block(32, 4, 64);
+  at::NoGradGuard no_grad;
+  for (auto& item : block->named_parameters()) {
+    if (keep_zero_cross_proj && item.key().rfind("proxy_cross.proj.", 0) == 0) continue;
+    item.value().copy_(g.at("block." + item.key()));
+  }
+  return block;
+}
+
+// The block on raster tokens, through the layout's orders as the model runs it.
+at::Tensor run_block(nn::ProxyTokenBlock& block, const at::Tensor& x, const at::Tensor& mod, const nn::WindowGrid& grid,
+                     int split) {
+  const nn::WindowLayout layout = nn::make_window_layout(grid, x.device());
+  at::Tensor h = x.index_select(1, layout.raster_of_window_token);            // [B, N, D] window-major
+  h = block->forward(h, mod, grid, layout, split);                            // [B, N, D]
+  return h.index_select(1, layout.window_of_raster_token);                    // [B, N, D] raster
+}
+
+nn::WindowGrid case_grid(const std::string& name) {
+  if (name == "image") return {{1, 6, 6}, {1, 3, 3}};
+  return {{4, 4, 8}, {2, 2, 4}};
+}
+
+}  // namespace
+
+TEST_CASE("window partition and merge, roll and its undo, and the layout's orders round-trip (image and video)",
+          "[ptdit]") {
+  for (const nn::WindowGrid& g : kGrids) {
+    INFO("grid " << g.grid[0] << "x" << g.grid[1] << "x" << g.grid[2]);
+    const at::Tensor x = at::randn({2, g.grid[0], g.grid[1], g.grid[2], 3});
+    const at::Tensor windows = nn::window_partition(x, g);
+    REQUIRE(windows.sizes() == at::IntArrayRef({2, g.windows(), g.window_tokens(), 3}));
+    CHECK(at::equal(nn::window_merge(windows, g), x));
+    CHECK(at::equal(nn::roll_grid(nn::roll_grid(x, g), g, /*undo=*/true), x));
+    // Window 0 holds the first p_t x p_h x p_w corner of the grid, in (t, y, x) order.
+    const at::Tensor corner = x.slice(1, 0, g.window[0]).slice(2, 0, g.window[1]).slice(3, 0, g.window[2]);
+    CHECK(at::equal(windows.select(1, 0), corner.reshape({2, g.window_tokens(), 3})));
+    // The roll moves token (f, y, x) to (f - s_t, y - s_h, x - s_w).
+    const auto s = g.shift();
+    CHECK(at::equal(nn::roll_grid(x, g).select(1, 0).select(1, 0).select(1, 0),
+                    x.select(1, s[0]).select(1, s[1]).select(1, s[2])));
+    const nn::WindowLayout l = nn::make_window_layout(g, at::kCPU);
+    const at::Tensor tokens = x.reshape({2, g.tokens(), 3});
+    const at::Tensor major = tokens.index_select(1, l.raster_of_window_token);
+    CHECK(at::equal(major.view({2, g.windows(), g.window_tokens(), 3}), windows));
+    CHECK(at::equal(major.index_select(1, l.window_of_raster_token), tokens));
+    const at::Tensor shifted = major.index_select(1, l.to_shifted);
+    CHECK(at::equal(shifted.view_as(windows), nn::window_partition(nn::roll_grid(x, g), g)));
+    CHECK(at::equal(shifted.index_select(1, l.from_shifted), major));
+  }
+}
+
+TEST_CASE("the shifted-window mask equals a brute-force construction", "[ptdit]") {
+  for (const nn::WindowGrid& g : kGrids) {
+    INFO("grid " << g.grid[0] << "x" << g.grid[1] << "x" << g.grid[2]);
+    const auto s = g.shift();
+    const bool shifts = s[0] || s[1] || s[2];
+    const at::Tensor mask = nn::shifted_window_mask(g, at::TensorOptions());
+    REQUIRE(mask.sizes() == at::IntArrayRef({g.windows(), g.window_tokens(), g.window_tokens()}));
+    // Brute force: the rolled grid's token at r came from r + s (mod G); two tokens of a shifted window may
+    // attend when those original places are within one window of each other on every axis (no wrap).
+    const at::Tensor coords = at::stack(at::meshgrid({at::arange(g.grid[0]), at::arange(g.grid[1]), at::arange(g.grid[2])},
+                                                     "ij"), -1).unsqueeze(0);  // [1, F, H, W, 3]
+    const at::Tensor rolled = nn::window_partition(coords, g).squeeze(0);       // [P, n, 3] rolled coordinates
+    auto acc = mask.accessor<bool, 3>();
+    auto c = rolled.accessor<int64_t, 3>();
+    int64_t blocked = 0;
+    for (int64_t w = 0; w < g.windows(); ++w)
+      for (int64_t i = 0; i < g.window_tokens(); ++i)
+        for (int64_t j = 0; j < g.window_tokens(); ++j) {
+          bool near = true;
+          for (int a = 0; a < 3; ++a) {
+            const int64_t oi = (c[w][i][a] + s[a]) % g.grid[a], oj = (c[w][j][a] + s[a]) % g.grid[a];
+            near = near && std::llabs(oi - oj) < g.window[a];
+          }
+          CHECK(acc[w][i][j] == near);
+          blocked += !near;
+        }
+    CHECK((blocked > 0) == shifts);  // only a shift cuts windows
+  }
+}
+
+TEST_CASE("the proxy-token block matches the PyTorch reference on video and image grids", "[ptdit][golden]") {
+  const auto g = io::load_tensors(golden("ptdit.safetensors"));
+  nn::ProxyTokenBlock block = golden_block(g);
+  at::NoGradGuard no_grad;
+  for (const auto& [name, split] : std::vector<std::pair<std::string, int>>{{"video", 1}, {"video2", 2}, {"image", 1}}) {
+    INFO(name);
+    const at::Tensor expected = g.at(name + ".out");
+    const at::Tensor out = run_block(block, g.at(name + ".x"), g.at(name + ".mod"), case_grid(name), split);
+    CHECK(max_abs_diff(out, expected) <= tolerance(expected));
+  }
+}
+
+TEST_CASE("with its zero-initialised proxy projection the block is the reference's window path alone", "[ptdit][golden]") {
+  const auto g = io::load_tensors(golden("ptdit.safetensors"));
+  nn::ProxyTokenBlock fresh(32, 4, 64);
+  CHECK(fresh->proxy_cross->proj->weight.abs().max().item<float>() == 0);
+  nn::ProxyTokenBlock block = golden_block(g, /*keep_zero_cross_proj=*/true);
+  at::NoGradGuard no_grad;
+  const at::Tensor expected = g.at("nogiim.out");
+  const at::Tensor out = run_block(block, g.at("image.x"), g.at("image.mod"), case_grid("image"), 1);
+  CHECK(max_abs_diff(out, expected) <= tolerance(expected));
+  // and the proxies do matter once the projection is trained
+  CHECK(max_abs_diff(out, g.at("image.out")) > 1e-3);
+}
+
+TEST_CASE("a PT-DiT model matches the reference at two sizes; window orders are cached per grid", "[ptdit][golden]") {
+  LoadedModel m = load_model(golden("tiny_ptdit.model.safetensors"), at::kCPU, at::kFloat);
+  REQUIRE(m.info.config.proxy.windows == 4);
+  CHECK(m.info.config.top_blocks() == 0);
+  CHECK(dit_parameter_count(m.info.config) == test::parameter_count(*m.model));
+  const auto g = io::load_tensors(golden("ptdit.safetensors"));
+  at::NoGradGuard no_grad;
+  for (int size : {16, 24, 16}) {  // 8x8 tokens (2x2 windows), 12x12 (3x3 windows), then the first again
+    INFO("size " << size);
+    const std::string k = "model" + std::to_string(size);
+    const at::Tensor expected = g.at(k + ".out");
+    CHECK(max_abs_diff(m.model->forward(g.at(k + ".x"), g.at(k + ".t"), g.at(k + ".y")), expected) <=
+          tolerance(expected));
+  }
+  // A token grid the windows do not divide is refused, naming what would fit.
+  const std::string message = test::error_message([&] {
+    m.model->forward(at::randn({1, 4, 20, 20}), at::tensor({1}), at::tensor({1}));
+  });
+  CHECK(test::contains(message, "a 10x10 token grid does not divide into this PT-DiT's 4x4 windows"));
+  CHECK(test::contains(message, "must be a multiple of 4"));
+}
+
+TEST_CASE("PT-DiT configs: JSON round trip, validation, FLOPs and the registry", "[ptdit]") {
+  DiTConfig c = official_config("PT-DiT-XL/2");
+  CHECK((c.proxy.windows == 8 && c.depth == 28 && c.hidden_size == 1152));
+  const DiTConfig back = config_from_json(to_json(c));
+  CHECK((back.proxy.windows == 8 && back.proxy.proxy_split == 1));
+  // FLOPs by hand at 32x32 latents (N = 256, windows of n = 4, 64 proxies), MAC convention.
+  const double D = 1152, N = 256, n = 4, M = 64, mlp = 2 * D * 4 * D;
+  const double block = M * 4 * D * D + 2 * M * M * D + N * 2 * D * D + M * 2 * D * D + 2 * N * M * D +
+                       2 * (N * 4 * D * D + 2 * N * n * D) + N * mlp;
+  const double stem_head = dit_gflops(official_config("DiT-XL/2"), 32, 32) * 1e9 -
+                           28 * (N * (4 * D * D + mlp) + 2 * N * N * D + 6 * D * D);
+  CHECK(dit_gflops(c, 32, 32) == Approx((stem_head + 28 * block + 9 * D * D) / 1e9).epsilon(1e-9));
+  // At 2048 px (256x256 latents, 16384 tokens) the proxy blocks cost about half the dense ones.
+  const double ratio = dit_gflops(c, 256, 256) / dit_gflops(official_config("DiT-XL/2"), 256, 256);
+  CHECK((ratio > 0.4 && ratio < 0.55));
+  // Validation: windows must divide the token grid; no sparse layout or lora patches beside them.
+  DiTConfig bad = c;
+  bad.proxy.windows = 5;
+  CHECK(test::contains(test::error_message([&] { bad.validate(ErrorKind::Model); }), "must divide into proxy.windows"));
+  bad = c;
+  bad.sparse = {1, 1, 1, 1, 2, 4};
+  CHECK(test::contains(test::error_message([&] { bad.validate(ErrorKind::Model); }), "do not combine"));
+  nlohmann::json j = to_json(c);
+  j["proxy"]["proxy_split"] = 0;
+  CHECK(test::error_kind([&] { config_from_json(j); }) == ErrorKind::Model);
+}
+
+TEST_CASE("PT-DiT generates and trains on the CPU; the CLI reports its windows and refuses grids they do not divide",
+          "[ptdit][cli]") {
+  test::TempDir dir;
+  std::ofstream(dir / "spec.yaml") << "name: tiny-pt\nconfig:\n  depth: 2\n  hidden_size: 32\n  num_heads: 2\n"
+                                      "  patch_size: 2\n  in_channels: 1\n  input_size: [32, 32]\n  num_classes: 10\n"
+                                      "  image_space: pixel\n  proxy: {windows: 4}\n";
+  const std::string model = (dir / "pt.safetensors").string();
+  REQUIRE(test::run_cli({"init", "spec.yaml", "-o", model, "--weights", "normal"}, dir.path()).exit_code == 0);
+  auto r = test::run_cli({"generate", "-m", model, "3", "--steps", "3", "-s", "1", "-o", "a.png", "--device", "cpu"},
+                         dir.path());
+  CHECK(r.exit_code == 0);
+  CHECK(std::filesystem::exists(dir / "a.png"));
+  r = test::run_cli({"info", model}, dir.path());
+  REQUIRE(r.exit_code == 0);
+  CHECK(test::contains(r.out, "proxy:       2 proxy-token blocks; 4x4 windows of 4x4 tokens at 32x32, 1 proxy a window"));
+  r = test::run_cli({"generate", "-m", model, "3", "--steps", "3", "--height", "36", "--width", "36", "-o", "b.png", "--device", "cpu"},
+                    dir.path());
+  CHECK(r.exit_code == 2);
+  CHECK(test::contains(r.err, "does not divide into this PT-DiT's 4x4 windows"));
+  CHECK_FALSE(std::filesystem::exists(dir / "b.png"));
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
+    WARN("Fashion-MNIST not installed; training skipped");
+    return;
+  }
+  std::ofstream(dir / "train.yaml") << "model: spec.yaml\noutput: run\nsteps: 4\nbatch_size: 4\nlog_every: 2\n"
+                                       "device: cpu\nbf16: false\nsample_every: 0\n";
+  r = test::run_cli({"train", "train.yaml"}, dir.path());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  LoadedModel trained = load_model(dir / "run" / "model.safetensors", at::kCPU, at::kFloat);
+  CHECK(trained.info.config.proxy.windows == 4);
+  // Training moved the zero-initialised proxy projection: the global path learns.
+  auto* block = trained.model->proxy_blocks[0]->as<nn::ProxyTokenBlock>();
+  CHECK(block->proxy_cross->proj->weight.abs().max().item<float>() > 0);
+}
+
+TEST_CASE("on the GPU, the fused proxy-token path and captured generation match the reference", "[ptdit][cuda]") {
+  if (!at::hasCUDA()) {
+    WARN("no CUDA device: this test runs on the GPU machine");
+    return;
+  }
+  LoadedModel m = load_model(golden("tiny_ptdit.model.safetensors"), at::kCPU, at::kFloat);
+  const auto g = io::load_tensors(golden("ptdit.safetensors"));
+  at::NoGradGuard no_grad;
+  m.model->to(at::kCUDA);
+  for (int size : {16, 24}) {
+    INFO("size " << size);
+    const std::string k = "model" + std::to_string(size);
+    const at::Tensor expected = g.at(k + ".out");
+    const at::Tensor fused = m.model->forward(g.at(k + ".x").cuda(), g.at(k + ".t").cuda(), g.at(k + ".y").cuda()).cpu();
+    CHECK(max_abs_diff(fused, expected) <= 1e-4 * std::max(1.0, expected.abs().max().item<double>()));
+  }
+  m.model->to(at::kCPU);
+  Generator generator(m, at::kCUDA, at::kFloat);
+  GenerationRequest r;
+  r.sampler = {"ddim", 6, 0.0};
+  r.guidance = {2.0, 0};
+  r.labels.assign(3, 4);
+  r.seeds = {1, 2, 3};
+  generator.set_cuda_graphs(false);
+  const at::Tensor eager = generator.generate(r).frames;
+  generator.set_cuda_graphs(true);
+  const at::Tensor captured = generator.generate(r).frames;
+  CHECK(max_abs_diff(captured, eager) <= 1e-5 * std::max(1.0, eager.abs().max().item<double>()));
+}
