@@ -155,6 +155,8 @@ TEST_CASE("bad input gets one clear line, its exit code, and no output", "[cli][
   std::ofstream(dir / "sparse-bad.yaml") << "config:\n  depth: 4\n  hidden_size: 32\n  num_heads: 2\n  patch_size: 2\n"
                                             "  in_channels: 1\n  input_size: [16, 16]\n  num_classes: 10\n  sparse: "
                                             "{pooling_blocks: 1, modules: 1, groups: [2, 1, 1, 0], min_grid: 2, max_grid: 5}\n";
+  std::ofstream(dir / "float-width.yaml") << "config:\n  depth: 4\n  hidden_size: 6666666e128\n  num_heads: 2\n"
+                                             "  patch_size: 2\n  in_channels: 1\n  input_size: [16, 16]\n  num_classes: 10\n";
   std::ofstream(dir / "bad-schedule.yaml") << "cond: 3\n";
   std::ofstream(dir / "notpng.png") << "x\n";
   const std::string model = tiny_model();
@@ -190,6 +192,7 @@ TEST_CASE("bad input gets one clear line, its exit code, and no output", "[cli][
       {{"generate", "-m", "short.safetensors", "bag"}, 4, "data_offsets [0, 16] exceed the data section of 0 bytes"},
       {{"init", "deep.yaml", "-o", "d.safetensors"}, 3, "YAML nested deeper than 64"},
       {{"init", "sparse-bad.yaml", "-o", "s.safetensors"}, 3, "sparse.groups must be [1, semantic blocks, 1, dense"},
+      {{"init", "float-width.yaml", "-o", "f.safetensors"}, 3, "hidden_size must be an integer"},
       {{"generate", "-m", model, "bag", "--schedule", "weak=4"}, 2, "invalid compute schedule item 'weak=4'"},
       {{"generate", "-m", model, "bag", "--schedule", "bad-schedule.yaml"}, 3, "cond must be a list of {patch, until}"},
       {{"generate", "-m", model, "bag", "--schedule", "density=4:8"}, 2, "has no sparse layout"},

@@ -7,12 +7,7 @@
 #   bench   whole-generation wall clock per schedule (shipped flexible model; random FlexiDiT-XL/2) and
 #           forward times per patch size (is packing CFG branches of different patch sizes worth it?)
 # Results go to $OUT: models, train logs, eval.jsonl, bench.jsonl.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-export DITGEN_FMNIST_DIR=/tmp/fmnist
-bin=build-gpu/bin/ditgen
+source "$(dirname "$0")/common.sh"
 flexa=${FLEXA:-models/fmnist-flexidit.safetensors}
 flexb=${FLEXB:-runs/fmnist-flexidit-lora/model.safetensors}
 cfg=${CFG:-1.5}

@@ -8,12 +8,7 @@
 #   train   the PT-DiT and the default DiT recipes side by side for STEPS steps each (same seeds and data)
 #   eval    FID-FMNIST and class accuracy of both (10,000 samples, DDIM 50, CFG $CFG)
 # Results go to $OUT.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-export DITGEN_FMNIST_DIR=/tmp/fmnist
-bin=build-gpu/bin/ditgen
+source "$(dirname "$0")/common.sh"
 steps=${STEPS:-15000}
 # One recipe at `steps` steps: configs/train/NAME.yaml with its step count and output replaced.
 recipe() {

@@ -10,12 +10,7 @@
 #   bench   whole-generation wall clock of the fmnist models (SPARSE: the sparse model file); forward times
 #           and generation of DiT-XL/2 against SparseDiT-XL/2 at 512 px (random weights)
 # Results go to $OUT.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-export DITGEN_FMNIST_DIR=/tmp/fmnist
-bin=build-gpu/bin/ditgen
+source "$(dirname "$0")/common.sh"
 sparse=${SPARSE:-models/fmnist-sparsedit.safetensors}
 runs=${RUNS:-"fmnist-sparsedit-a-data fmnist-sparsedit-c-data"}
 for stage in "$@"; do

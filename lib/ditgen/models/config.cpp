@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdint>
 
 #include <nlohmann/json.hpp>
 
@@ -24,6 +25,31 @@ std::string lower(std::string s) {
 
 void require(bool ok, ErrorKind kind, const std::string& what) {
   if (!ok) throw Error(kind, "invalid model config: " + what);
+}
+
+// An integer field: a JSON integer within int's range (a float such as 1e300 or 4.5 is refused rather than
+// converted, which would be undefined behaviour).
+int to_int(const nlohmann::json& v, const std::string& name) {
+  require(v.is_number_integer(), ErrorKind::Model, name + " must be an integer");
+  const bool fits = v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(INT32_MAX)
+                                           : v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX;
+  require(fits, ErrorKind::Model, name + " is out of range");
+  return static_cast<int>(v.get<int64_t>());
+}
+
+int int_field(const nlohmann::json& object, const std::string& key, const std::string& prefix = "") {
+  return to_int(object.at(key), prefix + key);
+}
+
+int int_field_or(const nlohmann::json& object, const std::string& key, int fallback, const std::string& prefix = "") {
+  return object.contains(key) ? to_int(object.at(key), prefix + key) : fallback;
+}
+
+std::vector<int> int_list(const nlohmann::json& v, const std::string& name) {
+  require(v.is_array() && v.size() <= 64, ErrorKind::Model, name + " must be a list of integers");
+  std::vector<int> out;
+  for (const auto& item : v) out.push_back(to_int(item, name));
+  return out;
 }
 
 }  // namespace
@@ -153,27 +179,27 @@ DiTConfig config_from_json(const nlohmann::json& j) {
     require(j.is_object(), ErrorKind::Model, "not a JSON object");
     require(j.value("architecture", std::string("dit")) == "dit", ErrorKind::Model,
             "architecture must be \"dit\"");
-    c.depth = j.at("depth").get<int>();
-    c.hidden_size = j.at("hidden_size").get<int>();
-    c.num_heads = j.at("num_heads").get<int>();
-    c.patch_size = j.at("patch_size").get<int>();
+    c.depth = int_field(j, "depth");
+    c.hidden_size = int_field(j, "hidden_size");
+    c.num_heads = int_field(j, "num_heads");
+    c.patch_size = int_field(j, "patch_size");
     c.mlp_ratio = j.value("mlp_ratio", 4.0);
-    c.in_channels = j.at("in_channels").get<int>();
+    c.in_channels = int_field(j, "in_channels");
     const auto& size = j.at("input_size");
     if (size.is_array()) {
       require(size.size() == 2, ErrorKind::Model, "input_size must be [height, width]");
-      c.input_height = size[0].get<int>();
-      c.input_width = size[1].get<int>();
+      c.input_height = to_int(size[0], "input_size");
+      c.input_width = to_int(size[1], "input_size");
     } else {
-      c.input_height = c.input_width = size.get<int>();
+      c.input_height = c.input_width = to_int(size, "input_size");
     }
-    c.num_classes = j.at("num_classes").get<int>();
+    c.num_classes = int_field(j, "num_classes");
     c.class_dropout_prob = j.value("class_dropout_prob", 0.1);
     c.learn_sigma = j.value("learn_sigma", true);
     std::string objective = j.value("objective", std::string("eps"));
     require(objective == "eps" || objective == "flow", ErrorKind::Model, "objective must be eps or flow");
     c.objective = objective == "eps" ? Objective::Eps : Objective::Flow;
-    c.diffusion_steps = j.value("diffusion_steps", 1000);
+    c.diffusion_steps = int_field_or(j, "diffusion_steps", 1000);
     c.beta_schedule = j.value("beta_schedule", std::string("linear"));
     std::string space = j.value("image_space", std::string("latent"));
     require(space == "pixel" || space == "latent", ErrorKind::Model, "image_space must be pixel or latent");
@@ -181,35 +207,35 @@ DiTConfig config_from_json(const nlohmann::json& j) {
     if (j.contains("flex")) {
       const auto& f = j.at("flex");
       require(f.is_object(), ErrorKind::Model, "flex must be an object");
-      c.flex.patch_sizes = f.at("patch_sizes").get<std::vector<int>>();
+      c.flex.patch_sizes = int_list(f.at("patch_sizes"), "flex.patch_sizes");
       require(!c.flex.patch_sizes.empty(), ErrorKind::Model, "flex.patch_sizes must not be empty");
-      c.flex.underlying_patch = f.value("underlying_patch", 4);
+      c.flex.underlying_patch = int_field_or(f, "underlying_patch", 4, "flex.");
       c.flex.mode = f.value("mode", std::string("shared"));
-      c.flex.lora_rank = f.value("lora_rank", 16);
+      c.flex.lora_rank = int_field_or(f, "lora_rank", 16, "flex.");
       c.flex.lora_alpha = f.value("lora_alpha", 16.0);
     }
     if (j.contains("sparse")) {
       const auto& q = j.at("sparse");
       require(q.is_object(), ErrorKind::Model, "sparse must be an object");
-      c.sparse.pooling_blocks = q.at("pooling_blocks").get<int>();
-      c.sparse.modules = q.at("modules").get<int>();
-      const auto groups = q.at("groups").get<std::vector<int>>();
+      c.sparse.pooling_blocks = int_field(q, "pooling_blocks", "sparse.");
+      c.sparse.modules = int_field(q, "modules", "sparse.");
+      const auto groups = int_list(q.at("groups"), "sparse.groups");
       require(groups.size() == 4 && groups[0] == 1 && groups[2] == 1, ErrorKind::Model,
               "sparse.groups must be [1, semantic blocks, 1, dense blocks]");
       c.sparse.semantic = groups[1];
       c.sparse.dense = groups[3];
-      c.sparse.min_grid = q.at("min_grid").get<int>();
-      c.sparse.max_grid = q.at("max_grid").get<int>();
+      c.sparse.min_grid = int_field(q, "min_grid", "sparse.");
+      c.sparse.max_grid = int_field(q, "max_grid", "sparse.");
       require(c.sparse.modules >= 1, ErrorKind::Model, "sparse.modules must be in 1..64");
       if (q.contains("top_blocks"))
-        require(q.at("top_blocks").get<int>() == c.top_blocks(), ErrorKind::Model,
+        require(int_field(q, "top_blocks", "sparse.") == c.top_blocks(), ErrorKind::Model,
                 "sparse.top_blocks must equal depth - pooling_blocks - modules * (2 + semantic + dense)");
     }
     if (j.contains("proxy")) {
       const auto& q = j.at("proxy");
       require(q.is_object(), ErrorKind::Model, "proxy must be an object");
-      c.proxy.windows = q.value("windows", 8);
-      c.proxy.proxy_split = q.value("proxy_split", 1);
+      c.proxy.windows = int_field_or(q, "windows", 8, "proxy.");
+      c.proxy.proxy_split = int_field_or(q, "proxy_split", 1, "proxy.");
       require(c.proxy.windows >= 1, ErrorKind::Model, "proxy.windows must be in 1..64");
     }
   } catch (const nlohmann::json::exception& e) {
