@@ -145,6 +145,11 @@ at::Tensor DiTImpl::sparse_stages(const at::Tensor& tokens, const Embedded& e) {
   return h;
 }
 
+nn::WindowGrid proxy_window_grid(const DiTConfig& config, int64_t grid_h, int64_t grid_w) {
+  const int64_t windows = config.proxy.windows;
+  return {{1, grid_h, grid_w}, {1, grid_h / windows, grid_w / windows}};
+}
+
 const nn::WindowLayout& DiTImpl::window_layout(const nn::WindowGrid& g, const c10::Device& device) {
   nn::WindowLayout& cached = layout_cache_[{g.grid[0], g.grid[1], g.grid[2], device.str()}];
   if (!cached.raster_of_window_token.defined()) cached = nn::make_window_layout(g, device);
@@ -153,8 +158,7 @@ const nn::WindowLayout& DiTImpl::window_layout(const nn::WindowGrid& g, const c1
 
 at::Tensor DiTImpl::proxy_stages(const at::Tensor& tokens, const Embedded& e) {
   if (!config_.proxy.proxy()) return tokens;
-  const int64_t windows = config_.proxy.windows;
-  const nn::WindowGrid g{{1, e.grid_h, e.grid_w}, {1, e.grid_h / windows, e.grid_w / windows}};
+  const nn::WindowGrid g = proxy_window_grid(config_, e.grid_h, e.grid_w);
   const nn::WindowLayout& layout = window_layout(g, tokens.device());
   const at::Tensor shared_mod = adaLN_modulation->forward(e.condition);             // [B, 9D]
   at::Tensor h = tokens.index_select(1, layout.raster_of_window_token);             // [B, N, D] window-major

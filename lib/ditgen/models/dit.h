@@ -90,6 +90,9 @@ class DiTImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DiT);
 
+// The windows of a PT-DiT image (one frame) of grid_h x grid_w tokens: config.proxy.windows per side.
+nn::WindowGrid proxy_window_grid(const DiTConfig& config, int64_t grid_h, int64_t grid_w);
+
 // A flexible model of `flex`'s layout whose function at dense.config().patch_size is dense's: the
 // transformer weights are copied, the tokenizer PI-resized (nn::FlexibleTokenizerImpl::init_from_fixed),
 // the patch-size embeddings and LoRA up-projections start at zero. Error(Usage) for a model that is

@@ -6,8 +6,6 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
-#include <torch/nn/modules/container/sequential.h>
-#include <torch/nn/modules/linear.h>
 
 #include "ditgen/nn/attention.h"
 #include "ditgen/nn/mlp.h"

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <memory>
 #include <filesystem>
+#include <memory>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
@@ -12,6 +12,7 @@
 #include "ditgen/core/error.h"
 #include "ditgen/core/log.h"
 #include "ditgen/cuda/adaln.h"
+#include "ditgen/models/dit.h"
 #include "ditgen/nn/attention.h"
 #include "ditgen/nn/proxy_attention.h"
 #include "ditgen/pipeline/cuda_graph.h"
@@ -119,20 +120,10 @@ nlohmann::json to_json(const BenchRecord& r) {
   return j;
 }
 
-namespace {
-
-// A PT-DiT image's window grid at a square input size.
-nn::WindowGrid proxy_grid(const DiTConfig& c, int size) {
-  const int64_t g = size / c.patch_size, w = g / c.proxy.windows;
-  return {{1, g, g}, {1, w, w}};
-}
-
-}  // namespace
-
 double token_mixing_gflops(const DiTConfig& c, int size) {
   const double N = std::pow(size / c.patch_size, 2), D = c.hidden_size;
   if (!c.proxy.proxy()) return 2 * N * N * D / 1e9;
-  const nn::WindowGrid g = proxy_grid(c, size);
+  const nn::WindowGrid g = proxy_window_grid(c, size / c.patch_size, size / c.patch_size);
   const double M = g.windows() * std::pow(c.proxy.proxy_split, 2), n = g.window_tokens();
   return (2 * M * M * D + 2 * N * M * D + 2 * 2 * N * n * D) / 1e9;
 }
@@ -144,7 +135,7 @@ std::function<void()> token_mixing_run(const DiTConfig& c, int batch, int size, 
     at::Tensor q = heads(B, N), k = heads(B, N), v = heads(B, N);
     return [=] { nn::attention_core(q, k, v, at::Tensor()); };
   }
-  const nn::WindowGrid g = proxy_grid(c, size);
+  const nn::WindowGrid g = proxy_window_grid(c, size / c.patch_size, size / c.patch_size);
   const int64_t P = g.windows(), n = g.window_tokens(), M = P * c.proxy.proxy_split * c.proxy.proxy_split;
   const int split = c.proxy.proxy_split;
   auto layout = std::make_shared<nn::WindowLayout>(nn::make_window_layout(g, options.device()));
