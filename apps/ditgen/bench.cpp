@@ -106,7 +106,7 @@ Command add_bench_command(CLI::App& root) {
   app->add_flag("--mixing", b.mixing,
                 "Also time one block's token mixing per size and batch: the attention cores after the projections "
                 "(dense: softmax(QK^T)V over all tokens; PT-DiT: proxies, proxy and cross attention, windows, "
-                "shifted windows)");
+                "shifted windows; DiffuSSM: the bidirectional SSM's FFT convolutions)");
   app->add_flag("--json", o->json, "One JSON record per line (the keys of scripts/bench/torch_reference.py)");
   return {app, [o] { return run_bench(*o); }};
 }

@@ -121,6 +121,13 @@ int run_info(const InfoOptions& o) {
                 c.depth, c.proxy.windows, c.proxy.windows, gh / c.proxy.windows, gw / c.proxy.windows, h, w, k * k,
                 k * k == 1 ? "y" : "ies");
   }
+  if (c.ssm.ssm()) {
+    const int tokens = (h / c.patch_size) * (w / c.patch_size);
+    std::printf("ssm:         %d gated bidirectional S4D blocks, state %d, %s; hourglass %d (dense layers on %d "
+                "packed tokens of %d at %dx%d), gate width %d\n", c.depth, c.ssm.state_size,
+                c.ssm.shared_kernel() ? "one kernel shared by all channels" : "a kernel per channel", c.ssm.hourglass,
+                tokens / c.ssm.hourglass, tokens, h, w, c.mlp_hidden());
+  }
   std::printf("input:       %d channels, trained at %dx%d (%s space), %d classes%s\n", c.in_channels, c.input_height,
               c.input_width, image_space_name(c.image_space), c.num_classes,
               c.has_null_class() ? " + null class (CFG)" : "");

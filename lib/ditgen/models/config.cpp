@@ -93,6 +93,17 @@ void DiTConfig::validate(ErrorKind kind) const {
             kind, "the " + std::to_string(grid_h) + "x" + std::to_string(grid_w) + " token grid of input_size at " +
                       "patch_size must divide into proxy.windows x proxy.proxy_split per side");
   }
+  if (ssm.ssm() || ssm.hourglass != 2 || ssm.kernels != "channel") {
+    require(ssm.state_size >= 2 && ssm.state_size <= 1024 && ssm.state_size % 2 == 0, kind,
+            "ssm.state_size must be even and in 2..1024");
+    require(ssm.hourglass >= 1 && ssm.hourglass <= 16, kind, "ssm.hourglass must be in 1..16");
+    require(ssm.kernels == "channel" || ssm.kernels == "shared", kind, "ssm.kernels must be channel or shared");
+    require(!sparse.sparse() && !proxy.proxy() && !flex.flexible(), kind,
+            "DiffuSSM blocks do not combine with sparse layouts, proxy tokens or flexible patches");
+    const int tokens = (input_height / patch_size) * (input_width / patch_size);
+    require(tokens % ssm.hourglass == 0, kind,
+            "the " + std::to_string(tokens) + " tokens of input_size at patch_size must pack by ssm.hourglass");
+  }
   if (!flex.flexible()) return;
   require(flex.mode == "shared" || flex.mode == "lora", kind, "flex.mode must be shared or lora");
   require(flex.underlying_patch >= 1 && flex.underlying_patch <= 16, kind, "flex.underlying_patch must be in 1..16");
@@ -120,7 +131,7 @@ std::vector<int> DiTConfig::runnable_patches() const {
 }
 
 int DiTConfig::top_blocks() const {
-  if (proxy.proxy()) return 0;
+  if (proxy.proxy() || ssm.ssm()) return 0;
   return depth - sparse.pooling_blocks - sparse.modules * sparse.blocks_per_module();
 }
 
@@ -130,6 +141,11 @@ int DiTConfig::sparse_grid(int grid) const {
 }
 
 void DiTConfig::check_token_grid(int grid_h, int grid_w) const {
+  if (ssm.ssm() && (int64_t{grid_h} * grid_w) % ssm.hourglass != 0)
+    throw Error(ErrorKind::Usage, "a " + std::to_string(grid_h) + "x" + std::to_string(grid_w) +
+                                      " token grid does not pack into this DiffuSSM's hourglass: the token count "
+                                      "(image side / patch size, squared) must be a multiple of " +
+                                      std::to_string(ssm.hourglass));
   if (!proxy.proxy()) return;
   const int unit = proxy.windows * proxy.proxy_split;
   if (grid_h % unit == 0 && grid_w % unit == 0) return;
@@ -170,6 +186,8 @@ nlohmann::json to_json(const DiTConfig& c) {
                    {"groups", {1, c.sparse.semantic, 1, c.sparse.dense}}, {"top_blocks", c.top_blocks()},
                    {"min_grid", c.sparse.min_grid}, {"max_grid", c.sparse.max_grid}};
   if (c.proxy.proxy()) j["proxy"] = {{"windows", c.proxy.windows}, {"proxy_split", c.proxy.proxy_split}};
+  if (c.ssm.ssm())
+    j["ssm"] = {{"state_size", c.ssm.state_size}, {"hourglass", c.ssm.hourglass}, {"kernels", c.ssm.kernels}};
   return j;
 }
 
@@ -238,6 +256,14 @@ DiTConfig config_from_json(const nlohmann::json& j) {
       c.proxy.proxy_split = int_field_or(q, "proxy_split", 1, "proxy.");
       require(c.proxy.windows >= 1, ErrorKind::Model, "proxy.windows must be in 1..64");
     }
+    if (j.contains("ssm")) {
+      const auto& q = j.at("ssm");
+      require(q.is_object(), ErrorKind::Model, "ssm must be an object");
+      c.ssm.state_size = int_field_or(q, "state_size", 64, "ssm.");
+      c.ssm.hourglass = int_field_or(q, "hourglass", 2, "ssm.");
+      c.ssm.kernels = q.value("kernels", std::string("channel"));
+      require(c.ssm.ssm(), ErrorKind::Model, "ssm.state_size must be even and in 2..1024");
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorKind::Model, std::string("invalid model config: ") + e.what());
   }
@@ -278,8 +304,21 @@ double dit_gflops(const DiTConfig& c, int height, int width, int patch, bool lor
                             2 * (N * 4 * D * D + 2 * N * n * D) + N * mlp;
     proxy = c.depth * pt_block + 9 * D * D;
   }
+  double ssm = 0;
+  if (c.ssm.ssm()) {
+    // Per token: compress, expand and contract (D^2, D^2, 2 D^2 at any M: they act on L / M packed tokens),
+    // gate, mix, out (F D, F D / M, F D); the bidirectional SSM; adaLN.
+    const double F = c.mlp_hidden(), Mh = c.ssm.hourglass;
+    ssm = c.depth * (N * (4 * D * D + 2 * F * D + F * D / Mh) + ssm_mixing_gflops(c, N) * 1e9 + 3 * D * D);
+  }
   const double final_layer = 2 * D * D + N * D * p * p * c.out_channels();
-  return (embed + sparse + proxy + c.top_blocks() * block + final_layer) / 1e9;
+  return (embed + sparse + proxy + ssm + c.top_blocks() * block + final_layer) / 1e9;
+}
+
+double ssm_mixing_gflops(const DiTConfig& c, double tokens) {
+  if (!c.ssm.ssm()) return 0;
+  const double n = 2 * tokens;  // the zero-padded length
+  return 2.0 * c.hidden_size * (2 * 1.25 * n * std::log2(n) + 3 * n) / 1e9;
 }
 
 int64_t dit_parameter_count(const DiTConfig& c) {
@@ -310,6 +349,14 @@ int64_t dit_parameter_count(const DiTConfig& c) {
     // one shared adaLN-single head.
     const int64_t pt_block = 4 * (4 * D * D + 4 * D) + (D * M + M) + (M * D + D) + 9 * D;
     return embed + c.depth * pt_block + (9 * D * D + 9 * D) + final_layer + flexible;
+  }
+  if (c.ssm.ssm()) {
+    // compress, expand, contract, gate, mix, out; two S4D (dt, A real and imaginary, C per kernel; D per
+    // channel); adaLN (3D).
+    const int64_t Mh = c.ssm.hourglass, H = c.ssm.shared_kernel() ? 1 : D, N = c.ssm.state_size;
+    const int64_t ssm_block = (Mh * D * D + D) + (D * Mh * D + Mh * D) + (2 * Mh * D * D + D) + (Mh * D * M + M) +
+                              (D * M + M) + (M * Mh * D + Mh * D) + 2 * (H * (1 + 2 * N) + D) + (3 * D * D + 3 * D);
+    return embed + c.depth * ssm_block + final_layer;
   }
   return embed + c.depth * block + sparse + final_layer + flexible;
 }
@@ -343,6 +390,12 @@ const std::map<std::string, DiTConfig>& official_configs() {
     DiTConfig pt = t.at("DiT-XL/2");
     pt.proxy.windows = 8;
     t.emplace("PT-DiT-XL/2", pt);
+    DiTConfig ssm = t.at("DiT-XL/2");
+    ssm.depth = 29;
+    ssm.patch_size = 1;
+    ssm.mlp_ratio = 4.0 / 3.0;
+    ssm.ssm.state_size = 64;
+    t.emplace("DiffuSSM-XL", ssm);
     return t;
   }();
   return table;

@@ -1,6 +1,7 @@
 // Architecture configs: what a model file's "ditgen.config" holds, and the official DiT table.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -56,6 +57,17 @@ struct ProxyConfig {
   bool proxy() const { return windows > 0; }
 };
 
+// DiffuSSM (docs/DIFFUSSM.md): every block is a gated bidirectional S4D block with an hourglass dense path;
+// no attention. The paper flattens the latent without patches (patch_size 1). The gate width is mlp_hidden().
+struct SSMConfig {
+  int state_size = 0;               // S4D state N of each kernel (N/2 complex modes); 0 = not a DiffuSSM
+  int hourglass = 2;                // M: the dense layers see M raster neighbours packed into one token
+  std::string kernels = "channel";  // channel: one SSM kernel per channel; shared: one for all channels
+
+  bool ssm() const { return state_size > 0; }
+  bool shared_kernel() const { return kernels == "shared"; }
+};
+
 struct DiTConfig {
   int depth = 12;
   int hidden_size = 384;
@@ -75,9 +87,10 @@ struct DiTConfig {
   FlexConfig flex;
   SparseConfig sparse;
   ProxyConfig proxy;
+  SSMConfig ssm;
 
   int out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
-  int mlp_hidden() const { return static_cast<int>(hidden_size * mlp_ratio); }
+  int mlp_hidden() const { return static_cast<int>(std::lround(hidden_size * mlp_ratio)); }
   bool has_null_class() const { return class_dropout_prob > 0; }
   // Whether the model runs at patch size p (0 = its own patch_size).
   bool supports_patch(int p) const;
@@ -87,8 +100,8 @@ struct DiTConfig {
   int top_blocks() const;
   // The sparse grid a forward runs at for `grid` (0 = max_grid); 0 for a dense model.
   int sparse_grid(int grid) const;
-  // A PT-DiT's windows need its token grid to divide into them: Error(Usage) naming the sizes that do when
-  // a grid_h x grid_w token grid does not (nothing for other models).
+  // A PT-DiT's windows need its token grid to divide into them, a DiffuSSM's hourglass its token count:
+  // Error(Usage) naming the sizes that do when a grid_h x grid_w token grid does not (nothing for others).
   void check_token_grid(int grid_h, int grid_w) const;
   // Throws Error(kind) when a field is out of range (heads must divide hidden_size, ...).
   void validate(ErrorKind kind) const;
@@ -100,6 +113,11 @@ struct DiTConfig {
 // r * (in + out) a token. A Poolingformer's value and output projections act on one (mean) token.
 double dit_gflops(const DiTConfig& config, int height, int width, int patch = 0, bool lora_merged = false,
                   int grid = 0);
+
+// MAC GFLOPs of one DiffuSSM block's bidirectional SSM over `tokens` tokens of one image: per channel and
+// direction a forward and an inverse real FFT of 2L points (~5/2 n log2 n real FLOPs each, half as MACs; the
+// kernel's own transform is cached) and the pointwise products. 0 for other models.
+double ssm_mixing_gflops(const DiTConfig& config, double tokens);
 
 // Number of parameters of a model with this config.
 int64_t dit_parameter_count(const DiTConfig& config);
@@ -113,7 +131,8 @@ DiTConfig config_from_json(const nlohmann::json& json);
 // SparseDiT-XL/2 (the paper's 256 px layout: 1 Poolingformer, 4 modules [1,3,1,1], 3 top blocks, grids 6..10)
 // and SparseDiT-XL/2-512 (64x64 latents: 2 Poolingformers, 4 modules, 2 top blocks, grids 6..10) with
 // DiT-XL/2-512, its dense counterpart; PT-DiT-XL/2: DiT-XL/2's width and depth in proxy-token blocks (8 x 8
-// windows, one proxy each).
+// windows, one proxy each); DiffuSSM-XL: 29 gated bidirectional S4D blocks of width 1152 on unpatched
+// 32x32 latents (L = 1024), gate width 1536, hourglass 2, state 64, a kernel per channel.
 const std::map<std::string, DiTConfig>& official_configs();
 // Looks a registry name up case-insensitively; throws Error(Usage) listing the names when unknown.
 DiTConfig official_config(const std::string& name);

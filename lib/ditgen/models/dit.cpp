@@ -64,6 +64,12 @@ DiTImpl::DiTImpl(const DiTConfig& config) : config_(config) {
     for (int i = 0; i < config_.depth; ++i) proxy_blocks->push_back(nn::ProxyTokenBlock(D, H, M));
     adaLN_modulation = register_module("adaLN_modulation", nn::adaln_head(D, 9));
   }
+  if (config_.ssm.ssm()) {
+    ssm_blocks = register_module("ssm_blocks", torch::nn::ModuleList());
+    for (int i = 0; i < config_.depth; ++i)
+      ssm_blocks->push_back(nn::DiffuSSMBlock(D, config_.ssm.hourglass, M, config_.ssm.state_size,
+                                              config_.ssm.shared_kernel()));
+  }
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int i = 0; i < config_.top_blocks(); ++i) blocks->push_back(nn::DiTBlock(D, H, M));
   final_layer = register_module("final_layer", nn::FinalLayer(D, base_patch, config_.out_channels()));
@@ -167,10 +173,21 @@ at::Tensor DiTImpl::proxy_stages(const at::Tensor& tokens, const Embedded& e) {
   return h.index_select(1, layout.window_of_raster_token);                          // [B, N, D] raster
 }
 
+at::Tensor DiTImpl::ssm_stages(const at::Tensor& tokens, const Embedded& e) {
+  if (!config_.ssm.ssm()) return tokens;
+  at::Tensor h = tokens;                                                                               // [B, N, D]
+  for (const auto& block : *ssm_blocks) h = block->as<nn::DiffuSSMBlock>()->forward(h, e.condition);  // [B, N, D]
+  return h;
+}
+
+at::Tensor DiTImpl::leading_stages(const at::Tensor& tokens, const Embedded& e) {
+  return ssm_stages(proxy_stages(sparse_stages(tokens, e), e), e);  // [B, N, D]
+}
+
 at::Tensor DiTImpl::forward_reference(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch,
                                       int grid) {
   Embedded e = embed(x, t, y, patch, grid);
-  at::Tensor h = proxy_stages(sparse_stages(e.tokens, e), e);                         // [B, N, D]
+  at::Tensor h = leading_stages(e.tokens, e);                         // [B, N, D]
   for (const auto& block : *blocks) h = block->as<nn::DiTBlock>()->forward(h, e.condition);  // [B, N, D]
   h = final_layer->forward(h, e.condition, e.deembed_weight, e.deembed_bias);         // [B, N, p*p*Cout]
   return unpatchify(h, e);                                                            // [B, Cout, H, W]
@@ -184,7 +201,7 @@ at::Tensor DiTImpl::forward_fused(const at::Tensor& x, const at::Tensor& t, cons
   auto block = [&](int i) { return blocks[i]->as<nn::DiTBlock>(); };
   std::vector<at::Tensor> mod = depth > 0 ? block(0)->modulation(silu_c)      // 6 x [B, D]
                                           : final_layer->modulation(silu_c);  // 2 x [B, D]
-  at::Tensor h = proxy_stages(sparse_stages(e.tokens, e), e);                 // [B, N, D]
+  at::Tensor h = leading_stages(e.tokens, e);                 // [B, N, D]
   at::Tensor h_mod = cuda::layer_norm_modulate(h, mod[0], mod[1]);            // [B, N, D]
   for (int i = 0; i < depth; ++i) {
     std::vector<at::Tensor> next = i + 1 < depth ? block(i + 1)->modulation(silu_c)      // 6 x [B, D]

@@ -1,5 +1,6 @@
 // The DiT (Peebles & Xie) as the official code computes it, with its parameter names; with a flexible
-// tokenizer (FlexiDiT), a sparse layout (SparseDiT) or proxy-token blocks (PT-DiT) when the config asks for them.
+// tokenizer (FlexiDiT), a sparse layout (SparseDiT), proxy-token blocks (PT-DiT) or gated bidirectional SSM
+// blocks (DiffuSSM) when the config asks for them.
 #pragma once
 
 #include <map>
@@ -10,6 +11,7 @@
 #include <torch/nn/modules/container/modulelist.h>
 
 #include "ditgen/models/config.h"
+#include "ditgen/nn/diffussm_block.h"
 #include "ditgen/nn/dit_block.h"
 #include "ditgen/nn/embeddings.h"
 #include "ditgen/nn/flexible_patch.h"
@@ -59,6 +61,7 @@ class DiTImpl : public torch::nn::Module {
   torch::nn::ModuleList sparse_modules{nullptr};  // sparse models: sparse-dense token modules
   torch::nn::ModuleList proxy_blocks{nullptr};    // PT-DiT: proxy-token blocks (then there are no dense blocks)
   torch::nn::Sequential adaLN_modulation{nullptr};  // PT-DiT: the shared adaLN-single head, SiLU, Linear(D -> 9D)
+  torch::nn::ModuleList ssm_blocks{nullptr};      // DiffuSSM: gated bidirectional SSM blocks (no dense blocks)
   torch::nn::ModuleList blocks{nullptr};          // the dense blocks (a sparse model's top blocks)
   nn::FinalLayer final_layer{nullptr};
   nn::FlexibleTokenizer flex{nullptr};  // flexible models only
@@ -77,6 +80,10 @@ class DiTImpl : public torch::nn::Module {
   at::Tensor sparse_stages(const at::Tensor& h, const Embedded& e);
   // A PT-DiT's blocks, in window-major token order inside (none for other models). [B, N, D] -> [B, N, D]
   at::Tensor proxy_stages(const at::Tensor& h, const Embedded& e);
+  // A DiffuSSM's blocks on the raster-ordered tokens (none for other models). [B, N, D] -> [B, N, D]
+  at::Tensor ssm_stages(const at::Tensor& h, const Embedded& e);
+  // Every block before the dense ones: sparse, proxy-token or SSM stages. [B, N, D] -> [B, N, D]
+  at::Tensor leading_stages(const at::Tensor& h, const Embedded& e);
   // The window orders of a token grid on a device, built once per grid and device.
   const nn::WindowLayout& window_layout(const nn::WindowGrid& g, const c10::Device& device);
   at::Tensor pos_embed(int grid_h, int grid_w, int patch, const at::TensorOptions& options);  // [1, N, D], cached

@@ -8,6 +8,10 @@
 
 namespace ditgen::nn {
 
+// GELU (tanh form) of a linear layer, x W^T + b: on CUDA's fused path the GELU is the GEMM's epilogue
+// (cuBLASLt GELU_BIAS), so the activation is written once. [..., in] -> [..., out]
+at::Tensor linear_gelu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+
 class MlpImpl : public torch::nn::Module {
  public:
   MlpImpl(int hidden_size, int mlp_hidden);

@@ -122,6 +122,7 @@ nlohmann::json to_json(const BenchRecord& r) {
 
 double token_mixing_gflops(const DiTConfig& c, int size) {
   const double N = std::pow(size / c.patch_size, 2), D = c.hidden_size;
+  if (c.ssm.ssm()) return ssm_mixing_gflops(c, N);
   if (!c.proxy.proxy()) return 2 * N * N * D / 1e9;
   const nn::WindowGrid g = proxy_window_grid(c, size / c.patch_size, size / c.patch_size);
   const double M = g.windows() * std::pow(c.proxy.proxy_split, 2), n = g.window_tokens();
@@ -131,6 +132,12 @@ double token_mixing_gflops(const DiTConfig& c, int size) {
 std::function<void()> token_mixing_run(const DiTConfig& c, int batch, int size, const at::TensorOptions& options) {
   const int64_t B = batch, H = c.num_heads, D = c.hidden_size, hd = D / H, N = std::pow(size / c.patch_size, 2);
   auto heads = [&](int64_t b, int64_t n) { return at::randn({b, H, n, hd}, options); };  // [b, H, n, hd]
+  if (c.ssm.ssm()) {  // the bidirectional SSM of one block, its kernels' spectra cached after the first run
+    nn::DiffuSSMBlock block(c.hidden_size, c.ssm.hourglass, c.mlp_hidden(), c.ssm.state_size, c.ssm.shared_kernel());
+    block->to(options.device(), options.dtype().toScalarType());
+    at::Tensor u = at::randn({B, N, D}, options);
+    return [=]() mutable { block->bidirectional_ssm(u); };  // [B, N, 2D]
+  }
   if (!c.proxy.proxy()) {
     at::Tensor q = heads(B, N), k = heads(B, N), v = heads(B, N);
     return [=] { nn::attention_core(q, k, v, at::Tensor()); };

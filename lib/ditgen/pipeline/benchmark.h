@@ -52,7 +52,9 @@ struct BenchOptions {
 // Token mixing: the attention cores of one block after the projections (what PT-DiT's complexity formula
 // counts): for a dense block softmax(QK^T)V over all N tokens; for a proxy-token block the proxy means,
 // proxy self-attention, every token's attention to the proxies, window attention, and the shifted windows'
-// gathers and masked attention. Runs them once on random inputs of a block's shapes. [record kind "mixing"]
+// gathers and masked attention; for a DiffuSSM block, which has no attention, its bidirectional SSM (two FFT
+// convolutions a channel, kernel spectra cached). Runs them once on random inputs of a block's shapes.
+// [record kind "mixing"]
 std::function<void()> token_mixing_run(const DiTConfig& config, int batch, int size, const at::TensorOptions& options);
 // MAC GFLOPs of those cores for one image.
 double token_mixing_gflops(const DiTConfig& config, int size);

@@ -1,0 +1,100 @@
+#include "ditgen/nn/s4d.h"
+
+#include <cmath>
+
+#include <ATen/ops/fft_irfft.h>
+#include <ATen/ops/fft_rfft.h>
+#include <ATen/ops/view_as_complex.h>
+#include <c10/core/GradMode.h>
+#include <c10/util/StringUtil.h>
+
+namespace ditgen::nn {
+
+S4DImpl::S4DImpl(int channels, int state_size, bool shared_kernel) {
+  TORCH_CHECK(channels >= 1 && state_size >= 2 && state_size % 2 == 0, "S4D needs channels >= 1 and an even state size");
+  const int64_t H = shared_kernel ? 1 : channels, modes = state_size / 2;
+  at::NoGradGuard no_grad;
+  // BiGS's initialisation: dt log-uniform in [0.01, 1], A_n = -1/2 + i pi n (S4D-Lin), C complex normal
+  // (variance 1/2 each part), D standard normal.
+  log_dt = register_parameter("log_dt", at::rand({H}) * (std::log(1.0) - std::log(0.01)) + std::log(0.01));
+  log_A_real = register_parameter("log_A_real", at::full({H, modes}, std::log(0.5)));
+  A_imag = register_parameter("A_imag", (M_PI * at::arange(modes, at::kFloat)).repeat({H, 1}));
+  C = register_parameter("C", at::randn({H, modes, 2}) * std::sqrt(0.5));
+  D = register_parameter("D", at::randn({channels}));
+}
+
+S4DImpl::DiscreteModes S4DImpl::discretise() const {
+  const at::Tensor dt = log_dt.to(at::kFloat).exp();                                          // [H]
+  const at::Tensor A = at::complex(-log_A_real.to(at::kFloat).exp(), A_imag.to(at::kFloat));  // [H, N/2]
+  const at::Tensor dtA = A * dt.unsqueeze(-1);                                                // [H, N/2]
+  const at::Tensor c = at::view_as_complex(C.to(at::kFloat).contiguous());                    // [H, N/2]
+  return {dtA, c * (dtA.exp() - 1) / A};                                                      // C Bbar, ZOH
+}
+
+at::Tensor S4DImpl::kernel(int64_t length) const {
+  const DiscreteModes m = discretise();
+  const int64_t H = m.dtA.size(0), modes = m.dtA.size(1);
+  // Abar^l for a chunk of positions at a time: [H, N/2, chunk] complex stays under 2^24 elements.
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 24) / (H * modes));
+  std::vector<at::Tensor> parts;
+  for (int64_t start = 0; start < length; start += chunk) {
+    const at::Tensor l = at::arange(start, std::min(length, start + chunk), m.dtA.options().dtype(at::kFloat));  // [n]
+    const at::Tensor powers = (m.dtA.unsqueeze(-1) * l).exp();                                   // [H, N/2, n]
+    parts.push_back(2 * at::real(at::matmul(m.CB.unsqueeze(1), powers).squeeze(1)));             // [H, n]
+  }
+  return at::cat(parts, 1);  // [H, L]
+}
+
+at::Tensor S4DImpl::spectrum(int64_t length, const c10::Device& device) {
+  auto spectrum_of_kernel = [&] {
+    return at::fft_rfft(kernel(length).to(device), 2 * length, -1).t();  // [L + 1, H]
+  };
+  if (at::GradMode::is_enabled() && log_dt.requires_grad()) return spectrum_of_kernel();  // training: no cache
+  // Parameters replaced or updated in place (a load, an optimiser step) change their storage or version.
+  std::string key = device.str();
+  for (const at::Tensor& p : {log_dt, log_A_real, A_imag, C})
+    key += c10::str("/", p.data_ptr(), ":", p.is_inference() ? 0 : p._version());
+  if (cache_.key != key) {
+    cache_.spectra.clear();
+    cache_.key = key;
+  }
+  at::Tensor& cached = cache_.spectra[length];
+  if (!cached.defined()) {
+    cached = spectrum_of_kernel();
+    ++cache_.builds;
+  }
+  return cached;
+}
+
+std::vector<int64_t> S4DImpl::cached_lengths() const {
+  std::vector<int64_t> lengths;
+  for (const auto& item : cache_.spectra) lengths.push_back(item.first);
+  return lengths;
+}
+
+at::Tensor S4DImpl::forward(const at::Tensor& u) {
+  TORCH_CHECK(u.dim() == 3 && u.size(2) == D.size(0), "S4D expects [B, L, ", D.size(0), "], got ", u.sizes());
+  const int64_t L = u.size(1);
+  const at::Tensor uf = u.to(at::kFloat);                                                   // [B, L, C]
+  const at::Tensor spectrum_u = at::fft_rfft(uf, 2 * L, 1);                                // [B, L + 1, C]
+  const at::Tensor conv = at::fft_irfft(spectrum_u * spectrum(L, u.device()), 2 * L, 1);   // [B, 2L, C]
+  return (conv.narrow(1, 0, L) + uf * D.to(at::kFloat)).to(u.scalar_type());              // [B, L, C]
+}
+
+at::Tensor S4DImpl::forward_scan(const at::Tensor& u) const {
+  TORCH_CHECK(u.dim() == 3 && u.size(2) == D.size(0), "S4D expects [B, L, ", D.size(0), "], got ", u.sizes());
+  const DiscreteModes m = discretise();
+  const at::Tensor Abar = m.dtA.exp();                                       // [H, N/2]
+  const at::Tensor uf = u.to(at::kFloat);                                    // [B, L, C]
+  // The state scaled by C Bbar per mode: x_l = Abar x_{l-1} + C Bbar u_l, so y_l = 2 Re sum_n x_l.
+  at::Tensor x = at::zeros({u.size(0), u.size(2), Abar.size(1)}, m.CB.options());  // [B, C, N/2]
+  std::vector<at::Tensor> ys;
+  for (int64_t l = 0; l < u.size(1); ++l) {
+    const at::Tensor ul = uf.select(1, l);                                   // [B, C]
+    x = Abar * x + m.CB * ul.unsqueeze(-1);                                  // [B, C, N/2]
+    ys.push_back(2 * at::real(x).sum(-1) + ul * D.to(at::kFloat));          // [B, C]
+  }
+  return at::stack(ys, 1).to(u.scalar_type());  // [B, L, C]
+}
+
+}  // namespace ditgen::nn
