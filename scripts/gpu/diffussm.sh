@@ -4,7 +4,7 @@
 #   test    the DiffuSSM tests (their GPU halves included)
 #   bench   whole forwards and token mixing of DiffuSSM-XL (a kernel per channel, and shared) against
 #           DiT-XL/2 (random weights, width 1152) at L = 1k, 4k, 16k and 64k tokens: DiffuSSM at 32..256
-#           latent pixels (patch 1), DiT at 64..512 (patch 2)
+#           latent pixels (patch 1), DiT at 64..512 (patch 2); MODELS and PATHS (default fused,fast) narrow it
 #   time    seconds per training step of the Fashion-MNIST recipe (STEPS=300 steps)
 #   train   the Fashion-MNIST recipe for STEPS steps; STOP=N stops after step N with a checkpoint and
 #           RESUME=1 continues the run (for recipes longer than one call on a machine kept warm)
@@ -21,9 +21,9 @@ for stage in "$@"; do
     bench)
       # One process a size: peak memory is the size's own (an SSM keeps the spectra of every length it ran).
       for side in 32 64 128 256; do
-        for m in DiffuSSM-XL configs/models/diffussm-xl-shared.yaml DiT-XL/2; do
+        for m in ${MODELS:-DiffuSSM-XL configs/models/diffussm-xl-shared.yaml DiT-XL/2}; do
           size=$side; [ $m = DiT-XL/2 ] && size=$((2 * side))
-          $bin bench -m $m --size $size -b 1 --path fused,fast --mixing --sample-batch 0 --warmup 2 --reps 5 \
+          $bin bench -m $m --size $size -b 1 --path ${PATHS:-fused,fast} --mixing --sample-batch 0 --warmup 2 --reps 5 \
             --json >> "$OUT/bench.jsonl" || echo "bench $m $size failed" >&2
         done
       done

@@ -22,8 +22,7 @@ DiffuSSMBlockImpl::DiffuSSMBlockImpl(int hidden_size, int hourglass, int gate_hi
 }
 
 at::Tensor DiffuSSMBlockImpl::bidirectional_ssm(const at::Tensor& u) {
-  const at::Tensor backward = ssm_backward->forward(u.flip(1)).flip(1);  // [B, L, D]
-  return at::cat({ssm_forward->forward(u), backward}, -1);              // [B, L, 2D]
+  return bidirectional_s4d(*ssm_forward, *ssm_backward, u);  // [B, L, 2D]
 }
 
 at::Tensor DiffuSSMBlockImpl::forward(const at::Tensor& x, const at::Tensor& c) {

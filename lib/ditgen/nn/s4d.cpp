@@ -46,9 +46,7 @@ at::Tensor S4DImpl::kernel(int64_t length) const {
 }
 
 at::Tensor S4DImpl::spectrum(int64_t length, const c10::Device& device) {
-  auto spectrum_of_kernel = [&] {
-    return at::fft_rfft(kernel(length).to(device), 2 * length, -1).t();  // [L + 1, H]
-  };
+  auto spectrum_of_kernel = [&] { return at::fft_rfft(kernel(length).to(device), 2 * length, -1); };  // [H, L + 1]
   if (at::GradMode::is_enabled() && log_dt.requires_grad()) return spectrum_of_kernel();  // training: no cache
   // Parameters replaced or updated in place (a load, an optimiser step) change their storage or version.
   std::string key = device.str();
@@ -72,13 +70,33 @@ std::vector<int64_t> S4DImpl::cached_lengths() const {
   return lengths;
 }
 
+namespace {
+
+// y_k = irfft(U S_k)[:L] + skip_k u for K kernel spectra S_k [H, L + 1] at once, in fp32 along a contiguous
+// last axis (cuFFT's fast layout). u [B, L, C], spectra [K, H, L + 1], skips [K, C] -> [B, L, K, C]
+at::Tensor fft_convolve(const at::Tensor& u, const at::Tensor& spectra, const at::Tensor& skips) {
+  const int64_t B = u.size(0), L = u.size(1), C = u.size(2);
+  const at::Tensor channels = at::empty({B, C, L}, u.options().dtype(at::kFloat)).copy_(u.transpose(1, 2));  // [B, C, L]
+  const at::Tensor U = at::fft_rfft(channels, 2 * L, -1);                                    // [B, C, L + 1]
+  const at::Tensor conv = at::fft_irfft(U.unsqueeze(1) * spectra, 2 * L, -1).narrow(-1, 0, L);  // [B, K, C, L]
+  const at::Tensor y = conv + channels.unsqueeze(1) * skips.to(at::kFloat).unsqueeze(-1);    // [B, K, C, L]
+  return y.permute({0, 3, 1, 2}).to(u.scalar_type(), /*non_blocking=*/false, /*copy=*/false,
+                                    at::MemoryFormat::Contiguous);                           // [B, L, K, C]
+}
+
+}  // namespace
+
 at::Tensor S4DImpl::forward(const at::Tensor& u) {
   TORCH_CHECK(u.dim() == 3 && u.size(2) == D.size(0), "S4D expects [B, L, ", D.size(0), "], got ", u.sizes());
+  return fft_convolve(u, spectrum(u.size(1), u.device()).unsqueeze(0), D.unsqueeze(0)).flatten(2);  // [B, L, C]
+}
+
+at::Tensor bidirectional_s4d(S4DImpl& forward, S4DImpl& backward, const at::Tensor& u) {
+  TORCH_CHECK(u.dim() == 3 && u.size(2) == forward.D.size(0) && u.size(2) == backward.D.size(0),
+              "bidirectional S4D expects [B, L, ", forward.D.size(0), "], got ", u.sizes());
   const int64_t L = u.size(1);
-  const at::Tensor uf = u.to(at::kFloat);                                                   // [B, L, C]
-  const at::Tensor spectrum_u = at::fft_rfft(uf, 2 * L, 1);                                // [B, L + 1, C]
-  const at::Tensor conv = at::fft_irfft(spectrum_u * spectrum(L, u.device()), 2 * L, 1);   // [B, 2L, C]
-  return (conv.narrow(1, 0, L) + uf * D.to(at::kFloat)).to(u.scalar_type());              // [B, L, C]
+  const at::Tensor spectra = at::stack({forward.spectrum(L, u.device()), backward.spectrum(L, u.device()).conj()});
+  return fft_convolve(u, spectra, at::stack({forward.D, backward.D})).flatten(2);  // [B, L, 2C]
 }
 
 at::Tensor S4DImpl::forward_scan(const at::Tensor& u) const {

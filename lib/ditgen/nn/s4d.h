@@ -33,6 +33,8 @@ class S4DImpl : public torch::nn::Module {
   at::Tensor forward_scan(const at::Tensor& u) const;
   // The convolution kernel for length L, fp32 on the parameters' device. -> [H, L], H = 1 or C
   at::Tensor kernel(int64_t length) const;
+  // The kernel's real FFT at 2L points on `device` (cached outside autograd, as in forward). -> [H, L + 1]
+  at::Tensor spectrum(int64_t length, const c10::Device& device);
 
   // The lengths whose kernel spectra are cached, and how many spectra were built so far.
   std::vector<int64_t> cached_lengths() const;
@@ -50,7 +52,6 @@ class S4DImpl : public torch::nn::Module {
     at::Tensor CB;    // [H, N/2] complex: C Bbar
   };
   DiscreteModes discretise() const;  // fp32
-  at::Tensor spectrum(int64_t length, const c10::Device& device);  // rfft of the kernel at 2L, [L + 1, H]
 
   struct SpectrumCache {
     std::string key;  // the device and parameter versions the spectra were built from
@@ -59,5 +60,10 @@ class S4DImpl : public torch::nn::Module {
   } cache_;
 };
 TORCH_MODULE(S4D);
+
+// The bidirectional SSM of BiGS and DiffuSSM, [forward(u) || flip(backward(flip(u)))], from one FFT of u: the
+// flipped half is u's correlation with the backward kernel, irfft(U conj(K_b)) (exact with the padding to
+// 2L), so no flips are made. u [B, L, C] -> [B, L, 2C] in u's dtype
+at::Tensor bidirectional_s4d(S4DImpl& forward, S4DImpl& backward, const at::Tensor& u);
 
 }  // namespace ditgen::nn
