@@ -6,3 +6,16 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 export DITGEN_FMNIST_DIR=/tmp/fmnist
 bin=build-gpu/bin/ditgen
+# A training recipe for this machine: configs/train/$1.yaml with $2 steps and output folder $3 (its model
+# path made absolute), plus any further sed expressions in $4, written to $3.yaml.
+recipe() {
+  mkdir -p "$(dirname "$3")"
+  sed "s|^steps: .*|steps: $2|; s|^output: .*|output: $3|; s|^model: \.\./|model: $PWD/configs/|; ${4:-}" \
+    "configs/train/$1.yaml" > "$3.yaml"
+}
+# Fashion-MNIST unpacked into $DITGEN_FMNIST_DIR from the carried .deps, unless a warm machine has it already.
+unpack_fmnist() {
+  [ -f "$DITGEN_FMNIST_DIR/t10k-labels-idx1-ubyte" ] && return
+  mkdir -p "$DITGEN_FMNIST_DIR"
+  for f in .deps/fashion-mnist/*.gz; do gunzip -c "$f" > "$DITGEN_FMNIST_DIR/$(basename "${f%.gz}")"; done
+}

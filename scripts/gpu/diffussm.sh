@@ -5,16 +5,19 @@
 #   bench   whole forwards and token mixing of DiffuSSM-XL (a kernel per channel, and shared) against
 #           DiT-XL/2 (random weights, width 1152) at L = 1k, 4k, 16k and 64k tokens: DiffuSSM at 32..256
 #           latent pixels (patch 1), DiT at 64..512 (patch 2); MODELS and PATHS (default fused,fast) narrow it
-#   time    seconds per training step of the Fashion-MNIST recipe (STEPS=300 steps)
-#   train   the Fashion-MNIST recipe for STEPS steps; STOP=N stops after step N with a checkpoint and
-#           RESUME=1 continues the run (for recipes longer than one call on a machine kept warm)
-#   eval    FID-FMNIST and class accuracy (10,000 samples, DDIM 50) at CFG 1.5 and 3, seeds 0 and 20000
+#   train   start the Fashion-MNIST recipe (STEPS steps, default the recipe's) in the background: it outlives
+#           the call while the machine is kept warm
+#   wait    wait for that run until it ends or UNTIL seconds (default 560) into the call; its log, and the
+#           model once it is finished, go to $OUT
+#   eval    FID-FMNIST and class accuracy (10,000 samples, DDIM 50) at CFGS (1.5 3), seeds SEEDS (0 20000)
 #   compare the DiffuSSM and the default DiT recipes side by side for STEPS steps each with EMA decay EMA
 #           (default 0.999, for short runs), then FID-FMNIST and class accuracy of both (10,000 samples,
 #           DDIM 50, CFG 1.5, seed 0)
 # Results go to $OUT.
 source "$(dirname "$0")/common.sh"
-steps=${STEPS:-15000}
+recipe_value() { grep -o "^$1: [0-9]*" configs/train/fmnist-diffussm.yaml | cut -d' ' -f2; }
+steps=${STEPS:-$(recipe_value steps)}
+batch=$(recipe_value batch_size)
 run=runs/fmnist-diffussm-$steps
 for stage in "$@"; do
   echo "== $stage $(date +%T)" >&2
@@ -31,21 +34,22 @@ for stage in "$@"; do
         done
       done
       ;;
-    time|train)
-      mkdir -p runs
-      sed "s|^steps: .*|steps: $steps|; s|^output: .*|output: $run|; s|^model: \.\./|model: $PWD/configs/|" \
-        configs/train/fmnist-diffussm.yaml > $run.yaml
-      [ "${RESUME:-0}" = 1 ] || rm -rf $run
-      /usr/bin/time -f "$steps steps: wall %e s" $bin train $run.yaml --device cuda $([ "${RESUME:-0}" = 1 ] && echo --resume) \
-        ${STOP:+--stop-after $STOP} 2>&1 | tail -3
-      if [ "$stage" = train ] && [ -f $run/model.safetensors ]; then
-        cp $run/log.jsonl "$OUT/fmnist-diffussm-$steps-log.jsonl"
-        cp $run/model.safetensors "$OUT/fmnist-diffussm-$steps.safetensors"
-      fi
+    train)
+      # In the background, so that the run goes on across calls while the machine is kept warm.
+      unpack_fmnist
+      rm -rf $run
+      recipe fmnist-diffussm $steps $run
+      setsid nohup $bin train $run.yaml --device cuda > $run.out 2>&1 < /dev/null &
+      ;;
+    wait)
+      while pgrep -f "ditgen train $run.yaml" > /dev/null && [ "$SECONDS" -lt "${UNTIL:-560}" ]; do sleep 5; done
+      tail -2 $run.out >&2
+      cp $run/log.jsonl "$OUT/fmnist-diffussm-$steps-log.jsonl"
+      if [ -f $run/model.safetensors ]; then cp $run/model.safetensors "$OUT/fmnist-diffussm-$steps.safetensors"; fi
       ;;
     eval)
-      for cfg in 1.5 3; do
-        for seed in 0 20000; do
+      for cfg in ${CFGS:-1.5 3}; do
+        for seed in ${SEEDS:-0 20000}; do
           $bin eval -m $run/model.safetensors --cfg-scale $cfg -n 10000 --seed $seed --device cuda \
             2>/dev/null | tr -d '\n ' >> "$OUT/eval.jsonl"
           echo >> "$OUT/eval.jsonl"
@@ -54,10 +58,8 @@ for stage in "$@"; do
       done
       ;;
     compare)
-      mkdir -p runs
       for name in fmnist-diffussm fmnist-dit; do
-        sed "s|^steps: .*|steps: $steps|; s|^output: .*|output: runs/$name-$steps|; s|^ema_decay: .*|ema_decay: ${EMA:-0.999}|; s|^model: \.\./|model: $PWD/configs/|" \
-          configs/train/$name.yaml > runs/$name-$steps.yaml
+        recipe $name $steps runs/$name-$steps "s|^ema_decay: .*|ema_decay: ${EMA:-0.999}|"
         rm -rf runs/$name-$steps
         (/usr/bin/time -f "$name $steps steps: wall %e s" $bin train runs/$name-$steps.yaml --device cuda 2>&1 | tail -2) &
       done

@@ -17,8 +17,7 @@ for stage in "$@"; do
     build)
       DITGEN_NO_APT=1 BUILD_DIR=$PWD/build-gpu DITGEN_CMAKE_ARGS="-DDITGEN_STB_DIR=$PWD/.deps/stb" \
         bash scripts/setup.sh > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
-      mkdir -p $DITGEN_FMNIST_DIR
-      for f in .deps/fashion-mnist/*.gz; do gunzip -c "$f" > "$DITGEN_FMNIST_DIR/$(basename "${f%.gz}")"; done
+      unpack_fmnist
       ;;
     test)
       build-gpu/tests/ditgen_tests "[flexidit],[engine]" 2>&1 | tail -4

@@ -10,11 +10,6 @@
 # Results go to $OUT.
 source "$(dirname "$0")/common.sh"
 steps=${STEPS:-15000}
-# One recipe at `steps` steps: configs/train/NAME.yaml with its step count and output replaced.
-recipe() {
-  sed "s|^steps: .*|steps: $steps|; s|^output: .*|output: runs/$1-$steps|; s|^model: \.\./|model: $PWD/configs/|" \
-    configs/train/$1.yaml > runs/$1-$steps.yaml
-}
 for stage in "$@"; do
   echo "== $stage $(date +%T)" >&2
   case "$stage" in
@@ -28,7 +23,7 @@ for stage in "$@"; do
       ;;
     time|train)
       mkdir -p runs
-      for run in fmnist-ptdit fmnist-dit; do recipe $run; rm -rf runs/$run-$steps; done
+      for run in fmnist-ptdit fmnist-dit; do recipe $run $steps runs/$run-$steps; rm -rf runs/$run-$steps; done
       if [ "$stage" = time ]; then
         for run in fmnist-ptdit fmnist-dit; do
           /usr/bin/time -f "$run $steps steps: wall %e s" $bin train runs/$run-$steps.yaml --device cuda 2>&1 | tail -1
