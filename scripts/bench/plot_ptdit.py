@@ -13,6 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from crossover import crossover_panel  # noqa: E402
+
 
 def main() -> None:
     out, records = sys.argv[1], sys.argv[2]
@@ -25,20 +27,10 @@ def main() -> None:
     sides = sorted({k[2] for k in ms})
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, kind, title in zip(axes, ("mixing", "forward"), ("token mixing (one block)", "whole forward")):
-        for model, style in (("DiT-XL/2", "o-"), ("PT-DiT-XL/2", "s-")):
-            ax.plot(sides, [ms[(model, kind, s)] for s in sides], style, label=model)
-        for s in sides:
-            ratio = ms[("DiT-XL/2", kind, s)] / ms[("PT-DiT-XL/2", kind, s)]
-            ax.annotate(f"{ratio:.2f}x", (s, ms[("PT-DiT-XL/2", kind, s)]), textcoords="offset points",
-                        xytext=(0, -14), ha="center", fontsize=8)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xticks(sides)
-        ax.set_xticklabels([str(s) for s in sides])
-        ax.set_xlabel("image side (px; latent side x 8)")
-        ax.set_ylabel("ms")
-        ax.set_title(f"{title}, batch {batch}, H100 bf16")
-        ax.legend()
+        series = {m: ([ms[(m, kind, s)] for s in sides], style)
+                  for m, style in (("DiT-XL/2", "o-"), ("PT-DiT-XL/2", "s-"))}
+        crossover_panel(ax, sides, series, "DiT-XL/2", "PT-DiT-XL/2", [str(s) for s in sides],
+                        "image side (px; latent side x 8)", "ms", f"{title}, batch {batch}, H100 bf16")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
