@@ -19,3 +19,19 @@ unpack_fmnist() {
   mkdir -p "$DITGEN_FMNIST_DIR"
   for f in .deps/fashion-mnist/*.gz; do gunzip -c "$f" > "$DITGEN_FMNIST_DIR/$(basename "${f%.gz}")"; done
 }
+# Starts configs/train/$1.yaml for $2 steps (further sed expressions in $3) in the background as the run folder
+# runs/$1-$2: the run outlives the device call while the machine is kept warm; wait_for_run collects it.
+start_run() {
+  unpack_fmnist
+  rm -rf "runs/$1-$2"
+  recipe "$1" "$2" "runs/$1-$2" "${3:-}"
+  setsid nohup $bin train "runs/$1-$2.yaml" --device cuda > "runs/$1-$2.out" 2>&1 < /dev/null &
+}
+# Waits for the run folder $1 until it ends or $2 seconds into the call; its log, and its model once
+# finished, go to $OUT.
+wait_for_run() {
+  while pgrep -f "ditgen train $1.yaml" > /dev/null && [ "$SECONDS" -lt "$2" ]; do sleep 5; done
+  tail -2 "$1.out" >&2
+  cp "$1/log.jsonl" "$OUT/$(basename "$1")-log.jsonl"
+  if [ -f "$1/model.safetensors" ]; then cp "$1/model.safetensors" "$OUT/$(basename "$1").safetensors"; fi
+}

@@ -15,9 +15,7 @@
 #           DDIM 50, CFG 1.5, seed 0)
 # Results go to $OUT.
 source "$(dirname "$0")/common.sh"
-recipe_value() { grep -o "^$1: [0-9]*" configs/train/fmnist-diffussm.yaml | cut -d' ' -f2; }
-steps=${STEPS:-$(recipe_value steps)}
-batch=$(recipe_value batch_size)
+steps=${STEPS:-$(grep -o '^steps: [0-9]*' configs/train/fmnist-diffussm.yaml | cut -d' ' -f2)}
 run=runs/fmnist-diffussm-$steps
 for stage in "$@"; do
   echo "== $stage $(date +%T)" >&2
@@ -34,19 +32,8 @@ for stage in "$@"; do
         done
       done
       ;;
-    train)
-      # In the background, so that the run goes on across calls while the machine is kept warm.
-      unpack_fmnist
-      rm -rf $run
-      recipe fmnist-diffussm $steps $run
-      setsid nohup $bin train $run.yaml --device cuda > $run.out 2>&1 < /dev/null &
-      ;;
-    wait)
-      while pgrep -f "ditgen train $run.yaml" > /dev/null && [ "$SECONDS" -lt "${UNTIL:-560}" ]; do sleep 5; done
-      tail -2 $run.out >&2
-      cp $run/log.jsonl "$OUT/fmnist-diffussm-$steps-log.jsonl"
-      if [ -f $run/model.safetensors ]; then cp $run/model.safetensors "$OUT/fmnist-diffussm-$steps.safetensors"; fi
-      ;;
+    train) start_run fmnist-diffussm $steps ;;
+    wait) wait_for_run $run ${UNTIL:-560} ;;
     eval)
       for cfg in ${CFGS:-1.5 3}; do
         for seed in ${SEEDS:-0 20000}; do

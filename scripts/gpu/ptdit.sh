@@ -5,8 +5,11 @@
 #   bench   token mixing and whole forwards of PT-DiT-XL/2 against DiT-XL/2 (random weights, equal width)
 #           at 256, 512, 1024 and 2048 px (32..256 latent pixels)
 #   time    seconds per training step of both Fashion-MNIST recipes (STEPS=300 steps each, alone)
-#   train   the PT-DiT and the default DiT recipes side by side for STEPS steps each (same seeds and data)
-#   eval    FID-FMNIST and class accuracy of both (10,000 samples, DDIM 50, CFG $CFG)
+#   train   start the PT-DiT and the default DiT recipes (RUNS narrows them) side by side for STEPS steps each
+#           (same seeds and data) in the background: they outlive the call while the machine is kept warm
+#   wait    wait for those runs until they end or UNTIL seconds (default 560) into the call; their logs, and
+#           the models once finished, go to $OUT
+#   eval    FID-FMNIST and class accuracy of those runs (10,000 samples, DDIM 50, CFG $CFG, seeds 0 and 20000)
 # Results go to $OUT.
 source "$(dirname "$0")/common.sh"
 steps=${STEPS:-15000}
@@ -21,26 +24,17 @@ for stage in "$@"; do
           --json >> "$OUT/bench.jsonl"
       done
       ;;
-    time|train)
-      mkdir -p runs
-      for run in fmnist-ptdit fmnist-dit; do recipe $run $steps runs/$run-$steps; rm -rf runs/$run-$steps; done
-      if [ "$stage" = time ]; then
-        for run in fmnist-ptdit fmnist-dit; do
-          /usr/bin/time -f "$run $steps steps: wall %e s" $bin train runs/$run-$steps.yaml --device cuda 2>&1 | tail -1
-        done
-      else
-        for run in fmnist-ptdit fmnist-dit; do
-          (/usr/bin/time -f "$run $steps steps: wall %e s" $bin train runs/$run-$steps.yaml --device cuda 2>&1 | tail -2) &
-        done
-        wait
-        for run in fmnist-ptdit fmnist-dit; do
-          cp runs/$run-$steps/log.jsonl "$OUT/$run-$steps-log.jsonl"
-          cp runs/$run-$steps/model.safetensors "$OUT/$run-$steps.safetensors"
-        done
-      fi
-      ;;
-    eval)
+    time)
       for run in fmnist-ptdit fmnist-dit; do
+        recipe $run $steps runs/$run-$steps
+        rm -rf runs/$run-$steps
+        /usr/bin/time -f "$run $steps steps: wall %e s" $bin train runs/$run-$steps.yaml --device cuda 2>&1 | tail -1
+      done
+      ;;
+    train) for run in ${RUNS:-fmnist-ptdit fmnist-dit}; do start_run $run $steps; done ;;
+    wait) for run in ${RUNS:-fmnist-ptdit fmnist-dit}; do wait_for_run runs/$run-$steps ${UNTIL:-560}; done ;;
+    eval)
+      for run in ${RUNS:-fmnist-ptdit fmnist-dit}; do
         for seed in 0 20000; do
           $bin eval -m runs/$run-$steps/model.safetensors --cfg-scale "${CFG:-1.5}" -n 10000 --seed $seed --device cuda \
             2>/dev/null >> "$OUT/eval.jsonl"
