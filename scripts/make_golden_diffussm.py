@@ -20,6 +20,7 @@ import json
 import math
 import os
 import sys
+from typing import Optional
 
 import torch
 
@@ -27,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "reference"))
 sys.path.insert(0, HERE)
 from diffussm_reference import S4D, DiffuSSMBlock, make_diffussm  # noqa: E402
+from golden_common import randomize  # noqa: E402
 from convert_dit_checkpoint import save_safetensors, write_model_file  # noqa: E402
 from make_golden import SAMPLER_DEFAULTS, WEIGHT_STD, describe, full_config  # noqa: E402
 
@@ -37,21 +39,18 @@ MODEL_SPEC = dict(depth=2, hidden_size=32, num_heads=4, patch_size=1, mlp_ratio=
                   objective="eps", image_space="latent")
 
 
-def randomize(module: torch.nn.Module, seed: int, std: float) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if leaf == "log_dt":
-                p.copy_(torch.rand(p.shape, generator=g) * math.log(100) + math.log(0.01))
-            elif leaf == "log_A_real":
-                p.copy_(math.log(0.5) + 0.3 * torch.randn(p.shape, generator=g))
-            elif leaf == "A_imag":
-                p.copy_(math.pi * torch.arange(p.shape[1]).float() + 0.1 * torch.randn(p.shape, generator=g))
-            elif leaf in ("C", "D"):
-                p.copy_(torch.randn(p.shape, generator=g) * math.sqrt(0.5))
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) * std)
+def s4d_ranges(name: str, p: torch.Tensor, g: torch.Generator) -> Optional[torch.Tensor]:
+    """randomize's rule for S4D parameters: draws in their initialisation's ranges (None: the N(0, std) draw)."""
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf == "log_dt":
+        return torch.rand(p.shape, generator=g) * math.log(100) + math.log(0.01)
+    if leaf == "log_A_real":
+        return math.log(0.5) + 0.3 * torch.randn(p.shape, generator=g)
+    if leaf == "A_imag":
+        return math.pi * torch.arange(p.shape[1]).float() + 0.1 * torch.randn(p.shape, generator=g)
+    if leaf in ("C", "D"):
+        return torch.randn(p.shape, generator=g) * math.sqrt(0.5)
+    return None
 
 
 @torch.no_grad()
@@ -63,13 +62,13 @@ def main() -> None:
     g = torch.Generator().manual_seed(INPUT_SEED)
     for name, shared in (("s4d_channel", False), ("s4d_shared", True)):
         ssm = S4D(6, 8, shared)
-        randomize(ssm, S4D_SEED, 0.0)
+        randomize(ssm, S4D_SEED, 0.0, s4d_ranges)
         for k, v in ssm.state_dict().items():
             out[f"{name}.{k}"] = v.clone()
         out[f"{name}.u"] = torch.randn(2, 50, 6, generator=g)
         out[f"{name}.y"] = ssm(out[f"{name}.u"])
     block = DiffuSSMBlock(16, 2, 24, 8, False)
-    randomize(block, BLOCK_SEED, 0.2)
+    randomize(block, BLOCK_SEED, 0.2, s4d_ranges)
     for k, v in block.state_dict().items():
         out["block." + k] = v.clone()
     out["block.x"] = torch.randn(2, 36, 16, generator=g)
@@ -79,7 +78,7 @@ def main() -> None:
     config = full_config(MODEL_SPEC)
     config["ssm"] = {"state_size": 8, "hourglass": 2, "kernels": "channel"}
     model = make_diffussm(config).eval()
-    randomize(model, MODEL_SEED, WEIGHT_STD * 4)
+    randomize(model, MODEL_SEED, WEIGHT_STD * 4, s4d_ranges)
     path = os.path.join(GOLDEN, "tiny_diffussm.model.safetensors")
     write_model_file(path, dict(model.state_dict()), config, "tiny_diffussm", SAMPLER_DEFAULTS["eps"],
                      {"untrained": True, "init": f"normal(0, {WEIGHT_STD * 4}); S4D in its initialisation ranges, "

@@ -25,6 +25,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "reference"))
 sys.path.insert(0, HERE)
+from golden_common import randomize  # noqa: E402
 from ptdit_reference import ProxyTokenBlock, make_ptdit  # noqa: E402
 from convert_dit_checkpoint import save_safetensors, write_model_file  # noqa: E402
 from make_golden import SAMPLER_DEFAULTS, WEIGHT_STD, describe, full_config  # noqa: E402
@@ -40,13 +41,6 @@ CASES = {  # name: (grid, window, proxy_split)
 MODEL_SPEC = dict(depth=2, hidden_size=D, num_heads=HEADS, patch_size=2, mlp_ratio=MLP_RATIO, in_channels=4,
                   input_size=[16, 16], num_classes=10, class_dropout_prob=0.1, learn_sigma=True,
                   objective="eps", image_space="latent")
-
-
-def randomize(module: torch.nn.Module, seed: int, std: float) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * std)
 
 
 @torch.no_grad()

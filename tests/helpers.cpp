@@ -13,6 +13,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "catch.h"
+
 extern char** environ;
 
 namespace ditgen::test {
@@ -115,6 +117,38 @@ std::string make_tiny_model(const TempDir& dir, const std::string& name, int see
   CliResult r = run_cli({"init", spec, "-o", path, "--seed", std::to_string(seed)}, dir.path());
   if (r.exit_code != 0) throw std::runtime_error("ditgen init failed: " + r.err);
   return path;
+}
+
+CliFlowModels check_cli_flow(const TempDir& dir, const CliFlow& flow) {
+  std::ofstream(dir / "spec.yaml") << flow.spec;
+  CliFlowModels models{(dir / "model.safetensors").string(), ""};
+  std::vector<std::string> init{"init", "spec.yaml", "-o", models.initial};
+  init.insert(init.end(), flow.init_args.begin(), flow.init_args.end());
+  REQUIRE(run_cli(init, dir.path()).exit_code == 0);
+  auto r = run_cli({"generate", "-m", models.initial, "3", "--steps", "3", "-s", "1", "-o", "a.png", "--device", "cpu"},
+                   dir.path());
+  CHECK(r.exit_code == 0);
+  CHECK(std::filesystem::exists(dir / "a.png"));
+  r = run_cli({"info", models.initial}, dir.path());
+  REQUIRE(r.exit_code == 0);
+  CHECK(contains(r.out, flow.info_line));
+  const std::string size = std::to_string(flow.refused_size);
+  r = run_cli({"generate", "-m", models.initial, "3", "--steps", "3", "--height", size, "--width", size, "-o", "b.png",
+               "--device", "cpu"}, dir.path());
+  CHECK(r.exit_code == 2);
+  CHECK(contains(r.err, flow.refusal));
+  CHECK_FALSE(std::filesystem::exists(dir / "b.png"));
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
+    WARN("Fashion-MNIST not installed; training skipped");
+    return models;
+  }
+  std::ofstream(dir / "train.yaml") << "model: spec.yaml\noutput: run\nsteps: 4\nbatch_size: 4\nlog_every: 2\n"
+                                       "device: cpu\nbf16: false\nsample_every: 0\n";
+  r = run_cli({"train", "train.yaml"}, dir.path());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  models.trained = (dir / "run" / "model.safetensors").string();
+  return models;
 }
 
 int64_t parameter_count(const torch::nn::Module& module) {

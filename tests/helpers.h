@@ -55,6 +55,25 @@ bool contains(const std::string& text, const std::string& part);
 // `dir` as `name`; returns its path.
 std::string make_tiny_model(const TempDir& dir, const std::string& name = "tiny.safetensors", int seed = 3);
 
+// What one model family's CLI flow (check_cli_flow) varies.
+struct CliFlow {
+  std::string spec;                    // the model spec YAML, written as spec.yaml
+  std::vector<std::string> init_args;  // extra `ditgen init` arguments
+  std::string info_line;               // text `ditgen info` must print about the model
+  int refused_size = 0;                // a square size `ditgen generate` must refuse with exit code 2 ...
+  std::string refusal;                 // ... saying this
+};
+
+struct CliFlowModels {
+  std::string initial;  // as `ditgen init` wrote it
+  std::string trained;  // after 4 training steps; "" when Fashion-MNIST is missing and training was skipped
+};
+
+// The CLI flow that every model family must pass on the CPU, run and checked in `dir`: init, generate,
+// info, a refused generation that leaves no output, and a short Fashion-MNIST training run from the same
+// spec (WARNs and skips it where the data set is not installed). Returns the models for family checks.
+CliFlowModels check_cli_flow(const TempDir& dir, const CliFlow& flow);
+
 // The kind of ditgen::Error that `f` throws, or nullopt when it throws none.
 template <class F>
 std::optional<ErrorKind> error_kind(F&& f) {

@@ -3,7 +3,6 @@
 // model against golden tensors from scripts/make_golden_diffussm.py (scripts/reference/diffussm_reference.py);
 // configs, FLOPs, generation, training and the CLI.
 #include <cstdlib>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -198,39 +197,43 @@ TEST_CASE("DiffuSSM configs: JSON round trip, validation, parameters, FLOPs and 
 TEST_CASE("DiffuSSM generates and trains on the CPU; the CLI reports its blocks and refuses unpackable grids",
           "[diffussm][cli]") {
   test::TempDir dir;
-  std::ofstream(dir / "spec.yaml") << "name: tiny-ssm\nconfig:\n  depth: 2\n  hidden_size: 32\n  num_heads: 2\n"
-                                      "  patch_size: 1\n  mlp_ratio: 1.5\n  in_channels: 1\n  input_size: [32, 32]\n"
-                                      "  num_classes: 10\n  image_space: pixel\n  ssm: {state_size: 16}\n";
-  const std::string model = (dir / "ssm.safetensors").string();
-  REQUIRE(test::run_cli({"init", "spec.yaml", "-o", model}, dir.path()).exit_code == 0);
-  auto r = test::run_cli({"generate", "-m", model, "3", "--steps", "3", "-s", "1", "-o", "a.png", "--device", "cpu"},
-                         dir.path());
-  CHECK(r.exit_code == 0);
-  CHECK(std::filesystem::exists(dir / "a.png"));
-  r = test::run_cli({"info", model}, dir.path());
-  REQUIRE(r.exit_code == 0);
-  CHECK(test::contains(r.out, "ssm:         2 gated bidirectional S4D blocks, state 16, a kernel per channel; "
-                              "hourglass 2 (dense layers on 512 packed tokens of 1024 at 32x32), gate width 48"));
-  r = test::run_cli({"generate", "-m", model, "3", "--steps", "3", "--height", "33", "--width", "33", "-o", "b.png",
-                     "--device", "cpu"}, dir.path());
-  CHECK(r.exit_code == 2);
-  CHECK(test::contains(r.err, "does not pack into this DiffuSSM's hourglass"));
-  CHECK_FALSE(std::filesystem::exists(dir / "b.png"));
-  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
-    WARN("Fashion-MNIST not installed; training skipped");
-    return;
-  }
-  std::ofstream(dir / "train.yaml") << "model: spec.yaml\noutput: run\nsteps: 4\nbatch_size: 4\nlog_every: 2\n"
-                                       "device: cpu\nbf16: false\nsample_every: 0\n";
-  r = test::run_cli({"train", "train.yaml"}, dir.path());
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-  LoadedModel trained = load_model(dir / "run" / "model.safetensors", at::kCPU, at::kFloat);
-  LoadedModel initial = load_model(model, at::kCPU, at::kFloat);
+  const test::CliFlowModels models = test::check_cli_flow(
+      dir, {.spec = "name: tiny-ssm\nconfig:\n  depth: 2\n  hidden_size: 32\n  num_heads: 2\n  patch_size: 1\n"
+                    "  mlp_ratio: 1.5\n  in_channels: 1\n  input_size: [32, 32]\n  num_classes: 10\n"
+                    "  image_space: pixel\n  ssm: {state_size: 16}\n",
+            .info_line = "ssm:         2 gated bidirectional S4D blocks, state 16, a kernel per channel; hourglass 2 "
+                         "(dense layers on 512 packed tokens of 1024 at 32x32), gate width 48",
+            .refused_size = 33,
+            .refusal = "does not pack into this DiffuSSM's hourglass"});
+  if (models.trained.empty()) return;
+  LoadedModel trained = load_model(models.trained, at::kCPU, at::kFloat);
+  LoadedModel initial = load_model(models.initial, at::kCPU, at::kFloat);
   CHECK(trained.info.config.ssm.state_size == 16);
   // Training reached the SSM's own parameters.
   auto log_dt = [](LoadedModel& m) { return m.model->ssm_blocks[0]->as<nn::DiffuSSMBlock>()->ssm_forward->log_dt; };
   CHECK(max_abs_diff(log_dt(trained), log_dt(initial)) > 0);
+}
+
+TEST_CASE("the shipped DiffuSSM model is the documented one and generates the classes asked for",
+          "[diffussm][cli]") {
+  const std::string model = std::string(DITGEN_TEST_DATA) + "/../../models/fmnist-diffussm.safetensors";
+  LoadedModel m = load_model(model, at::kCPU, at::kFloat);
+  const DiTConfig& c = m.info.config;
+  CHECK((c.depth == 6 && c.hidden_size == 256 && c.patch_size == 1 && c.ssm.state_size == 64 &&
+         c.ssm.hourglass == 2 && !c.ssm.shared_kernel()));
+  CHECK(dit_parameter_count(c) == 7628542);  // models/fmnist-diffussm.md
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
+    WARN("Fashion-MNIST not installed; the evaluation is skipped");
+    return;
+  }
+  // One image per class, a short sampler and strong guidance: the shipped classifier must recognise most.
+  test::TempDir dir;
+  const test::CliResult r = test::run_cli(
+      {"eval", "-m", model, "-n", "10", "--steps", "10", "--cfg-scale", "3", "--seed", "0", "--device", "cpu"},
+      dir.path());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(nlohmann::json::parse(r.out).at("class_accuracy").get<double>() >= 0.7);
 }
 
 TEST_CASE("on the GPU, the DiffuSSM model and captured generation match the reference", "[diffussm][cuda]") {

@@ -3,7 +3,6 @@
 // scripts/reference/ptdit_reference.py, which works in raster order with explicit windows); configs, FLOPs,
 // generation and the CLI.
 #include <cstdlib>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -191,33 +190,16 @@ TEST_CASE("PT-DiT configs: JSON round trip, validation, FLOPs and the registry",
 TEST_CASE("PT-DiT generates and trains on the CPU; the CLI reports its windows and refuses grids they do not divide",
           "[ptdit][cli]") {
   test::TempDir dir;
-  std::ofstream(dir / "spec.yaml") << "name: tiny-pt\nconfig:\n  depth: 2\n  hidden_size: 32\n  num_heads: 2\n"
-                                      "  patch_size: 2\n  in_channels: 1\n  input_size: [32, 32]\n  num_classes: 10\n"
-                                      "  image_space: pixel\n  proxy: {windows: 4}\n";
-  const std::string model = (dir / "pt.safetensors").string();
-  REQUIRE(test::run_cli({"init", "spec.yaml", "-o", model, "--weights", "normal"}, dir.path()).exit_code == 0);
-  auto r = test::run_cli({"generate", "-m", model, "3", "--steps", "3", "-s", "1", "-o", "a.png", "--device", "cpu"},
-                         dir.path());
-  CHECK(r.exit_code == 0);
-  CHECK(std::filesystem::exists(dir / "a.png"));
-  r = test::run_cli({"info", model}, dir.path());
-  REQUIRE(r.exit_code == 0);
-  CHECK(test::contains(r.out, "proxy:       2 proxy-token blocks; 4x4 windows of 4x4 tokens at 32x32, 1 proxy a window"));
-  r = test::run_cli({"generate", "-m", model, "3", "--steps", "3", "--height", "36", "--width", "36", "-o", "b.png", "--device", "cpu"},
-                    dir.path());
-  CHECK(r.exit_code == 2);
-  CHECK(test::contains(r.err, "does not divide into this PT-DiT's 4x4 windows"));
-  CHECK_FALSE(std::filesystem::exists(dir / "b.png"));
-  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
-    WARN("Fashion-MNIST not installed; training skipped");
-    return;
-  }
-  std::ofstream(dir / "train.yaml") << "model: spec.yaml\noutput: run\nsteps: 4\nbatch_size: 4\nlog_every: 2\n"
-                                       "device: cpu\nbf16: false\nsample_every: 0\n";
-  r = test::run_cli({"train", "train.yaml"}, dir.path());
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-  LoadedModel trained = load_model(dir / "run" / "model.safetensors", at::kCPU, at::kFloat);
+  const test::CliFlowModels models = test::check_cli_flow(
+      dir, {.spec = "name: tiny-pt\nconfig:\n  depth: 2\n  hidden_size: 32\n  num_heads: 2\n  patch_size: 2\n"
+                    "  in_channels: 1\n  input_size: [32, 32]\n  num_classes: 10\n  image_space: pixel\n"
+                    "  proxy: {windows: 4}\n",
+            .init_args = {"--weights", "normal"},
+            .info_line = "proxy:       2 proxy-token blocks; 4x4 windows of 4x4 tokens at 32x32, 1 proxy a window",
+            .refused_size = 36,
+            .refusal = "does not divide into this PT-DiT's 4x4 windows"});
+  if (models.trained.empty()) return;
+  LoadedModel trained = load_model(models.trained, at::kCPU, at::kFloat);
   CHECK(trained.info.config.proxy.windows == 4);
   // Training moved the zero-initialised proxy projection: the global path learns.
   auto* block = trained.model->proxy_blocks[0]->as<nn::ProxyTokenBlock>();
