@@ -14,6 +14,8 @@
 #include <stdexcept>
 
 #include "catch.h"
+#include "ditgen/models/model_file.h"
+#include "ditgen/pipeline/generator.h"
 
 extern char** environ;
 
@@ -149,6 +151,37 @@ CliFlowModels check_cli_flow(const TempDir& dir, const CliFlow& flow) {
   REQUIRE(r.exit_code == 0);
   models.trained = (dir / "run" / "model.safetensors").string();
   return models;
+}
+
+void check_cuda_forward_matches_golden(LoadedModel& model, const std::map<std::string, at::Tensor>& tensors,
+                                       const std::vector<std::string>& keys) {
+  at::NoGradGuard no_grad;
+  model.model->to(at::kCUDA);
+  for (const std::string& k : keys) {
+    INFO("golden " << k);
+    const at::Tensor expected = tensors.at(k + ".out");
+    const at::Tensor x = tensors.at(k + ".x").cuda(), t = tensors.at(k + ".t").cuda(), y = tensors.at(k + ".y").cuda();
+    const at::Tensor out = model.model->forward(x, t, y).cpu();
+    CHECK(close_relative(out, expected, 1e-4));
+  }
+  model.model->to(at::kCPU);
+}
+
+GenerationRequest short_guided_request() {
+  GenerationRequest r;
+  r.sampler = {"ddim", 6, 0.0};
+  r.guidance = {2.0, 0};
+  r.labels.assign(3, 4);
+  r.seeds = {1, 2, 3};
+  return r;
+}
+
+void check_captured_matches_eager(Generator& generator, const GenerationRequest& request) {
+  generator.set_cuda_graphs(false);
+  const at::Tensor eager = generator.generate(request).frames;
+  generator.set_cuda_graphs(true);
+  const at::Tensor captured = generator.generate(request).frames;
+  CHECK(close_relative(captured, eager, 1e-5));
 }
 
 int64_t parameter_count(const torch::nn::Module& module) {

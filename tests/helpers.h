@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,6 +12,12 @@
 #include <torch/nn/module.h>
 
 #include "ditgen/core/error.h"
+
+namespace ditgen {
+class Generator;
+struct GenerationRequest;
+struct LoadedModel;
+}  // namespace ditgen
 
 namespace ditgen::test {
 
@@ -73,6 +80,18 @@ struct CliFlowModels {
 // info, a refused generation that leaves no output, and a short Fashion-MNIST training run from the same
 // spec (WARNs and skips it where the data set is not installed). Returns the models for family checks.
 CliFlowModels check_cli_flow(const TempDir& dir, const CliFlow& flow);
+
+// On CUDA, the model's forward on each golden key's inputs (KEY.x, KEY.t, KEY.y in `tensors`) against KEY.out,
+// to 1e-4 of the output's scale. The model ends on the CPU again.
+void check_cuda_forward_matches_golden(LoadedModel& model, const std::map<std::string, at::Tensor>& tensors,
+                                       const std::vector<std::string>& keys);
+
+// A short guided generation for GPU checks: three images of class 4 (seeds 1-3), DDIM 6 steps, CFG 2.
+GenerationRequest short_guided_request();
+
+// Generates `request` eagerly, then from captured CUDA graphs, and checks that both give the same frames (to
+// 1e-5 of their scale): capturing must not change what a sampler step computes.
+void check_captured_matches_eager(Generator& generator, const GenerationRequest& request);
 
 // The kind of ditgen::Error that `f` throws, or nullopt when it throws none.
 template <class F>

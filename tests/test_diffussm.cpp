@@ -242,31 +242,14 @@ TEST_CASE("on the GPU, the DiffuSSM model and captured generation match the refe
     return;
   }
   LoadedModel m = load_model(golden("tiny_diffussm.model.safetensors"), at::kCPU, at::kFloat);
-  const auto g = io::load_tensors(golden("diffussm.safetensors"));
+  test::check_cuda_forward_matches_golden(m, io::load_tensors(golden("diffussm.safetensors")), {"model8", "model6x10"});
   at::NoGradGuard no_grad;
-  m.model->to(at::kCUDA);
-  for (const std::string k : {"model8", "model6x10"}) {
-    INFO(k);
-    const at::Tensor expected = g.at(k + ".out");
-    const at::Tensor out = m.model->forward(g.at(k + ".x").cuda(), g.at(k + ".t").cuda(), g.at(k + ".y").cuda()).cpu();
-    CHECK(max_abs_diff(out, expected) <= 1e-4 * scale_of(expected));
-  }
   // The FFT convolution against the recurrence on the GPU, long sequence.
   nn::S4D ssm(64, 64, false);
   ssm->to(at::kCUDA);
   const at::Tensor u = at::randn({2, 2048, 64}, at::kCUDA);
   const at::Tensor scan = ssm->forward_scan(u.cpu().to(at::kCUDA));
   CHECK(max_abs_diff(ssm->forward(u), scan) <= 1e-4 * scale_of(scan));
-  m.model->to(at::kCPU);
   Generator generator(m, at::kCUDA, at::kFloat);
-  GenerationRequest r;
-  r.sampler = {"ddim", 6, 0.0};
-  r.guidance = {2.0, 0};
-  r.labels.assign(3, 4);
-  r.seeds = {1, 2, 3};
-  generator.set_cuda_graphs(false);
-  const at::Tensor eager = generator.generate(r).frames;
-  generator.set_cuda_graphs(true);
-  const at::Tensor captured = generator.generate(r).frames;
-  CHECK(max_abs_diff(captured, eager) <= 1e-5 * std::max(1.0, eager.abs().max().item<double>()));
+  test::check_captured_matches_eager(generator, test::short_guided_request());
 }

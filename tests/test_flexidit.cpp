@@ -326,11 +326,7 @@ TEST_CASE("on the GPU, flexible forwards and scheduled captured generation match
     r.sampler = {"ddim", 8, 0.0};
     r.guidance = {2.0, 0};
     r.schedule = schedule::ComputeSchedule::parse("cond=4:0.25,guide=4:0.5");  // three plans, weak guidance
-    generator.set_cuda_graphs(false);
-    const at::Tensor eager = generator.generate(r).frames;
-    generator.set_cuda_graphs(true);
-    const at::Tensor captured = generator.generate(r).frames;
-    CHECK(max_abs_diff(captured, eager) <= 1e-5 * std::max(1.0, eager.abs().max().item<double>()));
+    test::check_captured_matches_eager(generator, r);
   }
 }
 

@@ -212,26 +212,8 @@ TEST_CASE("on the GPU, the fused proxy-token path and captured generation match 
     return;
   }
   LoadedModel m = load_model(golden("tiny_ptdit.model.safetensors"), at::kCPU, at::kFloat);
-  const auto g = io::load_tensors(golden("ptdit.safetensors"));
+  test::check_cuda_forward_matches_golden(m, io::load_tensors(golden("ptdit.safetensors")), {"model16", "model24"});
   at::NoGradGuard no_grad;
-  m.model->to(at::kCUDA);
-  for (int size : {16, 24}) {
-    INFO("size " << size);
-    const std::string k = "model" + std::to_string(size);
-    const at::Tensor expected = g.at(k + ".out");
-    const at::Tensor fused = m.model->forward(g.at(k + ".x").cuda(), g.at(k + ".t").cuda(), g.at(k + ".y").cuda()).cpu();
-    CHECK(max_abs_diff(fused, expected) <= 1e-4 * std::max(1.0, expected.abs().max().item<double>()));
-  }
-  m.model->to(at::kCPU);
   Generator generator(m, at::kCUDA, at::kFloat);
-  GenerationRequest r;
-  r.sampler = {"ddim", 6, 0.0};
-  r.guidance = {2.0, 0};
-  r.labels.assign(3, 4);
-  r.seeds = {1, 2, 3};
-  generator.set_cuda_graphs(false);
-  const at::Tensor eager = generator.generate(r).frames;
-  generator.set_cuda_graphs(true);
-  const at::Tensor captured = generator.generate(r).frames;
-  CHECK(max_abs_diff(captured, eager) <= 1e-5 * std::max(1.0, eager.abs().max().item<double>()));
+  test::check_captured_matches_eager(generator, test::short_guided_request());
 }

@@ -360,10 +360,6 @@ TEST_CASE("on the GPU, sparse forwards and captured density-scheduled generation
     INFO("batch " << batch);
     r.labels.assign(batch, 4);
     r.seeds.assign(batch, 9);
-    generator.set_cuda_graphs(false);
-    const at::Tensor eager = generator.generate(r).frames;
-    generator.set_cuda_graphs(true);
-    const at::Tensor captured = generator.generate(r).frames;
-    CHECK(max_abs_diff(captured, eager) <= 1e-5 * std::max(1.0, eager.abs().max().item<double>()));
+    test::check_captured_matches_eager(generator, r);
   }
 }
