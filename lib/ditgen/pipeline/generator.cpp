@@ -42,7 +42,8 @@ void Generator::validate(const GenerationRequest& r) const {
                                         std::to_string(c.num_classes - 1));
   auto [h, w] = size_of(r);
   if (r.height < 0 || r.width < 0 || h % c.patch_size || w % c.patch_size || h > 8192 || w > 8192)
-    throw Error(ErrorKind::Usage, "size " + std::to_string(h) + "x" + std::to_string(w) +
+    throw Error(ErrorKind::Usage, "size " + std::to_string(r.height < 0 ? r.height : h) + "x" +
+                                      std::to_string(r.width < 0 ? r.width : w) +
                                       " must be positive multiples of the patch size " +
                                       std::to_string(c.patch_size) + " (at most 8192)");
   if (r.batch_size < 0) throw Error(ErrorKind::Usage, "batch size must be >= 1");
