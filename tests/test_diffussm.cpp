@@ -78,6 +78,9 @@ TEST_CASE("the bidirectional SSM's backward direction is flip, SSM, flip", "[dif
   const at::Tensor backward = block->ssm_backward->forward_scan(u.flip(1)).flip(1);
   CHECK(max_abs_diff(y.narrow(2, 0, D), forward) <= 1e-4 * scale_of(forward));
   CHECK(max_abs_diff(y.narrow(2, D, D), backward) <= 1e-4 * scale_of(backward));
+  // The scan kernel's reference is this construction.
+  CHECK(at::equal(nn::bidirectional_s4d_scan_reference(*block->ssm_forward, *block->ssm_backward, u),
+                  at::cat({forward, backward}, 2)));
   // A change at position p reaches the forward half only at l >= p and the backward half only at l <= p
   // (up to the FFT's rounding).
   const int64_t p = 17;
@@ -242,7 +245,7 @@ TEST_CASE("on the GPU, the DiffuSSM model and captured generation match the refe
     return;
   }
   LoadedModel m = load_model(golden("tiny_diffussm.model.safetensors"), at::kCPU, at::kFloat);
-  test::check_cuda_forward_matches_golden(m, io::load_tensors(golden("diffussm.safetensors")), {"model8", "model6x10"});
+  const auto g = io::load_tensors(golden("diffussm.safetensors"));
   at::NoGradGuard no_grad;
   // The FFT convolution against the recurrence on the GPU, long sequence.
   nn::S4D ssm(64, 64, false);
@@ -250,6 +253,47 @@ TEST_CASE("on the GPU, the DiffuSSM model and captured generation match the refe
   const at::Tensor u = at::randn({2, 2048, 64}, at::kCUDA);
   const at::Tensor scan = ssm->forward_scan(u.cpu().to(at::kCUDA));
   CHECK(max_abs_diff(ssm->forward(u), scan) <= 1e-4 * scale_of(scan));
-  Generator generator(m, at::kCUDA, at::kFloat);
-  test::check_captured_matches_eager(generator, test::short_guided_request());
+  for (bool scan_kernel : {false, true}) {
+    INFO("scan kernel " << scan_kernel);
+    nn::set_s4d_scan_kernel_enabled(scan_kernel);
+    test::check_cuda_forward_matches_golden(m, g, {"model8", "model6x10"});
+    Generator generator(m, at::kCUDA, at::kFloat);
+    test::check_captured_matches_eager(generator, test::short_guided_request());
+  }
+  nn::set_s4d_scan_kernel_enabled(false);
+}
+
+TEST_CASE("on the GPU, the fused S4D scan kernel equals the recurrence and the FFT convolution", "[diffussm][cuda]") {
+  if (!at::hasCUDA()) {
+    WARN("no CUDA device: this test runs on the GPU machine");
+    return;
+  }
+  at::manual_seed(13);
+  at::NoGradGuard no_grad;
+  struct Case {
+    int channels, state_size;  // state sizes 8, 16, 24, 64: 4, 8, 12, 32 modes, on 1, 1, 2 and 4 lanes
+    bool shared;
+    int64_t batch, length;     // lengths from one position to many chunks
+  };
+  for (const Case& k : {Case{6, 8, false, 2, 1}, Case{6, 16, false, 2, 7}, Case{64, 24, false, 2, 300},
+                        Case{64, 64, true, 2, 300}, Case{32, 64, false, 3, 5000}}) {
+    INFO("C " << k.channels << ", N " << k.state_size << ", shared " << k.shared << ", L " << k.length);
+    nn::S4D forward(k.channels, k.state_size, k.shared), backward(k.channels, k.state_size, k.shared);
+    forward->to(at::kCUDA);
+    backward->to(at::kCUDA);
+    const at::Tensor u = at::randn({k.batch, k.length, k.channels}, at::kCUDA);
+    const at::Tensor reference = nn::bidirectional_s4d_scan_reference(*forward, *backward, u);  // [B, L, 2C]
+    const at::Tensor fft = nn::bidirectional_s4d(*forward, *backward, u);
+    nn::set_s4d_scan_kernel_enabled(true);
+    REQUIRE(nn::s4d_scan_kernel_supports(*forward, u));
+    const at::Tensor scanned = nn::bidirectional_s4d(*forward, *backward, u);
+    const at::Tensor u16 = u.to(at::kBFloat16);
+    const at::Tensor scanned16 = nn::bidirectional_s4d(*forward, *backward, u16);
+    nn::set_s4d_scan_kernel_enabled(false);
+    CHECK(test::close_relative(scanned.cpu(), reference.cpu(), 1e-4));
+    CHECK(test::close_relative(scanned.cpu(), fft.cpu(), 1e-4));
+    REQUIRE(scanned16.scalar_type() == at::kBFloat16);
+    const at::Tensor reference16 = nn::bidirectional_s4d_scan_reference(*forward, *backward, u16.to(at::kFloat));
+    CHECK(test::close_relative(scanned16.cpu().to(at::kFloat), reference16.cpu(), 2e-2));
+  }
 }

@@ -107,6 +107,9 @@ Command add_bench_command(CLI::App& root) {
                 "Also time one block's token mixing per size and batch: the attention cores after the projections "
                 "(dense: softmax(QK^T)V over all tokens; PT-DiT: proxies, proxy and cross attention, windows, "
                 "shifted windows; DiffuSSM: the bidirectional SSM's FFT convolutions)");
+  app->add_flag("--ssm-scan", b.ssm_scan,
+                "SSM (DiffuSSM) models: mix tokens with the fused CUDA scan kernel instead of FFT convolutions on the "
+                "fused and fast paths (not yet the default: it is being measured)");
   app->add_flag("--json", o->json, "One JSON record per line (the keys of scripts/bench/torch_reference.py)");
   return {app, [o] { return run_bench(*o); }};
 }

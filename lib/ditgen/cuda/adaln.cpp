@@ -30,6 +30,11 @@ bool use_fused_path(const at::Tensor& x) {
          !at::autocast::is_autocast_enabled(at::kCUDA);
 }
 
+ElementType element_type_of(const at::Tensor& x) {
+  const auto t = x.scalar_type();
+  return t == at::kFloat ? ElementType::Float32 : t == at::kHalf ? ElementType::Float16 : ElementType::BFloat16;
+}
+
 at::Tensor layer_norm_modulate_reference(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {
   return nn::modulate(nn::layer_norm_plain(x), shift, scale);  // [B, N, D]
 }
@@ -52,10 +57,6 @@ bool condition_fits(const at::Tensor& c, const at::Tensor& x, int64_t pack) {
          c.stride(0) % pack == 0 && c.scalar_type() == x.scalar_type() && c.device() == x.device() && aligned(c);
 }
 
-ElementType element_type(at::ScalarType t) {
-  return t == at::kFloat ? ElementType::Float32 : t == at::kHalf ? ElementType::Float16 : ElementType::BFloat16;
-}
-
 void run_kernel(AdaLnArgs& args, const at::Tensor& x, const at::Tensor& gate, const at::Tensor& shift,
                 const at::Tensor& scale) {
   args.rows = x.size(0) * x.size(1);
@@ -70,7 +71,7 @@ void run_kernel(AdaLnArgs& args, const at::Tensor& x, const at::Tensor& gate, co
     args.gate_stride = gate.stride(0);
   }
   c10::cuda::CUDAGuard guard(x.device());
-  const cudaError_t err = launch_adaln(args, element_type(x.scalar_type()), at::cuda::getCurrentCUDAStream());
+  const cudaError_t err = launch_adaln(args, element_type_of(x), at::cuda::getCurrentCUDAStream());
   TORCH_CHECK(err == cudaSuccess, "fused adaLN kernel failed: ", cudaGetErrorString(err));
 }
 

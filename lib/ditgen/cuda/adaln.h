@@ -7,6 +7,8 @@
 
 #include <ATen/ATen.h>
 
+#include "ditgen/cuda/element_type.h"
+
 namespace ditgen::cuda {
 
 // Whether fused kernels may replace their references (default on; `ditgen bench` times both).
@@ -15,6 +17,8 @@ void set_fused_kernels_enabled(bool enabled);
 // Whether the fused inference path applies to a tensor: enabled, on CUDA, no gradient being recorded, no
 // autocast.
 bool use_fused_path(const at::Tensor& x);
+// The kernels' element type of an fp32, fp16 or bf16 tensor (callers check the dtype first).
+ElementType element_type_of(const at::Tensor& x);
 
 // y = LayerNorm(x) * (1 + scale) + shift, LayerNorm without affine (eps 1e-6).
 // x [B, N, D]; shift, scale [B, D] (row strides free, e.g. chunks of the adaLN output) -> [B, N, D]

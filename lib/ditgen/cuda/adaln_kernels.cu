@@ -4,8 +4,7 @@
 // (adaln.cpp) computes the same in separate ops.
 #include "ditgen/cuda/adaln_kernels.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+#include "ditgen/cuda/element_type.cuh"
 
 namespace ditgen::cuda {
 
@@ -13,14 +12,6 @@ namespace {
 
 constexpr int kWarp = 32;
 constexpr int kRowsPerBlock = 4;
-
-__device__ inline float to_float(float v) { return v; }
-__device__ inline float to_float(__half v) { return __half2float(v); }
-__device__ inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T> __device__ inline T from_float(float v);
-template <> __device__ inline float from_float<float>(float v) { return v; }
-template <> __device__ inline __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 // 16 bytes of T, loaded and stored as one vector.
 template <typename T>
@@ -134,12 +125,7 @@ cudaError_t launch_adaln(const AdaLnArgs& a, ElementType type, cudaStream_t stre
   if (a.rows == 0) return cudaSuccess;
   if (a.dim <= 0 || a.dim > kAdaLnMaxDim || a.rows > static_cast<int64_t>(0x7fffffff) * kRowsPerBlock)
     return cudaErrorInvalidValue;
-  switch (type) {
-    case ElementType::Float32: return launch_typed<float>(a, stream);
-    case ElementType::Float16: return launch_typed<__half>(a, stream);
-    case ElementType::BFloat16: return launch_typed<__nv_bfloat16>(a, stream);
-  }
-  return cudaErrorInvalidValue;
+  return with_element_type(type, [&](auto zero) { return launch_typed<decltype(zero)>(a, stream); });
 }
 
 }  // namespace ditgen::cuda

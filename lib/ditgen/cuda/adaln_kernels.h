@@ -6,9 +6,9 @@
 
 #include <cuda_runtime_api.h>
 
-namespace ditgen::cuda {
+#include "ditgen/cuda/element_type.h"
 
-enum class ElementType { Float32, Float16, BFloat16 };
+namespace ditgen::cuda {
 
 // Rows of x are tokens; row r belongs to sample r / tokens_per_sample, whose [D] rows of gate, shift and
 // scale (each with its own row stride, in elements) condition it.

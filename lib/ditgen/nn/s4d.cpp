@@ -1,5 +1,6 @@
 #include "ditgen/nn/s4d.h"
 
+#include <atomic>
 #include <cmath>
 
 #include <ATen/ops/fft_irfft.h>
@@ -7,6 +8,14 @@
 #include <ATen/ops/view_as_complex.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/StringUtil.h>
+
+#include "ditgen/cuda/adaln.h"
+#ifdef DITGEN_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "ditgen/cuda/s4d_scan_kernels.h"
+#endif
 
 namespace ditgen::nn {
 
@@ -91,9 +100,77 @@ at::Tensor S4DImpl::forward(const at::Tensor& u) {
   return fft_convolve(u, spectrum(u.size(1), u.device()).unsqueeze(0), D.unsqueeze(0)).flatten(2);  // [B, L, C]
 }
 
+namespace {
+
+std::atomic<bool> g_scan_kernel{false};
+
+#ifdef DITGEN_HAVE_CUDA
+// Both directions by the fused chunked scan. Chunks are as short as keeps about 2M lanes busy: shorter
+// chunks mean more parallel lanes but a larger state workspace. u [B, L, C] -> [B, L, 2C]
+at::Tensor scan_kernel(const S4DImpl& forward, const S4DImpl& backward, const at::Tensor& u) {
+  const c10::cuda::CUDAGuard guard(u.device());
+  const S4DImpl::DiscreteModes f = forward.discretise(), b = backward.discretise();
+  const int64_t B = u.size(0), L = u.size(1), C = u.size(2), M = f.dtA.size(1);
+  int64_t group = 1;
+  while (group * cuda::kS4dModesPerThread < M) group *= 2;
+  int64_t chunk = 32;
+  while (chunk < 4096 && B * 2 * ((L + chunk - 1) / chunk) * C * group > (int64_t{1} << 21)) chunk *= 2;
+  const at::Tensor dtA = at::stack({f.dtA, b.dtA});                                     // [2, H, M] complex
+  const at::Tensor a = at::view_as_real(dtA.exp()).contiguous();                        // [2, H, M, 2]
+  const at::Tensor a_chunk = at::view_as_real((dtA * static_cast<double>(chunk)).exp()).contiguous();
+  const at::Tensor cb = at::view_as_real(at::stack({f.CB, b.CB})).contiguous();         // [2, H, M, 2]
+  const at::Tensor skip = at::stack({forward.D, backward.D}).to(at::kFloat).contiguous();  // [2, C]
+  at::Tensor states = at::empty({B, 2, (L + chunk - 1) / chunk, C, M, 2}, u.options().dtype(at::kFloat));
+  at::Tensor y = at::empty({B, L, 2 * C}, u.options());                                 // [B, L, 2C]
+  cuda::S4dScanArgs args;
+  args.u = u.data_ptr();
+  args.y = y.data_ptr();
+  args.a = a.data_ptr<float>();
+  args.b = cb.data_ptr<float>();
+  args.a_chunk = a_chunk.data_ptr<float>();
+  args.skip = skip.data_ptr<float>();
+  args.states = states.data_ptr<float>();
+  args.batch = B;
+  args.length = L;
+  args.channels = C;
+  args.heads = f.dtA.size(0);
+  args.modes = M;
+  args.chunk = chunk;
+  const cudaError_t error = cuda::launch_s4d_scan(args, cuda::element_type_of(u), at::cuda::getCurrentCUDAStream());
+  TORCH_CHECK(error == cudaSuccess, "S4D scan kernel launch failed: ", cudaGetErrorString(error));
+  return y;
+}
+#endif
+
+}  // namespace
+
+void set_s4d_scan_kernel_enabled(bool enabled) { g_scan_kernel.store(enabled); }
+bool s4d_scan_kernel_enabled() { return g_scan_kernel.load(); }
+
+bool s4d_scan_kernel_supports(const S4DImpl& forward, const at::Tensor& u) {
+#ifdef DITGEN_HAVE_CUDA
+  const auto t = u.scalar_type();
+  return u.is_cuda() && u.dim() == 3 && u.is_contiguous() && u.size(1) >= 1 &&
+         (t == at::kFloat || t == at::kHalf || t == at::kBFloat16) &&
+         forward.log_A_real.size(1) <= cuda::kS4dMaxModes;
+#else
+  (void)forward;
+  (void)u;
+  return false;
+#endif
+}
+
+at::Tensor bidirectional_s4d_scan_reference(const S4DImpl& forward, const S4DImpl& backward, const at::Tensor& u) {
+  return at::cat({forward.forward_scan(u), backward.forward_scan(u.flip(1)).flip(1)}, 2);  // [B, L, 2C]
+}
+
 at::Tensor bidirectional_s4d(S4DImpl& forward, S4DImpl& backward, const at::Tensor& u) {
   TORCH_CHECK(u.dim() == 3 && u.size(2) == forward.D.size(0) && u.size(2) == backward.D.size(0),
               "bidirectional S4D expects [B, L, ", forward.D.size(0), "], got ", u.sizes());
+#ifdef DITGEN_HAVE_CUDA
+  if (s4d_scan_kernel_enabled() && cuda::use_fused_path(u) && s4d_scan_kernel_supports(forward, u))
+    return scan_kernel(forward, backward, u);
+#endif
   const int64_t L = u.size(1);
   const at::Tensor spectra = at::stack({forward.spectrum(L, u.device()), backward.spectrum(L, u.device()).conj()});
   return fft_convolve(u, spectra, at::stack({forward.D, backward.D})).flatten(2);  // [B, L, 2C]

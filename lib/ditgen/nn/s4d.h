@@ -46,13 +46,14 @@ class S4DImpl : public torch::nn::Module {
   at::Tensor C;           // [H, N/2, 2]: real and imaginary parts
   at::Tensor D;           // [C]: the skip
 
- private:
+  // The modes after ZOH, fp32 on the parameters' device.
   struct DiscreteModes {
     at::Tensor dtA;   // [H, N/2] complex: log Abar
     at::Tensor CB;    // [H, N/2] complex: C Bbar
   };
-  DiscreteModes discretise() const;  // fp32
+  DiscreteModes discretise() const;
 
+ private:
   struct SpectrumCache {
     std::string key;  // the device and parameter versions the spectra were built from
     std::map<int64_t, at::Tensor> spectra;  // by length
@@ -63,7 +64,18 @@ TORCH_MODULE(S4D);
 
 // The bidirectional SSM of BiGS and DiffuSSM, [forward(u) || flip(backward(flip(u)))], from one FFT of u: the
 // flipped half is u's correlation with the backward kernel, irfft(U conj(K_b)) (exact with the padding to
-// 2L), so no flips are made. u [B, L, C] -> [B, L, 2C] in u's dtype
+// 2L), so no flips are made. With the scan kernel enabled, CUDA inference runs both recurrences in one fused
+// chunked scan instead (cuda/s4d_scan_kernels.cu). u [B, L, C] -> [B, L, 2C] in u's dtype
 at::Tensor bidirectional_s4d(S4DImpl& forward, S4DImpl& backward, const at::Tensor& u);
+
+// The same by the recurrences, flip -> scan -> flip for the backward half: the scan kernel's reference.
+at::Tensor bidirectional_s4d_scan_reference(const S4DImpl& forward, const S4DImpl& backward, const at::Tensor& u);
+
+// Whether CUDA inference (cuda::use_fused_path) runs bidirectional_s4d as the fused scan kernel. Off by
+// default until it is measured against the FFT path on a GPU (`ditgen bench --ssm-scan`).
+void set_s4d_scan_kernel_enabled(bool enabled);
+bool s4d_scan_kernel_enabled();
+// Whether the scan kernel can take u: CUDA, fp32/fp16/bf16, contiguous, at most 256 modes.
+bool s4d_scan_kernel_supports(const S4DImpl& forward, const at::Tensor& u);
 
 }  // namespace ditgen::nn

@@ -15,6 +15,7 @@
 #include "ditgen/models/dit.h"
 #include "ditgen/nn/attention.h"
 #include "ditgen/nn/proxy_attention.h"
+#include "ditgen/nn/s4d.h"
 #include "ditgen/pipeline/cuda_graph.h"
 #include "ditgen/pipeline/generator.h"
 
@@ -22,10 +23,12 @@ namespace ditgen {
 
 namespace {
 
-// Restores the process-wide fused-kernel switch when a benchmark ends, however it ends.
-struct FusedKernelsRestore {
-  bool saved = cuda::fused_kernels_enabled();
-  ~FusedKernelsRestore() { cuda::set_fused_kernels_enabled(saved); }
+// Restores a process-wide switch (fused kernels, the SSM scan kernel) when a benchmark ends, however it ends.
+struct SwitchRestore {
+  bool (*get)();
+  void (*set)(bool);
+  bool saved = get();
+  ~SwitchRestore() { set(saved); }
 };
 
 LoadedModel bench_model(const std::string& name, uint64_t seed) {
@@ -113,6 +116,7 @@ nlohmann::json to_json(const BenchRecord& r) {
           {"peak_memory_gib", opt(r.peak_memory_gib)},
           {"steps", opt(r.steps)},  {"cfg_scale", opt(r.cfg_scale)},
           {"gflops_per_generation", opt(r.gflops_per_generation)}};
+  if (!r.ssm.empty()) j["ssm"] = r.ssm;
   if (!r.kernels.empty()) {
     j["kernels"] = nlohmann::json::array();
     for (const KernelTime& k : r.kernels) j["kernels"].push_back({{"name", k.name}, {"ms", k.ms}, {"calls", k.calls}});
@@ -167,6 +171,8 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
   const bool is_file = std::filesystem::path(o.model).extension() == ".safetensors";
   validate(o, (is_file ? read_model_info(o.model) : model_spec(o.model)).config);  // before any heavy work
   nn::prefer_attention_backend(o.attention);
+  SwitchRestore restore_scan{nn::s4d_scan_kernel_enabled, nn::set_s4d_scan_kernel_enabled};
+  nn::set_s4d_scan_kernel_enabled(o.ssm_scan);
   LoadedModel loaded = bench_model(o.model, o.seed);
   const DiTConfig& c = loaded.info.config;
   Generator generator(loaded, device, dtype);  // moves the model to the device, eval mode
@@ -175,7 +181,7 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
     generator.set_lora_merged(true);
   }
   DiT& model = loaded.model;
-  FusedKernelsRestore restore;
+  SwitchRestore restore_fused{cuda::fused_kernels_enabled, cuda::set_fused_kernels_enabled};
   c10::InferenceMode inference;
   const std::vector<int> sizes = o.sizes.empty() ? std::vector<int>{c.input_height} : o.sizes;
   const bool half = dtype == at::kBFloat16 || dtype == at::kHalf;
@@ -197,6 +203,7 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
   };
   // `total_gflops`: MAC GFLOPs of everything timed (all images, steps and branches).
   auto finish = [&](BenchRecord& r, Timing t, double total_gflops) {
+    if (c.ssm.ssm()) r.ssm = o.ssm_scan && device.is_cuda() && r.path != "eager" ? "scan" : "fft";
     r.ms = t.median_ms;
     r.ms_min = t.min_ms;
     r.images_per_s = r.batch / (t.median_ms / 1e3);

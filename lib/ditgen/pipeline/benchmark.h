@@ -47,6 +47,7 @@ struct BenchOptions {
   bool merge_lora = false;           // lora-mode flexible models: merged weight copy per patch size
   bool profile = false;              // also profile one forward per measurement (CUDA kernels, top 12)
   bool mixing = false;               // also time one block's token mixing per size and batch (see below)
+  bool ssm_scan = false;             // SSM models: the fused scan kernel instead of FFT convolutions (CUDA)
 };
 
 // Token mixing: the attention cores of one block after the projections (what PT-DiT's complexity formula
@@ -72,6 +73,7 @@ struct BenchRecord {
   int batch = 0;          // images (a guided sample runs 2x per forward)
   std::string schedule;   // sample: the compute schedule
   std::string dtype, device, attention;
+  std::string ssm;        // SSM models: how the fused paths mix tokens on CUDA, fft or scan ("" otherwise)
   double gflops_per_image = 0;  // MAC GFLOPs of one forward of one image
   std::optional<double> gflops_per_generation;  // sample: MAC GFLOPs of one image's whole generation
   double ms = 0, ms_min = 0;    // median and fastest: per forward, or per whole generation
