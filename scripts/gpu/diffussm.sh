@@ -4,7 +4,8 @@
 #   test    the DiffuSSM tests (their GPU halves included)
 #   bench   whole forwards and token mixing of DiffuSSM-XL (a kernel per channel, and shared) against
 #           DiT-XL/2 (random weights, width 1152) at L = 1k, 4k, 16k and 64k tokens: DiffuSSM at 32..256
-#           latent pixels (patch 1), DiT at 64..512 (patch 2); MODELS and PATHS (default fused,fast) narrow it
+#           latent pixels (patch 1), DiT at 64..512 (patch 2); MODELS and PATHS (default fused,fast) narrow it;
+#           SCAN=1 mixes DiffuSSM's tokens with the fused scan kernel instead of FFT convolutions
 #   train   start the Fashion-MNIST recipe (STEPS steps, default the recipe's) in the background: it outlives
 #           the call while the machine is kept warm
 #   wait    wait for that run until it ends or UNTIL seconds (default 560) into the call; its log, and the
@@ -28,7 +29,7 @@ for stage in "$@"; do
         for m in ${MODELS:-DiffuSSM-XL configs/models/diffussm-xl-shared.yaml DiT-XL/2}; do
           size=$side; [ $m = DiT-XL/2 ] && size=$((2 * side))
           $bin bench -m $m --size $size -b 1 --path ${PATHS:-fused,fast} --mixing --sample-batch 0 --warmup 2 --reps 5 \
-            --json >> "$OUT/bench.jsonl" || echo "bench $m $size failed" >&2
+            ${SCAN:+--ssm-scan} --json >> "$OUT/bench.jsonl" || echo "bench $m $size failed" >&2
         done
       done
       ;;
