@@ -197,7 +197,7 @@ TEST_CASE("DiffuSSM configs: JSON round trip, validation, parameters, FLOPs and 
   CHECK(test::error_kind([&] { config_from_json(j); }) == ErrorKind::Model);
 }
 
-TEST_CASE("DiffuSSM generates and trains on the CPU; the CLI reports its blocks and refuses unpackable grids",
+TEST_CASE("DiffuSSM generates and trains on the CPU, the CLI reports its blocks and refuses unpackable grids",
           "[diffussm][cli]") {
   test::TempDir dir;
   const test::CliFlowModels models = test::check_cli_flow(

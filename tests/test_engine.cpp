@@ -161,7 +161,7 @@ TEST_CASE("captured (CUDA graph) sampler steps reproduce eager generation", "[en
   }
 }
 
-TEST_CASE("out of GPU memory: the error names a batch that fits; auto-batch halves and goes on", "[engine][cuda]") {
+TEST_CASE("out of GPU memory: the error names a batch that fits, auto-batch halves and goes on", "[engine][cuda]") {
 #ifdef DITGEN_HAVE_CUDA
   if (!at::hasCUDA()) {
     WARN("no CUDA device: this test runs on the GPU machine");

@@ -236,7 +236,7 @@ TEST_CASE("schedule presets load from YAML and refuse bad files", "[flexidit][sc
   CHECK(presets >= 4);
 }
 
-TEST_CASE("guidance runs each branch at its patch size; weak guidance uses the conditional weak prediction",
+TEST_CASE("guidance runs each branch at its patch size, weak guidance uses the conditional weak prediction",
           "[flexidit][guidance]") {
   LoadedModel dense = load_model(golden("tiny_p2.model.safetensors"), at::kCPU, at::kFloat);
   DiT model = make_flexible(dense.model, flex_of({2, 4}));

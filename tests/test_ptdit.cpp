@@ -138,7 +138,7 @@ TEST_CASE("with its zero-initialised proxy projection the block is the reference
   CHECK(max_abs_diff(out, g.at("image.out")) > 1e-3);
 }
 
-TEST_CASE("a PT-DiT model matches the reference at two sizes; window orders are cached per grid", "[ptdit][golden]") {
+TEST_CASE("a PT-DiT model matches the reference at two sizes, window orders are cached per grid", "[ptdit][golden]") {
   LoadedModel m = load_model(golden("tiny_ptdit.model.safetensors"), at::kCPU, at::kFloat);
   REQUIRE(m.info.config.proxy.windows == 4);
   CHECK(m.info.config.top_blocks() == 0);
@@ -187,7 +187,7 @@ TEST_CASE("PT-DiT configs: JSON round trip, validation, FLOPs and the registry",
   CHECK(test::error_kind([&] { config_from_json(j); }) == ErrorKind::Model);
 }
 
-TEST_CASE("PT-DiT generates and trains on the CPU; the CLI reports its windows and refuses grids they do not divide",
+TEST_CASE("PT-DiT generates and trains on the CPU, the CLI reports its windows and refuses grids they do not divide",
           "[ptdit][cli]") {
   test::TempDir dir;
   const test::CliFlowModels models = test::check_cli_flow(

@@ -69,7 +69,7 @@ TEST_CASE("a sparse model matches the PyTorch reference at every grid, square an
   CHECK(test::contains(message, "does not fit the 6x6 token grid"));
 }
 
-TEST_CASE("conversion maps a dense checkpoint into the sparse layout; recovery starts as the dense tokens",
+TEST_CASE("conversion maps a dense checkpoint into the sparse layout, recovery starts as the dense tokens",
           "[sparsedit][golden]") {
   LoadedModel dense = load_model(golden("tiny_dense10.model.safetensors"), at::kCPU, at::kFloat);
   DiT sparse = make_sparse(dense.model, golden_layout());

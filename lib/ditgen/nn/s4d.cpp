@@ -150,7 +150,7 @@ bool s4d_scan_kernel_enabled() { return g_scan_kernel.load(); }
 bool s4d_scan_kernel_supports(const S4DImpl& forward, const at::Tensor& u) {
 #ifdef DITGEN_HAVE_CUDA
   const auto t = u.scalar_type();
-  return u.is_cuda() && u.dim() == 3 && u.is_contiguous() && u.size(1) >= 1 &&
+  return u.is_cuda() && u.dim() == 3 && u.is_contiguous() && u.numel() > 0 &&
          (t == at::kFloat || t == at::kHalf || t == at::kBFloat16) &&
          forward.log_A_real.size(1) <= cuda::kS4dMaxModes;
 #else

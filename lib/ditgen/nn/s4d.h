@@ -75,7 +75,7 @@ at::Tensor bidirectional_s4d_scan_reference(const S4DImpl& forward, const S4DImp
 // default until it is measured against the FFT path on a GPU (`ditgen bench --ssm-scan`).
 void set_s4d_scan_kernel_enabled(bool enabled);
 bool s4d_scan_kernel_enabled();
-// Whether the scan kernel can take u: CUDA, fp32/fp16/bf16, contiguous, at most 256 modes.
+// Whether the scan kernel can take u: CUDA, fp32/fp16/bf16, contiguous, not empty, at most 256 modes.
 bool s4d_scan_kernel_supports(const S4DImpl& forward, const at::Tensor& u);
 
 }  // namespace ditgen::nn
