@@ -144,8 +144,10 @@ CliFlowModels check_cli_flow(const TempDir& dir, const CliFlow& flow) {
     WARN("Fashion-MNIST not installed; training skipped");
     return models;
   }
+  // One sampling step for the trained model's final sample grid (100 images) keeps the run short.
   std::ofstream(dir / "train.yaml") << "model: spec.yaml\noutput: run\nsteps: 4\nbatch_size: 4\nlog_every: 2\n"
-                                       "device: cpu\nbf16: false\nsample_every: 0\n";
+                                       "device: cpu\nbf16: false\nsample_every: 0\n"
+                                       "sampler_defaults: {sampler: ddim, steps: 1, cfg_scale: 2.0}\n";
   r = run_cli({"train", "train.yaml"}, dir.path());
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
