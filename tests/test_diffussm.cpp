@@ -41,7 +41,7 @@ TEST_CASE("S4D: the FFT convolution equals the direct recurrence in fp32, per-ch
       INFO("shared " << shared << ", L " << L);
       const at::Tensor u = at::randn({2, L, 8});
       const at::Tensor scan = ssm->forward_scan(u);
-      CHECK(max_abs_diff(ssm->forward(u), scan) <= 1e-4 * scale_of(scan));
+      CHECK(max_abs_diff(ssm->forward(u), scan) <= 1e-4);  // the issue's bound, absolute (outputs reach ~10)
     }
   }
   // Half-precision input runs the convolution in fp32 and returns its own dtype.
