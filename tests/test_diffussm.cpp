@@ -284,8 +284,8 @@ TEST_CASE("on the GPU, the fused S4D scan kernel equals the recurrence and the F
     const at::Tensor u = at::randn({k.batch, k.length, k.channels}, at::kCUDA);
     const at::Tensor reference = nn::bidirectional_s4d_scan_reference(*forward, *backward, u);  // [B, L, 2C]
     const at::Tensor fft = nn::bidirectional_s4d(*forward, *backward, u);
+    REQUIRE(nn::s4d_scan_kernel_supports(*forward, u));  // before the switch: a failed REQUIRE leaves it off
     nn::set_s4d_scan_kernel_enabled(true);
-    REQUIRE(nn::s4d_scan_kernel_supports(*forward, u));
     const at::Tensor scanned = nn::bidirectional_s4d(*forward, *backward, u);
     const at::Tensor u16 = u.to(at::kBFloat16);
     const at::Tensor scanned16 = nn::bidirectional_s4d(*forward, *backward, u16);

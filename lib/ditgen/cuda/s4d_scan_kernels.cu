@@ -14,8 +14,14 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kModes = static_cast<int>(kS4dModesPerThread);
 
-
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Lanes that hold one channel's modes: the smallest power of two that covers them.
+int lane_group(int64_t modes) {
+  int group = 1;
+  while (group * kS4dModesPerThread < modes) group *= 2;
+  return group;
+}
 
 // One thread of passes 1 and 3: sample b, direction d, chunk k, channel c, mode group g.
 struct Lane {
@@ -161,8 +167,7 @@ __global__ void __launch_bounds__(kThreads) chunk_outputs_kernel(S4dScanArgs a, 
 template <typename T>
 cudaError_t launch_typed(const S4dScanArgs& a, cudaStream_t stream) {
   const int64_t chunks = ceil_div(a.length, a.chunk);
-  int group = 1;
-  while (group * kS4dModesPerThread < a.modes) group *= 2;
+  const int group = lane_group(a.modes);
   const int64_t lanes = a.batch * 2 * chunks * a.channels * group;
   chunk_states_kernel<T><<<ceil_div(lanes, kThreads), kThreads, 0, stream>>>(a, chunks, group);
   cudaError_t error = cudaGetLastError();
@@ -175,6 +180,13 @@ cudaError_t launch_typed(const S4dScanArgs& a, cudaStream_t stream) {
 }
 
 }  // namespace
+
+int64_t s4d_scan_chunk(int64_t batch, int64_t length, int64_t channels, int64_t modes) {
+  const int64_t lanes_per_chunk = batch * 2 * channels * lane_group(modes);
+  int64_t chunk = 32;
+  while (chunk < 4096 && ceil_div(length, chunk) * lanes_per_chunk > (int64_t{1} << 21)) chunk *= 2;
+  return chunk;
+}
 
 cudaError_t launch_s4d_scan(const S4dScanArgs& args, ElementType type, cudaStream_t stream) {
   return with_element_type(type, [&](auto zero) { return launch_typed<decltype(zero)>(args, stream); });

@@ -34,6 +34,10 @@ struct S4dScanArgs {
 constexpr int64_t kS4dModesPerThread = 8;
 constexpr int64_t kS4dMaxModes = 32 * kS4dModesPerThread;
 
+// Positions a chunk for these sizes: as short as keeps about 2M lanes busy (shorter chunks mean more parallel
+// lanes but a larger state workspace, [B, 2, chunks, C, M, 2] floats).
+int64_t s4d_scan_chunk(int64_t batch, int64_t length, int64_t channels, int64_t modes);
+
 // Launches the three passes on `stream`; returns the first launch error (cudaSuccess when queued).
 cudaError_t launch_s4d_scan(const S4dScanArgs& args, ElementType type, cudaStream_t stream);
 

@@ -105,22 +105,18 @@ namespace {
 std::atomic<bool> g_scan_kernel{false};
 
 #ifdef DITGEN_HAVE_CUDA
-// Both directions by the fused chunked scan. Chunks are as short as keeps about 2M lanes busy: shorter
-// chunks mean more parallel lanes but a larger state workspace. u [B, L, C] -> [B, L, 2C]
+// Both directions by the fused chunked scan. u [B, L, C] -> [B, L, 2C]
 at::Tensor scan_kernel(const S4DImpl& forward, const S4DImpl& backward, const at::Tensor& u) {
   const c10::cuda::CUDAGuard guard(u.device());
   const S4DImpl::DiscreteModes f = forward.discretise(), b = backward.discretise();
   const int64_t B = u.size(0), L = u.size(1), C = u.size(2), M = f.dtA.size(1);
-  int64_t group = 1;
-  while (group * cuda::kS4dModesPerThread < M) group *= 2;
-  int64_t chunk = 32;
-  while (chunk < 4096 && B * 2 * ((L + chunk - 1) / chunk) * C * group > (int64_t{1} << 21)) chunk *= 2;
+  const int64_t chunk = cuda::s4d_scan_chunk(B, L, C, M), chunks = (L + chunk - 1) / chunk;
   const at::Tensor dtA = at::stack({f.dtA, b.dtA});                                     // [2, H, M] complex
   const at::Tensor a = at::view_as_real(dtA.exp()).contiguous();                        // [2, H, M, 2]
   const at::Tensor a_chunk = at::view_as_real((dtA * static_cast<double>(chunk)).exp()).contiguous();
   const at::Tensor cb = at::view_as_real(at::stack({f.CB, b.CB})).contiguous();         // [2, H, M, 2]
   const at::Tensor skip = at::stack({forward.D, backward.D}).to(at::kFloat).contiguous();  // [2, C]
-  at::Tensor states = at::empty({B, 2, (L + chunk - 1) / chunk, C, M, 2}, u.options().dtype(at::kFloat));
+  at::Tensor states = at::empty({B, 2, chunks, C, M, 2}, u.options().dtype(at::kFloat));
   at::Tensor y = at::empty({B, L, 2 * C}, u.options());                                 // [B, L, 2C]
   cuda::S4dScanArgs args;
   args.u = u.data_ptr();
