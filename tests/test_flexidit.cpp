@@ -234,6 +234,10 @@ TEST_CASE("schedule presets load from YAML and refuse bad files", "[flexidit][sc
     ++presets;
   }
   CHECK(presets >= 4);
+  // The acceptance schedule of docs/FLEXIDIT.md, as measured.
+  CHECK(schedule::ComputeSchedule::load_yaml(std::filesystem::path(DITGEN_TEST_DATA) /
+                                             "../../configs/schedules/flexi-50-guided.yaml")
+            .text() == "cond=4:0.5,guide=4:0.8,weak-scale=2.5,weak-cfg=1.9");
 }
 
 TEST_CASE("guidance runs each branch at its patch size, weak guidance uses the conditional weak prediction",
