@@ -77,9 +77,32 @@ TEST_CASE("window partition and merge, roll and its undo, and the layout's order
     const at::Tensor major = tokens.index_select(1, l.raster_of_window_token);
     CHECK(at::equal(major.view({2, g.windows(), g.window_tokens(), 3}), windows));
     CHECK(at::equal(major.index_select(1, l.window_of_raster_token), tokens));
+    // The shifted windows of the rolled grid, each window's tokens sorted by Swin region (stably).
+    const at::Tensor order = std::get<1>(nn::shifted_region_labels(g, at::TensorOptions()).sort(true, 1, false));  // [P, n]
+    const at::Tensor rolled = nn::window_partition(nn::roll_grid(x, g), g);                                   // [2, P, n, 3]
     const at::Tensor shifted = major.index_select(1, l.to_shifted);
-    CHECK(at::equal(shifted.view_as(windows), nn::window_partition(nn::roll_grid(x, g), g)));
+    CHECK(at::equal(shifted.view_as(windows), rolled.gather(2, order.unsqueeze(0).unsqueeze(-1).expand_as(rolled))));
     CHECK(at::equal(shifted.index_select(1, l.from_shifted), major));
+    // gather_tokens moves 8-byte words where rows allow (bf16 rows of 4 or 8), elements otherwise, bit for bit.
+    for (const at::Tensor& rows : {at::randn({2, g.tokens(), 8}).to(at::kBFloat16), at::randn({2, g.tokens(), 4}),
+                                   at::randn({2, g.tokens(), 3}).to(at::kHalf), at::randn({2, g.tokens(), 4}).requires_grad_()})
+      CHECK(at::equal(nn::gather_tokens(rows, l.to_shifted), rows.index_select(1, l.to_shifted)));
+    // The regions: Swin's mask in that order, and each region one run between consecutive starts.
+    const nn::WindowRegions& regions = l.shift_regions;
+    if (!(s[0] || s[1] || s[2])) {
+      CHECK_FALSE(regions.mask.defined());
+      continue;
+    }
+    const at::Tensor mask = nn::shifted_window_mask(g, at::TensorOptions());  // [P, n, n]
+    CHECK(at::equal(regions.mask, mask.gather(1, order.unsqueeze(2).expand_as(mask))
+                                      .gather(2, order.unsqueeze(1).expand_as(mask))));
+    const at::Tensor starts = regions.starts.to(at::kLong);                                            // [R + 1]
+    const at::Tensor region = at::searchsorted(starts, at::arange(g.tokens()), false, true).sub(1);   // [N]
+    const at::Tensor r = region.view({g.windows(), g.window_tokens()});                                // [P, n]
+    CHECK(at::equal(r.unsqueeze(2) == r.unsqueeze(1), regions.mask));
+    CHECK(at::isin(at::arange(0, g.tokens(), g.window_tokens()), starts).all().item<bool>());  // no region spans windows
+    CHECK(starts[-1].item<int64_t>() == g.tokens());
+    CHECK((starts.slice(0, 1) - starts.slice(0, 0, -1)).max().item<int64_t>() == regions.longest);
   }
 }
 
@@ -204,6 +227,31 @@ TEST_CASE("PT-DiT generates and trains on the CPU, the CLI reports its windows a
   // Training moved the zero-initialised proxy projection: the global path learns.
   auto* block = trained.model->proxy_blocks[0]->as<nn::ProxyTokenBlock>();
   CHECK(block->proxy_cross->proj->weight.abs().max().item<float>() > 0);
+}
+
+TEST_CASE("on the GPU, shifted-window regions run as variable-length flash attention and match the masked reference",
+          "[ptdit][cuda]") {
+  if (!at::hasCUDA()) {
+    WARN("no CUDA device: this test runs on the GPU machine");
+    return;
+  }
+  at::NoGradGuard no_grad;
+  for (const nn::WindowGrid& g : {nn::WindowGrid{{1, 16, 16}, {1, 4, 4}}, nn::WindowGrid{{4, 6, 8}, {2, 3, 4}}}) {
+    INFO("grid " << g.grid[0] << "x" << g.grid[1] << "x" << g.grid[2]);
+    const int64_t B = 3, H = 2, hd = 72;
+    // As the model slices them from its fused qkv projection. [3, B * P, H, n, hd]
+    const at::Tensor qkv = at::randn({B * g.windows(), g.window_tokens(), 3, H, hd}, at::kCUDA).permute({2, 0, 3, 1, 4});
+    const at::Tensor half = qkv.to(at::kBFloat16);
+    const nn::WindowLayout on_gpu = nn::make_window_layout(g, at::kCUDA);
+    REQUIRE(nn::regions_run_variable_length(half[0], on_gpu.shift_regions));
+    const at::Tensor fast = nn::attention_core(half[0], half[1], half[2], on_gpu.shift_regions).cpu().to(at::kFloat);
+    const at::Tensor cpu = qkv.cpu();
+    const at::Tensor reference = nn::attention_core(cpu[0], cpu[1], cpu[2], nn::make_window_layout(g, at::kCPU).shift_regions);
+    CHECK((fast - reference).abs().max().item<float>() < 3e-2);  // bf16 inputs
+    // Attending across regions would be far off: the regions matter here.
+    const at::Tensor unmasked = nn::attention_core(cpu[0], cpu[1], cpu[2]);
+    CHECK((unmasked - reference).abs().max().item<float>() > 0.2);
+  }
 }
 
 TEST_CASE("on the GPU, the fused proxy-token path and captured generation match the reference", "[ptdit][cuda]") {

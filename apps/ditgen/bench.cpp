@@ -109,7 +109,7 @@ Command add_bench_command(CLI::App& root) {
                 "shifted windows; DiffuSSM: the bidirectional SSM's FFT convolutions)");
   app->add_flag("--ssm-scan", b.ssm_scan,
                 "SSM (DiffuSSM) models: mix tokens with the fused CUDA scan kernel instead of FFT convolutions on the "
-                "fused and fast paths (not yet the default: it is being measured)");
+                "fused and fast paths (on the H100 faster only at 64k tokens, with far less memory: docs/DIFFUSSM.md)");
   app->add_flag("--json", o->json, "One JSON record per line (the keys of scripts/bench/torch_reference.py)");
   return {app, [o] { return run_bench(*o); }};
 }

@@ -167,10 +167,10 @@ at::Tensor DiTImpl::proxy_stages(const at::Tensor& tokens, const Embedded& e) {
   const nn::WindowGrid g = proxy_window_grid(config_, e.grid_h, e.grid_w);
   const nn::WindowLayout& layout = window_layout(g, tokens.device());
   const at::Tensor shared_mod = adaLN_modulation->forward(e.condition);             // [B, 9D]
-  at::Tensor h = tokens.index_select(1, layout.raster_of_window_token);             // [B, N, D] window-major
+  at::Tensor h = nn::gather_tokens(tokens, layout.raster_of_window_token);          // [B, N, D] window-major
   for (const auto& block : *proxy_blocks)
     h = block->as<nn::ProxyTokenBlock>()->forward(h, shared_mod, g, layout, config_.proxy.proxy_split);  // [B, N, D]
-  return h.index_select(1, layout.window_of_raster_token);                          // [B, N, D] raster
+  return nn::gather_tokens(h, layout.window_of_raster_token);                       // [B, N, D] raster
 }
 
 at::Tensor DiTImpl::ssm_stages(const at::Tensor& tokens, const Embedded& e) {

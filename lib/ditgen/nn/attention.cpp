@@ -6,6 +6,11 @@
 #include <ATen/SDPBackend.h>
 
 #include "ditgen/core/error.h"
+#include "ditgen/cuda/adaln.h"
+
+#ifdef DITGEN_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
 
 namespace ditgen::nn {
 
@@ -14,26 +19,48 @@ AttentionImpl::AttentionImpl(int hidden_size, int num_heads) : num_heads_(num_he
   proj = register_module("proj", LoRALinear(hidden_size, hidden_size));
 }
 
-at::Tensor AttentionImpl::forward(const at::Tensor& x) { return forward(x, at::Tensor()); }
+at::Tensor AttentionImpl::forward(const at::Tensor& x) { return forward(x, WindowRegions{}); }
 
-at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& window_mask) {
+at::Tensor AttentionImpl::forward(const at::Tensor& x, const WindowRegions& regions) {
   const int64_t B = x.size(0), N = x.size(1), D = x.size(2);
   at::Tensor h = qkv->forward(x)                                 // [B, N, 3D]
                      .view({B, N, 3, num_heads_, D / num_heads_})  // [B, N, 3, H, hd]
                      .permute({2, 0, 3, 1, 4});                    // [3, B, H, N, hd]
-  at::Tensor o = attention_core(h[0], h[1], h[2], window_mask);  // [B, H, N, hd]
+  at::Tensor o = attention_core(h[0], h[1], h[2], regions);      // [B, H, N, hd]
   o = o.transpose(1, 2).reshape({B, N, D});                       // [B, N, D]
   return proj->forward(o);                                        // [B, N, D]
 }
 
-at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& window_mask) {
+bool regions_run_variable_length(const at::Tensor& q, const WindowRegions& regions) {
+  const int64_t hd = q.size(3);
+  if (!regions.starts.defined() || !cuda::use_fused_path(q) || hd % 8 != 0 || hd > 256 ||
+      (q.scalar_type() != at::kHalf && q.scalar_type() != at::kBFloat16) || !at::globalContext().userEnabledFlashSDP())
+    return false;
+#ifdef DITGEN_HAVE_CUDA
+  return at::cuda::getCurrentDeviceProperties()->major >= 8;
+#else
+  return false;
+#endif
+}
+
+at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const WindowRegions& regions) {
   // SDPA picks flash / memory-efficient / math kernels by device and dtype; math equals softmax(qk^T/sqrt(hd))v.
-  if (!window_mask.defined()) return at::scaled_dot_product_attention(q, k, v);  // [B, H, N, hd]
-  const int64_t P = window_mask.size(0), n = window_mask.size(1);
-  TORCH_CHECK(q.size(0) % P == 0, "window attention over ", q.size(0), " windows with a mask for ", P);
-  at::Tensor mask = window_mask.unsqueeze(0)                       // [1, P, n, n]
-                        .expand({q.size(0) / P, P, n, n})          // [B, P, n, n]
-                        .reshape({q.size(0), 1, n, n});            // [B * P, 1, n, n]
+  if (!regions.mask.defined()) return at::scaled_dot_product_attention(q, k, v);  // [B, H, N, hd]
+  const int64_t BP = q.size(0), H = q.size(1), n = q.size(2), hd = q.size(3), P = regions.mask.size(0);
+  TORCH_CHECK(BP % P == 0, "window attention over ", BP, " windows with regions for ", P);
+  if (regions_run_variable_length(q, regions)) {
+    // Each region of each image one sequence: cumulative starts over the B images' B * P * n tokens.
+    const at::Tensor image_start = at::arange(BP / P, regions.starts.options()).mul_(P * n).unsqueeze(1);  // [B, 1]
+    const at::Tensor cu = at::cat({(regions.starts.slice(0, 0, -1).unsqueeze(0) + image_start).flatten(),
+                                   at::full({1}, BP * n, regions.starts.options())});                     // [B R + 1]
+    auto tokens = [&](const at::Tensor& t) { return t.transpose(1, 2).reshape({BP * n, H, hd}); };      // [T, H, hd]
+    const at::Tensor o = std::get<0>(at::_flash_attention_forward(tokens(q), tokens(k), tokens(v), cu, cu, regions.longest,
+                                                                  regions.longest, 0.0, false, false));  // [T, H, hd]
+    return o.view({BP, n, H, hd}).transpose(1, 2);                                                      // [B * P, H, n, hd]
+  }
+  at::Tensor mask = regions.mask.unsqueeze(0)                      // [1, P, n, n]
+                        .expand({BP / P, P, n, n})                 // [B, P, n, n]
+                        .reshape({BP, 1, n, n});                   // [B * P, 1, n, n]
   return at::scaled_dot_product_attention(q, k, v, mask);         // [B * P, H, n, hd]
 }
 

@@ -11,14 +11,21 @@
 
 namespace ditgen::nn {
 
+// Windows whose tokens fall into regions that attend only within themselves (Swin's shifted windows), the
+// tokens of each region contiguous. Default: no regions, every token of a window attends to all.
+struct WindowRegions {
+  at::Tensor mask;       // [P, n, n] bool: which tokens of each window attend to which (undefined: all)
+  at::Tensor starts;     // [R + 1] int32: where each region starts among one image's P * n tokens, then P * n
+  int64_t longest = 0;   // tokens in the longest region
+};
+
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(int hidden_size, int num_heads);
   at::Tensor forward(const at::Tensor& x);  // [B, N, D] -> [B, N, D]
-  // Attention inside windows: x holds B * P windows of n tokens (window index = batch index modulo P) and
-  // window_mask [P, n, n] bool says which tokens of each window attend to which (undefined: all).
-  // [B * P, n, D] -> [B * P, n, D]
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& window_mask);
+  // Attention inside windows: x holds B * P windows of n tokens (window index = batch index modulo P), split
+  // into regions as `regions` says. [B * P, n, D] -> [B * P, n, D]
+  at::Tensor forward(const at::Tensor& x, const WindowRegions& regions);
 
   LoRALinear qkv{nullptr};
   LoRALinear proj{nullptr};
@@ -28,9 +35,17 @@ class AttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Attention);
 
-// softmax(q k^T / sqrt(hd)) v (SDPA) with an optional per-window mask as in AttentionImpl::forward.
-// q, k, v [B * P, H, n, hd], window_mask [P, n, n] bool or undefined -> [B * P, H, n, hd]
-at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& window_mask);
+// softmax(q k^T / sqrt(hd)) v with windows split into regions as in AttentionImpl::forward. The reference is
+// SDPA with the regions' mask; the fused path (CUDA, half precision, inference) runs the regions as
+// variable-length sequences through flash attention, which takes no mask: no masked kernel, no masked work.
+// q, k, v [B * P, H, n, hd] (variable-length: each [B * P, n, H, hd] once transposed, as sliced from a fused
+// qkv projection, else copied) -> [B * P, H, n, hd]
+at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                          const WindowRegions& regions = {});
+// Whether attention_core runs these queries' regions as variable-length flash attention: the fused path
+// (CUDA, no grad), half precision, a head size flash takes (a multiple of 8 up to 256), an Ampere or newer
+// GPU, and flash attention not switched off.
+bool regions_run_variable_length(const at::Tensor& q, const WindowRegions& regions);
 
 // SDPA backend names in the order torch tries them by default.
 std::vector<std::string> attention_backend_names();

@@ -40,7 +40,7 @@ at::Tensor roll_grid(const at::Tensor& x, const WindowGrid& g, bool undo) {
   return at::roll(x, {sign * s[0], sign * s[1], sign * s[2]}, {1, 2, 3});  // [B, F, H, W, D]
 }
 
-at::Tensor shifted_window_mask(const WindowGrid& g, const at::TensorOptions& options) {
+at::Tensor shifted_region_labels(const WindowGrid& g, const at::TensorOptions& options) {
   const auto s = g.shift();
   at::Tensor label = at::zeros({1, g.grid[0], g.grid[1], g.grid[2], 1}, options.dtype(at::kLong));  // [1, F, H, W, 1]
   int64_t weight = 1;
@@ -53,13 +53,17 @@ at::Tensor shifted_window_mask(const WindowGrid& g, const at::TensorOptions& opt
     shape[a + 1] = G;
     label = label + weight * region.view(shape);                              // [1, F, H, W, 1]
   }
-  at::Tensor per_window = window_partition(label, g).squeeze(-1).squeeze(0);  // [P, n]
-  return per_window.unsqueeze(2) == per_window.unsqueeze(1);                  // [P, n, n]
+  return window_partition(label, g).squeeze(-1).squeeze(0);  // [P, n]
+}
+
+at::Tensor shifted_window_mask(const WindowGrid& g, const at::TensorOptions& options) {
+  const at::Tensor label = shifted_region_labels(g, options);  // [P, n]
+  return label.unsqueeze(2) == label.unsqueeze(1);              // [P, n, n]
 }
 
 WindowLayout make_window_layout(const WindowGrid& g, const c10::Device& device) {
-  const int64_t N = g.tokens();
-  const auto options = at::TensorOptions().device(device).dtype(at::kLong);
+  const int64_t N = g.tokens(), P = g.windows(), n = g.window_tokens();
+  const auto options = at::TensorOptions().dtype(at::kLong);
   const at::Tensor raster = at::arange(N, options).view({1, g.grid[0], g.grid[1], g.grid[2], 1});  // [1, F, H, W, 1]
   auto inverse = [&](const at::Tensor& order) {
     return at::empty_like(order).scatter_(0, order, at::arange(N, options));  // [N]
@@ -67,12 +71,34 @@ WindowLayout make_window_layout(const WindowGrid& g, const c10::Device& device) 
   WindowLayout l;
   l.raster_of_window_token = window_partition(raster, g).flatten();                       // [N]
   l.window_of_raster_token = inverse(l.raster_of_window_token);                             // [N]
-  const at::Tensor shifted_raster = window_partition(roll_grid(raster, g), g).flatten();   // [N]
+  at::Tensor shifted_raster = window_partition(roll_grid(raster, g), g).flatten();         // [N]
+  const auto s = g.shift();
+  if (s[0] || s[1] || s[2]) {
+    // Label 27 w + region (< 27) orders windows, then regions inside each; the sort is stable.
+    const at::Tensor key = (shifted_region_labels(g, options) + 27 * at::arange(P, options).unsqueeze(1)).flatten();
+    const auto [sorted, order] = key.sort(/*stable=*/true, 0, false);                     // [N] x2
+    shifted_raster = shifted_raster.index_select(0, order);                                // [N]
+    const at::Tensor label = sorted.view({P, n});                                          // [P, n]
+    l.shift_regions.mask = (label.unsqueeze(2) == label.unsqueeze(1)).to(device);          // [P, n, n]
+    const at::Tensor first = at::cat({at::ones({1}, sorted.options()).to(at::kBool),
+                                      sorted.slice(0, 1) != sorted.slice(0, 0, -1)});      // [N] region starts here
+    const at::Tensor starts = at::cat({first.nonzero().flatten(), at::full({1}, N, options)});  // [R + 1]
+    l.shift_regions.longest = (starts.slice(0, 1) - starts.slice(0, 0, -1)).max().item<int64_t>();
+    l.shift_regions.starts = starts.to(at::kInt).to(device);
+  }
   l.to_shifted = l.window_of_raster_token.index_select(0, shifted_raster);                  // [N]
   l.from_shifted = inverse(l.to_shifted);                                                   // [N]
-  const auto s = g.shift();
-  if (s[0] || s[1] || s[2]) l.shift_mask = shifted_window_mask(g, options);                // [P, n, n]
+  for (at::Tensor* t : {&l.raster_of_window_token, &l.window_of_raster_token, &l.to_shifted, &l.from_shifted})
+    *t = t->to(device);
   return l;
+}
+
+at::Tensor gather_tokens(const at::Tensor& x, const at::Tensor& index) {
+  const int64_t row_bytes = x.size(2) * x.element_size();
+  if (x.requires_grad() || !x.is_contiguous() || row_bytes % 8 != 0 || x.element_size() >= 8)
+    return x.index_select(1, index);                                          // [B, N', D]
+  const at::Tensor words = x.view(at::kLong);                                 // [B, N, D * size / 8]
+  return words.index_select(1, index).view(x.scalar_type());                  // [B, N', D]
 }
 
 at::Tensor proxy_tokens(const at::Tensor& x, const WindowGrid& g, int split) {
@@ -107,9 +133,9 @@ at::Tensor ProxyTokenBlockImpl::forward(const at::Tensor& x, const at::Tensor& s
   at::Tensor h_mod = cuda::layer_norm_modulate(h, mod[0], mod[1]);                         // [B, N, D]
   at::Tensor a = window_attn->forward(h_mod.view({B * P, n, D})).view({B, N, D});          // [B, N, D]
   std::tie(h, h_mod) = cuda::gated_residual_layer_norm_modulate(h, mod[2], a, mod[3], mod[4]);  // [B, N, D] x2
-  at::Tensor s = h_mod.index_select(1, layout.to_shifted).view({B * P, n, D});             // [B * P, n, D]
-  s = shifted_attn->forward(s, layout.shift_mask).view({B, N, D});                         // [B, N, D] shifted order
-  s = s.index_select(1, layout.from_shifted);                                              // [B, N, D]
+  at::Tensor s = gather_tokens(h_mod, layout.to_shifted).view({B * P, n, D});             // [B * P, n, D]
+  s = shifted_attn->forward(s, layout.shift_regions).view({B, N, D});                      // [B, N, D] shifted order
+  s = gather_tokens(s, layout.from_shifted);                                               // [B, N, D]
   std::tie(h, h_mod) = cuda::gated_residual_layer_norm_modulate(h, mod[5], s, mod[6], mod[7]);  // [B, N, D] x2
   return h + mod[8].unsqueeze(1) * mlp->forward(h_mod);                                   // [B, N, D]
 }

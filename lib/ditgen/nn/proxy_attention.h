@@ -34,22 +34,32 @@ at::Tensor window_merge(const at::Tensor& windows, const WindowGrid& g);
 // The cyclic shift of the shifted windows: token (f, y, x) moves to (f - s_t, y - s_h, x - s_w) modulo the
 // grid (torch.roll by -shift); `undo` rolls back. [B, F, H, W, D] -> [B, F, H, W, D]
 at::Tensor roll_grid(const at::Tensor& x, const WindowGrid& g, bool undo = false);
+// Swin's region label of each token of the shifted windows (window_partition's order of the rolled grid):
+// per axis [0, G - p), [G - p, G - s), [G - s, G) of the rolled grid, combined in base 3. [P, n] long
+at::Tensor shifted_region_labels(const WindowGrid& g, const at::TensorOptions& options);
 // Which tokens of a shifted window may attend to each other: those whose places before the roll were
-// neighbours, i.e. Swin's region labels (per axis [0, G - p), [G - p, G - s), [G - s, G) of the rolled grid)
-// agree. [P, n, n] bool, true = attend.
+// neighbours, i.e. whose region labels agree. [P, n, n] bool, true = attend.
 at::Tensor shifted_window_mask(const WindowGrid& g, const at::TensorOptions& options);
 
 // The token orders a PT-DiT keeps: its residual stream is window-major (window_partition's order), so
-// window attention needs no copy and the shifted windows are one gather away.
+// window attention needs no copy and the shifted windows are one gather away. In the shifted order each
+// shifted window's tokens are sorted by region (stably), so regions are contiguous and can run as
+// variable-length sequences.
 struct WindowLayout {
   at::Tensor raster_of_window_token;  // [N] long: the raster index of each window-major position
   at::Tensor window_of_raster_token;  // [N] long: the inverse
   at::Tensor to_shifted;              // [N] long: the window-major position of each shifted-window position
   at::Tensor from_shifted;            // [N] long: the inverse
-  at::Tensor shift_mask;              // [P, n, n] bool, or undefined when no axis shifts
+  WindowRegions shift_regions;        // the shifted windows' regions; no mask when no axis shifts
 };
-// Built from window_partition and roll_grid applied to token indices.
+// Built from window_partition, roll_grid and the region labels applied to token indices (on the CPU, then
+// copied to `device`).
 WindowLayout make_window_layout(const WindowGrid& g, const c10::Device& device);
+
+// x[:, index]: tokens reordered. Without autograd the rows move as 8-byte words where they can (torch's
+// gather moves one element at a time, and 2-byte elements run it far below the memory bandwidth).
+// x [B, N, D], index [N'] long -> [B, N', D]
+at::Tensor gather_tokens(const at::Tensor& x, const at::Tensor& index);
 
 // Proxies of a window-major stream: the mean of each of the split x split sub-windows of every window
 // (split 1: the window means). [B, N, D] -> [B, P * split^2, D]

@@ -72,7 +72,7 @@ at::Tensor bidirectional_s4d(S4DImpl& forward, S4DImpl& backward, const at::Tens
 at::Tensor bidirectional_s4d_scan_reference(const S4DImpl& forward, const S4DImpl& backward, const at::Tensor& u);
 
 // Whether CUDA inference (cuda::use_fused_path) runs bidirectional_s4d as the fused scan kernel. Off by
-// default until it is measured against the FFT path on a GPU (`ditgen bench --ssm-scan`).
+// default: on the H100 it beats the FFT path only at 64k tokens (docs/DIFFUSSM.md; `ditgen bench --ssm-scan`).
 void set_s4d_scan_kernel_enabled(bool enabled);
 bool s4d_scan_kernel_enabled();
 // Whether the scan kernel can take u: CUDA, fp32/fp16/bf16, contiguous, not empty, at most 256 modes.
