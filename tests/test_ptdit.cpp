@@ -83,9 +83,11 @@ TEST_CASE("window partition and merge, roll and its undo, and the layout's order
     const at::Tensor shifted = major.index_select(1, l.to_shifted);
     CHECK(at::equal(shifted.view_as(windows), rolled.gather(2, order.unsqueeze(0).unsqueeze(-1).expand_as(rolled))));
     CHECK(at::equal(shifted.index_select(1, l.from_shifted), major));
-    // gather_tokens moves 8-byte words where rows allow (bf16 rows of 4 or 8), elements otherwise, bit for bit.
+    // gather_tokens moves 8-byte words where rows allow (bf16 rows of 4 or 8, aligned), elements otherwise
+    // (odd rows, autograd, a misaligned view), bit for bit.
     for (const at::Tensor& rows : {at::randn({2, g.tokens(), 8}).to(at::kBFloat16), at::randn({2, g.tokens(), 4}),
-                                   at::randn({2, g.tokens(), 3}).to(at::kHalf), at::randn({2, g.tokens(), 4}).requires_grad_()})
+                                   at::randn({2, g.tokens(), 3}).to(at::kHalf), at::randn({2, g.tokens(), 4}).requires_grad_(),
+                                   at::randn({2 * g.tokens() * 4 + 1}).to(at::kBFloat16).slice(0, 1).view({2, g.tokens(), 4})})
       CHECK(at::equal(nn::gather_tokens(rows, l.to_shifted), rows.index_select(1, l.to_shifted)));
     // The regions: Swin's mask in that order, and each region one run between consecutive starts.
     const nn::WindowRegions& regions = l.shift_regions;

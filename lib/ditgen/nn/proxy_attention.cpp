@@ -95,7 +95,8 @@ WindowLayout make_window_layout(const WindowGrid& g, const c10::Device& device) 
 
 at::Tensor gather_tokens(const at::Tensor& x, const at::Tensor& index) {
   const int64_t row_bytes = x.size(2) * x.element_size();
-  if (x.requires_grad() || !x.is_contiguous() || row_bytes % 8 != 0 || x.element_size() >= 8)
+  if (x.requires_grad() || !x.is_contiguous() || row_bytes % 8 != 0 || x.element_size() >= 8 ||
+      x.storage_offset() * x.element_size() % 8 != 0)
     return x.index_select(1, index);                                          // [B, N', D]
   const at::Tensor words = x.view(at::kLong);                                 // [B, N, D * size / 8]
   return words.index_select(1, index).view(x.scalar_type());                  // [B, N', D]
