@@ -40,6 +40,13 @@ at::Tensor roll_grid(const at::Tensor& x, const WindowGrid& g, bool undo) {
   return at::roll(x, {sign * s[0], sign * s[1], sign * s[2]}, {1, 2, 3});  // [B, F, H, W, D]
 }
 
+namespace {
+
+// Tokens attend to each other when their region labels agree. label [P, n] -> [P, n, n] bool
+at::Tensor same_region(const at::Tensor& label) { return label.unsqueeze(2) == label.unsqueeze(1); }
+
+}  // namespace
+
 at::Tensor shifted_region_labels(const WindowGrid& g, const at::TensorOptions& options) {
   const auto s = g.shift();
   at::Tensor label = at::zeros({1, g.grid[0], g.grid[1], g.grid[2], 1}, options.dtype(at::kLong));  // [1, F, H, W, 1]
@@ -57,8 +64,7 @@ at::Tensor shifted_region_labels(const WindowGrid& g, const at::TensorOptions& o
 }
 
 at::Tensor shifted_window_mask(const WindowGrid& g, const at::TensorOptions& options) {
-  const at::Tensor label = shifted_region_labels(g, options);  // [P, n]
-  return label.unsqueeze(2) == label.unsqueeze(1);              // [P, n, n]
+  return same_region(shifted_region_labels(g, options));  // [P, n, n]
 }
 
 WindowLayout make_window_layout(const WindowGrid& g, const c10::Device& device) {
@@ -78,13 +84,10 @@ WindowLayout make_window_layout(const WindowGrid& g, const c10::Device& device) 
     const at::Tensor key = (shifted_region_labels(g, options) + 27 * at::arange(P, options).unsqueeze(1)).flatten();
     const auto [sorted, order] = key.sort(/*stable=*/true, 0, false);                     // [N] x2
     shifted_raster = shifted_raster.index_select(0, order);                                // [N]
-    const at::Tensor label = sorted.view({P, n});                                          // [P, n]
-    l.shift_regions.mask = (label.unsqueeze(2) == label.unsqueeze(1)).to(device);          // [P, n, n]
-    const at::Tensor first = at::cat({at::ones({1}, sorted.options()).to(at::kBool),
-                                      sorted.slice(0, 1) != sorted.slice(0, 0, -1)});      // [N] region starts here
-    const at::Tensor starts = at::cat({first.nonzero().flatten(), at::full({1}, N, options)});  // [R + 1]
-    l.shift_regions.longest = (starts.slice(0, 1) - starts.slice(0, 0, -1)).max().item<int64_t>();
-    l.shift_regions.starts = starts.to(at::kInt).to(device);
+    l.shift_regions.mask = same_region(sorted.view({P, n})).to(device);                   // [P, n, n]
+    const at::Tensor sizes = std::get<2>(at::unique_consecutive(sorted, false, true));     // [R] tokens a region
+    l.shift_regions.longest = sizes.max().item<int64_t>();
+    l.shift_regions.starts = at::cat({at::zeros({1}, options), sizes.cumsum(0)}).to(at::kInt).to(device);  // [R + 1]
   }
   l.to_shifted = l.window_of_raster_token.index_select(0, shifted_raster);                  // [N]
   l.from_shifted = inverse(l.to_shifted);                                                   // [N]
