@@ -93,6 +93,7 @@ TEST_CASE("window partition and merge, roll and its undo, and the layout's order
     const nn::WindowRegions& regions = l.shift_regions;
     if (!(s[0] || s[1] || s[2])) {
       CHECK_FALSE(regions.mask.defined());
+      CHECK_FALSE(regions.labels.defined());
       continue;
     }
     const at::Tensor mask = nn::shifted_window_mask(g, at::TensorOptions());  // [P, n, n]
@@ -102,6 +103,12 @@ TEST_CASE("window partition and merge, roll and its undo, and the layout's order
     const at::Tensor region = at::searchsorted(starts, at::arange(g.tokens()), false, true).sub(1);   // [N]
     const at::Tensor r = region.view({g.windows(), g.window_tokens()});                                // [P, n]
     CHECK(at::equal(r.unsqueeze(2) == r.unsqueeze(1), regions.mask));
+    // The labels the fused kernel compares: equal exactly where the mask attends, windows apart.
+    const at::Tensor labels = regions.labels.view({g.windows(), g.window_tokens()});                  // [P, n]
+    CHECK(at::equal(labels.unsqueeze(2) == labels.unsqueeze(1), regions.mask));
+    const int64_t P = g.windows(), n = g.window_tokens();
+    const at::Tensor same = labels.view({P, n, 1, 1}) == labels.view({1, 1, P, n});                  // [P, n, P, n]
+    CHECK(at::equal(same, same & at::eye(P, at::kBool).view({P, 1, P, 1})));
     CHECK(at::isin(at::arange(0, g.tokens(), g.window_tokens()), starts).all().item<bool>());  // no region spans windows
     CHECK(starts[-1].item<int64_t>() == g.tokens());
     CHECK((starts.slice(0, 1) - starts.slice(0, 0, -1)).max().item<int64_t>() == regions.longest);
@@ -254,6 +261,46 @@ TEST_CASE("on the GPU, shifted-window regions run as variable-length flash atten
     const at::Tensor unmasked = nn::attention_core(cpu[0], cpu[1], cpu[2]);
     CHECK((unmasked - reference).abs().max().item<float>() > 0.2);
   }
+}
+
+TEST_CASE("on the GPU, the fused window attention kernel equals the reference, plain and shifted, image and video",
+          "[ptdit][cuda]") {
+  if (!at::hasCUDA()) {
+    WARN("no CUDA device: this test runs on the GPU machine");
+    return;
+  }
+  at::NoGradGuard no_grad;
+  struct Case {
+    nn::WindowGrid g;
+    int64_t heads, head_dim;
+  };
+  // Window sizes below, at and above one 16-query tile and one 64-key chunk; padded head dims 64, 80 and 128.
+  for (const Case& c : {Case{{{1, 8, 8}, {1, 2, 2}}, 2, 16}, Case{{{1, 16, 16}, {1, 4, 4}}, 3, 64},
+                        Case{{{4, 6, 8}, {2, 3, 4}}, 2, 72}, Case{{{1, 64, 64}, {1, 8, 8}}, 4, 72},
+                        Case{{{2, 12, 16}, {2, 6, 8}}, 2, 96}, Case{{{1, 32, 32}, {1, 16, 16}}, 2, 128},
+                        Case{{{1, 32, 32}, {1, 16, 16}}, 2, 72}}) {
+    const nn::WindowGrid& g = c.g;
+    INFO("grid " << g.grid[0] << "x" << g.grid[1] << "x" << g.grid[2] << ", window " << g.window_tokens() << ", head "
+                 << c.head_dim);
+    const nn::WindowLayout on_gpu = nn::make_window_layout(g, at::kCUDA), on_cpu = nn::make_window_layout(g, at::kCPU);
+    const at::Tensor qkv = at::randn({2, g.tokens(), 3 * c.heads * c.head_dim}, at::kCUDA);  // [B, N, 3D]
+    for (const at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+      const at::Tensor half = qkv.to(dtype);
+      REQUIRE(nn::window_attention_runs_kernel(half, c.heads, g));
+      const at::Tensor rounded = half.cpu().to(at::kFloat);  // the kernel's inputs, in fp32
+      for (const bool shifted : {false, true}) {
+        const at::Tensor fast = nn::window_attention(half, c.heads, g, on_gpu, shifted).cpu().to(at::kFloat);
+        const at::Tensor reference = nn::window_attention_reference(rounded, c.heads, g, on_cpu, shifted);
+        CHECK(max_abs_diff(fast, reference) < (dtype == at::kHalf ? 4e-3 : 3e-2));
+        // The shift and the regions matter: the other windows' attention is far off.
+        CHECK(max_abs_diff(nn::window_attention_reference(rounded, c.heads, g, on_cpu, !shifted), reference) > 0.1);
+      }
+    }
+  }
+  // What the kernel refuses runs the reference: fp32, and windows over 256 tokens.
+  CHECK_FALSE(nn::window_attention_runs_kernel(at::randn({1, 64, 3 * 64}, at::kCUDA), 2, {{1, 8, 8}, {1, 4, 4}}));
+  CHECK_FALSE(nn::window_attention_runs_kernel(at::randn({1, 1024, 3 * 64}, at::kCUDA).to(at::kBFloat16), 2,
+                                               {{1, 32, 32}, {1, 32, 32}}));
 }
 
 TEST_CASE("on the GPU, the fused proxy-token path and captured generation match the reference", "[ptdit][cuda]") {

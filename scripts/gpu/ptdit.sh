@@ -3,13 +3,15 @@
 #   build   configure and build build-gpu, unpack Fashion-MNIST (scripts/gpu/flexidit.sh build)
 #   test    the PT-DiT tests (their GPU halves included)
 #   bench   token mixing and whole forwards of PT-DiT-XL/2 against DiT-XL/2 (random weights, equal width)
-#           at 256, 512, 1024 and 2048 px (32..256 latent pixels)
+#           at 256, 512, 1024 and 2048 px (32..256 latent pixels), batches BATCHES (default 1,4,16)
+#   profile PT-DiT-XL/2's kernels at 1024 px, batch 16 (fused path)
 #   time    seconds per training step of both Fashion-MNIST recipes (STEPS=300 steps each, alone)
 #   train   start the PT-DiT and the default DiT recipes (RUNS narrows them) side by side for STEPS steps each
 #           (same seeds and data) in the background: they outlive the call while the machine is kept warm
 #   wait    wait for those runs until they end or UNTIL seconds (default 560) into the call; their logs, and
 #           the models once finished, go to $OUT
-#   eval    FID-FMNIST and class accuracy of those runs (10,000 samples, DDIM 50, CFG $CFG, seeds 0 and 20000)
+#   eval    FID-FMNIST and class accuracy of those runs (10,000 samples, DDIM 50, CFG $CFG, seeds 0 and 20000;
+#           EVAL_ARGS adds options, e.g. --dtype fp32)
 # Results go to $OUT.
 source "$(dirname "$0")/common.sh"
 steps=${STEPS:-15000}
@@ -20,9 +22,12 @@ for stage in "$@"; do
     test) build-gpu/tests/ditgen_tests "[ptdit]" 2>&1 | tail -4 ;;
     bench)
       for m in PT-DiT-XL/2 DiT-XL/2; do
-        $bin bench -m $m --size 32,64,128,256 -b 1,4 --path fast --mixing --sample-batch 0 --warmup 3 --reps 10 \
-          --json >> "$OUT/bench.jsonl"
+        $bin bench -m $m --size 32,64,128,256 -b "${BATCHES:-1,4,16}" --path fast --mixing --sample-batch 0 --warmup 3 \
+          --reps 10 --json >> "$OUT/bench.jsonl"
       done
+      ;;
+    profile)
+      $bin bench -m PT-DiT-XL/2 --size 128 -b 16 --path fused --sample-batch 0 --profile --json >> "$OUT/profile.jsonl"
       ;;
     time)
       for run in fmnist-ptdit fmnist-dit; do
@@ -37,7 +42,7 @@ for stage in "$@"; do
       for run in ${RUNS:-fmnist-ptdit fmnist-dit}; do
         for seed in 0 20000; do
           $bin eval -m runs/$run-$steps/model.safetensors --cfg-scale "${CFG:-1.5}" -n 10000 --seed $seed --device cuda \
-            2>/dev/null >> "$OUT/eval.jsonl"
+            ${EVAL_ARGS:-} 2>/dev/null >> "$OUT/eval.jsonl"
           tail -1 "$OUT/eval.jsonl" | cut -c1-300 >&2
         done
       done

@@ -19,16 +19,19 @@ AttentionImpl::AttentionImpl(int hidden_size, int num_heads) : num_heads_(num_he
   proj = register_module("proj", LoRALinear(hidden_size, hidden_size));
 }
 
-at::Tensor AttentionImpl::forward(const at::Tensor& x) { return forward(x, WindowRegions{}); }
+at::Tensor AttentionImpl::forward(const at::Tensor& x) {
+  const at::Tensor h = split_heads(qkv->forward(x), num_heads_);  // [3, B, H, N, hd]
+  return proj->forward(merge_heads(attention_core(h[0], h[1], h[2])));  // [B, N, D]
+}
 
-at::Tensor AttentionImpl::forward(const at::Tensor& x, const WindowRegions& regions) {
-  const int64_t B = x.size(0), N = x.size(1), D = x.size(2);
-  at::Tensor h = qkv->forward(x)                                 // [B, N, 3D]
-                     .view({B, N, 3, num_heads_, D / num_heads_})  // [B, N, 3, H, hd]
-                     .permute({2, 0, 3, 1, 4});                    // [3, B, H, N, hd]
-  at::Tensor o = attention_core(h[0], h[1], h[2], regions);      // [B, H, N, hd]
-  o = o.transpose(1, 2).reshape({B, N, D});                       // [B, N, D]
-  return proj->forward(o);                                        // [B, N, D]
+at::Tensor split_heads(const at::Tensor& qkv, int64_t heads) {
+  const int64_t B = qkv.size(0), N = qkv.size(1), D = qkv.size(2) / 3;
+  return qkv.view({B, N, 3, heads, D / heads})  // [B, N, 3, H, hd]
+      .permute({2, 0, 3, 1, 4});                // [3, B, H, N, hd]
+}
+
+at::Tensor merge_heads(const at::Tensor& o) {
+  return o.transpose(1, 2).flatten(2);  // [B, N, D]
 }
 
 bool regions_run_variable_length(const at::Tensor& q, const WindowRegions& regions) {

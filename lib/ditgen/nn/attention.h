@@ -17,15 +17,15 @@ struct WindowRegions {
   at::Tensor mask;       // [P, n, n] bool: which tokens of each window attend to which (undefined: all)
   at::Tensor starts;     // [R + 1] int32: where each region starts among one image's P * n tokens, then P * n
   int64_t longest = 0;   // tokens in the longest region
+  at::Tensor labels;     // [P * n] int32: each token's region, distinct across windows (tokens attend where equal)
 };
 
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(int hidden_size, int num_heads);
   at::Tensor forward(const at::Tensor& x);  // [B, N, D] -> [B, N, D]
-  // Attention inside windows: x holds B * P windows of n tokens (window index = batch index modulo P), split
-  // into regions as `regions` says. [B * P, n, D] -> [B * P, n, D]
-  at::Tensor forward(const at::Tensor& x, const WindowRegions& regions);
+
+  int num_heads() const { return num_heads_; }
 
   LoRALinear qkv{nullptr};
   LoRALinear proj{nullptr};
@@ -35,7 +35,13 @@ class AttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Attention);
 
-// softmax(q k^T / sqrt(hd)) v with windows split into regions as in AttentionImpl::forward. The reference is
+// A fused qkv projection's output split into heads. [B, N, 3D] -> [3, B, H, N, hd] (a view)
+at::Tensor split_heads(const at::Tensor& qkv, int64_t heads);
+// The heads' outputs as tokens. [B, H, N, hd] -> [B, N, D]
+at::Tensor merge_heads(const at::Tensor& o);
+
+// softmax(q k^T / sqrt(hd)) v; with regions, q, k, v hold B * P windows of n tokens (window index = batch index
+// modulo P) whose regions attend only within themselves. The reference is
 // SDPA with the regions' mask; the fused path (CUDA, half precision, inference) runs the regions as
 // variable-length sequences through flash attention, which takes no mask: no masked kernel, no masked work.
 // q, k, v [B * P, H, n, hd] (variable-length: each [B * P, n, H, hd] once transposed, as sliced from a fused

@@ -1,5 +1,7 @@
 #include "ditgen/nn/proxy_attention.h"
 
+#include <cmath>
+#include <cstdint>
 #include <tuple>
 #include <vector>
 
@@ -7,6 +9,13 @@
 
 #include "ditgen/cuda/adaln.h"
 #include "ditgen/nn/dit_block.h"
+
+#ifdef DITGEN_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "ditgen/cuda/window_attention_kernels.h"
+#endif
 
 namespace ditgen::nn {
 
@@ -85,6 +94,7 @@ WindowLayout make_window_layout(const WindowGrid& g, const c10::Device& device) 
     const auto [sorted, order] = key.sort(/*stable=*/true, 0, false);                     // [N] x2
     shifted_raster = shifted_raster.index_select(0, order);                                // [N]
     l.shift_regions.mask = same_region(sorted.view({P, n})).to(device);                   // [P, n, n]
+    l.shift_regions.labels = sorted.to(at::kInt).to(device);                               // [N]
     const at::Tensor sizes = std::get<2>(at::unique_consecutive(sorted, false, true));     // [R] tokens a region
     l.shift_regions.longest = sizes.max().item<int64_t>();
     l.shift_regions.starts = at::cat({at::zeros({1}, options), sizes.cumsum(0)}).to(at::kInt).to(device);  // [R + 1]
@@ -103,6 +113,60 @@ at::Tensor gather_tokens(const at::Tensor& x, const at::Tensor& index) {
     return x.index_select(1, index);                                          // [B, N', D]
   const at::Tensor words = x.view(at::kLong);                                 // [B, N, D * size / 8]
   return words.index_select(1, index).view(x.scalar_type());                  // [B, N', D]
+}
+
+at::Tensor window_attention_reference(const at::Tensor& qkv, int64_t heads, const WindowGrid& g,
+                                      const WindowLayout& layout, bool shifted) {
+  const int64_t B = qkv.size(0), N = qkv.size(1), P = g.windows(), n = g.window_tokens();
+  const at::Tensor windows = shifted ? gather_tokens(qkv, layout.to_shifted) : qkv;          // [B, N, 3D]
+  const at::Tensor h = split_heads(windows.view({B * P, n, qkv.size(2)}), heads);           // [3, B * P, H, n, hd]
+  const at::Tensor o = attention_core(h[0], h[1], h[2], shifted ? layout.shift_regions : WindowRegions{});
+  const at::Tensor tokens = merge_heads(o).view({B, N, -1});                                 // [B, N, D]
+  return shifted ? gather_tokens(tokens, layout.from_shifted) : tokens;                     // [B, N, D]
+}
+
+bool window_attention_runs_kernel(const at::Tensor& qkv, int64_t heads, const WindowGrid& g) {
+#ifdef DITGEN_HAVE_CUDA
+  const int64_t hd = qkv.size(2) / 3 / heads, n = g.window_tokens();
+  const auto type = qkv.scalar_type();
+  if (!cuda::use_fused_path(qkv) || (type != at::kHalf && type != at::kBFloat16) || !qkv.is_contiguous() ||
+      reinterpret_cast<uintptr_t>(qkv.data_ptr()) % 16 != 0 || hd % 8 != 0 || hd > cuda::kWindowAttentionMaxHeadDim ||
+      n > cuda::kWindowAttentionMaxTokens)
+    return false;
+  const cudaDeviceProp* device = at::cuda::getDeviceProperties(qkv.device().index());
+  return device->major >= 8 && cuda::window_attention_shared_bytes(n, hd, qkv.element_size()) <=
+                                   static_cast<int64_t>(device->sharedMemPerBlockOptin);
+#else
+  (void)qkv, (void)heads, (void)g;
+  return false;
+#endif
+}
+
+at::Tensor window_attention(const at::Tensor& qkv, int64_t heads, const WindowGrid& g, const WindowLayout& layout,
+                            bool shifted) {
+  if (!window_attention_runs_kernel(qkv, heads, g)) return window_attention_reference(qkv, heads, g, layout, shifted);
+#ifdef DITGEN_HAVE_CUDA
+  const c10::cuda::CUDAGuard guard(qkv.device());
+  const int64_t B = qkv.size(0), N = qkv.size(1), D = qkv.size(2) / 3;
+  at::Tensor out = at::empty({B, N, D}, qkv.options());                                     // [B, N, D]
+  cuda::WindowAttentionArgs args;
+  args.qkv = qkv.data_ptr();
+  args.out = out.data_ptr();
+  if (shifted) {
+    args.order = layout.to_shifted.data_ptr<int64_t>();
+    if (layout.shift_regions.labels.defined()) args.labels = layout.shift_regions.labels.data_ptr<int32_t>();
+  }
+  args.batch = B;
+  args.tokens = N;
+  args.heads = heads;
+  args.head_dim = D / heads;
+  args.window_tokens = g.window_tokens();
+  args.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D / heads)));
+  const cudaError_t error =
+      cuda::launch_window_attention(args, cuda::element_type_of(qkv), at::cuda::getCurrentCUDAStream());
+  TORCH_CHECK(error == cudaSuccess, "window attention kernel launch failed: ", cudaGetErrorString(error));
+  return out;
+#endif
 }
 
 at::Tensor proxy_tokens(const at::Tensor& x, const WindowGrid& g, int split) {
@@ -127,19 +191,22 @@ ProxyTokenBlockImpl::ProxyTokenBlockImpl(int hidden_size, int num_heads, int mlp
 
 at::Tensor ProxyTokenBlockImpl::forward(const at::Tensor& x, const at::Tensor& shared_mod, const WindowGrid& g,
                                         const WindowLayout& layout, int proxy_split) {
-  const int64_t B = x.size(0), N = x.size(1), D = x.size(2), P = g.windows(), n = g.window_tokens();
+  const int64_t B = x.size(0), D = x.size(2);
   const std::vector<at::Tensor> mod = (shared_mod.view({B, 9, D}) + scale_shift_table).unbind(1);  // 9 x [B, D]
   // GIIM: global information through the proxies.
   at::Tensor p = proxy_tokens(x, g, proxy_split);                                          // [B, M, D]
   p = p + proxy_attn->forward(layer_norm_plain(p));                                        // [B, M, D]
   at::Tensor h = x + proxy_cross->forward(layer_norm_plain(x), layer_norm_plain(p));      // [B, N, D]
-  // TCM: window attention, then shifted-window attention (the stream is window-major: windows are views).
+  // TCM: window attention, then shifted-window attention (the stream is window-major: windows are views, and
+  // the projections, per token, run in the stream's order).
   at::Tensor h_mod = cuda::layer_norm_modulate(h, mod[0], mod[1]);                         // [B, N, D]
-  at::Tensor a = window_attn->forward(h_mod.view({B * P, n, D})).view({B, N, D});          // [B, N, D]
+  auto windowed = [&](AttentionImpl& attn, const at::Tensor& in, bool shifted) {
+    const at::Tensor qkv = attn.qkv->forward(in);                                          // [B, N, 3D]
+    return attn.proj->forward(window_attention(qkv, attn.num_heads(), g, layout, shifted));  // [B, N, D]
+  };
+  at::Tensor a = windowed(*window_attn, h_mod, false);                                     // [B, N, D]
   std::tie(h, h_mod) = cuda::gated_residual_layer_norm_modulate(h, mod[2], a, mod[3], mod[4]);  // [B, N, D] x2
-  at::Tensor s = gather_tokens(h_mod, layout.to_shifted).view({B * P, n, D});             // [B * P, n, D]
-  s = shifted_attn->forward(s, layout.shift_regions).view({B, N, D});                      // [B, N, D] shifted order
-  s = gather_tokens(s, layout.from_shifted);                                               // [B, N, D]
+  at::Tensor s = windowed(*shifted_attn, h_mod, true);                                     // [B, N, D]
   std::tie(h, h_mod) = cuda::gated_residual_layer_norm_modulate(h, mod[5], s, mod[6], mod[7]);  // [B, N, D] x2
   return h + mod[8].unsqueeze(1) * mlp->forward(h_mod);                                   // [B, N, D]
 }

@@ -61,6 +61,20 @@ WindowLayout make_window_layout(const WindowGrid& g, const c10::Device& device);
 // x [B, N, D], index [N'] long -> [B, N', D]
 at::Tensor gather_tokens(const at::Tensor& x, const at::Tensor& index);
 
+// Attention inside the windows of a window-major stream, from its fused qkv projection: the windows
+// themselves, or (shifted) the shifted windows, whose tokens the layout's to_shifted order gathers and whose
+// Swin regions attend only within themselves. The output is in the stream's order. The reference gathers the
+// rows, runs attention_core and gathers back; where window_attention_runs_kernel says so, one fused kernel
+// (cuda/window_attention_kernels.cu) gathers the rows as it loads them and scatters its output as it stores.
+// qkv [B, N, 3D] -> [B, N, D]
+at::Tensor window_attention(const at::Tensor& qkv, int64_t heads, const WindowGrid& g, const WindowLayout& layout,
+                            bool shifted);
+at::Tensor window_attention_reference(const at::Tensor& qkv, int64_t heads, const WindowGrid& g,
+                                      const WindowLayout& layout, bool shifted);
+// The fused path (CUDA, no grad) in half precision on an Ampere or newer GPU, a head size that is a multiple
+// of 8 up to 128, windows of up to 256 tokens whose shared memory fits the GPU, 16-byte aligned rows.
+bool window_attention_runs_kernel(const at::Tensor& qkv, int64_t heads, const WindowGrid& g);
+
 // Proxies of a window-major stream: the mean of each of the split x split sub-windows of every window
 // (split 1: the window means). [B, N, D] -> [B, P * split^2, D]
 at::Tensor proxy_tokens(const at::Tensor& x, const WindowGrid& g, int split);

@@ -1,6 +1,7 @@
 #include "ditgen/nn/sparse_dense_module.h"
 
 #include "ditgen/cuda/adaln.h"
+#include "ditgen/nn/attention.h"
 #include "ditgen/nn/dit_block.h"
 
 namespace ditgen::nn {
@@ -32,7 +33,7 @@ at::Tensor CrossAttentionImpl::forward(const at::Tensor& queries, const at::Tens
   at::Tensor qh = q->forward(queries).view({B, M, H, hd}).transpose(1, 2);                  // [B, H, M, hd]
   at::Tensor kvh = kv->forward(context).view({B, N, 2, H, hd}).permute({2, 0, 3, 1, 4});  // [2, B, H, N, hd]
   at::Tensor o = at::scaled_dot_product_attention(qh, kvh[0], kvh[1]);                      // [B, H, M, hd]
-  return proj->forward(o.transpose(1, 2).reshape({B, M, D}));                               // [B, M, D]
+  return proj->forward(merge_heads(o));                                                     // [B, M, D]
 }
 
 TokenMergeBlockImpl::TokenMergeBlockImpl(int hidden_size, int num_heads, int mlp_hidden) {

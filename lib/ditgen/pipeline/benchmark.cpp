@@ -147,23 +147,19 @@ std::function<void()> token_mixing_run(const DiTConfig& c, int batch, int size, 
     return [=] { nn::attention_core(q, k, v); };
   }
   const nn::WindowGrid g = proxy_window_grid(c, size / c.patch_size, size / c.patch_size);
-  const int64_t P = g.windows(), n = g.window_tokens(), M = P * c.proxy.proxy_split * c.proxy.proxy_split;
   const int split = c.proxy.proxy_split;
+  const int64_t M = g.windows() * split * split;
   auto layout = std::make_shared<nn::WindowLayout>(nn::make_window_layout(g, options.device()));
   at::Tensor x = at::randn({B, N, D}, options);                                  // [B, N, D] window-major
   at::Tensor pq = heads(B, M), pk = heads(B, M), pv = heads(B, M);               // proxy self-attention
   at::Tensor cq = heads(B, N);                                                    // tokens to proxies
-  // Windows as the model slices them from its fused qkv projection. [3, B * P, H, n, hd]
-  at::Tensor wqkv = at::randn({B * P, n, 3, H, hd}, options).permute({2, 0, 3, 1, 4});
-  at::Tensor wq = wqkv[0], wk = wqkv[1], wv = wqkv[2];
+  at::Tensor qkv = at::randn({B, N, 3 * D}, options);                             // the windows' fused projection
   return [=] {
     nn::proxy_tokens(x, g, split);                                                // [B, M, D]
     nn::attention_core(pq, pk, pv);                                               // [B, H, M, hd]
     nn::attention_core(cq, pk, pv);                                               // [B, H, N, hd]
-    nn::attention_core(wq, wk, wv);                                               // [B * P, H, n, hd]
-    nn::gather_tokens(x, layout->to_shifted);                                     // [B, N, D] shifted order
-    nn::attention_core(wq, wk, wv, layout->shift_regions);                        // [B * P, H, n, hd]
-    nn::gather_tokens(x, layout->from_shifted);                                   // [B, N, D]
+    nn::window_attention(qkv, H, g, *layout, false);                              // [B, N, D]
+    nn::window_attention(qkv, H, g, *layout, true);                               // [B, N, D]
   };
 }
 
