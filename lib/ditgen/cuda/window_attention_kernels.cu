@@ -1,10 +1,11 @@
 // Fused window attention for PT-DiT (see window_attention_kernels.h). Library flash kernels are built for long
 // sequences: on 64-token windows their 128-query tiles run half empty, a 72-wide head runs in the 96-wide
 // kernel, and the shifted windows need two gathers of the stream plus variable-length regions. Here one CTA
-// owns one window of one head: it gathers the window's q, k, v rows into shared memory (head dims padded with
-// zeros to a multiple of 16, v transposed), each warp computes 16 query rows with mma.sync m16n8k16 in fp32,
-// masks keys outside the window or the query's region, and stores its output rows straight to their stream
-// rows. Scores stay in registers: a chunk of 64 keys at a time with an online softmax.
+// owns one window of one head: it gathers the window's q, k, v rows into shared memory with asynchronous
+// copies (all in flight at once; head dims padded with zeros to a multiple of 16), each warp computes 16 query
+// rows with mma.sync m16n8k16 in fp32 (v's fragments through transposing ldmatrix), masks keys outside the
+// window or the query's region, and stores its output rows straight to their stream rows. Scores stay in
+// registers: a chunk of 64 keys at a time with an online softmax.
 #include "ditgen/cuda/window_attention_kernels.h"
 
 #include <type_traits>
@@ -22,8 +23,7 @@ __host__ __device__ constexpr int64_t round_up(int64_t v, int64_t m) { return (v
 
 // Shared-memory rows: padded by 8 elements so that the fragment loads of 8 rows hit distinct banks (a row of
 // 4 (mod 8) words maps the 8 rows of a fragment to 8 distinct groups of 4 banks).
-__host__ __device__ constexpr int64_t qk_row(int64_t dk) { return dk * 16 + 8; }       // elements of a q or k row
-__host__ __device__ constexpr int64_t v_row(int64_t queries) { return queries + 8; }  // elements of a v^T row
+__host__ __device__ constexpr int64_t qkv_row(int64_t dk) { return dk * 16 + 8; }  // elements of a q, k or v row
 
 // 16-wide steps of the padded head dim: the kernel's instantiations.
 constexpr int padded_steps(int64_t head_dim) { return head_dim <= 64 ? 4 : head_dim <= 80 ? 5 : 8; }
@@ -65,6 +65,35 @@ __device__ inline void mma_16x8x16(float (&c)[4], const uint32_t (&a)[4], uint32
 
 __device__ inline uint32_t load_pair(const void* p) { return *static_cast<const uint32_t*>(p); }
 
+// 16 bytes global -> shared without a register round trip (Ampere's cp.async), waited for by wait_copies.
+__device__ inline void copy_16_async(void* shared_address, const void* global_address) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const auto shared_offset = static_cast<unsigned>(__cvta_generic_to_shared(shared_address));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(shared_offset), "l"(global_address));
+#else
+  (void)shared_address, (void)global_address;
+  __trap();
+#endif
+}
+__device__ inline void wait_copies() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::);
+#endif
+}
+
+// B fragments of 16 keys x 8 dims (b[0]: keys 0-7, b[1]: keys 8-15) from row-major v: lanes 0-15 name the
+// keys' rows, and the transposing load hands each lane the (2t, 2t + 1; g) elements mma wants.
+__device__ inline void load_v_fragment(uint32_t (&b)[2], const void* row_address) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
+               : "=r"(b[0]), "=r"(b[1])
+               : "r"(static_cast<unsigned>(__cvta_generic_to_shared(row_address))));
+#else
+  (void)b, (void)row_address;
+  __trap();
+#endif
+}
+
 __device__ inline float quad_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
@@ -82,11 +111,11 @@ __global__ void __launch_bounds__(kWindowAttentionMaxTokens / 16 * kWarp) window
   const int queries = blockDim.x / kWarp * 16;  // n rounded up to 16
   const int64_t H = a.heads, D = H * hd, windows = a.tokens / n;
   const int64_t head = blockIdx.x % H, window = blockIdx.x / H % windows, image = blockIdx.x / H / windows;
-  T* q_s = reinterpret_cast<T*>(shared);                      // [queries, qk_row]
-  T* k_s = q_s + queries * qk_row(kDk);                       // [queries, qk_row]
-  T* vt_s = k_s + queries * qk_row(kDk);                      // [kDk * 16, v_row]: v transposed
-  int64_t* row_s = reinterpret_cast<int64_t*>(vt_s + kDk * 16 * v_row(queries));  // [queries] stream rows
-  int32_t* label_s = reinterpret_cast<int32_t*>(row_s + queries);                 // [queries]
+  T* q_s = reinterpret_cast<T*>(shared);                      // [queries, qkv_row]
+  T* k_s = q_s + queries * qkv_row(kDk);                      // [queries, qkv_row]
+  T* v_s = k_s + queries * qkv_row(kDk);                      // [queries, qkv_row]
+  int64_t* row_s = reinterpret_cast<int64_t*>(v_s + queries * qkv_row(kDk));  // [queries] stream rows
+  int32_t* label_s = reinterpret_cast<int32_t*>(row_s + queries);             // [queries]
 
   for (int i = threadIdx.x; i < queries; i += blockDim.x) {
     const int64_t position = window * n + i;
@@ -97,22 +126,22 @@ __global__ void __launch_bounds__(kWindowAttentionMaxTokens / 16 * kWarp) window
   // q, k, v rows in 8-element packs; padding (rows past n, dims past hd) is zero so that it adds nothing.
   const T* qkv = static_cast<const T*>(a.qkv) + image * a.tokens * 3 * D + head * hd;
   constexpr int kPacks = kDk * 2;
-#pragma unroll 4
   for (int c = threadIdx.x; c < queries * kPacks; c += blockDim.x) {
     const int i = c / kPacks, pack = c % kPacks;
-    uint4 q = make_uint4(0, 0, 0, 0), k = q, v = q;
+    const int64_t at = i * qkv_row(kDk) + pack * 8;
     if (i < n && pack * 8 < hd) {
-      const uint4* src = reinterpret_cast<const uint4*>(qkv + row_s[i] * 3 * D + pack * 8);
-      q = src[0];
-      k = src[D / 8];
-      v = src[2 * D / 8];
+      const T* src = qkv + row_s[i] * 3 * D + pack * 8;
+      copy_16_async(q_s + at, src);
+      copy_16_async(k_s + at, src + D);
+      copy_16_async(v_s + at, src + 2 * D);
+    } else {
+      const uint4 zero = make_uint4(0, 0, 0, 0);
+      *reinterpret_cast<uint4*>(q_s + at) = zero;
+      *reinterpret_cast<uint4*>(k_s + at) = zero;
+      *reinterpret_cast<uint4*>(v_s + at) = zero;
     }
-    *reinterpret_cast<uint4*>(q_s + i * qk_row(kDk) + pack * 8) = q;
-    *reinterpret_cast<uint4*>(k_s + i * qk_row(kDk) + pack * 8) = k;
-    const T* ve = reinterpret_cast<const T*>(&v);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) vt_s[(pack * 8 + e) * v_row(queries) + i] = ve[e];
   }
+  wait_copies();
   __syncthreads();
 
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, g = lane / 4, t = lane % 4;
@@ -121,11 +150,11 @@ __global__ void __launch_bounds__(kWindowAttentionMaxTokens / 16 * kWarp) window
   uint32_t qa[kDk][4];
 #pragma unroll
   for (int kk = 0; kk < kDk; ++kk) {
-    const T* r = q_s + (row0 + g) * qk_row(kDk) + kk * 16 + 2 * t;
+    const T* r = q_s + (row0 + g) * qkv_row(kDk) + kk * 16 + 2 * t;
     qa[kk][0] = load_pair(r);
-    qa[kk][1] = load_pair(r + 8 * qk_row(kDk));
+    qa[kk][1] = load_pair(r + 8 * qkv_row(kDk));
     qa[kk][2] = load_pair(r + 8);
-    qa[kk][3] = load_pair(r + 8 * qk_row(kDk) + 8);
+    qa[kk][3] = load_pair(r + 8 * qkv_row(kDk) + 8);
   }
   const int32_t label[2] = {label_s[row0 + g], label_s[row0 + g + 8]};
   const float scale = a.scale * 1.4426950408889634f;  // exp(x) = exp2(x log2 e)
@@ -138,7 +167,7 @@ __global__ void __launch_bounds__(kWindowAttentionMaxTokens / 16 * kWarp) window
     for (int j = 0; j < kKeyChunk / 8; ++j) {
       s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
       if (key0 + j * 8 >= queries) continue;
-      const T* kr = k_s + (key0 + j * 8 + g) * qk_row(kDk) + 2 * t;
+      const T* kr = k_s + (key0 + j * 8 + g) * qkv_row(kDk) + 2 * t;
 #pragma unroll
       for (int kk = 0; kk < kDk; ++kk) mma_16x8x16<T>(s[j], qa[kk], load_pair(kr + kk * 16), load_pair(kr + kk * 16 + 8));
     }
@@ -177,10 +206,13 @@ __global__ void __launch_bounds__(kWindowAttentionMaxTokens / 16 * kWarp) window
     for (int d = 0; d < kPacks; ++d) {
       o[d][0] *= rescale[0], o[d][1] *= rescale[0], o[d][2] *= rescale[1], o[d][3] *= rescale[1];
       if (d * 8 >= hd) continue;
-      const T* vr = vt_s + (d * 8 + g) * v_row(queries) + key0 + 2 * t;
 #pragma unroll
-      for (int kb = 0; kb < kKeyChunk / 16; ++kb)
-        if (key0 + kb * 16 < queries) mma_16x8x16<T>(o[d], pa[kb], load_pair(vr + kb * 16), load_pair(vr + kb * 16 + 8));
+      for (int kb = 0; kb < kKeyChunk / 16; ++kb) {
+        if (key0 + kb * 16 >= queries) continue;
+        uint32_t b[2];
+        load_v_fragment(b, v_s + (key0 + kb * 16 + lane % 16) * qkv_row(kDk) + d * 8);
+        mma_16x8x16<T>(o[d], pa[kb], b[0], b[1]);
+      }
     }
   }
 
@@ -189,9 +221,9 @@ __global__ void __launch_bounds__(kWindowAttentionMaxTokens / 16 * kWarp) window
   __syncwarp();
 #pragma unroll
   for (int d = 0; d < kPacks; ++d) {
-    T* r = q_s + (row0 + g) * qk_row(kDk) + d * 8 + 2 * t;
+    T* r = q_s + (row0 + g) * qkv_row(kDk) + d * 8 + 2 * t;
     *reinterpret_cast<uint32_t*>(r) = Pair<T>::pack(o[d][0] * inverse[0], o[d][1] * inverse[0]);
-    *reinterpret_cast<uint32_t*>(r + 8 * qk_row(kDk)) = Pair<T>::pack(o[d][2] * inverse[1], o[d][3] * inverse[1]);
+    *reinterpret_cast<uint32_t*>(r + 8 * qkv_row(kDk)) = Pair<T>::pack(o[d][2] * inverse[1], o[d][3] * inverse[1]);
   }
   __syncwarp();
   T* out = static_cast<T*>(a.out) + image * a.tokens * D + head * hd;
@@ -200,7 +232,7 @@ __global__ void __launch_bounds__(kWindowAttentionMaxTokens / 16 * kWarp) window
     const int i = row0 + c / packs, pack = c % packs;
     if (i < n)
       *reinterpret_cast<uint4*>(out + row_s[i] * D + pack * 8) =
-          *reinterpret_cast<const uint4*>(q_s + i * qk_row(kDk) + pack * 8);
+          *reinterpret_cast<const uint4*>(q_s + i * qkv_row(kDk) + pack * 8);
   }
 }
 
@@ -234,7 +266,7 @@ cudaError_t launch_typed(const WindowAttentionArgs& a, cudaStream_t stream) {
 
 int64_t window_attention_shared_bytes(int64_t window_tokens, int64_t head_dim, int64_t element_size) {
   const int64_t queries = round_up(window_tokens, 16), dk = padded_steps(head_dim);
-  return (2 * queries * qk_row(dk) + dk * 16 * v_row(queries)) * element_size +
+  return 3 * queries * qkv_row(dk) * element_size +
          queries * static_cast<int64_t>(sizeof(int64_t) + sizeof(int32_t));
 }
 
