@@ -13,6 +13,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
 #include "catch.h"
 #include "ditgen/models/model_file.h"
 #include "ditgen/pipeline/generator.h"
@@ -119,6 +121,24 @@ std::string make_tiny_model(const TempDir& dir, const std::string& name, int see
   CliResult r = run_cli({"init", spec, "-o", path, "--seed", std::to_string(seed)}, dir.path());
   if (r.exit_code != 0) throw std::runtime_error("ditgen init failed: " + r.err);
   return path;
+}
+
+std::string shipped_model(const std::string& name) {
+  return std::string(DITGEN_TEST_DATA) + "/../../models/" + name;
+}
+
+void check_generates_asked_classes(const std::string& model_file) {
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
+    WARN("Fashion-MNIST not installed; the evaluation is skipped");
+    return;
+  }
+  TempDir dir;
+  const CliResult r = run_cli(
+      {"eval", "-m", model_file, "-n", "10", "--steps", "10", "--cfg-scale", "3", "--seed", "0", "--device", "cpu"},
+      dir.path());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(nlohmann::json::parse(r.out).at("class_accuracy").get<double>() >= 0.7);
 }
 
 CliFlowModels check_cli_flow(const TempDir& dir, const CliFlow& flow) {

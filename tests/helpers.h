@@ -62,6 +62,14 @@ bool contains(const std::string& text, const std::string& part);
 // `dir` as `name`; returns its path.
 std::string make_tiny_model(const TempDir& dir, const std::string& name = "tiny.safetensors", int seed = 3);
 
+// models/NAME of the source tree (the shipped models).
+std::string shipped_model(const std::string& name);
+
+// One image per class from a shipped Fashion-MNIST model (`ditgen eval`, DDIM 10, CFG 3, CPU): the shipped
+// classifier must recognise at least 7 of the 10 (an untrained model gets about 1). WARNs and skips where the
+// Fashion-MNIST package is not installed.
+void check_generates_asked_classes(const std::string& model_file);
+
 // What one model family's CLI flow (check_cli_flow) varies.
 struct CliFlow {
   std::string spec;                    // the model spec YAML, written as spec.yaml

@@ -219,24 +219,13 @@ TEST_CASE("DiffuSSM generates and trains on the CPU, the CLI reports its blocks 
 
 TEST_CASE("the shipped DiffuSSM model is the documented one and generates the classes asked for",
           "[diffussm][cli]") {
-  const std::string model = std::string(DITGEN_TEST_DATA) + "/../../models/fmnist-diffussm.safetensors";
+  const std::string model = test::shipped_model("fmnist-diffussm.safetensors");
   LoadedModel m = load_model(model, at::kCPU, at::kFloat);
   const DiTConfig& c = m.info.config;
   CHECK((c.depth == 6 && c.hidden_size == 256 && c.patch_size == 1 && c.ssm.state_size == 64 &&
          c.ssm.hourglass == 2 && !c.ssm.shared_kernel()));
   CHECK(dit_parameter_count(c) == 7628542);  // models/fmnist-diffussm.md
-  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
-    WARN("Fashion-MNIST not installed; the evaluation is skipped");
-    return;
-  }
-  // One image per class, a short sampler and strong guidance: the shipped classifier must recognise most.
-  test::TempDir dir;
-  const test::CliResult r = test::run_cli(
-      {"eval", "-m", model, "-n", "10", "--steps", "10", "--cfg-scale", "3", "--seed", "0", "--device", "cpu"},
-      dir.path());
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-  CHECK(nlohmann::json::parse(r.out).at("class_accuracy").get<double>() >= 0.7);
+  test::check_generates_asked_classes(model);
 }
 
 TEST_CASE("on the GPU, the DiffuSSM model and captured generation match the reference", "[diffussm][cuda]") {

@@ -238,6 +238,16 @@ TEST_CASE("PT-DiT generates and trains on the CPU, the CLI reports its windows a
   CHECK(block->proxy_cross->proj->weight.abs().max().item<float>() > 0);
 }
 
+TEST_CASE("the shipped PT-DiT model is the documented one and generates the classes asked for", "[ptdit][cli]") {
+  const std::string model = test::shipped_model("fmnist-ptdit.safetensors");
+  LoadedModel m = load_model(model, at::kCPU, at::kFloat);
+  const DiTConfig& c = m.info.config;
+  CHECK((c.depth == 4 && c.hidden_size == 256 && c.num_heads == 4 && c.patch_size == 2 && c.proxy.windows == 8 &&
+         c.proxy.proxy_split == 1));
+  CHECK(dit_parameter_count(c) == 7183624);  // models/fmnist-ptdit.md
+  test::check_generates_asked_classes(model);
+}
+
 TEST_CASE("on the GPU, shifted-window regions run as variable-length flash attention and match the masked reference",
           "[ptdit][cuda]") {
   if (!at::hasCUDA()) {
