@@ -142,10 +142,12 @@ bool window_attention_runs_kernel(const at::Tensor& qkv, int64_t heads, const Wi
 #endif
 }
 
-at::Tensor window_attention(const at::Tensor& qkv, int64_t heads, const WindowGrid& g, const WindowLayout& layout,
-                            bool shifted) {
-  if (!window_attention_runs_kernel(qkv, heads, g)) return window_attention_reference(qkv, heads, g, layout, shifted);
 #ifdef DITGEN_HAVE_CUDA
+namespace {
+
+// window_attention by the fused kernel (window_attention_runs_kernel holds). qkv [B, N, 3D] -> [B, N, D]
+at::Tensor fused_window_attention(const at::Tensor& qkv, int64_t heads, const WindowGrid& g, const WindowLayout& layout,
+                                  bool shifted) {
   const c10::cuda::CUDAGuard guard(qkv.device());
   const int64_t B = qkv.size(0), N = qkv.size(1), D = qkv.size(2) / 3;
   at::Tensor out = at::empty({B, N, D}, qkv.options());                                     // [B, N, D]
@@ -166,7 +168,17 @@ at::Tensor window_attention(const at::Tensor& qkv, int64_t heads, const WindowGr
       cuda::launch_window_attention(args, cuda::element_type_of(qkv), at::cuda::getCurrentCUDAStream());
   TORCH_CHECK(error == cudaSuccess, "window attention kernel launch failed: ", cudaGetErrorString(error));
   return out;
+}
+
+}  // namespace
 #endif
+
+at::Tensor window_attention(const at::Tensor& qkv, int64_t heads, const WindowGrid& g, const WindowLayout& layout,
+                            bool shifted) {
+#ifdef DITGEN_HAVE_CUDA
+  if (window_attention_runs_kernel(qkv, heads, g)) return fused_window_attention(qkv, heads, g, layout, shifted);
+#endif
+  return window_attention_reference(qkv, heads, g, layout, shifted);
 }
 
 at::Tensor proxy_tokens(const at::Tensor& x, const WindowGrid& g, int split) {
