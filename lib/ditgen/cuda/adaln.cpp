@@ -1,6 +1,7 @@
 #include "ditgen/cuda/adaln.h"
 
 #include <atomic>
+#include <cstdint>
 
 #include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
@@ -30,6 +31,18 @@ bool use_fused_path(const at::Tensor& x) {
          !at::autocast::is_autocast_enabled(at::kCUDA);
 }
 
+bool use_fused_half_path(const at::Tensor& x) {
+  const auto t = x.scalar_type();
+  if (!use_fused_path(x) || (t != at::kHalf && t != at::kBFloat16)) return false;
+#ifdef DITGEN_HAVE_CUDA
+  return at::cuda::getDeviceProperties(x.device().index())->major >= 8;
+#else
+  return false;
+#endif
+}
+
+bool is_16_byte_aligned(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
+
 ElementType element_type_of(const at::Tensor& x) {
   const auto t = x.scalar_type();
   return t == at::kFloat ? ElementType::Float32 : t == at::kHalf ? ElementType::Float16 : ElementType::BFloat16;
@@ -49,12 +62,10 @@ std::pair<at::Tensor, at::Tensor> gated_residual_layer_norm_modulate_reference(
 #ifdef DITGEN_HAVE_CUDA
 namespace {
 
-bool aligned(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
-
 // A [B, D] conditioning tensor the kernel can index as rows with a stride.
 bool condition_fits(const at::Tensor& c, const at::Tensor& x, int64_t pack) {
   return c.dim() == 2 && c.size(0) == x.size(0) && c.size(1) == x.size(2) && c.stride(1) == 1 &&
-         c.stride(0) % pack == 0 && c.scalar_type() == x.scalar_type() && c.device() == x.device() && aligned(c);
+         c.stride(0) % pack == 0 && c.scalar_type() == x.scalar_type() && c.device() == x.device() && is_16_byte_aligned(c);
 }
 
 void run_kernel(AdaLnArgs& args, const at::Tensor& x, const at::Tensor& gate, const at::Tensor& shift,
@@ -83,7 +94,7 @@ bool adaln_kernel_supports(const at::Tensor& x, const at::Tensor& shift, const a
   const auto t = x.scalar_type();
   if (!x.is_cuda() || (t != at::kFloat && t != at::kHalf && t != at::kBFloat16)) return false;
   const int64_t pack = 16 / x.element_size();
-  return x.dim() == 3 && x.is_contiguous() && aligned(x) && x.size(2) % pack == 0 && x.size(2) <= kAdaLnMaxDim &&
+  return x.dim() == 3 && x.is_contiguous() && is_16_byte_aligned(x) && x.size(2) % pack == 0 && x.size(2) <= kAdaLnMaxDim &&
          condition_fits(shift, x, pack) && condition_fits(scale, x, pack);
 #else
   (void)x, (void)shift, (void)scale;

@@ -17,6 +17,11 @@ void set_fused_kernels_enabled(bool enabled);
 // Whether the fused inference path applies to a tensor: enabled, on CUDA, no gradient being recorded, no
 // autocast.
 bool use_fused_path(const at::Tensor& x);
+// use_fused_path in fp16 or bf16 on an Ampere or newer GPU: what the half-precision tensor-core kernels take
+// (ours and flash attention's).
+bool use_fused_half_path(const at::Tensor& x);
+// Whether a tensor's data starts on a 16-byte boundary (the kernels' vector loads).
+bool is_16_byte_aligned(const at::Tensor& t);
 // The kernels' element type of an fp32, fp16 or bf16 tensor (callers check the dtype first).
 ElementType element_type_of(const at::Tensor& x);
 

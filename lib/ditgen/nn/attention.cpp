@@ -8,10 +8,6 @@
 #include "ditgen/core/error.h"
 #include "ditgen/cuda/adaln.h"
 
-#ifdef DITGEN_HAVE_CUDA
-#include <ATen/cuda/CUDAContext.h>
-#endif
-
 namespace ditgen::nn {
 
 AttentionImpl::AttentionImpl(int hidden_size, int num_heads) : num_heads_(num_heads) {
@@ -36,14 +32,8 @@ at::Tensor merge_heads(const at::Tensor& o) {
 
 bool regions_run_variable_length(const at::Tensor& q, const WindowRegions& regions) {
   const int64_t hd = q.size(3);
-  if (!regions.starts.defined() || !cuda::use_fused_path(q) || hd % 8 != 0 || hd > 256 ||
-      (q.scalar_type() != at::kHalf && q.scalar_type() != at::kBFloat16) || !at::globalContext().userEnabledFlashSDP())
-    return false;
-#ifdef DITGEN_HAVE_CUDA
-  return at::cuda::getCurrentDeviceProperties()->major >= 8;
-#else
-  return false;
-#endif
+  return regions.starts.defined() && cuda::use_fused_half_path(q) && hd % 8 == 0 && hd <= 256 &&
+         at::globalContext().userEnabledFlashSDP();
 }
 
 at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const WindowRegions& regions) {

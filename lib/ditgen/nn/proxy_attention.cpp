@@ -1,7 +1,6 @@
 #include "ditgen/nn/proxy_attention.h"
 
 #include <cmath>
-#include <cstdint>
 #include <tuple>
 #include <vector>
 
@@ -128,14 +127,11 @@ at::Tensor window_attention_reference(const at::Tensor& qkv, int64_t heads, cons
 bool window_attention_runs_kernel(const at::Tensor& qkv, int64_t heads, const WindowGrid& g) {
 #ifdef DITGEN_HAVE_CUDA
   const int64_t hd = qkv.size(2) / 3 / heads, n = g.window_tokens();
-  const auto type = qkv.scalar_type();
-  if (!cuda::use_fused_path(qkv) || (type != at::kHalf && type != at::kBFloat16) || !qkv.is_contiguous() ||
-      reinterpret_cast<uintptr_t>(qkv.data_ptr()) % 16 != 0 || hd % 8 != 0 || hd > cuda::kWindowAttentionMaxHeadDim ||
-      n > cuda::kWindowAttentionMaxTokens)
+  if (!cuda::use_fused_half_path(qkv) || !qkv.is_contiguous() || !cuda::is_16_byte_aligned(qkv) || hd % 8 != 0 ||
+      hd > cuda::kWindowAttentionMaxHeadDim || n > cuda::kWindowAttentionMaxTokens)
     return false;
-  const cudaDeviceProp* device = at::cuda::getDeviceProperties(qkv.device().index());
-  return device->major >= 8 && cuda::window_attention_shared_bytes(n, hd, qkv.element_size()) <=
-                                   static_cast<int64_t>(device->sharedMemPerBlockOptin);
+  return cuda::window_attention_shared_bytes(n, hd, qkv.element_size()) <=
+         static_cast<int64_t>(at::cuda::getDeviceProperties(qkv.device().index())->sharedMemPerBlockOptin);
 #else
   (void)qkv, (void)heads, (void)g;
   return false;
