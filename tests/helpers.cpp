@@ -123,6 +123,12 @@ std::string make_tiny_model(const TempDir& dir, const std::string& name, int see
   return path;
 }
 
+bool no_cuda_device() {
+  if (at::hasCUDA()) return false;
+  WARN("no CUDA device: this test runs on the GPU machine");
+  return true;
+}
+
 std::string shipped_model(const std::string& name) {
   return std::string(DITGEN_TEST_DATA) + "/../../models/" + name;
 }

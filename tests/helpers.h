@@ -62,6 +62,10 @@ bool contains(const std::string& text, const std::string& part);
 // `dir` as `name`; returns its path.
 std::string make_tiny_model(const TempDir& dir, const std::string& name = "tiny.safetensors", int seed = 3);
 
+// True, with a WARN, where there is no CUDA device: GPU test cases (or the GPU halves of CPU ones) return
+// then; they run on the GPU machine.
+bool no_cuda_device();
+
 // models/NAME of the source tree (the shipped models).
 std::string shipped_model(const std::string& name);
 

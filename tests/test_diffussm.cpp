@@ -229,10 +229,7 @@ TEST_CASE("the shipped DiffuSSM model is the documented one and generates the cl
 }
 
 TEST_CASE("on the GPU, the DiffuSSM model and captured generation match the reference", "[diffussm][cuda]") {
-  if (!at::hasCUDA()) {
-    WARN("no CUDA device: this test runs on the GPU machine");
-    return;
-  }
+  if (test::no_cuda_device()) return;
   LoadedModel m = load_model(golden("tiny_diffussm.model.safetensors"), at::kCPU, at::kFloat);
   const auto g = io::load_tensors(golden("diffussm.safetensors"));
   at::NoGradGuard no_grad;
@@ -253,10 +250,7 @@ TEST_CASE("on the GPU, the DiffuSSM model and captured generation match the refe
 }
 
 TEST_CASE("on the GPU, the fused S4D scan kernel equals the recurrence and the FFT convolution", "[diffussm][cuda]") {
-  if (!at::hasCUDA()) {
-    WARN("no CUDA device: this test runs on the GPU machine");
-    return;
-  }
+  if (test::no_cuda_device()) return;
   at::manual_seed(13);
   at::NoGradGuard no_grad;
   struct Case {

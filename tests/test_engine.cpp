@@ -35,12 +35,6 @@ std::vector<at::Tensor> adaln_chunks(int64_t B, int64_t D, const at::TensorOptio
   return at::randn({B, 6 * D}, options).chunk(6, 1);
 }
 
-bool gpu_available() {
-  if (at::hasCUDA()) return true;
-  WARN("no CUDA device: the kernel side of this test runs on the GPU machine");
-  return false;
-}
-
 double relative_to_max(const at::Tensor& a, const at::Tensor& expected) {
   return max_abs_diff(a, expected) / std::max(1.0, expected.abs().max().item<double>());
 }
@@ -63,7 +57,7 @@ TEST_CASE("adaLN references compute LayerNorm, modulation and the gated residual
 }
 
 TEST_CASE("fused adaLN kernels match their references", "[engine][cuda]") {
-  if (!gpu_available()) return;
+  if (test::no_cuda_device()) return;
   at::NoGradGuard no_grad;
   const auto gpu = at::TensorOptions().device(at::kCUDA);
   // fp32 rounds like the reference; half types round once where the reference rounds after every op.
@@ -103,7 +97,7 @@ TEST_CASE("the fused forward computes the reference forward", "[engine]") {
   at::Tensor reference = m.model->forward_reference(x, t, y);
   CHECK(at::equal(m.model->forward(x, t, y), reference));  // CPU: forward is the reference
   CHECK(relative_to_max(m.model->forward_fused(x, t, y), reference) < 1e-6);
-  if (!gpu_available()) return;
+  if (test::no_cuda_device()) return;
   for (auto [dtype, tol] : std::vector<std::pair<at::ScalarType, double>>{{at::kFloat, 1e-5}, {at::kBFloat16, 3e-2}}) {
     INFO("dtype " << c10::toString(dtype));
     m.model->to(at::kCUDA, dtype);
@@ -139,7 +133,7 @@ TEST_CASE("a step with its scalars from a tensor equals the step", "[sampling][e
 }
 
 TEST_CASE("captured (CUDA graph) sampler steps reproduce eager generation", "[engine][cuda]") {
-  if (!gpu_available()) return;
+  if (test::no_cuda_device()) return;
   Generator generator(load_model(golden("tiny_p2.model.safetensors"), at::kCPU, at::kFloat), at::kCUDA, at::kFloat);
   for (sampling::SamplerOptions sampler : {sampling::SamplerOptions{"ddim", 6, 0.0}, {"ddpm", 6, 0.0}}) {
     GenerationRequest r;
@@ -163,10 +157,7 @@ TEST_CASE("captured (CUDA graph) sampler steps reproduce eager generation", "[en
 
 TEST_CASE("out of GPU memory: the error names a batch that fits, auto-batch halves and goes on", "[engine][cuda]") {
 #ifdef DITGEN_HAVE_CUDA
-  if (!at::hasCUDA()) {
-    WARN("no CUDA device: this test runs on the GPU machine");
-    return;
-  }
+  if (test::no_cuda_device()) return;
   DiTConfig config = official_config("DiT-S/2");
   DiT model(config);
   model->normal_weights(0.02, 1);

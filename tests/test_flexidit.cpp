@@ -302,10 +302,7 @@ TEST_CASE("scheduled generation: dense equals the default, a schedule costs fewe
 
 TEST_CASE("on the GPU, flexible forwards and scheduled captured generation match the reference",
           "[flexidit][cuda]") {
-  if (!at::hasCUDA()) {
-    WARN("no CUDA device: this test runs on the GPU machine");
-    return;
-  }
+  if (test::no_cuda_device()) return;
   LoadedModel dense = load_model(golden("tiny_p2.model.safetensors"), at::kCPU, at::kFloat);
   for (const std::string mode : {"shared", "lora"}) {
     INFO(mode);

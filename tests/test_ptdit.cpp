@@ -250,10 +250,7 @@ TEST_CASE("the shipped PT-DiT model is the documented one and generates the clas
 
 TEST_CASE("on the GPU, shifted-window regions run as variable-length flash attention and match the masked reference",
           "[ptdit][cuda]") {
-  if (!at::hasCUDA()) {
-    WARN("no CUDA device: this test runs on the GPU machine");
-    return;
-  }
+  if (test::no_cuda_device()) return;
   at::NoGradGuard no_grad;
   for (const nn::WindowGrid& g : {nn::WindowGrid{{1, 16, 16}, {1, 4, 4}}, nn::WindowGrid{{4, 6, 8}, {2, 3, 4}}}) {
     INFO("grid " << g.grid[0] << "x" << g.grid[1] << "x" << g.grid[2]);
@@ -275,10 +272,7 @@ TEST_CASE("on the GPU, shifted-window regions run as variable-length flash atten
 
 TEST_CASE("on the GPU, the fused window attention kernel equals the reference, plain and shifted, image and video",
           "[ptdit][cuda]") {
-  if (!at::hasCUDA()) {
-    WARN("no CUDA device: this test runs on the GPU machine");
-    return;
-  }
+  if (test::no_cuda_device()) return;
   at::NoGradGuard no_grad;
   struct Case {
     nn::WindowGrid g;
@@ -314,10 +308,7 @@ TEST_CASE("on the GPU, the fused window attention kernel equals the reference, p
 }
 
 TEST_CASE("on the GPU, the fused proxy-token path and captured generation match the reference", "[ptdit][cuda]") {
-  if (!at::hasCUDA()) {
-    WARN("no CUDA device: this test runs on the GPU machine");
-    return;
-  }
+  if (test::no_cuda_device()) return;
   LoadedModel m = load_model(golden("tiny_ptdit.model.safetensors"), at::kCPU, at::kFloat);
   test::check_cuda_forward_matches_golden(m, io::load_tensors(golden("ptdit.safetensors")), {"model16", "model24"});
   at::NoGradGuard no_grad;

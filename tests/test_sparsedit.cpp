@@ -338,10 +338,7 @@ TEST_CASE("the CLI runs sparse models: init from a spec, density flags, info, me
 
 TEST_CASE("on the GPU, sparse forwards and captured density-scheduled generation match the reference",
           "[sparsedit][cuda]") {
-  if (!at::hasCUDA()) {
-    WARN("no CUDA device: this test runs on the GPU machine");
-    return;
-  }
+  if (test::no_cuda_device()) return;
   LoadedModel sparse = load_model(golden("tiny_sparse.model.safetensors"), at::kCPU, at::kFloat);
   auto g = io::load_tensors(golden("sparsedit.safetensors"));
   at::NoGradGuard no_grad;
