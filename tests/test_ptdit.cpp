@@ -10,6 +10,7 @@
 #include "ditgen/io/tensor_io.h"
 #include "ditgen/models/model_file.h"
 #include "ditgen/nn/proxy_attention.h"
+#include "ditgen/pipeline/benchmark.h"
 #include "ditgen/pipeline/generator.h"
 #include "helpers.h"
 
@@ -305,6 +306,29 @@ TEST_CASE("on the GPU, the fused window attention kernel equals the reference, p
   CHECK_FALSE(nn::window_attention_runs_kernel(at::randn({1, 64, 3 * 64}, at::kCUDA), 2, {{1, 8, 8}, {1, 4, 4}}));
   CHECK_FALSE(nn::window_attention_runs_kernel(at::randn({1, 1024, 3 * 64}, at::kCUDA).to(at::kBFloat16), 2,
                                                {{1, 32, 32}, {1, 32, 32}}));
+}
+
+TEST_CASE("on the GPU, bench --mixing --profile lists the token mixing's kernels, the window kernel among them",
+          "[ptdit][cuda]") {
+  if (test::no_cuda_device()) return;
+  BenchOptions o;
+  o.model = golden("tiny_ptdit.model.safetensors");
+  o.device = "cuda";
+  o.batches = {2};
+  o.paths = {"fused"};
+  o.mixing = true;
+  o.profile = true;
+  o.sample_batch = 0;
+  o.warmup = 1;
+  o.reps = 2;
+  std::vector<BenchRecord> mixing;
+  run_benchmark(o, [&](const BenchRecord& r) {
+    if (r.kind == "mixing") mixing.push_back(r);
+  });
+  REQUIRE(mixing.size() == 1);
+  bool window_kernel = false;
+  for (const KernelTime& k : mixing[0].kernels) window_kernel |= k.name.find("window_attention_kernel") != std::string::npos;
+  CHECK(window_kernel);
 }
 
 TEST_CASE("on the GPU, the fused proxy-token path and captured generation match the reference", "[ptdit][cuda]") {

@@ -102,7 +102,7 @@ Command add_bench_command(CLI::App& root) {
   app->add_option("--sample-reps", b.sample_reps, "Timed whole generations (after one warm-up)")->capture_default_str();
   app->add_option("--seed", b.seed, "Seed of the random weights and inputs")->capture_default_str();
   app->add_flag("--merge-lora", b.merge_lora, "Flexible LoRA models: merge the adapters into a weight copy per patch size");
-  app->add_flag("--profile", b.profile, "Also profile one forward per measurement: the top CUDA kernels by time");
+  app->add_flag("--profile", b.profile, "Also profile one run per forward or --mixing measurement: the top CUDA kernels by time");
   app->add_flag("--mixing", b.mixing,
                 "Also time one block's token mixing per size and batch: the attention cores after the projections "
                 "(dense: softmax(QK^T)V over all tokens; PT-DiT: proxies, proxy and cross attention, windows, "

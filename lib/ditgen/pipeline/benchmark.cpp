@@ -241,7 +241,9 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
               std::vector<at::Tensor>{unused});
           run = [&] { graph->replay({unused}); };
         }
-        finish(r, time_runs(run, device, o.warmup, o.reps), r.gflops_per_image * batch);
+        const Timing timing = time_runs(run, device, o.warmup, o.reps);
+        if (o.profile) r.kernels = profile_kernels(run, device, 12);
+        finish(r, timing, r.gflops_per_image * batch);
       }
       for (int patch : patches)
       for (int grid : grids)

@@ -45,7 +45,7 @@ struct BenchOptions {
   int sample_reps = 3;               // timed generations after one warm-up run
   uint64_t seed = 0;
   bool merge_lora = false;           // lora-mode flexible models: merged weight copy per patch size
-  bool profile = false;              // also profile one forward per measurement (CUDA kernels, top 12)
+  bool profile = false;              // also profile one run per forward or mixing measurement (CUDA kernels, top 12)
   bool mixing = false;               // also time one block's token mixing per size and batch (see below)
   bool ssm_scan = false;             // SSM models: the fused scan kernel instead of FFT convolutions (CUDA)
 };
@@ -83,7 +83,7 @@ struct BenchRecord {
   std::optional<double> peak_memory_gib;
   std::optional<int> steps;
   std::optional<double> cfg_scale;
-  std::vector<KernelTime> kernels;  // with profile: one forward's CUDA kernels by total time
+  std::vector<KernelTime> kernels;  // with profile: one run's CUDA kernels by total time
 };
 
 nlohmann::json to_json(const BenchRecord& record);
