@@ -6,6 +6,10 @@
 #           (RUNS: config names under configs/train, without .yaml)
 #   continue  more steps for layout c, distilled from the dense model (configs/train/fmnist-sparsedit-c-continue.yaml
 #           reads models/fmnist-sparsedit-c.safetensors: copy the train stage's c model there first)
+#   longer  layout c from scratch with longer distillation, as one background chain that outlives the call
+#           while the machine is kept warm: the data objective (4,000 steps), then STEPS (default 16,000)
+#           distilled steps, then 6,000 more at half the learning rate; `UNTIL=560 ... wait-longer` collects it
+#   wait-longer  wait for that chain until it ends or UNTIL seconds into the call; its logs and models go to $OUT
 #   eval    FID-FMNIST and class accuracy of the dense model and of schedules (PAIRS="model|schedule ...")
 #   bench   whole-generation wall clock of the fmnist models (SPARSE: the sparse model file); forward times
 #           and generation of DiT-XL/2 against SparseDiT-XL/2 at 512 px (random weights)
@@ -36,6 +40,27 @@ for stage in "$@"; do
         2>&1 | tail -2
       cp runs/fmnist-sparsedit-c-continue/log.jsonl "$OUT/fmnist-sparsedit-c-continue-log.jsonl"
       cp runs/fmnist-sparsedit-c-continue/model.safetensors "$OUT/fmnist-sparsedit-c-continue.safetensors"
+      ;;
+    longer)
+      unpack_fmnist
+      rm -rf runs/c-data runs/c-distill runs/c-more
+      recipe fmnist-sparsedit-c-data 4000 runs/c-data
+      recipe fmnist-sparsedit-c-continue "${STEPS:-16000}" runs/c-distill \
+        "s|^model: .*|model: $PWD/runs/c-data/model.safetensors|; s|^teacher: \.\./\.\./|teacher: $PWD/|"
+      recipe fmnist-sparsedit-c-continue 6000 runs/c-more \
+        "s|^model: .*|model: $PWD/runs/c-distill/model.safetensors|; s|^teacher: \.\./\.\./|teacher: $PWD/|; s|^lr: .*|lr: 5.0e-5|; s|^seed: 3|seed: 4|"
+      chain=""
+      for run in c-data c-distill c-more; do chain+="$bin train runs/$run.yaml --device cuda > runs/$run.out 2>&1 && "; done
+      setsid nohup bash -c "${chain}true" < /dev/null > /dev/null 2>&1 &
+      ;;
+    wait-longer)
+      while pgrep -f "[b]in/ditgen train runs/c-" > /dev/null && [ "$SECONDS" -lt "${UNTIL:-560}" ]; do sleep 5; done
+      for run in c-data c-distill c-more; do
+        [ -f runs/$run.out ] && tail -1 runs/$run.out >&2
+        [ -f runs/$run/log.jsonl ] && cp runs/$run/log.jsonl "$OUT/$run-log.jsonl"
+        [ -f runs/$run/model.safetensors ] && cp runs/$run/model.safetensors "$OUT/fmnist-sparsedit-$run.safetensors"
+      done
+      true
       ;;
     eval)
       for pair in ${PAIRS:-"models/fmnist-dit.safetensors|dense" "$sparse|dense"}; do
