@@ -166,6 +166,25 @@ TEST_CASE("the density schedule: the sparsest grid for a quarter of the steps, t
   CHECK(Density{6, 10}.grid_at_noise(0.9) == Density{6, 10}.grid(5, 50));  // k = floor(0.1 * 49 + 0.5)
   for (double level = 0; level < 1; level += 0.01)
     CHECK(Density{6, 10}.grid_at_noise(level) >= Density{6, 10}.grid_at_noise(level + 0.01));
+  // Each grid's noise range holds exactly the levels grid_at_noise gives it (boundaries within rounding), and
+  // the ranges tile [0, 1]; a grid no step runs at has none.
+  for (const Density& d : {Density{6, 10}, Density{4, 12}, Density{3, 9, 0.5}}) {
+    double covered = 0;
+    for (int S = d.min_grid; S <= d.max_grid; ++S) {
+      const auto [lo, hi] = d.noise_range(S);
+      REQUIRE(lo < hi);
+      covered += hi - lo;
+      for (double level = 0.0005; level < 1; level += 0.001) {
+        const bool inside = level > lo + 1e-9 && level < hi - 1e-9, outside = level < lo - 1e-9 || level > hi + 1e-9;
+        if (inside) CHECK(d.grid_at_noise(level) == S);
+        if (outside) CHECK(d.grid_at_noise(level) != S);
+      }
+    }
+    CHECK(covered == Approx(1.0));
+  }
+  CHECK(Density{6, 10}.noise_range(6).second == 1.0);   // the sparsest grid takes pure noise
+  CHECK(Density{6, 10}.noise_range(10).first == 0.0);   // the densest the clean end
+  CHECK(Density{6, 10}.noise_range(5).first > Density{6, 10}.noise_range(5).second);  // below min_grid: none
 
   DiTConfig model = load_model(golden("tiny_sparse.model.safetensors"), at::kCPU, at::kFloat).info.config;
   // Without a density the model follows its own range; a dense model gets no grid.

@@ -226,7 +226,7 @@ TEST_CASE("Flexible training settings are read and checked", "[train][flexidit][
 }
 
 TEST_CASE("SparseDiT fine-tuning converts a dense model and trains every grid: on data, distilled, or each "
-          "sample at its noise level's grid",
+          "sample at its noise level's grid (per sample, or per batch)",
           "[train][sparsedit]") {
   TempDir dir;
   BarsDataset data;
@@ -234,14 +234,14 @@ TEST_CASE("SparseDiT fine-tuning converts a dense model and trains every grid: o
   LoadedModel dense = load_model(dense_path, at::kCPU, at::kFloat);
   at::Tensor x = at::randn({2, 1, 16, 16}), t = at::tensor({20, 800}), y = at::tensor({1, 3});
   const SparseConfig layout{0, 1, 0, 0, 1, 3};  // the two blocks become token merge and recovery; 4x4 tokens
-  for (const std::string variant : {"data", "distilled", "timestep"}) {
+  for (const std::string variant : {"data", "distilled", "timestep", "timestep-batch"}) {
     INFO(variant);
     train::TrainConfig sparse = tiny_config(dir, "eps", variant);
     sparse.model = dense_path.string();
     sparse.steps = 30;
     sparse.sparse = layout;
     if (variant == "distilled") sparse.teacher = dense_path.string();
-    if (variant == "timestep") sparse.sparse_grids = "timestep";  // each sample at its noise level's grid
+    if (variant.rfind("timestep", 0) == 0) sparse.sparse_grids = variant;  // samples at their noise level's grid
     const auto path = train::train_model(sparse, data, false).model_path;
     LoadedModel s = load_model(path, at::kCPU, at::kFloat);
     REQUIRE(s.info.config.sparse.modules == 1);

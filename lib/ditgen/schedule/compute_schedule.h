@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "ditgen/models/config.h"
@@ -39,6 +40,9 @@ struct Density {
   // The grid of the step of a `steps`-step run whose noise level is `level` (1 = pure noise at k = 0,
   // 0 = clean at the last step): for training at the grids inference will use.
   int grid_at_noise(double level, int steps = 50) const;
+  // The noise levels [lo, hi] that grid_at_noise gives `grid` (one interval: grids grow as the noise falls), up
+  // to the rounding at its ends; empty (lo > hi) when no step runs at that grid.
+  std::pair<double, double> noise_range(int grid, int steps = 50) const;
 };
 
 // One patch size for the steps before a fraction of the run: steps k < round(until * K) (k = 0 noisiest).

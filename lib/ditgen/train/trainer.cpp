@@ -255,14 +255,28 @@ class Run {
     at::Tensor noise = at::randn(batch.images.sizes(), g);                                 // [B, C, H, W]
     at::Tensor x0 = batch.images.to(device_), eps = noise.to(device_), y = labels.to(device_);
     at::Tensor x_t, t_model, steps, noise_level;  // noise_level [B] CPU: 1 = pure noise
+    const SparseConfig& q = mc.sparse;
+    const schedule::Density density{q.min_grid, q.max_grid};
+    // sparse_grids: timestep-batch: the batch's grid is the grid of one noise level drawn uniformly, and its
+    // samples' levels are drawn from the levels inference runs at that grid: one forward a batch, and over
+    // batches the per-sample mode's pairs of level and grid.
+    int batch_grid = 0;
+    std::pair<double, double> levels{0.0, 1.0};
+    if (q.sparse() && c_.sparse_grids == "timestep-batch") {
+      batch_grid = density.grid_at_noise(at::rand({1}, g).item<double>());
+      levels = density.noise_range(batch_grid);
+    }
     if (diffusion_) {
-      at::Tensor s = at::randint(0, mc.diffusion_steps, {B}, g);                           // [B]
+      const int64_t last = mc.diffusion_steps - 1;
+      const auto first_step = static_cast<int64_t>(std::ceil(levels.first * last));
+      const auto last_step = std::max(first_step, static_cast<int64_t>(std::floor(levels.second * last)));
+      at::Tensor s = at::randint(first_step, last_step + 1, {B}, g);                       // [B]
       noise_level = s.to(at::kDouble) / std::max(1, mc.diffusion_steps - 1);
       steps = s.to(device_);
       x_t = diffusion_->q_sample(x0, steps, eps);                                          // [B, C, H, W]
       t_model = steps;
     } else {
-      at::Tensor t = at::rand({B}, g);                                                     // [B]
+      at::Tensor t = at::rand({B}, g) * (levels.second - levels.first) + levels.first;     // [B]
       noise_level = t.to(at::kDouble);
       t = t.to(device_);
       x_t = sampling::flow_interpolate(x0, eps, t);                                        // [B, C, H, W]
@@ -271,7 +285,6 @@ class Run {
     at::Tensor out;
     {
       AutocastGuard autocast(c_.bf16 && device_.is_cuda());
-      const SparseConfig& q = mc.sparse;
       if (!train_patches_.empty()) {
         // Each sample at a patch size drawn from train_patches_.
         at::Tensor choice = at::randint(0, static_cast<int64_t>(train_patches_.size()), {B}, g);  // [B]
@@ -279,16 +292,16 @@ class Run {
                               [&](int64_t i) { return std::pair{train_patches_[i], 0}; });  // [B, Cout, H, W]
       } else if (q.sparse() && c_.sparse_grids == "timestep") {
         // Each sample at the grid its noise level gets at inference.
-        const schedule::Density density{q.min_grid, q.max_grid};
         const auto level = noise_level.accessor<double, 1>();
         std::vector<int64_t> grids;
         for (int64_t i = 0; i < B; ++i) grids.push_back(density.grid_at_noise(level[i]));
         out = grouped_forward(x_t, t_model, y, at::tensor(grids),
                               [](int64_t grid) { return std::pair{0, static_cast<int>(grid)}; });  // [B, Cout, H, W]
       } else {
-        // A sparse model trains every grid it will be run at, one per batch.
-        const int grid =
-            q.sparse() ? static_cast<int>(at::randint(q.min_grid, q.max_grid + 1, {1}, g).item<int64_t>()) : 0;
+        // A sparse model trains every grid it will be run at, one per batch (timestep-batch: the one drawn above).
+        int grid = batch_grid;
+        if (q.sparse() && grid == 0)
+          grid = static_cast<int>(at::randint(q.min_grid, q.max_grid + 1, {1}, g).item<int64_t>());
         out = model_->forward(x_t, t_model, y, 0, grid);                                   // [B, Cout, H, W]
       }
     }
@@ -612,7 +625,8 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
   bad(c.lora && (c.lora->rank < 1 || c.lora->targets.empty()), "lora needs targets and a rank >= 1");
   bad(c.save_dtype != "fp32" && c.save_dtype != "bf16", "save_dtype must be fp32 or bf16");
   bad(c.sparse && c.flexible, "sparse and flexible fine-tuning do not combine in one run");
-  bad(c.sparse_grids != "uniform" && c.sparse_grids != "timestep", "sparse_grids must be uniform or timestep");
+  bad(c.sparse_grids != "uniform" && c.sparse_grids != "timestep" && c.sparse_grids != "timestep-batch",
+      "sparse_grids must be uniform, timestep or timestep-batch");
   bad(c.flexible && (c.lora || !c.teacher.empty()),
       "flexible fine-tuning brings its own LoRA and teacher (mode: lora); drop lora and teacher");
   return c;

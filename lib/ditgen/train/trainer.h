@@ -62,7 +62,7 @@ struct TrainConfig {
   std::string teacher;           // model file: distil its predictions instead of the data objective
   std::optional<FlexibleTraining> flexible;
   std::optional<SparseConfig> sparse;  // the layout to convert a dense model into (ignored when it is sparse)
-  std::string sparse_grids = "uniform";  // uniform | timestep
+  std::string sparse_grids = "uniform";  // uniform | timestep | timestep-batch (docs/TRAINING.md)
   std::string name;              // name of the trained model (default: the spec's)
   std::string save_dtype = "fp32";  // weights of the final model: fp32 or bf16 (halves the file)
   SamplerDefaults sampler_defaults;  // written into the final model
