@@ -8,7 +8,9 @@
 #           reads models/fmnist-sparsedit-c.safetensors: copy the train stage's c model there first)
 #   longer  layout c from scratch with longer distillation, as one background chain that outlives the call
 #           while the machine is kept warm: the data objective (4,000 steps), then STEPS (default 16,000)
-#           distilled steps, then 6,000 more at half the learning rate; `UNTIL=560 ... wait-longer` collects it
+#           distilled steps, then 6,000 more at half the learning rate, every run with sparse_grids GRIDS
+#           (default uniform; timestep-batch trains each batch at its noise levels' grid); `UNTIL=560 ...
+#           wait-longer` collects it
 #   wait-longer  wait for that chain until it ends or UNTIL seconds into the call; its logs and models go to $OUT
 #   eval    FID-FMNIST and class accuracy of the dense model and of schedules (PAIRS="model|schedule ...")
 #   bench   whole-generation wall clock of the fmnist models (SPARSE: the sparse model file); forward times
@@ -44,11 +46,12 @@ for stage in "$@"; do
     longer)
       unpack_fmnist
       rm -rf runs/c-data runs/c-distill runs/c-more
-      recipe fmnist-sparsedit-c-data 4000 runs/c-data
+      grids="s|^steps: |sparse_grids: ${GRIDS:-uniform}\nsteps: |"
+      recipe fmnist-sparsedit-c-data 4000 runs/c-data "$grids"
       recipe fmnist-sparsedit-c-continue "${STEPS:-16000}" runs/c-distill \
-        "s|^model: .*|model: $PWD/runs/c-data/model.safetensors|; s|^teacher: \.\./\.\./|teacher: $PWD/|"
-      recipe fmnist-sparsedit-c-continue 6000 runs/c-more \
-        "s|^model: .*|model: $PWD/runs/c-distill/model.safetensors|; s|^teacher: \.\./\.\./|teacher: $PWD/|; s|^lr: .*|lr: 5.0e-5|; s|^seed: 3|seed: 4|"
+        "$grids; s|^model: .*|model: $PWD/runs/c-data/model.safetensors|; s|^teacher: \.\./\.\./|teacher: $PWD/|"
+      recipe fmnist-sparsedit-c-continue 6000 runs/c-more "$grids; s|^model: .*|model: $PWD/runs/c-distill/model.safetensors|; \
+        s|^teacher: \.\./\.\./|teacher: $PWD/|; s|^lr: .*|lr: 5.0e-5|; s|^seed: 3|seed: 4|"
       chain=""
       for run in c-data c-distill c-more; do chain+="$bin train runs/$run.yaml --device cuda > runs/$run.out 2>&1 && "; done
       setsid nohup bash -c "${chain}true" < /dev/null > /dev/null 2>&1 &
