@@ -133,11 +133,14 @@ std::string shipped_model(const std::string& name) {
   return std::string(DITGEN_TEST_DATA) + "/../../models/" + name;
 }
 
+bool fashion_mnist_missing(const std::string& skipped) {
+  if (std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) return false;
+  WARN("Fashion-MNIST not installed; " << skipped << " skipped");
+  return true;
+}
+
 void check_generates_asked_classes(const std::string& model_file) {
-  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
-    WARN("Fashion-MNIST not installed; the evaluation is skipped");
-    return;
-  }
+  if (fashion_mnist_missing("the evaluation")) return;
   TempDir dir;
   const CliResult r = run_cli(
       {"eval", "-m", model_file, "-n", "10", "--steps", "10", "--cfg-scale", "3", "--seed", "0", "--device", "cpu"},
@@ -166,10 +169,7 @@ CliFlowModels check_cli_flow(const TempDir& dir, const CliFlow& flow) {
   CHECK(r.exit_code == 2);
   CHECK(contains(r.err, flow.refusal));
   CHECK_FALSE(std::filesystem::exists(dir / "b.png"));
-  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
-    WARN("Fashion-MNIST not installed; training skipped");
-    return models;
-  }
+  if (fashion_mnist_missing("training")) return models;
   // One sampling step for the trained model's final sample grid (100 images) keeps the run short.
   std::ofstream(dir / "train.yaml") << "model: spec.yaml\noutput: run\nsteps: 4\nbatch_size: 4\nlog_every: 2\n"
                                        "device: cpu\nbf16: false\nsample_every: 0\n"

@@ -66,6 +66,10 @@ std::string make_tiny_model(const TempDir& dir, const std::string& name = "tiny.
 // then; they run on the GPU machine.
 bool no_cuda_device();
 
+// True, with a WARN naming what is `skipped`, where the Fashion-MNIST package (dataset-fashion-mnist) is not
+// installed.
+bool fashion_mnist_missing(const std::string& skipped);
+
 // models/NAME of the source tree (the shipped models).
 std::string shipped_model(const std::string& name);
 

@@ -232,10 +232,7 @@ TEST_CASE("generate uses the shipped default model when -m is not given", "[cli]
 }
 
 TEST_CASE("train and eval run from the command line", "[cli][train]") {
-  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
-    WARN("Fashion-MNIST not installed; skipped");
-    return;
-  }
+  if (test::fashion_mnist_missing("train and eval")) return;
   TempDir dir;
   const std::string spec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/fmnist-tiny.yaml";
   std::ofstream(dir / "train.yaml") << "model: " << spec << "\noutput: run\nsteps: 4\nbatch_size: 4\n"

@@ -77,8 +77,7 @@ TEST_CASE("a flexible model reproduces the original at its patch size and the re
 }
 
 TEST_CASE("the shipped default model made flexible reproduces it at patch 2", "[flexidit]") {
-  LoadedModel dense = load_model(std::filesystem::path(DITGEN_TEST_DATA) / "../../models/fmnist-dit.safetensors",
-                                 at::kCPU, at::kFloat);
+  LoadedModel dense = load_model(test::shipped_model("fmnist-dit.safetensors"), at::kCPU, at::kFloat);
   at::NoGradGuard no_grad;
   at::Tensor x = at::randn({2, 1, 32, 32}), t = at::tensor({5, 900}), y = at::tensor({1, 10});
   DiT flexible = make_flexible(dense.model, flex_of({2, 4, 8}));
