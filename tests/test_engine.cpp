@@ -51,6 +51,8 @@ TEST_CASE("adaLN references compute LayerNorm, modulation and the gated residual
   at::Tensor expected_x = x + mod[2].unsqueeze(1) * branch;
   CHECK(max_abs_diff(x_out, expected_x) < 1e-12);
   CHECK(max_abs_diff(y, norm_modulate_f64(expected_x, mod[3], mod[4])) < 1e-12);
+  CHECK(at::equal(cuda::gated_residual_reference(x, mod[2], branch), x_out));
+  CHECK(at::equal(cuda::gated_residual(x, mod[2], branch), x_out));
   // Off CUDA the dispatching ops are the references, bit for bit.
   CHECK(at::equal(cuda::layer_norm_modulate(x, mod[0], mod[1]), cuda::layer_norm_modulate_reference(x, mod[0], mod[1])));
   CHECK_FALSE(cuda::adaln_kernel_supports(x.to(at::kFloat), mod[0].to(at::kFloat), mod[1].to(at::kFloat)));
@@ -80,6 +82,7 @@ TEST_CASE("fused adaLN kernels match their references", "[engine][cuda]") {
       // The norm reads the stored (rounded) residual, as the reference does.
       CHECK(relative_to_max(y2.to(at::kDouble), norm_modulate_f64(x_out, mod[3], mod[4])) <= tol);
       CHECK_FALSE(at::isnan(y2).any().item<bool>());
+      CHECK(at::equal(cuda::gated_residual(x, mod[2], branch), x_out));  // the same kernel without the norm
     }
   }
   // A width the 16-byte packs do not divide falls back to the reference.

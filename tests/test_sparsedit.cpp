@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "catch.h"
+#include "ditgen/cuda/token_grid.h"
 #include "ditgen/io/png.h"
 #include "ditgen/io/tensor_io.h"
 #include "ditgen/models/model_file.h"
@@ -36,10 +37,14 @@ at::Tensor as_tokens(const at::Tensor& image) {
 TEST_CASE("token pooling and upsampling keep torch's adaptive-average and nearest semantics", "[sparsedit][golden]") {
   auto g = io::load_tensors(golden("sparsedit.safetensors"));
   const at::Tensor in = g.at("pool_in");  // [2, 5, 7, 3]: a 7x3 grid of 5-wide tokens (uneven bins for S = 3)
-  const at::Tensor pooled = nn::pool_tokens(as_tokens(in), 7, 3, 3);                  // [2, 9, 5]
+  const at::Tensor pooled = cuda::pool_tokens(as_tokens(in), 7, 3, 3);                // [2, 9, 5]
   CHECK(max_abs_diff(pooled, as_tokens(g.at("adaptive_pool_3"))) <= 1e-6);
-  const at::Tensor up = nn::upsample_tokens(pooled, 3, 5, 7);                        // [2, 35, 5]
+  const at::Tensor up = cuda::upsample_tokens_reference(pooled, 3, 5, 7);            // [2, 35, 5]
   CHECK(max_abs_diff(up, as_tokens(g.at("nearest_up"))) <= 1e-6);
+  at::Tensor dense = at::randn({2, 35, 5});                                          // [2, 35, 5]
+  const at::Tensor expected = dense + up;
+  CHECK(max_abs_diff(cuda::add_upsampled_tokens_(dense, pooled, 3, 5, 7), expected) <= 1e-6);
+  CHECK(max_abs_diff(dense, expected) <= 1e-6);  // in place
 }
 
 TEST_CASE("a sparse model matches the PyTorch reference at every grid, square and not", "[sparsedit][golden]") {
@@ -353,6 +358,36 @@ TEST_CASE("the CLI runs sparse models: init from a spec, density flags, info, me
   CHECK(r.exit_code != 0);
   CHECK(test::contains(r.err, "must not exceed depth"));
   CHECK_FALSE(std::filesystem::exists(dir / "deep.safetensors"));
+}
+
+TEST_CASE("on the GPU, the token pooling and upsampling kernels equal their references", "[sparsedit][cuda]") {
+  if (test::no_cuda_device()) return;
+  at::NoGradGuard no_grad;
+  struct Case { int h, w, grid; int64_t dim; };
+  // Even and uneven bins, a non-square grid, DiT-XL/2's width and one a thread block covers twice.
+  for (const Case c : {Case{64, 64, 8, 1152}, Case{64, 64, 6, 1152}, Case{16, 16, 12, 40}, Case{7, 5, 3, 16},
+                       Case{9, 9, 2, 2304}}) {
+    for (auto [dtype, tol] : std::vector<std::pair<at::ScalarType, double>>{{at::kFloat, 1e-6}, {at::kBFloat16, 4e-3}}) {
+      INFO(c.h << "x" << c.w << " -> " << c.grid << ", D " << c.dim << ", " << c10::toString(dtype));
+      const at::Tensor x = at::randn({3, c.h * c.w, c.dim}, at::kDouble) + 0.5;  // [3, N, D]
+      const at::Tensor x_gpu = x.to(at::kCUDA, dtype);
+      const at::Tensor pooled = cuda::pool_tokens(x_gpu, c.h, c.w, c.grid).to(at::kCPU, at::kDouble);
+      const at::Tensor expected_pool = cuda::pool_tokens_reference(x_gpu.to(at::kCPU, at::kDouble), c.h, c.w, c.grid);
+      CHECK(test::close_relative(pooled, expected_pool, tol));
+      const at::Tensor sparse = at::randn({3, c.grid * c.grid, c.dim}, at::kDouble);  // [3, S*S, D]
+      at::Tensor sum = x_gpu.clone();
+      cuda::add_upsampled_tokens_(sum, sparse.to(at::kCUDA, dtype), c.grid, c.h, c.w);
+      at::Tensor expected_sum = x_gpu.to(at::kCPU, at::kDouble);
+      cuda::add_upsampled_tokens_reference_(expected_sum, sparse.to(dtype).to(at::kDouble), c.grid, c.h, c.w);
+      CHECK(test::close_relative(sum.to(at::kCPU, at::kDouble), expected_sum, tol));
+      // Not the transposed grid: a row-column mix-up would pass on square grids only.
+      if (c.h != c.w)
+        CHECK_FALSE(test::close_relative(pooled, cuda::pool_tokens_reference(x, c.w, c.h, c.grid), 0.1));
+    }
+  }
+  // A width the 16-byte packs do not divide runs the reference.
+  const at::Tensor odd = at::randn({2, 16, 12}, at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16));
+  CHECK(at::equal(cuda::pool_tokens(odd, 4, 4, 3), cuda::pool_tokens_reference(odd, 4, 4, 3)));
 }
 
 TEST_CASE("on the GPU, sparse forwards and captured density-scheduled generation match the reference",

@@ -12,12 +12,31 @@
 #           (default uniform; timestep-batch trains each batch at its noise levels' grid); `UNTIL=560 ...
 #           wait-longer` collects it
 #   wait-longer  wait for that chain until it ends or UNTIL seconds into the call; its logs and models go to $OUT
+#   distill layout c converted and distilled in one run per VARIANTS entry (sparse_grids values, default
+#           "timestep-batch uniform"), side by side in the background
+#           (configs/train/fmnist-sparsedit-c-distill.yaml): 300 probe steps first time the pair, then each run
+#           gets the steps that fit BUDGET seconds (default 1250); `UNTIL=560 ... wait-distill` collects them
+#   wait-distill  wait for those runs until they end or UNTIL seconds into the call; logs and models to $OUT
 #   eval    FID-FMNIST and class accuracy of the dense model and of schedules (PAIRS="model|schedule ...")
 #   bench   whole-generation wall clock of the fmnist models (SPARSE: the sparse model file); forward times
 #           and generation of DiT-XL/2 against SparseDiT-XL/2 at 512 px (random weights)
 # Results go to $OUT.
 source "$(dirname "$0")/common.sh"
 sparse=${SPARSE:-models/fmnist-sparsedit.safetensors}
+# Waits until no `ditgen train $1*` runs or UNTIL seconds into the call; the logs and models of the run
+# folders $1$2, $1$3, ... go to $OUT.
+collect_runs() {
+  local prefix=$1; shift
+  while pgrep -f "[b]in/ditgen train $prefix" > /dev/null && [ "$SECONDS" -lt "${UNTIL:-560}" ]; do sleep 5; done
+  for run in "$@"; do
+    local dir=$prefix$run name
+    name=$(basename "$dir")
+    [ -f "$dir.out" ] && tail -1 "$dir.out" >&2
+    [ -f "$dir/log.jsonl" ] && cp "$dir/log.jsonl" "$OUT/$name-log.jsonl"
+    [ -f "$dir/model.safetensors" ] && cp "$dir/model.safetensors" "$OUT/fmnist-sparsedit-$name.safetensors"
+  done
+  true
+}
 runs=${RUNS:-"fmnist-sparsedit-a-data fmnist-sparsedit-c-data"}
 for stage in "$@"; do
   echo "== $stage $(date +%T)" >&2
@@ -56,15 +75,35 @@ for stage in "$@"; do
       for run in c-data c-distill c-more; do chain+="$bin train runs/$run.yaml --device cuda > runs/$run.out 2>&1 && "; done
       setsid nohup bash -c "${chain}true" < /dev/null > /dev/null 2>&1 &
       ;;
-    wait-longer)
-      while pgrep -f "[b]in/ditgen train runs/c-" > /dev/null && [ "$SECONDS" -lt "${UNTIL:-560}" ]; do sleep 5; done
-      for run in c-data c-distill c-more; do
-        [ -f runs/$run.out ] && tail -1 runs/$run.out >&2
-        [ -f runs/$run/log.jsonl ] && cp runs/$run/log.jsonl "$OUT/$run-log.jsonl"
-        [ -f runs/$run/model.safetensors ] && cp runs/$run/model.safetensors "$OUT/fmnist-sparsedit-$run.safetensors"
+    wait-longer) collect_runs runs/c- c-data c-distill c-more ;;
+    distill)
+      unpack_fmnist
+      variants=${VARIANTS:-"timestep-batch uniform"}
+      distill_recipe() {  # variant steps folder [sed]
+        recipe fmnist-sparsedit-c-distill "$2" "$3" "s|^sparse_grids: .*|sparse_grids: $1|; \
+          s|^teacher: \.\./\.\./|teacher: $PWD/|; ${4:-}"
+      }
+      for v in $variants; do
+        rm -rf runs/probe-$v runs/d-$v
+        distill_recipe "$v" 300 runs/probe-$v "s|^log_every: .*|log_every: 100|"
+        $bin train runs/probe-$v.yaml --device cuda > runs/probe-$v.out 2>&1 &
       done
-      true
+      wait
+      # Seconds per step side by side, from the slowest run's log between steps 100 and 300.
+      per_step=$(cat runs/probe-*/log.jsonl | python3 -c "
+import json, sys
+t = {}
+for line in sys.stdin:
+    j = json.loads(line); t.setdefault(j['step'], []).append(j['elapsed_s'])
+print((max(t[300]) - max(t[100])) / 200)")
+      steps=$(python3 -c "print(int(${BUDGET:-1250} / $per_step) // 500 * 500)")
+      echo "probe: $per_step s a step side by side; $steps steps each" >&2
+      for v in $variants; do
+        distill_recipe "$v" "$steps" runs/d-$v
+        setsid nohup $bin train runs/d-$v.yaml --device cuda > runs/d-$v.out 2>&1 < /dev/null &
+      done
       ;;
+    wait-distill) collect_runs runs/d- ${VARIANTS:-timestep-batch uniform} ;;
     eval)
       for pair in ${PAIRS:-"models/fmnist-dit.safetensors|dense" "$sparse|dense"}; do
         IFS='|' read -r m s c <<< "$pair"

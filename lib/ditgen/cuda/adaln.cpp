@@ -52,10 +52,14 @@ at::Tensor layer_norm_modulate_reference(const at::Tensor& x, const at::Tensor& 
   return nn::modulate(nn::layer_norm_plain(x), shift, scale);  // [B, N, D]
 }
 
+at::Tensor gated_residual_reference(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch) {
+  return x + gate.unsqueeze(1) * branch;  // [B, N, D]
+}
+
 std::pair<at::Tensor, at::Tensor> gated_residual_layer_norm_modulate_reference(
     const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, const at::Tensor& shift,
     const at::Tensor& scale) {
-  at::Tensor x_out = x + gate.unsqueeze(1) * branch;                        // [B, N, D]
+  at::Tensor x_out = gated_residual_reference(x, gate, branch);             // [B, N, D]
   return {x_out, layer_norm_modulate_reference(x_out, shift, scale)};       // 2 x [B, N, D]
 }
 
@@ -116,12 +120,22 @@ at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, con
   return layer_norm_modulate_reference(x, shift, scale);
 }
 
+#ifdef DITGEN_HAVE_CUDA
+namespace {
+// Whether the fused residual kernel takes x, gate and branch (and the norm's shift and scale).
+bool residual_kernel_takes(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch,
+                           const at::Tensor& shift, const at::Tensor& scale) {
+  return use_fused_path(x) && adaln_kernel_supports(x, shift, scale) && adaln_kernel_supports(branch, gate, gate) &&
+         branch.sizes() == x.sizes() && branch.scalar_type() == x.scalar_type();
+}
+}  // namespace
+#endif
+
 std::pair<at::Tensor, at::Tensor> gated_residual_layer_norm_modulate(const at::Tensor& x, const at::Tensor& gate,
                                                                      const at::Tensor& branch, const at::Tensor& shift,
                                                                      const at::Tensor& scale) {
 #ifdef DITGEN_HAVE_CUDA
-  if (use_fused_path(x) && adaln_kernel_supports(x, shift, scale) && adaln_kernel_supports(branch, gate, gate) &&
-      branch.sizes() == x.sizes() && branch.scalar_type() == x.scalar_type()) {
+  if (residual_kernel_takes(x, gate, branch, shift, scale)) {
     at::Tensor x_out = at::empty_like(x), y = at::empty_like(x);  // [B, N, D] each
     AdaLnArgs args;
     args.x = x.data_ptr();
@@ -133,6 +147,21 @@ std::pair<at::Tensor, at::Tensor> gated_residual_layer_norm_modulate(const at::T
   }
 #endif
   return gated_residual_layer_norm_modulate_reference(x, gate, branch, shift, scale);
+}
+
+at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch) {
+#ifdef DITGEN_HAVE_CUDA
+  if (residual_kernel_takes(x, gate, branch, gate, gate)) {
+    at::Tensor x_out = at::empty_like(x);  // [B, N, D]
+    AdaLnArgs args;
+    args.x = x.data_ptr();
+    args.branch = branch.data_ptr();
+    args.x_out = x_out.data_ptr();
+    run_kernel(args, x, gate, gate, gate);  // shift and scale unread: no norm
+    return x_out;
+  }
+#endif
+  return gated_residual_reference(x, gate, branch);
 }
 
 }  // namespace ditgen::cuda

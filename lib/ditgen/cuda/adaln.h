@@ -39,6 +39,11 @@ std::pair<at::Tensor, at::Tensor> gated_residual_layer_norm_modulate_reference(
     const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, const at::Tensor& shift,
     const at::Tensor& scale);
 
+// x + gate * branch alone (a block's last residual step when no norm follows it in the same op).
+// x, branch [B, N, D]; gate [B, D] -> [B, N, D]
+at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch);
+at::Tensor gated_residual_reference(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch);
+
 // Whether the fused kernel can take these tensors (CUDA, fp32/fp16/bf16, D <= 2048, 16-byte aligned rows).
 bool adaln_kernel_supports(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale);
 

@@ -1,4 +1,5 @@
-// Fused adaLN kernels: (optional gated residual) + LayerNorm + modulation in one pass over the tokens.
+// Fused adaLN kernels: (optional gated residual) + LayerNorm + modulation in one pass over the tokens, or the
+// gated residual alone.
 // One warp owns one row: it loads the row with 16-byte vectors into registers, reduces mean and variance
 // with shuffles (two passes over registers, fp32), and writes the outputs once. The LibTorch reference
 // (adaln.cpp) computes the same in separate ops.
@@ -71,6 +72,7 @@ __global__ void __launch_bounds__(kWarp * kRowsPerBlock) adaln_kernel(AdaLnArgs 
 #pragma unroll
     for (int i = 0; i < P; ++i) sum += v[j][i];
   }
+  if (kResidual && a.y == nullptr) return;  // the gated residual alone
   const float mean = warp_sum(sum) / static_cast<float>(a.dim);
   float sq = 0.f;
 #pragma unroll

@@ -19,7 +19,7 @@ struct AdaLnArgs {
   const void* shift = nullptr;   // [B, D]
   const void* scale = nullptr;   // [B, D]
   void* x_out = nullptr;         // [rows, D] x + gate * branch (only with a branch)
-  void* y = nullptr;             // [rows, D] LayerNorm(x_out or x) * (1 + scale) + shift
+  void* y = nullptr;             // [rows, D] LayerNorm(x_out or x) * (1 + scale) + shift (nullptr: only x_out)
   int64_t rows = 0;
   int64_t tokens_per_sample = 1;
   int64_t dim = 0;

@@ -37,7 +37,7 @@ at::Tensor attention_residual_then_mlp(const at::Tensor& x, const at::Tensor& a,
   // The fused kernels (CUDA inference) or their references; the kernel takes a branch of x's shape only.
   const at::Tensor branch = a.sizes() == x.sizes() ? a : a.expand_as(x).contiguous();                  // [B, N, D]
   auto [h, h_mod] = cuda::gated_residual_layer_norm_modulate(x, mod[2], branch, mod[3], mod[4]);     // [B, N, D] x2
-  return h + mod[5].unsqueeze(1) * mlp->forward(h_mod);  // [B, N, D]
+  return cuda::gated_residual(h, mod[5], mlp->forward(h_mod));                                        // [B, N, D]
 }
 
 at::Tensor DiTBlockImpl::forward(const at::Tensor& x, const at::Tensor& c) {

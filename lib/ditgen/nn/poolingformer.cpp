@@ -11,8 +11,8 @@ PoolingAttentionImpl::PoolingAttentionImpl(int hidden_size) {
 }
 
 at::Tensor PoolingAttentionImpl::forward(const at::Tensor& x) {
-  at::Tensor mean = x.mean(1, /*keepdim=*/true);  // [B, 1, D]
-  return proj->forward(v->forward(mean));        // [B, 1, D]
+  at::Tensor mean = x.mean(1, /*keepdim=*/true);                                       // [B, 1, D]
+  return at::linear(at::linear(mean, v->weight, v->bias), proj->weight, proj->bias);  // [B, 1, D]
 }
 
 PoolingformerBlockImpl::PoolingformerBlockImpl(int hidden_size, int mlp_hidden) {

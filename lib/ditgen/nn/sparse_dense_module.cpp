@@ -1,25 +1,11 @@
 #include "ditgen/nn/sparse_dense_module.h"
 
 #include "ditgen/cuda/adaln.h"
+#include "ditgen/cuda/token_grid.h"
 #include "ditgen/nn/attention.h"
 #include "ditgen/nn/dit_block.h"
 
 namespace ditgen::nn {
-
-at::Tensor pool_tokens(const at::Tensor& x, int grid_h, int grid_w, int grid) {
-  const int64_t B = x.size(0), D = x.size(2);
-  // Viewed channels-last, so neither direction copies the tokens.
-  at::Tensor image = x.view({B, grid_h, grid_w, D}).permute({0, 3, 1, 2});  // [B, D, h, w]
-  at::Tensor pooled = at::adaptive_avg_pool2d(image, {grid, grid});         // [B, D, S, S]
-  return pooled.permute({0, 2, 3, 1}).reshape({B, grid * grid, D});         // [B, S*S, D]
-}
-
-at::Tensor upsample_tokens(const at::Tensor& x, int grid, int grid_h, int grid_w) {
-  const int64_t B = x.size(0), D = x.size(2);
-  at::Tensor image = x.view({B, grid, grid, D}).permute({0, 3, 1, 2});                   // [B, D, S, S]
-  at::Tensor up = at::upsample_nearest2d(image, {grid_h, grid_w});                       // [B, D, h, w]
-  return up.permute({0, 2, 3, 1}).reshape({B, static_cast<int64_t>(grid_h) * grid_w, D});  // [B, N, D]
-}
 
 CrossAttentionImpl::CrossAttentionImpl(int hidden_size, int num_heads) : num_heads_(num_heads) {
   q = register_module("q", torch::nn::Linear(hidden_size, hidden_size));
@@ -30,10 +16,13 @@ CrossAttentionImpl::CrossAttentionImpl(int hidden_size, int num_heads) : num_hea
 at::Tensor CrossAttentionImpl::forward(const at::Tensor& queries, const at::Tensor& context) {
   const int64_t B = queries.size(0), M = queries.size(1), N = context.size(1), D = queries.size(2);
   const int64_t H = num_heads_, hd = D / H;
-  at::Tensor qh = q->forward(queries).view({B, M, H, hd}).transpose(1, 2);                  // [B, H, M, hd]
-  at::Tensor kvh = kv->forward(context).view({B, N, 2, H, hd}).permute({2, 0, 3, 1, 4});  // [2, B, H, N, hd]
+  // at::linear, not Linear::forward (matmul, then a separate bias add): the bias goes in the GEMM's epilogue.
+  at::Tensor qh = at::linear(queries, q->weight, q->bias).view({B, M, H, hd}).transpose(1, 2);  // [B, H, M, hd]
+  at::Tensor kvh = at::linear(context, kv->weight, kv->bias)
+                       .view({B, N, 2, H, hd})
+                       .permute({2, 0, 3, 1, 4});                                          // [2, B, H, N, hd]
   at::Tensor o = at::scaled_dot_product_attention(qh, kvh[0], kvh[1]);                      // [B, H, M, hd]
-  return proj->forward(merge_heads(o));                                                     // [B, M, D]
+  return at::linear(merge_heads(o), proj->weight, proj->bias);                              // [B, M, D]
 }
 
 TokenMergeBlockImpl::TokenMergeBlockImpl(int hidden_size, int num_heads, int mlp_hidden) {
@@ -66,8 +55,9 @@ void TokenRecoveryBlockImpl::start_as_dense() {
 at::Tensor TokenRecoveryBlockImpl::merge(const at::Tensor& sparse, const at::Tensor& dense, int grid, int grid_h,
                                          int grid_w) {
   // Nearest upsampling only repeats rows, so W1 acts on the S x S tokens before it (fewer FLOPs, same result).
-  at::Tensor up = upsample_tokens(merged_layer1->forward(sparse), grid, grid_h, grid_w);  // [B, N, D]
-  return up + merged_layer2->forward(dense);                                                // [B, N, D]
+  at::Tensor merged = at::linear(dense, merged_layer2->weight, merged_layer2->bias);       // [B, N, D]
+  const at::Tensor w1 = at::linear(sparse, merged_layer1->weight, merged_layer1->bias);    // [B, S*S, D]
+  return cuda::add_upsampled_tokens_(merged, w1, grid, grid_h, grid_w);                    // [B, N, D]
 }
 
 at::Tensor TokenRecoveryBlockImpl::forward(const at::Tensor& sparse, const at::Tensor& dense, const at::Tensor& c,
@@ -89,7 +79,7 @@ SparseDenseModuleImpl::SparseDenseModuleImpl(int hidden_size, int num_heads, int
 }
 
 at::Tensor SparseDenseModuleImpl::forward(const at::Tensor& x, const at::Tensor& c, int grid, int grid_h, int grid_w) {
-  at::Tensor sparse = pool_tokens(x, grid_h, grid_w, grid);                                       // [B, S*S, D]
+  at::Tensor sparse = cuda::pool_tokens(x, grid_h, grid_w, grid);                                 // [B, S*S, D]
   sparse = token_merge->forward(sparse, x, c);                                                     // [B, S*S, D]
   for (const auto& block : *semantic_blocks) sparse = block->as<DiTBlock>()->forward(sparse, c);   // [B, S*S, D]
   at::Tensor h = token_recover->forward(sparse, x, c, grid, grid_h, grid_w);                       // [B, N, D]

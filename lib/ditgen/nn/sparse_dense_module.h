@@ -12,12 +12,6 @@
 
 namespace ditgen::nn {
 
-// Tokens of a grid_h x grid_w grid averaged to S x S with torch's adaptive average pool (uneven bins when
-// S does not divide the grid). [B, grid_h * grid_w, D] -> [B, S * S, D]
-at::Tensor pool_tokens(const at::Tensor& x, int grid_h, int grid_w, int grid);
-// S x S tokens spread to grid_h x grid_w with torch's nearest interpolation. [B, S * S, D] -> [B, N, D]
-at::Tensor upsample_tokens(const at::Tensor& x, int grid, int grid_h, int grid_w);
-
 // Multi-head attention of queries from one token set over keys and values from another: separate q and
 // kv projections (a DiT block's qkv rows split), output projection.
 class CrossAttentionImpl : public torch::nn::Module {
