@@ -1,4 +1,5 @@
 // The ditgen CLI end to end on tiny models: outputs, metadata, exit codes, nothing left behind on errors.
+#include <csignal>
 #include <fstream>
 #include <sstream>
 
@@ -8,6 +9,7 @@
 #include "ditgen/io/png.h"
 #include "ditgen/io/tensor_io.h"
 #include "ditgen/io/video.h"
+#include "ditgen/models/model_file.h"
 #include "helpers.h"
 
 using namespace ditgen;
@@ -254,4 +256,44 @@ TEST_CASE("train and eval run from the command line", "[cli][train]") {
   for (const char* key : {"fid", "class_accuracy", "real_vs_real_fid", "gflops_per_image", "wall_seconds"})
     CHECK(j.contains(key));
   CHECK(std::filesystem::exists(dir / "eval.json"));
+}
+
+TEST_CASE("SIGTERM stops training after the step in flight with a checkpoint and --resume finishes it",
+          "[cli][train]") {
+  if (test::fashion_mnist_missing("interrupted training")) return;
+  TempDir dir;
+  const std::string spec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/fmnist-tiny.yaml";
+  auto write_config = [&](int64_t steps) {
+    std::ofstream(dir / "train.yaml") << "model: " << spec << "\noutput: run\nsteps: " << steps
+                                      << "\nbatch_size: 2\nlog_every: 1\ndevice: cpu\nbf16: false\n";
+  };
+  write_config(1000000);  // never finishes on its own
+  bool sent = false;
+  test::CliEnv stop;
+  stop.while_running = [&](int pid, const std::string& err) {
+    if (!sent && contains(err, "step 2/")) {
+      ::kill(pid, SIGTERM);
+      sent = true;
+    }
+    return true;
+  };
+  CliResult r = run_cli({"train", "train.yaml"}, dir.path(), stop);
+  INFO(r.err);
+  REQUIRE(sent);
+  CHECK(r.exit_code == 130);
+  CHECK(r.out.empty());
+  CHECK(std::filesystem::exists(dir / "run" / "checkpoint.safetensors"));
+  CHECK_FALSE(std::filesystem::exists(dir / "run" / "model.safetensors"));
+  const size_t at = r.err.find("stopped at step ");
+  REQUIRE(at != std::string::npos);
+  const int64_t stopped = std::stoll(r.err.substr(at + 16));
+  CHECK(stopped >= 2);
+  // The run goes on from its checkpoint; a config that ends two steps later makes the model file.
+  write_config(stopped + 2);
+  CliResult resumed = run_cli({"train", "train.yaml", "--resume"}, dir.path());
+  INFO(resumed.err);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK(resumed.out == "run/model.safetensors\n");
+  LoadedModel m = load_model(dir / "run" / "model.safetensors", at::kCPU, at::kFloat);
+  CHECK(m.info.training["steps"] == stopped + 2);
 }

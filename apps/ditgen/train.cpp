@@ -5,6 +5,7 @@
 #include <string>
 
 #include "commands.h"
+#include "interrupt.h"
 #include "ditgen/core/log.h"
 #include "ditgen/eval/classifier.h"
 #include "ditgen/pipeline/generator.h"
@@ -23,6 +24,7 @@ struct TrainOptions {
 };
 
 int run_train(const TrainOptions& o) {
+  catch_interrupts(/*terminate_too=*/true);  // Ctrl-C or kill: stop after the step in flight, with a checkpoint
   train::TrainConfig config = train::load_train_config(o.config);
   if (!o.device.empty()) config.device = o.device;
   ModelInfo spec = std::filesystem::path(config.model).extension() == ".safetensors"
@@ -39,7 +41,11 @@ int run_train(const TrainOptions& o) {
                            p.grad_norm, "  ", static_cast<int64_t>(p.images_per_second), " img/s  ",
                            static_cast<int64_t>(p.elapsed_s), " s"));
       },
-      o.stop_after);
+      o.stop_after, [] { return interrupt_count() > 0; });
+  if (interrupt_count() > 0 && result.model_path.empty()) {
+    log::warn(c10::str("interrupted: stopped at step ", result.steps, " with a checkpoint; resume with --resume"));
+    return kInterruptedExitCode;
+  }
   if (result.model_path.empty()) {
     log::info(c10::str("stopped at step ", result.steps, "; resume with --resume"));
   } else {
@@ -73,7 +79,8 @@ Command add_train_command(CLI::App& root) {
   auto o = std::make_shared<TrainOptions>();
   CLI::App* app = root.add_subcommand("train", "Train or fine-tune a model from a YAML config (see configs/train)");
   app->add_option("config", o->config, "Training config (YAML)")->required();
-  app->add_flag("--resume", o->resume, "Continue the run from its output folder's checkpoint");
+  app->add_flag("--resume", o->resume,
+                "Continue the run from its output folder's checkpoint (Ctrl-C or SIGTERM stops a run with one: exit 130)");
   app->add_option("--device", o->device, "auto, cpu, cuda or cuda:N (overrides the config)");
   app->add_option("--stop-after", o->stop_after, "Stop after this step with a checkpoint (resume later)");
   return {app, [o] { return run_train(*o); }};

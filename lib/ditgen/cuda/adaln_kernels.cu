@@ -14,13 +14,6 @@ namespace {
 constexpr int kWarp = 32;
 constexpr int kRowsPerBlock = 4;
 
-// 16 bytes of T, loaded and stored as one vector.
-template <typename T>
-struct alignas(16) Pack {
-  static constexpr int size = 16 / sizeof(T);
-  T v[size];
-};
-
 template <typename T>
 __device__ inline void load_floats(const T* p, float* out) {
   Pack<T> pack = *reinterpret_cast<const Pack<T>*>(p);

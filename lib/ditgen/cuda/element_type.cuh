@@ -1,4 +1,4 @@
-// Device side of ElementType for the kernel sources: conversions to and from fp32, and the dispatch from an
+// Device side of ElementType for the kernel sources: conversions to and from fp32, 16-byte vector packs,
 // ElementType to the CUDA type a templated launcher takes.
 #pragma once
 
@@ -17,6 +17,13 @@ template <typename T> __device__ inline T from_float(float v);
 template <> __device__ inline float from_float<float>(float v) { return v; }
 template <> __device__ inline __half from_float<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// 16 bytes of T, loaded and stored as one vector.
+template <typename T>
+struct alignas(16) Pack {
+  static constexpr int size = 16 / sizeof(T);
+  T v[size];
+};
 
 // launch(T{}) with T the CUDA type of `type`: float, __half or __nv_bfloat16.
 template <typename Launch>

@@ -18,12 +18,6 @@ constexpr int kThreads = 128;     // upsampling
 constexpr int kMaxThreads = 256;  // pooling: a thread per pack of a token, up to this many
 
 template <typename T>
-struct alignas(16) Pack {
-  static constexpr int size = 16 / sizeof(T);
-  T v[size];
-};
-
-template <typename T>
 __global__ void __launch_bounds__(kMaxThreads) pool_tokens_kernel(TokenGridArgs a) {
   constexpr int P = Pack<T>::size;
   const int sw = a.sparse_w, sh = a.sparse_h;

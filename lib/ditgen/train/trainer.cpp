@@ -193,7 +193,8 @@ class Run {
     }
   }
 
-  TrainResult run(const std::function<void(const TrainProgress&)>& on_log, int64_t stop_after) {
+  TrainResult run(const std::function<void(const TrainProgress&)>& on_log, int64_t stop_after,
+                  const std::function<bool()>& stop_requested) {
     const auto start = std::chrono::steady_clock::now();
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
     std::ofstream log(c_.output / "log.jsonl", std::ios::app);
@@ -229,6 +230,7 @@ class Run {
       }
       if (c_.checkpoint_every > 0 && step_ % c_.checkpoint_every == 0 && step_ < end) save_checkpoint();
       if (c_.sample_every > 0 && step_ % c_.sample_every == 0 && step_ < c_.steps) sample_grid();
+      if (stop_requested && step_ < end && stop_requested()) break;
     }
     TrainResult result;
     result.steps = step_;
@@ -633,9 +635,10 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
 }
 
 TrainResult train_model(const TrainConfig& config, const Dataset& data, bool resume,
-                        const std::function<void(const TrainProgress&)>& on_log, int64_t stop_after) {
+                        const std::function<void(const TrainProgress&)>& on_log, int64_t stop_after,
+                        const std::function<bool()>& stop_requested) {
   Run run(config, data, resume);
-  return run.run(on_log, stop_after);
+  return run.run(on_log, stop_after, stop_requested);
 }
 
 }  // namespace ditgen::train

@@ -93,8 +93,10 @@ struct TrainResult {
 
 // Trains per `config` on `data`, resuming from output/checkpoint.safetensors when it exists and `resume`
 // is set (Error(Usage) when a checkpoint exists and resume is not set, so no run is overwritten by accident).
-// `stop_after` > 0 ends the run early after that step (with a checkpoint), as an interruption would.
+// `stop_after` > 0 ends the run early after that step, and `stop_requested` (asked after every step) when it
+// returns true: with a checkpoint, no model file, and TrainResult::steps the last step done.
 TrainResult train_model(const TrainConfig& config, const Dataset& data, bool resume,
-                        const std::function<void(const TrainProgress&)>& on_log = {}, int64_t stop_after = 0);
+                        const std::function<void(const TrainProgress&)>& on_log = {}, int64_t stop_after = 0,
+                        const std::function<bool()>& stop_requested = {});
 
 }  // namespace ditgen::train
