@@ -1,5 +1,5 @@
-// Device side of ElementType for the kernel sources: conversions to and from fp32, 16-byte vector packs,
-// ElementType to the CUDA type a templated launcher takes.
+// Device side of ElementType for the kernel sources: conversions to and from fp32, 16-byte vector packs, and
+// the dispatch from an ElementType to the CUDA type a templated launcher takes.
 #pragma once
 
 #include <cuda_bf16.h>
