@@ -35,3 +35,19 @@ wait_for_run() {
   cp "$1/log.jsonl" "$OUT/$(basename "$1")-log.jsonl"
   if [ -f "$1/model.safetensors" ]; then cp "$1/model.safetensors" "$OUT/$(basename "$1").safetensors"; fi
 }
+# Stops every background `ditgen train runs/...` now (SIGTERM: each stops after its step in flight with a
+# checkpoint), then resumes each stopped run with its steps lowered to where it stopped, which writes its
+# model at once: a run cut by the device deadline still leaves a model to evaluate. Collect them afterwards.
+stop_runs() {
+  pkill -TERM -f "[b]in/ditgen train runs/" || true
+  while pgrep -f "[b]in/ditgen train runs/" > /dev/null; do sleep 1; done
+  local out run step
+  for out in runs/*.out; do
+    run=${out%.out}
+    [ -f "$run/checkpoint.safetensors" ] && [ ! -f "$run/model.safetensors" ] || continue
+    step=$(grep -o "stopped at step [0-9]*" "$out" | tail -1 | grep -o "[0-9]*$") || continue
+    sed -i "s|^steps: .*|steps: $step|" "$run.yaml"
+    $bin train "$run.yaml" --resume --device cuda >> "$out" 2>&1
+    echo "$run: stopped at step $step, model written" >&2
+  done
+}

@@ -17,6 +17,8 @@
 #           (configs/train/fmnist-sparsedit-c-distill.yaml): 300 probe steps first time the pair, then each run
 #           gets the steps that fit BUDGET seconds (default 1250); `UNTIL=560 ... wait-distill` collects them
 #   wait-distill  wait for those runs until they end or UNTIL seconds into the call; logs and models to $OUT
+#   stop    stop every background run now with a checkpoint and write its model at the step it reached
+#           (common.sh stop_runs), e.g. before the device budget ends; then wait-longer / wait-distill collect
 #   eval    FID-FMNIST and class accuracy of the dense model and of schedules (PAIRS="model|schedule ...")
 #   bench   whole-generation wall clock of the fmnist models (SPARSE: the sparse model file); forward times
 #           and generation of DiT-XL/2 against SparseDiT-XL/2 at 512 px (random weights)
@@ -104,6 +106,7 @@ print((max(t[300]) - max(t[100])) / 200)")
       done
       ;;
     wait-distill) collect_runs runs/d- ${VARIANTS:-timestep-batch uniform} ;;
+    stop) stop_runs ;;
     eval)
       for pair in ${PAIRS:-"models/fmnist-dit.safetensors|dense" "$sparse|dense"}; do
         IFS='|' read -r m s c <<< "$pair"
