@@ -14,9 +14,9 @@
 #   wait-longer  wait for that chain until it ends or UNTIL seconds into the call; its logs and models go to $OUT
 #   distill layout c converted and distilled in one run per VARIANTS entry (sparse_grids values, default
 #           "timestep-batch uniform"), side by side in the background
-#           (configs/train/fmnist-sparsedit-c-distill.yaml): 300 probe steps first time the pair side by side,
-#           then each run gets the steps that fit BUDGET seconds (default 1250); `UNTIL=560 ... wait-distill`
-#           collects them
+#           (configs/train/fmnist-sparsedit-c-distill.yaml): 300 probe steps of the pair measure the seconds
+#           per step, then each run gets the steps that fit BUDGET seconds (default 1250); `UNTIL=560 ...
+#           wait-distill` collects them
 #   wait-distill  wait for those runs until they end or UNTIL seconds into the call; logs and models to $OUT
 #   stop    stop every background run now with a checkpoint and write its model at the step it reached
 #           (common.sh stop_runs), e.g. before the device budget ends; then wait-longer / wait-distill collect
