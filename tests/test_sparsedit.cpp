@@ -45,6 +45,19 @@ TEST_CASE("token pooling and upsampling keep torch's adaptive-average and neares
   const at::Tensor expected = dense + up;
   CHECK(max_abs_diff(cuda::add_upsampled_tokens_(dense, pooled, 3, 5, 7), expected) <= 1e-6);
   CHECK(max_abs_diff(dense, expected) <= 1e-6);  // in place
+  // Shapes that do not match the grids are refused before anything is read (the kernels index by them).
+  auto refused = [](const std::function<void()>& f, const std::string& why) {  // a TORCH_CHECK: c10::Error
+    try {
+      f();
+    } catch (const std::exception& e) {
+      return test::contains(e.what(), why);
+    }
+    return false;
+  };
+  CHECK(refused([&] { cuda::pool_tokens(as_tokens(in), 7, 4, 3); }, "must be [B, 28, D]"));
+  CHECK(refused([&] { cuda::pool_tokens(as_tokens(in), 7, 3, 4); }, "does not fit"));
+  CHECK(refused([&] { cuda::add_upsampled_tokens_(dense, pooled, 2, 5, 7); }, "must be [B, 4, D]"));
+  CHECK(refused([&] { cuda::add_upsampled_tokens_(dense, pooled.narrow(2, 0, 4), 3, 5, 7); }, "do not match"));
 }
 
 TEST_CASE("a sparse model matches the PyTorch reference at every grid, square and not", "[sparsedit][golden]") {

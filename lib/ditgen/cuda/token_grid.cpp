@@ -11,6 +11,20 @@
 
 namespace ditgen::cuda {
 
+namespace {
+
+// The shapes both paths need (the kernels index by them, so they are checked before either runs).
+void check_tokens(const at::Tensor& t, int64_t tokens, const char* what) {
+  TORCH_CHECK(t.dim() == 3 && t.size(1) == tokens, what, " must be [B, ", tokens, ", D], got ", t.sizes());
+}
+
+void check_grids(int grid, int grid_h, int grid_w) {
+  TORCH_CHECK(grid >= 1 && grid_h >= grid && grid_w >= grid, "a ", grid, "x", grid, " grid does not fit ", grid_h,
+              "x", grid_w, " tokens");
+}
+
+}  // namespace
+
 at::Tensor pool_tokens_reference(const at::Tensor& x, int grid_h, int grid_w, int grid) {
   const int64_t B = x.size(0), D = x.size(2);
   // Viewed channels-last, so neither direction copies the tokens.
@@ -60,6 +74,8 @@ void check_launch(cudaError_t err, const char* what) {
 #endif
 
 at::Tensor pool_tokens(const at::Tensor& x, int grid_h, int grid_w, int grid) {
+  check_grids(grid, grid_h, grid_w);
+  check_tokens(x, static_cast<int64_t>(grid_h) * grid_w, "pooled tokens");
 #ifdef DITGEN_HAVE_CUDA
   if (kernel_takes(x, x)) {
     at::Tensor out = at::empty({x.size(0), static_cast<int64_t>(grid) * grid, x.size(2)}, x.options());  // [B, S*S, D]
@@ -75,6 +91,11 @@ at::Tensor pool_tokens(const at::Tensor& x, int grid_h, int grid_w, int grid) {
 }
 
 at::Tensor add_upsampled_tokens_(at::Tensor& dense, const at::Tensor& sparse, int grid, int grid_h, int grid_w) {
+  check_grids(grid, grid_h, grid_w);
+  check_tokens(dense, static_cast<int64_t>(grid_h) * grid_w, "dense tokens");
+  check_tokens(sparse, static_cast<int64_t>(grid) * grid, "sparse tokens");
+  TORCH_CHECK(sparse.size(0) == dense.size(0) && sparse.size(2) == dense.size(2), "sparse tokens ", sparse.sizes(),
+              " do not match dense tokens ", dense.sizes());
 #ifdef DITGEN_HAVE_CUDA
   if (kernel_takes(dense, sparse) && kernel_takes(sparse, dense)) {
     TokenGridArgs args = grid_args(dense, grid, grid_h, grid_w);
