@@ -27,12 +27,12 @@ start_run() {
   recipe "$1" "$2" "runs/$1-$2" "${3:-}"
   setsid nohup $bin train "runs/$1-$2.yaml" --device cuda > "runs/$1-$2.out" 2>&1 < /dev/null &
 }
-# Waits for the run folder $1 until it ends or $2 seconds into the call; its log, and its model once
-# finished, go to $OUT.
+# Waits for the run folder $1 until it ends or $2 seconds into the call; its log once it has one, and its
+# model once finished, go to $OUT.
 wait_for_run() {
   while pgrep -f "ditgen train $1.yaml" > /dev/null && [ "$SECONDS" -lt "$2" ]; do sleep 5; done
-  tail -2 "$1.out" >&2
-  cp "$1/log.jsonl" "$OUT/$(basename "$1")-log.jsonl"
+  if [ -f "$1.out" ]; then tail -2 "$1.out" >&2; fi
+  if [ -f "$1/log.jsonl" ]; then cp "$1/log.jsonl" "$OUT/$(basename "$1")-log.jsonl"; fi
   if [ -f "$1/model.safetensors" ]; then cp "$1/model.safetensors" "$OUT/$(basename "$1").safetensors"; fi
 }
 # Stops every background `ditgen train runs/...` now (SIGTERM: each stops after its step in flight with a

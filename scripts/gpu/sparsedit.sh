@@ -26,19 +26,12 @@
 # Results go to $OUT.
 source "$(dirname "$0")/common.sh"
 sparse=${SPARSE:-models/fmnist-sparsedit.safetensors}
-# Waits until no `ditgen train $1*` runs or UNTIL seconds into the call; the logs and models of the run
-# folders $1$2, $1$3, ... go to $OUT.
+# Waits until no `ditgen train $1*` runs or UNTIL seconds into the call; the run folders $1$2, $1$3, ... then
+# go to $OUT as wait_for_run gives them.
 collect_runs() {
-  local prefix=$1; shift
+  local prefix=$1 run; shift
   while pgrep -f "[b]in/ditgen train $prefix" > /dev/null && [ "$SECONDS" -lt "${UNTIL:-560}" ]; do sleep 5; done
-  for run in "$@"; do
-    local dir=$prefix$run name
-    name=$(basename "$dir")
-    [ -f "$dir.out" ] && tail -1 "$dir.out" >&2
-    [ -f "$dir/log.jsonl" ] && cp "$dir/log.jsonl" "$OUT/$name-log.jsonl"
-    [ -f "$dir/model.safetensors" ] && cp "$dir/model.safetensors" "$OUT/fmnist-sparsedit-$name.safetensors"
-  done
-  true
+  for run in "$@"; do wait_for_run "$prefix$run" 0; done
 }
 runs=${RUNS:-"fmnist-sparsedit-a-data fmnist-sparsedit-c-data"}
 for stage in "$@"; do
