@@ -7,10 +7,11 @@ mkdir -p "$OUT"
 export DITGEN_FMNIST_DIR=/tmp/fmnist
 bin=build-gpu/bin/ditgen
 # A training recipe for this machine: configs/train/$1.yaml with $2 steps and output folder $3 (its model
-# path made absolute), plus any further sed expressions in $4, written to $3.yaml.
+# and teacher paths made absolute), plus any further sed expressions in $4, written to $3.yaml.
 recipe() {
   mkdir -p "$(dirname "$3")"
-  sed "s|^steps: .*|steps: $2|; s|^output: .*|output: $3|; s|^model: \.\./|model: $PWD/configs/|; ${4:-}" \
+  sed "s|^steps: .*|steps: $2|; s|^output: .*|output: $3|; s|^model: \.\./|model: $PWD/configs/|; \
+    s|^teacher: \.\./|teacher: $PWD/configs/|; ${4:-}" \
     "configs/train/$1.yaml" > "$3.yaml"
 }
 # Fashion-MNIST unpacked into $DITGEN_FMNIST_DIR from the carried .deps, unless a warm machine has it already.

@@ -64,9 +64,9 @@ for stage in "$@"; do
       grids="s|^steps: |sparse_grids: ${GRIDS:-uniform}\nsteps: |"
       recipe fmnist-sparsedit-c-data 4000 runs/c-data "$grids"
       recipe fmnist-sparsedit-c-continue "${STEPS:-16000}" runs/c-distill \
-        "$grids; s|^model: .*|model: $PWD/runs/c-data/model.safetensors|; s|^teacher: \.\./\.\./|teacher: $PWD/|"
+        "$grids; s|^model: .*|model: $PWD/runs/c-data/model.safetensors|"
       recipe fmnist-sparsedit-c-continue 6000 runs/c-more "$grids; s|^model: .*|model: $PWD/runs/c-distill/model.safetensors|; \
-        s|^teacher: \.\./\.\./|teacher: $PWD/|; s|^lr: .*|lr: 5.0e-5|; s|^seed: 3|seed: 4|"
+        s|^lr: .*|lr: 5.0e-5|; s|^seed: 3|seed: 4|"
       chain=""
       for run in c-data c-distill c-more; do chain+="$bin train runs/$run.yaml --device cuda > runs/$run.out 2>&1 && "; done
       setsid nohup bash -c "${chain}true" < /dev/null > /dev/null 2>&1 &
@@ -76,8 +76,7 @@ for stage in "$@"; do
       unpack_fmnist
       variants=${VARIANTS:-"timestep-batch uniform"}
       distill_recipe() {  # variant steps folder [sed]
-        recipe fmnist-sparsedit-c-distill "$2" "$3" "s|^sparse_grids: .*|sparse_grids: $1|; \
-          s|^teacher: \.\./\.\./|teacher: $PWD/|; ${4:-}"
+        recipe fmnist-sparsedit-c-distill "$2" "$3" "s|^sparse_grids: .*|sparse_grids: $1|; ${4:-}"
       }
       for v in $variants; do
         rm -rf runs/probe-$v runs/d-$v
