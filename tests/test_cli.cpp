@@ -288,7 +288,25 @@ TEST_CASE("SIGTERM stops training after the step in flight with a checkpoint and
   REQUIRE(at != std::string::npos);
   const int64_t stopped = std::stoll(r.err.substr(at + 16));
   CHECK(stopped >= 2);
-  // The run goes on from its checkpoint; a config that ends two steps later makes the model file.
+  nlohmann::json last_log;
+  {
+    std::ifstream log(dir / "run" / "log.jsonl");
+    for (std::string line; std::getline(log, line);) last_log = nlohmann::json::parse(line);
+  }
+  REQUIRE(last_log.value("step", int64_t{0}) == stopped);
+  // Steps lowered to where it stopped (scripts/gpu/common.sh stop_runs): the model is written at once, and
+  // its record keeps the stopped run's last loss and time, not those of a resume that trained nothing.
+  write_config(stopped);
+  CliResult at_once = run_cli({"train", "train.yaml", "--resume"}, dir.path());
+  INFO(at_once.err);
+  REQUIRE(at_once.exit_code == 0);
+  {
+    LoadedModel m = load_model(dir / "run" / "model.safetensors", at::kCPU, at::kFloat);
+    CHECK(m.info.training["steps"] == stopped);
+    CHECK(m.info.training["final_loss"].get<double>() == Approx(last_log["loss"].get<double>()));
+    CHECK(m.info.training["seconds"].get<double>() >= last_log["elapsed_s"].get<double>());
+  }
+  // The run goes on from its checkpoint; a config that ends two steps later makes the model file again.
   write_config(stopped + 2);
   CliResult resumed = run_cli({"train", "train.yaml", "--resume"}, dir.path());
   INFO(resumed.err);

@@ -199,7 +199,10 @@ class Run {
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
     std::ofstream log(c_.output / "log.jsonl", std::ios::app);
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));  // summed on the device: no syncs
-    double last_loss = 0, grad_norm = 0;
+    // A resumed run's record counts the time and last loss of the runs before it too (from the checkpoint).
+    const double seconds_before = trained_seconds_;
+    auto trained_seconds = [&] { return trained_seconds_ = seconds_before + elapsed(); };
+    double grad_norm = 0;
     int64_t loss_count = 0, images_since = 0;
     double since = 0;
     const int64_t end = stop_after > 0 ? std::min(stop_after, c_.steps) : c_.steps;
@@ -214,7 +217,7 @@ class Run {
         TrainProgress p;
         p.step = step_;
         p.steps = c_.steps;
-        p.loss = last_loss = loss_sum.item<double>() / loss_count;
+        p.loss = last_loss_ = loss_sum.item<double>() / loss_count;
         p.lr = learning_rate(c_, step_ - 1);
         p.grad_norm = grad_norm;
         p.elapsed_s = elapsed();
@@ -228,14 +231,17 @@ class Run {
         images_since = 0;
         since = p.elapsed_s;
       }
-      if (c_.checkpoint_every > 0 && step_ % c_.checkpoint_every == 0 && step_ < end) save_checkpoint();
+      if (c_.checkpoint_every > 0 && step_ % c_.checkpoint_every == 0 && step_ < end) {
+        trained_seconds();
+        save_checkpoint();
+      }
       if (c_.sample_every > 0 && step_ % c_.sample_every == 0 && step_ < c_.steps) sample_grid();
       if (stop_requested && step_ < end && stop_requested()) break;
     }
     TrainResult result;
     result.steps = step_;
-    result.seconds = elapsed();
-    result.final_loss = last_loss;
+    result.seconds = trained_seconds();
+    result.final_loss = last_loss_;
     save_checkpoint();  // also when finished: the folder then refuses a silent restart, and --resume can extend it
     if (step_ < c_.steps) return result;
     sample_grid();
@@ -409,7 +415,11 @@ class Run {
       tensors.emplace_back("adam.exp_avg." + names_[i], exp_avg_[i]);
       tensors.emplace_back("adam.exp_avg_sq." + names_[i], exp_avg_sq_[i]);
     }
-    nlohmann::json meta{{"step", step_}, {"train_config", c_.to_json()}, {"model", info_.name}};
+    nlohmann::json meta{{"step", step_},
+                        {"seconds", trained_seconds_},
+                        {"last_loss", last_loss_},
+                        {"train_config", c_.to_json()},
+                        {"model", info_.name}};
     io::save_tensors(c_.output / "checkpoint.safetensors", tensors, {{kCheckpointKey, meta.dump()}});
   }
 
@@ -420,7 +430,10 @@ class Run {
       throw Error(ErrorKind::Input, path.string() + ": not a ditgen training checkpoint");
     int64_t step = 0;
     try {
-      step = nlohmann::json::parse(meta_it->second).at("step").get<int64_t>();
+      const nlohmann::json meta = nlohmann::json::parse(meta_it->second);
+      step = meta.at("step").get<int64_t>();
+      trained_seconds_ = meta.value("seconds", 0.0);  // absent in checkpoints written before they were kept
+      last_loss_ = meta.value("last_loss", 0.0);
     } catch (const nlohmann::json::exception& e) {
       throw Error(ErrorKind::Input, path.string() + ": malformed checkpoint metadata: " + e.what());
     }
@@ -481,6 +494,7 @@ class Run {
   int64_t step_ = 0;
 };
 
+  double trained_seconds_ = 0, last_loss_ = 0;  // over every run of this output folder
 }  // namespace
 
 nlohmann::json TrainConfig::to_json() const {
