@@ -374,6 +374,62 @@ TEST_CASE("the CLI runs sparse models: init from a spec, density flags, info, me
   CHECK_FALSE(std::filesystem::exists(dir / "deep.safetensors"));
 }
 
+TEST_CASE("a model's default schedule: generate and info follow it, flags override it, bad ones are refused",
+          "[sparsedit][cli]") {
+  test::TempDir dir;
+  const std::string tiny_sparse = "config:\n  depth: 4\n  hidden_size: 32\n  num_heads: 2\n  patch_size: 2\n"
+                                  "  in_channels: 1\n  input_size: [16, 16]\n  num_classes: 10\n  image_space: pixel\n"
+                                  "  sparse: {pooling_blocks: 1, modules: 1, groups: [1, 1, 1, 0], min_grid: 2, max_grid: 5}\n";
+  std::ofstream(dir / "spec.yaml") << tiny_sparse << "sampler_defaults: {steps: 4, schedule: grid=3}\n";
+  REQUIRE(test::run_cli({"init", "spec.yaml", "-o", "m.safetensors", "--weights", "normal"}, dir.path()).exit_code == 0);
+  auto r = test::run_cli({"info", "m.safetensors", "--steps", "8"}, dir.path());
+  REQUIRE(r.exit_code == 0);
+  CHECK(test::contains(r.out, "grids:       steps 1-8: 3"));
+  CHECK(test::contains(r.out, "sampling:    ddim, 4 steps, cfg 4, schedule grid=3"));
+  r = test::run_cli({"info", "m.safetensors", "--steps", "8", "--schedule", "dense"}, dir.path());
+  CHECK(test::contains(r.out, "grids:       steps 1-3: 2, steps 4-5: 3, steps 6-7: 4, steps 8-8: 5"));
+  for (const auto& [flags, expected] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{}, "grid=3"}, {{"--schedule", "dense"}, "dense"}, {{"--schedule", "density=2:4"}, "density=2:4"}}) {
+    std::vector<std::string> args{"generate", "-m", "m.safetensors", "3", "-o", "a.png", "--device", "cpu"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    REQUIRE(test::run_cli(args, dir.path()).exit_code == 0);
+    CHECK(read_generation_record(dir / "a.png")["schedule"] == expected);
+    std::filesystem::remove(dir / "a.png");
+  }
+
+  // A default the model cannot run: refused in a spec (input error) and in a model file (model error).
+  std::ofstream(dir / "dense.yaml") << "config:\n  depth: 2\n  hidden_size: 32\n  num_heads: 2\n  patch_size: 2\n"
+                                       "  in_channels: 1\n  input_size: [16, 16]\n  num_classes: 10\n"
+                                       "sampler_defaults: {schedule: density=2:4}\n";
+  r = test::run_cli({"init", "dense.yaml", "-o", "dense.safetensors"}, dir.path());
+  CHECK(r.exit_code == 3);
+  CHECK(test::contains(r.err, "default schedule 'density=2:4'"));
+  CHECK_FALSE(std::filesystem::exists(dir / "dense.safetensors"));
+  io::Metadata meta = io::SafetensorsFile::open(dir / "m.safetensors", ErrorKind::Model).metadata();
+  auto defaults = nlohmann::json::parse(meta.at("ditgen.sampler_defaults"));
+  defaults["schedule"] = "grid=9";  // larger than the 8x8 token grid
+  meta["ditgen.sampler_defaults"] = defaults.dump();
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (auto& [name, tensor] : io::load_tensors(dir / "m.safetensors", ErrorKind::Model)) tensors.emplace_back(name, tensor);
+  io::save_tensors(dir / "bad.safetensors", tensors, meta);
+  r = test::run_cli({"info", "bad.safetensors"}, dir.path());
+  CHECK(r.exit_code == 4);
+  CHECK(test::contains(r.err, "default schedule 'grid=9'"));
+  r = test::run_cli({"generate", "-m", "bad.safetensors", "3", "-o", "b.png", "--device", "cpu"}, dir.path());
+  CHECK(r.exit_code == 4);
+  CHECK_FALSE(std::filesystem::exists(dir / "b.png"));
+
+  // Training refuses such a default before the first step, so no run ends in a file that cannot load.
+  if (test::fashion_mnist_missing("a training config's default schedule")) return;
+  const std::string spec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/fmnist-tiny.yaml";
+  std::ofstream(dir / "train.yaml") << "model: " << spec << "\noutput: run\nsteps: 2\nbatch_size: 2\ndevice: cpu\n"
+                                       "bf16: false\nsampler_defaults: {schedule: density=2:4}\n";
+  r = test::run_cli({"train", "train.yaml"}, dir.path());
+  CHECK(r.exit_code == 2);
+  CHECK(test::contains(r.err, "default schedule 'density=2:4'"));
+  CHECK_FALSE(std::filesystem::exists(dir / "run" / "model.safetensors"));
+}
+
 TEST_CASE("on the GPU, the token pooling and upsampling kernels equal their references", "[sparsedit][cuda]") {
   if (test::no_cuda_device()) return;
   at::NoGradGuard no_grad;

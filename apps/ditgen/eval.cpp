@@ -17,7 +17,8 @@ namespace ditgen::cli {
 namespace {
 
 struct EvalCliOptions {
-  std::string model, classifier, data_dir, output, sampler, device = "auto", dtype = "auto", schedule = "dense";
+  std::string model, classifier, data_dir, output, sampler, device = "auto", dtype = "auto";
+  std::optional<std::string> schedule;
   int64_t num_samples = 10000;
   int steps = 50;
   std::optional<double> cfg_scale;
@@ -34,7 +35,6 @@ int run_eval(const EvalCliOptions& o) {
   options.steps = o.steps;
   options.sampler = o.sampler;
   options.cfg_scale = o.cfg_scale;
-  options.schedule = resolve_schedule(o.schedule);
   options.batch_size = o.batch_size;
   options.auto_batch = o.auto_batch;
   options.seed = o.seed;
@@ -55,6 +55,7 @@ int run_eval(const EvalCliOptions& o) {
   const at::Device device = parse_device(o.device);
   const at::ScalarType dtype = o.dtype == "auto" ? (device.is_cuda() ? at::kBFloat16 : at::kFloat) : parse_dtype(o.dtype);
   Generator generator(model, device, dtype);
+  options.schedule = resolve_schedule(o.schedule, generator.info());
   eval::EvalReport report = eval::evaluate(generator, options, [](int64_t done, int64_t total) {
     log::debug(c10::str("generated ", done, "/", total));
   });
@@ -92,8 +93,9 @@ Command add_eval_command(CLI::App& root) {
   app->add_option("--steps", o->steps, "Sampling steps")->capture_default_str();
   app->add_option("--sampler", o->sampler, "Sampler (default: the model's)");
   app->add_option("--cfg-scale", o->cfg_scale, "Guidance scale (default: the model's)");
-  app->add_option("--schedule", o->schedule, "Compute schedule (flexible models): preset, YAML file or shorthand")
-      ->capture_default_str();
+  app->add_option("--schedule", o->schedule,
+                  "Compute schedule (flexible and sparse models): preset, YAML file or shorthand (default: the "
+                  "model's, else dense)");
   app->add_option("--batch-size", o->batch_size, "Images per forward pass")->capture_default_str();
   app->add_flag("--auto-batch", o->auto_batch, "Out of GPU memory: halve the batch and go on");
   app->add_option("-s,--seed", o->seed, "Seed of the first image")->capture_default_str();

@@ -36,7 +36,7 @@ struct GenerateOptions {
   std::optional<std::string> sampler;
   std::optional<double> cfg_scale;
   std::optional<int> cfg_channels;
-  std::string schedule = "dense";
+  std::optional<std::string> schedule;
   bool merge_lora = false;
   double eta = 0.0;
   int num_images = 1;
@@ -198,8 +198,8 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   const SamplerDefaults& d = info.sampler_defaults;
   settings.sampler = {o.sampler.value_or(d.sampler), o.steps.value_or(d.steps), o.eta};
   settings.guidance = {o.cfg_scale.value_or(d.cfg_scale), o.cfg_channels.value_or(d.cfg_channels)};
-  settings.schedule = resolve_schedule(o.schedule);
-  settings.resolve_schedule = resolve_schedule;
+  settings.schedule = resolve_schedule(o.schedule, info);
+  settings.resolve_schedule = [](const std::string& spec) { return resolve_schedule(spec); };
   if (!o.negative.empty() && o.negative != "none") settings.negative = o.negative;
   settings.width = o.width;
   settings.height = o.height;
@@ -354,8 +354,8 @@ Command add_generate_command(CLI::App& root) {
   app->add_option("--schedule", o->schedule,
                   "Compute schedule of a flexible model: a preset (configs/schedules: flexi-64, flexi-55, ...), a "
                   "YAML file, or the shorthand, e.g. weak=4:0.4 = patch 4 for the first 40% of steps "
-                  "(docs/FLEXIDIT.md)")
-      ->capture_default_str()
+                  "(docs/FLEXIDIT.md), or a sparse model's density=6:10 (docs/SPARSEDIT.md); default: the model's, "
+                  "else dense")
       ->group(sampling);
   app->add_option("--width", o->width, "Width in model units (pixels or latents); default: the model's")->group(sampling);
   app->add_option("--height", o->height, "Height in model units; default: the model's")->group(sampling);

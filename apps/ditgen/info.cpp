@@ -19,7 +19,7 @@ namespace {
 struct InfoOptions {
   std::string model;
   int height = 0, width = 0;
-  std::string schedule = "dense";
+  std::optional<std::string> schedule;
   int steps = 0;
   double cfg_scale = 0;
   bool json = false;
@@ -51,7 +51,7 @@ int run_info(const InfoOptions& o) {
     throw Error(ErrorKind::Usage, "size " + std::to_string(h) + "x" + std::to_string(w) +
                                       " is not a positive multiple of the patch size " + std::to_string(c.patch_size));
   const double gflops = dit_gflops(c, h, w);
-  const schedule::ComputeSchedule plan = resolve_schedule(o.schedule);
+  const schedule::ComputeSchedule plan = resolve_schedule(o.schedule, info);
   plan.validate(c, h, w);
   const int steps = o.steps > 0 ? o.steps : info.sampler_defaults.steps;
   const bool guided = (o.cfg_scale > 0 ? o.cfg_scale : info.sampler_defaults.cfg_scale) != 1.0;
@@ -73,11 +73,7 @@ int run_info(const InfoOptions& o) {
                    {"size", {h, w}},
                    {"gflops_per_forward", gflops},
                    {"class_names", info.class_names},
-                   {"sampler_defaults",
-                    {{"sampler", info.sampler_defaults.sampler},
-                     {"steps", info.sampler_defaults.steps},
-                     {"cfg_scale", info.sampler_defaults.cfg_scale},
-                     {"cfg_channels", info.sampler_defaults.cfg_channels}}},
+                   {"sampler_defaults", to_json(info.sampler_defaults)},
                    {"training", info.training},
                    {"generation", {{"schedule", plan.text()}, {"steps", steps}, {"guided", guided},
                                    {"gflops_per_step", per_step}, {"gflops_per_image", total},
@@ -143,10 +139,10 @@ int run_info(const InfoOptions& o) {
               c.sparse.sparse() ? "the dense DiT of this depth" : "dense");
   std::printf("per step:    %s\n", step_runs(per_step).c_str());
   if (!grids.empty()) std::printf("grids:       %s\n", step_runs(grids).c_str());
-  std::printf("sampling:    %s, %d steps, cfg %g%s\n", info.sampler_defaults.sampler.c_str(),
-              info.sampler_defaults.steps, info.sampler_defaults.cfg_scale,
-              info.sampler_defaults.cfg_channels ? (" on " + std::to_string(info.sampler_defaults.cfg_channels) +
-                                                    " channels").c_str() : "");
+  const SamplerDefaults& d = info.sampler_defaults;
+  std::printf("sampling:    %s, %d steps, cfg %g%s%s\n", d.sampler.c_str(), d.steps, d.cfg_scale,
+              d.cfg_channels ? (" on " + std::to_string(d.cfg_channels) + " channels").c_str() : "",
+              d.schedule == "dense" ? "" : (", schedule " + d.schedule).c_str());
   if (!info.class_names.empty()) {
     std::string names;
     for (const auto& n : info.class_names) names += (names.empty() ? "" : ", ") + n;
@@ -167,8 +163,8 @@ Command add_info_command(CLI::App& root) {
   app->add_option("--height", o->height, "Height in model units for the FLOP count (default: the model's)");
   app->add_option("--width", o->width, "Width in model units for the FLOP count (default: the model's)");
   app->add_option("--schedule", o->schedule,
-                  "Compute schedule to cost (preset, YAML file or shorthand such as weak=4:0.4)")
-      ->capture_default_str();
+                  "Compute schedule to cost (preset, YAML file or shorthand such as weak=4:0.4; default: the "
+                  "model's, else dense)");
   app->add_option("--steps", o->steps, "Sampling steps for the per-image count (default: the model's)");
   app->add_option("--cfg-scale", o->cfg_scale, "Guidance scale; 1 = one branch (default: the model's)");
   app->add_flag("--json", o->json, "Print JSON");

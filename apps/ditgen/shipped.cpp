@@ -43,6 +43,10 @@ schedule::ComputeSchedule resolve_schedule(const std::string& spec) {
   return schedule::resolve_schedule(spec, schedule_preset_dirs());
 }
 
+schedule::ComputeSchedule resolve_schedule(const std::optional<std::string>& spec, const ModelInfo& info) {
+  return spec ? resolve_schedule(*spec) : schedule::ComputeSchedule::parse(info.sampler_defaults.schedule);
+}
+
 std::string shipped_search_path() {
   std::string s;
   for (const auto& dir : folders()) s += (s.empty() ? "" : ", ") + dir.string();

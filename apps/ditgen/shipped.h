@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "ditgen/models/model_file.h"
 #include "ditgen/schedule/compute_schedule.h"
 
 namespace ditgen::cli {
@@ -22,5 +23,7 @@ std::string shipped_search_path();
 std::vector<std::filesystem::path> schedule_preset_dirs();
 // --schedule's value: a YAML file, a preset name or the shorthand (schedule::resolve_schedule).
 schedule::ComputeSchedule resolve_schedule(const std::string& spec);
+// --schedule's value when given, else the model's default schedule (shorthand only, checked on load).
+schedule::ComputeSchedule resolve_schedule(const std::optional<std::string>& spec, const ModelInfo& info);
 
 }  // namespace ditgen::cli

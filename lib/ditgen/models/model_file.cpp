@@ -13,6 +13,7 @@
 #include "ditgen/core/hash.h"
 #include "ditgen/io/safetensors.h"
 #include "ditgen/io/tensor_io.h"
+#include "ditgen/schedule/compute_schedule.h"
 
 namespace ditgen {
 
@@ -38,11 +39,8 @@ SamplerDefaults sampler_defaults_from_json(const nlohmann::json& j) {
   d.steps = j.value("steps", d.steps);
   d.cfg_scale = j.value("cfg_scale", d.cfg_scale);
   d.cfg_channels = j.value("cfg_channels", d.cfg_channels);
+  d.schedule = j.value("schedule", d.schedule);
   return d;
-}
-
-nlohmann::json to_json(const SamplerDefaults& d) {
-  return {{"sampler", d.sampler}, {"steps", d.steps}, {"cfg_scale", d.cfg_scale}, {"cfg_channels", d.cfg_channels}};
 }
 
 // Parses the metadata block into a ModelInfo; `where` prefixes messages.
@@ -66,8 +64,10 @@ ModelInfo info_from_metadata(const io::Metadata& meta, const std::string& where)
         throw Error(ErrorKind::Model, std::to_string(info.class_names.size()) + " class names for " +
                                           std::to_string(info.config.num_classes) + " classes");
     }
-    if (const std::string* sampler = get(kSamplerKey))
+    if (const std::string* sampler = get(kSamplerKey)) {
       info.sampler_defaults = sampler_defaults_from_json(nlohmann::json::parse(*sampler));
+      validate_sampler_defaults(info.sampler_defaults, info.config);
+    }
     if (const std::string* training = get(kTrainingKey)) info.training = nlohmann::json::parse(*training);
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorKind::Model, where + ": malformed metadata: " + e.what());
@@ -78,6 +78,22 @@ ModelInfo info_from_metadata(const io::Metadata& meta, const std::string& where)
 }
 
 }  // namespace
+
+nlohmann::json to_json(const SamplerDefaults& d) {
+  return {{"sampler", d.sampler},
+          {"steps", d.steps},
+          {"cfg_scale", d.cfg_scale},
+          {"cfg_channels", d.cfg_channels},
+          {"schedule", d.schedule}};
+}
+
+void validate_sampler_defaults(const SamplerDefaults& d, const DiTConfig& config) {
+  try {
+    schedule::ComputeSchedule::parse(d.schedule).validate(config, config.input_height, config.input_width);
+  } catch (const Error& e) {
+    throw Error(ErrorKind::Usage, "default schedule '" + d.schedule + "': " + e.what());
+  }
+}
 
 int64_t ModelInfo::resolve_class(const std::string& prompt) const {
   const std::string key = trim_lower(prompt);
@@ -211,7 +227,10 @@ ModelInfo model_spec(const std::string& name_or_file) {
     info.name = j.value("name", std::filesystem::path(name_or_file).stem().string());
     info.config = config_from_json(j.contains("config") ? j["config"] : j);
     if (j.contains("class_names")) info.class_names = j["class_names"].get<std::vector<std::string>>();
-    if (j.contains("sampler_defaults")) info.sampler_defaults = sampler_defaults_from_json(j["sampler_defaults"]);
+    if (j.contains("sampler_defaults")) {
+      info.sampler_defaults = sampler_defaults_from_json(j["sampler_defaults"]);
+      validate_sampler_defaults(info.sampler_defaults, info.config);
+    }
   } catch (const std::exception& e) {
     throw Error(ErrorKind::Input, name_or_file + ": " + e.what());
   }

@@ -19,7 +19,15 @@ struct SamplerDefaults {
   int steps = 50;
   double cfg_scale = 4.0;
   int cfg_channels = 0;  // 0 = guide all channels
+  // Compute-schedule shorthand (docs/FLEXIDIT.md, docs/SPARSEDIT.md), e.g. a sparse model's evaluated
+  // trade-off "density=4:12"; no presets or files, so a model file stays self-contained.
+  std::string schedule = "dense";
 };
+
+nlohmann::json to_json(const SamplerDefaults& d);
+// Throws Error(Usage) when the defaults do not fit `config` (an unparsable schedule, or one the model cannot
+// run at its own size, such as a density on a dense model).
+void validate_sampler_defaults(const SamplerDefaults& d, const DiTConfig& config);
 
 // Everything about a model but its weights.
 struct ModelInfo {

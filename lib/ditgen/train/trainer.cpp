@@ -111,6 +111,8 @@ ModelSetup build_model(const TrainConfig& c) {
     if (!s.info.config.sparse.sparse()) s.model = make_sparse(s.model, *c.sparse);
     s.info.config = s.model->config();
   }
+  // Checked before any training: a default the final model cannot run would make that file unloadable.
+  if (c.sampler_defaults_set) validate_sampler_defaults(s.info.sampler_defaults, s.info.config);
   if (!c.freeze.empty()) freeze_parameters(*s.model, c.freeze);
   if (c.lora) add_lora(*s.model, c.lora->targets, c.lora->rank, c.lora->alpha, c.seed);
   return s;
@@ -197,11 +199,11 @@ class Run {
                   const std::function<bool()>& stop_requested) {
     const auto start = std::chrono::steady_clock::now();
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
-    std::ofstream log(c_.output / "log.jsonl", std::ios::app);
-    at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));  // summed on the device: no syncs
     // A resumed run's record counts the time and last loss of the runs before it too (from the checkpoint).
     const double seconds_before = trained_seconds_;
     auto trained_seconds = [&] { return trained_seconds_ = seconds_before + elapsed(); };
+    std::ofstream log(c_.output / "log.jsonl", std::ios::app);
+    at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));  // summed on the device: no syncs
     double grad_norm = 0;
     int64_t loss_count = 0, images_since = 0;
     double since = 0;
@@ -492,9 +494,9 @@ class Run {
   std::vector<at::Tensor> params_, ema_, exp_avg_, exp_avg_sq_;
   std::vector<int> train_patches_;  // flexible fine-tuning: the patch sizes samples are drawn from
   int64_t step_ = 0;
+  double trained_seconds_ = 0, last_loss_ = 0;  // over every run of this output folder
 };
 
-  double trained_seconds_ = 0, last_loss_ = 0;  // over every run of this output folder
 }  // namespace
 
 nlohmann::json TrainConfig::to_json() const {
@@ -620,6 +622,7 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
       c.sampler_defaults.steps = s["steps"].as<int>(c.sampler_defaults.steps);
       c.sampler_defaults.cfg_scale = s["cfg_scale"].as<double>(c.sampler_defaults.cfg_scale);
       c.sampler_defaults.cfg_channels = s["cfg_channels"].as<int>(c.sampler_defaults.cfg_channels);
+      c.sampler_defaults.schedule = s["schedule"].as<std::string>(c.sampler_defaults.schedule);
       c.sampler_defaults_set = true;
     }
   } catch (const YAML::Exception& e) {
