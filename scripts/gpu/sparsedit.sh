@@ -6,12 +6,14 @@
 #           (RUNS: config names under configs/train, without .yaml)
 #   continue  more steps for layout c, distilled from the dense model (configs/train/fmnist-sparsedit-c-continue.yaml
 #           reads models/fmnist-sparsedit-c.safetensors: copy the train stage's c model there first)
-#   longer  layout c from scratch with longer distillation, as one background chain that outlives the call
-#           while the machine is kept warm: the data objective (4,000 steps), then STEPS (default 16,000)
-#           distilled steps, then 6,000 more at half the learning rate, every run with sparse_grids GRIDS
-#           (default uniform; timestep-batch trains each batch at its noise levels' grid); `UNTIL=560 ...
-#           wait-longer` collects it
-#   wait-longer  wait for that chain until it ends or UNTIL seconds into the call; its logs and models go to $OUT
+#   longer  layout c (or the sparse config LAYOUT, e.g. "{pooling_blocks: 0, modules: 1, groups: [1, 4, 1, 0],
+#           min_grid: 4, max_grid: 16}") from scratch with longer distillation, as one background chain that
+#           outlives the call while the machine is kept warm: the data objective (4,000 steps), then STEPS
+#           (default 16,000) distilled steps, then MORE_STEPS (default 6,000) at half the learning rate, every
+#           run with sparse_grids GRIDS (default uniform; timestep-batch trains each batch at its noise levels'
+#           grid), in run folders runs/NAME-{data,distill,more} (NAME default c: chains with other NAMEs run
+#           side by side); `UNTIL=560 ... wait-longer` collects it
+#   wait-longer  wait for the chain NAME until it ends or UNTIL seconds into the call; its logs and models go to $OUT
 #   distill layout c converted and distilled in one run per VARIANTS entry (sparse_grids values, default
 #           "timestep-batch uniform"), side by side in the background
 #           (configs/train/fmnist-sparsedit-c-distill.yaml): 300 probe steps of the pair measure the seconds
@@ -34,6 +36,7 @@ collect_runs() {
   for run in "$@"; do wait_for_run "$prefix$run" 0; done
 }
 runs=${RUNS:-"fmnist-sparsedit-a-data fmnist-sparsedit-c-data"}
+chain_name=${NAME:-c}
 for stage in "$@"; do
   echo "== $stage $(date +%T)" >&2
   case "$stage" in
@@ -60,18 +63,22 @@ for stage in "$@"; do
       ;;
     longer)
       unpack_fmnist
-      rm -rf runs/c-data runs/c-distill runs/c-more
+      rm -rf runs/$chain_name-data runs/$chain_name-distill runs/$chain_name-more
       grids="s|^steps: |sparse_grids: ${GRIDS:-uniform}\nsteps: |"
-      recipe fmnist-sparsedit-c-data 4000 runs/c-data "$grids"
-      recipe fmnist-sparsedit-c-continue "${STEPS:-16000}" runs/c-distill \
-        "$grids; s|^model: .*|model: $PWD/runs/c-data/model.safetensors|"
-      recipe fmnist-sparsedit-c-continue 6000 runs/c-more "$grids; s|^model: .*|model: $PWD/runs/c-distill/model.safetensors|; \
-        s|^lr: .*|lr: 5.0e-5|; s|^seed: 3|seed: 4|"
+      layout_c="{pooling_blocks: 0, modules: 1, groups: [1, 3, 1, 1], min_grid: 4, max_grid: 12}"
+      layout="s|^sparse: .*|sparse: ${LAYOUT:-$layout_c}|"
+      recipe fmnist-sparsedit-c-data 4000 runs/$chain_name-data "$grids; $layout"
+      recipe fmnist-sparsedit-c-continue "${STEPS:-16000}" runs/$chain_name-distill \
+        "$grids; s|^model: .*|model: $PWD/runs/$chain_name-data/model.safetensors|"
+      recipe fmnist-sparsedit-c-continue "${MORE_STEPS:-6000}" runs/$chain_name-more \
+        "$grids; s|^model: .*|model: $PWD/runs/$chain_name-distill/model.safetensors|; s|^lr: .*|lr: 5.0e-5|; s|^seed: 3|seed: 4|"
       chain=""
-      for run in c-data c-distill c-more; do chain+="$bin train runs/$run.yaml --device cuda > runs/$run.out 2>&1 && "; done
+      for run in data distill more; do
+        chain+="$bin train runs/$chain_name-$run.yaml --device cuda > runs/$chain_name-$run.out 2>&1 && "
+      done
       setsid nohup bash -c "${chain}true" < /dev/null > /dev/null 2>&1 &
       ;;
-    wait-longer) collect_runs runs/c- c-data c-distill c-more ;;
+    wait-longer) collect_runs "runs/$chain_name-" data distill more ;;
     distill)
       unpack_fmnist
       variants=${VARIANTS:-"timestep-batch uniform"}
