@@ -430,6 +430,19 @@ TEST_CASE("a model's default schedule: generate and info follow it, flags overri
   CHECK_FALSE(std::filesystem::exists(dir / "run" / "model.safetensors"));
 }
 
+TEST_CASE("the shipped SparseDiT model is the documented one and generates the classes asked for",
+          "[sparsedit][cli]") {
+  const std::string model = test::shipped_model("fmnist-sparsedit.safetensors");
+  LoadedModel m = load_model(model, at::kCPU, at::kFloat);
+  const DiTConfig& c = m.info.config;
+  CHECK((c.depth == 6 && c.hidden_size == 256 && c.num_heads == 4 && c.patch_size == 2));
+  CHECK((c.sparse.pooling_blocks == 0 && c.sparse.modules == 1 && c.sparse.semantic == 3 && c.sparse.dense == 1 &&
+         c.sparse.min_grid == 4 && c.sparse.max_grid == 16));
+  CHECK(dit_parameter_count(c) == 7501832);  // models/fmnist-sparsedit.md
+  CHECK(m.info.sampler_defaults.schedule == "density=4:12");
+  test::check_generates_asked_classes(model);  // at its default schedule
+}
+
 TEST_CASE("on the GPU, the token pooling and upsampling kernels equal their references", "[sparsedit][cuda]") {
   if (test::no_cuda_device()) return;
   at::NoGradGuard no_grad;
