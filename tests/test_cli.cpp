@@ -265,7 +265,8 @@ TEST_CASE("SIGTERM stops training after the step in flight with a checkpoint and
   const std::string spec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/fmnist-tiny.yaml";
   auto write_config = [&](int64_t steps) {
     std::ofstream(dir / "train.yaml") << "model: " << spec << "\noutput: run\nsteps: " << steps
-                                      << "\nbatch_size: 2\nlog_every: 1\ndevice: cpu\nbf16: false\n";
+                                      << "\nbatch_size: 2\nlog_every: 1\ndevice: cpu\nbf16: false\n"
+                                      << "sampler_defaults: {steps: 1}\n";  // a quick sample grid with each model
   };
   write_config(1000000);  // never finishes on its own
   bool sent = false;
