@@ -263,8 +263,9 @@ TEST_CASE("SIGTERM stops training after the step in flight with a checkpoint and
   if (test::fashion_mnist_missing("interrupted training")) return;
   TempDir dir;
   const std::string spec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/fmnist-tiny.yaml";
+  REQUIRE(run_cli({"init", spec, "-o", "start.safetensors"}, dir.path()).exit_code == 0);
   auto write_config = [&](int64_t steps) {
-    std::ofstream(dir / "train.yaml") << "model: " << spec << "\noutput: run\nsteps: " << steps
+    std::ofstream(dir / "train.yaml") << "model: start.safetensors\noutput: run\nsteps: " << steps
                                       << "\nbatch_size: 2\nlog_every: 1\ndevice: cpu\nbf16: false\n"
                                       << "sampler_defaults: {steps: 1}\n";  // a quick sample grid with each model
   };
@@ -295,6 +296,8 @@ TEST_CASE("SIGTERM stops training after the step in flight with a checkpoint and
     for (std::string line; std::getline(log, line);) last_log = nlohmann::json::parse(line);
   }
   REQUIRE(last_log.value("step", int64_t{0}) == stopped);
+  // A resume needs only the run folder: the checkpoint describes the model (another machine may lack the file).
+  std::filesystem::remove(dir / "start.safetensors");
   // Steps lowered to where it stopped (scripts/gpu/common.sh stop_runs): the model is written at once, and
   // its record keeps the stopped run's last loss and time, not those of a resume that trained nothing.
   write_config(stopped);

@@ -27,9 +27,7 @@ int run_train(const TrainOptions& o) {
   catch_interrupts(/*terminate_too=*/true);  // Ctrl-C or kill: stop after the step in flight, with a checkpoint
   train::TrainConfig config = train::load_train_config(o.config);
   if (!o.device.empty()) config.device = o.device;
-  ModelInfo spec = std::filesystem::path(config.model).extension() == ".safetensors"
-                       ? read_model_info(config.model)
-                       : model_spec(config.model);
+  const ModelInfo spec = train::run_model_info(config, o.resume);
   const std::filesystem::path dir = config.data_dir.empty() ? train::default_fashion_mnist_dir() : config.data_dir;
   train::FashionMnist data(dir, train::Split::Train, spec.config.input_height);
   log::info(c10::str("training ", spec.name, " on ", data.size(), " Fashion-MNIST images for ", config.steps,

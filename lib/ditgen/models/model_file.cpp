@@ -43,8 +43,9 @@ SamplerDefaults sampler_defaults_from_json(const nlohmann::json& j) {
   return d;
 }
 
-// Parses the metadata block into a ModelInfo; `where` prefixes messages.
-ModelInfo info_from_metadata(const io::Metadata& meta, const std::string& where) {
+}  // namespace
+
+ModelInfo model_info_from_metadata(const io::Metadata& meta, const std::string& where) {
   auto get = [&](const char* key) -> const std::string* {
     auto it = meta.find(key);
     return it == meta.end() ? nullptr : &it->second;
@@ -76,8 +77,6 @@ ModelInfo info_from_metadata(const io::Metadata& meta, const std::string& where)
   }
   return info;
 }
-
-}  // namespace
 
 nlohmann::json to_json(const SamplerDefaults& d) {
   return {{"sampler", d.sampler},
@@ -119,7 +118,7 @@ namespace {
 
 // The description of an opened, validated model file: metadata, path, hash.
 ModelInfo info_from_file(const io::SafetensorsFile& file, const std::filesystem::path& path) {
-  ModelInfo info = info_from_metadata(file.metadata(), path.string());
+  ModelInfo info = model_info_from_metadata(file.metadata(), path.string());
   info.path = path;
   info.sha256 = sha256_hex(path);
   if (info.name.empty()) info.name = path.stem().string();
@@ -193,16 +192,20 @@ LoadedModel load_model(const std::filesystem::path& path, const at::Device& devi
   return loaded;
 }
 
-void save_model(const std::filesystem::path& path, DiT& model, const ModelInfo& info, at::ScalarType dtype) {
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (const auto& item : model->named_parameters()) tensors.emplace_back(item.key(), item.value().detach().to(dtype));
+io::Metadata model_metadata(const ModelInfo& info) {
   io::Metadata meta{{kFormatKey, "1"},
                     {kNameKey, info.name},
                     {kConfigKey, to_json(info.config).dump()},
                     {kSamplerKey, to_json(info.sampler_defaults).dump()},
                     {kTrainingKey, info.training.dump()}};
   if (!info.class_names.empty()) meta[kClassesKey] = nlohmann::json(info.class_names).dump();
-  io::save_tensors(path, tensors, meta);
+  return meta;
+}
+
+void save_model(const std::filesystem::path& path, DiT& model, const ModelInfo& info, at::ScalarType dtype) {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& item : model->named_parameters()) tensors.emplace_back(item.key(), item.value().detach().to(dtype));
+  io::save_tensors(path, tensors, model_metadata(info));
 }
 
 ModelInfo model_spec(const std::string& name_or_file) {

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "ditgen/io/safetensors.h"
 #include "ditgen/models/config.h"
 #include "ditgen/models/dit.h"
 
@@ -53,6 +54,11 @@ struct LoadedModel {
 
 // Reads a model file's description (the file is validated; its weights are not loaded). Error(Model).
 ModelInfo read_model_info(const std::filesystem::path& path);
+// Parses a model metadata block (see model_metadata); `where` prefixes messages. Error(Model).
+ModelInfo model_info_from_metadata(const io::Metadata& meta, const std::string& where);
+// The metadata block a model file carries (format, name, config, class names, sampler defaults, training);
+// training checkpoints carry it too, so a run resumes without the file it started from.
+io::Metadata model_metadata(const ModelInfo& info);
 
 // Refuses (Error(kind)) a model whose float32 weights would not fit in the memory available now, before
 // anything is allocated.

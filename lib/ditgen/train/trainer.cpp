@@ -87,9 +87,14 @@ struct ModelSetup {
   ModelInfo info;
 };
 
-ModelSetup build_model(const TrainConfig& c) {
+// `resumed`: the description a checkpoint carries (the model after any conversion); its weights come later.
+ModelSetup build_model(const TrainConfig& c, const std::optional<ModelInfo>& resumed) {
   ModelSetup s;
-  if (std::filesystem::path(c.model).extension() == ".safetensors") {
+  if (resumed) {
+    s.info = *resumed;
+    s.model = DiT(s.info.config);
+    s.model->initialize_weights();
+  } else if (std::filesystem::path(c.model).extension() == ".safetensors") {
     LoadedModel loaded = load_model(c.model, at::kCPU, at::kFloat);
     s.model = loaded.model;
     s.info = loaded.info;
@@ -118,6 +123,15 @@ ModelSetup build_model(const TrainConfig& c) {
   return s;
 }
 
+// The model description a checkpoint carries; nullopt for checkpoints written before they carried one.
+std::optional<ModelInfo> checkpoint_model_info(const std::filesystem::path& checkpoint) {
+  const io::SafetensorsFile file = io::SafetensorsFile::open(checkpoint, ErrorKind::Input);
+  if (!file.metadata().count("ditgen.config")) return std::nullopt;
+  return model_info_from_metadata(file.metadata(), checkpoint.string());
+}
+
+std::filesystem::path checkpoint_path(const TrainConfig& c) { return c.output / "checkpoint.safetensors"; }
+
 std::string json_line(const nlohmann::json& j) { return j.dump() + "\n"; }
 
 // Keeps the log lines up to `step`, so a resumed run does not list a step twice.
@@ -141,7 +155,13 @@ class Run {
  public:
   Run(const TrainConfig& c, const Dataset& data, bool resume)
       : c_(c), data_(data), device_(parse_device(c.device)) {
-    ModelSetup s = build_model(c);
+    const auto checkpoint = checkpoint_path(c_);
+    if (std::filesystem::exists(checkpoint) && !resume)
+      throw Error(ErrorKind::Usage, checkpoint.string() + " exists: pass --resume to continue that run, or "
+                                                          "choose another output folder");
+    // A resumed run rebuilds its model from the checkpoint, so the file it started from may be gone.
+    const bool resuming = std::filesystem::exists(checkpoint);
+    ModelSetup s = build_model(c, resuming ? checkpoint_model_info(checkpoint) : std::nullopt);
     model_ = s.model;
     info_ = s.info;
     const DiTConfig& mc = info_.config;
@@ -185,11 +205,7 @@ class Run {
     }
     if (params_.empty()) throw Error(ErrorKind::Usage, "nothing to train: every parameter is frozen");
     std::filesystem::create_directories(c_.output);
-    const auto checkpoint = c_.output / "checkpoint.safetensors";
-    if (std::filesystem::exists(checkpoint)) {
-      if (!resume)
-        throw Error(ErrorKind::Usage, checkpoint.string() + " exists: pass --resume to continue that run, or "
-                                                            "choose another output folder");
+    if (resuming) {
       load_checkpoint(checkpoint);
       trim_log(c_.output / "log.jsonl", step_);
     }
@@ -422,7 +438,9 @@ class Run {
                         {"last_loss", last_loss_},
                         {"train_config", c_.to_json()},
                         {"model", info_.name}};
-    io::save_tensors(c_.output / "checkpoint.safetensors", tensors, {{kCheckpointKey, meta.dump()}});
+    io::Metadata metadata = model_metadata(info_);  // the model's description, for --resume
+    metadata[kCheckpointKey] = meta.dump();
+    io::save_tensors(checkpoint_path(c_), tensors, metadata);
   }
 
   void load_checkpoint(const std::filesystem::path& path) {
@@ -649,6 +667,14 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
   bad(c.flexible && (c.lora || !c.teacher.empty()),
       "flexible fine-tuning brings its own LoRA and teacher (mode: lora); drop lora and teacher");
   return c;
+}
+
+ModelInfo run_model_info(const TrainConfig& config, bool resume) {
+  const auto checkpoint = checkpoint_path(config);
+  if (resume && std::filesystem::exists(checkpoint))
+    if (std::optional<ModelInfo> saved = checkpoint_model_info(checkpoint)) return *saved;
+  return std::filesystem::path(config.model).extension() == ".safetensors" ? read_model_info(config.model)
+                                                                            : model_spec(config.model);
 }
 
 TrainResult train_model(const TrainConfig& config, const Dataset& data, bool resume,

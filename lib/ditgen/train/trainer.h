@@ -91,6 +91,11 @@ struct TrainResult {
   double final_loss = 0;
 };
 
+// The model a run of `config` trains: the description its checkpoint carries (after any conversion) when
+// `resume` finds one in the output folder, so the starting file is not needed then; else the config's model
+// file or spec. Errors as read_model_info / model_spec.
+ModelInfo run_model_info(const TrainConfig& config, bool resume);
+
 // Trains per `config` on `data`, resuming from output/checkpoint.safetensors when it exists and `resume`
 // is set (Error(Usage) when a checkpoint exists and resume is not set, so no run is overwritten by accident).
 // `stop_after` > 0 ends the run early after that step, and `stop_requested` (asked after every step) when it
