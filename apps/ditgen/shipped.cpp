@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "ditgen/models/model_file.h"
+
 namespace ditgen::cli {
 
 namespace {

@@ -7,8 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "ditgen/models/model_file.h"
 #include "ditgen/schedule/compute_schedule.h"
+
+namespace ditgen {
+struct ModelInfo;
+}
 
 namespace ditgen::cli {
 

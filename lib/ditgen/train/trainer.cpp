@@ -123,14 +123,17 @@ ModelSetup build_model(const TrainConfig& c, const std::optional<ModelInfo>& res
   return s;
 }
 
-// The model description a checkpoint carries; nullopt for checkpoints written before they carried one.
-std::optional<ModelInfo> checkpoint_model_info(const std::filesystem::path& checkpoint) {
+std::filesystem::path checkpoint_path(const TrainConfig& c) { return c.output / "checkpoint.safetensors"; }
+
+// The model description the run's checkpoint carries when `resume` finds one; nullopt otherwise (no
+// checkpoint, or one written before checkpoints carried it).
+std::optional<ModelInfo> resumed_model_info(const TrainConfig& c, bool resume) {
+  const auto checkpoint = checkpoint_path(c);
+  if (!resume || !std::filesystem::exists(checkpoint)) return std::nullopt;
   const io::SafetensorsFile file = io::SafetensorsFile::open(checkpoint, ErrorKind::Input);
   if (!file.metadata().count("ditgen.config")) return std::nullopt;
   return model_info_from_metadata(file.metadata(), checkpoint.string());
 }
-
-std::filesystem::path checkpoint_path(const TrainConfig& c) { return c.output / "checkpoint.safetensors"; }
 
 std::string json_line(const nlohmann::json& j) { return j.dump() + "\n"; }
 
@@ -161,7 +164,7 @@ class Run {
                                                           "choose another output folder");
     // A resumed run rebuilds its model from the checkpoint, so the file it started from may be gone.
     const bool resuming = std::filesystem::exists(checkpoint);
-    ModelSetup s = build_model(c, resuming ? checkpoint_model_info(checkpoint) : std::nullopt);
+    ModelSetup s = build_model(c, resumed_model_info(c, resume));
     model_ = s.model;
     info_ = s.info;
     const DiTConfig& mc = info_.config;
@@ -213,11 +216,7 @@ class Run {
 
   TrainResult run(const std::function<void(const TrainProgress&)>& on_log, int64_t stop_after,
                   const std::function<bool()>& stop_requested) {
-    const auto start = std::chrono::steady_clock::now();
-    auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
-    // A resumed run's record counts the time and last loss of the runs before it too (from the checkpoint).
-    const double seconds_before = trained_seconds_;
-    auto trained_seconds = [&] { return trained_seconds_ = seconds_before + elapsed(); };
+    run_start_ = std::chrono::steady_clock::now();
     std::ofstream log(c_.output / "log.jsonl", std::ios::app);
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));  // summed on the device: no syncs
     double grad_norm = 0;
@@ -238,7 +237,7 @@ class Run {
         p.loss = last_loss_ = loss_sum.item<double>() / loss_count;
         p.lr = learning_rate(c_, step_ - 1);
         p.grad_norm = grad_norm;
-        p.elapsed_s = elapsed();
+        p.elapsed_s = run_seconds();
         p.images_per_second = images_since / std::max(1e-9, p.elapsed_s - since);
         log << json_line({{"step", p.step}, {"loss", p.loss}, {"lr", p.lr}, {"grad_norm", p.grad_norm},
                           {"images_per_s", p.images_per_second}, {"elapsed_s", p.elapsed_s}});
@@ -249,10 +248,7 @@ class Run {
         images_since = 0;
         since = p.elapsed_s;
       }
-      if (c_.checkpoint_every > 0 && step_ % c_.checkpoint_every == 0 && step_ < end) {
-        trained_seconds();
-        save_checkpoint();
-      }
+      if (c_.checkpoint_every > 0 && step_ % c_.checkpoint_every == 0 && step_ < end) save_checkpoint();
       if (c_.sample_every > 0 && step_ % c_.sample_every == 0 && step_ < c_.steps) sample_grid();
       if (stop_requested && step_ < end && stop_requested()) break;
     }
@@ -425,6 +421,12 @@ class Run {
     io::write_png(c_.output / name, tile_images(frames, columns));
   }
 
+  double run_seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start_).count();
+  }
+  // Training time over every run of this output folder.
+  double trained_seconds() const { return seconds_before_run_ + run_seconds(); }
+
   void save_checkpoint() {
     std::vector<std::pair<std::string, at::Tensor>> tensors;
     for (const auto& item : model_->named_parameters()) tensors.emplace_back("param." + item.key(), item.value());
@@ -434,7 +436,7 @@ class Run {
       tensors.emplace_back("adam.exp_avg_sq." + names_[i], exp_avg_sq_[i]);
     }
     nlohmann::json meta{{"step", step_},
-                        {"seconds", trained_seconds_},
+                        {"seconds", trained_seconds()},
                         {"last_loss", last_loss_},
                         {"train_config", c_.to_json()},
                         {"model", info_.name}};
@@ -452,7 +454,7 @@ class Run {
     try {
       const nlohmann::json meta = nlohmann::json::parse(meta_it->second);
       step = meta.at("step").get<int64_t>();
-      trained_seconds_ = meta.value("seconds", 0.0);  // absent in checkpoints written before they were kept
+      seconds_before_run_ = meta.value("seconds", 0.0);  // absent in checkpoints written before they were kept
       last_loss_ = meta.value("last_loss", 0.0);
     } catch (const nlohmann::json::exception& e) {
       throw Error(ErrorKind::Input, path.string() + ": malformed checkpoint metadata: " + e.what());
@@ -512,7 +514,9 @@ class Run {
   std::vector<at::Tensor> params_, ema_, exp_avg_, exp_avg_sq_;
   std::vector<int> train_patches_;  // flexible fine-tuning: the patch sizes samples are drawn from
   int64_t step_ = 0;
-  double trained_seconds_ = 0, last_loss_ = 0;  // over every run of this output folder
+  // A resumed run's record counts the time and last loss of the runs before it too (from the checkpoint).
+  double seconds_before_run_ = 0, last_loss_ = 0;
+  std::chrono::steady_clock::time_point run_start_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace
@@ -670,9 +674,7 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
 }
 
 ModelInfo run_model_info(const TrainConfig& config, bool resume) {
-  const auto checkpoint = checkpoint_path(config);
-  if (resume && std::filesystem::exists(checkpoint))
-    if (std::optional<ModelInfo> saved = checkpoint_model_info(checkpoint)) return *saved;
+  if (std::optional<ModelInfo> saved = resumed_model_info(config, resume)) return *saved;
   return std::filesystem::path(config.model).extension() == ".safetensors" ? read_model_info(config.model)
                                                                             : model_spec(config.model);
 }
