@@ -65,8 +65,7 @@ for stage in "$@"; do
       unpack_fmnist
       rm -rf runs/$chain_name-data runs/$chain_name-distill runs/$chain_name-more
       grids="s|^steps: |sparse_grids: ${GRIDS:-uniform}\nsteps: |"
-      layout_c="{pooling_blocks: 0, modules: 1, groups: [1, 3, 1, 1], min_grid: 4, max_grid: 12}"
-      layout="s|^sparse: .*|sparse: ${LAYOUT:-$layout_c}|"
+      layout=${LAYOUT:+"s|^sparse: .*|sparse: $LAYOUT|"}  # else the data config's own layout c
       recipe fmnist-sparsedit-c-data 4000 runs/$chain_name-data "$grids; $layout"
       recipe fmnist-sparsedit-c-continue "${STEPS:-16000}" runs/$chain_name-distill \
         "$grids; s|^model: .*|model: $PWD/runs/$chain_name-data/model.safetensors|"
