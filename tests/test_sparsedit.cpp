@@ -33,6 +33,13 @@ at::Tensor as_tokens(const at::Tensor& image) {
   return image.permute({0, 2, 3, 1}).reshape({image.size(0), image.size(2) * image.size(3), image.size(1)});
 }
 
+// A pixel model spec's config (the golden models make latents): fmnist-tiny's shape with 1 Poolingformer and
+// 1 module, an 8x8 token grid.
+const char* const kTinySparseConfig =
+    "config:\n  depth: 4\n  hidden_size: 32\n  num_heads: 2\n  patch_size: 2\n  in_channels: 1\n"
+    "  input_size: [16, 16]\n  num_classes: 10\n  image_space: pixel\n"
+    "  sparse: {pooling_blocks: 1, modules: 1, groups: [1, 1, 1, 0], min_grid: 2, max_grid: 5}\n";
+
 // The message of the c10::Error (a TORCH_CHECK) that `f` throws, or "" when it throws none.
 std::string torch_check_message(const std::function<void()>& f) {
   try {
@@ -323,11 +330,7 @@ TEST_CASE("a flexible (shared tokenizer) model carries a sparse layout: patch an
 TEST_CASE("the CLI runs sparse models: init from a spec, density flags, info, metadata and errors",
           "[sparsedit][cli]") {
   test::TempDir dir;
-  // A pixel model (the golden ones make latents): fmnist-tiny's shape with 1 Poolingformer and 1 module.
-  std::ofstream(dir / "spec.yaml") << "name: tiny-sparse\nconfig:\n  depth: 4\n  hidden_size: 32\n  num_heads: 2\n"
-                                      "  patch_size: 2\n  in_channels: 1\n  input_size: [16, 16]\n  num_classes: 10\n"
-                                      "  image_space: pixel\n  sparse: {pooling_blocks: 1, modules: 1, groups: [1, 1, 1, 0], "
-                                      "min_grid: 2, max_grid: 5}\n";
+  std::ofstream(dir / "spec.yaml") << "name: tiny-sparse\n" << kTinySparseConfig;
   const std::string model = (dir / "sparse.safetensors").string();
   REQUIRE(test::run_cli({"init", "spec.yaml", "-o", model, "--weights", "normal"}, dir.path()).exit_code == 0);
   auto cli = [&](std::vector<std::string> args) {
@@ -377,10 +380,7 @@ TEST_CASE("the CLI runs sparse models: init from a spec, density flags, info, me
 TEST_CASE("a model's default schedule: generate and info follow it, flags override it, bad ones are refused",
           "[sparsedit][cli]") {
   test::TempDir dir;
-  const std::string tiny_sparse = "config:\n  depth: 4\n  hidden_size: 32\n  num_heads: 2\n  patch_size: 2\n"
-                                  "  in_channels: 1\n  input_size: [16, 16]\n  num_classes: 10\n  image_space: pixel\n"
-                                  "  sparse: {pooling_blocks: 1, modules: 1, groups: [1, 1, 1, 0], min_grid: 2, max_grid: 5}\n";
-  std::ofstream(dir / "spec.yaml") << tiny_sparse << "sampler_defaults: {steps: 4, schedule: grid=3}\n";
+  std::ofstream(dir / "spec.yaml") << kTinySparseConfig << "sampler_defaults: {steps: 4, schedule: grid=3}\n";
   REQUIRE(test::run_cli({"init", "spec.yaml", "-o", "m.safetensors", "--weights", "normal"}, dir.path()).exit_code == 0);
   auto r = test::run_cli({"info", "m.safetensors", "--steps", "8"}, dir.path());
   REQUIRE(r.exit_code == 0);
