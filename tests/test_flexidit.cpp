@@ -191,12 +191,12 @@ TEST_CASE("compute schedules parse, print and plan each step", "[flexidit][sched
 
   // Validation against a model: sizes it does not run, and grids a patch does not divide.
   DiTConfig fixed = official_config("DiT-S/2");
-  CHECK(test::error_message([&] { weak.validate(fixed, 32, 32); }).find("not a flexible model") != std::string::npos);
+  CHECK(test::error_message([&] { weak.validate(fixed, 32, 32, 10); }).find("not a flexible model") != std::string::npos);
   DiTConfig flexible = official_config("FlexiDiT-S/2");
-  weak.validate(flexible, 32, 32);
-  CHECK(test::error_message([&] { weak.validate(flexible, 34, 34); }).find("does not divide 34x34") !=
+  weak.validate(flexible, 32, 32, 10);
+  CHECK(test::error_message([&] { weak.validate(flexible, 34, 34, 10); }).find("does not divide 34x34") !=
         std::string::npos);
-  CHECK(test::error_kind([&] { ComputeSchedule::parse("weak=16:0.4").validate(flexible, 32, 32); }) == ErrorKind::Usage);
+  CHECK(test::error_kind([&] { ComputeSchedule::parse("weak=16:0.4").validate(flexible, 32, 32, 10); }) == ErrorKind::Usage);
 
   // GFLOPs per step: weak steps cost the patch-4 forward.
   auto gf = schedule::step_gflops(flexible, 32, 32, weak, 10, true);

@@ -233,11 +233,11 @@ TEST_CASE("the density schedule: the sparsest grid for a quarter of the steps, t
     CHECK(test::error_kind([&] { ComputeSchedule::parse(bad); }) == ErrorKind::Usage);
   }
   // A density needs a sparse model; grids must fit the token grid.
-  CHECK(test::contains(test::error_message([&] { ComputeSchedule::parse("grid=3").validate(DiTConfig{}, 32, 32); }),
+  CHECK(test::contains(test::error_message([&] { ComputeSchedule::parse("grid=3").validate(DiTConfig{}, 32, 32, 10); }),
                        "no sparse layout"));
-  CHECK(test::contains(test::error_message([&] { ComputeSchedule::parse("density=2:7").validate(model, 12, 12); }),
+  CHECK(test::contains(test::error_message([&] { ComputeSchedule::parse("density=2:7").validate(model, 12, 12, 10); }),
                        "sparse grid 7 does not fit"));
-  ComputeSchedule::parse("density=2:6").validate(model, 12, 12);
+  ComputeSchedule::parse("density=2:6").validate(model, 12, 12, 10);
 
   // A YAML preset.
   test::TempDir dir;
@@ -323,8 +323,13 @@ TEST_CASE("a flexible (shared tokenizer) model carries a sparse layout: patch an
   CHECK(at::isfinite(gen.generate(r).frames).all().item<bool>());
   const auto steps = gen.step_gflops(r);
   CHECK(steps.front() < steps.back());
-  r.schedule = schedule::ComputeSchedule::parse("weak=4:0.5,density=2:4");  // grid 4 does not fit at patch 4
-  CHECK(test::contains(test::error_message([&] { gen.validate(r); }), "sparse grid 4 does not fit"));
+  // Patch 4 (3x3 tokens) for steps 1-3 at grids 2, 2, 2; patch 2 for steps 4-6 at grids 3, 3, 4.
+  r.schedule = schedule::ComputeSchedule::parse("weak=4:0.5,density=2:4");
+  CHECK_NOTHROW(gen.validate(r));
+  // Grids 2, 3, 4 at patch 4, then 4, 5, 6 at patch 2.
+  r.schedule = schedule::ComputeSchedule::parse("weak=4:0.5,density=2:6,density-hold=0");
+  CHECK(test::contains(test::error_message([&] { gen.validate(r); }),
+                       "sparse grid 4 does not fit the 3-token side of 12x12 at patch size 4 (step 3 of 6)"));
 }
 
 TEST_CASE("the CLI runs sparse models: init from a spec, density flags, info, metadata and errors",

@@ -85,6 +85,17 @@ std::filesystem::path trained_base(const TempDir& dir, const BarsDataset& data) 
   return train::train_model(base, data, false).model_path;
 }
 
+// A trained tiny dense model, loaded, with probe inputs and the sparse layout the sparse tests convert it to.
+struct SparseFixture {
+  TempDir dir;
+  BarsDataset data;
+  std::filesystem::path dense_path = trained_base(dir, data);
+  LoadedModel dense = load_model(dense_path, at::kCPU, at::kFloat);
+  at::Tensor x = at::randn({2, 1, 16, 16}), t = at::tensor({20, 800}), y = at::tensor({1, 3});
+  // The two blocks become token merge and recovery; 4x4 tokens at patch 4, 2x2 at patch 8.
+  SparseConfig layout{0, 1, 0, 0, 1, 3};
+};
+
 }  // namespace
 
 TEST_CASE("200 CPU steps lower the loss, for both objectives", "[train]") {
@@ -203,6 +214,49 @@ TEST_CASE("FlexiDiT fine-tuning: shared weights at random patch sizes, or LoRA d
   bad.flexible = lora.flexible;
   bad.flexible->train_patches = {4};
   CHECK(test::error_message([&] { train::train_model(bad, data, false); }).find("keeps frozen") != std::string::npos);
+  // A lora-mode model is its own teacher, also when the file is flexible already.
+  train::TrainConfig second_teacher = tiny_config(dir, "eps", "second-teacher");
+  second_teacher.model = lora_path.string();
+  second_teacher.teacher = dense_path.string();
+  CHECK(test::contains(test::error_message([&] { train::train_model(second_teacher, data, false); }),
+                       "distills from itself"));
+}
+
+TEST_CASE("Flexible fine-tuning of a sparse model trains every patch size at the grids its tokens allow, "
+          "distilled from a dense teacher",
+          "[train][flexidit][sparsedit]") {
+  SparseFixture f;
+  auto& [dir, data, dense_path, dense, x, t, y, layout] = f;
+  train::TrainConfig both = tiny_config(dir, "eps", "both");
+  both.model = dense_path.string();
+  both.steps = 30;
+  both.sparse = layout;
+  both.flexible = train::FlexibleTraining{};
+  both.flexible->flex.patch_sizes = {4, 8};
+  both.teacher = dense_path.string();
+  const auto path = train::train_model(both, data, false).model_path;
+  LoadedModel m = load_model(path, at::kCPU, at::kFloat);
+  REQUIRE(m.info.config.sparse.modules == 1);
+  CHECK(m.info.config.flex.patch_sizes == std::vector<int>{4, 8});
+  for (double loss : logged_losses(both.output / "log.jsonl")) CHECK(std::isfinite(loss));
+  DiT flexible = make_flexible(dense.model, m.info.config.flex);
+  DiT start = make_sparse(flexible, layout);
+  start->eval();
+  at::NoGradGuard no_grad;
+  for (auto [patch, grid] : std::vector<std::pair<int, int>>{{4, 1}, {4, 3}, {8, 1}, {8, 2}}) {
+    INFO("patch " << patch << ", grid " << grid);
+    const at::Tensor out = m.model->forward(x, t, y, patch, grid);
+    CHECK(at::isfinite(out).all().item<bool>());
+    CHECK(max_abs_diff(out, start->forward(x, t, y, patch, grid)) > 1e-4);  // trained
+  }
+
+  // A patch size whose token side is below the smallest grid cannot train.
+  train::TrainConfig coarse = both;
+  coarse.output = dir / "coarse";
+  coarse.sparse->min_grid = 2;
+  coarse.flexible->flex.patch_sizes = {4, 16};
+  CHECK(test::contains(test::error_message([&] { train::train_model(coarse, data, false); }),
+                       "patch size 16 leaves a 1-token side, below the sparse min_grid 2"));
 }
 
 TEST_CASE("Flexible training settings are read and checked", "[train][flexidit][errors]") {
@@ -217,9 +271,15 @@ TEST_CASE("Flexible training settings are read and checked", "[train][flexidit][
   CHECK(ok.flexible->flex.patch_sizes == std::vector<int>{2, 4});
   CHECK(ok.flexible->flex.lora_rank == 8);
   CHECK(ok.flexible->train_patches == std::vector<int>{4});
+  // Shared weights distil from a teacher, and combine with a sparse layout.
+  auto shared = train::load_train_config(write("model: DiT-S/2\nflexible: {patch_sizes: [2, 4]}\nteacher: x.safetensors\n"
+                                               "sparse: {pooling_blocks: 0, modules: 1, groups: [1, 3, 1, 1], "
+                                               "min_grid: 2, max_grid: 8}\n"));
+  CHECK((shared.flexible && shared.sparse && !shared.teacher.empty()));
   for (const std::string bad : {"model: DiT-S/2\nflexible: {patch_sizes: [2, 4], speed: 3}\n",
                                 "model: DiT-S/2\nflexible: {mode: lora}\n", "model: DiT-S/2\nflexible: 4\n",
-                                "model: DiT-S/2\nflexible: {patch_sizes: [2, 4]}\nteacher: x.safetensors\n"}) {
+                                "model: DiT-S/2\nflexible: {patch_sizes: [2, 4], mode: lora}\nteacher: x.safetensors\n",
+                                "model: DiT-S/2\nflexible: {patch_sizes: [2, 4]}\nlora: {targets: [qkv], rank: 4}\n"}) {
     INFO(bad);
     CHECK(error_kind([&] { train::load_train_config(write(bad)); }) == ErrorKind::Input);
   }
@@ -228,12 +288,8 @@ TEST_CASE("Flexible training settings are read and checked", "[train][flexidit][
 TEST_CASE("SparseDiT fine-tuning converts a dense model and trains every grid: on data, distilled, or each "
           "sample at its noise level's grid (per sample, or per batch)",
           "[train][sparsedit]") {
-  TempDir dir;
-  BarsDataset data;
-  const auto dense_path = trained_base(dir, data);
-  LoadedModel dense = load_model(dense_path, at::kCPU, at::kFloat);
-  at::Tensor x = at::randn({2, 1, 16, 16}), t = at::tensor({20, 800}), y = at::tensor({1, 3});
-  const SparseConfig layout{0, 1, 0, 0, 1, 3};  // the two blocks become token merge and recovery; 4x4 tokens
+  SparseFixture f;
+  auto& [dir, data, dense_path, dense, x, t, y, layout] = f;
   for (const std::string variant : {"data", "distilled", "timestep", "timestep-batch"}) {
     INFO(variant);
     train::TrainConfig sparse = tiny_config(dir, "eps", variant);
@@ -282,7 +338,7 @@ TEST_CASE("Sparse training settings are read and checked", "[train][sparsedit][e
         "model: DiT-S/2\nsparse: 3\n",
         "model: DiT-S/2\nsparse_grids: random\n",
         "model: DiT-S/2\nsparse: {pooling_blocks: 1, modules: 2, groups: [1, 3, 1, 1], min_grid: 6, max_grid: 10}\n"
-        "flexible: {patch_sizes: [2, 4]}\n"}) {
+        "flexible: {patch_sizes: [2, 4]}\nsparse_grids: timestep\n"}) {
     INFO(bad);
     CHECK(error_kind([&] { train::load_train_config(write(bad)); }) == ErrorKind::Input);
   }

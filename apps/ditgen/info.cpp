@@ -52,8 +52,8 @@ int run_info(const InfoOptions& o) {
                                       " is not a positive multiple of the patch size " + std::to_string(c.patch_size));
   const double gflops = dit_gflops(c, h, w);
   const schedule::ComputeSchedule plan = resolve_schedule(o.schedule, info);
-  plan.validate(c, h, w);
   const int steps = o.steps > 0 ? o.steps : info.sampler_defaults.steps;
+  plan.validate(c, h, w, steps);
   const bool guided = (o.cfg_scale > 0 ? o.cfg_scale : info.sampler_defaults.cfg_scale) != 1.0;
   const std::vector<double> per_step = schedule::step_gflops(c, h, w, plan, steps, guided);
   // The baseline: every step at full compute; for a sparse model, the dense DiT of the same depth.

@@ -14,9 +14,10 @@
 #           grid), in run folders runs/NAME-{data,distill,more} (NAME default c: chains with other NAMEs run
 #           side by side); `UNTIL=560 ... wait-longer` collects it
 #   wait-longer  wait for the chain NAME until it ends or UNTIL seconds into the call; its logs and models go to $OUT
-#   extend  more distillation of the sparse model file MODEL (default the shipped one) by its recipe
-#           configs/train/fmnist-sparsedit.yaml: STEPS (default 28,000) steps at LR (default 1e-4), data seed TRAIN_SEED
-#           (default 6), in the background as runs/fmnist-sparsedit-STEPS; `UNTIL=560 ... wait-extend` collects it
+#   extend  fine-tune by RECIPE (a config name under configs/train, default fmnist-sparsedit: more distillation
+#           of a sparse model; fmnist-sparsedit-flex: the shipped one made flexible) for STEPS (default 28,000)
+#           steps, its model MODEL and learning rate LR if given, in the background as runs/RECIPE-STEPS;
+#           `UNTIL=560 ... wait-extend` collects it
 #   distill layout c converted and distilled in one run per VARIANTS entry (sparse_grids values, default
 #           "timestep-batch uniform"), side by side in the background
 #           (configs/train/fmnist-sparsedit-c-distill.yaml): 300 probe steps of the pair measure the seconds
@@ -40,6 +41,7 @@ collect_runs() {
 }
 runs=${RUNS:-"fmnist-sparsedit-a-data fmnist-sparsedit-c-data"}
 chain_name=${NAME:-c}
+recipe_name=${RECIPE:-fmnist-sparsedit}
 for stage in "$@"; do
   echo "== $stage $(date +%T)" >&2
   case "$stage" in
@@ -82,10 +84,10 @@ for stage in "$@"; do
       ;;
     wait-longer) collect_runs "runs/$chain_name-" data distill more ;;
     extend)
-      start_run fmnist-sparsedit "${STEPS:-28000}" \
-        "s|^model: .*|model: $(realpath "${MODEL:-$sparse}")|; s|^lr: .*|lr: ${LR:-1.0e-4}|; s|^seed: .*|seed: ${TRAIN_SEED:-6}|"
+      start_run "$recipe_name" "${STEPS:-28000}" \
+        "${MODEL:+s|^model: .*|model: $(realpath "$MODEL")|;} ${LR:+s|^lr: .*|lr: $LR|}"
       ;;
-    wait-extend) wait_for_run "runs/fmnist-sparsedit-${STEPS:-28000}" "${UNTIL:-560}" ;;
+    wait-extend) wait_for_run "runs/$recipe_name-${STEPS:-28000}" "${UNTIL:-560}" ;;
     distill)
       unpack_fmnist
       variants=${VARIANTS:-"timestep-batch uniform"}

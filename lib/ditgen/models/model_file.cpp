@@ -88,7 +88,7 @@ nlohmann::json to_json(const SamplerDefaults& d) {
 
 void validate_sampler_defaults(const SamplerDefaults& d, const DiTConfig& config) {
   try {
-    schedule::ComputeSchedule::parse(d.schedule).validate(config, config.input_height, config.input_width);
+    schedule::ComputeSchedule::parse(d.schedule).validate(config, config.input_height, config.input_width, d.steps);
   } catch (const Error& e) {
     throw Error(ErrorKind::Usage, "default schedule '" + d.schedule + "': " + e.what());
   }

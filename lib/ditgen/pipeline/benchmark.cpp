@@ -76,7 +76,7 @@ void validate(const BenchOptions& o, const DiTConfig& c) {
     for (int p : o.patches)
       if (s % p) fail("patch size " + std::to_string(p) + " does not divide size " + std::to_string(s));
   for (const auto& schedule : o.schedules)
-    for (int s : o.sizes.empty() ? std::vector<int>{c.input_height} : o.sizes) schedule.validate(c, s, s);
+    for (int s : o.sizes.empty() ? std::vector<int>{c.input_height} : o.sizes) schedule.validate(c, s, s, o.steps);
 }
 
 struct Timing {

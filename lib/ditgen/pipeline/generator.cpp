@@ -47,9 +47,9 @@ void Generator::validate(const GenerationRequest& r) const {
                                       " must be positive multiples of the patch size " +
                                       std::to_string(c.patch_size) + " (at most 8192)");
   if (r.batch_size < 0) throw Error(ErrorKind::Usage, "batch size must be >= 1");
-  sampling::make_sampler(r.sampler, c);
+  const int steps = sampling::make_sampler(r.sampler, c)->steps();
   sampling::validate_guidance(r.guidance, c);
-  r.schedule.validate(c, h, w);
+  r.schedule.validate(c, h, w, steps);
   if (r.init_noise.defined()) {
     const std::vector<int64_t> want{static_cast<int64_t>(r.labels.size()), c.in_channels, h, w};
     if (r.init_noise.sizes() != at::IntArrayRef(want))

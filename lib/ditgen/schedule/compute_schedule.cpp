@@ -257,22 +257,24 @@ StepPlan ComputeSchedule::plan(int k, int steps, const DiTConfig& model, bool gu
   return p;
 }
 
-void ComputeSchedule::validate(const DiTConfig& config, int height, int width) const {
+void ComputeSchedule::validate(const DiTConfig& config, int height, int width, int steps) const {
   if (density_ && !config.sparse.sparse())
     throw Error(ErrorKind::Usage, "compute schedule '" + text() + "' sets a sparse token grid, but this model has "
                                   "no sparse layout (it is not a SparseDiT model)");
-  if (config.sparse.sparse()) {
-    int largest_patch = config.patch_size;
-    for (const auto* phases : {&cond_, &guide_})
-      for (const Phase& p : *phases) largest_patch = std::max(largest_patch, p.patch);
-    const int fits = std::min(height, width) / largest_patch;
-    const int densest = density_ ? density_->max_grid : config.sparse.max_grid;
-    if (densest > fits)
-      throw Error(ErrorKind::Usage, "compute schedule '" + text() + "': sparse grid " + std::to_string(densest) +
-                                        " does not fit the " + std::to_string(fits) + "-token side of " +
-                                        std::to_string(height) + "x" + std::to_string(width) + " at patch size " +
-                                        std::to_string(largest_patch));
-  }
+  // Each step's grid against the tokens of the larger of its two patch sizes: a patch schedule may start
+  // coarse while the grids are small, and end at the model's own patch on grids a coarse patch could not hold.
+  if (config.sparse.sparse())
+    for (int k = 0; k < steps; ++k) {
+      const StepPlan p = plan(k, steps, config, true);
+      const int patch = std::max(p.cond_patch, p.guide_patch);
+      const int fits = std::min(height, width) / patch;
+      if (p.sparse_grid > fits)
+        throw Error(ErrorKind::Usage, "compute schedule '" + text() + "': sparse grid " +
+                                          std::to_string(p.sparse_grid) + " does not fit the " +
+                                          std::to_string(fits) + "-token side of " + std::to_string(height) + "x" +
+                                          std::to_string(width) + " at patch size " + std::to_string(patch) +
+                                          " (step " + std::to_string(k + 1) + " of " + std::to_string(steps) + ")");
+    }
   if (height % config.patch_size == 0 && width % config.patch_size == 0)
     config.check_token_grid(height / config.patch_size, width / config.patch_size);
   for (const auto* phases : {&cond_, &guide_})

@@ -79,10 +79,10 @@ class ComputeSchedule {
   // The plan of step k of `steps` for `model`, guided or not (a sparse model without a density in the
   // schedule follows its own range, config.sparse.min_grid to max_grid).
   StepPlan plan(int k, int steps, const DiTConfig& model, bool guided) const;
-  // Error(Usage) when a patch size is one the model does not run or does not divide height x width, or a
-  // sparse grid does not fit the token grid or the model has no sparse layout, or a PT-DiT's windows do not
-  // divide a token grid the run makes.
-  void validate(const DiTConfig& config, int height, int width) const;
+  // Error(Usage) when a patch size is one the model does not run or does not divide height x width, or the
+  // sparse grid of one of `steps` steps does not fit the token grid of that step's patch sizes or the model has
+  // no sparse layout, or a PT-DiT's windows do not divide a token grid the run makes.
+  void validate(const DiTConfig& config, int height, int width, int steps) const;
   // Whether every step runs the model's full compute (its own patch size; a sparse model still follows
   // its default density).
   bool dense() const { return cond_.empty() && guide_.empty() && !density_; }

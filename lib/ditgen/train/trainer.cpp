@@ -186,7 +186,14 @@ class Run {
                                             (frozen(p) ? " is the pre-trained one, which lora mode keeps frozen"
                                                        : " is not one the model runs on this data"));
       if (train_patches_.empty()) throw Error(ErrorKind::Usage, "no patch size to train");
+      for (int p : train_patches_)
+        if (mc.sparse.sparse() && token_side(p) < mc.sparse.min_grid)
+          throw Error(ErrorKind::Usage, "train_patches: patch size " + std::to_string(p) + " leaves a " +
+                                            std::to_string(token_side(p)) + "-token side, below the sparse min_grid " +
+                                            std::to_string(mc.sparse.min_grid));
     }
+    if (mc.flex.lora() && !c.teacher.empty())
+      throw Error(ErrorKind::Usage, "a lora-mode flexible model distills from itself at its own patch size; drop teacher");
     if (mc.objective == Objective::Eps)
       diffusion_.emplace(mc.diffusion_steps, mc.diffusion_steps,
                          mc.learn_sigma ? sampling::VarianceType::LearnedRange : sampling::VarianceType::FixedLarge);
@@ -308,10 +315,14 @@ class Run {
     {
       AutocastGuard autocast(c_.bf16 && device_.is_cuda());
       if (!train_patches_.empty()) {
-        // Each sample at a patch size drawn from train_patches_.
-        at::Tensor choice = at::randint(0, static_cast<int64_t>(train_patches_.size()), {B}, g);  // [B]
-        out = grouped_forward(x_t, t_model, y, choice,
-                              [&](int64_t i) { return std::pair{train_patches_[i], 0}; });  // [B, Cout, H, W]
+        // The batch's samples go to the patch sizes of train_patches_ in equal shares, at random: every step
+        // has the same forward shapes, so their kernel plans (cuDNN attention's among them) are built once. A
+        // sparse model runs each patch's samples at one grid, drawn from its range up to that patch's token side.
+        at::Tensor choice = at::randperm(B, g).remainder(static_cast<int64_t>(train_patches_.size()));  // [B]
+        out = grouped_forward(x_t, t_model, y, choice, [&](int64_t i) {
+          const int patch = train_patches_[i];
+          return std::pair{patch, q.sparse() ? random_grid(std::min(q.max_grid, token_side(patch)), g) : 0};
+        });  // [B, Cout, H, W]
       } else if (q.sparse() && c_.sparse_grids == "timestep") {
         // Each sample at the grid its noise level gets at inference.
         const auto level = noise_level.accessor<double, 1>();
@@ -322,8 +333,7 @@ class Run {
       } else {
         // A sparse model trains every grid it will be run at, one per batch (timestep-batch: the one drawn above).
         int grid = batch_grid;
-        if (q.sparse() && grid == 0)
-          grid = static_cast<int>(at::randint(q.min_grid, q.max_grid + 1, {1}, g).item<int64_t>());
+        if (q.sparse() && grid == 0) grid = random_grid(q.max_grid, g);
         out = model_->forward(x_t, t_model, y, 0, grid);                                   // [B, Cout, H, W]
       }
     }
@@ -355,6 +365,13 @@ class Run {
     at::_foreach_lerp_(ema_, params_, 1.0 - decay);
     for (auto& p : params_) p.mutable_grad() = at::Tensor();
     return {loss.detach(), norm};
+  }
+
+  // Tokens a side of the training images at patch size p.
+  int token_side(int p) const { return std::min(data_.height(), data_.width()) / p; }
+  // A sparse grid drawn uniformly from the model's min_grid to max_grid.
+  int random_grid(int max_grid, at::Generator& g) const {
+    return static_cast<int>(at::randint(info_.config.sparse.min_grid, max_grid + 1, {1}, g).item<int64_t>());
   }
 
   // One forward per distinct value in `choice` [B] (CPU) over its samples, at the (patch, grid) that
@@ -665,11 +682,13 @@ TrainConfig load_train_config(const std::filesystem::path& path) {
   bad(c.sample_every < 0 || c.checkpoint_every < 0, "sample_every and checkpoint_every must be >= 0");
   bad(c.lora && (c.lora->rank < 1 || c.lora->targets.empty()), "lora needs targets and a rank >= 1");
   bad(c.save_dtype != "fp32" && c.save_dtype != "bf16", "save_dtype must be fp32 or bf16");
-  bad(c.sparse && c.flexible, "sparse and flexible fine-tuning do not combine in one run");
   bad(c.sparse_grids != "uniform" && c.sparse_grids != "timestep" && c.sparse_grids != "timestep-batch",
       "sparse_grids must be uniform, timestep or timestep-batch");
-  bad(c.flexible && (c.lora || !c.teacher.empty()),
-      "flexible fine-tuning brings its own LoRA and teacher (mode: lora); drop lora and teacher");
+  bad(c.flexible && c.lora, "flexible fine-tuning does not take lora (mode: lora brings its own adapters)");
+  bad(c.flexible && c.flexible->flex.lora() && !c.teacher.empty(),
+      "lora-mode flexible fine-tuning distills from the model itself at its own patch size; drop teacher");
+  bad(c.flexible && c.sparse_grids != "uniform",
+      "flexible fine-tuning of a sparse model draws its grids uniformly (sparse_grids: uniform)");
   return c;
 }
 
