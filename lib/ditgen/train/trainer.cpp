@@ -180,17 +180,17 @@ class Run {
       if (train_patches_.empty())
         for (int p : mc.runnable_patches())
           if (fits(p) && !frozen(p)) train_patches_.push_back(p);
-      for (int p : train_patches_)
+      for (int p : train_patches_) {
         if (!fits(p) || frozen(p))
           throw Error(ErrorKind::Usage, "train_patches: patch size " + std::to_string(p) +
                                             (frozen(p) ? " is the pre-trained one, which lora mode keeps frozen"
                                                        : " is not one the model runs on this data"));
-      if (train_patches_.empty()) throw Error(ErrorKind::Usage, "no patch size to train");
-      for (int p : train_patches_)
         if (mc.sparse.sparse() && token_side(p) < mc.sparse.min_grid)
           throw Error(ErrorKind::Usage, "train_patches: patch size " + std::to_string(p) + " leaves a " +
                                             std::to_string(token_side(p)) + "-token side, below the sparse min_grid " +
                                             std::to_string(mc.sparse.min_grid));
+      }
+      if (train_patches_.empty()) throw Error(ErrorKind::Usage, "no patch size to train");
     }
     if (mc.flex.lora() && !c.teacher.empty())
       throw Error(ErrorKind::Usage, "a lora-mode flexible model distills from itself at its own patch size; drop teacher");
