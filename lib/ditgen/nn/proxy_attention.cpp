@@ -216,7 +216,7 @@ at::Tensor ProxyTokenBlockImpl::forward(const at::Tensor& x, const at::Tensor& s
   std::tie(h, h_mod) = cuda::gated_residual_layer_norm_modulate(h, mod[2], a, mod[3], mod[4]);  // [B, N, D] x2
   at::Tensor s = windowed(*shifted_attn, h_mod, true);                                     // [B, N, D]
   std::tie(h, h_mod) = cuda::gated_residual_layer_norm_modulate(h, mod[5], s, mod[6], mod[7]);  // [B, N, D] x2
-  return h + mod[8].unsqueeze(1) * mlp->forward(h_mod);                                   // [B, N, D]
+  return cuda::gated_residual(h, mod[8], mlp->forward(h_mod));                             // [B, N, D]
 }
 
 }  // namespace ditgen::nn
