@@ -11,6 +11,7 @@
 #include "ditgen/core/device.h"
 #include "ditgen/cuda/adaln.h"
 #include "ditgen/models/model_file.h"
+#include "ditgen/nn/attention.h"
 #include "ditgen/pipeline/generator.h"
 #include "ditgen/sampling/sampler.h"
 #include "helpers.h"
@@ -133,6 +134,27 @@ TEST_CASE("a step with its scalars from a tensor equals the step", "[sampling][e
       CHECK(max_abs_diff(sampler->step_with(x, out, scalars, noise), sampler->step(x, out, k, noise)) < 1e-6);
     }
   }
+}
+
+TEST_CASE("on the GPU, a preferred attention backend runs first and auto gives torch's order back", "[engine][cuda]") {
+  if (test::no_cuda_device()) return;
+  auto chosen = [] {
+    return nn::attention_backend(2, 4, 256, 64, at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16));
+  };
+  // Before any SDPA choice of this process (ctest runs each case alone): torch then installs its own order
+  // lazily, which must not replace the preference.
+  nn::prefer_attention_backend("math");
+  CHECK(chosen() == "math");
+  for (const std::string name : {"flash", "efficient", "cudnn", "math"}) {
+    nn::prefer_attention_backend(name);
+    CHECK(chosen() == name);
+  }
+  nn::prefer_attention_backend("auto");
+  const std::string by_torch = chosen();
+  CHECK(by_torch != "math");
+  nn::prefer_attention_backend("flash");
+  nn::prefer_attention_backend("auto");
+  CHECK(chosen() == by_torch);
 }
 
 TEST_CASE("captured (CUDA graph) sampler steps reproduce eager generation", "[engine][cuda]") {

@@ -1,6 +1,7 @@
 #include "ditgen/nn/attention.h"
 
 #include <algorithm>
+#include <array>
 
 #include <ATen/Context.h>
 #include <ATen/SDPBackend.h>
@@ -59,7 +60,7 @@ at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Te
 
 namespace {
 
-// SDPBackend values by name, in torch's default order (overrideable, a plug-in slot, stays last).
+// SDPBackend values by name (overrideable, a plug-in slot, is not one to choose).
 const std::vector<std::pair<std::string, at::SDPBackend>>& backends() {
   static const std::vector<std::pair<std::string, at::SDPBackend>> table{
       {"flash", at::SDPBackend::flash_attention},
@@ -71,21 +72,31 @@ const std::vector<std::pair<std::string, at::SDPBackend>>& backends() {
 
 }  // namespace
 
-std::vector<std::string> attention_backend_names() {
-  std::vector<std::string> names;
-  for (const auto& [name, backend] : backends()) names.push_back(name);
-  return names;
+namespace {
+
+// Torch's own order, read once. On the GPU torch installs it lazily, at its first SDPA choice (cuDNN first on
+// Hopper and Blackwell), over any order set before that, so one choice on a tiny CUDA input comes first.
+const std::array<at::SDPBackend, at::num_sdp_backends>& torch_default_order() {
+  static const std::array<at::SDPBackend, at::num_sdp_backends> order = [] {
+    if (at::hasCUDA()) {
+      const at::Tensor q = at::zeros({1, 1, 1, 8}, at::TensorOptions().device(at::kCUDA).dtype(at::kHalf));
+      at::_fused_sdp_choice(q, q, q);
+    }
+    return at::globalContext().sDPPriorityOrder();
+  }();
+  return order;
 }
 
+}  // namespace
+
 void prefer_attention_backend(const std::string& name) {
-  std::vector<int64_t> order;
-  for (const auto& [n, backend] : backends())
-    if (n == name) order.push_back(static_cast<int64_t>(backend));
-  if (order.empty() && name != "auto")
+  const auto named = std::find_if(backends().begin(), backends().end(), [&](const auto& b) { return b.first == name; });
+  if (named == backends().end() && name != "auto")
     throw Error(ErrorKind::Usage, "unknown attention backend '" + name + "' (use auto, flash, cudnn, efficient or math)");
-  for (const auto& [n, backend] : backends())
-    if (n != name) order.push_back(static_cast<int64_t>(backend));
-  order.push_back(static_cast<int64_t>(at::SDPBackend::overrideable));
+  std::vector<int64_t> order;  // the named backend, then torch's order without it
+  if (named != backends().end()) order.push_back(static_cast<int64_t>(named->second));
+  for (const at::SDPBackend backend : torch_default_order())
+    if (named == backends().end() || backend != named->second) order.push_back(static_cast<int64_t>(backend));
   at::globalContext().setSDPPriorityOrder(order);
 }
 

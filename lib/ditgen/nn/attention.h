@@ -53,10 +53,9 @@ at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Te
 // GPU, and flash attention not switched off.
 bool regions_run_variable_length(const at::Tensor& q, const WindowRegions& regions);
 
-// SDPA backend names in the order torch tries them by default.
-std::vector<std::string> attention_backend_names();
-// Puts one SDPA backend (flash, cudnn, efficient, math) first in the order torch tries them; "auto"
-// restores torch's default order. Process-wide. Error(Usage) for another name.
+// Puts one SDPA backend (flash, cudnn, efficient, math) first in the order torch tries them, the others in
+// torch's own order after it; "auto" restores torch's order (on an H100 cuDNN first). Process-wide.
+// Error(Usage) for another name.
 void prefer_attention_backend(const std::string& name);
 // The backend SDPA runs for queries [batch, heads, tokens, head_dim] with these options ("flash", "cudnn",
 // "efficient", "math"), as torch chooses it now.
