@@ -136,7 +136,7 @@ TEST_CASE("a step with its scalars from a tensor equals the step", "[sampling][e
   }
 }
 
-TEST_CASE("on the GPU, a preferred attention backend runs first and auto gives torch's order back", "[engine][cuda]") {
+TEST_CASE("on the GPU a preferred attention backend runs first and auto gives torch's order back", "[engine][cuda]") {
   if (test::no_cuda_device()) return;
   auto chosen = [] {
     return nn::attention_backend(2, 4, 256, 64, at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16));
