@@ -70,10 +70,6 @@ const std::vector<std::pair<std::string, at::SDPBackend>>& backends() {
   return table;
 }
 
-}  // namespace
-
-namespace {
-
 // Torch's own order, read once. On the GPU torch installs it lazily, at its first SDPA choice (cuDNN first on
 // Hopper and Blackwell), over any order set before that, so one choice on a tiny CUDA input comes first.
 const std::array<at::SDPBackend, at::num_sdp_backends>& torch_default_order() {
