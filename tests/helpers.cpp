@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,7 +88,15 @@ CliResult run_cli(const std::vector<std::string>& args, const std::filesystem::p
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
   pid_t pid = 0;
+  // posix_spawn has no resource-limit action: the child inherits this process's limit, set for the spawn alone.
+  rlimit saved{};
+  getrlimit(RLIMIT_AS, &saved);
+  if (extra.address_space_limit) {
+    const rlimit limited{extra.address_space_limit, saved.rlim_max};
+    setrlimit(RLIMIT_AS, &limited);
+  }
   const int rc = posix_spawn(&pid, DITGEN_CLI_PATH, &actions, nullptr, argv.data(), envp.data());
+  if (extra.address_space_limit) setrlimit(RLIMIT_AS, &saved);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::runtime_error("cannot start " + std::string(DITGEN_CLI_PATH));
   int status = 0;
@@ -121,6 +130,14 @@ std::string make_tiny_model(const TempDir& dir, const std::string& name, int see
   CliResult r = run_cli({"init", spec, "-o", path, "--seed", std::to_string(seed)}, dir.path());
   if (r.exit_code != 0) throw std::runtime_error("ditgen init failed: " + r.err);
   return path;
+}
+
+bool built_with_asan() {
+#if defined(__SANITIZE_ADDRESS__)
+  return true;
+#else
+  return false;
+#endif
 }
 
 bool no_cuda_device() {

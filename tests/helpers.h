@@ -51,7 +51,13 @@ struct CliEnv {
   // Called while the process runs, with its pid and what it has written to stderr so far, until it
   // returns false (e.g. to send a signal once it reports progress).
   std::function<bool(int pid, const std::string& err)> while_running;
+  // The process's address-space limit in bytes (RLIMIT_AS; 0 = unlimited): allocations past it fail, so a
+  // test can make ditgen run out of memory without using it.
+  uint64_t address_space_limit = 0;
 };
+
+// Whether this test binary was built with AddressSanitizer, which cannot run under an address-space limit.
+bool built_with_asan();
 
 // Runs the built ditgen binary with `args` (no shell), in `cwd`, capturing stdout and stderr.
 CliResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& cwd, const CliEnv& extra = {});

@@ -9,6 +9,7 @@
 #include "catch.h"
 #include "ditgen/io/png.h"
 #include "ditgen/io/prompt_file.h"
+#include "ditgen/io/tensor_io.h"
 #include "ditgen/pipeline/outputs.h"
 #include "helpers.h"
 
@@ -291,4 +292,208 @@ TEST_CASE("batch runs refuse what cannot work before writing anything", "[batch]
     CHECK(contains(r.err, c.message));
     CHECK(dir.listing() == before);
   }
+}
+
+TEST_CASE("outputs never replace inputs, each other or non-regular files; nonsense values are refused first",
+          "[batch][cli][errors]") {
+  TempDir dir;
+  const std::string model = test::make_tiny_model(dir);
+  std::filesystem::copy_file(model, dir / "model.png");  // a model file whose name an output could take
+  REQUIRE(run_cli({"generate", "-m", model, "bag", "-s", "1", "--steps", "1", "-o", "a.png"}, dir.path()).exit_code == 0);
+  write_file(dir / "p.txt", "bag\n");
+  std::filesystem::create_directory(dir / "folder.png");
+  std::filesystem::create_symlink("/dev/null", dir / "null.png");
+  write_file(dir / "list-key.yaml", "? [steps, eta]\n: 1\n");
+  write_file(dir / "list-value.yaml", "steps: [[1]]\n");
+  io::save_tensors((dir / "scalar-noise.safetensors").string(), {{"noise", at::scalar_tensor(1.0f)}});
+  const nlohmann::json forged{{"schema", 1}, {"prompt", "Bag"}, {"seed", 1}, {"model", "tiny.safetensors"}};
+  io::Image pixel{1, 1, 1, {0}};
+  io::write_png(dir / "forged.png", pixel, {{"ditgen", forged.dump()}});
+  const nlohmann::json typed{{"schema", 1}, {"prompt", "Bag"}, {"seed", "one"}};
+  io::write_png(dir / "typed.png", pixel, {{"ditgen", typed.dump()}});
+  struct Case {
+    std::vector<std::string> args;
+    int code;
+    std::string message;
+    std::string model_file = "";  // "": the tiny model
+  };
+  const std::vector<Case> cases{
+      {{"bag", "-o", "null.png"}, 2, "image 0 null.png exists and is not a regular file"},  // -> /dev/null
+      {{"bag", "-o", "folder.png"}, 2, "folder.png exists and is not a regular file (it is a folder)"},
+      {{"bag", "--grid", "folder.png"}, 2, "--grid folder.png exists and is not a regular file"},
+      {{"bag", "-o", "a.png", "--grid", "a.png"}, 2, "--grid a.png is also image 0"},
+      {{"bag", "-o", "a.png", "--manifest", "a.png"}, 2, "the manifest a.png is also image 0"},
+      {{"bag", "-o", "a.png", "--save-latents", "./a.png"}, 2, "must end in .safetensors"},
+      {{"-f", "p.txt", "-o", "o/{index}.png", "--manifest", "p.txt"}, 2, "the manifest p.txt is also the prompt file"},
+      {{"bag", "-o", "model.png"}, 2, "image 0 model.png is also the model", "model.png"},
+      {{"--from", "a.png", "-o", "a.png"}, 2, "image 0 a.png is also the --from image"},
+      {{"bag", "-o", ""}, 2, "the output name is empty"},
+      {{"bag", "-o", "x.jpg"}, 2, "the name must end in .png"},
+      {{"bag", "--save-trajectory", "t.gif"}, 2, "must end in .mp4"},
+      {{"bag", "--save-trajectory", "out/"}, 2, "must end in .mp4"},
+      {{"bag", "--save-latents", "l.png"}, 2, "must end in .safetensors"},
+      {{"bag", "-s", "-2"}, 2, "--seed must be a whole number"},
+      {{"bag", "-s", "18446744073709551616"}, 2, "--seed must be a whole number"},
+      {{"bag", "--width", "0"}, 2, "--width must be >= 1"},
+      {{"bag", "-n", "10001"}, 2, "--num-images must be 1..10000"},
+      {{"bag", "--config", "list-key.yaml"}, 3, "option names must be plain words"},
+      {{"bag", "--config", "list-value.yaml"}, 3, "'steps' must be a value or a list of values"},
+      {{"bag", "--init-noise", "scalar-noise.safetensors"}, 3, "got 0 dimensions"},
+      {{"--from", "forged.png"}, 3, "'model' is not an object"},
+      {{"--from", "typed.png"}, 3, "'seed' has the wrong type"},
+      {{"bag", "--resume"}, 2, "--resume without --seed needs the seed"},
+  };
+  const auto before = dir.listing();
+  for (const Case& c : cases) {
+    std::vector<std::string> args{"generate", "-m", c.model_file.empty() ? model : c.model_file, "--steps", "1"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    CliResult r = run_cli(args, dir.path());
+    INFO(c.message << "\n" << r.err);
+    CHECK(r.exit_code == c.code);
+    CHECK(contains(r.err, c.message));
+    CHECK(r.out.empty());
+    CHECK(dir.listing() == before);
+  }
+}
+
+TEST_CASE("a prompt file's run refuses grids of mixed sizes and latents of failed lines before the compute",
+          "[batch][cli][errors]") {
+  TempDir dir;
+  const std::string model = test::make_tiny_model(dir);
+  write_file(dir / "mixed.txt", "bag\n{\"prompt\": \"coat\", \"size\": 16}\n");
+  write_file(dir / "bad.txt", "bag\nnonsense\n");
+  const auto before = dir.listing();
+  CliResult mixed = run_cli({"generate", "-m", model, "-f", "mixed.txt", "--grid", "g.png", "--steps", "1"}, dir.path());
+  CHECK(mixed.exit_code == 2);
+  CHECK(contains(mixed.err, "--grid needs images of one size, and this run mixes 32x32 and 16x16"));
+  CliResult latents = run_cli({"generate", "-m", model, "-f", "bad.txt", "--save-latents", "l.safetensors", "--steps", "1"},
+                              dir.path());
+  CHECK(latents.exit_code == 2);
+  CHECK(contains(latents.err, "unknown class 'nonsense'"));
+  CHECK(dir.listing() == before);
+}
+
+TEST_CASE("the manifest goes beside the images when line 1 fails; BOM and CRLF lines work", "[batch][cli]") {
+  TempDir dir;
+  const std::string model = test::make_tiny_model(dir);
+  write_file(dir / "p.txt", "nonsense\nbag\n");
+  CliResult r = run_cli({"generate", "-m", model, "-f", "p.txt", "-o", "out/{index}.png", "--steps", "1"}, dir.path());
+  CHECK(r.exit_code == 6);
+  CHECK(std::filesystem::exists(dir / "out" / "manifest.jsonl"));
+  CHECK_FALSE(std::filesystem::exists(dir / "manifest.jsonl"));
+  write_file(dir / "crlf.txt", "\xEF\xBB\xBF" "bag\r\n{\"prompt\": \"coat\"}\r\n");
+  CliResult crlf = run_cli({"generate", "-m", model, "-f", "crlf.txt", "-o", "c/{index}-{prompt}.png", "--steps", "1"},
+                           dir.path());
+  INFO(crlf.err);
+  CHECK(crlf.exit_code == 0);
+  CHECK(std::filesystem::exists(dir / "c" / "0-bag.png"));
+  CHECK(std::filesystem::exists(dir / "c" / "1-coat.png"));
+}
+
+TEST_CASE("a non-UTF-8 prompt line fails alone and the manifest still lists it", "[batch][cli]") {
+  TempDir dir;
+  const std::string model = test::make_tiny_model(dir);
+  write_file(dir / "p.txt", "caf\xe9\nbag\n");
+  CliResult r = run_cli({"generate", "-m", model, "-f", "p.txt", "-o", "o/{index}.png", "--steps", "1"}, dir.path());
+  INFO(r.err);
+  CHECK(r.exit_code == 6);
+  CHECK(std::filesystem::exists(dir / "o" / "1.png"));
+  auto rows = read_jsonl(dir / "o" / "manifest.jsonl");
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0]["status"] == "failed");
+  CHECK(rows[1]["status"] == "ok");
+}
+
+TEST_CASE("--resume of a run started without a seed reuses the run's seed from its manifest", "[batch][cli]") {
+  TempDir dir;
+  const std::string model = test::make_tiny_model(dir);
+  write_file(dir / "p.txt", "bag\ncoat\nsneaker\n");
+  std::vector<std::string> args{"generate", "-m", model, "-f", "p.txt", "-o", "o/{prompt}-{seed}.png", "--steps", "1"};
+  REQUIRE(run_cli(args, dir.path()).exit_code == 0);
+  auto rows = read_jsonl(dir / "o" / "manifest.jsonl");
+  REQUIRE(rows.size() == 3);
+  const std::filesystem::path removed = dir.path() / rows[1]["path"].get<std::string>();
+  const auto kept = std::filesystem::last_write_time(dir.path() / rows[0]["path"].get<std::string>());
+  std::filesystem::remove(removed);
+  write_file(removed.parent_path() / ("." + removed.filename().string() + ".tmp-AbC123"), "half");  // a killed writer's
+  args.push_back("--resume");
+  CliResult r = run_cli(args, dir.path());
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(contains(r.err, "1 generated, 2 already complete"));
+  CHECK(contains(r.err, "removed 1 temporary file"));
+  CHECK(std::filesystem::exists(removed));
+  CHECK(std::filesystem::last_write_time(dir.path() / rows[0]["path"].get<std::string>()) == kept);
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir / "o")) files += 1;
+  CHECK(files == 4);  // three images and the manifest: no orphans, no temporary left
+}
+
+TEST_CASE("SIGTERM during generate stops like the first Ctrl-C: finished images and a final manifest",
+          "[batch][cli]") {
+  TempDir dir;
+  const std::string model = test::make_tiny_model(dir);
+  std::string prompts;
+  for (int i = 0; i < 40; ++i) prompts += std::to_string(i % 10) + "\n";
+  write_file(dir / "p.txt", prompts);
+  bool sent = false;
+  CliEnv terminate;
+  terminate.while_running = [&](int pid, const std::string&) {
+    if (!sent && std::filesystem::exists(dir / "o" / "03.png")) {
+      ::kill(pid, SIGTERM);
+      sent = true;
+    }
+    return true;
+  };
+  CliResult r = run_cli({"generate", "-m", model, "-f", "p.txt", "-o", "o/{index:02}.png", "--steps", "3",
+                         "--batch-size", "4", "--progress", "none"},
+                        dir.path(), terminate);
+  INFO(r.err);
+  REQUIRE(sent);
+  CHECK(r.exit_code == 130);
+  CHECK(contains(r.err, "run again with --resume -s "));
+  auto rows = read_jsonl(dir / "o" / "manifest.jsonl");
+  REQUIRE(rows.size() == 40);
+  for (const auto& row : rows) CHECK(row["status"] != "pending");
+}
+
+TEST_CASE("an image whose record --from could not replay is not written", "[batch][cli][errors]") {
+  TempDir dir;
+  std::ifstream spec_in(std::string(DITGEN_TEST_DATA) + "/../../configs/models/fmnist-tiny.yaml");
+  std::string spec((std::istreambuf_iterator<char>(spec_in)), std::istreambuf_iterator<char>());
+  const std::string names = "class_names: [T-shirt/top, Trouser";
+  REQUIRE(spec.find(names) != std::string::npos);
+  spec.replace(spec.find(names), names.size(), "class_names: [Bag, bag");  // classes 0 and 1 read alike
+  write_file(dir / "spec.yaml", spec);
+  REQUIRE(run_cli({"init", "spec.yaml", "-o", "dup.safetensors"}, dir.path()).exit_code == 0);
+  write_file(dir / "p.txt", "1\n2\n");
+  CliResult r = run_cli({"generate", "-m", "dup.safetensors", "-f", "p.txt", "-o", "o/{index}.png", "--steps", "1"},
+                        dir.path());
+  INFO(r.err);
+  CHECK(r.exit_code == 6);
+  CHECK(contains(r.err, "line 1: its record would replay the prompt 'bag' (class 1) as class 0"));
+  CHECK_FALSE(std::filesystem::exists(dir / "o" / "0.png"));
+  CHECK(std::filesystem::exists(dir / "o" / "1.png"));
+}
+
+TEST_CASE("running out of memory is a runtime failure (exit 1) that stops the run, not a bad line (6)",
+          "[batch][cli][errors]") {
+  if (test::built_with_asan()) {
+    WARN("AddressSanitizer cannot run under an address-space limit; skipped");
+    return;
+  }
+  TempDir dir;
+  const std::string model = test::make_tiny_model(dir);
+  write_file(dir / "p.txt", "bag\n{\"prompt\": \"coat\", \"size\": 8192}\n");  // 16.7 M tokens: > 8 GB a tensor
+  CliEnv limited;
+  limited.address_space_limit = uint64_t{6} << 30;
+  CliResult r = run_cli({"generate", "-m", model, "-f", "p.txt", "-o", "o/{index}.png", "--steps", "1", "--any-size"},
+                        dir.path(), limited);
+  INFO(r.err);
+  CHECK(r.exit_code == 1);
+  CHECK((contains(r.err, "memory") || contains(r.err, "allocate")));
+  auto rows = read_jsonl(dir / "o" / "manifest.jsonl");
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0]["status"] == "ok");
+  CHECK(rows[1]["status"] == "failed");
 }

@@ -1,5 +1,6 @@
 // `ditgen generate`: prompts (arguments or a prompt file) in, PNG images (and optionally latents, a
 // trajectory video, a contact sheet and a manifest) out. One model load serves the whole run.
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -7,6 +8,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <yaml-cpp/yaml.h>
@@ -31,7 +33,7 @@ struct GenerateOptions {
   std::string prompt_file, negative, from, config;
   std::string model;
   std::string output = "{prompt}-{seed}.png";
-  std::optional<uint64_t> seed;
+  std::string seed;
   std::optional<int> steps;
   std::optional<std::string> sampler;
   std::optional<double> cfg_scale;
@@ -42,7 +44,8 @@ struct GenerateOptions {
   int num_images = 1;
   int batch_size = 16;
   bool auto_batch = false;
-  int width = 0, height = 0;
+  std::optional<int> width, height;
+  bool any_size = false;
   std::string device = "auto";
   std::string dtype = "auto";
   std::string progress = "auto";
@@ -50,11 +53,38 @@ struct GenerateOptions {
   bool resume = false;
 };
 
+constexpr int kMaxImagesPerPrompt = 10000;
+
 at::Tensor read_init_noise(const std::string& path) {
   auto tensors = io::load_tensors(path, ErrorKind::Input);
-  if (auto it = tensors.find("noise"); it != tensors.end()) return it->second;
-  if (tensors.size() == 1) return tensors.begin()->second;
-  throw Error(ErrorKind::Input, path + ": expected a tensor named 'noise' [N, C, H, W]");
+  at::Tensor noise;
+  if (auto it = tensors.find("noise"); it != tensors.end()) noise = it->second;
+  else if (tensors.size() == 1) noise = tensors.begin()->second;
+  if (!noise.defined() || noise.dim() != 4)
+    throw Error(ErrorKind::Input, path + ": expected a tensor named 'noise' [N, C, H, W]" +
+                                      (noise.defined() ? ", got " + std::to_string(noise.dim()) + " dimensions" : ""));
+  return noise;
+}
+
+// -s: a seed in 0..2^64-1, or -1 / "random" for a random one (nullopt).
+std::optional<uint64_t> parse_seed(const std::string& text) {
+  if (text.empty() || text == "-1" || text == "random") return std::nullopt;
+  uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size())
+    throw Error(ErrorKind::Usage, "--seed must be a whole number from 0 to 18446744073709551615, or -1 for a random "
+                                  "seed; got '" + text + "'");
+  return value;
+}
+
+// The seed a run to resume was started with, from its manifest; Error(Usage) when there is none to read.
+uint64_t resumed_run_seed(const std::filesystem::path& manifest) {
+  std::optional<uint64_t> seed = manifest.empty() ? std::nullopt : recorded_run_seed(manifest);
+  if (!seed)
+    throw Error(ErrorKind::Usage, "--resume without --seed needs the seed of the run it finishes" +
+                                      (manifest.empty() ? std::string() : ", and " + manifest.string() + " does not record it") +
+                                      ": pass -s N (ditgen printed it when the run was interrupted)");
+  return *seed;
 }
 
 // Fails before any compute when an output folder cannot be created or written.
@@ -64,16 +94,6 @@ void check_writable(const std::filesystem::path& file) {
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error(ErrorKind::Output, "cannot create folder " + dir.string() + ": " + ec.message());
   io::AtomicFile probe(file);  // removed again on destruction
-}
-
-void write_trajectory(const std::string& path, const at::Tensor& trajectory, int columns) {
-  const int64_t T = trajectory.size(0);
-  io::Image first = tile_images(trajectory[0], columns);
-  io::VideoOptions options;
-  options.scale = std::max(1, 256 / std::max(first.width, 1));
-  io::VideoWriter video(path, first.width, first.height, first.channels, options);
-  for (int64_t t = 0; t < T; ++t) video.add_frame(tile_images(trajectory[t], columns).pixels.data());
-  video.finish();
 }
 
 // Gives an option a value unless the command line or its environment variable already did: how --from
@@ -108,11 +128,15 @@ void apply_config(CLI::App& app, const std::string& path) {
   if (root.IsNull()) return;
   if (!root.IsMap()) throw Error(ErrorKind::Input, path + ": expected a mapping of option names to values");
   for (const auto& kv : root) {
+    if (!kv.first.IsScalar()) throw Error(ErrorKind::Input, path + ": option names must be plain words");
     const std::string key = kv.first.as<std::string>();
     if (key == "config" || key == "help") throw Error(ErrorKind::Input, path + ": '" + key + "' cannot be set here");
     std::vector<std::string> values;
     if (kv.second.IsSequence()) {
-      for (const auto& v : kv.second) values.push_back(v.as<std::string>());
+      for (const auto& v : kv.second) {
+        if (!v.IsScalar()) throw Error(ErrorKind::Input, path + ": '" + key + "' must be a value or a list of values");
+        values.push_back(v.as<std::string>());
+      }
     } else if (kv.second.IsScalar()) {
       values.push_back(kv.second.as<std::string>());
     } else {
@@ -122,49 +146,49 @@ void apply_config(CLI::App& app, const std::string& path) {
   }
 }
 
-// --from IMAGE.png: the run recorded in the image, as defaults under the flags given beside it.
-// Returns the record.
-nlohmann::json apply_replay(CLI::App& app, GenerateOptions& o) {
-  nlohmann::json rec = read_generation_record(o.from);
-  auto text = [&](const char* key) { return rec.at(key).is_string() ? rec[key].get<std::string>() : rec[key].dump(); };
-  try {
-    if (o.prompts.empty() && o.prompt_file.empty()) set_if_unset(app, "prompt", {text("prompt")}, o.from);
-    for (const auto& [key, option] : std::vector<std::pair<const char*, const char*>>{
-             {"seed", "seed"}, {"steps", "steps"}, {"sampler", "sampler"}, {"eta", "eta"}, {"cfg_scale", "cfg-scale"},
-             {"cfg_channels", "cfg-channels"}, {"height", "height"}, {"width", "width"}, {"dtype", "dtype"},
-             {"schedule", "schedule"}})
-      if (rec.contains(key)) set_if_unset(app, option, {text(key)}, o.from);
-    if (rec.value("negative", std::string()) != "") set_if_unset(app, "negative", {text("negative")}, o.from);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorKind::Input, o.from + ": incomplete ditgen record (" + e.what() + ")");
-  }
-  set_if_unset(app, "output", {std::filesystem::path(o.from).stem().string() + "-replay.png"}, o.from);
+// --from IMAGE.png: the run recorded in the image, as defaults under the flags given beside it; the replay
+// is written beside the image. Returns the model hash the image records ("" when none).
+std::string apply_replay(CLI::App& app, GenerateOptions& o) {
+  const ReplayRecord replay = parse_replay_record(read_generation_record(o.from), o.from);
+  for (const auto& [option, value] : replay.options)
+    if (option != "prompt" || (o.prompts.empty() && o.prompt_file.empty())) set_if_unset(app, option, {value}, o.from);
+  const std::filesystem::path from(o.from);
+  set_if_unset(app, "output", {(from.parent_path() / (from.stem().string() + "-replay.png")).string()}, o.from);
   if (o.model.empty()) {
-    const std::string file = rec.contains("model") ? rec["model"].value("file", std::string()) : "";
+    const std::string& file = replay.model_file;
     auto found = file.empty() ? std::nullopt : find_shipped(file);
     if (!found && !file.empty() && std::filesystem::exists(file)) found = file;
     if (!found)
       throw Error(ErrorKind::Model, o.from + " was made with model '" + file + "', which was not found; pass -m FILE");
     o.model = found->string();
   }
-  return rec;
+  return replay.model_sha256;
 }
 
 int run_generate(CLI::App& app, GenerateOptions& o) {
-  catch_interrupts();  // from the start: a Ctrl-C during loading stops the run cleanly before its first batch
-  const nlohmann::json replayed = o.from.empty() ? nlohmann::json() : apply_replay(app, o);
+  catch_interrupts(/*terminate_too=*/true);  // from the start; SIGTERM (kill, timeout) stops as the first Ctrl-C does
+  const std::string replayed_sha = o.from.empty() ? "" : apply_replay(app, o);
   if (!o.config.empty()) apply_config(app, o.config);
   if (!o.prompt_file.empty() && !o.prompts.empty())
     throw Error(ErrorKind::Usage, "give prompts either as arguments or in --prompt-file, not both");
   if (o.prompts.empty() && o.prompt_file.empty())
     throw Error(ErrorKind::Usage, "no prompt given (e.g. ditgen generate -m MODEL sneaker, or --prompt-file FILE)");
-  if (o.num_images < 1) throw Error(ErrorKind::Usage, "--num-images must be >= 1");
+  if (o.num_images < 1 || o.num_images > kMaxImagesPerPrompt)
+    throw Error(ErrorKind::Usage, "--num-images must be 1.." + std::to_string(kMaxImagesPerPrompt));
   if (o.batch_size < 1) throw Error(ErrorKind::Usage, "--batch-size must be >= 1");
   if (o.steps && *o.steps < 1) throw Error(ErrorKind::Usage, "--steps must be >= 1, got " + std::to_string(*o.steps));
+  for (const auto& [name, value] : {std::pair{"--width", o.width}, std::pair{"--height", o.height}})
+    if (value && *value < 1) throw Error(ErrorKind::Usage, std::string(name) + " must be >= 1 (leave it out for the model's size)");
   if (!o.save_trajectory.empty() && !io::video_supported())
     throw Error(ErrorKind::Usage, "--save-trajectory needs video support, which this build lacks (no FFmpeg)");
   if (o.resume && (!o.save_latents.empty() || !o.save_trajectory.empty()))
     throw Error(ErrorKind::Usage, "--resume cannot be combined with --save-latents or --save-trajectory");
+  const std::string output_template = output_template_from(o.output);
+  for (const auto& [path, extension, role] : {std::tuple{o.grid, ".png", "--grid"},
+                                              std::tuple{o.save_trajectory, ".mp4", "--save-trajectory"},
+                                              std::tuple{o.save_latents, ".safetensors", "--save-latents"}})
+    if (!path.empty()) require_extension(path, extension, role);
+  std::optional<uint64_t> seed = parse_seed(o.seed);
   const ProgressMode progress_mode = parse_progress_mode(o.progress);
   const at::Device device = parse_device(o.device);
   const at::ScalarType dtype = o.dtype == "auto" ? (device.is_cuda() ? at::kBFloat16 : at::kFloat) : parse_dtype(o.dtype);
@@ -179,6 +203,14 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
       entries.push_back(entry);
     }
   }
+  // The manifest goes beside the images: the output template's folder when its folder part is fixed.
+  std::filesystem::path manifest = o.manifest;
+  if (manifest.empty() && !o.prompt_file.empty()) {
+    const std::filesystem::path folder = std::filesystem::path(output_template).parent_path();
+    manifest = (folder.empty() || folder.string().find('{') != std::string::npos ? std::filesystem::path(".") : folder) /
+               "manifest.jsonl";
+  }
+  if (o.resume && !seed) seed = resumed_run_seed(manifest);
   const std::string model = o.model.empty() ? default_model_path() : o.model;
   if (!std::filesystem::exists(model)) throw Error(ErrorKind::Model, "model file not found: " + model);
 
@@ -194,15 +226,16 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count(), " s"));
 
   BatchSettings settings;
-  settings.seed = o.seed ? *o.seed : std::random_device{}() & 0xffffffffu;
+  settings.seed = seed ? *seed : std::random_device{}() & 0xffffffffu;
   const SamplerDefaults& d = info.sampler_defaults;
   settings.sampler = {o.sampler.value_or(d.sampler), o.steps.value_or(d.steps), o.eta};
   settings.guidance = {o.cfg_scale.value_or(d.cfg_scale), o.cfg_channels.value_or(d.cfg_channels)};
   settings.schedule = resolve_schedule(o.schedule, info);
   settings.resolve_schedule = [](const std::string& spec) { return resolve_schedule(spec); };
   if (!o.negative.empty() && o.negative != "none") settings.negative = o.negative;
-  settings.width = o.width;
-  settings.height = o.height;
+  settings.width = o.width.value_or(0);
+  settings.height = o.height.value_or(0);
+  settings.allow_untrained_size = o.any_size;
   settings.num_images = o.num_images;
   settings.batch_size = o.batch_size;
   settings.auto_batch = o.auto_batch;
@@ -217,19 +250,50 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
                                       "-channel latents that ditgen cannot decode yet; pass --save-latents FILE");
   if (!images && (!o.save_trajectory.empty() || !o.grid.empty()))
     throw Error(ErrorKind::Usage, "--save-trajectory and --grid need a pixel-space model (1 or 3 channels)");
-  if (images) settings.output_template = o.output;
+  if (images) settings.output_template = output_template;
   BatchRun run(generator, entries, settings, device.str());  // every usage error before any file is written
 
-  std::set<std::filesystem::path> folders_checked;
+  // Every check on what the run writes comes before the compute.
+  std::vector<RunFile> outputs;
+  std::vector<std::filesystem::path> image_paths;
   for (const BatchItem& item : run.items())
-    if (!item.path.empty() && folders_checked.insert(item.path.parent_path()).second) check_writable(item.path);
-  std::filesystem::path manifest = o.manifest;
-  if (manifest.empty() && !o.prompt_file.empty()) {
-    const auto& first = run.items().front().path;
-    manifest = (first.empty() ? std::filesystem::path(".") : first.parent_path()) / "manifest.jsonl";
+    if (!item.path.empty()) {
+      outputs.push_back({item.path, "image " + std::to_string(item.index)});
+      image_paths.push_back(item.path);
+    }
+  outputs.insert(outputs.end(), {{o.grid, "--grid"}, {o.save_latents, "--save-latents"},
+                                 {o.save_trajectory, "--save-trajectory"}, {manifest, "the manifest"}});
+  check_run_files(outputs, {{model, "the model"},
+                            {o.prompt_file == "-" ? "" : o.prompt_file, "the prompt file"},
+                            {o.from, "the --from image"},
+                            {o.init_noise, "the initial noise"},
+                            {o.config, "the --config file"}});
+  const BatchItem* failed = nullptr;
+  for (const BatchItem& item : run.items())
+    if (!failed && item.status == ItemStatus::Failed) failed = &item;
+  if (failed && (!o.save_latents.empty() || !o.save_trajectory.empty()))
+    throw Error(ErrorKind::Usage, "--save-latents and --save-trajectory need every image of the run, and one cannot "
+                                  "be made: " + failed->error);
+  if (!o.grid.empty()) {
+    const BatchItem* first = nullptr;
+    for (const BatchItem& item : run.items()) {
+      if (item.status == ItemStatus::Failed) continue;
+      if (!first) first = &item;
+      if (item.request.height != first->request.height || item.request.width != first->request.width)
+        throw Error(ErrorKind::Usage, "--grid needs images of one size, and this run mixes " +
+                                          first->record["width"].dump() + "x" + first->record["height"].dump() +
+                                          " and " + item.record["width"].dump() + "x" + item.record["height"].dump());
+    }
   }
+  std::set<std::filesystem::path> folders_checked;
+  for (const auto& path : image_paths)
+    if (folders_checked.insert(path.parent_path()).second) check_writable(path);
   for (const std::string& extra : {o.save_latents, o.save_trajectory, o.grid, manifest.string()})
     if (!extra.empty()) check_writable(extra);
+  if (o.resume) {
+    const int stale = io::AtomicFile::remove_stale(image_paths);
+    if (stale > 0) log::info(c10::str("removed ", stale, " temporary file(s) an interrupted run left behind"));
+  }
   if (!run.items().empty() && run.items().front().status != ItemStatus::Failed) {
     const nlohmann::json& first = run.items().front().record;
     log::debug(c10::str(run.items().size(), " image(s), ", settings.sampler.name, " ", settings.sampler.steps,
@@ -240,11 +304,8 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
 
   for (const BatchItem& item : run.items())  // unusable prompt-file lines: reported, the others still run
     if (item.status == ItemStatus::Failed) log::error(item.error);
-  if (!replayed.is_null()) {
-    const std::string want = replayed.contains("model") ? replayed["model"].value("sha256", std::string()) : "";
-    if (!want.empty() && want != info.sha256)
-      log::warn(o.from + " was made with another model file (sha256 " + want.substr(0, 12) + "...): it will differ");
-  }
+  if (!replayed_sha.empty() && replayed_sha != info.sha256)
+    log::warn(o.from + " was made with another model file (sha256 " + replayed_sha.substr(0, 12) + "...): it will differ");
   ProgressDisplay display(progress_mode);
   auto last_manifest = std::chrono::steady_clock::now();
   const BatchSummary summary = run.run(
@@ -261,6 +322,7 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   display.finish();
   std::fflush(stdout);
   if (!manifest.empty()) run.write_manifest(manifest);
+  if (!summary.runtime_error.empty()) throw Error(ErrorKind::Runtime, summary.runtime_error);
 
   const bool interrupted = interrupt_count() > 0;
   if (!interrupted) {
@@ -271,23 +333,17 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
       std::printf("%s\n", o.save_latents.c_str());
     }
     if (!o.save_trajectory.empty()) {
-      write_trajectory(o.save_trajectory, run.trajectory(), 8);
+      write_trajectory_video(o.save_trajectory, run.trajectory(), 8);
       std::printf("%s\n", o.save_trajectory.c_str());
     }
     if (!o.grid.empty()) {
       std::vector<at::Tensor> frames;
       for (const BatchItem& item : run.items()) {
-        if (item.status == ItemStatus::Skipped) {
-          io::Image im = io::read_png(item.path);
-          at::Tensor t = at::from_blob(im.pixels.data(), {im.height, im.width, im.channels}, at::kByte);
-          frames.push_back(t.permute({2, 0, 1}).to(at::kFloat) / 127.5 - 1);  // [C, H, W]
-        } else if (item.status == ItemStatus::Ok) {
-          frames.push_back(run.frame(item.index));
-        }
+        if (item.status == ItemStatus::Skipped) frames.push_back(frame_from_image(io::read_png(item.path)));
+        if (item.status == ItemStatus::Ok) frames.push_back(run.frame(item.index));
       }
       if (!frames.empty()) {
-        const int columns = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(frames.size()))));
-        io::write_png(o.grid, tile_images(at::stack(frames), columns));
+        io::write_png(o.grid, contact_sheet(at::stack(frames)));
         std::printf("%s\n", o.grid.c_str());
       }
     }
@@ -299,7 +355,8 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
                        std::round(summary.seconds * 10) / 10, " s",
                        manifest.empty() ? std::string() : "; manifest " + manifest.string()));
   if (interrupted) {
-    log::warn("interrupted: finished images are kept; run again with --resume to finish");
+    log::warn("interrupted: finished images are kept; run again with --resume" +
+              (seed ? std::string() : " -s " + std::to_string(settings.seed)) + " to finish");
     return kInterruptedExitCode;
   }
   return summary.failed ? exit_code(ErrorKind::Partial) : 0;
@@ -339,9 +396,11 @@ Command add_generate_command(CLI::App& root) {
   app->add_flag("--merge-lora", o->merge_lora,
                 "Flexible LoRA models: merge each patch size's adapters into a weight copy (no extra FLOPs, more memory)")
       ->group(model);
-  app->add_option("-s,--seed", o->seed, "Seed of the first image; image i of the run uses seed + i (default: random)")
+  app->add_option("-s,--seed", o->seed,
+                  "Seed of the first image; image i of the run uses seed + i (default or -1: random; --resume: the "
+                  "run's, from its manifest)")
       ->group(sampling);
-  app->add_option("-n,--num-images", o->num_images, "Images per prompt")->capture_default_str()->group(sampling);
+  app->add_option("-n,--num-images", o->num_images, "Images per prompt (1..10000)")->capture_default_str()->group(sampling);
   app->add_option("--steps", o->steps, "Sampling steps (default: the model's)")->group(sampling);
   app->add_option("--sampler", o->sampler, "ddim or ddpm (diffusion models), euler (flow models); default: the model's")
       ->group(sampling);
@@ -359,13 +418,18 @@ Command add_generate_command(CLI::App& root) {
       ->group(sampling);
   app->add_option("--width", o->width, "Width in model units (pixels or latents); default: the model's")->group(sampling);
   app->add_option("--height", o->height, "Height in model units; default: the model's")->group(sampling);
+  app->add_flag("--any-size", o->any_size,
+                "Run at a size the model was not trained for (refused otherwise: such images are mostly noise)")
+      ->group(sampling);
   app->add_option("--batch-size", o->batch_size, "Images per forward pass (compatible prompts share it)")
       ->capture_default_str()
       ->group(sampling);
   app->add_flag("--auto-batch", o->auto_batch,
                 "Out of GPU memory: halve the batch and go on (every image stays its seed's) instead of stopping "
                 "with a message naming a batch size that fits");
-  app->add_option("-o,--output", o->output, "Output name template; fields {index} {index:N} {seed} {prompt} {class}")
+  app->add_option("-o,--output", o->output,
+                  "Output name template, ending in .png; fields {index} {index:N} {seed} {prompt} {class}; a name "
+                  "ending in / is a folder for the default names")
       ->capture_default_str()
       ->group(output);
   app->add_option("--grid", o->grid, "Also write a contact sheet of the run's images to this PNG")->group(output);
@@ -379,9 +443,9 @@ Command add_generate_command(CLI::App& root) {
       ->group(output);
   app->add_option("--init-noise", o->init_noise, "Initial noise: safetensors file with 'noise' [N, C, H, W]")
       ->group(output);
-  app->add_option("--save-latents", o->save_latents, "Write the final samples as safetensors ('latents')")
+  app->add_option("--save-latents", o->save_latents, "Write the final samples as safetensors ('latents'; .safetensors)")
       ->group(output);
-  app->add_option("--save-trajectory", o->save_trajectory, "Write the denoising trajectory as an H.264 MP4")
+  app->add_option("--save-trajectory", o->save_trajectory, "Write the denoising trajectory as an H.264 MP4 (.mp4)")
       ->group(output);
   return {app, [o, app] { return run_generate(*app, *o); }};
 }

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <set>
 #include <string>
 
 #include "ditgen/core/error.h"
@@ -14,15 +16,21 @@
 namespace ditgen::io {
 
 namespace {
+std::string temp_prefix(const std::filesystem::path& target) { return "." + target.filename().string() + ".tmp-"; }
+
 [[noreturn]] void fail(const std::filesystem::path& target, const std::string& what, int err) {
   throw Error(ErrorKind::Output, "cannot write " + target.string() + ": " + what + ": " + std::strerror(err));
 }
 }  // namespace
 
 AtomicFile::AtomicFile(std::filesystem::path target) : target_(std::move(target)) {
+  // Renaming over a folder, a device node or a pipe would replace it: only regular files are overwritten.
+  struct stat st {};
+  if (::stat(target_.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    throw Error(ErrorKind::Output, "cannot write " + target_.string() + ": it exists and is not a regular file");
   std::filesystem::path dir = target_.parent_path();
   if (dir.empty()) dir = ".";
-  std::string pattern = (dir / ("." + target_.filename().string() + ".tmp-XXXXXX")).string();
+  std::string pattern = (dir / (temp_prefix(target_) + "XXXXXX")).string();
   fd_ = ::mkstemp(pattern.data());
   if (fd_ < 0) fail(target_, "cannot create a file in " + dir.string(), errno);
   temp_ = pattern;
@@ -54,6 +62,23 @@ void AtomicFile::commit() {
   fd_ = -1;
   if (::rename(temp_.c_str(), target_.c_str()) != 0) fail(target_, "rename failed", errno);
   committed_ = true;
+}
+
+int AtomicFile::remove_stale(const std::vector<std::filesystem::path>& targets) {
+  std::map<std::filesystem::path, std::set<std::string>> prefixes;  // folder -> temporary-name prefixes
+  for (const auto& target : targets)
+    prefixes[target.parent_path().empty() ? "." : target.parent_path()].insert(temp_prefix(target));
+  int removed = 0;
+  for (const auto& [dir, wanted] : prefixes) {  // one listing per folder, however many targets it holds
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.size() <= 6 || !wanted.count(name.substr(0, name.size() - 6))) continue;
+      std::error_code type_ec;
+      if (it->is_regular_file(type_ec) && ::unlink(it->path().c_str()) == 0) ++removed;
+    }
+  }
+  return removed;
 }
 
 }  // namespace ditgen::io

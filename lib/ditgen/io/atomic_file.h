@@ -4,12 +4,14 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <vector>
 
 namespace ditgen::io {
 
 class AtomicFile {
  public:
-  // Creates the temporary file; throws Error(Output) naming the target when its folder is not writable.
+  // Creates the temporary file; throws Error(Output) naming the target when its folder is not writable or
+  // the target exists and is not a regular file (a folder, a device node, a pipe: never replaced).
   explicit AtomicFile(std::filesystem::path target);
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
@@ -23,6 +25,10 @@ class AtomicFile {
   // Where the bytes go until commit(); for writers (libav) that open the file by name themselves.
   const std::filesystem::path& temp_path() const { return temp_; }
   const std::filesystem::path& target() const { return target_; }
+
+  // Removes the temporary files earlier writers of `targets` left behind when they were killed outright
+  // (SIGKILL, power loss); returns how many. Only names of the exact temporary pattern are touched.
+  static int remove_stale(const std::vector<std::filesystem::path>& targets);
 
  private:
   std::filesystem::path target_;

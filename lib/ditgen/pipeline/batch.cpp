@@ -1,6 +1,7 @@
 #include "ditgen/pipeline/batch.h"
 
 #include <chrono>
+#include <fstream>
 #include <map>
 
 #include <c10/util/Exception.h>
@@ -27,6 +28,31 @@ std::string compatibility_key(const GenerationRequest& r) {
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
+// Why `--from` could not make this image again from the record its PNG will carry ("" when it can): every
+// field must read back, the prompt and negative must name the same classes, the schedule's text the same
+// schedule.
+std::string replay_mismatch(const BatchItem& item, const ModelInfo& info, const BatchSettings& settings) {
+  try {
+    parse_replay_record(item.record, "the image's record");
+    const auto replays_as = [&](const std::string& label, int64_t id, const char* what) -> std::string {
+      const int64_t again = info.resolve_class(label);
+      if (again == id) return "";
+      return c10::str("its record would replay ", what, " '", label, "' (class ", id, ") as class ", again,
+                      " (the model's class names repeat), so it is not written");
+    };
+    if (auto why = replays_as(item.prompt, item.request.labels[0], "the prompt"); !why.empty()) return why;
+    if (!item.negative.empty())
+      if (auto why = replays_as(item.negative, item.request.guidance.negative_label, "the negative"); !why.empty())
+        return why;
+    const std::string text = item.request.schedule.text();
+    const auto reparsed = settings.resolve_schedule ? settings.resolve_schedule(text) : schedule::ComputeSchedule::parse(text);
+    if (reparsed.text() != text) return "its compute schedule has no text form that replays it (" + text + ")";
+  } catch (const Error& e) {
+    return std::string("its record could not be replayed: ") + e.what();
+  }
+  return "";
+}
+
 }  // namespace
 
 const char* status_name(ItemStatus s) {
@@ -44,8 +70,13 @@ BatchRun::BatchRun(Generator& generator, const std::vector<io::PromptEntry>& ent
                    const std::string& device_label)
     : generator_(generator), settings_(settings) {
   const ModelInfo& info = generator.info();
-  int total = 0;
+  int64_t total = 0;  // counted before anything is planned: a short prompt file may ask for billions
   for (const auto& e : entries) total += e.error.empty() ? e.n.value_or(settings.num_images) : 1;
+  if (total > kMaxImagesPerRun)
+    throw Error(settings.strict ? ErrorKind::Usage : ErrorKind::Input,
+                "the run would make " + std::to_string(total) + " images; a run makes at most " +
+                    std::to_string(kMaxImagesPerRun) + " (split the prompts over several runs)");
+  items_.reserve(static_cast<size_t>(total));
   if (settings.init_noise.defined() && settings.init_noise.size(0) != total)
     throw Error(ErrorKind::Input, "initial noise has " + std::to_string(settings.init_noise.size(0)) +
                                       " images but the run makes " + std::to_string(total));
@@ -100,6 +131,11 @@ BatchRun::BatchRun(Generator& generator, const std::vector<io::PromptEntry>& ent
       const std::vector<double> step_gflops = generator.step_gflops(r);
       item.record = generation_record(info, r, 0, item.prompt, item.negative, device_label,
                                       dtype_label(generator.dtype()), step_gflops);
+      if (const std::string why = replay_mismatch(item, info, settings); !why.empty()) {
+        fail(item, (entry.line > 0 ? "line " + std::to_string(entry.line) + ": " : std::string()) + why);
+        items_.push_back(std::move(item));
+        continue;
+      }
       item.gflops = item.record["gflops"].get<double>();
       if (!settings.output_template.empty())
         item.path = expand_output_name(settings.output_template,
@@ -144,7 +180,7 @@ BatchSummary BatchRun::run(const std::function<bool()>& stop, const std::functio
   const size_t batch = static_cast<size_t>(std::max(1, settings_.batch_size));
   for (const auto& group : groups) {
     for (size_t begin = 0; begin < group.second.size(); begin += batch) {
-      if (stop && stop()) break;
+      if ((stop && stop()) || !runtime_error_.empty()) break;
       std::vector<size_t> members(group.second.begin() + begin,
                                   group.second.begin() + std::min(group.second.size(), begin + batch));
       run_group(members, abandon, on_item, [&](Progress p) {
@@ -164,6 +200,7 @@ BatchSummary BatchRun::run(const std::function<bool()>& stop, const std::functio
     summary.cancelled += item.status == ItemStatus::Cancelled;
   }
   summary.seconds = since(start);
+  summary.runtime_error = runtime_error_;
   return summary;
 }
 
@@ -192,12 +229,18 @@ void BatchRun::run_group(const std::vector<size_t>& members, const std::function
   };
   const auto start = Clock::now();
   GenerationResult result;
+  // The machine failing (out of memory, a device fault) is no fault of these prompts: it stops the run.
   try {
     result = generator_.generate(r, on_progress, abandon);
   } catch (const Error& e) {
+    if (e.kind() == ErrorKind::Runtime) runtime_error_ = e.what();
     return finish(ItemStatus::Failed, e.what());
   } catch (const c10::Error& e) {
-    return finish(ItemStatus::Failed, first_line(e.what_without_backtrace()));
+    runtime_error_ = first_line(e.what_without_backtrace());
+    return finish(ItemStatus::Failed, runtime_error_);
+  } catch (const std::bad_alloc&) {
+    runtime_error_ = "out of host memory (try a smaller --batch-size)";
+    return finish(ItemStatus::Failed, runtime_error_);
   }
   if (result.cancelled) return finish(ItemStatus::Cancelled, "");
   const double seconds = since(start) / static_cast<double>(members.size());
@@ -237,7 +280,7 @@ void BatchRun::write_manifest(const std::filesystem::path& path) const {
     const GenerationRequest& r = item.request;
     nlohmann::json j{{"path", item.path.string()},   {"prompt", item.prompt},
                      {"line", item.line},            {"index", item.index},
-                     {"status", status_name(item.status)}};
+                     {"status", status_name(item.status)}, {"run_seed", settings_.seed}};
     if (!item.record.is_null()) {
       j["seed"] = r.seeds[0];
       j["parameters"] = item.record;
@@ -245,11 +288,24 @@ void BatchRun::write_manifest(const std::filesystem::path& path) const {
       j["gflops"] = item.gflops;
     }
     if (!item.error.empty()) j["error"] = item.error;
-    text += j.dump() + "\n";
+    text += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";  // bytes of a bad line
   }
   io::AtomicFile out(path);
   out.write(text.data(), text.size());
   out.commit();
+}
+
+std::optional<uint64_t> recorded_run_seed(const std::filesystem::path& manifest) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(manifest, ec)) return std::nullopt;
+  std::ifstream in(manifest, std::ios::binary);
+  std::string line(1 << 20, '\0');
+  in.getline(line.data(), static_cast<std::streamsize>(line.size()));
+  const bool delimited = !in.eof() && !in.fail();  // gcount then counts the newline too
+  line.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount() - (delimited ? 1 : 0), 0)));
+  const nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!row.is_object() || !row.contains("run_seed") || !row["run_seed"].is_number_unsigned()) return std::nullopt;
+  return row["run_seed"].get<uint64_t>();
 }
 
 }  // namespace ditgen

@@ -18,6 +18,9 @@
 
 namespace ditgen {
 
+// The most images one run plans (each costs a few KB of bookkeeping before anything is generated).
+constexpr int64_t kMaxImagesPerRun = 100000;
+
 // What an entry does not say. Seeds: the run's image i (counting every image of every entry in order)
 // uses seed + i; an entry with its own seed uses that seed + j for its image j.
 struct BatchSettings {
@@ -29,6 +32,7 @@ struct BatchSettings {
   std::function<schedule::ComputeSchedule(const std::string&)> resolve_schedule;
   std::optional<std::string> negative;  // negative prompt for entries without one
   int width = 0, height = 0;            // 0: the model's
+  bool allow_untrained_size = false;    // run at sizes the model was not trained for (else refused)
   int num_images = 1;                   // per entry without "n"
   int batch_size = 16;                  // images per generate call
   bool auto_batch = false;              // out of GPU memory: halve the batch and go on
@@ -62,6 +66,7 @@ struct BatchItem {
 struct BatchSummary {
   int ok = 0, skipped = 0, failed = 0, cancelled = 0;
   double seconds = 0;
+  std::string runtime_error;  // the machine failed (out of memory, device fault): the run stopped there
 };
 
 class BatchRun {
@@ -73,7 +78,8 @@ class BatchRun {
 
   const std::vector<BatchItem>& items() const { return items_; }
 
-  // Runs every pending item. `stop` is checked between batches (pending items become cancelled),
+  // Runs every pending item. `stop` is checked between batches (pending items become cancelled; so do all
+  // after a batch the machine failed, see BatchSummary::runtime_error),
   // `abandon` between denoising steps (the batch in flight is dropped). `on_item` sees each finished item.
   BatchSummary run(const std::function<bool()>& stop, const std::function<bool()>& abandon,
                    const std::function<void(const BatchItem&)>& on_item,
@@ -86,8 +92,9 @@ class BatchRun {
   // The frame [C, H, W] of item `index` (keep_frames, after it finished).
   at::Tensor frame(int index) const { return frames_.at(index).select(0, 0); }
 
-  // One JSON line per output (path, prompt, line, seed, parameters, status, error, seconds, GFLOPs),
-  // written atomically.
+  // One JSON line per output (path, prompt, line, index, status, run_seed; for usable lines also seed,
+  // parameters, seconds, GFLOPs; error), written atomically. While a run is in progress the lines of images not
+  // made yet say "pending".
   void write_manifest(const std::filesystem::path& path) const;
 
  private:
@@ -99,6 +106,11 @@ class BatchRun {
   BatchSettings settings_;
   std::vector<BatchItem> items_;
   std::vector<at::Tensor> frames_, trajectories_;  // per item when kept
+  std::string runtime_error_;
 };
+
+// The run seed (BatchSettings::seed) a manifest records, so that --resume finishes a run started without
+// a seed; nullopt when the file is missing or records none. Reads at most the first line (1 MiB).
+std::optional<uint64_t> recorded_run_seed(const std::filesystem::path& manifest);
 
 }  // namespace ditgen

@@ -1,7 +1,13 @@
 #include "ditgen/pipeline/outputs.h"
 
+#include <sys/stat.h>
+
 #include <cctype>
+#include <cmath>
 #include <cstdio>
+#include <map>
+
+#include "ditgen/io/video.h"
 
 namespace ditgen {
 
@@ -17,7 +23,112 @@ std::string sanitize(const std::string& s) {
   return out.empty() ? "_" : out;
 }
 
+// The same file under any name: device and inode for files that exist, else the absolute path with its
+// existing part's links resolved.
+std::string file_identity(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0)
+    return "inode:" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  std::error_code ec;
+  const std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+  const std::filesystem::path canonical = std::filesystem::weakly_canonical(absolute, ec);
+  return "path:" + (ec ? absolute.lexically_normal() : canonical).string();
+}
+
+enum class FieldKind { Text, Unsigned, Integer, Number };
+
+// A record field as replay option text; Error(Input) naming it when it is missing or not of its kind.
+std::string record_field(const nlohmann::json& record, const char* key, FieldKind kind, const std::string& source) {
+  auto bad = [&](const std::string& why) {
+    return Error(ErrorKind::Input, source + ": damaged ditgen record: '" + key + "' " + why);
+  };
+  if (!record.contains(key)) throw bad("is missing");
+  const nlohmann::json& v = record[key];
+  switch (kind) {
+    case FieldKind::Text:
+      if (v.is_string()) return v.get<std::string>();
+      break;
+    case FieldKind::Unsigned:
+      if (v.is_number_unsigned()) return std::to_string(v.get<uint64_t>());
+      break;
+    case FieldKind::Integer:
+      if (v.is_number_integer() && v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX)
+        return std::to_string(v.get<int64_t>());
+      break;
+    case FieldKind::Number:
+      if (v.is_number() && std::isfinite(v.get<double>())) return v.dump();  // reads back as the same double
+      break;
+  }
+  throw bad("has the wrong type");
+}
+
 }  // namespace
+
+ReplayRecord parse_replay_record(const nlohmann::json& record, const std::string& source) {
+  if (!record.is_object()) throw Error(ErrorKind::Input, source + ": damaged ditgen record: not an object");
+  ReplayRecord replay;
+  replay.options.emplace_back("prompt", record_field(record, "prompt", FieldKind::Text, source));
+  struct Field {
+    const char* key;
+    const char* option;
+    FieldKind kind;
+  };
+  static const Field kOptional[] = {
+      {"seed", "seed", FieldKind::Unsigned},        {"steps", "steps", FieldKind::Integer},
+      {"sampler", "sampler", FieldKind::Text},      {"eta", "eta", FieldKind::Number},
+      {"cfg_scale", "cfg-scale", FieldKind::Number}, {"cfg_channels", "cfg-channels", FieldKind::Integer},
+      {"height", "height", FieldKind::Integer},     {"width", "width", FieldKind::Integer},
+      {"dtype", "dtype", FieldKind::Text},          {"schedule", "schedule", FieldKind::Text}};
+  for (const Field& f : kOptional)
+    if (record.contains(f.key)) replay.options.emplace_back(f.option, record_field(record, f.key, f.kind, source));
+  if (record.contains("negative")) {
+    const std::string negative = record_field(record, "negative", FieldKind::Text, source);
+    if (!negative.empty()) replay.options.emplace_back("negative", negative);
+  }
+  if (record.contains("model")) {
+    const nlohmann::json& model = record["model"];
+    if (!model.is_object()) throw Error(ErrorKind::Input, source + ": damaged ditgen record: 'model' is not an object");
+    replay.model_file = model.contains("file") ? record_field(model, "file", FieldKind::Text, source) : "";
+    replay.model_sha256 = model.contains("sha256") ? record_field(model, "sha256", FieldKind::Text, source) : "";
+    if (replay.model_file != std::filesystem::path(replay.model_file).filename().string())
+      throw Error(ErrorKind::Input, source + ": damaged ditgen record: the model file name has a folder");
+  }
+  return replay;
+}
+
+void check_run_files(const std::vector<RunFile>& outputs, const std::vector<RunFile>& inputs) {
+  std::map<std::string, const RunFile*> claimed;  // identity -> the input or output that names it
+  for (const RunFile& in : inputs)
+    if (!in.path.empty()) claimed.emplace(file_identity(in.path), &in);
+  for (const RunFile& out : outputs) {
+    if (out.path.empty()) continue;
+    std::error_code ec;
+    const auto status = std::filesystem::status(out.path, ec);
+    if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+      throw Error(ErrorKind::Usage, out.role + " " + out.path.string() + " exists and is not a regular file" +
+                                        (std::filesystem::is_directory(status) ? " (it is a folder)" : ""));
+    auto [it, fresh] = claimed.emplace(file_identity(out.path), &out);
+    if (!fresh)
+      throw Error(ErrorKind::Usage, out.role + " " + out.path.string() + " is also " + it->second->role +
+                                        (it->second->path == out.path ? "" : " " + it->second->path.string()) +
+                                        ": give it another name");
+  }
+}
+
+void require_extension(const std::filesystem::path& path, const std::string& extension, const std::string& role) {
+  std::string ext = path.extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (ext != extension)
+    throw Error(ErrorKind::Usage, role + " " + path.string() + ": ditgen writes " + extension.substr(1) +
+                                      " files here, so the name must end in " + extension);
+}
+
+std::string output_template_from(const std::string& text) {
+  if (text.empty()) throw Error(ErrorKind::Usage, "the output name is empty (e.g. -o out/{prompt}-{seed}.png)");
+  const std::string tmpl = text.back() == '/' ? text + "{prompt}-{seed}.png" : text;
+  require_extension(tmpl, ".png", "output name");
+  return tmpl;
+}
 
 std::filesystem::path expand_output_name(const std::string& tmpl, const OutputFields& f, bool several) {
   std::string out;
@@ -91,6 +202,26 @@ io::Image tile_images(const at::Tensor& frames, int columns) {
     canvas.narrow(1, r * (H + 1), H).narrow(2, c * (W + 1), W).copy_(frames[i]);
   }
   return to_image(canvas);
+}
+
+io::Image contact_sheet(const at::Tensor& frames) {
+  const int columns = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(frames.size(0)))));
+  return tile_images(frames, columns);
+}
+
+at::Tensor frame_from_image(const io::Image& image) {
+  at::Tensor pixels = at::from_blob(const_cast<uint8_t*>(image.pixels.data()), {image.height, image.width, image.channels},
+                                    at::kByte);                      // [H, W, C]
+  return pixels.permute({2, 0, 1}).to(at::kFloat) / 127.5 - 1;  // [C, H, W]
+}
+
+void write_trajectory_video(const std::filesystem::path& path, const at::Tensor& trajectory, int columns) {
+  const io::Image first = tile_images(trajectory[0], columns);  // trajectory [T + 1, N, C, H, W]
+  io::VideoOptions options;
+  options.scale = std::max(1, 256 / std::max(first.width, 1));
+  io::VideoWriter video(path, first.width, first.height, first.channels, options);
+  for (int64_t t = 0; t < trajectory.size(0); ++t) video.add_frame(tile_images(trajectory[t], columns).pixels.data());
+  video.finish();
 }
 
 nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest& r, size_t i,

@@ -23,6 +23,10 @@ struct OutputFields {
   int64_t class_id = 0;
 };
 
+// The output template a user's -o text stands for: a name ending in '/' is a folder that gets the default
+// names ({prompt}-{seed}.png). Error(Usage) for an empty name or one not ending in .png.
+std::string output_template_from(const std::string& text);
+
 // Expands a template. When the template names neither {index} nor {seed} and the run makes several
 // images, "-{index}" is added before the extension so names never collide. Throws Error(Usage) for an
 // unknown or unterminated placeholder, or a name that would leave the template's folder ("..").
@@ -35,6 +39,13 @@ io::Image to_image(const at::Tensor& frame);
 
 // Tiles frames [N, C, H, W] into one image, `columns` per row, with a 1-pixel gap.
 io::Image tile_images(const at::Tensor& frames, int columns);
+// A contact sheet of frames [N, C, H, W] of one size: a near-square grid (ceil(sqrt N) columns).
+io::Image contact_sheet(const at::Tensor& frames);
+// An 8-bit image read back as a frame [C, H, W] in [-1, 1] (to_image's inverse, up to rounding).
+at::Tensor frame_from_image(const io::Image& image);
+// A denoising trajectory [T + 1, N, C, H, W] as an H.264 video: one frame per state, the N images tiled
+// `columns` to a row, scaled up to about 256 pixels wide.
+void write_trajectory_video(const std::filesystem::path& path, const at::Tensor& trajectory, int columns);
 
 // The full record of one image: request, model, version; what `--from` will replay.
 // `negative` is the negative prompt as resolved ("" for the null condition); dtype as dtype_label gives it;
@@ -42,6 +53,30 @@ io::Image tile_images(const at::Tensor& frames, int columns);
 nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest& request, size_t image,
                                  const std::string& prompt, const std::string& negative, const std::string& device,
                                  const std::string& dtype, const std::vector<double>& gflops_per_step);
+
+// What `--from` takes from a record: long option names of `ditgen generate` with their values as text (prompt,
+// seed, sampler, steps, ...), and the model it was made with. Error(Input) naming the field when the record
+// lacks one or a field has the wrong type or an impossible value (a damaged or forged record).
+struct ReplayRecord {
+  std::vector<std::pair<std::string, std::string>> options;
+  std::string model_file;    // the model file's name as recorded (no folder)
+  std::string model_sha256;  // "" when not recorded
+};
+ReplayRecord parse_replay_record(const nlohmann::json& record, const std::string& source);
+
+// A file a run reads or writes, with what it is for messages ("--grid", "the model", "image 3").
+struct RunFile {
+  std::filesystem::path path;
+  std::string role;
+};
+
+// Checks a run's files before any compute: Error(Usage) when an output exists as anything but a regular file
+// (a folder, a device node, a pipe), is one of the inputs (the same file under any name), or is named by
+// another output too.
+void check_run_files(const std::vector<RunFile>& outputs, const std::vector<RunFile>& inputs);
+
+// Error(Usage) unless `path` ends in `extension` (any case): ditgen writes what a name says, or refuses it.
+void require_extension(const std::filesystem::path& path, const std::string& extension, const std::string& role);
 
 // Whether an existing image's record describes the same output: same model, prompt, seed, sampling and size.
 bool same_output(const nlohmann::json& record, const nlohmann::json& wanted);
