@@ -13,7 +13,7 @@
 #include "ditgen/eval/fid.h"
 #include "ditgen/io/safetensors.h"
 #include "ditgen/io/tensor_io.h"
-#include "ditgen/train/fashion_mnist.h"
+#include "ditgen/data/fashion_mnist.h"
 #include "helpers.h"
 
 using namespace ditgen;
@@ -28,7 +28,7 @@ at::Tensor f64(std::vector<double> values, std::vector<int64_t> shape) {
 }
 
 // Two classes told apart by where a bright square sits: the left half (0) or the right half (1), on noise.
-class BrightSide : public train::Dataset {
+class BrightSide : public data::Dataset {
  public:
   BrightSide(int64_t n, uint64_t seed) {
     at::Generator gen = at::detail::createCPUGenerator(seed);
@@ -45,7 +45,7 @@ class BrightSide : public train::Dataset {
   int height() const override { return 32; }
   int width() const override { return 32; }
   const std::vector<std::string>& class_names() const override { return names_; }
-  train::Batch get(const std::vector<int64_t>& indices) const override {
+  data::Batch get(const std::vector<int64_t>& indices) const override {
     at::Tensor ids = at::tensor(indices, at::kLong);
     return {images_.index_select(0, ids), labels_.index_select(0, ids)};
   }
@@ -56,7 +56,7 @@ class BrightSide : public train::Dataset {
 };
 
 // Blank images of any shape and class count, for the classifier's dataset checks.
-class Blank : public train::Dataset {
+class Blank : public data::Dataset {
  public:
   Blank(int channels, int size, int classes) : channels_(channels), size_(size), names_(classes, "blank") {}
   int64_t size() const override { return 4; }
@@ -64,7 +64,7 @@ class Blank : public train::Dataset {
   int height() const override { return size_; }
   int width() const override { return size_; }
   const std::vector<std::string>& class_names() const override { return names_; }
-  train::Batch get(const std::vector<int64_t>& indices) const override {
+  data::Batch get(const std::vector<int64_t>& indices) const override {
     const int64_t n = static_cast<int64_t>(indices.size());
     return {at::zeros({n, channels_, size_, size_}), at::zeros({n}, at::kLong)};
   }
@@ -75,18 +75,18 @@ class Blank : public train::Dataset {
 };
 
 // The first n examples of another dataset.
-class Prefix : public train::Dataset {
+class Prefix : public data::Dataset {
  public:
-  Prefix(const train::Dataset& base, int64_t n) : base_(base), n_(std::min(n, base.size())) {}
+  Prefix(const data::Dataset& base, int64_t n) : base_(base), n_(std::min(n, base.size())) {}
   int64_t size() const override { return n_; }
   int channels() const override { return base_.channels(); }
   int height() const override { return base_.height(); }
   int width() const override { return base_.width(); }
   const std::vector<std::string>& class_names() const override { return base_.class_names(); }
-  train::Batch get(const std::vector<int64_t>& indices) const override { return base_.get(indices); }
+  data::Batch get(const std::vector<int64_t>& indices) const override { return base_.get(indices); }
 
  private:
-  const train::Dataset& base_;
+  const data::Dataset& base_;
   int64_t n_;
 };
 
@@ -322,13 +322,13 @@ TEST_CASE("evaluate() scores a Fashion-MNIST model", "[eval]") {
     CHECK(error_kind([&] { evaluate(generator, options); }) == ErrorKind::Model);
   }
   SECTION("end to end on the real dataset") {
-    const std::filesystem::path data = train::default_fashion_mnist_dir();
-    if (!std::filesystem::exists(data)) {
-      WARN("skipped: no Fashion-MNIST at " << data);
+    const std::filesystem::path fmnist_dir = data::default_fashion_mnist_dir();
+    if (!std::filesystem::exists(fmnist_dir)) {
+      WARN("skipped: no Fashion-MNIST at " << fmnist_dir);
       return;
     }
     test::TempDir dir;
-    const train::FashionMnist train_set(data, train::Split::Train), test_set(data, train::Split::Test);
+    const data::FashionMnist train_set(fmnist_dir, data::Split::Train), test_set(fmnist_dir, data::Split::Test);
     ClassifierTrainOptions copts;
     copts.epochs = 1;
     copts.batch_size = 64;
@@ -343,7 +343,7 @@ TEST_CASE("evaluate() scores a Fashion-MNIST model", "[eval]") {
     options.num_samples = 20;
     options.steps = 2;
     options.batch_size = 8;
-    options.data_dir = data;
+    options.data_dir = fmnist_dir;
     options.classifier = dir / "classifier.safetensors";
     std::vector<std::pair<int64_t, int64_t>> calls;
     const EvalReport report = evaluate(generator, options, [&](int64_t done, int64_t total) {

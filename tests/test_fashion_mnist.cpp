@@ -16,7 +16,7 @@
 #include "catch.h"
 #include "helpers.h"
 #include "ditgen/core/error.h"
-#include "ditgen/train/fashion_mnist.h"
+#include "ditgen/data/fashion_mnist.h"
 
 namespace fs = std::filesystem;
 using ditgen::ErrorKind;
@@ -24,7 +24,7 @@ using ditgen::test::contains;
 using ditgen::test::error_kind;
 using ditgen::test::error_message;
 using ditgen::test::TempDir;
-using namespace ditgen::train;
+using namespace ditgen::data;
 
 namespace {
 

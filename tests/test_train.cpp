@@ -20,7 +20,7 @@ namespace {
 
 // 200 labelled 16x16 grey images: class k is a bright bar at row 3k plus noise, so there is something
 // to learn and the loss can fall.
-class BarsDataset : public train::Dataset {
+class BarsDataset : public data::Dataset {
  public:
   BarsDataset() {
     at::Generator g = at::detail::createCPUGenerator(5);
@@ -33,7 +33,7 @@ class BarsDataset : public train::Dataset {
   int height() const override { return 16; }
   int width() const override { return 16; }
   const std::vector<std::string>& class_names() const override { return names_; }
-  train::Batch get(const std::vector<int64_t>& idx) const override {
+  data::Batch get(const std::vector<int64_t>& idx) const override {
     at::Tensor i = at::tensor(idx, at::kLong);
     return {images_.index_select(0, i), labels_.index_select(0, i)};
   }
@@ -297,7 +297,7 @@ TEST_CASE("SparseDiT fine-tuning converts a dense model and trains every grid: o
     sparse.steps = 30;
     sparse.sparse = layout;
     if (variant == "distilled") sparse.teacher = dense_path.string();
-    if (variant.rfind("timestep", 0) == 0) sparse.sparse_grids = variant;  // samples at their noise level's grid
+    if (variant.rfind("timestep", 0) == 0) sparse.sparse_grids = train::parse_sparse_grids(variant);  // samples at their noise level's grid
     const auto path = train::train_model(sparse, data, false).model_path;
     LoadedModel s = load_model(path, at::kCPU, at::kFloat);
     REQUIRE(s.info.config.sparse.modules == 1);

@@ -9,7 +9,7 @@
 #include "ditgen/eval/evaluate.h"
 #include "ditgen/io/atomic_file.h"
 #include "ditgen/pipeline/generator.h"
-#include "ditgen/train/fashion_mnist.h"
+#include "ditgen/data/fashion_mnist.h"
 #include "shipped.h"
 
 namespace ditgen::cli {
@@ -38,7 +38,7 @@ int run_eval(const EvalCliOptions& o) {
   options.batch_size = o.batch_size;
   options.auto_batch = o.auto_batch;
   options.seed = o.seed;
-  options.data_dir = o.data_dir.empty() ? train::default_fashion_mnist_dir() : std::filesystem::path(o.data_dir);
+  options.data_dir = o.data_dir.empty() ? data::default_fashion_mnist_dir() : std::filesystem::path(o.data_dir);
   if (o.classifier.empty()) {
     auto shipped = find_shipped("fmnist-classifier.safetensors");
     if (!shipped)

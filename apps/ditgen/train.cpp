@@ -9,7 +9,7 @@
 #include "ditgen/core/log.h"
 #include "ditgen/eval/classifier.h"
 #include "ditgen/pipeline/generator.h"
-#include "ditgen/train/fashion_mnist.h"
+#include "ditgen/data/fashion_mnist.h"
 #include "ditgen/train/trainer.h"
 
 namespace ditgen::cli {
@@ -28,12 +28,12 @@ int run_train(const TrainOptions& o) {
   train::TrainConfig config = train::load_train_config(o.config);
   if (!o.device.empty()) config.device = o.device;
   const ModelInfo spec = train::run_model_info(config, o.resume);
-  const std::filesystem::path dir = config.data_dir.empty() ? train::default_fashion_mnist_dir() : config.data_dir;
-  train::FashionMnist data(dir, train::Split::Train, spec.config.input_height);
-  log::info(c10::str("training ", spec.name, " on ", data.size(), " Fashion-MNIST images for ", config.steps,
+  const std::filesystem::path dir = config.data_dir.empty() ? data::default_fashion_mnist_dir() : config.data_dir;
+  data::FashionMnist images(dir, data::Split::Train, spec.config.input_height);
+  log::info(c10::str("training ", spec.name, " on ", images.size(), " Fashion-MNIST images for ", config.steps,
                      " steps (batch ", config.batch_size, ") into ", config.output.string()));
   auto result = train::train_model(
-      config, data, o.resume,
+      config, images, o.resume,
       [](const train::TrainProgress& p) {
         log::info(c10::str("step ", p.step, "/", p.steps, "  loss ", p.loss, "  lr ", p.lr, "  grad norm ",
                            p.grad_norm, "  ", static_cast<int64_t>(p.images_per_second), " img/s  ",
@@ -60,7 +60,7 @@ struct ClassifierOptions {
 
 int run_train_classifier(const ClassifierOptions& o) {
   eval::ClassifierTrainOptions options;
-  options.data_dir = o.data_dir.empty() ? train::default_fashion_mnist_dir() : std::filesystem::path(o.data_dir);
+  options.data_dir = o.data_dir.empty() ? data::default_fashion_mnist_dir() : std::filesystem::path(o.data_dir);
   options.epochs = o.epochs;
   options.seed = o.seed;
   options.device = parse_device(o.device);

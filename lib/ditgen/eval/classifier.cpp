@@ -20,7 +20,7 @@
 #include "ditgen/io/atomic_file.h"
 #include "ditgen/io/safetensors.h"
 #include "ditgen/io/tensor_io.h"
-#include "ditgen/train/fashion_mnist.h"
+#include "ditgen/data/fashion_mnist.h"
 
 namespace ditgen::eval {
 
@@ -36,7 +36,7 @@ torch::nn::Conv2d conv3x3(int in, int out) {
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1).bias(false));
 }
 
-void check_dataset(const train::Dataset& d, const char* which) {
+void check_dataset(const data::Dataset& d, const char* which) {
   if (d.size() <= 0) throw Error(ErrorKind::Input, std::string("the ") + which + " dataset is empty");
   if (d.channels() != 1 || d.height() != kSize || d.width() != kSize)
     throw Error(ErrorKind::Input, std::string("the classifier needs 1x32x32 images; the ") + which + " dataset has " +
@@ -103,21 +103,21 @@ at::Tensor FmnistClassifierImpl::forward(const at::Tensor& x) {
   return classify(features(x));  // [B, 10]
 }
 
-double classifier_accuracy(FmnistClassifier& model, const train::Dataset& dataset, int batch_size) {
+double classifier_accuracy(FmnistClassifier& model, const data::Dataset& dataset, int batch_size) {
   c10::InferenceMode inference;
   const at::Device device = model_device(model);
   int64_t correct = 0;
   for (int64_t begin = 0; begin < dataset.size(); begin += batch_size) {
     std::vector<int64_t> indices(static_cast<size_t>(std::min<int64_t>(batch_size, dataset.size() - begin)));
     for (size_t i = 0; i < indices.size(); ++i) indices[i] = begin + static_cast<int64_t>(i);
-    train::Batch batch = dataset.get(indices);
+    data::Batch batch = dataset.get(indices);
     at::Tensor predicted = model->forward(batch.images.to(device)).argmax(1).cpu();  // [b]
     correct += predicted.eq(batch.labels).sum().item<int64_t>();
   }
   return static_cast<double>(correct) / static_cast<double>(dataset.size());
 }
 
-ClassifierReport train_classifier(const train::Dataset& train_set, const train::Dataset& test_set,
+ClassifierReport train_classifier(const data::Dataset& train_set, const data::Dataset& test_set,
                                   const ClassifierTrainOptions& o, const std::filesystem::path& output) {
   if (o.epochs < 1) throw Error(ErrorKind::Usage, "classifier epochs must be >= 1");
   if (o.batch_size < 1) throw Error(ErrorKind::Usage, "classifier batch size must be >= 1");
@@ -146,7 +146,7 @@ ClassifierReport train_classifier(const train::Dataset& train_set, const train::
     const int64_t* ids = order.data_ptr<int64_t>();
     for (int64_t begin = 0; begin < n; begin += o.batch_size, ++step) {
       const std::vector<int64_t> indices(ids + begin, ids + std::min<int64_t>(n, begin + o.batch_size));
-      train::Batch batch = train_set.get(indices);
+      data::Batch batch = train_set.get(indices);
       check_labels(batch.labels);
       at::Tensor x = random_shift(batch.images, gen).to(o.device);  // [b, 1, 32, 32]
       at::Tensor y = batch.labels.to(o.device);                      // [b]
@@ -177,8 +177,8 @@ ClassifierReport train_classifier(const train::Dataset& train_set, const train::
 }
 
 ClassifierReport train_classifier(const ClassifierTrainOptions& options, const std::filesystem::path& output) {
-  const std::filesystem::path dir = options.data_dir.empty() ? train::default_fashion_mnist_dir() : options.data_dir;
-  const train::FashionMnist train_set(dir, train::Split::Train), test_set(dir, train::Split::Test);
+  const std::filesystem::path dir = options.data_dir.empty() ? data::default_fashion_mnist_dir() : options.data_dir;
+  const data::FashionMnist train_set(dir, data::Split::Train), test_set(dir, data::Split::Test);
   return train_classifier(train_set, test_set, options, output);
 }
 

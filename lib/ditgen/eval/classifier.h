@@ -12,7 +12,7 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 
-#include "ditgen/train/dataset.h"
+#include "ditgen/data/dataset.h"
 
 namespace ditgen::eval {
 
@@ -56,7 +56,7 @@ struct ClassifierReport {
 // Trains a classifier on `train` (1x32x32 images, at most 10 classes), measures it on `test` and writes it
 // to `output` (safetensors, "ditgen.kind" = "fmnist-classifier"). Deterministic for a seed on the CPU.
 // Throws Error(Usage) for bad options, Error(Input) for an unsuitable dataset, Error(Output) when unwritable.
-ClassifierReport train_classifier(const train::Dataset& train, const train::Dataset& test,
+ClassifierReport train_classifier(const data::Dataset& train, const data::Dataset& test,
                                   const ClassifierTrainOptions& options, const std::filesystem::path& output);
 
 // The same on Fashion-MNIST read from options.data_dir (train split for training, test split for the score).
@@ -67,6 +67,6 @@ ClassifierReport train_classifier(const ClassifierTrainOptions& options, const s
 FmnistClassifier load_classifier(const std::filesystem::path& path, at::Device device);
 
 // Share of `dataset`'s examples whose argmax logit is their label, evaluated in batches on the model's device.
-double classifier_accuracy(FmnistClassifier& model, const train::Dataset& dataset, int batch_size = 500);
+double classifier_accuracy(FmnistClassifier& model, const data::Dataset& dataset, int batch_size = 500);
 
 }  // namespace ditgen::eval

@@ -10,7 +10,7 @@
 #include "ditgen/core/error.h"
 #include "ditgen/eval/classifier.h"
 #include "ditgen/eval/fid.h"
-#include "ditgen/train/fashion_mnist.h"
+#include "ditgen/data/fashion_mnist.h"
 
 namespace ditgen::eval {
 
@@ -83,8 +83,8 @@ EvalReport evaluate(Generator& generator, const EvalOptions& o,
 
   // Everything that reads files comes before the (long) generation, so a bad path fails at once.
   FmnistClassifier classifier = load_classifier(o.classifier, generator.device());
-  const std::filesystem::path dir = o.data_dir.empty() ? train::default_fashion_mnist_dir() : o.data_dir;
-  const train::FashionMnist test_set(dir, train::Split::Test), train_set(dir, train::Split::Train);
+  const std::filesystem::path dir = o.data_dir.empty() ? data::default_fashion_mnist_dir() : o.data_dir;
+  const data::FashionMnist test_set(dir, data::Split::Test), train_set(dir, data::Split::Train);
 
   const int64_t n = o.num_samples, classes = info.config.num_classes;
   std::vector<at::Tensor> images;

@@ -7,7 +7,7 @@
 
 #include <ATen/ATen.h>
 
-namespace ditgen::train {
+namespace ditgen::data {
 
 struct Batch {
   at::Tensor images;  // [B, C, H, W] float32 in [-1, 1], CPU
@@ -27,4 +27,4 @@ class Dataset {
   virtual Batch get(const std::vector<int64_t>& indices) const = 0;
 };
 
-}  // namespace ditgen::train
+}  // namespace ditgen::data

@@ -8,9 +8,9 @@
 
 #include <ATen/ATen.h>
 
-#include "ditgen/train/dataset.h"
+#include "ditgen/data/dataset.h"
 
-namespace ditgen::train {
+namespace ditgen::data {
 
 enum class Split { Train, Test };
 
@@ -62,4 +62,4 @@ class FashionMnist : public Dataset {
   at::Tensor labels_;  // [N] int64, CPU
 };
 
-}  // namespace ditgen::train
+}  // namespace ditgen::data

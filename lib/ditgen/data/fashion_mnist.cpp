@@ -1,4 +1,4 @@
-#include "ditgen/train/fashion_mnist.h"
+#include "ditgen/data/fashion_mnist.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -13,7 +13,7 @@
 
 #include "ditgen/core/error.h"
 
-namespace ditgen::train {
+namespace ditgen::data {
 
 namespace fs = std::filesystem;
 
@@ -250,4 +250,4 @@ at::Tensor FashionMnist::prepare(const at::Tensor& raw) const {
   return at::constant_pad_nd(x, {before, after, before, after}, -1.0);  // [B, 1, pad, pad]
 }
 
-}  // namespace ditgen::train
+}  // namespace ditgen::data

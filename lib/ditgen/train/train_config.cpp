@@ -1,0 +1,207 @@
+#include "ditgen/train/train_config.h"
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+#include <yaml-cpp/yaml.h>
+
+#include "ditgen/core/error.h"
+
+namespace ditgen::train {
+
+namespace {
+
+constexpr std::array<std::pair<LrSchedule, const char*>, 2> kLrSchedules{
+    {{LrSchedule::Constant, "constant"}, {LrSchedule::Cosine, "cosine"}}};
+constexpr std::array<std::pair<SparseGrids, const char*>, 3> kSparseGrids{
+    {{SparseGrids::Uniform, "uniform"}, {SparseGrids::Timestep, "timestep"}, {SparseGrids::TimestepBatch, "timestep-batch"}}};
+constexpr std::array<std::pair<at::ScalarType, const char*>, 2> kSaveDtypes{{{at::kFloat, "fp32"}, {at::kBFloat16, "bf16"}}};
+
+template <typename Enum, size_t N>
+const char* name_of(Enum value, const std::array<std::pair<Enum, const char*>, N>& words) {
+  for (const auto& [v, word] : words)
+    if (v == value) return word;
+  return "?";
+}
+
+// `setting` names the config key in the message: "lr_schedule must be constant or cosine".
+template <typename Enum, size_t N>
+Enum parse_word(const std::string& word, const std::array<std::pair<Enum, const char*>, N>& words,
+                const std::string& setting) {
+  std::string choices;
+  for (size_t i = 0; i < N; ++i) {
+    if (word == words[i].second) return words[i].first;
+    choices += (i == 0 ? "" : i + 1 == N ? " or " : ", ") + std::string(words[i].second);
+  }
+  throw Error(ErrorKind::Input, setting + " must be " + choices);
+}
+
+void require_known_keys(const YAML::Node& map, const std::vector<std::string>& known, const std::string& what) {
+  for (const auto& kv : map)
+    if (std::find(known.begin(), known.end(), kv.first.as<std::string>()) == known.end())
+      throw Error(ErrorKind::Input, "unknown " + what + "setting '" + kv.first.as<std::string>() + "'");
+}
+
+FlexibleTraining read_flexible(const YAML::Node& f) {
+  if (!f.IsMap()) throw Error(ErrorKind::Input, "flexible must be a mapping");
+  require_known_keys(f, {"patch_sizes", "mode", "underlying_patch", "lora_rank", "lora_alpha", "train_patches"},
+                     "flexible ");
+  FlexibleTraining ft;
+  ft.flex.patch_sizes = f["patch_sizes"].as<std::vector<int>>(std::vector<int>{});
+  ft.flex.mode = f["mode"].as<std::string>(ft.flex.mode);
+  ft.flex.underlying_patch = f["underlying_patch"].as<int>(ft.flex.underlying_patch);
+  ft.flex.lora_rank = f["lora_rank"].as<int>(ft.flex.lora_rank);
+  ft.flex.lora_alpha = f["lora_alpha"].as<double>(ft.flex.lora_alpha);
+  ft.train_patches = f["train_patches"].as<std::vector<int>>(std::vector<int>{});
+  if (ft.flex.patch_sizes.empty()) throw Error(ErrorKind::Input, "flexible needs patch_sizes");
+  return ft;
+}
+
+SparseConfig read_sparse(const YAML::Node& q) {
+  if (!q.IsMap()) throw Error(ErrorKind::Input, "sparse must be a mapping");
+  static const std::vector<std::string> keys{"pooling_blocks", "modules", "groups", "min_grid", "max_grid"};
+  require_known_keys(q, keys, "sparse ");
+  for (const auto& key : keys)
+    if (!q[key]) throw Error(ErrorKind::Input, "sparse needs " + key);
+  SparseConfig sc;
+  sc.pooling_blocks = q["pooling_blocks"].as<int>();
+  sc.modules = q["modules"].as<int>();
+  const auto groups = q["groups"].as<std::vector<int>>();
+  if (groups.size() != 4 || groups[0] != 1 || groups[2] != 1)
+    throw Error(ErrorKind::Input, "sparse.groups must be [1, semantic blocks, 1, dense blocks]");
+  sc.semantic = groups[1];
+  sc.dense = groups[3];
+  sc.min_grid = q["min_grid"].as<int>();
+  sc.max_grid = q["max_grid"].as<int>();
+  return sc;
+}
+
+SamplerDefaults read_sampler_defaults(const YAML::Node& s) {
+  SamplerDefaults d;
+  d.sampler = s["sampler"].as<std::string>(d.sampler);
+  d.steps = s["steps"].as<int>(d.steps);
+  d.cfg_scale = s["cfg_scale"].as<double>(d.cfg_scale);
+  d.cfg_channels = s["cfg_channels"].as<int>(d.cfg_channels);
+  d.schedule = s["schedule"].as<std::string>(d.schedule);
+  return d;
+}
+
+// The settings of `y` (a config read from `path`); errors without the path, which the caller adds.
+TrainConfig read_config(const YAML::Node& y, const std::filesystem::path& path) {
+  if (!y.IsMap()) throw Error(ErrorKind::Input, "expected a mapping of training settings");
+  require_known_keys(y, {"model", "data_dir", "output", "steps", "batch_size", "lr", "warmup_steps", "lr_schedule",
+                         "weight_decay", "betas", "grad_clip", "ema_decay", "seed", "log_every", "sample_every",
+                         "checkpoint_every", "bf16", "device", "freeze", "lora", "teacher", "name",
+                         "sampler_defaults", "save_dtype", "flexible", "sparse", "sparse_grids"},
+                     "");
+  const std::filesystem::path base = path.parent_path();
+  auto rel = [&](const std::string& p) {
+    if (p.empty() || std::filesystem::path(p).is_absolute()) return std::filesystem::path(p);
+    // Registry names (DiT-S/2) are not paths.
+    if (!std::filesystem::exists(base / p) && official_configs().count(p)) return std::filesystem::path(p);
+    return base / p;
+  };
+  TrainConfig c;
+  if (!y["model"]) throw Error(ErrorKind::Input, "'model' is required");
+  c.model = rel(y["model"].as<std::string>()).string();
+  if (y["data_dir"]) c.data_dir = rel(y["data_dir"].as<std::string>());
+  // Unlike inputs, the output folder is relative to where ditgen runs.
+  c.output = y["output"] ? y["output"].as<std::string>() : "runs/" + path.stem().string();
+  c.steps = y["steps"].as<int64_t>(c.steps);
+  c.batch_size = y["batch_size"].as<int>(c.batch_size);
+  c.lr = y["lr"].as<double>(c.lr);
+  c.warmup_steps = y["warmup_steps"].as<int64_t>(c.warmup_steps);
+  if (y["lr_schedule"]) c.lr_schedule = parse_lr_schedule(y["lr_schedule"].as<std::string>());
+  c.weight_decay = y["weight_decay"].as<double>(c.weight_decay);
+  if (y["betas"]) {
+    c.beta1 = y["betas"][0].as<double>();
+    c.beta2 = y["betas"][1].as<double>();
+  }
+  c.grad_clip = y["grad_clip"].as<double>(c.grad_clip);
+  c.ema_decay = y["ema_decay"].as<double>(c.ema_decay);
+  c.seed = y["seed"].as<uint64_t>(c.seed);
+  c.log_every = y["log_every"].as<int64_t>(c.log_every);
+  c.sample_every = y["sample_every"].as<int64_t>(c.sample_every);
+  c.checkpoint_every = y["checkpoint_every"].as<int64_t>(c.checkpoint_every);
+  c.bf16 = y["bf16"].as<bool>(c.bf16);
+  c.device = y["device"].as<std::string>(c.device);
+  c.freeze = y["freeze"].as<std::vector<std::string>>(std::vector<std::string>{});
+  if (const YAML::Node l = y["lora"])
+    c.lora = LoraOptions{l["targets"].as<std::vector<std::string>>(), l["rank"].as<int>(LoraOptions{}.rank),
+                         l["alpha"].as<double>(LoraOptions{}.alpha)};
+  if (y["teacher"]) c.teacher = rel(y["teacher"].as<std::string>()).string();
+  if (y["flexible"]) c.flexible = read_flexible(y["flexible"]);
+  if (y["sparse"]) c.sparse = read_sparse(y["sparse"]);
+  if (y["sparse_grids"]) c.sparse_grids = parse_sparse_grids(y["sparse_grids"].as<std::string>());
+  c.name = y["name"].as<std::string>("");
+  if (y["save_dtype"]) c.save_dtype = parse_word(y["save_dtype"].as<std::string>(), kSaveDtypes, "save_dtype");
+  if (y["sampler_defaults"]) {
+    c.sampler_defaults = read_sampler_defaults(y["sampler_defaults"]);
+    c.sampler_defaults_set = true;
+  }
+  return c;
+}
+
+// The checks of values each setting takes alone and of settings that exclude each other.
+void check(const TrainConfig& c) {
+  auto bad = [&](bool cond, const std::string& what) {
+    if (cond) throw Error(ErrorKind::Input, what);
+  };
+  bad(c.steps < 1, "steps must be >= 1");
+  bad(c.batch_size < 1 || c.batch_size > 65536, "batch_size must be in 1..65536");
+  bad(!(c.lr > 0) || c.lr > 1, "lr must be in (0, 1]");
+  bad(c.warmup_steps < 0, "warmup_steps must be >= 0");
+  bad(c.weight_decay < 0, "weight_decay must be >= 0");
+  bad(c.grad_clip < 0, "grad_clip must be >= 0");
+  bad(c.ema_decay < 0 || c.ema_decay >= 1, "ema_decay must be in [0, 1)");
+  bad(c.log_every < 1, "log_every must be >= 1");
+  bad(c.sample_every < 0 || c.checkpoint_every < 0, "sample_every and checkpoint_every must be >= 0");
+  bad(c.lora && (c.lora->rank < 1 || c.lora->targets.empty()), "lora needs targets and a rank >= 1");
+  bad(c.flexible && c.lora, "flexible fine-tuning does not take lora (mode: lora brings its own adapters)");
+  bad(c.flexible && c.flexible->flex.lora() && !c.teacher.empty(),
+      "lora-mode flexible fine-tuning distills from the model itself at its own patch size; drop teacher");
+  bad(c.flexible && c.sparse_grids != SparseGrids::Uniform,
+      "flexible fine-tuning of a sparse model draws its grids uniformly (sparse_grids: uniform)");
+}
+
+}  // namespace
+
+const char* lr_schedule_name(LrSchedule schedule) { return name_of(schedule, kLrSchedules); }
+const char* sparse_grids_name(SparseGrids grids) { return name_of(grids, kSparseGrids); }
+LrSchedule parse_lr_schedule(const std::string& word) { return parse_word(word, kLrSchedules, "lr_schedule"); }
+SparseGrids parse_sparse_grids(const std::string& word) { return parse_word(word, kSparseGrids, "sparse_grids"); }
+
+nlohmann::json TrainConfig::to_json() const {
+  nlohmann::json j{{"model", model},         {"data_dir", data_dir.string()}, {"output", output.string()},
+                   {"steps", steps},         {"batch_size", batch_size},      {"lr", lr},
+                   {"warmup_steps", warmup_steps}, {"lr_schedule", lr_schedule_name(lr_schedule)},
+                   {"weight_decay", weight_decay}, {"betas", {beta1, beta2}}, {"grad_clip", grad_clip},
+                   {"ema_decay", ema_decay}, {"seed", seed},                  {"bf16", bf16},
+                   {"freeze", freeze},       {"teacher", teacher},            {"save_dtype", name_of(save_dtype, kSaveDtypes)}};
+  if (lora) j["lora"] = {{"targets", lora->targets}, {"rank", lora->rank}, {"alpha", lora->alpha}};
+  if (flexible)
+    j["flexible"] = {{"patch_sizes", flexible->flex.patch_sizes}, {"mode", flexible->flex.mode},
+                     {"underlying_patch", flexible->flex.underlying_patch}, {"lora_rank", flexible->flex.lora_rank},
+                     {"lora_alpha", flexible->flex.lora_alpha}, {"train_patches", flexible->train_patches}};
+  if (sparse)
+    j["sparse"] = {{"pooling_blocks", sparse->pooling_blocks}, {"modules", sparse->modules},
+                   {"groups", {1, sparse->semantic, 1, sparse->dense}}, {"min_grid", sparse->min_grid},
+                   {"max_grid", sparse->max_grid}};
+  j["sparse_grids"] = sparse_grids_name(sparse_grids);
+  return j;
+}
+
+TrainConfig load_train_config(const std::filesystem::path& path) {
+  try {
+    TrainConfig c = read_config(YAML::LoadFile(path.string()), path);
+    check(c);
+    return c;
+  } catch (const YAML::Exception& e) {
+    throw Error(ErrorKind::Input, path.string() + ": " + e.what());
+  } catch (const Error& e) {
+    throw Error(e.kind(), path.string() + ": " + e.what());
+  }
+}
+
+}  // namespace ditgen::train
