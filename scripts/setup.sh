@@ -57,4 +57,4 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_
   -DDITGEN_PYTHON="$python" "${launcher[@]}" ${DITGEN_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j "$(nproc)"
 
-say "ready: $build/bin/ditgen"
+say "ready: $build/bin/ditgen (to install it: scripts/install.sh PREFIX)"

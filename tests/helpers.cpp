@@ -57,6 +57,13 @@ std::string slurp(const std::filesystem::path& p) {
   ss << in.rdbuf();
   return ss.str();
 }
+
+void report_skip(Skipping what, const std::string& why) {
+  if (what == Skipping::TestCase)
+    skip_test_case(why);
+  else
+    WARN(why);
+}
 }  // namespace
 
 CliResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& cwd, const CliEnv& extra) {
@@ -140,9 +147,11 @@ bool built_with_asan() {
 #endif
 }
 
-bool no_cuda_device() {
+void skip_test_case(const std::string& why) { WARN(DITGEN_TEST_SKIP_MARKER ": " << why); }
+
+bool no_cuda_device(Skipping what) {
   if (at::hasCUDA()) return false;
-  WARN("no CUDA device: this test runs on the GPU machine");
+  report_skip(what, "no CUDA device: this test runs on the GPU machine");
   return true;
 }
 
@@ -150,14 +159,14 @@ std::string shipped_model(const std::string& name) {
   return std::string(DITGEN_TEST_DATA) + "/../../models/" + name;
 }
 
-bool fashion_mnist_missing(const std::string& skipped) {
+bool fashion_mnist_missing(const std::string& skipped, Skipping what) {
   if (std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) return false;
-  WARN("Fashion-MNIST not installed; " << skipped << " skipped");
+  report_skip(what, "Fashion-MNIST not installed; " + skipped + " skipped");
   return true;
 }
 
 void check_generates_asked_classes(const std::string& model_file) {
-  if (fashion_mnist_missing("the evaluation")) return;
+  if (fashion_mnist_missing("the evaluation", Skipping::Rest)) return;
   TempDir dir;
   const CliResult r = run_cli(
       {"eval", "-m", model_file, "-n", "10", "--steps", "10", "--cfg-scale", "3", "--seed", "0", "--device", "cpu"},
@@ -186,7 +195,7 @@ CliFlowModels check_cli_flow(const TempDir& dir, const CliFlow& flow) {
   CHECK(r.exit_code == 2);
   CHECK(contains(r.err, flow.refusal));
   CHECK_FALSE(std::filesystem::exists(dir / "b.png"));
-  if (fashion_mnist_missing("training")) return models;
+  if (fashion_mnist_missing("training", Skipping::Rest)) return models;
   // One sampling step for the trained model's final sample grid (100 images) keeps the run short.
   std::ofstream(dir / "train.yaml") << "model: spec.yaml\noutput: run\nsteps: 4\nbatch_size: 4\nlog_every: 2\n"
                                        "device: cpu\nbf16: false\nsample_every: 0\n"

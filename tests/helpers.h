@@ -68,13 +68,22 @@ bool contains(const std::string& text, const std::string& part);
 // `dir` as `name`; returns its path.
 std::string make_tiny_model(const TempDir& dir, const std::string& name = "tiny.safetensors", int seed = 3);
 
+// What a missing CUDA device or data set skips: the whole test case (it must return at once, before any
+// check), which CTest then reports as skipped, or the rest of one that passes on the checks it made.
+enum class Skipping { TestCase, Rest };
+
+// WARNs that the whole test case is skipped and why, with the marker (DITGEN_TEST_SKIP_MARKER) that makes
+// CTest report it as skipped (tests/CMakeLists.txt). Only before the test case's first check: the marker
+// wins over failures.
+void skip_test_case(const std::string& why);
+
 // True, with a WARN, where there is no CUDA device: GPU test cases (or the GPU halves of CPU ones) return
 // then; they run on the GPU machine.
-bool no_cuda_device();
+bool no_cuda_device(Skipping what = Skipping::TestCase);
 
 // True, with a WARN naming what is `skipped`, where the Fashion-MNIST package (dataset-fashion-mnist) is not
 // installed.
-bool fashion_mnist_missing(const std::string& skipped);
+bool fashion_mnist_missing(const std::string& skipped, Skipping what = Skipping::TestCase);
 
 // models/NAME of the source tree (the shipped models).
 std::string shipped_model(const std::string& name);

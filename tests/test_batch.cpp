@@ -478,10 +478,7 @@ TEST_CASE("an image whose record --from could not replay is not written", "[batc
 
 TEST_CASE("running out of memory is a runtime failure (exit 1) that stops the run, not a bad line (6)",
           "[batch][cli][errors]") {
-  if (test::built_with_asan()) {
-    WARN("AddressSanitizer cannot run under an address-space limit; skipped");
-    return;
-  }
+  if (test::built_with_asan()) return test::skip_test_case("AddressSanitizer cannot run under an address-space limit");
   TempDir dir;
   const std::string model = test::make_tiny_model(dir);
   write_file(dir / "p.txt", "bag\n{\"prompt\": \"coat\", \"size\": 8192}\n");  // 16.7 M tokens: > 8 GB a tensor

@@ -230,11 +230,11 @@ TEST_CASE("default_fashion_mnist_dir follows DITGEN_FMNIST_DIR", "[data]") {
 
 TEST_CASE("The Debian Fashion-MNIST files load", "[data]") {
 #ifndef DITGEN_HAVE_ZLIB
-  WARN("skipped: built without zlib, and the Debian files are gzip-compressed");
+  ditgen::test::skip_test_case("built without zlib, and the Debian files are gzip-compressed");
   return;
 #endif
   if (!fs::exists(kDebianDir / "train-images-idx3-ubyte.gz")) {
-    WARN("skipped: " << kDebianDir.string() << " is missing (apt-get install dataset-fashion-mnist)");
+    ditgen::test::skip_test_case(kDebianDir.string() + " is missing (apt-get install dataset-fashion-mnist)");
     return;
   }
   FashionMnist train(kDebianDir, Split::Train);

@@ -425,7 +425,7 @@ TEST_CASE("a model's default schedule: generate and info follow it, flags overri
   CHECK_FALSE(std::filesystem::exists(dir / "b.png"));
 
   // Training refuses such a default before the first step, so no run ends in a file that cannot load.
-  if (test::fashion_mnist_missing("a training config's default schedule")) return;
+  if (test::fashion_mnist_missing("a training config's default schedule", test::Skipping::Rest)) return;
   const std::string spec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/fmnist-tiny.yaml";
   std::ofstream(dir / "train.yaml") << "model: " << spec << "\noutput: run\nsteps: 2\nbatch_size: 2\ndevice: cpu\n"
                                        "bf16: false\nsampler_defaults: {schedule: density=2:4}\n";

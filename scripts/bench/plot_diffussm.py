@@ -3,7 +3,7 @@
 
   python3 scripts/bench/plot_diffussm.py OUT.png RECORDS.jsonl [RECORDS.jsonl ...]
 
-RECORDS are `ditgen bench --mixing --json` lines (docs/bench/diffussm-bench-*.jsonl): batch 1, the fast
+RECORDS are `ditgen bench --mixing --json` lines (results/diffussm-bench-*.jsonl): batch 1, the fast
 path. A later file's record replaces an earlier one's for the same model and token count, so the newest
 measurement of each model is plotted.
 """

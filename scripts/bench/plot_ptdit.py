@@ -3,7 +3,7 @@
 
   python3 scripts/bench/plot_ptdit.py OUT.png RECORDS.jsonl [BATCH]
 
-RECORDS are `ditgen bench --mixing --json` lines of PT-DiT-XL/2 and DiT-XL/2 (docs/bench/ptdit-bench.jsonl);
+RECORDS are `ditgen bench --mixing --json` lines of PT-DiT-XL/2 and DiT-XL/2 (results/ptdit-bench.jsonl);
 the x axis is the image side in pixels (latent side x 8), one batch size (default 16).
 """
 import json

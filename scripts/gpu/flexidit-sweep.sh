@@ -3,7 +3,7 @@
 # "schedule|cfg" of SWEEP evaluated (10,000 samples) on the seed-0 and seed-20,000 sets and timed against dense
 # and flexi-55-guided in three bench calls (batch 64, merged adapters; all at CFG 2: a scale other than 1 does
 # not change the work, only whether there is guidance).
-#   bash scripts/gpu/flexidit-sweep.sh       (the sweep of docs/bench/flexidit-*-sweep2.jsonl by default)
+#   bash scripts/gpu/flexidit-sweep.sh       (the sweep of results/flexidit-*-sweep2.jsonl by default)
 #   SWEEP="cond=4:0.5,guide=4:0.8,weak-scale=3|2 ..." bash scripts/gpu/flexidit-sweep.sh
 set -uo pipefail
 export OUT=${OUT:-/tmp/out}

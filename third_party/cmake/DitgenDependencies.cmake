@@ -16,6 +16,7 @@ endif()
 find_path(DITGEN_TORCH_ROOT include/torch/csrc/api/include/torch/torch.h
           PATHS ${CMAKE_PREFIX_PATH} $ENV{CMAKE_PREFIX_PATH} PATH_SUFFIXES ../.. NO_DEFAULT_PATH REQUIRED)
 get_filename_component(DITGEN_TORCH_ROOT ${DITGEN_TORCH_ROOT} REALPATH)
+get_filename_component(DITGEN_TORCH_PACKAGES ${DITGEN_TORCH_ROOT} DIRECTORY)  # site-packages: torch, nvidia
 
 # The PyPI wheel is a CUDA build, and its TorchConfig refuses to load without a CUDA toolkit. Where there
 # is none (a plain Debian machine), import the wheel's libraries directly; CUDA still works at run time
@@ -24,20 +25,34 @@ find_package(CUDAToolkit QUIET)
 if(CUDAToolkit_FOUND OR NOT EXISTS ${DITGEN_TORCH_ROOT}/lib/libtorch_cuda.so)
   find_package(Torch REQUIRED)
   set(CMAKE_CXX_FLAGS "${CMAKE_CXX_FLAGS} ${TORCH_CXX_FLAGS}")  # the ABI define
+  set(DITGEN_TORCH_USES_CUDA ${CUDAToolkit_FOUND})
 else()
   message(STATUS "ditgen: no CUDA toolkit; importing LibTorch from ${DITGEN_TORCH_ROOT} directly")
   add_library(ditgen_libtorch INTERFACE)
   target_include_directories(ditgen_libtorch SYSTEM INTERFACE ${DITGEN_TORCH_ROOT}/include
                              ${DITGEN_TORCH_ROOT}/include/torch/csrc/api/include)
   target_compile_definitions(ditgen_libtorch INTERFACE _GLIBCXX_USE_CXX11_ABI=1)
+  # The wheel's CUDA backend (libtorch_cuda and about 3 GB of NVIDIA libraries) is linked only where it can
+  # run: by default where an NVIDIA driver is loaded. Without it LibTorch runs on the CPU alone.
+  set(_cuda_default OFF)
+  if(EXISTS /proc/driver/nvidia/version)
+    set(_cuda_default ON)
+  endif()
+  option(DITGEN_TORCH_CUDA "Without a CUDA toolkit, link the LibTorch wheel's CUDA backend" ${_cuda_default})
+  set(_names c10 torch_cpu)
+  if(DITGEN_TORCH_CUDA)
+    list(APPEND _names torch c10_cuda torch_cuda)
+  endif()
   set(_libs)
-  foreach(lib c10 torch_cpu torch c10_cuda torch_cuda)
+  foreach(lib ${_names})
     list(APPEND _libs ${DITGEN_TORCH_ROOT}/lib/lib${lib}.so)
   endforeach()
   # --no-as-needed: libtorch_cuda registers the CUDA backend when loaded, though nothing names its symbols.
+  # CMake puts the folder of these full paths on the build RPATH and swaps it for INSTALL_RPATH on install.
   target_link_libraries(ditgen_libtorch INTERFACE "-Wl,--no-as-needed" ${_libs} "-Wl,--as-needed")
-  target_link_options(ditgen_libtorch INTERFACE "LINKER:-rpath,${DITGEN_TORCH_ROOT}/lib")
   set(TORCH_LIBRARIES ditgen_libtorch)
+  set(DITGEN_TORCH_USES_CUDA ${DITGEN_TORCH_CUDA})
+  message(STATUS "ditgen: LibTorch's CUDA backend (DITGEN_TORCH_CUDA) ${DITGEN_TORCH_CUDA}")
 endif()
 
 find_package(CLI11 CONFIG REQUIRED)
