@@ -345,13 +345,17 @@ TEST_CASE("evaluate() scores a Fashion-MNIST model", "[eval]") {
     options.batch_size = 8;
     options.data_dir = fmnist_dir;
     options.classifier = dir / "classifier.safetensors";
-    std::vector<std::pair<int64_t, int64_t>> calls;
-    const EvalReport report = evaluate(generator, options, [&](int64_t done, int64_t total) {
-      calls.emplace_back(done, total);
+    std::vector<std::pair<int, int>> generated, classified;  // (images done, of) at each batch's end
+    const EvalReport report = evaluate(generator, options, [&](EvalStage stage, const Progress& p) {
+      if (stage == EvalStage::Generating && p.step == p.steps) generated.emplace_back(p.images_done, p.images_total);
+      if (stage == EvalStage::Features) classified.emplace_back(p.images_done, p.images_total);
     });
     INFO("fid " << report.fid << ", real-vs-real " << report.real_vs_real_fid << ", accuracy "
                 << report.class_accuracy << ", " << report.images_per_second << " img/s");
-    CHECK(calls == std::vector<std::pair<int64_t, int64_t>>{{8, 20}, {16, 20}, {20, 20}});
+    CHECK(generated == std::vector<std::pair<int, int>>{{8, 20}, {16, 20}, {20, 20}});
+    // The 20 generated images, then 20 real ones of each split, in batches of 8; a call as the stage begins.
+    CHECK(classified == std::vector<std::pair<int, int>>{
+                            {0, 60}, {8, 60}, {16, 60}, {20, 60}, {28, 60}, {36, 60}, {40, 60}, {48, 60}, {56, 60}, {60, 60}});
     for (double v : {report.fid, report.class_accuracy, report.real_vs_real_fid, report.gflops_per_image,
                      report.wall_seconds, report.images_per_second, report.cfg_scale})
       CHECK(std::isfinite(v));

@@ -2,14 +2,15 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "commands.h"
-#include "ditgen/core/log.h"
 #include "ditgen/eval/evaluate.h"
 #include "ditgen/io/atomic_file.h"
 #include "ditgen/pipeline/generator.h"
 #include "ditgen/data/fashion_mnist.h"
+#include "progress.h"
 #include "shipped.h"
 
 namespace ditgen::cli {
@@ -17,7 +18,7 @@ namespace ditgen::cli {
 namespace {
 
 struct EvalCliOptions {
-  std::string model, classifier, data_dir, output, sampler, device = "auto", dtype = "auto";
+  std::string model, classifier, data_dir, output, sampler, device = "auto", dtype = "auto", progress = "auto";
   std::optional<std::string> schedule;
   int64_t num_samples = 10000;
   int steps = 50;
@@ -29,7 +30,8 @@ struct EvalCliOptions {
 
 int run_eval(const EvalCliOptions& o) {
   const std::string model = o.model.empty() ? default_model_path() : o.model;
-  if (!std::filesystem::exists(model)) throw Error(ErrorKind::Model, "model file not found: " + model);
+  check_model_path(model);
+  const ProgressMode progress_mode = parse_progress_mode(o.progress);
   eval::EvalOptions options;
   options.num_samples = o.num_samples;
   options.steps = o.steps;
@@ -56,9 +58,14 @@ int run_eval(const EvalCliOptions& o) {
   const at::ScalarType dtype = o.dtype == "auto" ? (device.is_cuda() ? at::kBFloat16 : at::kFloat) : parse_dtype(o.dtype);
   Generator generator(model, device, dtype);
   options.schedule = resolve_schedule(o.schedule, generator.info());
-  eval::EvalReport report = eval::evaluate(generator, options, [](int64_t done, int64_t total) {
-    log::debug(c10::str("generated ", done, "/", total));
+  ProgressDisplay display(progress_mode);
+  std::optional<eval::EvalStage> shown;
+  eval::EvalReport report = eval::evaluate(generator, options, [&](eval::EvalStage stage, const Progress& p) {
+    if (stage != shown) display.start_stage(eval::eval_stage_name(stage));
+    shown = stage;
+    display.update(p);
   });
+  display.finish();
   nlohmann::json j = report.to_json();
   j["model"] = {{"name", generator.info().name}, {"file", model}, {"sha256", generator.info().sha256}};
   j["device"] = device.str();
@@ -102,6 +109,7 @@ Command add_eval_command(CLI::App& root) {
   app->add_option("--classifier", o->classifier, "Classifier file (default: the shipped one)");
   app->add_option("--data", o->data_dir, "Fashion-MNIST folder (default: the Debian package's)");
   app->add_option("-o,--output", o->output, "Also write the JSON report to this file");
+  app->add_option("--progress", o->progress, "auto (a bar on a terminal), bar, json or none")->capture_default_str();
   app->add_option("--device", o->device, "auto, cpu, cuda or cuda:N")->capture_default_str()->envname("DITGEN_DEVICE");
   app->add_option("--dtype", o->dtype, "auto, fp32, bf16 or fp16")->capture_default_str();
   return {app, [o] { return run_eval(*o); }};

@@ -24,7 +24,7 @@ struct TrainOptions {
 };
 
 int run_train(const TrainOptions& o) {
-  catch_interrupts(/*terminate_too=*/true);  // Ctrl-C or kill: stop after the step in flight, with a checkpoint
+  catch_interrupts(InterruptMode::Train);  // Ctrl-C or kill: stop after the step in flight, with a checkpoint
   train::TrainConfig config = train::load_train_config(o.config);
   if (!o.device.empty()) config.device = o.device;
   const ModelInfo spec = train::run_model_info(config, o.resume);

@@ -21,8 +21,9 @@ struct Classified {
   at::Tensor logits;    // [N, 10] float32 CPU
 };
 
-// Runs the classifier over images [N, 1, 32, 32] (CPU) in batches on `device`.
-Classified classify_images(FmnistClassifier& model, const at::Tensor& images, at::Device device, int64_t batch) {
+// Runs the classifier over images [N, 1, 32, 32] (CPU) in batches on `device`; `on_batch(count)` after each.
+Classified classify_images(FmnistClassifier& model, const at::Tensor& images, at::Device device, int64_t batch,
+                           const std::function<void(int64_t count)>& on_batch) {
   c10::InferenceMode inference;
   std::vector<at::Tensor> features, logits;
   for (int64_t begin = 0; begin < images.size(0); begin += batch) {
@@ -32,6 +33,7 @@ Classified classify_images(FmnistClassifier& model, const at::Tensor& images, at
     at::Tensor f = model->features(x);                                                   // [b, 256]
     logits.push_back(model->classify(f).cpu());                                          // [b, 10]
     features.push_back(f.cpu());                                                         // [b, 256]
+    on_batch(count);
   }
   return {at::cat(features), at::cat(logits)};
 }
@@ -47,7 +49,16 @@ void check_model(const ModelInfo& info) {
                                       std::to_string(c.num_classes) + " classes");
 }
 
+// Seconds since `start`.
+double since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 }  // namespace
+
+const char* eval_stage_name(EvalStage stage) {
+  return stage == EvalStage::Generating ? "generating" : "features";
+}
 
 nlohmann::json EvalReport::to_json() const {
   return {{"fid", fid},
@@ -64,8 +75,7 @@ nlohmann::json EvalReport::to_json() const {
           {"sampler", sampler}};
 }
 
-EvalReport evaluate(Generator& generator, const EvalOptions& o,
-                    const std::function<void(int64_t done, int64_t total)>& progress) {
+EvalReport evaluate(Generator& generator, const EvalOptions& o, const EvalProgress& progress) {
   if (o.num_samples < 2) throw Error(ErrorKind::Usage, "evaluation needs at least 2 samples");
   if (o.batch_size < 1) throw Error(ErrorKind::Usage, "evaluation batch size must be >= 1");
   if (o.classifier.empty()) throw Error(ErrorKind::Usage, "evaluation needs a classifier file");
@@ -89,6 +99,13 @@ EvalReport evaluate(Generator& generator, const EvalOptions& o,
   const int64_t n = o.num_samples, classes = info.config.num_classes;
   std::vector<at::Tensor> images;
   at::Tensor labels = at::arange(n, at::kLong).remainder(classes);  // [N]: balanced over the classes
+  const auto generation_start = std::chrono::steady_clock::now();
+  auto report_progress = [&](EvalStage stage, int64_t done, int64_t total, int step, int steps,
+                             std::chrono::steady_clock::time_point stage_start) {
+    if (progress)
+      progress(stage, Progress{static_cast<int>(done), static_cast<int>(total), step, steps, since(stage_start)});
+  };
+  report_progress(EvalStage::Generating, 0, n, 0, request.sampler.steps, generation_start);
   double generation_seconds = 0;
   for (int64_t begin = 0; begin < n; begin += o.batch_size) {
     const int64_t count = std::min<int64_t>(o.batch_size, n - begin);
@@ -96,25 +113,33 @@ EvalReport evaluate(Generator& generator, const EvalOptions& o,
     request.seeds.resize(static_cast<size_t>(count));
     for (int64_t i = 0; i < count; ++i) request.seeds[i] = o.seed + static_cast<uint64_t>(begin + i);
     const auto start = std::chrono::steady_clock::now();
-    GenerationResult result = generator.generate(request);  // frames on the CPU: the device is done
-    generation_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    GenerationResult result = generator.generate(request, [&](const Progress& p) {
+      report_progress(EvalStage::Generating, begin + p.images_done, n, p.step, p.steps, generation_start);
+    });  // frames on the CPU: the device is done
+    generation_seconds += since(start);
     images.push_back(result.frames.select(1, 0));  // [b, 1, 32, 32]
-    if (progress) progress(begin + count, n);
   }
 
-  const int64_t batch = o.batch_size;
-  const Classified generated = classify_images(classifier, at::cat(images), generator.device(), batch);
   // The same number of real images on both sides, so the real-vs-real floor has the same small-sample bias.
   std::vector<int64_t> test_ids(static_cast<size_t>(std::min(n, test_set.size())));
-  for (size_t i = 0; i < test_ids.size(); ++i) test_ids[i] = static_cast<int64_t>(i);
-  const Classified real_test =
-      classify_images(classifier, test_set.get(test_ids).images, generator.device(), batch);  // the first M
+  for (size_t i = 0; i < test_ids.size(); ++i) test_ids[i] = static_cast<int64_t>(i);  // the first M
   at::Generator subset_gen = at::detail::createCPUGenerator(o.seed);
   const at::Tensor order = at::randperm(train_set.size(), subset_gen, at::kLong);  // [60000]
   const std::vector<int64_t> train_ids(order.data_ptr<int64_t>(),
                                        order.data_ptr<int64_t>() + std::min(n, train_set.size()));
-  const Classified real_train =
-      classify_images(classifier, train_set.get(train_ids).images, generator.device(), batch);
+  const int64_t to_classify = n + static_cast<int64_t>(test_ids.size() + train_ids.size());
+  const auto features_start = std::chrono::steady_clock::now();
+  int64_t classified = 0;
+  auto classify = [&](const at::Tensor& images) {
+    return classify_images(classifier, images, generator.device(), o.batch_size, [&](int64_t count) {
+      classified += count;
+      report_progress(EvalStage::Features, classified, to_classify, 0, 0, features_start);
+    });
+  };
+  report_progress(EvalStage::Features, 0, to_classify, 0, 0, features_start);
+  const Classified generated = classify(at::cat(images));
+  const Classified real_test = classify(test_set.get(test_ids).images);
+  const Classified real_train = classify(train_set.get(train_ids).images);
 
   const Gaussian test_stats = feature_statistics(real_test.features);
   EvalReport report;

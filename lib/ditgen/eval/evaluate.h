@@ -45,11 +45,20 @@ struct EvalReport {
   nlohmann::json to_json() const;
 };
 
+// What an evaluation is doing, as its progress tells: generating the images, then running them and as many
+// real ones of each split through the classifier.
+enum class EvalStage { Generating, Features };
+const char* eval_stage_name(EvalStage stage);  // "generating", "features"
+
+// Where a stage stands: images done of the stage's total (sampling steps of the batch in flight while
+// generating, none for features) and seconds since the stage began.
+using EvalProgress = std::function<void(EvalStage stage, const Progress& progress)>;
+
 // Generates num_samples images (labels cycling through the classes, seeds seed + i) in batches, and scores
-// them against Fashion-MNIST. `progress` is called after every batch with (images done, total).
+// them against Fashion-MNIST. `progress` is called as each stage begins (nothing done yet), after each
+// sampling step, and after each classifier batch.
 // Throws Error(Usage) for bad options or a model that is not 1x32x32 pixels with 10 classes, Error(Model)
 // for a bad classifier file, Error(Input) for a missing dataset.
-EvalReport evaluate(Generator& generator, const EvalOptions& options,
-                    const std::function<void(int64_t done, int64_t total)>& progress = {});
+EvalReport evaluate(Generator& generator, const EvalOptions& options, const EvalProgress& progress = {});
 
 }  // namespace ditgen::eval

@@ -10,6 +10,7 @@
 
 #include "ditgen/io/yaml_json.h"
 
+#include "ditgen/core/did_you_mean.h"
 #include "ditgen/core/hash.h"
 #include "ditgen/io/safetensors.h"
 #include "ditgen/io/tensor_io.h"
@@ -105,7 +106,7 @@ int64_t ModelInfo::resolve_class(const std::string& prompt) const {
   }
   std::string valid;
   for (const auto& n : class_names) valid += (valid.empty() ? "" : ", ") + n;
-  throw Error(ErrorKind::Usage, "unknown class '" + prompt + "'; valid: " +
+  throw Error(ErrorKind::Usage, "unknown class '" + prompt + "'" + did_you_mean(key, class_names) + "; valid: " +
                                     (valid.empty() ? "" : valid + ", or ") + "an id in 0.." +
                                     std::to_string(config.num_classes - 1));
 }
@@ -127,7 +128,20 @@ ModelInfo info_from_file(const io::SafetensorsFile& file, const std::filesystem:
 
 }  // namespace
 
+void check_model_path(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) return;  // whether it is a model file is open()'s to say
+  if (ec) throw Error(ErrorKind::Model, "cannot open model file " + path.string() + ": " + ec.message());
+  for (const auto& [name, config] : official_configs())
+    if (trim_lower(name) == trim_lower(path.string()))
+      throw Error(ErrorKind::Model, "'" + path.string() + "' is an architecture with no weights: create a model file "
+                                    "with `ditgen init " + name + " -o FILE` (random weights) or train one, then "
+                                    "pass -m FILE; `ditgen info " + name + "` describes it");
+  throw Error(ErrorKind::Model, "model file not found: " + path.string());
+}
+
 ModelInfo read_model_info(const std::filesystem::path& path) {
+  check_model_path(path);
   return info_from_file(io::SafetensorsFile::open(path, ErrorKind::Model), path);
 }
 
@@ -148,6 +162,7 @@ void require_memory_for(const DiTConfig& config, ErrorKind kind) {
 }
 
 LoadedModel load_model(const std::filesystem::path& path, const at::Device& device, at::ScalarType dtype) {
+  check_model_path(path);
   io::SafetensorsFile file = io::SafetensorsFile::open(path, ErrorKind::Model);
   const std::string where = path.string();
   LoadedModel loaded;

@@ -52,6 +52,11 @@ struct LoadedModel {
   ModelInfo info;
 };
 
+// Fails at once when `path` names no file, with Error(Model): "model file not found", or for an official
+// registry name such as DiT-XL/2 (which `info` and `init` take) that it has no weights and how to get a file.
+// read_model_info and load_model begin with it; callers use it to fail before other slow work.
+void check_model_path(const std::filesystem::path& path);
+
 // Reads a model file's description (the file is validated; its weights are not loaded). Error(Model).
 ModelInfo read_model_info(const std::filesystem::path& path);
 // Parses a model metadata block (see model_metadata); `where` prefixes messages. Error(Model).
