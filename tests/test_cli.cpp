@@ -173,7 +173,7 @@ TEST_CASE("bad input gets one clear line, its exit code, and no output", "[cli][
       {{"generate", "-m", model, "sandals"}, 2, "unknown class 'sandals'; valid: T-shirt/top, Trouser"},
       {{"generate", "-m", model, "bag", "--steps", "0"}, 2, "--steps must be >= 1"},
       {{"generate", "-m", model, "bag", "--height", "31"}, 2, "multiples of the patch size 2"},
-      {{"generate", "-m", model, "bag", "--height", "-4"}, 2, "size -4x32 must be positive multiples"},
+      {{"generate", "-m", model, "bag", "--height", "-4"}, 2, "--height must be >= 1"},
       {{"generate", "-m", model, "bag", "-o", "not-a-folder/x.png"}, 5, "not-a-folder"},
       {{"generate", "-m", model, "bag", "--init-noise", "badnoise.safetensors"}, 3, "initial noise has shape"},
       {{"generate", "-m", model, "bag", "--init-noise", "absent.safetensors"}, 3, "absent.safetensors"},

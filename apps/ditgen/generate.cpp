@@ -14,6 +14,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "commands.h"
+#include "ditgen/core/format.h"
 #include "ditgen/core/log.h"
 #include "ditgen/io/atomic_file.h"
 #include "ditgen/io/tensor_io.h"
@@ -166,7 +167,7 @@ std::string apply_replay(CLI::App& app, GenerateOptions& o) {
 }
 
 int run_generate(CLI::App& app, GenerateOptions& o) {
-  catch_interrupts(/*terminate_too=*/true);  // from the start; SIGTERM (kill, timeout) stops as the first Ctrl-C does
+  catch_interrupts(InterruptMode::Generate);  // from the start; SIGTERM (kill, timeout) stops as Ctrl-C does
   const std::string replayed_sha = o.from.empty() ? "" : apply_replay(app, o);
   if (!o.config.empty()) apply_config(app, o.config);
   if (!o.prompt_file.empty() && !o.prompts.empty())
@@ -212,7 +213,7 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   }
   if (o.resume && !seed) seed = resumed_run_seed(manifest);
   const std::string model = o.model.empty() ? default_model_path() : o.model;
-  if (!std::filesystem::exists(model)) throw Error(ErrorKind::Model, "model file not found: " + model);
+  check_model_path(model);
 
   const auto load_start = std::chrono::steady_clock::now();
   Generator generator(model, device, dtype);
@@ -222,8 +223,9 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
       throw Error(ErrorKind::Usage, "--merge-lora needs a flexible model with per-patch LoRA adapters");
     generator.set_lora_merged(true);
   }
-  (o.prompt_file.empty() ? log::debug : log::info)(c10::str("loaded model ", info.name, " (", model, ") on ", device.str(), " ", dtype_label(dtype), " in ",
-                     std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count(), " s"));
+  (o.prompt_file.empty() ? log::debug : log::info)(
+      c10::str("loaded model ", info.name, " (", model, ") on ", device.str(), " ", dtype_label(dtype), " in ",
+               format_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count())));
 
   BatchSettings settings;
   settings.seed = seed ? *seed : std::random_device{}() & 0xffffffffu;
@@ -297,9 +299,10 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   if (!run.items().empty() && run.items().front().status != ItemStatus::Failed) {
     const nlohmann::json& first = run.items().front().record;
     log::debug(c10::str(run.items().size(), " image(s), ", settings.sampler.name, " ", settings.sampler.steps,
-                        " steps, cfg ", settings.guidance.scale, ", schedule ", first["schedule"].get<std::string>(),
-                        ": ", first["gflops"].get<double>(), " GFLOPs per image"));
-    log::debug("GFLOPs per step: " + first["gflops_per_step"].dump());
+                        " steps, cfg ", format_number(settings.guidance.scale), ", schedule ",
+                        first["schedule"].get<std::string>(), ": ", format_number(first["gflops"].get<double>()),
+                        " GFLOPs per image"));
+    log::debug("GFLOPs per step: " + format_numbers(first["gflops_per_step"].get<std::vector<double>>()));
   }
 
   for (const BatchItem& item : run.items())  // unusable prompt-file lines: reported, the others still run
@@ -311,8 +314,8 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   const BatchSummary summary = run.run(
       [] { return interrupt_count() >= 1; }, [] { return interrupt_count() >= 2; },
       [&](const BatchItem& item) {
-        if (item.status == ItemStatus::Ok && !item.path.empty()) std::printf("%s\n", item.path.string().c_str());
-        if (item.status == ItemStatus::Failed) log::error(item.error);
+        if (item.status == ItemStatus::Ok && !item.path.empty()) display.print_line(stdout, item.path.string());
+        if (item.status == ItemStatus::Failed) display.print_line(stderr, "error: " + item.error);
         if (!manifest.empty() && std::chrono::steady_clock::now() - last_manifest > std::chrono::seconds(2)) {
           run.write_manifest(manifest);  // a run killed outright still leaves a recent manifest
           last_manifest = std::chrono::steady_clock::now();
@@ -352,7 +355,7 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   if (!o.prompt_file.empty() || summary.failed || summary.skipped || interrupted)
     log::info(c10::str(total, " image(s): ", summary.ok, " generated, ", summary.skipped, " already complete, ",
                        summary.failed, " failed, ", summary.cancelled, " not run, in ",
-                       std::round(summary.seconds * 10) / 10, " s",
+                       format_seconds(summary.seconds),
                        manifest.empty() ? std::string() : "; manifest " + manifest.string()));
   if (interrupted) {
     log::warn("interrupted: finished images are kept; run again with --resume" +

@@ -24,7 +24,7 @@ const char* exit_code_help() {
          "  4  model error: the model file is missing, corrupt or incompatible\n"
          "  5  output error: an output file or folder cannot be written\n"
          "  6  partial failure: some outputs of a batch failed, the others were written\n"
-         "  130 interrupted (Ctrl-C; for train also SIGTERM): generate keeps finished images and the manifest,\n"
+         "  130 interrupted (Ctrl-C or SIGTERM): generate keeps finished images and the manifest,\n"
          "      train stops after the step in flight with a checkpoint; --resume finishes the run\n";
 }
 

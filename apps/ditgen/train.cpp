@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "interrupt.h"
+#include "ditgen/core/format.h"
 #include "ditgen/core/log.h"
 #include "ditgen/eval/classifier.h"
 #include "ditgen/pipeline/generator.h"
@@ -35,9 +36,9 @@ int run_train(const TrainOptions& o) {
   auto result = train::train_model(
       config, images, o.resume,
       [](const train::TrainProgress& p) {
-        log::info(c10::str("step ", p.step, "/", p.steps, "  loss ", p.loss, "  lr ", p.lr, "  grad norm ",
-                           p.grad_norm, "  ", static_cast<int64_t>(p.images_per_second), " img/s  ",
-                           static_cast<int64_t>(p.elapsed_s), " s"));
+        log::info(c10::str("step ", p.step, "/", p.steps, "  loss ", format_number(p.loss, 4), "  lr ",
+                           format_number(p.lr), "  grad norm ", format_number(p.grad_norm), "  ",
+                           format_number(p.images_per_second), " img/s  ", format_seconds(p.elapsed_s)));
       },
       o.stop_after, [] { return interrupt_count() > 0; });
   if (interrupt_count() > 0 && result.model_path.empty()) {
@@ -65,8 +66,8 @@ int run_train_classifier(const ClassifierOptions& o) {
   options.seed = o.seed;
   options.device = parse_device(o.device);
   eval::ClassifierReport report = eval::train_classifier(options, o.output);
-  log::info(c10::str("test accuracy ", report.test_accuracy * 100, "% after ", report.epochs, " epochs (",
-                     report.train_seconds, " s)"));
+  log::info(c10::str("test accuracy ", format_number(report.test_accuracy * 100, 4), "% after ", report.epochs,
+                     " epochs (", format_seconds(report.train_seconds), ")"));
   std::printf("%s\n", o.output.c_str());
   return 0;
 }
