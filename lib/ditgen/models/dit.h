@@ -14,7 +14,7 @@
 #include "ditgen/nn/diffussm_block.h"
 #include "ditgen/nn/dit_block.h"
 #include "ditgen/nn/embeddings.h"
-#include "ditgen/nn/flexible_patch.h"
+#include "ditgen/nn/flexible_tokenizer.h"
 #include "ditgen/nn/lora.h"
 #include "ditgen/nn/poolingformer.h"
 #include "ditgen/nn/proxy_attention.h"

@@ -1,4 +1,5 @@
-// Multi-head self-attention over all tokens (timm's Attention: fused qkv with bias, output projection).
+// Multi-head attention: self-attention over all tokens (timm's Attention: fused qkv with bias, output
+// projection), cross attention between two token sets, and the attention core both run.
 #pragma once
 
 #include <string>
@@ -6,6 +7,7 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
 
 #include "ditgen/nn/lora.h"
 
@@ -34,6 +36,22 @@ class AttentionImpl : public torch::nn::Module {
   int num_heads_;
 };
 TORCH_MODULE(Attention);
+
+// Multi-head attention of queries from one token set over keys and values from another: separate q and
+// kv projections (a DiT block's qkv rows split), output projection.
+class CrossAttentionImpl : public torch::nn::Module {
+ public:
+  CrossAttentionImpl(int hidden_size, int num_heads);
+  at::Tensor forward(const at::Tensor& queries, const at::Tensor& context);  // [B, M, D], [B, N, D] -> [B, M, D]
+
+  torch::nn::Linear q{nullptr};
+  torch::nn::Linear kv{nullptr};
+  torch::nn::Linear proj{nullptr};
+
+ private:
+  int num_heads_;
+};
+TORCH_MODULE(CrossAttention);
 
 // A fused qkv projection's output split into heads. [B, N, 3D] -> [3, B, H, N, hd] (a view)
 at::Tensor split_heads(const at::Tensor& qkv, int64_t heads);

@@ -9,7 +9,6 @@
 
 #include "ditgen/nn/attention.h"
 #include "ditgen/nn/mlp.h"
-#include "ditgen/nn/sparse_dense_module.h"
 
 namespace ditgen::nn {
 
