@@ -12,6 +12,7 @@
 #include "ditgen/core/error.h"
 #include "ditgen/core/log.h"
 #include "ditgen/cuda/adaln.h"
+#include "ditgen/models/cost.h"
 #include "ditgen/models/dit.h"
 #include "ditgen/nn/attention.h"
 #include "ditgen/nn/proxy_attention.h"

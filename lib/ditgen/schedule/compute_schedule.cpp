@@ -9,6 +9,7 @@
 
 #include "ditgen/core/error.h"
 #include "ditgen/io/yaml_json.h"
+#include "ditgen/models/cost.h"
 
 namespace ditgen::schedule {
 

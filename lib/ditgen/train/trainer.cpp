@@ -18,6 +18,7 @@
 #include "ditgen/io/png.h"
 #include "ditgen/io/safetensors.h"
 #include "ditgen/io/tensor_io.h"
+#include "ditgen/models/conversions.h"
 #include "ditgen/pipeline/generator.h"
 #include "ditgen/pipeline/outputs.h"
 #include "ditgen/sampling/flow_matching.h"
