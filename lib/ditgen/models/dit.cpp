@@ -12,6 +12,7 @@
 
 #include "ditgen/core/error.h"
 #include "ditgen/cuda/adaln.h"
+#include "ditgen/cuda/dispatch.h"
 
 namespace ditgen {
 

@@ -7,7 +7,7 @@
 #include <ATen/SDPBackend.h>
 
 #include "ditgen/core/error.h"
-#include "ditgen/cuda/adaln.h"
+#include "ditgen/cuda/dispatch.h"
 
 namespace ditgen::nn {
 
@@ -50,9 +50,7 @@ at::Tensor merge_heads(const at::Tensor& o) {
 }
 
 bool regions_run_variable_length(const at::Tensor& q, const WindowRegions& regions) {
-  const int64_t hd = q.size(3);
-  return regions.starts.defined() && cuda::use_fused_half_path(q) && hd % 8 == 0 && hd <= 256 &&
-         at::globalContext().userEnabledFlashSDP();
+  return regions.starts.defined() && cuda::variable_length_flash_runs(q);
 }
 
 at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const WindowRegions& regions) {

@@ -66,9 +66,8 @@ at::Tensor merge_heads(const at::Tensor& o);
 // qkv projection, else copied) -> [B * P, H, n, hd]
 at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const WindowRegions& regions = {});
-// Whether attention_core runs these queries' regions as variable-length flash attention: the fused path
-// (CUDA, no grad), half precision, a head size flash takes (a multiple of 8 up to 256), an Ampere or newer
-// GPU, and flash attention not switched off.
+// Whether attention_core runs these queries' regions as variable-length flash attention: there are regions,
+// and cuda::variable_length_flash_runs holds.
 bool regions_run_variable_length(const at::Tensor& q, const WindowRegions& regions);
 
 // Puts one SDPA backend (flash, cudnn, efficient, math) first in the order torch tries them, the others in

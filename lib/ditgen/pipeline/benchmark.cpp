@@ -11,7 +11,7 @@
 #include "ditgen/core/device.h"
 #include "ditgen/core/error.h"
 #include "ditgen/core/log.h"
-#include "ditgen/cuda/adaln.h"
+#include "ditgen/cuda/dispatch.h"
 #include "ditgen/models/cost.h"
 #include "ditgen/models/dit.h"
 #include "ditgen/nn/attention.h"
