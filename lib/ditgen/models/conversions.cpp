@@ -1,5 +1,7 @@
 #include "ditgen/models/conversions.h"
 
+#include <string>
+
 #include <torch/nn/modules/linear.h>
 
 #include "ditgen/core/error.h"
@@ -23,13 +25,21 @@ void copy_rows(const torch::nn::LinearImpl& from, int64_t first, int64_t count, 
   to.bias.copy_(from.bias.narrow(0, first, count));
 }
 
+// The model a conversion fills: dense's config with a new layout set by `set_layout`. Error(Usage) when dense
+// has that layout already (`has_layout`) or the new one does not validate (DiT's constructor checks it).
+template <class SetLayout>
+DiT conversion_target(const DiT& dense, bool has_layout, const std::string& layout, SetLayout set_layout) {
+  if (has_layout) throw Error(ErrorKind::Usage, "the model is " + layout + " already");
+  DiTConfig config = dense->config();
+  set_layout(config);
+  return DiT(config);
+}
+
 }  // namespace
 
 DiT make_flexible(DiT& dense, const FlexConfig& flex) {
-  DiTConfig config = dense->config();
-  if (config.flex.flexible()) throw Error(ErrorKind::Usage, "the model is flexible already");
-  config.flex = flex;
-  DiT out(config);  // validates the new layout (Error(Usage))
+  DiT out = conversion_target(dense, dense->config().flex.flexible(), "flexible",
+                              [&](DiTConfig& c) { c.flex = flex; });
   at::NoGradGuard no_grad;
   copy_matching(*dense, *out);
   nn::FlexibleTokenizerImpl::Weights base = out->base_tokenizer();  // written in place
@@ -38,12 +48,10 @@ DiT make_flexible(DiT& dense, const FlexConfig& flex) {
 }
 
 DiT make_sparse(DiT& dense, const SparseConfig& sparse) {
-  DiTConfig config = dense->config();
-  if (config.sparse.sparse()) throw Error(ErrorKind::Usage, "the model is sparse already");
-  config.sparse = sparse;
-  DiT out(config);  // validates the new layout (Error(Usage))
+  DiT out = conversion_target(dense, dense->config().sparse.sparse(), "sparse",
+                              [&](DiTConfig& c) { c.sparse = sparse; });
   at::NoGradGuard no_grad;
-  const int64_t D = config.hidden_size;
+  const int64_t D = out->config().hidden_size;
   // The stem, the head and a flexible tokenizer keep their names.
   for (const char* name : {"x_embedder", "t_embedder", "y_embedder", "final_layer"})
     copy_matching(*dense->named_children()[name], *out->named_children()[name]);
