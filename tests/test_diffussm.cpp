@@ -8,6 +8,7 @@
 
 #include "catch.h"
 #include "ditgen/io/tensor_io.h"
+#include "ditgen/models/cost.h"
 #include "ditgen/models/model_file.h"
 #include "ditgen/nn/diffussm_block.h"
 #include "ditgen/nn/s4d.h"

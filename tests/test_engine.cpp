@@ -10,6 +10,7 @@
 #include "catch.h"
 #include "ditgen/core/device.h"
 #include "ditgen/cuda/adaln.h"
+#include "ditgen/cuda/dispatch.h"
 #include "ditgen/models/model_file.h"
 #include "ditgen/nn/attention.h"
 #include "ditgen/pipeline/generator.h"

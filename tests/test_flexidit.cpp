@@ -9,6 +9,8 @@
 #include "catch.h"
 #include "ditgen/io/png.h"
 #include "ditgen/io/tensor_io.h"
+#include "ditgen/models/conversions.h"
+#include "ditgen/models/cost.h"
 #include "ditgen/models/model_file.h"
 #include "ditgen/pipeline/generator.h"
 #include "ditgen/pipeline/outputs.h"

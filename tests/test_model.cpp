@@ -4,6 +4,7 @@
 
 #include "catch.h"
 #include "ditgen/io/tensor_io.h"
+#include "ditgen/models/cost.h"
 #include "ditgen/models/model_file.h"
 #include "helpers.h"
 

@@ -11,6 +11,8 @@
 #include "ditgen/cuda/token_grid.h"
 #include "ditgen/io/png.h"
 #include "ditgen/io/tensor_io.h"
+#include "ditgen/models/conversions.h"
+#include "ditgen/models/cost.h"
 #include "ditgen/models/model_file.h"
 #include "ditgen/pipeline/generator.h"
 #include "ditgen/pipeline/outputs.h"

@@ -7,6 +7,7 @@
 
 #include "catch.h"
 #include "ditgen/io/tensor_io.h"
+#include "ditgen/models/conversions.h"
 #include "ditgen/models/model_file.h"
 #include "ditgen/train/trainer.h"
 #include "helpers.h"

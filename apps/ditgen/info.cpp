@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "ditgen/io/safetensors.h"
+#include "ditgen/models/cost.h"
 #include "ditgen/models/model_file.h"
 #include "ditgen/schedule/compute_schedule.h"
 #include "shipped.h"

@@ -1,11 +1,6 @@
 #include "ditgen/cuda/adaln.h"
 
-#include <atomic>
-#include <cstdint>
-
-#include <ATen/autocast_mode.h>
-#include <c10/core/GradMode.h>
-
+#include "ditgen/cuda/dispatch.h"
 #include "ditgen/nn/dit_block.h"
 
 #ifdef DITGEN_HAVE_CUDA
@@ -16,37 +11,6 @@
 #endif
 
 namespace ditgen::cuda {
-
-namespace {
-std::atomic<bool> g_fused_enabled{true};
-}  // namespace
-
-bool fused_kernels_enabled() { return g_fused_enabled.load(); }
-void set_fused_kernels_enabled(bool enabled) { g_fused_enabled.store(enabled); }
-
-bool use_fused_path(const at::Tensor& x) {
-  // Not under autocast: the fused ops (GELU epilogue GEMM, adaLN kernels) are outside its cast lists, so a
-  // no-grad forward inside a bf16 training step (a distillation teacher) would mix dtypes.
-  return fused_kernels_enabled() && x.is_cuda() && !at::GradMode::is_enabled() &&
-         !at::autocast::is_autocast_enabled(at::kCUDA);
-}
-
-bool use_fused_half_path(const at::Tensor& x) {
-  const auto t = x.scalar_type();
-  if (!use_fused_path(x) || (t != at::kHalf && t != at::kBFloat16)) return false;
-#ifdef DITGEN_HAVE_CUDA
-  return at::cuda::getDeviceProperties(x.device().index())->major >= 8;
-#else
-  return false;
-#endif
-}
-
-bool is_16_byte_aligned(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
-
-ElementType element_type_of(const at::Tensor& x) {
-  const auto t = x.scalar_type();
-  return t == at::kFloat ? ElementType::Float32 : t == at::kHalf ? ElementType::Float16 : ElementType::BFloat16;
-}
 
 at::Tensor layer_norm_modulate_reference(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {
   return nn::modulate(nn::layer_norm_plain(x), shift, scale);  // [B, N, D]
@@ -65,12 +29,6 @@ std::pair<at::Tensor, at::Tensor> gated_residual_layer_norm_modulate_reference(
 
 #ifdef DITGEN_HAVE_CUDA
 namespace {
-
-// A [B, D] conditioning tensor the kernel can index as rows with a stride.
-bool condition_fits(const at::Tensor& c, const at::Tensor& x, int64_t pack) {
-  return c.dim() == 2 && c.size(0) == x.size(0) && c.size(1) == x.size(2) && c.stride(1) == 1 &&
-         c.stride(0) % pack == 0 && c.scalar_type() == x.scalar_type() && c.device() == x.device() && is_16_byte_aligned(c);
-}
 
 void run_kernel(AdaLnArgs& args, const at::Tensor& x, const at::Tensor& gate, const at::Tensor& shift,
                 const at::Tensor& scale) {
@@ -93,22 +51,9 @@ void run_kernel(AdaLnArgs& args, const at::Tensor& x, const at::Tensor& gate, co
 }  // namespace
 #endif
 
-bool adaln_kernel_supports(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {
-#ifdef DITGEN_HAVE_CUDA
-  const auto t = x.scalar_type();
-  if (!x.is_cuda() || (t != at::kFloat && t != at::kHalf && t != at::kBFloat16)) return false;
-  const int64_t pack = 16 / x.element_size();
-  return x.dim() == 3 && x.is_contiguous() && is_16_byte_aligned(x) && x.size(2) % pack == 0 && x.size(2) <= kAdaLnMaxDim &&
-         condition_fits(shift, x, pack) && condition_fits(scale, x, pack);
-#else
-  (void)x, (void)shift, (void)scale;
-  return false;
-#endif
-}
-
 at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {
 #ifdef DITGEN_HAVE_CUDA
-  if (use_fused_path(x) && adaln_kernel_supports(x, shift, scale)) {
+  if (adaln_runs_kernel(x, shift, scale)) {
     at::Tensor y = at::empty_like(x);  // [B, N, D]
     AdaLnArgs args;
     args.x = x.data_ptr();
@@ -120,22 +65,11 @@ at::Tensor layer_norm_modulate(const at::Tensor& x, const at::Tensor& shift, con
   return layer_norm_modulate_reference(x, shift, scale);
 }
 
-#ifdef DITGEN_HAVE_CUDA
-namespace {
-// Whether the fused residual kernel takes x, gate and branch (and the norm's shift and scale).
-bool residual_kernel_takes(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch,
-                           const at::Tensor& shift, const at::Tensor& scale) {
-  return use_fused_path(x) && adaln_kernel_supports(x, shift, scale) && adaln_kernel_supports(branch, gate, gate) &&
-         branch.sizes() == x.sizes() && branch.scalar_type() == x.scalar_type();
-}
-}  // namespace
-#endif
-
 std::pair<at::Tensor, at::Tensor> gated_residual_layer_norm_modulate(const at::Tensor& x, const at::Tensor& gate,
                                                                      const at::Tensor& branch, const at::Tensor& shift,
                                                                      const at::Tensor& scale) {
 #ifdef DITGEN_HAVE_CUDA
-  if (residual_kernel_takes(x, gate, branch, shift, scale)) {
+  if (gated_residual_runs_kernel(x, gate, branch, shift, scale)) {
     at::Tensor x_out = at::empty_like(x), y = at::empty_like(x);  // [B, N, D] each
     AdaLnArgs args;
     args.x = x.data_ptr();
@@ -151,7 +85,7 @@ std::pair<at::Tensor, at::Tensor> gated_residual_layer_norm_modulate(const at::T
 
 at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch) {
 #ifdef DITGEN_HAVE_CUDA
-  if (residual_kernel_takes(x, gate, branch, gate, gate)) {
+  if (gated_residual_runs_kernel(x, gate, branch, gate, gate)) {
     at::Tensor x_out = at::empty_like(x);  // [B, N, D]
     AdaLnArgs args;
     args.x = x.data_ptr();

@@ -1,6 +1,6 @@
 #include "ditgen/cuda/token_grid.h"
 
-#include "ditgen/cuda/adaln.h"
+#include "ditgen/cuda/dispatch.h"
 
 #ifdef DITGEN_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -48,14 +48,6 @@ at::Tensor add_upsampled_tokens_reference_(at::Tensor& dense, const at::Tensor& 
 #ifdef DITGEN_HAVE_CUDA
 namespace {
 
-// Whether the kernels take these tokens: CUDA inference, fp32/fp16/bf16, contiguous 16-byte aligned rows.
-bool kernel_takes(const at::Tensor& t, const at::Tensor& like) {
-  const auto type = t.scalar_type();
-  return use_fused_path(t) && (type == at::kFloat || type == at::kHalf || type == at::kBFloat16) &&
-         type == like.scalar_type() && t.device() == like.device() && t.dim() == 3 && t.is_contiguous() &&
-         is_16_byte_aligned(t) && t.size(2) % (16 / t.element_size()) == 0;
-}
-
 TokenGridArgs grid_args(const at::Tensor& dense, int grid, int grid_h, int grid_w) {
   TokenGridArgs args;
   args.batch = dense.size(0);
@@ -77,7 +69,7 @@ at::Tensor pool_tokens(const at::Tensor& x, int grid_h, int grid_w, int grid) {
   check_grids(grid, grid_h, grid_w);
   check_tokens(x, static_cast<int64_t>(grid_h) * grid_w, "pooled tokens");
 #ifdef DITGEN_HAVE_CUDA
-  if (kernel_takes(x, x)) {
+  if (token_grid_runs_kernel(x, x)) {
     at::Tensor out = at::empty({x.size(0), static_cast<int64_t>(grid) * grid, x.size(2)}, x.options());  // [B, S*S, D]
     TokenGridArgs args = grid_args(x, grid, grid_h, grid_w);
     args.dense = x.data_ptr();
@@ -97,7 +89,7 @@ at::Tensor add_upsampled_tokens_(at::Tensor& dense, const at::Tensor& sparse, in
   TORCH_CHECK(sparse.size(0) == dense.size(0) && sparse.size(2) == dense.size(2), "sparse tokens ", sparse.sizes(),
               " do not match dense tokens ", dense.sizes());
 #ifdef DITGEN_HAVE_CUDA
-  if (kernel_takes(dense, sparse) && kernel_takes(sparse, dense)) {
+  if (token_grid_runs_kernel(dense, sparse) && token_grid_runs_kernel(sparse, dense)) {
     TokenGridArgs args = grid_args(dense, grid, grid_h, grid_w);
     args.dense_inout = dense.data_ptr();
     args.sparse = sparse.data_ptr();

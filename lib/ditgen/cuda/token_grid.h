@@ -1,7 +1,7 @@
 // SparseDiT's token-grid resampling (docs/SPARSEDIT.md): tokens of a grid_h x grid_w grid pooled to S x S with
 // torch's adaptive average pool, and S x S tokens upsampled back with torch's nearest interpolation. Each op
 // has its LibTorch reference (`*_reference`), which CPU runs, training (autograd) and unsupported shapes use;
-// on CUDA in inference the kernels of token_grid_kernels.cu run instead.
+// on CUDA in inference the kernels of token_grid_kernels.cu run instead where cuda/dispatch.h says so.
 #pragma once
 
 #include <ATen/ATen.h>

@@ -12,6 +12,7 @@
 
 #include "ditgen/core/error.h"
 #include "ditgen/cuda/adaln.h"
+#include "ditgen/cuda/dispatch.h"
 
 namespace ditgen {
 
@@ -30,15 +31,6 @@ std::vector<nn::LoRALinear> adapted_linears(torch::nn::ModuleList& blocks) {
 }
 
 std::string adapter_name(int patch) { return "p" + std::to_string(patch); }
-
-// Copies every parameter of `from` into the parameter of `to` with the same name and shape.
-void copy_matching(const torch::nn::Module& from, torch::nn::Module& to) {
-  const auto source = from.named_parameters();
-  for (auto& item : to.named_parameters()) {
-    const at::Tensor* p = source.find(item.key());
-    if (p && p->sizes() == item.value().sizes()) item.value().copy_(*p);
-  }
-}
 
 }  // namespace
 
@@ -104,6 +96,10 @@ at::Tensor DiTImpl::unpatchify(const at::Tensor& x, const Embedded& e) const {
       .reshape({B, C, e.grid_h * p, e.grid_w * p});    // [B, C, H, W]
 }
 
+nn::FlexibleTokenizerImpl::Weights DiTImpl::base_tokenizer() const {
+  return {x_embedder->proj->weight, x_embedder->proj->bias, final_layer->linear->weight, final_layer->linear->bias};
+}
+
 DiTImpl::Embedded DiTImpl::embed(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch, int grid) {
   const int p = patch > 0 ? patch : config_.patch_size;
   TORCH_CHECK(config_.supports_patch(p), "this model does not run at patch size ", p);
@@ -119,8 +115,7 @@ DiTImpl::Embedded DiTImpl::embed(const at::Tensor& x, const at::Tensor& t, const
   e.sparse_grid = config_.sparse_grid(grid);
   TORCH_CHECK(e.sparse_grid <= std::min(e.grid_h, e.grid_w) && grid >= 0, "sparse grid ", e.sparse_grid,
               " does not fit the ", e.grid_h, "x", e.grid_w, " token grid");
-  nn::FlexibleTokenizerImpl::Weights w{x_embedder->proj->weight, x_embedder->proj->bias, final_layer->linear->weight,
-                                       final_layer->linear->bias};
+  nn::FlexibleTokenizerImpl::Weights w = base_tokenizer();
   if (flex) w = flex->weights(p, w);
   if (!adapted_.empty()) {
     const std::string adapter = p == config_.patch_size ? "" : adapter_name(p);
@@ -254,72 +249,6 @@ void DiTImpl::normal_weights(double std, uint64_t seed) {
   at::Generator gen = at::detail::createCPUGenerator(seed);
   c10::InferenceMode guard;
   for (at::Tensor& p : parameters()) p.copy_(at::normal(0.0, std, p.sizes(), gen, at::kFloat));
-}
-
-DiT make_flexible(DiT& dense, const FlexConfig& flex) {
-  DiTConfig config = dense->config();
-  if (config.flex.flexible()) throw Error(ErrorKind::Usage, "the model is flexible already");
-  config.flex = flex;
-  config.validate(ErrorKind::Usage);
-  DiT out(config);
-  at::NoGradGuard no_grad;
-  copy_matching(*dense, *out);
-  nn::FlexibleTokenizerImpl::Weights fixed{dense->x_embedder->proj->weight, dense->x_embedder->proj->bias,
-                                           dense->final_layer->linear->weight, dense->final_layer->linear->bias};
-  nn::FlexibleTokenizerImpl::Weights base{out->x_embedder->proj->weight, out->x_embedder->proj->bias,
-                                          out->final_layer->linear->weight, out->final_layer->linear->bias};
-  out->flex->init_from_fixed(fixed, base);
-  return out;
-}
-
-namespace {
-
-// A linear layer from rows [first, first + count) of another.
-void copy_rows(const torch::nn::LinearImpl& from, int64_t first, int64_t count, torch::nn::LinearImpl& to) {
-  to.weight.copy_(from.weight.narrow(0, first, count));
-  to.bias.copy_(from.bias.narrow(0, first, count));
-}
-
-}  // namespace
-
-DiT make_sparse(DiT& dense, const SparseConfig& sparse) {
-  DiTConfig config = dense->config();
-  if (config.sparse.sparse()) throw Error(ErrorKind::Usage, "the model is sparse already");
-  config.sparse = sparse;
-  config.validate(ErrorKind::Usage);
-  DiT out(config);
-  at::NoGradGuard no_grad;
-  const int64_t D = config.hidden_size;
-  // The stem, the head and a flexible tokenizer keep their names.
-  for (const char* name : {"x_embedder", "t_embedder", "y_embedder", "final_layer"})
-    copy_matching(*dense->named_children()[name], *out->named_children()[name]);
-  if (dense->flex) copy_matching(*dense->flex, *out->flex);
-  int next = 0;  // the dense block the next new block takes its weights from
-  auto source = [&]() -> nn::DiTBlockImpl& { return *dense->blocks[next++]->as<nn::DiTBlock>(); };
-  // Names shared with a DiT block (mlp, adaLN_modulation, attn.proj) copy directly; the attention inputs
-  // are qkv's rows.
-  for (const auto& module : *out->pooling_blocks) {
-    nn::DiTBlockImpl& from = source();
-    auto& to = *module->as<nn::PoolingformerBlock>();
-    copy_matching(from, to);
-    copy_rows(*from.attn->qkv, 2 * D, D, *to.attn->v);
-  }
-  auto cross_block = [&](torch::nn::Module& to, nn::CrossAttention& attn) {
-    nn::DiTBlockImpl& from = source();
-    copy_matching(from, to);
-    copy_rows(*from.attn->qkv, 0, D, *attn->q);
-    copy_rows(*from.attn->qkv, D, 2 * D, *attn->kv);
-  };
-  for (const auto& module : *out->sparse_modules) {
-    auto& sdtm = *module->as<nn::SparseDenseModule>();
-    cross_block(*sdtm.token_merge, sdtm.token_merge->attn);
-    for (const auto& block : *sdtm.semantic_blocks) copy_matching(source(), *block);
-    cross_block(*sdtm.token_recover, sdtm.token_recover->attn);
-    sdtm.token_recover->start_as_dense();
-    for (const auto& block : *sdtm.normal_blocks) copy_matching(source(), *block);
-  }
-  for (const auto& block : *out->blocks) copy_matching(source(), *block);
-  return out;
 }
 
 }  // namespace ditgen

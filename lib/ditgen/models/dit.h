@@ -14,7 +14,7 @@
 #include "ditgen/nn/diffussm_block.h"
 #include "ditgen/nn/dit_block.h"
 #include "ditgen/nn/embeddings.h"
-#include "ditgen/nn/flexible_patch.h"
+#include "ditgen/nn/flexible_tokenizer.h"
 #include "ditgen/nn/lora.h"
 #include "ditgen/nn/poolingformer.h"
 #include "ditgen/nn/proxy_attention.h"
@@ -53,6 +53,9 @@ class DiTImpl : public torch::nn::Module {
   void normal_weights(double std, uint64_t seed);
 
   const DiTConfig& config() const { return config_; }
+  // The base tokenizer layers (x_embedder.proj, final_layer.linear) as views of the parameters: the patch
+  // size's own in a fixed-patch or lora-mode model, the underlying p' x p' ones in a shared flexible model.
+  nn::FlexibleTokenizerImpl::Weights base_tokenizer() const;
 
   nn::PatchEmbed x_embedder{nullptr};
   nn::TimestepEmbedder t_embedder{nullptr};
@@ -99,18 +102,5 @@ TORCH_MODULE(DiT);
 
 // The windows of a PT-DiT image (one frame) of grid_h x grid_w tokens: config.proxy.windows per side.
 nn::WindowGrid proxy_window_grid(const DiTConfig& config, int64_t grid_h, int64_t grid_w);
-
-// A flexible model of `flex`'s layout whose function at dense.config().patch_size is dense's: the
-// transformer weights are copied, the tokenizer PI-resized (nn::FlexibleTokenizerImpl::init_from_fixed),
-// the patch-size embeddings and LoRA up-projections start at zero. Error(Usage) for a model that is
-// already flexible or a layout that does not validate.
-DiT make_flexible(DiT& dense, const FlexConfig& flex);
-
-// A sparse model of `sparse`'s layout from a dense one by SparseDiT's weight mapping: the new layout's
-// blocks in order (Poolingformers; per module token merge, semantic blocks, recovery, dense blocks; the top
-// blocks) take the dense blocks in order; a Poolingformer's value projection is qkv's value rows, a cross
-// attention's q and kv are qkv's query and key-value rows; the recovery's merged layers start as W1 = 0,
-// W2 = I. Error(Usage) for a model that is sparse already or a layout that does not validate.
-DiT make_sparse(DiT& dense, const SparseConfig& sparse);
 
 }  // namespace ditgen

@@ -14,6 +14,7 @@
 #include "ditgen/core/hash.h"
 #include "ditgen/io/safetensors.h"
 #include "ditgen/io/tensor_io.h"
+#include "ditgen/models/cost.h"
 #include "ditgen/schedule/compute_schedule.h"
 
 namespace ditgen {

@@ -7,7 +7,7 @@
 #include <ATen/SDPBackend.h>
 
 #include "ditgen/core/error.h"
-#include "ditgen/cuda/adaln.h"
+#include "ditgen/cuda/dispatch.h"
 
 namespace ditgen::nn {
 
@@ -21,6 +21,24 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x) {
   return proj->forward(merge_heads(attention_core(h[0], h[1], h[2])));  // [B, N, D]
 }
 
+CrossAttentionImpl::CrossAttentionImpl(int hidden_size, int num_heads) : num_heads_(num_heads) {
+  q = register_module("q", torch::nn::Linear(hidden_size, hidden_size));
+  kv = register_module("kv", torch::nn::Linear(hidden_size, 2 * hidden_size));
+  proj = register_module("proj", torch::nn::Linear(hidden_size, hidden_size));
+}
+
+at::Tensor CrossAttentionImpl::forward(const at::Tensor& queries, const at::Tensor& context) {
+  const int64_t B = queries.size(0), M = queries.size(1), N = context.size(1), D = queries.size(2);
+  const int64_t H = num_heads_, hd = D / H;
+  // at::linear, not Linear::forward (matmul, then a separate bias add): the bias goes in the GEMM's epilogue.
+  at::Tensor qh = at::linear(queries, q->weight, q->bias).view({B, M, H, hd}).transpose(1, 2);  // [B, H, M, hd]
+  at::Tensor kvh = at::linear(context, kv->weight, kv->bias)
+                       .view({B, N, 2, H, hd})
+                       .permute({2, 0, 3, 1, 4});                                          // [2, B, H, N, hd]
+  at::Tensor o = at::scaled_dot_product_attention(qh, kvh[0], kvh[1]);                      // [B, H, M, hd]
+  return at::linear(merge_heads(o), proj->weight, proj->bias);                              // [B, M, D]
+}
+
 at::Tensor split_heads(const at::Tensor& qkv, int64_t heads) {
   const int64_t B = qkv.size(0), N = qkv.size(1), D = qkv.size(2) / 3;
   return qkv.view({B, N, 3, heads, D / heads})  // [B, N, 3, H, hd]
@@ -32,9 +50,7 @@ at::Tensor merge_heads(const at::Tensor& o) {
 }
 
 bool regions_run_variable_length(const at::Tensor& q, const WindowRegions& regions) {
-  const int64_t hd = q.size(3);
-  return regions.starts.defined() && cuda::use_fused_half_path(q) && hd % 8 == 0 && hd <= 256 &&
-         at::globalContext().userEnabledFlashSDP();
+  return regions.starts.defined() && cuda::variable_length_flash_runs(q);
 }
 
 at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const WindowRegions& regions) {

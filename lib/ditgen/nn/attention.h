@@ -1,4 +1,5 @@
-// Multi-head self-attention over all tokens (timm's Attention: fused qkv with bias, output projection).
+// Multi-head attention: self-attention over all tokens (timm's Attention: fused qkv with bias, output
+// projection), cross attention between two token sets, and the attention core both run.
 #pragma once
 
 #include <string>
@@ -6,6 +7,7 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
 
 #include "ditgen/nn/lora.h"
 
@@ -35,6 +37,22 @@ class AttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Attention);
 
+// Multi-head attention of queries from one token set over keys and values from another: separate q and
+// kv projections (a DiT block's qkv rows split), output projection.
+class CrossAttentionImpl : public torch::nn::Module {
+ public:
+  CrossAttentionImpl(int hidden_size, int num_heads);
+  at::Tensor forward(const at::Tensor& queries, const at::Tensor& context);  // [B, M, D], [B, N, D] -> [B, M, D]
+
+  torch::nn::Linear q{nullptr};
+  torch::nn::Linear kv{nullptr};
+  torch::nn::Linear proj{nullptr};
+
+ private:
+  int num_heads_;
+};
+TORCH_MODULE(CrossAttention);
+
 // A fused qkv projection's output split into heads. [B, N, 3D] -> [3, B, H, N, hd] (a view)
 at::Tensor split_heads(const at::Tensor& qkv, int64_t heads);
 // The heads' outputs as tokens. [B, H, N, hd] -> [B, N, D]
@@ -48,9 +66,8 @@ at::Tensor merge_heads(const at::Tensor& o);
 // qkv projection, else copied) -> [B * P, H, n, hd]
 at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const WindowRegions& regions = {});
-// Whether attention_core runs these queries' regions as variable-length flash attention: the fused path
-// (CUDA, no grad), half precision, a head size flash takes (a multiple of 8 up to 256), an Ampere or newer
-// GPU, and flash attention not switched off.
+// Whether attention_core runs these queries' regions as variable-length flash attention: there are regions,
+// and cuda::variable_length_flash_runs holds.
 bool regions_run_variable_length(const at::Tensor& q, const WindowRegions& regions);
 
 // Puts one SDPA backend (flash, cudnn, efficient, math) first in the order torch tries them, the others in

@@ -1,6 +1,6 @@
 #include "ditgen/nn/mlp.h"
 
-#include "ditgen/cuda/adaln.h"
+#include "ditgen/cuda/dispatch.h"
 
 namespace ditgen::nn {
 

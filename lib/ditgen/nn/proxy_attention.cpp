@@ -7,6 +7,7 @@
 #include <torch/nn/init.h>
 
 #include "ditgen/cuda/adaln.h"
+#include "ditgen/cuda/dispatch.h"
 #include "ditgen/nn/dit_block.h"
 
 #ifdef DITGEN_HAVE_CUDA
@@ -125,17 +126,7 @@ at::Tensor window_attention_reference(const at::Tensor& qkv, int64_t heads, cons
 }
 
 bool window_attention_runs_kernel(const at::Tensor& qkv, int64_t heads, const WindowGrid& g) {
-#ifdef DITGEN_HAVE_CUDA
-  const int64_t hd = qkv.size(2) / 3 / heads, n = g.window_tokens();
-  if (!cuda::use_fused_half_path(qkv) || !qkv.is_contiguous() || !cuda::is_16_byte_aligned(qkv) || hd % 8 != 0 ||
-      hd > cuda::kWindowAttentionMaxHeadDim || n > cuda::kWindowAttentionMaxTokens)
-    return false;
-  return cuda::window_attention_shared_bytes(n, hd, qkv.element_size()) <=
-         static_cast<int64_t>(at::cuda::getDeviceProperties(qkv.device().index())->sharedMemPerBlockOptin);
-#else
-  (void)qkv, (void)heads, (void)g;
-  return false;
-#endif
+  return cuda::window_attention_runs_kernel(qkv, heads, g.window_tokens());
 }
 
 #ifdef DITGEN_HAVE_CUDA

@@ -9,7 +9,6 @@
 
 #include "ditgen/nn/attention.h"
 #include "ditgen/nn/mlp.h"
-#include "ditgen/nn/sparse_dense_module.h"
 
 namespace ditgen::nn {
 
@@ -71,8 +70,7 @@ at::Tensor window_attention(const at::Tensor& qkv, int64_t heads, const WindowGr
                             bool shifted);
 at::Tensor window_attention_reference(const at::Tensor& qkv, int64_t heads, const WindowGrid& g,
                                       const WindowLayout& layout, bool shifted);
-// The fused path (CUDA, no grad) in half precision on an Ampere or newer GPU, a head size that is a multiple
-// of 8 up to 128, windows of up to 256 tokens whose shared memory fits the GPU, 16-byte aligned rows.
+// Whether window_attention runs the fused kernel for this grid's windows (cuda::window_attention_runs_kernel).
 bool window_attention_runs_kernel(const at::Tensor& qkv, int64_t heads, const WindowGrid& g);
 
 // Proxies of a window-major stream: the mean of each of the split x split sub-windows of every window

@@ -1,6 +1,5 @@
 #include "ditgen/nn/s4d.h"
 
-#include <atomic>
 #include <cmath>
 
 #include <ATen/ops/fft_irfft.h>
@@ -9,7 +8,6 @@
 #include <c10/core/GradMode.h>
 #include <c10/util/StringUtil.h>
 
-#include "ditgen/cuda/adaln.h"
 #ifdef DITGEN_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -102,8 +100,6 @@ at::Tensor S4DImpl::forward(const at::Tensor& u) {
 
 namespace {
 
-std::atomic<bool> g_scan_kernel{false};
-
 #ifdef DITGEN_HAVE_CUDA
 // Both directions by the fused chunked scan. u [B, L, C] -> [B, L, 2C]
 at::Tensor scan_kernel(const S4DImpl& forward, const S4DImpl& backward, const at::Tensor& u) {
@@ -140,20 +136,8 @@ at::Tensor scan_kernel(const S4DImpl& forward, const S4DImpl& backward, const at
 
 }  // namespace
 
-void set_s4d_scan_kernel_enabled(bool enabled) { g_scan_kernel.store(enabled); }
-bool s4d_scan_kernel_enabled() { return g_scan_kernel.load(); }
-
 bool s4d_scan_kernel_supports(const S4DImpl& forward, const at::Tensor& u) {
-#ifdef DITGEN_HAVE_CUDA
-  const auto t = u.scalar_type();
-  return u.is_cuda() && u.dim() == 3 && u.is_contiguous() && u.numel() > 0 &&
-         (t == at::kFloat || t == at::kHalf || t == at::kBFloat16) &&
-         forward.log_A_real.size(1) <= cuda::kS4dMaxModes;
-#else
-  (void)forward;
-  (void)u;
-  return false;
-#endif
+  return cuda::s4d_scan_kernel_supports(u, forward.log_A_real.size(1));
 }
 
 at::Tensor bidirectional_s4d_scan_reference(const S4DImpl& forward, const S4DImpl& backward, const at::Tensor& u) {
@@ -164,7 +148,7 @@ at::Tensor bidirectional_s4d(S4DImpl& forward, S4DImpl& backward, const at::Tens
   TORCH_CHECK(u.dim() == 3 && u.size(2) == forward.D.size(0) && u.size(2) == backward.D.size(0),
               "bidirectional S4D expects [B, L, ", forward.D.size(0), "], got ", u.sizes());
 #ifdef DITGEN_HAVE_CUDA
-  if (s4d_scan_kernel_enabled() && cuda::use_fused_path(u) && s4d_scan_kernel_supports(forward, u))
+  if (cuda::s4d_scan_runs_kernel(u, forward.log_A_real.size(1)))
     return scan_kernel(forward, backward, u);
 #endif
   const int64_t L = u.size(1);

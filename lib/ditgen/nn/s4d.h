@@ -11,6 +11,8 @@
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
+#include "ditgen/cuda/dispatch.h"
+
 namespace ditgen::nn {
 
 // Channel c of u runs x_l = Abar x_{l-1} + Bbar u_l, y_l = 2 Re(C x_l) + D_c u_l, with N/2 complex modes
@@ -71,11 +73,10 @@ at::Tensor bidirectional_s4d(S4DImpl& forward, S4DImpl& backward, const at::Tens
 // The same by the recurrences, flip -> scan -> flip for the backward half: the scan kernel's reference.
 at::Tensor bidirectional_s4d_scan_reference(const S4DImpl& forward, const S4DImpl& backward, const at::Tensor& u);
 
-// Whether CUDA inference (cuda::use_fused_path) runs bidirectional_s4d as the fused scan kernel. Off by
-// default: on the H100 it beats the FFT path only at 64k tokens (docs/DIFFUSSM.md; `ditgen bench --ssm-scan`).
-void set_s4d_scan_kernel_enabled(bool enabled);
-bool s4d_scan_kernel_enabled();
-// Whether the scan kernel can take u: CUDA, fp32/fp16/bf16, contiguous, not empty, at most 256 modes.
+// The scan kernel's switch and shape check, as cuda/dispatch.h decides them (off by default).
+using cuda::s4d_scan_kernel_enabled;
+using cuda::set_s4d_scan_kernel_enabled;
+// Whether the scan kernel can take u for these modules (cuda::s4d_scan_kernel_supports).
 bool s4d_scan_kernel_supports(const S4DImpl& forward, const at::Tensor& u);
 
 }  // namespace ditgen::nn

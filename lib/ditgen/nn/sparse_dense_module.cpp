@@ -2,28 +2,9 @@
 
 #include "ditgen/cuda/adaln.h"
 #include "ditgen/cuda/token_grid.h"
-#include "ditgen/nn/attention.h"
 #include "ditgen/nn/dit_block.h"
 
 namespace ditgen::nn {
-
-CrossAttentionImpl::CrossAttentionImpl(int hidden_size, int num_heads) : num_heads_(num_heads) {
-  q = register_module("q", torch::nn::Linear(hidden_size, hidden_size));
-  kv = register_module("kv", torch::nn::Linear(hidden_size, 2 * hidden_size));
-  proj = register_module("proj", torch::nn::Linear(hidden_size, hidden_size));
-}
-
-at::Tensor CrossAttentionImpl::forward(const at::Tensor& queries, const at::Tensor& context) {
-  const int64_t B = queries.size(0), M = queries.size(1), N = context.size(1), D = queries.size(2);
-  const int64_t H = num_heads_, hd = D / H;
-  // at::linear, not Linear::forward (matmul, then a separate bias add): the bias goes in the GEMM's epilogue.
-  at::Tensor qh = at::linear(queries, q->weight, q->bias).view({B, M, H, hd}).transpose(1, 2);  // [B, H, M, hd]
-  at::Tensor kvh = at::linear(context, kv->weight, kv->bias)
-                       .view({B, N, 2, H, hd})
-                       .permute({2, 0, 3, 1, 4});                                          // [2, B, H, N, hd]
-  at::Tensor o = at::scaled_dot_product_attention(qh, kvh[0], kvh[1]);                      // [B, H, M, hd]
-  return at::linear(merge_heads(o), proj->weight, proj->bias);                              // [B, M, D]
-}
 
 TokenMergeBlockImpl::TokenMergeBlockImpl(int hidden_size, int num_heads, int mlp_hidden) {
   attn = register_module("attn", CrossAttention(hidden_size, num_heads));

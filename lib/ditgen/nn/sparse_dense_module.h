@@ -8,25 +8,10 @@
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
 
+#include "ditgen/nn/attention.h"
 #include "ditgen/nn/mlp.h"
 
 namespace ditgen::nn {
-
-// Multi-head attention of queries from one token set over keys and values from another: separate q and
-// kv projections (a DiT block's qkv rows split), output projection.
-class CrossAttentionImpl : public torch::nn::Module {
- public:
-  CrossAttentionImpl(int hidden_size, int num_heads);
-  at::Tensor forward(const at::Tensor& queries, const at::Tensor& context);  // [B, M, D], [B, N, D] -> [B, M, D]
-
-  torch::nn::Linear q{nullptr};
-  torch::nn::Linear kv{nullptr};
-  torch::nn::Linear proj{nullptr};
-
- private:
-  int num_heads_;
-};
-TORCH_MODULE(CrossAttention);
 
 // Token merge: the sparse tokens attend to the dense ones (both normed and modulated with the same
 // attention shift and scale), then an MLP; adaLN-Zero gated.

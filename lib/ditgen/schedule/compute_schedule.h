@@ -1,5 +1,5 @@
 // Compute schedules: which patch size each denoising step runs with, per CFG branch (FlexiDiT,
-// docs/FLEXIDIT.md), and which sparse token grid (SparseDiT's density schedule, docs/SPARSEDIT.md), from a
+// docs/FLEXIDIT.md), and which sparse token grid (SparseDiT's density schedule, density_schedule.h), from a
 // short string or a YAML preset, and what a schedule costs in GFLOPs.
 #pragma once
 
@@ -7,10 +7,10 @@
 #include <optional>
 #include <string>
 #include <tuple>
-#include <utility>
 #include <vector>
 
 #include "ditgen/models/config.h"
+#include "ditgen/schedule/density_schedule.h"
 
 namespace ditgen::schedule {
 
@@ -28,21 +28,6 @@ struct StepPlan {
   std::tuple<int, int, bool, double, int> key() const {
     return {cond_patch, guide_patch, weak_guidance, cfg_scale, sparse_grid};
   }
-};
-
-// SparseDiT's temporal density: the sparsest grid min_grid for the first `hold` of the steps (k = 0 the
-// noisiest), then linearly denser to max_grid at the last step. Rounds half up:
-// k0 = floor(hold * steps + 0.5); S = min for k < k0, else floor(min + (max - min)(k - k0)/(steps - 1 - k0) + 0.5).
-struct Density {
-  int min_grid = 0, max_grid = 0;
-  double hold = 0.25;
-  int grid(int k, int steps) const;
-  // The grid of the step of a `steps`-step run whose noise level is `level` (1 = pure noise at k = 0,
-  // 0 = clean at the last step): for training at the grids inference will use.
-  int grid_at_noise(double level, int steps = 50) const;
-  // The noise levels [lo, hi] that grid_at_noise gives `grid` (one interval: grids grow as the noise falls), up
-  // to the rounding at its ends; empty (lo > hi) when no step runs at that grid.
-  std::pair<double, double> noise_range(int grid, int steps = 50) const;
 };
 
 // One patch size for the steps before a fraction of the run: steps k < round(until * K) (k = 0 noisiest).

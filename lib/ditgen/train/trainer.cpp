@@ -13,6 +13,7 @@
 
 #include "ditgen/core/error.h"
 #include "ditgen/io/png.h"
+#include "ditgen/models/conversions.h"
 #include "ditgen/pipeline/generator.h"
 #include "ditgen/pipeline/outputs.h"
 #include "ditgen/sampling/flow_matching.h"

@@ -1,4 +1,4 @@
-#include "ditgen/nn/flexible_patch.h"
+#include "ditgen/nn/flexible_tokenizer.h"
 
 #include <algorithm>
 #include <cmath>

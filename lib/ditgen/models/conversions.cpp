@@ -1,0 +1,87 @@
+#include "ditgen/models/conversions.h"
+
+#include <string>
+
+#include <torch/nn/modules/linear.h>
+
+#include "ditgen/core/error.h"
+
+namespace ditgen {
+
+namespace {
+
+// Copies every parameter of `from` into the parameter of `to` with the same name and shape.
+void copy_matching(const torch::nn::Module& from, torch::nn::Module& to) {
+  const auto source = from.named_parameters();
+  for (auto& item : to.named_parameters()) {
+    const at::Tensor* p = source.find(item.key());
+    if (p && p->sizes() == item.value().sizes()) item.value().copy_(*p);
+  }
+}
+
+// A linear layer from rows [first, first + count) of another.
+void copy_rows(const torch::nn::LinearImpl& from, int64_t first, int64_t count, torch::nn::LinearImpl& to) {
+  to.weight.copy_(from.weight.narrow(0, first, count));
+  to.bias.copy_(from.bias.narrow(0, first, count));
+}
+
+// The model a conversion fills: dense's config with a new layout set by `set_layout`. Error(Usage) when dense
+// has that layout already (`has_layout`) or the new one does not validate (DiT's constructor checks it).
+template <class SetLayout>
+DiT conversion_target(const DiT& dense, bool has_layout, const std::string& layout, SetLayout set_layout) {
+  if (has_layout) throw Error(ErrorKind::Usage, "the model is " + layout + " already");
+  DiTConfig config = dense->config();
+  set_layout(config);
+  return DiT(config);
+}
+
+}  // namespace
+
+DiT make_flexible(DiT& dense, const FlexConfig& flex) {
+  DiT out = conversion_target(dense, dense->config().flex.flexible(), "flexible",
+                              [&](DiTConfig& c) { c.flex = flex; });
+  at::NoGradGuard no_grad;
+  copy_matching(*dense, *out);
+  nn::FlexibleTokenizerImpl::Weights base = out->base_tokenizer();  // written in place
+  out->flex->init_from_fixed(dense->base_tokenizer(), base);
+  return out;
+}
+
+DiT make_sparse(DiT& dense, const SparseConfig& sparse) {
+  DiT out = conversion_target(dense, dense->config().sparse.sparse(), "sparse",
+                              [&](DiTConfig& c) { c.sparse = sparse; });
+  at::NoGradGuard no_grad;
+  const int64_t D = out->config().hidden_size;
+  // The stem, the head and a flexible tokenizer keep their names.
+  for (const char* name : {"x_embedder", "t_embedder", "y_embedder", "final_layer"})
+    copy_matching(*dense->named_children()[name], *out->named_children()[name]);
+  if (dense->flex) copy_matching(*dense->flex, *out->flex);
+  int next = 0;  // the dense block the next new block takes its weights from
+  auto source = [&]() -> nn::DiTBlockImpl& { return *dense->blocks[next++]->as<nn::DiTBlock>(); };
+  // Names shared with a DiT block (mlp, adaLN_modulation, attn.proj) copy directly; the attention inputs
+  // are qkv's rows.
+  for (const auto& module : *out->pooling_blocks) {
+    nn::DiTBlockImpl& from = source();
+    auto& to = *module->as<nn::PoolingformerBlock>();
+    copy_matching(from, to);
+    copy_rows(*from.attn->qkv, 2 * D, D, *to.attn->v);
+  }
+  auto cross_block = [&](torch::nn::Module& to, nn::CrossAttention& attn) {
+    nn::DiTBlockImpl& from = source();
+    copy_matching(from, to);
+    copy_rows(*from.attn->qkv, 0, D, *attn->q);
+    copy_rows(*from.attn->qkv, D, 2 * D, *attn->kv);
+  };
+  for (const auto& module : *out->sparse_modules) {
+    auto& sdtm = *module->as<nn::SparseDenseModule>();
+    cross_block(*sdtm.token_merge, sdtm.token_merge->attn);
+    for (const auto& block : *sdtm.semantic_blocks) copy_matching(source(), *block);
+    cross_block(*sdtm.token_recover, sdtm.token_recover->attn);
+    sdtm.token_recover->start_as_dense();
+    for (const auto& block : *sdtm.normal_blocks) copy_matching(source(), *block);
+  }
+  for (const auto& block : *out->blocks) copy_matching(source(), *block);
+  return out;
+}
+
+}  // namespace ditgen

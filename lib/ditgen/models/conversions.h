@@ -1,0 +1,23 @@
+// Checkpoint conversions: a dense DiT's weights mapped onto a FlexiDiT (docs/FLEXIDIT.md) or SparseDiT
+// (docs/SPARSEDIT.md) layout, the starting point of their fine-tuning.
+#pragma once
+
+#include "ditgen/models/config.h"
+#include "ditgen/models/dit.h"
+
+namespace ditgen {
+
+// A flexible model of `flex`'s layout whose function at dense.config().patch_size is dense's: the
+// transformer weights are copied, the tokenizer PI-resized (nn::FlexibleTokenizerImpl::init_from_fixed),
+// the patch-size embeddings and LoRA up-projections start at zero. Error(Usage) for a model that is
+// already flexible or a layout that does not validate.
+DiT make_flexible(DiT& dense, const FlexConfig& flex);
+
+// A sparse model of `sparse`'s layout from a dense one by SparseDiT's weight mapping: the new layout's
+// blocks in order (Poolingformers; per module token merge, semantic blocks, recovery, dense blocks; the top
+// blocks) take the dense blocks in order; a Poolingformer's value projection is qkv's value rows, a cross
+// attention's q and kv are qkv's query and key-value rows; the recovery's merged layers start as W1 = 0,
+// W2 = I. Error(Usage) for a model that is sparse already or a layout that does not validate.
+DiT make_sparse(DiT& dense, const SparseConfig& sparse);
+
+}  // namespace ditgen
