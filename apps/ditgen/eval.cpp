@@ -8,6 +8,7 @@
 #include "ditgen/core/log.h"
 #include "ditgen/eval/evaluate.h"
 #include "ditgen/io/atomic_file.h"
+#include "ditgen/io/bounded_file.h"
 #include "ditgen/pipeline/generator.h"
 #include "ditgen/train/fashion_mnist.h"
 #include "shipped.h"
@@ -29,7 +30,7 @@ struct EvalCliOptions {
 
 int run_eval(const EvalCliOptions& o) {
   const std::string model = o.model.empty() ? default_model_path() : o.model;
-  if (!std::filesystem::exists(model)) throw Error(ErrorKind::Model, "model file not found: " + model);
+  if (!io::path_present(model)) throw Error(ErrorKind::Model, "model file not found: " + model);
   eval::EvalOptions options;
   options.num_samples = o.num_samples;
   options.steps = o.steps;
