@@ -3,7 +3,8 @@
 #   bash scripts/fuzz.sh [seconds per target, default 60]      (TARGETS="a b" picks targets)
 # Inputs start from the seeds and saved findings in tests/fuzz/corpus/TARGET (replayed first: the
 # regression corpus); new corpus entries go to build-fuzz/corpus/TARGET. A crash stops with its input
-# saved as build-fuzz/crash-TARGET-*; add such inputs to tests/fuzz/corpus/TARGET once fixed.
+# saved as build-fuzz/crash-TARGET-*; add such inputs to tests/fuzz/corpus/TARGET once fixed. Inputs may be
+# 200,000 bytes long: enough to nest JSON or YAML 60,000 levels deep (tests/fuzz/make_deep_corpus.py).
 # Exits 77 (CTest's "skipped") where clang with libFuzzer is missing, as on the GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ for target in ${TARGETS:-safetensors png_text prompt_file model_spec schedule}; 
   log="$build/fuzz-$target.log"
   "$build/tests/fuzz/fuzz_$target" "$build/corpus/$target" "tests/fuzz/corpus/$target" \
     -max_total_time="$seconds" -print_final_stats=1 \
-    -artifact_prefix="$build/crash-$target-" -rss_limit_mb=2048 -max_len=65536 > "$log" 2>&1 || {
+    -artifact_prefix="$build/crash-$target-" -rss_limit_mb=2048 -max_len=200000 > "$log" 2>&1 || {
       echo "fuzz_$target: FAILED (see $log)"; grep -m3 -E "ERROR|runtime error|SUMMARY" "$log" || true; exit 1; }
   runs=$(grep "stat::number_of_executed_units" "$log" | awk '{s+=$2} END {print s+0}')
   total=$((total + runs))

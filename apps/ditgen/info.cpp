@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "ditgen/io/bounded_file.h"
 #include "ditgen/io/safetensors.h"
 #include "ditgen/models/cost.h"
 #include "ditgen/models/model_file.h"
@@ -41,7 +42,7 @@ std::string step_runs(const std::vector<T>& values) {
 
 int run_info(const InfoOptions& o) {
   ModelInfo info;
-  if (std::filesystem::exists(o.model) && std::filesystem::path(o.model).extension() == ".safetensors") {
+  if (io::path_present(o.model) && std::filesystem::path(o.model).extension() == ".safetensors") {
     info = read_model_info(o.model);  // the weights are not needed
   } else {
     info = model_spec(o.model);

@@ -1,11 +1,13 @@
 // PNG text chunks (what `ditgen metadata`, `--from` and `--resume` read): any file yields its tEXt/iTXt
-// chunks or an ditgen::Error; never a crash. Inputs whose first byte is even are assembled into chunks
+// chunks or an ditgen::Error; never a crash. A "ditgen" chunk is parsed as the record the CLI reads and
+// printed again, as `metadata` does (so a record nested too deep must be refused, not overflow the stack). Inputs whose first byte is even are assembled into chunks
 // with valid CRCs, so the fuzzer reaches the chunk contents instead of stopping at checksums.
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "ditgen/core/error.h"
+#include "ditgen/io/json_limits.h"
 #include "ditgen/io/png.h"
 #include "fuzz_util.h"
 
@@ -49,8 +51,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace ditgen;
   std::vector<uint8_t> file = size && data[0] % 2 == 0 ? assemble(data, size) : std::vector<uint8_t>(data, data + size);
   try {
-    for (const io::PngText& t : io::read_png_text(fuzz::write_scratch(file.data(), file.size())))
+    for (const io::PngText& t : io::read_png_text(fuzz::write_scratch(file.data(), file.size()))) {
       if (t.keyword.empty() || t.keyword.size() > 79) __builtin_trap();
+      if (t.keyword == "ditgen") fuzz::print_json(io::parse_json(t.text, ErrorKind::Input, "record"));
+    }
   } catch (const Error&) {
   }
   return 0;

@@ -1,6 +1,8 @@
 // Safetensors headers and offsets: any byte string either opens as a consistent file or is refused with
-// ditgen::Error; never a crash, an out-of-bounds read or another exception.
+// ditgen::Error; never a crash, an out-of-bounds read or another exception. Metadata values are parsed
+// and printed as JSON, as ditgen does with a model's description.
 #include "ditgen/core/error.h"
+#include "ditgen/io/json_limits.h"
 #include "ditgen/io/safetensors.h"
 #include "fuzz_util.h"
 
@@ -19,6 +21,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (file.find(t.name) == nullptr) __builtin_trap();
     }
     if (total > size) __builtin_trap();
+    for (const auto& [key, value] : file.metadata()) {
+      try {
+        fuzz::print_json(io::parse_json(value, ErrorKind::Model, key));
+      } catch (const Error&) {
+      }
+    }
   } catch (const Error&) {
   }
   return 0;

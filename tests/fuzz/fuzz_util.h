@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace ditgen::fuzz {
 
 // A per-process scratch file in /dev/shm (or the temp folder), rewritten for every input.
@@ -25,6 +27,12 @@ inline const std::filesystem::path& write_scratch(const uint8_t* data, size_t si
   if (size && std::fwrite(data, 1, size, f) != size) __builtin_trap();
   std::fclose(f);
   return scratch_path();
+}
+
+// Prints a parsed value as ditgen's commands do (recursing once per level), into nothing.
+inline void print_json(const nlohmann::json& value) {
+  volatile std::size_t sink = value.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).size();
+  (void)sink;
 }
 
 }  // namespace ditgen::fuzz

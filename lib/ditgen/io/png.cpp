@@ -11,6 +11,8 @@
 
 #include "ditgen/core/error.h"
 #include "ditgen/io/atomic_file.h"
+#include "ditgen/io/bounded_file.h"
+#include "ditgen/io/untrusted_text.h"
 
 // stb in this translation unit only, with internal linkage: Debian's libstb.so exports the same
 // names, and nothing else in ditgen may see these symbols.
@@ -31,6 +33,10 @@ namespace {
 
 constexpr uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 constexpr uint32_t kMaxChunkLength = 0x7fffffffu;  // PNG spec: lengths are at most 2^31-1
+// What ditgen keeps in memory from a PNG it reads: the text chunks, or the whole file and its pixels.
+constexpr std::size_t kMaxTextBytes = std::size_t{64} << 20;
+constexpr std::size_t kMaxPngBytes = std::size_t{256} << 20;
+constexpr int64_t kMaxPixelBytes = int64_t{1} << 30;
 
 constexpr std::array<uint32_t, 256> make_crc_table() {
   std::array<uint32_t, 256> table{};
@@ -43,12 +49,13 @@ constexpr std::array<uint32_t, 256> make_crc_table() {
 }
 constexpr std::array<uint32_t, 256> kCrcTable = make_crc_table();
 
-// The PNG/zlib CRC-32 of `size` bytes.
-uint32_t crc32(const uint8_t* data, std::size_t size) {
-  uint32_t c = 0xffffffffu;
+// The PNG/zlib CRC-32, fed in pieces: crc32_update(kCrcStart, ...) ... ^ kCrcStart.
+constexpr uint32_t kCrcStart = 0xffffffffu;
+uint32_t crc32_update(uint32_t c, const uint8_t* data, std::size_t size) {
   for (std::size_t i = 0; i < size; ++i) c = kCrcTable[(c ^ data[i]) & 0xff] ^ (c >> 8);
-  return c ^ 0xffffffffu;
+  return c;
 }
+uint32_t crc32(const uint8_t* data, std::size_t size) { return crc32_update(kCrcStart, data, size) ^ kCrcStart; }
 
 uint32_t read_be32(const uint8_t* p) {
   return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
@@ -70,38 +77,6 @@ void append_chunk(std::vector<uint8_t>& out, const char (&type)[5], std::string_
 bool is_ascii(std::string_view s) {
   for (unsigned char c : s)
     if (c >= 0x80) return false;
-  return true;
-}
-
-// Well-formed UTF-8: no overlong forms, surrogates or code points past U+10FFFF.
-bool is_utf8(std::string_view s) {
-  static constexpr uint32_t kMinCodePoint[4] = {0, 0x80, 0x800, 0x10000};
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char lead = s[i];
-    std::size_t extra;
-    uint32_t cp;
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    } else if ((lead & 0xe0) == 0xc0) {
-      extra = 1, cp = lead & 0x1f;
-    } else if ((lead & 0xf0) == 0xe0) {
-      extra = 2, cp = lead & 0x0f;
-    } else if ((lead & 0xf8) == 0xf0) {
-      extra = 3, cp = lead & 0x07;
-    } else {
-      return false;
-    }
-    if (s.size() - i <= extra) return false;
-    for (std::size_t k = 1; k <= extra; ++k) {
-      const unsigned char b = s[i + k];
-      if ((b & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (b & 0x3f);
-    }
-    if (cp < kMinCodePoint[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    i += extra + 1;
-  }
   return true;
 }
 
@@ -171,20 +146,39 @@ void append_text_chunk(std::vector<uint8_t>& out, const PngText& t) {
   append_chunk(out, "iTXt", data);
 }
 
-std::vector<uint8_t> read_file(const std::filesystem::path& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) throw Error(ErrorKind::Input, "cannot read " + path.string() + ": " + std::strerror(errno));
-  std::vector<uint8_t> bytes;
-  uint8_t buffer[65536];
-  std::size_t n;
-  while ((n = std::fread(buffer, 1, sizeof buffer, f.get())) > 0)
-    bytes.insert(bytes.end(), buffer, buffer + n);
-  if (std::ferror(f.get())) throw Error(ErrorKind::Input, "cannot read " + path.string() + ": read failed");
-  return bytes;
+// Opens a regular file and checks the signature before anything else is read.
+RegularFile open_png(const std::filesystem::path& path) {
+  RegularFile f = open_regular_file(path, ErrorKind::Input);
+  uint8_t signature[sizeof kSignature];
+  if (!read_exact(f.file.get(), signature, sizeof signature) ||
+      std::memcmp(signature, kSignature, sizeof kSignature) != 0)
+    throw Error(ErrorKind::Input, path.string() + " is not a PNG file");
+  return f;
 }
 
 [[noreturn]] void corrupt(const std::filesystem::path& path, const std::string& what) {
   throw Error(ErrorKind::Input, "corrupt PNG file " + path.string() + ": " + what);
+}
+
+// Appends the text of one tEXt or iTXt chunk (zlib-compressed iTXt text is not read).
+void parse_text_chunk(const std::filesystem::path& path, const std::string& name, std::string_view data,
+                      std::vector<PngText>& texts) {
+  const std::size_t key_end = data.find('\0');
+  if (key_end == std::string_view::npos || key_end == 0 || key_end > 79)
+    corrupt(path, "malformed " + name + " keyword");
+  std::string keyword(data.substr(0, key_end));
+  if (name == "tEXt") {
+    texts.push_back({std::move(keyword), latin1_to_utf8(data.substr(key_end + 1))});
+    return;
+  }
+  // iTXt: keyword\0, compression flag, method, language\0, translated keyword\0, text.
+  const std::size_t flags = key_end + 1;
+  const std::size_t lang_end = data.size() >= flags + 2 ? data.find('\0', flags + 2) : std::string_view::npos;
+  const std::size_t translated_end =
+      lang_end == std::string_view::npos ? lang_end : data.find('\0', lang_end + 1);
+  if (translated_end == std::string_view::npos) corrupt(path, "malformed iTXt chunk");
+  if (data[flags] != 0) return;
+  texts.push_back({std::move(keyword), std::string(data.substr(translated_end + 1))});
 }
 
 }  // namespace
@@ -216,15 +210,23 @@ void write_png(const std::filesystem::path& path, const Image& image, const std:
 }
 
 Image read_png(const std::filesystem::path& path) {
-  const std::vector<uint8_t> bytes = read_file(path);
-  if (bytes.size() > std::size_t(INT_MAX))
-    throw Error(ErrorKind::Input, "PNG file is too large: " + path.string());
+  RegularFile f = open_png(path);
+  if (f.size > kMaxPngBytes)
+    throw Error(ErrorKind::Input, path.string() + ": PNG file larger than " + std::to_string(kMaxPngBytes >> 20) +
+                                      " MiB");
+  std::vector<uint8_t> bytes(kSignature, kSignature + sizeof kSignature);
+  bytes.resize(f.size);
+  if (!read_exact(f.file.get(), bytes.data() + sizeof kSignature, bytes.size() - sizeof kSignature))
+    throw Error(ErrorKind::Input, "cannot read " + path.string() + ": read failed");
   const int length = int(bytes.size());
   int width = 0, height = 0, channels = 0;
   if (!stbi_info_from_memory(bytes.data(), length, &width, &height, &channels))
     throw Error(ErrorKind::Input, "cannot decode " + path.string() + ": " + stbi_failure_reason());
   // Image has no grey+alpha layout; widen it to RGBA.
   const int wanted = channels == 2 ? 4 : channels;
+  if (int64_t(width) * height * wanted > kMaxPixelBytes)
+    throw Error(ErrorKind::Input, path.string() + ": " + std::to_string(width) + "x" + std::to_string(height) +
+                                      " pixels is larger than ditgen reads");
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
       stbi_load_from_memory(bytes.data(), length, &width, &height, &channels, wanted), &stbi_image_free);
   if (!pixels) throw Error(ErrorKind::Input, "cannot decode " + path.string() + ": " + stbi_failure_reason());
@@ -237,46 +239,44 @@ Image read_png(const std::filesystem::path& path) {
 }
 
 std::vector<PngText> read_png_text(const std::filesystem::path& path) {
-  const std::vector<uint8_t> bytes = read_file(path);
-  if (bytes.size() < sizeof kSignature || std::memcmp(bytes.data(), kSignature, sizeof kSignature) != 0)
-    throw Error(ErrorKind::Input, path.string() + " is not a PNG file");
-
+  RegularFile f = open_png(path);
+  std::FILE* file = f.file.get();
   std::vector<PngText> texts;
-  std::size_t pos = sizeof kSignature;
+  std::size_t text_bytes = 0;  // kept so far, bounded by kMaxTextBytes
+  std::vector<uint8_t> data;   // the current text chunk's data
   for (;;) {
     // A file that ends before IEND was cut short.
-    if (bytes.size() - pos < 12) corrupt(path, "truncated (no IEND chunk)");
-    const uint32_t length = read_be32(&bytes[pos]);
+    uint8_t head[8];
+    if (!read_exact(file, head, sizeof head)) corrupt(path, "truncated (no IEND chunk)");
+    const uint32_t length = read_be32(head);
     if (length > kMaxChunkLength) corrupt(path, "chunk length out of range");
-    if (length > bytes.size() - pos - 12) corrupt(path, "truncated");
-    const uint8_t* type = &bytes[pos + 4];
-    const std::string_view name(reinterpret_cast<const char*>(type), 4);
+    const std::string name(reinterpret_cast<const char*>(head + 4), 4);
     for (char c : name)
       if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))) corrupt(path, "invalid chunk type");
-    if (read_be32(type + 4 + length) != crc32(type, 4 + std::size_t(length)))
-      corrupt(path, "CRC mismatch in " + std::string(name) + " chunk");
-    const std::string_view data(reinterpret_cast<const char*>(type + 4), length);
-    pos += 12 + std::size_t(length);
-    if (name == "IEND") break;
-
-    if (name != "tEXt" && name != "iTXt") continue;
-    const std::size_t key_end = data.find('\0');
-    if (key_end == std::string_view::npos || key_end == 0 || key_end > 79)
-      corrupt(path, "malformed " + std::string(name) + " keyword");
-    std::string keyword(data.substr(0, key_end));
-    if (name == "tEXt") {
-      texts.push_back({std::move(keyword), latin1_to_utf8(data.substr(key_end + 1))});
-      continue;
+    const bool is_text = name == "tEXt" || name == "iTXt";
+    uint32_t crc = crc32_update(kCrcStart, head + 4, 4);
+    if (is_text) {
+      // Text is kept, so it is bounded before it is read; other chunks stream through the CRC.
+      if (length > kMaxTextBytes - text_bytes)
+        corrupt(path, "text chunks larger than " + std::to_string(kMaxTextBytes >> 20) + " MiB in all");
+      text_bytes += length;
+      data.resize(length);
+      if (!read_exact(file, data.data(), length)) corrupt(path, "truncated");
+      crc = crc32_update(crc, data.data(), length);
+    } else {
+      uint8_t buffer[65536];
+      for (uint32_t left = length; left > 0;) {
+        const std::size_t piece = std::min<std::size_t>(left, sizeof buffer);
+        if (!read_exact(file, buffer, piece)) corrupt(path, "truncated");
+        crc = crc32_update(crc, buffer, piece);
+        left -= uint32_t(piece);
+      }
     }
-    // iTXt: keyword\0, compression flag, method, language\0, translated keyword\0, text.
-    const std::size_t flags = key_end + 1;
-    const std::size_t lang_end =
-        data.size() >= flags + 2 ? data.find('\0', flags + 2) : std::string_view::npos;
-    const std::size_t translated_end =
-        lang_end == std::string_view::npos ? lang_end : data.find('\0', lang_end + 1);
-    if (translated_end == std::string_view::npos) corrupt(path, "malformed iTXt chunk");
-    if (data[flags] != 0) continue;  // zlib-compressed text is not read
-    texts.push_back({std::move(keyword), std::string(data.substr(translated_end + 1))});
+    uint8_t stored[4];
+    if (!read_exact(file, stored, sizeof stored)) corrupt(path, "truncated");
+    if (read_be32(stored) != (crc ^ kCrcStart)) corrupt(path, "CRC mismatch in " + name + " chunk");
+    if (name == "IEND") break;
+    if (is_text) parse_text_chunk(path, name, {reinterpret_cast<const char*>(data.data()), data.size()}, texts);
   }
   return texts;
 }

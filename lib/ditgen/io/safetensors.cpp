@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -17,6 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "ditgen/io/atomic_file.h"
+#include "ditgen/io/json_limits.h"
+#include "ditgen/io/untrusted_text.h"
 
 namespace ditgen::io {
 
@@ -30,23 +31,8 @@ constexpr uint64_t kMaxHeaderBytes = uint64_t{100} << 20;  // the reference impl
 constexpr std::size_t kMaxRank = 8;                         // far above any DiT weight; bounds hostile headers
 constexpr std::string_view kMetadataKey = "__metadata__";
 
-// Names come from untrusted files: escape control bytes and cap the length so a message stays one sane line.
-std::string quote_name(std::string_view name) {
-  constexpr std::size_t kMaxShown = 200;
-  std::string out = "'";
-  for (std::size_t i = 0; i < name.size() && i < kMaxShown; ++i) {
-    auto c = static_cast<unsigned char>(name[i]);
-    if (c < 0x20 || c == 0x7f) {
-      char escaped[5];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
-      out += escaped;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (name.size() > kMaxShown) out += "...";
-  return out + "'";
-}
+// Names come from untrusted files: quoted short, control bytes escaped, so a message stays one sane line.
+std::string quote_name(std::string_view name) { return "'" + excerpt(name, 200) + "'"; }
 
 std::string shape_string(const std::vector<int64_t>& shape) {
   std::string out = "[";
@@ -110,12 +96,7 @@ json parse_header(std::string_view text, const Reject& reject) {
     }
     return true;
   };
-  json root;
-  try {
-    root = json::parse(text.begin(), text.end(), track);
-  } catch (const json::exception& e) {
-    throw reject(std::string("header is not valid JSON: ") + e.what());
-  }
+  json root = parse_json(text, reject.kind, reject.where + ": header", track);
   if (duplicate) throw reject(*duplicate);
   if (!root.is_object()) throw reject("header is not a JSON object");
   return root;

@@ -40,8 +40,14 @@ at::Tensor to_tensor(const TensorView& view) {
   return t;
 }
 
-std::map<std::string, at::Tensor> load_tensors(const std::filesystem::path& path, ErrorKind failure_kind) {
+std::map<std::string, at::Tensor> load_tensors(const std::filesystem::path& path, ErrorKind failure_kind,
+                                               std::size_t max_bytes) {
   SafetensorsFile file = SafetensorsFile::open(path, failure_kind);
+  std::size_t total = 0;  // cannot overflow: the views lie in one mapped file without overlaps
+  for (const TensorView& view : file.tensors()) total += view.nbytes;
+  if (total > max_bytes)
+    throw Error(failure_kind, path.string() + ": its tensors hold " + std::to_string(total) + " bytes, more than the " +
+                                  std::to_string(max_bytes) + " expected");
   std::map<std::string, at::Tensor> out;
   for (const TensorView& view : file.tensors()) out.emplace(view.name, to_tensor(view));
   return out;

@@ -1,6 +1,7 @@
 #include "ditgen/io/yaml_json.h"
 
 #include "ditgen/core/error.h"
+#include "ditgen/io/bounded_file.h"
 
 namespace ditgen::io {
 
@@ -13,7 +14,13 @@ nlohmann::json convert(const YAML::Node& node, int depth) {
   switch (node.Type()) {
     case YAML::NodeType::Map: {
       nlohmann::json j = nlohmann::json::object();
-      for (const auto& kv : node) j[kv.first.as<std::string>()] = convert(kv.second, depth + 1);
+      for (const auto& kv : node) {
+        // YAML allows a list or a mapping as a key (`? [a, b]`); no setting is named that way.
+        if (!kv.first.IsScalar())
+          throw Error(ErrorKind::Input, "a key must be a name, not a list or mapping (line " +
+                                            std::to_string(kv.first.Mark().line + 1) + ")");
+        j[kv.first.Scalar()] = convert(kv.second, depth + 1);
+      }
       return j;
     }
     case YAML::NodeType::Sequence: {
@@ -48,7 +55,22 @@ nlohmann::json parse_yaml(const std::string& text, const std::string& source) {
     return yaml_to_json(YAML::Load(text));
   } catch (const YAML::Exception& e) {
     throw Error(ErrorKind::Input, source + ": " + e.what());
+  } catch (const Error& e) {
+    throw Error(e.kind(), source + ": " + e.what());
   }
+}
+
+YAML::Node load_yaml_file(const std::filesystem::path& path) {
+  const std::string text = read_bounded_file(path, kMaxYamlFileBytes, ErrorKind::Input);
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw Error(ErrorKind::Input, path.string() + ": " + e.what());
+  }
+}
+
+nlohmann::json read_yaml_file(const std::filesystem::path& path) {
+  return parse_yaml(read_bounded_file(path, kMaxYamlFileBytes, ErrorKind::Input), path.string());
 }
 
 }  // namespace ditgen::io

@@ -6,8 +6,7 @@
 
 #include <fstream>
 
-#include <yaml-cpp/yaml.h>
-
+#include "ditgen/io/json_limits.h"
 #include "ditgen/io/yaml_json.h"
 
 #include "ditgen/core/did_you_mean.h"
@@ -59,19 +58,19 @@ ModelInfo model_info_from_metadata(const io::Metadata& meta, const std::string& 
   if (!config) throw Error(ErrorKind::Model, where + ": metadata has no '" + kConfigKey + "'");
   ModelInfo info;
   try {
-    info.config = config_from_json(nlohmann::json::parse(*config));
+    info.config = config_from_json(io::parse_json(*config, ErrorKind::Model, kConfigKey));
     if (const std::string* name = get(kNameKey)) info.name = *name;
     if (const std::string* classes = get(kClassesKey)) {
-      info.class_names = nlohmann::json::parse(*classes).get<std::vector<std::string>>();
+      info.class_names = io::parse_json(*classes, ErrorKind::Model, kClassesKey).get<std::vector<std::string>>();
       if (static_cast<int>(info.class_names.size()) != info.config.num_classes)
         throw Error(ErrorKind::Model, std::to_string(info.class_names.size()) + " class names for " +
                                           std::to_string(info.config.num_classes) + " classes");
     }
     if (const std::string* sampler = get(kSamplerKey)) {
-      info.sampler_defaults = sampler_defaults_from_json(nlohmann::json::parse(*sampler));
+      info.sampler_defaults = sampler_defaults_from_json(io::parse_json(*sampler, ErrorKind::Model, kSamplerKey));
       validate_sampler_defaults(info.sampler_defaults, info.config);
     }
-    if (const std::string* training = get(kTrainingKey)) info.training = nlohmann::json::parse(*training);
+    if (const std::string* training = get(kTrainingKey)) info.training = io::parse_json(*training, ErrorKind::Model, kTrainingKey);
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorKind::Model, where + ": malformed metadata: " + e.what());
   } catch (const Error& e) {
@@ -225,21 +224,15 @@ void save_model(const std::filesystem::path& path, DiT& model, const ModelInfo& 
 }
 
 ModelInfo model_spec(const std::string& name_or_file) {
-  if (!std::filesystem::exists(name_or_file)) {
+  std::error_code ec;  // a path that cannot be examined (a symlink loop) is a file that fails to load below
+  if (!std::filesystem::exists(name_or_file, ec) && !ec) {
     ModelInfo info;
     info.config = official_config(name_or_file);
     info.name = name_or_file;
     info.training = {{"untrained", true}};
     return info;
   }
-  nlohmann::json j;
-  try {
-    j = io::yaml_to_json(YAML::LoadFile(name_or_file));  // YAML is a superset of JSON
-  } catch (const YAML::Exception& e) {
-    throw Error(ErrorKind::Input, name_or_file + ": " + e.what());
-  } catch (const Error& e) {
-    throw Error(ErrorKind::Input, name_or_file + ": " + e.what());
-  }
+  const nlohmann::json j = io::read_yaml_file(name_or_file);  // YAML is a superset of JSON
   if (!j.is_object()) throw Error(ErrorKind::Input, name_or_file + ": expected a mapping of model fields");
   ModelInfo info;
   try {

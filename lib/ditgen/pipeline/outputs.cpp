@@ -9,6 +9,8 @@
 
 #include "ditgen/io/video.h"
 
+#include "ditgen/io/json_limits.h"
+
 namespace ditgen {
 
 namespace {
@@ -264,7 +266,7 @@ bool same_output(const nlohmann::json& have, const nlohmann::json& want) {
 nlohmann::json read_generation_record(const std::filesystem::path& png) {
   for (const io::PngText& t : io::read_png_text(png)) {
     if (t.keyword != "ditgen") continue;
-    nlohmann::json j = nlohmann::json::parse(t.text, nullptr, /*allow_exceptions=*/false);
+    const nlohmann::json j = io::parse_json(t.text, ErrorKind::Input, png.string() + ": its ditgen record");
     if (!j.is_object() || !j.contains("schema"))
       throw Error(ErrorKind::Input, png.string() + ": its ditgen metadata is not a valid record");
     return j;

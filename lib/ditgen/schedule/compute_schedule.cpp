@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -184,12 +183,7 @@ ComputeSchedule ComputeSchedule::parse(const std::string& text) {
 }
 
 ComputeSchedule ComputeSchedule::load_yaml(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorKind::Input, "cannot read schedule file " + path.string());
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  if (buffer.str().size() > (1 << 20)) throw Error(ErrorKind::Input, path.string() + ": larger than 1 MiB");
-  const nlohmann::json j = io::parse_yaml(buffer.str(), path.string());
+  const nlohmann::json j = io::read_yaml_file(path);
   try {
     if (!j.is_object()) throw Error(ErrorKind::Usage, "expected a mapping");
     ComputeSchedule s;
