@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "catch.h"
+#include "ditgen/core/device.h"
 #include "ditgen/io/tensor_io.h"
 #include "ditgen/models/model_file.h"
 #include "helpers.h"
@@ -172,4 +173,16 @@ TEST_CASE("Class prompts resolve by name, case-insensitively, or by id", "[model
       CHECK(std::string(e.what()).find("T-shirt/top, Trouser") != std::string::npos);
     }
   }
+}
+
+TEST_CASE("Devices and dtypes parse as users name them; auto is bf16 on CUDA, fp32 elsewhere", "[model]") {
+  CHECK(parse_device("cpu") == at::Device(at::kCPU));
+  CHECK(test::error_kind([] { parse_device("tpu"); }) == ErrorKind::Usage);
+  CHECK(resolve_dtype("auto", at::Device(at::kCPU)) == at::kFloat);
+  CHECK(resolve_dtype("auto", at::Device(at::kCUDA, 0)) == at::kBFloat16);  // no GPU needed to name one
+  CHECK(resolve_dtype("fp16", at::Device(at::kCPU)) == at::kHalf);
+  CHECK(resolve_dtype("bfloat16", at::Device(at::kCUDA, 0)) == at::kBFloat16);
+  CHECK(test::error_kind([] { resolve_dtype("int8", at::Device(at::kCPU)); }) == ErrorKind::Usage);
+  CHECK(test::error_kind([] { parse_dtype("auto"); }) == ErrorKind::Usage);  // a rule, not a dtype
+  CHECK(dtype_label(resolve_dtype("bf16", at::Device(at::kCPU))) == "bf16");
 }

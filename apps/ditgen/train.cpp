@@ -6,9 +6,9 @@
 
 #include "commands.h"
 #include "interrupt.h"
+#include "ditgen/core/device.h"
 #include "ditgen/core/log.h"
 #include "ditgen/eval/classifier.h"
-#include "ditgen/pipeline/generator.h"
 #include "ditgen/train/fashion_mnist.h"
 #include "ditgen/train/trainer.h"
 

@@ -31,7 +31,7 @@ struct BenchOptions {
   std::vector<int> sizes;            // square input sizes (latent pixels); empty = the model's own
   std::vector<int> patches;          // patch sizes of the forward measurements (flexible models); empty = own
   std::vector<int> grids;            // sparse grids of the forward measurements (sparse models); empty = default
-  std::string dtype = "bf16";
+  std::string dtype = "auto";        // auto: bf16 on CUDA, fp32 elsewhere (resolve_dtype)
   std::string device = "auto";
   std::vector<std::string> paths{"eager", "fused", "fast"};
   std::string attention = "auto";    // SDPA backend preferred: auto, flash, cudnn, efficient, math
