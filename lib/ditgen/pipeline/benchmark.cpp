@@ -115,7 +115,7 @@ nlohmann::json to_json(const BenchRecord& r) {
           {"gflops_per_image", r.gflops_per_image},
           {"ms", r.ms},             {"ms_min", r.ms_min},
           {"images_per_s", r.images_per_s},
-          {"tflops", r.tflops},     {"mfu", opt(r.mfu)},
+          {"tflops", r.tflops},     {"mfu", opt(r.mfu)},     {"mfu_peak_tflops", kPeakTflopsBf16},
           {"peak_memory_gib", opt(r.peak_memory_gib)},
           {"steps", opt(r.steps)},  {"cfg_scale", opt(r.cfg_scale)},
           {"gflops_per_generation", opt(r.gflops_per_generation)}};
