@@ -3,9 +3,11 @@
 #include <nlohmann/json.hpp>
 
 #include "catch.h"
+#include "ditgen/core/device.h"
 #include "ditgen/io/tensor_io.h"
 #include "ditgen/models/cost.h"
 #include "ditgen/models/model_file.h"
+#include "ditgen/pipeline/cost_report.h"
 #include "helpers.h"
 
 using namespace ditgen;
@@ -173,4 +175,48 @@ TEST_CASE("Class prompts resolve by name, case-insensitively, or by id", "[model
       CHECK(std::string(e.what()).find("T-shirt/top, Trouser") != std::string::npos);
     }
   }
+}
+
+TEST_CASE("The cost report counts a model's forward, steps and image from its description", "[model]") {
+  const ModelInfo xl2 = model_spec("DiT-XL/2");
+  CostQuery q;
+  q.steps = 10;
+  q.cfg_scale = 1;
+  CostReport r = cost_report(xl2, q);
+  CHECK((r.height == 32 && r.width == 32));
+  CHECK(r.tokens == 256);
+  CHECK(r.parameters == dit_parameter_count(xl2.config));
+  CHECK(r.gflops_per_forward == Approx(118.6).margin(0.05));
+  CHECK_FALSE(r.guided);
+  REQUIRE(r.gflops_per_step.size() == 10);
+  CHECK(r.gflops_per_step[3] == Approx(r.gflops_per_forward));
+  CHECK(r.gflops_per_image == Approx(10 * r.gflops_per_forward));
+  CHECK(r.dense_gflops_per_image == Approx(r.gflops_per_image));
+  CHECK(r.schedule == "dense");
+  q.cfg_scale = 4;
+  q.height = q.width = 64;
+  r = cost_report(xl2, q);
+  CHECK(r.guided);
+  CHECK(r.gflops_per_step[0] == Approx(2 * 524.6).margin(0.4));
+  const nlohmann::json j = r.to_json();
+  CHECK(j["size"] == nlohmann::json({64, 64}));
+  CHECK(j["generation"]["fraction_of_dense"].get<double>() == Approx(1.0));
+  CHECK_FALSE(j.contains("gflops_per_forward_by_patch"));
+  q.height = -2;
+  CHECK(test::error_kind([&] { cost_report(xl2, q); }) == ErrorKind::Usage);
+  q.height = 64;
+  q.steps = 5000;  // more than the model's 1000 diffusion steps
+  CHECK(test::error_kind([&] { cost_report(xl2, q); }) == ErrorKind::Usage);
+}
+
+TEST_CASE("Devices and dtypes parse as users name them; auto is bf16 on CUDA, fp32 elsewhere", "[model]") {
+  CHECK(parse_device("cpu") == at::Device(at::kCPU));
+  CHECK(test::error_kind([] { parse_device("tpu"); }) == ErrorKind::Usage);
+  CHECK(resolve_dtype("auto", at::Device(at::kCPU)) == at::kFloat);
+  CHECK(resolve_dtype("auto", at::Device(at::kCUDA, 0)) == at::kBFloat16);  // no GPU needed to name one
+  CHECK(resolve_dtype("fp16", at::Device(at::kCPU)) == at::kHalf);
+  CHECK(resolve_dtype("bfloat16", at::Device(at::kCUDA, 0)) == at::kBFloat16);
+  CHECK(test::error_kind([] { resolve_dtype("int8", at::Device(at::kCPU)); }) == ErrorKind::Usage);
+  CHECK(test::error_kind([] { parse_dtype("auto"); }) == ErrorKind::Usage);  // a rule, not a dtype
+  CHECK(dtype_label(resolve_dtype("bf16", at::Device(at::kCPU))) == "bf16");
 }

@@ -1,5 +1,8 @@
 // Samplers: respacing and schedules against the reference, oracle invariants, and whole sampling runs
 // against golden runs of the PyTorch reference (same seeds, same RNG protocol).
+#include <filesystem>
+#include <limits>
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
 
@@ -27,6 +30,21 @@ nlohmann::json diffusion_runs() {
   return nlohmann::json::parse(meta.at("ditgen.golden")).at("runs");
 }
 
+// One image of class 1 from seed 0.
+GenerationRequest one_image(const sampling::SamplerOptions& sampler) {
+  GenerationRequest r;
+  r.labels = {1};
+  r.seeds = {0};
+  r.sampler = sampler;
+  return r;
+}
+
+// `request` with `change` applied.
+template <class F>
+GenerationRequest changed(GenerationRequest request, F change) {
+  change(request);
+  return request;
+}
 
 }  // namespace
 
@@ -125,15 +143,8 @@ TEST_CASE("Requests that cannot run are refused before running", "[sampling][err
   Generator eps(load_model(golden("tiny_p2.model.safetensors"), at::kCPU, at::kFloat), at::kCPU, at::kFloat);
   Generator no_null(load_model(golden("tiny_p2_fixed.model.safetensors"), at::kCPU, at::kFloat), at::kCPU, at::kFloat);
   Generator flow(load_model(golden("tiny_p4_rect.model.safetensors"), at::kCPU, at::kFloat), at::kCPU, at::kFloat);
-  GenerationRequest r;
-  r.labels = {1};
-  r.seeds = {0};
-  r.sampler = {"ddim", 10, 0.0};
-  auto with = [&](auto change) {
-    GenerationRequest copy = r;
-    change(copy);
-    return copy;
-  };
+  const GenerationRequest r = one_image({"ddim", 10, 0.0});
+  auto with = [&](auto change) { return changed(r, change); };
   CHECK_NOTHROW(eps.validate(r));
   CHECK(error_kind([&] { eps.validate(with([](auto& q) { q.sampler.steps = 0; })); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { eps.validate(with([](auto& q) { q.sampler.name = "euler"; })); }) == ErrorKind::Usage);
@@ -148,13 +159,98 @@ TEST_CASE("Requests that cannot run are refused before running", "[sampling][err
 
 TEST_CASE("Cancelling stops before the next step", "[sampling]") {
   Generator generator(load_model(golden("tiny_p2.model.safetensors"), at::kCPU, at::kFloat), at::kCPU, at::kFloat);
-  GenerationRequest r;
-  r.labels = {1};
-  r.seeds = {0};
-  r.sampler = {"ddim", 10, 0.0};
+  const GenerationRequest r = one_image({"ddim", 10, 0.0});
   int steps_seen = 0;
   auto result = generator.generate(r, [&](const Progress& p) { steps_seen = p.step; }, [&] { return steps_seen >= 3; });
   CHECK(result.cancelled);
   CHECK(steps_seen == 3);
   CHECK_FALSE(result.frames.defined());
+}
+
+TEST_CASE("Nonsense requests are refused before running: guidance, eta, initial noise, sizes", "[sampling][errors]") {
+  Generator eps(load_model(golden("tiny_p2.model.safetensors"), at::kCPU, at::kFloat), at::kCPU, at::kFloat);  // 8x8
+  const GenerationRequest r = one_image({"ddim", 2, 0.0});
+  auto with = [&](auto change) { return changed(r, change); };
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  for (double scale : {nan, inf, -inf}) {
+    INFO("cfg scale " << scale);
+    CHECK(test::contains(test::error_message([&] { eps.validate(with([&](auto& q) { q.guidance.scale = scale; })); }),
+                         "cfg scale must be a finite number"));
+  }
+  CHECK_NOTHROW(eps.validate(with([](auto& q) { q.sampler.eta = 1.0; })));
+  for (double eta : {1.5, -0.1, nan}) {
+    INFO("eta " << eta);
+    CHECK(test::contains(test::error_message([&] { eps.validate(with([&](auto& q) { q.sampler.eta = eta; })); }),
+                         "eta must be in 0..1"));
+  }
+  for (double bad : {nan, inf}) {
+    at::Tensor noise = at::zeros({1, 4, 8, 8});
+    noise[0][2][3][4] = bad;
+    CHECK(error_kind([&] { eps.validate(with([&](auto& q) { q.init_noise = noise; })); }) == ErrorKind::Input);
+  }
+  // Checked before anything indexes it: the batch runner reads N from dimension 0.
+  for (const at::Tensor& noise : {at::tensor(1.0), at::zeros({4, 8, 8})}) {
+    CHECK(error_kind([&] { check_init_noise(noise); }) == ErrorKind::Input);
+    CHECK(error_kind([&] { eps.validate(with([&](auto& q) { q.init_noise = noise; })); }) == ErrorKind::Input);
+  }
+  CHECK_NOTHROW(check_init_noise(at::zeros({1, 4, 8, 8})));
+  CHECK(error_kind([&] { eps.validate(with([](auto& q) { q.width = -2; })); }) == ErrorKind::Usage);
+}
+
+TEST_CASE("A size the model was not trained at is refused unless the request allows it", "[sampling][errors]") {
+  Generator eps(load_model(golden("tiny_p2.model.safetensors"), at::kCPU, at::kFloat), at::kCPU, at::kFloat);  // 8x8
+  GenerationRequest r = one_image({"ddim", 2, 0.0});
+  r.height = r.width = 8;  // the trained size, spelled out
+  CHECK_NOTHROW(eps.validate(r));
+  r.height = 16;
+  const std::string message = test::error_message([&] { eps.generate(r); });
+  CHECK(test::contains(message, "size 16x8 is not the 8x8 this model was trained at"));
+  CHECK(error_kind([&] { eps.validate(r); }) == ErrorKind::Usage);
+  r.height = 12;  // one the model cannot run at all says so, not that it is untrained
+  r.width = 9;
+  CHECK(test::contains(test::error_message([&] { eps.validate(r); }), "multiples of the patch size 2"));
+  r.height = 16;
+  r.width = 8;
+  r.allow_untrained_size = true;
+  const at::Tensor frames = eps.generate(r).frames;  // runs, with a warning
+  CHECK(frames.sizes() == at::IntArrayRef({1, 1, 4, 16, 8}));
+}
+
+TEST_CASE("A resolved request builds its plan once and generates what the request does", "[sampling]") {
+  Generator generator(load_model(golden("tiny_p2.model.safetensors"), at::kCPU, at::kFloat), at::kCPU, at::kFloat);
+  GenerationRequest r;
+  r.labels = {1, 2};
+  r.seeds = {3, 4};
+  r.sampler = {"ddpm", 3, 0.0};
+  r.guidance = {2.0, 0};
+  const ResolvedRequest resolved = generator.resolve(r);
+  CHECK(resolved.height == 8);
+  CHECK(resolved.width == 8);
+  CHECK(resolved.steps() == 3);
+  CHECK(resolved.sampler->needs_noise());
+  CHECK(resolved.guided());
+  CHECK(generator.step_gflops(resolved) == generator.step_gflops(r));
+  CHECK(at::equal(generator.generate(resolved).frames, generator.generate(r).frames));
+}
+
+TEST_CASE("generate refuses NaN or infinite guidance, eta above 1 and untrained sizes with exit code 2",
+          "[sampling][cli][errors]") {
+  test::TempDir dir;
+  const std::string model = test::make_tiny_model(dir);  // trained size 32x32
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases{
+      {{"--cfg-scale", "nan"}, "cfg scale must be a finite number"},
+      {{"--cfg-scale", "inf"}, "cfg scale must be a finite number"},
+      {{"--eta", "2"}, "eta must be in 0..1"},
+      {{"--eta", "nan"}, "eta must be in 0..1"},
+      {{"--height", "64", "--width", "64"}, "not the 32x32 this model was trained at"},
+  };
+  for (const auto& [flags, message] : cases) {
+    std::vector<std::string> args{"generate", "-m", model, "bag", "--steps", "2", "-o", "a.png", "--device", "cpu"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const test::CliResult r = test::run_cli(args, dir.path());
+    INFO(flags.front() << " " << flags[1] << ": " << r.err);
+    CHECK(r.exit_code == 2);
+    CHECK(test::contains(r.err, message));
+    CHECK_FALSE(std::filesystem::exists(dir / "a.png"));
+  }
 }

@@ -55,7 +55,7 @@ int run_eval(const EvalCliOptions& o) {
   if (options.batch_size < 1) throw Error(ErrorKind::Usage, "--batch-size must be >= 1");
   if (!o.output.empty()) io::AtomicFile probe(o.output);  // fail before the work, not after
   const at::Device device = parse_device(o.device);
-  const at::ScalarType dtype = o.dtype == "auto" ? (device.is_cuda() ? at::kBFloat16 : at::kFloat) : parse_dtype(o.dtype);
+  const at::ScalarType dtype = resolve_dtype(o.dtype, device);
   Generator generator(model, device, dtype);
   options.schedule = resolve_schedule(o.schedule, generator.info());
   ProgressDisplay display(progress_mode);

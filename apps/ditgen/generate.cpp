@@ -14,6 +14,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "commands.h"
+#include "ditgen/core/device.h"
 #include "ditgen/core/format.h"
 #include "ditgen/core/log.h"
 #include "ditgen/io/atomic_file.h"
@@ -192,7 +193,7 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   std::optional<uint64_t> seed = parse_seed(o.seed);
   const ProgressMode progress_mode = parse_progress_mode(o.progress);
   const at::Device device = parse_device(o.device);
-  const at::ScalarType dtype = o.dtype == "auto" ? (device.is_cuda() ? at::kBFloat16 : at::kFloat) : parse_dtype(o.dtype);
+  const at::ScalarType dtype = resolve_dtype(o.dtype, device);
   std::vector<io::PromptEntry> entries;
   if (!o.prompt_file.empty()) {
     entries = io::read_prompt_file(o.prompt_file);

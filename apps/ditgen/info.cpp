@@ -1,4 +1,4 @@
-// `ditgen info`: what a model file or registry name is, and what one forward pass costs.
+// `ditgen info`: what a model file or registry name is, and what it costs (pipeline/cost_report.h).
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -11,7 +11,7 @@
 #include "ditgen/io/safetensors.h"
 #include "ditgen/models/cost.h"
 #include "ditgen/models/model_file.h"
-#include "ditgen/schedule/compute_schedule.h"
+#include "ditgen/pipeline/cost_report.h"
 #include "shipped.h"
 
 namespace ditgen::cli {
@@ -20,7 +20,7 @@ namespace {
 
 struct InfoOptions {
   std::string model;
-  int height = 0, width = 0;
+  std::optional<int> height, width;  // nullopt: the model's own
   std::optional<std::string> schedule;
   int steps = 0;
   double cfg_scale = 0;
@@ -48,51 +48,21 @@ int run_info(const InfoOptions& o) {
     info = model_spec(o.model);
   }
   const DiTConfig& c = info.config;
-  const int h = o.height ? o.height : c.input_height, w = o.width ? o.width : c.input_width;
-  if (h % c.patch_size || w % c.patch_size || h <= 0 || w <= 0)
-    throw Error(ErrorKind::Usage, "size " + std::to_string(h) + "x" + std::to_string(w) +
-                                      " is not a positive multiple of the patch size " + std::to_string(c.patch_size));
-  const double gflops = dit_gflops(c, h, w);
-  const schedule::ComputeSchedule plan = resolve_schedule(o.schedule, info);
-  const int steps = o.steps > 0 ? o.steps : info.sampler_defaults.steps;
-  plan.validate(c, h, w, steps);
-  const bool guided = (o.cfg_scale > 0 ? o.cfg_scale : info.sampler_defaults.cfg_scale) != 1.0;
-  const std::vector<double> per_step = schedule::step_gflops(c, h, w, plan, steps, guided);
-  // The baseline: every step at full compute; for a sparse model, the dense DiT of the same depth.
-  DiTConfig dense_config = c;
-  dense_config.sparse = {};
-  const std::vector<double> dense = schedule::step_gflops(dense_config, h, w, schedule::ComputeSchedule(), steps, guided);
-  std::vector<int> grids;  // a sparse model's S per step
-  if (c.sparse.sparse())
-    for (int k = 0; k < steps; ++k) grids.push_back(plan.plan(k, steps, c, guided).sparse_grid);
-  double total = 0, dense_total = 0;
-  for (size_t k = 0; k < per_step.size(); ++k) total += per_step[k], dense_total += dense[k];
+  CostQuery query;
+  query.height = o.height.value_or(0);
+  query.width = o.width.value_or(0);
+  query.schedule = resolve_schedule(o.schedule, info);
+  query.steps = o.steps;
+  query.cfg_scale = o.cfg_scale;
+  const CostReport cost = cost_report(info, query);
+  const int h = cost.height, w = cost.width;
   const int pixel_scale = c.image_space == ImageSpace::Latent ? 8 : 1;  // SD-VAE latents are 8x smaller
-  nlohmann::json j{{"name", info.name},
-                   {"config", to_json(c)},
-                   {"parameters", dit_parameter_count(c)},
-                   {"tokens", (h / c.patch_size) * (w / c.patch_size)},
-                   {"size", {h, w}},
-                   {"gflops_per_forward", gflops},
-                   {"class_names", info.class_names},
-                   {"sampler_defaults", to_json(info.sampler_defaults)},
-                   {"training", info.training},
-                   {"generation", {{"schedule", plan.text()}, {"steps", steps}, {"guided", guided},
-                                   {"gflops_per_step", per_step}, {"gflops_per_image", total},
-                                   {"dense_gflops_per_image", dense_total}, {"fraction_of_dense", total / dense_total}}}};
-  if (c.flex.flexible()) {
-    nlohmann::json patches;
-    for (int p : c.runnable_patches())
-      if (h % p == 0 && w % p == 0) patches[std::to_string(p)] = dit_gflops(c, h, w, p);
-    j["gflops_per_forward_by_patch"] = patches;
-  }
-  if (c.sparse.sparse()) {
-    nlohmann::json by_grid;
-    for (int g = c.sparse.min_grid; g <= c.sparse.max_grid; ++g) by_grid[std::to_string(g)] = dit_gflops(c, h, w, 0, false, g);
-    j["gflops_per_forward_by_grid"] = by_grid;
-    j["generation"]["sparse_grid_per_step"] = grids;
-  }
-  if (!info.sha256.empty()) j["sha256"] = info.sha256;
+  nlohmann::json j = cost.to_json();
+  j["name"] = info.name;
+  j["config"] = to_json(c);
+  j["class_names"] = info.class_names;
+  j["sampler_defaults"] = to_json(info.sampler_defaults);
+  j["training"] = info.training;
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -102,8 +72,8 @@ int run_info(const InfoOptions& o) {
               c.num_heads, c.patch_size, c.mlp_ratio);
   if (c.flex.flexible()) {
     std::string sizes;
-    for (int p : c.runnable_patches())
-      if (h % p == 0 && w % p == 0) sizes += c10::str(sizes.empty() ? "" : ", ", p, " (", dit_gflops(c, h, w, p), " GFLOPs)");
+    for (const auto& [p, gflops] : cost.gflops_per_forward_by_patch)
+      sizes += c10::str(sizes.empty() ? "" : ", ", p, " (", gflops, " GFLOPs)");
     std::printf("flexible:    %s tokenizer (underlying patch %d); patch sizes %s\n", c.flex.mode.c_str(),
                 c.flex.underlying_patch, sizes.c_str());
   }
@@ -111,7 +81,8 @@ int run_info(const InfoOptions& o) {
     const SparseConfig& q = c.sparse;
     std::printf("sparse:      %d Poolingformer, %d modules [1, %d, 1, %d], %d top blocks; trained for grids %d..%d "
                 "(%.4g..%.4g GFLOPs)\n", q.pooling_blocks, q.modules, q.semantic, q.dense, c.top_blocks(), q.min_grid,
-                q.max_grid, dit_gflops(c, h, w, 0, false, q.min_grid), dit_gflops(c, h, w, 0, false, q.max_grid));
+                q.max_grid, cost.gflops_per_forward_by_grid.at(q.min_grid),
+                cost.gflops_per_forward_by_grid.at(q.max_grid));
   }
   if (c.proxy.proxy()) {
     const int gh = h / c.patch_size, gw = w / c.patch_size, k = c.proxy.proxy_split;
@@ -131,16 +102,16 @@ int run_info(const InfoOptions& o) {
               c.has_null_class() ? " + null class (CFG)" : "");
   std::printf("objective:   %s%s, %d diffusion steps\n", objective_name(c.objective),
               c.learn_sigma ? " with learned sigma" : "", c.diffusion_steps);
-  std::printf("parameters:  %lld (%.2f M)\n", static_cast<long long>(dit_parameter_count(c)),
-              dit_parameter_count(c) / 1e6);
-  std::printf("GFLOPs:      %.1f per forward%s at %dx%d (%dx%d px), %d tokens (MAC convention)\n", gflops,
-              c.sparse.sparse() ? c10::str(" (grid ", c.sparse.max_grid, ")").c_str() : "", h, w,
-              h * pixel_scale, w * pixel_scale, (h / c.patch_size) * (w / c.patch_size));
-  std::printf("generation:  %.4g GFLOPs per image over %d steps%s, schedule %s (%.1f%% of %s)\n", total, steps,
-              guided ? " with CFG" : "", plan.text().c_str(), 100.0 * total / dense_total,
+  std::printf("parameters:  %lld (%.2f M)\n", static_cast<long long>(cost.parameters), cost.parameters / 1e6);
+  std::printf("GFLOPs:      %.1f per forward%s at %dx%d (%dx%d px), %lld tokens (MAC convention)\n",
+              cost.gflops_per_forward, c.sparse.sparse() ? c10::str(" (grid ", c.sparse.max_grid, ")").c_str() : "",
+              h, w, h * pixel_scale, w * pixel_scale, static_cast<long long>(cost.tokens));
+  std::printf("generation:  %.4g GFLOPs per image over %d steps%s, schedule %s (%.1f%% of %s)\n",
+              cost.gflops_per_image, cost.steps, cost.guided ? " with CFG" : "", cost.schedule.c_str(),
+              100.0 * cost.gflops_per_image / cost.dense_gflops_per_image,
               c.sparse.sparse() ? "the dense DiT of this depth" : "dense");
-  std::printf("per step:    %s\n", step_runs(per_step).c_str());
-  if (!grids.empty()) std::printf("grids:       %s\n", step_runs(grids).c_str());
+  std::printf("per step:    %s\n", step_runs(cost.gflops_per_step).c_str());
+  if (!cost.sparse_grid_per_step.empty()) std::printf("grids:       %s\n", step_runs(cost.sparse_grid_per_step).c_str());
   const SamplerDefaults& d = info.sampler_defaults;
   std::printf("sampling:    %s, %d steps, cfg %g%s%s\n", d.sampler.c_str(), d.steps, d.cfg_scale,
               d.cfg_channels ? (" on " + std::to_string(d.cfg_channels) + " channels").c_str() : "",
@@ -162,8 +133,10 @@ Command add_info_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand("info", "Describe a model file or registry name (e.g. DiT-XL/2): config, "
                                               "parameters, GFLOPs per forward, per step and per image under a compute schedule");
   app->add_option("model", o->model, "Model file, model spec (YAML) or registry name")->required();
-  app->add_option("--height", o->height, "Height in model units for the FLOP count (default: the model's)");
-  app->add_option("--width", o->width, "Width in model units for the FLOP count (default: the model's)");
+  app->add_option("--height", o->height, "Height in model units for the FLOP count (default: the model's)")
+      ->check(CLI::Range(1, 8192));
+  app->add_option("--width", o->width, "Width in model units for the FLOP count (default: the model's)")
+      ->check(CLI::Range(1, 8192));
   app->add_option("--schedule", o->schedule,
                   "Compute schedule to cost (preset, YAML file or shorthand such as weak=4:0.4; default: the "
                   "model's, else dense)");

@@ -6,8 +6,8 @@
 #include <ATen/Context.h>
 
 #include "commands.h"
+#include "ditgen/core/device.h"
 #include "ditgen/models/model_file.h"
-#include "ditgen/pipeline/generator.h"
 
 namespace ditgen::cli {
 

@@ -6,11 +6,11 @@
 
 #include "commands.h"
 #include "interrupt.h"
+#include "ditgen/core/device.h"
 #include "ditgen/core/format.h"
 #include "ditgen/core/log.h"
-#include "ditgen/eval/classifier.h"
-#include "ditgen/pipeline/generator.h"
 #include "ditgen/data/fashion_mnist.h"
+#include "ditgen/eval/classifier.h"
 #include "ditgen/train/trainer.h"
 
 namespace ditgen::cli {

@@ -5,6 +5,8 @@
 
 #include <ATen/Context.h>
 
+#include "ditgen/core/error.h"
+
 #ifdef DITGEN_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
@@ -29,6 +31,44 @@ namespace {
 c10::DeviceIndex cuda_index(c10::Device device) { return device.index() < 0 ? 0 : device.index(); }
 }  // namespace
 #endif
+
+c10::Device parse_device(const std::string& text) {
+  if (text == "auto") return at::hasCUDA() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  if (text == "cpu") return c10::Device(c10::kCPU);
+  if (text == "cuda" || text.rfind("cuda:", 0) == 0) {
+    if (!at::hasCUDA()) throw Error(ErrorKind::Usage, "device '" + text + "' asked for, but no CUDA GPU is available");
+    int index = 0;
+    if (text.size() > 5) {
+      const std::string digits = text.substr(5);
+      if (digits.empty() || digits.size() > 3 || digits.find_first_not_of("0123456789") != std::string::npos)
+        throw Error(ErrorKind::Usage, "invalid device '" + text + "' (use auto, cpu, cuda or cuda:N)");
+      index = std::stoi(digits);
+    }
+    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw Error(ErrorKind::Usage, "invalid device '" + text + "' (use auto, cpu, cuda or cuda:N)");
+}
+
+c10::ScalarType parse_dtype(const std::string& text) {
+  if (text == "fp32" || text == "float32") return c10::kFloat;
+  if (text == "bf16" || text == "bfloat16") return c10::kBFloat16;
+  if (text == "fp16" || text == "float16") return c10::kHalf;
+  throw Error(ErrorKind::Usage, "invalid dtype '" + text + "' (use fp32, bf16 or fp16)");
+}
+
+c10::ScalarType resolve_dtype(const std::string& text, c10::Device device) {
+  if (text == "auto") return device.is_cuda() ? c10::kBFloat16 : c10::kFloat;
+  return parse_dtype(text);
+}
+
+std::string dtype_label(c10::ScalarType dtype) {
+  switch (dtype) {
+    case c10::kFloat: return "fp32";
+    case c10::kBFloat16: return "bf16";
+    case c10::kHalf: return "fp16";
+    default: return c10::toString(dtype);
+  }
+}
 
 void synchronize(c10::Device device) {
 #ifdef DITGEN_HAVE_CUDA

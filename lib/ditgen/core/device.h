@@ -1,4 +1,5 @@
-// Device facts and timing that work the same on CPU and CUDA (CUDA parts need a CUDA build).
+// Devices and dtypes as users name them, device facts and timing that work the same on CPU and CUDA (CUDA
+// parts need a CUDA build).
 #pragma once
 
 #include <chrono>
@@ -10,8 +11,19 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 
 namespace ditgen {
+
+// Parses "auto", "cpu", "cuda", "cuda:N"; auto picks CUDA when available. Throws Error(Usage).
+c10::Device parse_device(const std::string& text);
+// Parses "fp32", "bf16", "fp16" (and "float32", "bfloat16", "float16"). Throws Error(Usage).
+c10::ScalarType parse_dtype(const std::string& text);
+// The dtype a run on `device` uses for `text`: "auto" is bf16 on CUDA and fp32 elsewhere (CPUs have no fast
+// bf16 matmuls); any other name as parse_dtype.
+c10::ScalarType resolve_dtype(const std::string& text, c10::Device device);
+// "fp32", "bf16", "fp16" (torch's name for others).
+std::string dtype_label(c10::ScalarType dtype);
 
 // Waits for all queued work on the device (no-op on CPU).
 void synchronize(c10::Device device);

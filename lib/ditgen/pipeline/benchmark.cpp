@@ -76,6 +76,9 @@ void validate(const BenchOptions& o, const DiTConfig& c) {
   for (int s : o.sizes)
     for (int p : o.patches)
       if (s % p) fail("patch size " + std::to_string(p) + " does not divide size " + std::to_string(s));
+  if (o.sample_batch == 0) return;
+  sampling::make_sampler({o.sampler, o.steps}, c);  // the generation's sampler and guidance, before the forwards
+  sampling::validate_guidance({o.cfg_scale}, c);
   for (const auto& schedule : o.schedules)
     for (int s : o.sizes.empty() ? std::vector<int>{c.input_height} : o.sizes) schedule.validate(c, s, s, o.steps);
 }
@@ -113,7 +116,7 @@ nlohmann::json to_json(const BenchRecord& r) {
           {"gflops_per_image", r.gflops_per_image},
           {"ms", r.ms},             {"ms_min", r.ms_min},
           {"images_per_s", r.images_per_s},
-          {"tflops", r.tflops},     {"mfu", opt(r.mfu)},
+          {"tflops", r.tflops},     {"mfu", opt(r.mfu)},     {"mfu_peak_tflops", kPeakTflopsBf16},
           {"peak_memory_gib", opt(r.peak_memory_gib)},
           {"steps", opt(r.steps)},  {"cfg_scale", opt(r.cfg_scale)},
           {"gflops_per_generation", opt(r.gflops_per_generation)}};
@@ -166,7 +169,7 @@ std::function<void()> token_mixing_run(const DiTConfig& c, int batch, int size, 
 
 void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRecord&)>& on_record) {
   const at::Device device = parse_device(o.device);
-  const at::ScalarType dtype = parse_dtype(o.dtype);
+  const at::ScalarType dtype = resolve_dtype(o.dtype, device);
   const bool is_file = std::filesystem::path(o.model).extension() == ".safetensors";
   validate(o, (is_file ? read_model_info(o.model) : model_spec(o.model)).config);  // before any heavy work
   nn::prefer_attention_backend(o.attention);
@@ -288,22 +291,23 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
       request.sampler.steps = o.steps;
       request.guidance.scale = o.cfg_scale;
       request.height = request.width = size;
+      request.allow_untrained_size = true;  // timings, not images: any size the model runs
       request.schedule = plan;
       generator.set_cuda_graphs(path == "fast");
-      generator.validate(request);
+      const ResolvedRequest resolved = generator.resolve(request);
       BenchRecord r = record_for(size, c.patch_size, 0);
       r.kind = "sample";
       r.path = path;
       r.schedule = plan.text();
-      r.gflops_per_generation = generator.gflops_per_image(request);
+      r.gflops_per_generation = generator.gflops_per_image(resolved);
       r.batch = o.sample_batch;
       r.steps = o.steps;
       r.cfg_scale = o.cfg_scale;
-      const int branches = o.cfg_scale != 1.0 ? 2 : 1;
+      const int branches = resolved.guided() ? 2 : 1;
       r.attention = nn::attention_backend(branches * o.sample_batch, c.num_heads, r.tokens,
                                           c.hidden_size / c.num_heads, at::TensorOptions().device(device).dtype(dtype));
       reset_peak_memory(device);
-      finish(r, time_runs([&] { generator.generate(request); }, device, 1, o.sample_reps),
+      finish(r, time_runs([&] { generator.generate(resolved); }, device, 1, o.sample_reps),
              *r.gflops_per_generation * o.sample_batch);
       generator.clear_graphs();
       }

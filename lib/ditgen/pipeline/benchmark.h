@@ -31,7 +31,7 @@ struct BenchOptions {
   std::vector<int> sizes;            // square input sizes (latent pixels); empty = the model's own
   std::vector<int> patches;          // patch sizes of the forward measurements (flexible models); empty = own
   std::vector<int> grids;            // sparse grids of the forward measurements (sparse models); empty = default
-  std::string dtype = "bf16";
+  std::string dtype = "auto";        // auto: bf16 on CUDA, fp32 elsewhere (resolve_dtype)
   std::string device = "auto";
   std::vector<std::string> paths{"eager", "fused", "fast"};
   std::string attention = "auto";    // SDPA backend preferred: auto, flash, cudnn, efficient, math
@@ -60,6 +60,10 @@ std::function<void()> token_mixing_run(const DiTConfig& config, int batch, int s
 // MAC GFLOPs of those cores for one image.
 double token_mixing_gflops(const DiTConfig& config, int size);
 
+// The peak MFU divides by, in TFLOP/s: the dense bf16 rate measured on the H100 (SXM) this project runs on,
+// not the datasheet's 989. Every record carries it (mfu_peak_tflops).
+constexpr double kPeakTflopsBf16 = 800.0;
+
 // One measurement. Matches the JSON records of scripts/bench/torch_reference.py.
 struct BenchRecord {
   std::string kind;       // forward | sample | mixing
@@ -79,7 +83,7 @@ struct BenchRecord {
   double ms = 0, ms_min = 0;    // median and fastest: per forward, or per whole generation
   double images_per_s = 0;
   double tflops = 0;            // achieved, 2 FLOPs per MAC
-  std::optional<double> mfu;    // against 800 TFLOP/s (H100 bf16 dense); CUDA half types only
+  std::optional<double> mfu;    // tflops / kPeakTflopsBf16; CUDA half types only
   std::optional<double> peak_memory_gib;
   std::optional<int> steps;
   std::optional<double> cfg_scale;
@@ -87,9 +91,6 @@ struct BenchRecord {
 };
 
 nlohmann::json to_json(const BenchRecord& record);
-
-// The H100 SXM's dense bf16 peak that MFU is measured against.
-constexpr double kPeakTflopsBf16 = 800.0;
 
 // Runs every (path, size, patch, grid, batch) forward measurement, then per path, size and schedule one
 // whole-generation measurement; calls on_record as each completes. Error(Usage) for bad options, Error(Model) for a bad file.

@@ -26,12 +26,23 @@ Generator::Generator(LoadedModel model, at::Device device, at::ScalarType dtype)
   model_.model->eval();
 }
 
-std::pair<int, int> Generator::size_of(const GenerationRequest& r) const {
-  const DiTConfig& c = model_.info.config;
-  return {r.height > 0 ? r.height : c.input_height, r.width > 0 ? r.width : c.input_width};
+std::pair<int, int> run_size(const DiTConfig& c, int height, int width) {
+  const int h = height ? height : c.input_height, w = width ? width : c.input_width;
+  if (h <= 0 || w <= 0 || h % c.patch_size || w % c.patch_size || h > 8192 || w > 8192)
+    throw Error(ErrorKind::Usage, "size " + std::to_string(h) + "x" + std::to_string(w) +
+                                      " must be positive multiples of the patch size " + std::to_string(c.patch_size) +
+                                      " (at most 8192)");
+  return {h, w};
 }
 
-void Generator::validate(const GenerationRequest& r) const {
+void check_init_noise(const at::Tensor& noise) {
+  if (noise.dim() != 4)
+    throw Error(ErrorKind::Input, "initial noise has shape " + c10::str(noise.sizes()) + "; it must be [N, C, H, W]");
+  if (!at::isfinite(noise).all().item<bool>())
+    throw Error(ErrorKind::Input, "initial noise holds NaN or infinite values");
+}
+
+ResolvedRequest Generator::resolve(const GenerationRequest& r) const {
   const DiTConfig& c = model_.info.config;
   if (r.labels.empty()) throw Error(ErrorKind::Usage, "nothing to generate: no prompts");
   if (r.seeds.size() != r.labels.size())
@@ -40,32 +51,39 @@ void Generator::validate(const GenerationRequest& r) const {
     if (y < 0 || y >= c.num_classes)
       throw Error(ErrorKind::Usage, "class id " + std::to_string(y) + " is out of range 0.." +
                                         std::to_string(c.num_classes - 1));
-  auto [h, w] = size_of(r);
-  if (r.height < 0 || r.width < 0 || h % c.patch_size || w % c.patch_size || h > 8192 || w > 8192)
-    throw Error(ErrorKind::Usage, "size " + std::to_string(r.height < 0 ? r.height : h) + "x" +
-                                      std::to_string(r.width < 0 ? r.width : w) +
-                                      " must be positive multiples of the patch size " +
-                                      std::to_string(c.patch_size) + " (at most 8192)");
   if (r.batch_size < 0) throw Error(ErrorKind::Usage, "batch size must be >= 1");
-  const int steps = sampling::make_sampler(r.sampler, c)->steps();
+  ResolvedRequest resolved;
+  resolved.request = r;
+  std::tie(resolved.height, resolved.width) = run_size(c, r.height, r.width);
+  const int h = resolved.height, w = resolved.width;
+  resolved.sampler = sampling::make_sampler(r.sampler, c);
+  const int steps = resolved.sampler->steps();
   sampling::validate_guidance(r.guidance, c);
   r.schedule.validate(c, h, w, steps);
+  resolved.guidance = r.guidance;
+  resolved.guidance.weak_scale = r.schedule.weak_scale(r.guidance.scale);
+  for (int k = 0; k < steps; ++k) resolved.plans.push_back(r.schedule.plan(k, steps, c, resolved.guided()));
   if (r.init_noise.defined()) {
+    check_init_noise(r.init_noise);
     const std::vector<int64_t> want{static_cast<int64_t>(r.labels.size()), c.in_channels, h, w};
     if (r.init_noise.sizes() != at::IntArrayRef(want))
       throw Error(ErrorKind::Input, "initial noise has shape " + c10::str(r.init_noise.sizes()) + " but this run needs " +
                                         c10::str(at::IntArrayRef(want)));
   }
+  // Last, so a size the model cannot run at all is named as such first.
+  if ((h != c.input_height || w != c.input_width) && !r.allow_untrained_size)
+    throw Error(ErrorKind::Usage, c10::str("size ", h, "x", w, " is not the ", c.input_height, "x", c.input_width,
+                                           " this model was trained at, where it gives meaningless images; pass "
+                                           "--any-size to run it anyway"));
+  return resolved;
 }
 
-std::vector<double> Generator::step_gflops(const GenerationRequest& r) const {
-  auto [h, w] = size_of(r);
-  const DiTConfig& c = model_.info.config;
-  return schedule::step_gflops(c, h, w, r.schedule, sampling::make_sampler(r.sampler, c)->steps(),
-                               r.guidance.scale != 1.0, model_.model->lora_merged());
+std::vector<double> Generator::step_gflops(const ResolvedRequest& r) const {
+  return schedule::step_gflops(model_.info.config, r.height, r.width, r.request.schedule, r.steps(), r.guided(),
+                               model_.model->lora_merged());
 }
 
-double Generator::gflops_per_image(const GenerationRequest& r) const {
+double Generator::gflops_per_image(const ResolvedRequest& r) const {
   double total = 0;
   for (double g : step_gflops(r)) total += g;
   return total;
@@ -76,18 +94,13 @@ void Generator::set_lora_merged(bool merged) {
   model_.model->set_lora_merged(merged);
 }
 
-sampling::Guidance Generator::guidance_of(const GenerationRequest& r) const {
-  sampling::Guidance g = r.guidance;
-  g.weak_scale = r.schedule.weak_scale(g.scale);
-  return g;
-}
-
-CudaGraph& Generator::step_graph(const GenerationRequest& r, const sampling::Sampler& sampler, const at::Tensor& x,
-                                  const at::Tensor& y, const at::Tensor& scalars, const schedule::StepPlan& plan) {
+CudaGraph& Generator::step_graph(const ResolvedRequest& r, const at::Tensor& x, const at::Tensor& y,
+                                  const at::Tensor& scalars, const schedule::StepPlan& plan) {
   // Everything the captured kernels depend on besides their inputs.
-  const sampling::Guidance guidance = guidance_of(r);
+  const sampling::Guidance& guidance = r.guidance;
+  const sampling::Sampler& sampler = *r.sampler;
   const std::string key = c10::str(x.sizes(), "|", guidance.scale, "|", guidance.channels, "|", guidance.negative_label,
-                                   "|", guidance.weak_scale, "|", r.sampler.name, "|", sampler.needs_noise(), "|",
+                                   "|", guidance.weak_scale, "|", r.request.sampler.name, "|", sampler.needs_noise(), "|",
                                    plan.cond_patch, "|", plan.guide_patch, "|", plan.weak_guidance, "|", plan.cfg_scale, "|",
                                    plan.sparse_grid);
   std::unique_ptr<CudaGraph>& graph = graphs_[key];
@@ -104,21 +117,24 @@ CudaGraph& Generator::step_graph(const GenerationRequest& r, const sampling::Sam
   return *graph;
 }
 
-GenerationResult Generator::generate(const GenerationRequest& r, const std::function<void(const Progress&)>& on_progress,
+GenerationResult Generator::generate(const ResolvedRequest& resolved,
+                                     const std::function<void(const Progress&)>& on_progress,
                                      const std::function<bool()>& cancelled) {
-  validate(r);
   c10::InferenceMode inference;
   const DiTConfig& c = model_.info.config;
-  auto [h, w] = size_of(r);
+  const GenerationRequest& r = resolved.request;
+  const int h = resolved.height, w = resolved.width;
+  if ((h != c.input_height || w != c.input_width) && untrained_sizes_run_.insert({h, w}).second)
+    log::warn(c10::str("running at ", h, "x", w, ", a size this model was not trained at (", c.input_height, "x",
+                       c.input_width, "): expect meaningless images"));
   const int n = static_cast<int>(r.labels.size());
   int batch = r.batch_size > 0 ? std::min(r.batch_size, n) : n;
   if (r.auto_batch && auto_batch_limit_ > 0) batch = std::min(batch, auto_batch_limit_);
-  auto sampler = sampling::make_sampler(r.sampler, c);
+  const sampling::Sampler& sampler = *resolved.sampler;
+  const sampling::Guidance& guidance = resolved.guidance;
+  const std::vector<schedule::StepPlan>& plans = resolved.plans;
   const auto start = std::chrono::steady_clock::now();
   auto float_opts = at::TensorOptions().dtype(at::kFloat).device(device_);
-  const sampling::Guidance guidance = guidance_of(r);
-  std::vector<schedule::StepPlan> plans;  // each step's patch sizes and sparse grid
-  for (int k = 0; k < sampler->steps(); ++k) plans.push_back(r.schedule.plan(k, sampler->steps(), c, guidance.scale != 1.0));
 
   // One batch of images [begin, begin + count): the final samples, undefined when cancelled.
   auto run_batch = [&](int begin, int count, std::vector<at::Tensor>& states) -> at::Tensor {
@@ -133,23 +149,23 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
     sampling::ModelFn model_fn = [&](const at::Tensor& xk, const at::Tensor& t, int k) {
       return sampling::guided_output(model_.model, xk.to(dtype_), t, y, guidance, plans[k]).to(at::kFloat);
     };
-    sampling::StepFn step = sampling::model_step(model_fn, *sampler);
+    sampling::StepFn step = sampling::model_step(model_fn, sampler);
     if (uses_cuda_graphs()) {
       // Every step's timestep and scalars go to the device once; each replay copies its own in.
       std::vector<float> timesteps, scalars;
-      for (int k = 0; k < sampler->steps(); ++k) {
-        timesteps.push_back(static_cast<float>(sampler->model_timestep(k)));
-        for (float v : sampler->step_scalars(k)) scalars.push_back(v);
+      for (int k = 0; k < sampler.steps(); ++k) {
+        timesteps.push_back(static_cast<float>(sampler.model_timestep(k)));
+        for (float v : sampler.step_scalars(k)) scalars.push_back(v);
       }
-      at::Tensor t_table = at::tensor(timesteps).to(device_);                                  // [K]
-      at::Tensor s_table = at::tensor(scalars).view({sampler->steps(), -1}).to(device_);      // [K, n]
+      at::Tensor t_table = at::tensor(timesteps).to(device_);                              // [K]
+      at::Tensor s_table = at::tensor(scalars).view({sampler.steps(), -1}).to(device_);   // [K, n]
       std::map<schedule::StepPlan, CudaGraph*> graphs;  // captured once per shape and plan
       // Bound the memory held by captures of shapes no longer in use, beyond what this batch needs (a
       // schedule may have many plans); never mid-batch, where the graphs below are held.
       const size_t needed = std::set<schedule::StepPlan>(plans.begin(), plans.end()).size();
       if (graphs_.size() > 8 + needed) graphs_.clear();
       for (const schedule::StepPlan& plan : plans)
-        if (!graphs.count(plan)) graphs[plan] = &step_graph(r, *sampler, x, y, s_table[0], plan);
+        if (!graphs.count(plan)) graphs[plan] = &step_graph(resolved, x, y, s_table[0], plan);
       step = [&, t_table, s_table, graphs](const at::Tensor& xk, int k, const at::Tensor& noise) {
         std::vector<at::Tensor> in{xk, t_table[k].expand({xk.size(0)}), y, s_table[k]};
         if (noise.defined()) in.push_back(noise);
@@ -169,7 +185,7 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
       p.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       on_progress(p);
     };
-    return sampling::denoise(step, *sampler, x, gens, hooks);  // [b, C, H, W]
+    return sampling::denoise(step, sampler, x, gens, hooks);  // [b, C, H, W]
   };
 
   GenerationResult result;
@@ -184,7 +200,7 @@ GenerationResult Generator::generate(const GenerationRequest& r, const std::func
       release_memory();
       const std::string where = c10::str("a batch of ", count, " images at ", h, "x", w, " on ", device_name(device_));
       if (!r.auto_batch || count == 1) {
-        const int fits = count > 1 ? fitting_batch(r, count) : 0;
+        const int fits = count > 1 ? fitting_batch(resolved, count) : 0;
         throw Error(ErrorKind::Runtime,
                     fits > 0 ? c10::str("out of GPU memory generating ", where, "; a batch of ", fits,
                                         " fits (its costliest sampling step checked): use --batch-size ", fits,
@@ -214,21 +230,18 @@ void Generator::release_memory() {
   release_cached_memory(device_);
 }
 
-int Generator::fitting_batch(const GenerationRequest& r, int failed) {
+int Generator::fitting_batch(const ResolvedRequest& r, int failed) {
   const DiTConfig& c = model_.info.config;
-  auto [h, w] = size_of(r);
-  auto sampler = sampling::make_sampler(r.sampler, c);
-  const sampling::Guidance guidance = guidance_of(r);
+  const int h = r.height, w = r.width;
   const std::vector<double> cost = step_gflops(r);
-  const int costliest = static_cast<int>(std::max_element(cost.begin(), cost.end()) - cost.begin());
-  const schedule::StepPlan plan = r.schedule.plan(costliest, sampler->steps(), c, guidance.scale != 1.0);
+  const schedule::StepPlan& plan = r.plans[std::max_element(cost.begin(), cost.end()) - cost.begin()];
   for (int b = failed / 2; b >= 1; b /= 2) {
     bool ran = true;
     try {
       at::Tensor x = at::zeros({b, c.in_channels, h, w}, at::TensorOptions().dtype(dtype_).device(device_));
       at::Tensor t = at::zeros({b}, at::TensorOptions().dtype(at::kFloat).device(device_));
       at::Tensor y = at::zeros({b}, at::TensorOptions().dtype(at::kLong).device(device_));
-      sampling::guided_output(model_.model, x, t, y, guidance, plan);
+      sampling::guided_output(model_.model, x, t, y, r.guidance, plan);
       synchronize(device_);
     } catch (const c10::OutOfMemoryError&) {
       ran = false;
@@ -237,39 +250,6 @@ int Generator::fitting_batch(const GenerationRequest& r, int failed) {
     if (ran) return b;
   }
   return 0;
-}
-
-at::Device parse_device(const std::string& text) {
-  if (text == "auto") return at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
-  if (text == "cpu") return at::Device(at::kCPU);
-  if (text == "cuda" || text.rfind("cuda:", 0) == 0) {
-    if (!at::hasCUDA()) throw Error(ErrorKind::Usage, "device '" + text + "' asked for, but no CUDA GPU is available");
-    int index = 0;
-    if (text.size() > 5) {
-      const std::string digits = text.substr(5);
-      if (digits.empty() || digits.size() > 3 || digits.find_first_not_of("0123456789") != std::string::npos)
-        throw Error(ErrorKind::Usage, "invalid device '" + text + "' (use auto, cpu, cuda or cuda:N)");
-      index = std::stoi(digits);
-    }
-    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
-  }
-  throw Error(ErrorKind::Usage, "invalid device '" + text + "' (use auto, cpu, cuda or cuda:N)");
-}
-
-at::ScalarType parse_dtype(const std::string& text) {
-  if (text == "fp32" || text == "float32") return at::kFloat;
-  if (text == "bf16" || text == "bfloat16") return at::kBFloat16;
-  if (text == "fp16" || text == "float16") return at::kHalf;
-  throw Error(ErrorKind::Usage, "invalid dtype '" + text + "' (use fp32, bf16 or fp16)");
-}
-
-std::string dtype_label(at::ScalarType dtype) {
-  switch (dtype) {
-    case at::kFloat: return "fp32";
-    case at::kBFloat16: return "bf16";
-    case at::kHalf: return "fp16";
-    default: return c10::toString(dtype);
-  }
 }
 
 }  // namespace ditgen

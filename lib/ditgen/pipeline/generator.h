@@ -7,11 +7,13 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
 
+#include "ditgen/core/device.h"
 #include "ditgen/models/model_file.h"
 #include "ditgen/pipeline/cuda_graph.h"
 #include "ditgen/sampling/guidance.h"
@@ -25,12 +27,30 @@ struct GenerationRequest {
   sampling::SamplerOptions sampler;
   sampling::Guidance guidance;
   schedule::ComputeSchedule schedule;  // patch size per step and branch (flexible models); dense by default
-  int height = 0;                // model input size; 0 = the model's own
+  // Model input size. 0 stands for the model's own (config input_size), so a caller taking sizes from users
+  // passes only the sizes they gave: a given 0 is not a size. Negative sizes are refused.
+  int height = 0;
   int width = 0;
+  // A size other than the one the model was trained at gives meaningless images; it is refused
+  // (Error(Usage)) unless this is set, and then runs with a warning (benchmarks, experiments).
+  bool allow_untrained_size = false;
   int batch_size = 0;            // images per forward; 0 = all at once
   bool auto_batch = false;       // out of GPU memory: halve the batch and go on (else Error(Runtime) naming one that fits)
   at::Tensor init_noise;         // optional [N, C, H, W]: replaces the seeded initial noise
   bool keep_trajectory = false;  // keep the state after every step
+};
+
+// A request checked against a model, with what its run needs built once: the size, the sampler, the guidance
+// and each step's plan. Made by Generator::resolve.
+struct ResolvedRequest {
+  GenerationRequest request;
+  int height = 0, width = 0;  // the size run (the model's own where the request says 0)
+  std::shared_ptr<const sampling::Sampler> sampler;
+  sampling::Guidance guidance;            // the request's, with the schedule's weak-guidance scale filled in
+  std::vector<schedule::StepPlan> plans;  // what each denoising step runs (patch sizes, sparse grid)
+
+  int steps() const { return static_cast<int>(plans.size()); }
+  bool guided() const { return guidance.scale != 1.0; }
 };
 
 struct Progress {
@@ -58,22 +78,32 @@ class Generator {
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
 
-  // Checks a request against the model (sizes, labels, sampler, guidance, noise shape) without running it;
-  // throws Error(Usage) (or Error(Input) for a mismatched init_noise) with a clear message.
-  void validate(const GenerationRequest& request) const;
+  // Checks a request against the model (sizes, labels, sampler, guidance, schedule, noise) without running it
+  // and builds what the run needs; throws Error(Usage) (Error(Input) for bad init_noise) with a clear message.
+  // Resolve once and pass the result on: the overloads taking a GenerationRequest resolve it again.
+  ResolvedRequest resolve(const GenerationRequest& request) const;
+  void validate(const GenerationRequest& request) const { resolve(request); }
 
-  // Runs the request. `on_progress` is called after every step; `cancelled` is polled before every step.
-  // Out of device memory, the batch in flight is dropped and, with request.auto_batch, rerun at half the
-  // size (later batches and calls keep the smaller size; every image is still its seed's); without it,
-  // Error(Runtime) names the largest halved batch whose costliest sampling step fits.
-  GenerationResult generate(const GenerationRequest& request,
+  // Runs a request this generator resolved (or resolves it first). `on_progress` is called after every step;
+  // `cancelled` is polled before every step. Out of device memory, the batch in flight is dropped and, with
+  // request.auto_batch, rerun at half the size (later batches and calls keep the smaller size; every image is
+  // still its seed's); without it, Error(Runtime) names the largest halved batch whose costliest sampling step
+  // fits. A size the model was not trained at (allowed by the request) logs a warning, once per size.
+  GenerationResult generate(const ResolvedRequest& request,
                             const std::function<void(const Progress&)>& on_progress = {},
                             const std::function<bool()>& cancelled = {});
+  GenerationResult generate(const GenerationRequest& request,
+                            const std::function<void(const Progress&)>& on_progress = {},
+                            const std::function<bool()>& cancelled = {}) {
+    return generate(resolve(request), on_progress, cancelled);
+  }
 
-  // MAC GFLOPs per image for a request (all model evaluations, the guidance branch included).
-  double gflops_per_image(const GenerationRequest& request) const;
-  // The same per denoising step.
-  std::vector<double> step_gflops(const GenerationRequest& request) const;
+  // MAC GFLOPs of each denoising step of one image (all model evaluations, the guidance branch included).
+  std::vector<double> step_gflops(const ResolvedRequest& request) const;
+  std::vector<double> step_gflops(const GenerationRequest& request) const { return step_gflops(resolve(request)); }
+  // Their sum.
+  double gflops_per_image(const ResolvedRequest& request) const;
+  double gflops_per_image(const GenerationRequest& request) const { return gflops_per_image(resolve(request)); }
 
   // A lora-mode flexible model's adapters: merged into one weight copy per patch size (no extra FLOPs,
   // more memory) or applied unmerged (the default).
@@ -87,15 +117,12 @@ class Generator {
   void clear_graphs() { graphs_.clear(); }
 
  private:
-  std::pair<int, int> size_of(const GenerationRequest& request) const;
   // The captured step for a batch, capturing it on first use.
-  CudaGraph& step_graph(const GenerationRequest& request, const sampling::Sampler& sampler, const at::Tensor& x,
-                        const at::Tensor& y, const at::Tensor& scalars, const schedule::StepPlan& plan);
-  // The request's guidance with the schedule's weak-guidance scale filled in.
-  sampling::Guidance guidance_of(const GenerationRequest& request) const;
+  CudaGraph& step_graph(const ResolvedRequest& request, const at::Tensor& x, const at::Tensor& y,
+                        const at::Tensor& scalars, const schedule::StepPlan& plan);
   // After running out of memory at `failed` images: the largest of failed/2, failed/4, ... whose costliest
   // step runs (one eager guided forward); 0 when not even one image does.
-  int fitting_batch(const GenerationRequest& request, int failed);
+  int fitting_batch(const ResolvedRequest& request, int failed);
   // Drops the captured graphs and returns cached device memory to the driver.
   void release_memory();
 
@@ -105,12 +132,15 @@ class Generator {
   bool cuda_graphs_ = true;
   std::map<std::string, std::unique_ptr<CudaGraph>> graphs_;
   int auto_batch_limit_ = 0;  // the batch --auto-batch settled on (0: none yet)
+  std::set<std::pair<int, int>> untrained_sizes_run_;  // warned about once each
 };
 
-// Parses "auto", "cpu", "cuda", "cuda:N"; auto picks CUDA when available. Throws Error(Usage).
-at::Device parse_device(const std::string& text);
-// Parses "fp32", "bf16", "fp16" (and "float32", "bfloat16", "float16"). Throws Error(Usage).
-at::ScalarType parse_dtype(const std::string& text);
-std::string dtype_label(at::ScalarType dtype);
+// The size a run makes for a requested height and width (0 = the model's own): Error(Usage) unless both are
+// positive multiples of the patch size, at most 8192.
+std::pair<int, int> run_size(const DiTConfig& config, int height, int width);
+
+// Error(Input) unless `noise` is a 4-D [N, C, H, W] tensor of finite values: initial noise from a file is
+// checked before anything indexes it.
+void check_init_noise(const at::Tensor& noise);
 
 }  // namespace ditgen

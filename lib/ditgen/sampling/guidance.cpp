@@ -1,6 +1,9 @@
 #include "ditgen/sampling/guidance.h"
 
+#include <cmath>
 #include <string>
+
+#include <c10/util/StringUtil.h>
 
 #include "ditgen/core/device.h"
 #include "ditgen/core/error.h"
@@ -8,6 +11,8 @@
 namespace ditgen::sampling {
 
 void validate_guidance(const Guidance& g, const DiTConfig& c) {
+  if (!std::isfinite(g.scale))
+    throw Error(ErrorKind::Usage, "cfg scale must be a finite number, got " + c10::str(g.scale));
   if (g.channels < 0 || g.channels > c.in_channels)
     throw Error(ErrorKind::Usage, "cfg channels must be in 0.." + std::to_string(c.in_channels) + " (0 = all)");
   if (g.negative_label < -1 || g.negative_label >= c.num_classes)

@@ -15,7 +15,8 @@ struct Guidance {
   double weak_scale = 1.0;      // FlexiDiT weak-model guidance scale s2, used in steps whose plan says so
 };
 
-// Throws Error(Usage) when the model cannot do this guidance (no null class, too many channels).
+// Throws Error(Usage) for a scale that is not a finite number, or guidance the model cannot do (no null
+// class, too many channels).
 void validate_guidance(const Guidance& guidance, const DiTConfig& config);
 
 // Model output with guidance: uncond + scale (cond - uncond) on the guided eps channels; the other eps

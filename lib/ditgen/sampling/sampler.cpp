@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <c10/util/StringUtil.h>
+
 #include "ditgen/core/error.h"
 #include "ditgen/sampling/flow_matching.h"
 #include "ditgen/sampling/gaussian_diffusion.h"
@@ -85,7 +87,8 @@ std::unique_ptr<Sampler> make_sampler(const SamplerOptions& options, const DiTCo
     throw Error(ErrorKind::Usage, "sampler '" + options.name + "' does not fit this " +
                                       objective_name(config.objective) + " model; use one of: " + join(names));
   if (options.steps < 1) throw Error(ErrorKind::Usage, "steps must be >= 1, got " + std::to_string(options.steps));
-  if (options.eta < 0) throw Error(ErrorKind::Usage, "eta must be >= 0");
+  if (!(options.eta >= 0 && options.eta <= 1))  // NaN fails both
+    throw Error(ErrorKind::Usage, "eta must be in 0..1 (0 = deterministic DDIM, 1 = DDPM's noise), got " + c10::str(options.eta));
   if (config.objective == Objective::Flow) return std::make_unique<EulerSampler>(options.steps);
   return std::make_unique<DiffusionSampler>(options, config);
 }

@@ -14,7 +14,7 @@ namespace ditgen::sampling {
 struct SamplerOptions {
   std::string name = "ddim";  // ddpm | ddim (Gaussian-diffusion models) | euler (flow models)
   int steps = 50;
-  double eta = 0.0;           // DDIM stochasticity
+  double eta = 0.0;           // DDIM stochasticity, 0..1
 };
 
 class Sampler {
@@ -41,7 +41,7 @@ class Sampler {
 std::vector<std::string> sampler_names(Objective objective);
 
 // Builds a sampler for a model; throws Error(Usage) for an unknown name, a sampler that does not fit the
-// model's objective, steps out of range or a negative eta.
+// model's objective, steps out of range or an eta outside 0..1 (NaN included).
 std::unique_ptr<Sampler> make_sampler(const SamplerOptions& options, const DiTConfig& config);
 
 }  // namespace ditgen::sampling
