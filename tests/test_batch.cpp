@@ -363,7 +363,8 @@ TEST_CASE("a prompt file's run refuses grids of mixed sizes and latents of faile
   write_file(dir / "mixed.txt", "bag\n{\"prompt\": \"coat\", \"size\": 16}\n");
   write_file(dir / "bad.txt", "bag\nnonsense\n");
   const auto before = dir.listing();
-  CliResult mixed = run_cli({"generate", "-m", model, "-f", "mixed.txt", "--grid", "g.png", "--steps", "1"}, dir.path());
+  CliResult mixed = run_cli({"generate", "-m", model, "-f", "mixed.txt", "--grid", "g.png", "--steps", "1", "--any-size"},
+                            dir.path());
   CHECK(mixed.exit_code == 2);
   CHECK(contains(mixed.err, "--grid needs images of one size, and this run mixes 32x32 and 16x16"));
   CliResult latents = run_cli({"generate", "-m", model, "-f", "bad.txt", "--save-latents", "l.safetensors", "--steps", "1"},

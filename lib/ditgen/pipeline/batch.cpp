@@ -107,6 +107,7 @@ BatchRun::BatchRun(Generator& generator, const std::vector<io::PromptEntry>& ent
       if (entry.cfg) r.guidance.scale = *entry.cfg;
       r.width = entry.width.value_or(settings.width);
       r.height = entry.height.value_or(settings.height);
+      r.allow_untrained_size = settings.allow_untrained_size;
       if (settings.init_noise.defined()) r.init_noise = settings.init_noise.narrow(0, item.index, 1);
       r.schedule = settings.schedule;
       try {
