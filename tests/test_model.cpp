@@ -209,7 +209,7 @@ TEST_CASE("The cost report counts a model's forward, steps and image from its de
   CHECK(test::error_kind([&] { cost_report(xl2, q); }) == ErrorKind::Usage);
 }
 
-TEST_CASE("Devices and dtypes parse as users name them; auto is bf16 on CUDA, fp32 elsewhere", "[model]") {
+TEST_CASE("Devices and dtypes parse as users name them and auto means bf16 on CUDA and fp32 elsewhere", "[model]") {
   CHECK(parse_device("cpu") == at::Device(at::kCPU));
   CHECK(test::error_kind([] { parse_device("tpu"); }) == ErrorKind::Usage);
   CHECK(resolve_dtype("auto", at::Device(at::kCPU)) == at::kFloat);

@@ -83,11 +83,23 @@ std::vector<double> Generator::step_gflops(const ResolvedRequest& r) const {
                                model_.model->lora_merged());
 }
 
-double Generator::gflops_per_image(const ResolvedRequest& r) const {
+std::vector<double> Generator::step_gflops(const GenerationRequest& r) const {
+  const DiTConfig& c = model_.info.config;
+  const auto [h, w] = run_size(c, r.height, r.width);
+  return schedule::step_gflops(c, h, w, r.schedule, sampling::make_sampler(r.sampler, c)->steps(),
+                               r.guidance.scale != 1.0, model_.model->lora_merged());
+}
+
+namespace {
+double sum(const std::vector<double>& values) {
   double total = 0;
-  for (double g : step_gflops(r)) total += g;
+  for (double v : values) total += v;
   return total;
 }
+}  // namespace
+
+double Generator::gflops_per_image(const ResolvedRequest& r) const { return sum(step_gflops(r)); }
+double Generator::gflops_per_image(const GenerationRequest& r) const { return sum(step_gflops(r)); }
 
 void Generator::set_lora_merged(bool merged) {
   graphs_.clear();  // captures hold the weights they were made with

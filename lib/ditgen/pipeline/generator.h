@@ -100,10 +100,11 @@ class Generator {
 
   // MAC GFLOPs of each denoising step of one image (all model evaluations, the guidance branch included).
   std::vector<double> step_gflops(const ResolvedRequest& request) const;
-  std::vector<double> step_gflops(const GenerationRequest& request) const { return step_gflops(resolve(request)); }
+  // From the request's size, sampler, guidance and schedule alone (no labels needed).
+  std::vector<double> step_gflops(const GenerationRequest& request) const;
   // Their sum.
   double gflops_per_image(const ResolvedRequest& request) const;
-  double gflops_per_image(const GenerationRequest& request) const { return gflops_per_image(resolve(request)); }
+  double gflops_per_image(const GenerationRequest& request) const;
 
   // A lora-mode flexible model's adapters: merged into one weight copy per patch size (no extra FLOPs,
   // more memory) or applied unmerged (the default).
