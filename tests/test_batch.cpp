@@ -223,6 +223,16 @@ TEST_CASE("metadata prints the record and generate --from replays an image bit f
   REQUIRE(changed.exit_code == 0);
   CHECK(read_generation_record(dir / "c.png")["steps"] == 2);
   CHECK(read_generation_record(dir / "c.png")["seed"] == 10);
+  // An image made at an untrained size with --any-size replays at that size without the flag again.
+  REQUIRE(run_cli({"generate", "-m", model, "bag", "-s", "2", "--steps", "1", "--height", "16", "--any-size", "-o",
+                   "sub/small.png"},
+                  dir.path())
+              .exit_code == 0);
+  CliResult small = run_cli({"generate", "--from", "sub/small.png", "-m", model}, dir.path());
+  INFO(small.err);
+  REQUIRE(small.exit_code == 0);
+  CHECK(small.out == "sub/small-replay.png\n");  // beside the original
+  CHECK(io::read_png(dir / "sub" / "small-replay.png").pixels == io::read_png(dir / "sub" / "small.png").pixels);
   write_file(dir / "not.png", "hello");
   CHECK(run_cli({"metadata", "not.png"}, dir.path()).exit_code == 3);
   CHECK(run_cli({"generate", "--from", "not.png"}, dir.path()).exit_code == 3);

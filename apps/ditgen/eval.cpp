@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.h"
+#include "ditgen/pipeline/outputs.h"
 #include "ditgen/eval/evaluate.h"
 #include "ditgen/io/atomic_file.h"
 #include "ditgen/pipeline/generator.h"
@@ -53,7 +54,11 @@ int run_eval(const EvalCliOptions& o) {
   if (options.num_samples < 2) throw Error(ErrorKind::Usage, "-n must be >= 2");
   if (options.steps < 1) throw Error(ErrorKind::Usage, "--steps must be >= 1");
   if (options.batch_size < 1) throw Error(ErrorKind::Usage, "--batch-size must be >= 1");
-  if (!o.output.empty()) io::AtomicFile probe(o.output);  // fail before the work, not after
+  if (!o.output.empty()) {  // fail before the work, not after
+    require_extension(o.output, ".json", "-o");
+    check_run_files({{o.output, "-o"}}, {{model, "the model"}, {options.classifier, "the classifier"}});
+    io::AtomicFile probe(o.output);
+  }
   const at::Device device = parse_device(o.device);
   const at::ScalarType dtype = resolve_dtype(o.dtype, device);
   Generator generator(model, device, dtype);

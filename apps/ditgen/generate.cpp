@@ -20,6 +20,7 @@
 #include "ditgen/io/atomic_file.h"
 #include "ditgen/io/tensor_io.h"
 #include "ditgen/io/video.h"
+#include "ditgen/io/yaml_json.h"
 #include "ditgen/pipeline/batch.h"
 #include "ditgen/pipeline/outputs.h"
 #include "interrupt.h"
@@ -119,14 +120,7 @@ void set_if_unset(CLI::App& app, const std::string& name, const std::vector<std:
 
 // --config FILE.yaml: a mapping of long option names (without dashes) to values or lists of values.
 void apply_config(CLI::App& app, const std::string& path) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    throw Error(ErrorKind::Input, "cannot read config " + path);
-  } catch (const YAML::Exception& e) {
-    throw Error(ErrorKind::Input, path + ": " + e.what());
-  }
+  const YAML::Node root = io::load_yaml_file(path);  // a bounded regular file; errors name it
   if (root.IsNull()) return;
   if (!root.IsMap()) throw Error(ErrorKind::Input, path + ": expected a mapping of option names to values");
   for (const auto& kv : root) {

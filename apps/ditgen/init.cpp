@@ -6,6 +6,7 @@
 #include <ATen/Context.h>
 
 #include "commands.h"
+#include "ditgen/pipeline/outputs.h"
 #include "ditgen/core/device.h"
 #include "ditgen/models/model_file.h"
 
@@ -19,6 +20,8 @@ struct InitOptions {
 };
 
 int run_init(const InitOptions& o) {
+  require_extension(o.output, ".safetensors", "-o");
+  check_run_files({{o.output, "-o"}}, {{o.spec, "the model spec"}});
   const at::ScalarType dtype = parse_dtype(o.dtype);
   ModelInfo info = model_spec(o.spec);
   require_memory_for(info.config, ErrorKind::Usage);

@@ -83,6 +83,11 @@ ReplayRecord parse_replay_record(const nlohmann::json& record, const std::string
       {"dtype", "dtype", FieldKind::Text},          {"schedule", "schedule", FieldKind::Text}};
   for (const Field& f : kOptional)
     if (record.contains(f.key)) replay.options.emplace_back(f.option, record_field(record, f.key, f.kind, source));
+  if (record.contains("any_size")) {
+    if (!record["any_size"].is_boolean())
+      throw Error(ErrorKind::Input, source + ": damaged ditgen record: 'any_size' has the wrong type");
+    if (record["any_size"].get<bool>()) replay.options.emplace_back("any-size", "true");
+  }
   if (record.contains("negative")) {
     const std::string negative = record_field(record, "negative", FieldKind::Text, source);
     if (!negative.empty()) replay.options.emplace_back("negative", negative);
@@ -247,6 +252,7 @@ nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest
           {"cfg_channels", r.guidance.channels},
           {"height", h},
           {"width", w},
+          {"any_size", r.allow_untrained_size},
           {"init_noise", r.init_noise.defined()},
           {"device", device},
           {"dtype", dtype},

@@ -8,6 +8,7 @@
 #include "ditgen/core/error.h"
 #include "ditgen/core/log.h"
 #include "ditgen/io/atomic_file.h"
+#include "ditgen/io/json_limits.h"
 #include "ditgen/io/safetensors.h"
 #include "ditgen/io/tensor_io.h"
 
@@ -121,7 +122,7 @@ CheckpointRecord load_checkpoint(const std::filesystem::path& path, const DiT& m
   if (meta_it == file.metadata().end()) throw Error(ErrorKind::Input, path.string() + ": not a ditgen training checkpoint");
   CheckpointRecord record;
   try {
-    const nlohmann::json meta = nlohmann::json::parse(meta_it->second);
+    const nlohmann::json meta = io::parse_json(meta_it->second, ErrorKind::Input, path.string() + ": checkpoint metadata");
     record.step = meta.at("step").get<int64_t>();
     record.seconds = meta.value("seconds", 0.0);  // absent in checkpoints written before they were kept
     record.last_loss = meta.value("last_loss", 0.0);

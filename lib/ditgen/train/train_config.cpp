@@ -7,6 +7,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "ditgen/core/error.h"
+#include "ditgen/io/yaml_json.h"
 
 namespace ditgen::train {
 
@@ -193,8 +194,9 @@ nlohmann::json TrainConfig::to_json() const {
 }
 
 TrainConfig load_train_config(const std::filesystem::path& path) {
+  const YAML::Node root = io::load_yaml_file(path);  // a bounded regular file; its errors name it
   try {
-    TrainConfig c = read_config(YAML::LoadFile(path.string()), path);
+    TrainConfig c = read_config(root, path);
     check(c);
     return c;
   } catch (const YAML::Exception& e) {
