@@ -304,7 +304,7 @@ TEST_CASE("batch runs refuse what cannot work before writing anything", "[batch]
   }
 }
 
-TEST_CASE("outputs never replace inputs, each other or non-regular files; nonsense values are refused first",
+TEST_CASE("outputs never replace inputs or each other or non-regular files and nonsense values are refused first",
           "[batch][cli][errors]") {
   TempDir dir;
   const std::string model = test::make_tiny_model(dir);
@@ -384,7 +384,7 @@ TEST_CASE("a prompt file's run refuses grids of mixed sizes and latents of faile
   CHECK(dir.listing() == before);
 }
 
-TEST_CASE("the manifest goes beside the images when line 1 fails; BOM and CRLF lines work", "[batch][cli]") {
+TEST_CASE("the manifest goes beside the images when line 1 fails and BOM and CRLF lines work", "[batch][cli]") {
   TempDir dir;
   const std::string model = test::make_tiny_model(dir);
   write_file(dir / "p.txt", "nonsense\nbag\n");
@@ -415,7 +415,7 @@ TEST_CASE("a non-UTF-8 prompt line fails alone and the manifest still lists it",
   CHECK(rows[1]["status"] == "ok");
 }
 
-TEST_CASE("--resume of a run started without a seed reuses the run's seed from its manifest", "[batch][cli]") {
+TEST_CASE("resuming a run started without a seed reuses the run's seed from its manifest", "[batch][cli]") {
   TempDir dir;
   const std::string model = test::make_tiny_model(dir);
   write_file(dir / "p.txt", "bag\ncoat\nsneaker\n");

@@ -170,7 +170,7 @@ TEST_CASE("bad input gets one clear line, its exit code, and no output", "[cli][
   const std::vector<Case> cases{
       {{"generate", "-m", "missing.safetensors", "bag"}, 4, "model file not found: missing.safetensors"},
       {{"generate", "-m", "corrupt.safetensors", "bag"}, 4, "corrupt.safetensors"},
-      {{"generate", "-m", model, "sandals"}, 2, "unknown class 'sandals'; valid: T-shirt/top, Trouser"},
+      {{"generate", "-m", model, "sandals"}, 2, "unknown class 'sandals' (did you mean 'Sandal'?); valid: T-shirt/top, Trouser"},
       {{"generate", "-m", model, "bag", "--steps", "0"}, 2, "--steps must be >= 1"},
       {{"generate", "-m", model, "bag", "--height", "31"}, 2, "multiples of the patch size 2"},
       {{"generate", "-m", model, "bag", "--height", "-4"}, 2, "--height must be >= 1"},

@@ -164,7 +164,7 @@ TEST_CASE("a registry name where a model file is needed says it has no weights",
   CHECK(contains(r.err, "is an architecture with no weights"));
 }
 
-TEST_CASE("the progress rate counts finished images; the time left counts the batch in flight", "[progress]") {
+TEST_CASE("the progress rate counts finished images and the time left counts the batch in flight", "[progress]") {
   SECTION("the first batch: steps per second, no time left yet") {
     const cli::ProgressRate rate = cli::estimate_rate(progress(0, 100, 10, 50), 4.0, 0);
     CHECK(!rate.images_per_s);

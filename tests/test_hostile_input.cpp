@@ -275,8 +275,9 @@ TEST_CASE("the CLI refuses hostile files with one line and its exit code", "[hos
 
   // A model path that is a symlink loop: a model error.
   fs::create_symlink("loop.safetensors", dir / "loop.safetensors");
-  check_refusal({"info", "loop.safetensors"}, dir.path(), 4,
-                "cannot open loop.safetensors: Too many levels of symbolic links");
+  check_refusal({"info", "loop.safetensors"}, dir.path(), 4, "loop.safetensors: Too many levels of symbolic links");
+  check_refusal({"generate", "-m", "loop.safetensors", "bag"}, dir.path(), 4,
+                "loop.safetensors: Too many levels of symbolic links");
   check_refusal({"eval", "-m", "loop.safetensors"}, dir.path(), 4, "loop.safetensors: Too many levels of symbolic links");
 
   // YAML keys that are lists: input errors.

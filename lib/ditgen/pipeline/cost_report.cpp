@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "ditgen/models/cost.h"
 #include "ditgen/pipeline/generator.h"
 #include "ditgen/sampling/sampler.h"
 
