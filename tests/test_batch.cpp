@@ -377,6 +377,14 @@ TEST_CASE("a prompt file's run refuses grids of mixed sizes and latents of faile
                             dir.path());
   CHECK(mixed.exit_code == 2);
   CHECK(contains(mixed.err, "--grid needs images of one size, and this run mixes 32x32 and 16x16"));
+  write_file(dir / "same.txt", "bag\n{\"prompt\": \"coat\", \"size\": 32}\n");  // 32 is the model's own size
+  CliResult same = run_cli({"generate", "-m", model, "-f", "same.txt", "-o", "s/{index}.png", "--grid", "s/g.png",
+                            "--steps", "1"},
+                           dir.path());
+  INFO(same.err);
+  CHECK(same.exit_code == 0);
+  std::filesystem::remove_all(dir / "s");
+  std::filesystem::remove(dir / "same.txt");
   CliResult latents = run_cli({"generate", "-m", model, "-f", "bad.txt", "--save-latents", "l.safetensors", "--steps", "1"},
                               dir.path());
   CHECK(latents.exit_code == 2);

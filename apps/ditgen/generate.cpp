@@ -271,15 +271,15 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   if (failed && (!o.save_latents.empty() || !o.save_trajectory.empty()))
     throw Error(ErrorKind::Usage, "--save-latents and --save-trajectory need every image of the run, and one cannot "
                                   "be made: " + failed->error);
-  if (!o.grid.empty()) {
+  if (!o.grid.empty()) {  // sizes as recorded: a request's 0 stands for the model's own size
     const BatchItem* first = nullptr;
+    const auto size = [](const BatchItem& item) { return item.record["width"].dump() + "x" + item.record["height"].dump(); };
     for (const BatchItem& item : run.items()) {
       if (item.status == ItemStatus::Failed) continue;
       if (!first) first = &item;
-      if (item.request.height != first->request.height || item.request.width != first->request.width)
-        throw Error(ErrorKind::Usage, "--grid needs images of one size, and this run mixes " +
-                                          first->record["width"].dump() + "x" + first->record["height"].dump() +
-                                          " and " + item.record["width"].dump() + "x" + item.record["height"].dump());
+      if (size(item) != size(*first))
+        throw Error(ErrorKind::Usage, "--grid needs images of one size, and this run mixes " + size(*first) + " and " +
+                                          size(item));
     }
   }
   std::set<std::filesystem::path> folders_checked;

@@ -9,6 +9,7 @@
 #include "ditgen/core/error.h"
 #include "ditgen/core/log.h"
 #include "ditgen/io/atomic_file.h"
+#include "ditgen/io/json_limits.h"
 #include "ditgen/pipeline/outputs.h"
 
 namespace ditgen {
@@ -304,7 +305,12 @@ std::optional<uint64_t> recorded_run_seed(const std::filesystem::path& manifest)
   in.getline(line.data(), static_cast<std::streamsize>(line.size()));
   const bool delimited = !in.eof() && !in.fail();  // gcount then counts the newline too
   line.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount() - (delimited ? 1 : 0), 0)));
-  const nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json row;
+  try {
+    row = io::parse_json(line, ErrorKind::Input, manifest.string());
+  } catch (const Error&) {
+    return std::nullopt;  // not a manifest ditgen wrote: the caller asks for the seed instead
+  }
   if (!row.is_object() || !row.contains("run_seed") || !row["run_seed"].is_number_unsigned()) return std::nullopt;
   return row["run_seed"].get<uint64_t>();
 }

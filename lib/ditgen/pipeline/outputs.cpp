@@ -7,9 +7,8 @@
 #include <cstdio>
 #include <map>
 
-#include "ditgen/io/video.h"
-
 #include "ditgen/io/json_limits.h"
+#include "ditgen/io/video.h"
 
 namespace ditgen {
 
@@ -37,7 +36,7 @@ std::string file_identity(const std::filesystem::path& path) {
   return "path:" + (ec ? absolute.lexically_normal() : canonical).string();
 }
 
-enum class FieldKind { Text, Unsigned, Integer, Number };
+enum class FieldKind { Text, Unsigned, Integer, Number, Flag };
 
 // A record field as replay option text; Error(Input) naming it when it is missing or not of its kind.
 std::string record_field(const nlohmann::json& record, const char* key, FieldKind kind, const std::string& source) {
@@ -60,6 +59,9 @@ std::string record_field(const nlohmann::json& record, const char* key, FieldKin
     case FieldKind::Number:
       if (v.is_number() && std::isfinite(v.get<double>())) return v.dump();  // reads back as the same double
       break;
+    case FieldKind::Flag:
+      if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+      break;
   }
   throw bad("has the wrong type");
 }
@@ -80,14 +82,10 @@ ReplayRecord parse_replay_record(const nlohmann::json& record, const std::string
       {"sampler", "sampler", FieldKind::Text},      {"eta", "eta", FieldKind::Number},
       {"cfg_scale", "cfg-scale", FieldKind::Number}, {"cfg_channels", "cfg-channels", FieldKind::Integer},
       {"height", "height", FieldKind::Integer},     {"width", "width", FieldKind::Integer},
-      {"dtype", "dtype", FieldKind::Text},          {"schedule", "schedule", FieldKind::Text}};
+      {"dtype", "dtype", FieldKind::Text},          {"schedule", "schedule", FieldKind::Text},
+      {"any_size", "any-size", FieldKind::Flag}};
   for (const Field& f : kOptional)
     if (record.contains(f.key)) replay.options.emplace_back(f.option, record_field(record, f.key, f.kind, source));
-  if (record.contains("any_size")) {
-    if (!record["any_size"].is_boolean())
-      throw Error(ErrorKind::Input, source + ": damaged ditgen record: 'any_size' has the wrong type");
-    if (record["any_size"].get<bool>()) replay.options.emplace_back("any-size", "true");
-  }
   if (record.contains("negative")) {
     const std::string negative = record_field(record, "negative", FieldKind::Text, source);
     if (!negative.empty()) replay.options.emplace_back("negative", negative);
