@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 
 #include "catch.h"
@@ -230,20 +231,26 @@ TEST_CASE("the scene evaluator: real scenes near the classifier's accuracy, wron
   if (test::fashion_mnist_missing("the scene evaluator")) return;
   eval::FmnistClassifier classifier = eval::load_classifier(classifier_file(), at::kCPU);
   const FashionMnist test_set(default_fashion_mnist_dir(), Split::Test);
-  const int64_t n = 400;
+  const int64_t n = 200;
   const eval::SceneScores ceiling = eval::real_scene_ceiling(classifier, test_set, n, 0);
-  const double classifier_accuracy = eval::classifier_accuracy(classifier, test_set);
+  std::vector<int64_t> first(2000);  // the classifier's own accuracy, on enough test images to compare
+  for (size_t i = 0; i < first.size(); ++i) first[i] = static_cast<int64_t>(i);
+  const Batch plain = test_set.get(first);
+  const double classifier_accuracy = [&] {
+    c10::InferenceMode inference;
+    return classifier->forward(plain.images).argmax(1).eq(plain.labels).to(at::kDouble).mean().item<double>();
+  }();
   INFO(ceiling.to_json().dump(1) << "\nclassifier accuracy " << classifier_accuracy);
-  CHECK(ceiling.items.total == 1000);
+  CHECK(ceiling.items.total == 500);
   CHECK(ceiling.scenes.total == n);
   CHECK(ceiling.item_colour.accuracy() == 1.0);
   CHECK(ceiling.empty_cells.accuracy() == 1.0);
-  CHECK(std::abs(ceiling.item_class.accuracy() - classifier_accuracy) < 0.04);
-  CHECK(ceiling.held_out_items.total > 50);
+  CHECK(std::abs(ceiling.item_class.accuracy() - classifier_accuracy) < 0.03);
+  CHECK(ceiling.held_out_items.total > 25);
   CHECK(ceiling.seen_items.total + ceiling.held_out_items.total == ceiling.items.total);
   for (int k = 0; k < 4; ++k) CHECK(ceiling.scenes_by_count[static_cast<size_t>(k)].total == n / 4);
   const nlohmann::json j = ceiling.to_json();
-  CHECK(j.at("by_count").at("3").at("items").at("total") == 300);
+  CHECK(j.at("by_count").at("3").at("items").at("total") == 150);
   CHECK(j.at("held_out").at("items").at("total") == ceiling.held_out_items.total);
 
   const at::Tensor images = eval::real_scenes(test_set, n, 0);  // [n, 3, 64, 64]

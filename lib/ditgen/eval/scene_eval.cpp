@@ -106,6 +106,22 @@ at::Tensor quadrant_lit_counts(const at::Tensor& unit, const std::vector<data::S
   return lit.view({-1, 2, kCellSize, 2, kCellSize}).sum({2, 4}).view({-1, data::kQuadrants});  // [N, 4]
 }
 
+// `layouts` as real scenes: sources from `pool` and jitter, both drawn from seed + i for scene i.
+std::vector<data::Scene> realise(const std::vector<data::Scene>& layouts, const data::ItemPool& pool, uint64_t seed) {
+  std::vector<data::Scene> scenes;
+  for (size_t i = 0; i < layouts.size(); ++i) {
+    const uint64_t scene_seed = seed + i;
+    data::Scene scene = data::with_sources(layouts[i], pool, scene_seed);
+    data::SceneRandom jitter(data::mix_seed(scene_seed, kJitterStream));
+    for (data::SceneItem& item : scene.items) {
+      item.dx = jitter.below(2 * data::kMaxJitter + 1) - data::kMaxJitter;
+      item.dy = jitter.below(2 * data::kMaxJitter + 1) - data::kMaxJitter;
+    }
+    scenes.push_back(std::move(scene));
+  }
+  return scenes;
+}
+
 void add(Tally& t, bool right) {
   t.right += right ? 1 : 0;
   t.total += 1;
@@ -196,18 +212,8 @@ at::Tensor real_scenes(const data::FashionMnist& test, int64_t count, uint64_t s
   if (count < 1 || count > static_cast<int64_t>(benchmark.size()))
     throw Error(ErrorKind::Usage, "real scenes: count " + std::to_string(count) + " is outside 1.." +
                                       std::to_string(benchmark.size()));
-  const data::ItemPool pool(test);
-  std::vector<data::Scene> scenes;
-  for (int64_t i = 0; i < count; ++i) {
-    const uint64_t scene_seed = seed + static_cast<uint64_t>(i);
-    data::Scene scene = data::with_sources(benchmark[static_cast<size_t>(i)], pool, scene_seed);
-    data::SceneRandom jitter(data::mix_seed(scene_seed, kJitterStream));
-    for (data::SceneItem& item : scene.items) {
-      item.dx = jitter.below(2 * data::kMaxJitter + 1) - data::kMaxJitter;
-      item.dy = jitter.below(2 * data::kMaxJitter + 1) - data::kMaxJitter;
-    }
-    scenes.push_back(std::move(scene));
-  }
+  const std::vector<data::Scene> layouts(benchmark.begin(), benchmark.begin() + count);
+  const std::vector<data::Scene> scenes = realise(layouts, data::ItemPool(test), seed);
   return data::render(scenes, test);  // [count, 3, 64, 64]
 }
 
@@ -226,14 +232,9 @@ CropFid crop_fid(FmnistClassifier& classifier, const at::Tensor& images, const s
   const int64_t m = crops.size(0);
   if (m < 2) throw Error(ErrorKind::Usage, "crop FID needs at least 2 items, got " + std::to_string(m));
 
-  // Real scenes of the same layouts, with train-split items: what the crops of a perfect generator give.
-  const data::ItemPool pool(train);
-  std::vector<data::Scene> real;
-  for (size_t i = 0; i < layouts.size(); ++i) {
-    data::Scene scene = layouts[i];
-    for (data::SceneItem& item : scene.items) item.dx = item.dy = 0;
-    real.push_back(data::with_sources(scene, pool, seed + i));
-  }
+  // Real scenes of the same layouts, with train-split items and the same jitter as training data: the crops
+  // a perfect generator would give.
+  const std::vector<data::Scene> real = realise(layouts, data::ItemPool(train), seed);
   const at::Tensor real_crops = item_crops(data::render(real, train), layouts);  // [M, 1, 32, 32]
 
   std::vector<int64_t> ids(static_cast<size_t>(std::min(m, test.size())));

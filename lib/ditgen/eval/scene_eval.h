@@ -68,11 +68,13 @@ SceneScores real_scene_ceiling(FmnistClassifier& classifier, const data::Fashion
 
 struct CropFid {
   double fid = 0;         // the images' item crops against the test split
-  double real_floor = 0;  // item crops of real scenes (same layouts, train-split items) against the same
+  double real_floor = 0;  // item crops of real scenes (same layouts, train-split items, jittered like training
+                          // scenes) against the same: what a perfect generator would reach
 };
 
 // FID-FMNIST of item crops: classifier features of item_crops(images, layouts) against those of as many
-// test-split images, with the floor the same crops of real scenes (train split, sources from `seed`) reach.
+// test-split images, with the floor the same crops of real scenes (train split, sources and jitter from `seed`)
+// reach.
 // Error(Usage) for fewer than 2 items.
 CropFid crop_fid(FmnistClassifier& classifier, const at::Tensor& images, const std::vector<data::Scene>& layouts,
                  const data::FashionMnist& test, const data::FashionMnist& train, uint64_t seed);
