@@ -54,7 +54,7 @@ std::string classifier_file() { return test::shipped_model("fmnist-classifier.sa
 
 }  // namespace
 
-TEST_CASE("scene grammar: names, palette and held-out pairs", "[scenes]") {
+TEST_CASE("scenes grammar: names, palette and held-out pairs", "[scenes]") {
   CHECK(std::string(cell_name(Cell::BottomRight)) == "bottom right");
   CHECK(item_origin(Cell::TopRight).x == 34);
   CHECK(item_origin(Cell::TopRight).y == 2);
@@ -75,7 +75,7 @@ TEST_CASE("scene grammar: names, palette and held-out pairs", "[scenes]") {
   CHECK(!is_held_out(0, 7));  // red sneaker
 }
 
-TEST_CASE("sampled layouts follow the grammar and training never draws a held-out pair", "[scenes]") {
+TEST_CASE("sampled scenes follow the grammar and training never draws a held-out pair", "[scenes]") {
   std::map<int, int> counts;
   std::set<std::pair<int, int>> held_out_seen;
   int centre = 0;
@@ -101,7 +101,7 @@ TEST_CASE("sampled layouts follow the grammar and training never draws a held-ou
   CHECK(error_kind([] { sample_layout(5, 5, Pairs::Seen); }) == ErrorKind::Usage);
 }
 
-TEST_CASE("captions: canonical text, paraphrases, and parsing back", "[scenes]") {
+TEST_CASE("captions of scenes: canonical text, paraphrases, and parsing back", "[scenes]") {
   Scene scene;
   scene.items = {item(0, 7, Cell::TopLeft), item(5, 8, Cell::BottomRight)};
   CHECK(canonical_caption(scene) == "a red sneaker in the top left and a blue bag in the bottom right");
@@ -126,7 +126,7 @@ TEST_CASE("captions: canonical text, paraphrases, and parsing back", "[scenes]")
                     parse_caption("a red bag in the top left and a white coat in the bottom right")));
 }
 
-TEST_CASE("parse_caption says what is wrong with a caption", "[scenes]") {
+TEST_CASE("scenes parse_caption says what is wrong with a caption", "[scenes]") {
   const std::vector<std::pair<std::string, std::string>> cases{
       {"", "no items"},
       {"a red sneakers in the top left", "unknown item 'sneakers'"},
@@ -149,7 +149,7 @@ TEST_CASE("parse_caption says what is wrong with a caption", "[scenes]") {
   }
 }
 
-TEST_CASE("benchmark prompts: fixed, balanced by count, every held-out pair several times", "[scenes]") {
+TEST_CASE("scenes benchmark prompts: fixed, balanced by count, every held-out pair several times", "[scenes]") {
   const std::vector<std::string> prompts = benchmark_prompts();
   REQUIRE(prompts.size() == 2000);
   CHECK(prompts == benchmark_prompts());
