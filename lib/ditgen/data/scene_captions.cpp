@@ -161,6 +161,12 @@ std::string paraphrase(const Scene& scene, uint64_t seed) {
   return text == canonical ? compose(false) : text;
 }
 
+std::vector<std::string> benchmark_prompts() {
+  std::vector<std::string> prompts;
+  for (const Scene& scene : benchmark_layouts()) prompts.push_back(canonical_caption(scene));
+  return prompts;
+}
+
 Scene parse_caption(const std::string& text) {
   Words words(text);
   if (words.done()) words.fail("no items (say e.g. 'a red sneaker in the top left')");

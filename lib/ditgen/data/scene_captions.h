@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <string>
 
-#include "ditgen/data/scenes.h"
+#include <vector>
+
+#include "ditgen/data/scene_grammar.h"
 
 namespace ditgen::data {
 
@@ -23,5 +25,8 @@ std::string paraphrase(const Scene& scene, uint64_t seed);
 // word or rule at fault: an unknown colour or class, a missing position, two items in one cell, the centre
 // beside other items, more than 4 items.
 Scene parse_caption(const std::string& text);
+
+// The canonical captions of benchmark_layouts(), in the same order: 2000 fixed prompts.
+std::vector<std::string> benchmark_prompts();
 
 }  // namespace ditgen::data
