@@ -17,7 +17,7 @@ namespace ditgen::cli {
 
 namespace {
 
-constexpr int64_t kMaxScenes = 10000;
+constexpr int64_t kMaxScenes = 4096;  // 200 MB of images: a look at the data, not a data set
 
 struct ScenesCliOptions {
   int64_t count = 16;
@@ -75,7 +75,7 @@ Command add_scenes_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
       "scenes", "Show FashionScenes training data: render scenes of coloured Fashion-MNIST items and print their "
                 "captions (docs/SCENES.md)");
-  app->add_option("-n,--count", o->count, "Scenes to make (1..10000); scene i is drawn from seed + i")
+  app->add_option("-n,--count", o->count, "Scenes to make (1..4096); scene i is drawn from seed + i")
       ->capture_default_str();
   app->add_option("-s,--seed", o->seed, "Seed of the first scene")->capture_default_str();
   app->add_option("--grid", o->grid, "Write a contact sheet of the scenes to this PNG");
