@@ -22,6 +22,7 @@ Command add_train_classifier_command(CLI::App& root);
 Command add_eval_command(CLI::App& root);
 Command add_bench_command(CLI::App& root);
 Command add_metadata_command(CLI::App& root);
+Command add_scenes_command(CLI::App& root);
 
 // The shipped default model (models/fmnist-dit.safetensors); Error(Model) when it is not found.
 std::string default_model_path();

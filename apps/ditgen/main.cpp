@@ -64,7 +64,8 @@ int main(int argc, char** argv) {
                                              ditgen::cli::add_train_classifier_command(app),
                                              ditgen::cli::add_eval_command(app),
                                              ditgen::cli::add_bench_command(app),
-                                             ditgen::cli::add_metadata_command(app)};
+                                             ditgen::cli::add_metadata_command(app),
+                                             ditgen::cli::add_scenes_command(app)};
   for (auto& c : commands) {
     c.app->fallthrough();  // global flags work after the subcommand name too
     c.app->footer(ditgen::cli::exit_code_help());

@@ -12,9 +12,11 @@ namespace ditgen::data {
 struct Batch {
   at::Tensor images;  // [B, C, H, W] float32 in [-1, 1], CPU
   at::Tensor labels;  // [B] int64
+  std::vector<std::string> captions = {};  // one per image for captioned data (scenes), else empty
 };
 
-// A finite, indexable set of labelled images. Scene and motion datasets (later) implement it too.
+// A finite, indexable set of labelled images. Scene datasets (data/scenes.h) implement it too, and caption
+// their images; motion datasets (later) will.
 class Dataset {
  public:
   virtual ~Dataset() = default;

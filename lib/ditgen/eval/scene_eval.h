@@ -1,0 +1,82 @@
+// Scoring FashionScenes images against the layouts their captions name: each named item's cell is cropped,
+// its class read by the Fashion-MNIST classifier (on a grey version of the crop) and its colour read from the
+// pixels; cells the caption leaves out must be dark. The same scorer on real scenes is the ceiling.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "ditgen/data/scenes.h"
+#include "ditgen/eval/classifier.h"
+
+namespace ditgen::eval {
+
+// Right of total, for one slice of the figures.
+struct Tally {
+  int64_t right = 0;
+  int64_t total = 0;
+  double accuracy() const { return total > 0 ? static_cast<double>(right) / static_cast<double>(total) : 0.0; }
+};
+
+struct SceneScores {
+  Tally items;            // named items with the right class and colour in their place
+  Tally scenes;           // scenes with every named item right and every other cell empty
+  Tally item_class;       // named items of the right class (colour aside)
+  Tally item_colour;      // named items of the right colour (class aside)
+  Tally empty_cells;      // cells the caption leaves out that are empty
+  std::array<Tally, data::kMaxItems> items_by_count{};   // [k - 1]: items of scenes of k items
+  std::array<Tally, data::kMaxItems> scenes_by_count{};  // [k - 1]: scenes of k items
+  Tally seen_items, held_out_items;    // items by whether their colour-class pair is held out of training
+  Tally seen_scenes, held_out_scenes;  // scenes with no held-out pair / with at least one
+
+  // {"item_accuracy", "scene_accuracy", ..., "by_count": {"1": {...}, ...}, "seen": {...}, "held_out": {...}}
+  // with the counts beside each accuracy.
+  nlohmann::json to_json() const;
+};
+
+// Brightness (max over channels, in [0, 1]) above which a pixel counts as lit.
+constexpr double kLitLevel = 0.2;
+// An unnamed cell with at most this many lit pixels (of 1024) is empty: a stray speck is not an item.
+constexpr int64_t kEmptyCellLitPixels = 8;
+
+// Scores images [N, 3, 64, 64] in [-1, 1] (any device, clamped) against layouts (N, each 1..4 items; jitter
+// and sources ignored), running the classifier on its own device in batches. Error(Usage) when the counts
+// or shape disagree, Error(Input) for a layout that breaks the grammar.
+SceneScores score_scenes(FmnistClassifier& classifier, const at::Tensor& images,
+                         const std::vector<data::Scene>& layouts);
+
+// The grey version of every named item's 32x32 crop (the cell, or the central 32x32 for a centre item), in
+// layout order: [M, 1, 32, 32] in [-1, 1], what the classifier and crop FID see. The grey is the brightest
+// channel scaled back by the palette colour read from the crop, which undoes the tint of a real item exactly.
+at::Tensor item_crops(const at::Tensor& images, const std::vector<data::Scene>& layouts);
+
+// The colour (palette index) of the lit pixels of crops [M, 3, 32, 32] in [-1, 1]: their mean RGB's
+// direction, nearest palette colour by angle; -1 for a crop with no lit pixel. [M] int64.
+at::Tensor read_colours(const at::Tensor& crops);
+
+// The benchmark's first `count` layouts (1..2000) rendered from `test` (the Fashion-MNIST test split) with
+// sources and jitter drawn from `seed`: the real scenes a perfect generator would make.
+at::Tensor real_scenes(const data::FashionMnist& test, int64_t count, uint64_t seed);
+
+// score_scenes on real_scenes(test, count, seed) against their layouts: the ceiling of the figures.
+SceneScores real_scene_ceiling(FmnistClassifier& classifier, const data::FashionMnist& test, int64_t count,
+                               uint64_t seed);
+
+struct CropFid {
+  double fid = 0;         // the images' item crops against the test split
+  double real_floor = 0;  // item crops of real scenes (same layouts, train-split items, jittered like training
+                          // scenes) against the same: what a perfect generator would reach
+};
+
+// FID-FMNIST of item crops: classifier features of item_crops(images, layouts) against those of as many
+// test-split images, with the floor the same crops of real scenes (train split, sources and jitter from `seed`)
+// reach.
+// Error(Usage) for fewer than 2 items.
+CropFid crop_fid(FmnistClassifier& classifier, const at::Tensor& images, const std::vector<data::Scene>& layouts,
+                 const data::FashionMnist& test, const data::FashionMnist& train, uint64_t seed);
+
+}  // namespace ditgen::eval
