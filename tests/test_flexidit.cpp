@@ -256,19 +256,19 @@ TEST_CASE("guidance runs each branch at its patch size, weak guidance uses the c
   auto eps = [](const at::Tensor& o) { return o.narrow(1, 0, 4); };
   // Weak guidance: weak(c) + s2 (strong(c) - weak(c)); variance channels from the strong prediction.
   at::Tensor strong = model->forward(x, t, y, 2), weak = model->forward(x, t, y, 4);
-  at::Tensor out = sampling::guided_output(model, x, t, y, g, {2, 4, true});
+  at::Tensor out = sampling::guided_output(model, x, t, y, null_y, g, {2, 4, true});
   CHECK(max_abs_diff(eps(out), eps(weak) + 1.8 * (eps(strong) - eps(weak))) <= 1e-5);
   CHECK(max_abs_diff(out.narrow(1, 4, 4), strong.narrow(1, 4, 4)) == 0);
   // Branches at different patch sizes with the null class.
   at::Tensor uncond4 = model->forward(x, t, null_y, 4);
-  out = sampling::guided_output(model, x, t, y, g, {2, 4, false});
+  out = sampling::guided_output(model, x, t, y, null_y, g, {2, 4, false});
   CHECK(max_abs_diff(eps(out), eps(uncond4) + 3.0 * (eps(strong) - eps(uncond4))) <= 1e-5);
   // Equal patch sizes: one doubled batch, same result as two forwards.
-  at::Tensor cond4 = weak, out4 = sampling::guided_output(model, x, t, y, g, {4, 4, false});
+  at::Tensor cond4 = weak, out4 = sampling::guided_output(model, x, t, y, null_y, g, {4, 4, false});
   CHECK(max_abs_diff(eps(out4), eps(uncond4) + 3.0 * (eps(cond4) - eps(uncond4))) <= 1e-5);
   // A plan's own CFG scale (weak-cfg) replaces the run's.
   schedule::StepPlan harder{4, 4, false, 5.0};
-  out4 = sampling::guided_output(model, x, t, y, g, harder);
+  out4 = sampling::guided_output(model, x, t, y, null_y, g, harder);
   CHECK(max_abs_diff(eps(out4), eps(uncond4) + 5.0 * (eps(cond4) - eps(uncond4))) <= 1e-5);
 }
 

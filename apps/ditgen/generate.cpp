@@ -364,16 +364,20 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
 
 Command add_generate_command(CLI::App& root) {
   auto o = std::make_shared<GenerateOptions>();
-  CLI::App* app = root.add_subcommand("generate", "Generate images from prompts (class names or ids)");
+  CLI::App* app = root.add_subcommand("generate", "Generate images from prompts (sentences, or class names or ids)");
   const std::string prompts = "Prompts", model = "Model and device", sampling = "Sampling", output = "Output";
-  app->add_option("prompts", o->prompts, "Prompts: class names (case-insensitive) or class ids")->group(prompts);
+  app->add_option("prompts", o->prompts,
+                  "Prompts: a sentence each for a text model (quote it; words it does not know are ignored with a "
+                  "warning), a class name (case-insensitive) or id for a class model")
+      ->group(prompts);
   app->add_option("-p,--prompt", o->prompts, "A prompt (repeatable; same as a positional prompt)")->group(prompts);
   app->add_option("-f,--prompt-file", o->prompt_file,
                   "Prompts from a file ('-' = stdin): one per line, '#' comments; or JSON lines with prompt, "
                   "negative, seed, steps, cfg, size, n, schedule (docs/BATCH.md)")
       ->group(prompts);
   app->add_option("--negative", o->negative,
-                  "Negative prompt: the class the guidance steers away from (default: the null condition)")
+                  "Negative prompt: the sentence or class the guidance steers away from (default: the null "
+                  "condition, the empty prompt)")
       ->group(prompts);
   app->add_option("--from", o->from,
                   "Replay the run recorded in a PNG ditgen wrote (flags given beside it win)")

@@ -97,9 +97,14 @@ int run_info(const InfoOptions& o) {
                 c.ssm.shared_kernel() ? "one kernel shared by all channels" : "a kernel per channel", c.ssm.hourglass,
                 tokens / c.ssm.hourglass, tokens, h, w, c.mlp_hidden());
   }
-  std::printf("input:       %d channels, trained at %dx%d (%s space), %d classes%s\n", c.in_channels, c.input_height,
-              c.input_width, image_space_name(c.image_space), c.num_classes,
-              c.has_null_class() ? " + null class (CFG)" : "");
+  if (c.text.enabled())
+    std::printf("input:       %d channels, trained at %dx%d (%s space), text prompts of up to %d words%s\n",
+                c.in_channels, c.input_height, c.input_width, image_space_name(c.image_space), c.text.max_tokens - 1,
+                c.class_dropout_prob > 0 ? " (the empty prompt: CFG's null)" : "");
+  else
+    std::printf("input:       %d channels, trained at %dx%d (%s space), %d classes%s\n", c.in_channels,
+                c.input_height, c.input_width, image_space_name(c.image_space), c.num_classes,
+                c.has_null_class() ? " + null class (CFG)" : "");
   std::printf("objective:   %s%s, %d diffusion steps\n", objective_name(c.objective),
               c.learn_sigma ? " with learned sigma" : "", c.diffusion_steps);
   std::printf("parameters:  %lld (%.2f M)\n", static_cast<long long>(cost.parameters), cost.parameters / 1e6);
@@ -116,6 +121,12 @@ int run_info(const InfoOptions& o) {
   std::printf("sampling:    %s, %d steps, cfg %g%s%s\n", d.sampler.c_str(), d.steps, d.cfg_scale,
               d.cfg_channels ? (" on " + std::to_string(d.cfg_channels) + " channels").c_str() : "",
               d.schedule == "dense" ? "" : (", schedule " + d.schedule).c_str());
+  if (c.text.enabled()) {
+    std::string words;
+    for (const auto& w : c.text.vocabulary) words += (words.empty() ? "" : " ") + w;
+    std::printf("text:        encoder of %d layers, width %d; %zu words: %s\n", c.text.layers, c.text.width,
+                c.text.vocabulary.size(), words.c_str());
+  }
   if (!info.class_names.empty()) {
     std::string names;
     for (const auto& n : info.class_names) names += (names.empty() ? "" : ", ") + n;

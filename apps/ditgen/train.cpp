@@ -10,6 +10,7 @@
 #include "ditgen/core/format.h"
 #include "ditgen/core/log.h"
 #include "ditgen/data/fashion_mnist.h"
+#include "ditgen/data/scenes.h"
 #include "ditgen/eval/classifier.h"
 #include "ditgen/train/trainer.h"
 
@@ -30,11 +31,17 @@ int run_train(const TrainOptions& o) {
   if (!o.device.empty()) config.device = o.device;
   const ModelInfo spec = train::run_model_info(config, o.resume);
   const std::filesystem::path dir = config.data_dir.empty() ? data::default_fashion_mnist_dir() : config.data_dir;
-  data::FashionMnist images(dir, data::Split::Train, spec.config.input_height);
-  log::info(c10::str("training ", spec.name, " on ", images.size(), " Fashion-MNIST images for ", config.steps,
-                     " steps (batch ", config.batch_size, ") into ", config.output.string()));
+  // A text model learns from captioned scenes of Fashion-MNIST items, a class model from the items.
+  std::unique_ptr<data::Dataset> images;
+  if (spec.config.text.enabled())
+    images = std::make_unique<data::ScenesDataset>(dir, data::Split::Train, config.scenes, config.seed);
+  else
+    images = std::make_unique<data::FashionMnist>(dir, data::Split::Train, spec.config.input_height);
+  log::info(c10::str("training ", spec.name, " on ", images->size(),
+                     spec.config.text.enabled() ? " captioned scenes" : " Fashion-MNIST images", " for ",
+                     config.steps, " steps (batch ", config.batch_size, ") into ", config.output.string()));
   auto result = train::train_model(
-      config, images, o.resume,
+      config, *images, o.resume,
       [](const train::TrainProgress& p) {
         log::info(c10::str("step ", p.step, "/", p.steps, "  loss ", format_number(p.loss, 4), "  lr ",
                            format_number(p.lr), "  grad norm ", format_number(p.grad_norm), "  ",

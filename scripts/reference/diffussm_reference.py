@@ -16,11 +16,14 @@ Block (hourglass ratio M, J = L / M; h = modulate(LN(x), shift, scale); I_j = h_
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from dit_reference import DiT, modulate
+from text_reference import Text, add_text, text_cross_or_none
 
 
 def gelu(x: torch.Tensor) -> torch.Tensor:
@@ -55,8 +58,10 @@ class S4D(nn.Module):
 
 
 class DiffuSSMBlock(nn.Module):
-    def __init__(self, hidden: int, hourglass: int, gate_hidden: int, state_size: int, shared_kernel: bool):
+    def __init__(self, hidden: int, hourglass: int, gate_hidden: int, state_size: int, shared_kernel: bool,
+                 text_heads: int = 0):
         super().__init__()
+        self.text_cross = text_cross_or_none(text_heads > 0, hidden, text_heads)
         D, M, Fh = hidden, hourglass, gate_hidden
         self.M = M
         self.compress = nn.Linear(M * D, D)
@@ -72,7 +77,7 @@ class DiffuSSMBlock(nn.Module):
     def bidirectional_ssm(self, u: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.ssm_forward(u), self.ssm_backward(u.flip(1)).flip(1)], -1)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, text: Optional[Text] = None) -> torch.Tensor:
         B, L, D = x.shape
         J = L // self.M
         shift, scale, g = self.adaLN_modulation(c).chunk(3, dim=1)
@@ -81,7 +86,7 @@ class DiffuSSMBlock(nn.Module):
         U = gelu(self.expand(gelu(self.compress(I)))).reshape(B, L, D)
         Y = self.bidirectional_ssm(U).reshape(B, J, 2 * self.M * D)
         O = self.out(gelu(self.mix(gelu(self.contract(Y)))) * gelu(self.gate(I))).reshape(B, L, D)
-        return x + g.unsqueeze(1) * O
+        return add_text(self, x + g.unsqueeze(1) * O, text)
 
 
 class DiffuSSM(DiT):
@@ -94,14 +99,15 @@ class DiffuSSM(DiT):
         super().__init__(0, hidden_size, num_heads, patch_size, in_channels, num_classes, **kw)
         gate_hidden = int(round(hidden_size * mlp_ratio))
         self.ssm_blocks = nn.ModuleList([DiffuSSMBlock(hidden_size, hourglass, gate_hidden, state_size,
-                                                       kernels == "shared") for _ in range(depth)])
+                                                       kernels == "shared", num_heads if self.text else 0)
+                                         for _ in range(depth)])
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         gh, gw = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
         h = self.embed(x)
-        c = self.conditioning(t, y)
+        c, text = self.condition(t, y)
         for block in self.ssm_blocks:
-            h = block(h, c)
+            h = block(h, c, text)
         return self.unpatchify(self.final_layer(h, c), gh, gw)
 
 
@@ -113,4 +119,5 @@ def make_diffussm(config: dict) -> DiffuSSM:
                     state_size=int(q.get("state_size", 64)), hourglass=int(q.get("hourglass", 2)),
                     kernels=q.get("kernels", "channel"), mlp_ratio=float(config.get("mlp_ratio", 4.0)),
                     class_dropout_prob=float(config.get("class_dropout_prob", 0.1)),
-                    learn_sigma=bool(config.get("learn_sigma", True)), input_size=config.get("input_size", (32, 32)))
+                    learn_sigma=bool(config.get("learn_sigma", True)), input_size=config.get("input_size", (32, 32)),
+                    text=config.get("text"))

@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from text_reference import Text, TextEncoder, add_text, text_cross_or_none
+
 # name -> (depth, hidden_size, num_heads, patch_size); the 12 configurations of the DiT paper.
 _SIZES = {"XL": (28, 1152, 16), "L": (24, 1024, 16), "B": (12, 768, 12), "S": (12, 384, 6)}
 OFFICIAL_CONFIGS: Dict[str, Dict[str, int]] = {
@@ -153,17 +155,19 @@ class Mlp(nn.Module):
 
 
 class DiTBlock(nn.Module):
-    def __init__(self, hidden: int, num_heads: int, mlp_ratio: float):
+    def __init__(self, hidden: int, num_heads: int, mlp_ratio: float, text: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(hidden, num_heads)
+        self.text_cross = text_cross_or_none(text, hidden, num_heads)
         self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(hidden, int(hidden * mlp_ratio))
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden, bias=True))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, text: Optional[Text] = None) -> torch.Tensor:
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
         x = x + gate_msa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))
+        x = add_text(self, x, text)
         x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
         return x
 
@@ -183,8 +187,9 @@ class FinalLayer(nn.Module):
 class DiT(nn.Module):
     def __init__(self, depth: int, hidden_size: int, num_heads: int, patch_size: int, in_channels: int,
                  num_classes: int, mlp_ratio: float = 4.0, class_dropout_prob: float = 0.1,
-                 learn_sigma: bool = True, input_size: Sequence[int] = (32, 32)):
+                 learn_sigma: bool = True, input_size: Sequence[int] = (32, 32), text: Optional[dict] = None):
         super().__init__()
+        self.text = text  # a text model's "text" config (vocabulary, max_tokens, width, layers, heads), or None
         self.depth, self.hidden_size, self.num_heads = depth, hidden_size, num_heads
         self.patch_size, self.in_channels = patch_size, in_channels
         self.out_channels = in_channels * 2 if learn_sigma else in_channels
@@ -194,8 +199,11 @@ class DiT(nn.Module):
         self.input_size = tuple(int(s) for s in input_size)
         self.x_embedder = PatchEmbed(patch_size, in_channels, hidden_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
-        self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob)
-        self.blocks = nn.ModuleList([DiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)])
+        if text:
+            self.text_encoder = TextEncoder(text, hidden_size)
+        else:
+            self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob)
+        self.blocks = nn.ModuleList([DiTBlock(hidden_size, num_heads, mlp_ratio, bool(text)) for _ in range(depth)])
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
         self._pos_cache: Dict[Tuple[int, int], torch.Tensor] = {}
 
@@ -218,7 +226,14 @@ class DiT(nn.Module):
         return x.reshape(x.shape[0], c, grid_h * p, grid_w * p)
 
     def conditioning(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.t_embedder(t) + self.y_embedder(y)
+        return self.condition(t, y)[0]
+
+    def condition(self, t: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, Optional[Text]]:
+        """(c [B, D], text or None): y is [B] class ids, or [B, L] token ids for a text model."""
+        if self.text:
+            text, pooled = self.text_encoder(y)
+            return self.t_embedder(t) + pooled, text
+        return self.t_embedder(t) + self.y_embedder(y), None
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         gh, gw = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
@@ -234,9 +249,9 @@ class DiT(nn.Module):
             raise ValueError(f"expected {self.in_channels} input channels, got {x.shape[1]}")
         gh, gw = H // p, W // p
         h = self.embed(x)
-        c = self.conditioning(t, y)
+        c, text = self.condition(t, y)
         for block in self.blocks:
-            h = block(h, c)
+            h = block(h, c, text)
         h = self.final_layer(h, c)
         return self.unpatchify(h, gh, gw)
 
@@ -251,7 +266,7 @@ def make_model(config: dict) -> DiT:
                mlp_ratio=float(config.get("mlp_ratio", 4.0)),
                class_dropout_prob=float(config.get("class_dropout_prob", 0.1)),
                learn_sigma=bool(config.get("learn_sigma", True)),
-               input_size=config.get("input_size", (32, 32)))
+               input_size=config.get("input_size", (32, 32)), text=config.get("text"))
 
 
 def load_model_file(path: str, dtype: torch.dtype = torch.float32) -> Tuple[DiT, dict, Dict[str, str]]:

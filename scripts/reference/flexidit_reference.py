@@ -81,9 +81,9 @@ class FlexibleTokenizer:
         ew, eb, dw, db = self.weights(p)
         h = F.conv2d(x, ew, eb, stride=p).flatten(2).transpose(1, 2)
         h = h + pos_embed_2d_step(m.hidden_size, gh, gw, p / m.patch_size) + self.patch_embed[p]
-        c = m.conditioning(t, y)
+        c, text = m.condition(t, y)
         for block in m.blocks:
-            h = block(h, c)
+            h = block(h, c, text)
         fl = m.final_layer
         shift, scale = fl.adaLN_modulation(c).chunk(2, dim=1)
         h = F.linear(modulate(fl.norm_final(h), shift, scale), dw, db)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from dit_reference import DiT, Mlp, modulate
 from sparsedit_reference import CrossAttention
+from text_reference import Text, add_text, text_cross_or_none
 
 
 def layer_norm(x: torch.Tensor) -> torch.Tensor:
@@ -89,8 +90,9 @@ class Attention(nn.Module):
 
 
 class ProxyTokenBlock(nn.Module):
-    def __init__(self, hidden: int, num_heads: int, mlp_ratio: float):
+    def __init__(self, hidden: int, num_heads: int, mlp_ratio: float, text: bool = False):
         super().__init__()
+        self.text_cross = text_cross_or_none(text, hidden, num_heads)
         self.proxy_attn = Attention(hidden, num_heads)
         self.proxy_cross = CrossAttention(hidden, num_heads)
         self.window_attn = Attention(hidden, num_heads)
@@ -99,7 +101,7 @@ class ProxyTokenBlock(nn.Module):
         self.scale_shift_table = nn.Parameter(torch.zeros(9, hidden))
 
     def forward(self, x: torch.Tensor, shared_mod: torch.Tensor, grid: Sequence[int], window: Sequence[int],
-                proxy_split: int = 1) -> torch.Tensor:
+                proxy_split: int = 1, text: Optional[Text] = None) -> torch.Tensor:
         """x [B, N, D] raster (f, h, w) order, shared_mod [B, 9D] -> [B, N, D]."""
         B, N, D = x.shape
         Fr, H, W = grid
@@ -124,6 +126,7 @@ class ProxyTokenBlock(nn.Module):
         a = merge(attention(partition(h, window), self.shifted_attn, mask, P), B, grid, window)
         a = torch.roll(a, shifts=shift, dims=(1, 2, 3))
         x = x + mod[5].unsqueeze(1) * a.reshape(B, N, D)
+        x = add_text(self, x, text)  # text cross-attention after the shifted windows, as the released block
         return x + mod[8].unsqueeze(1) * self.mlp(modulate(layer_norm(x), mod[6], mod[7]))
 
 
@@ -136,7 +139,8 @@ class PTDiT(DiT):
         mlp_ratio = kw.get("mlp_ratio", 4.0)
         super().__init__(0, hidden_size, num_heads, patch_size, in_channels, num_classes, **kw)
         self.depth, self.windows, self.proxy_split = depth, windows, proxy_split
-        self.proxy_blocks = nn.ModuleList([ProxyTokenBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)])
+        self.proxy_blocks = nn.ModuleList([ProxyTokenBlock(hidden_size, num_heads, mlp_ratio, bool(self.text))
+                                           for _ in range(depth)])
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 9 * hidden_size))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -146,11 +150,11 @@ class PTDiT(DiT):
         if gh % (self.windows * self.proxy_split) or gw % (self.windows * self.proxy_split):
             raise ValueError(f"{gh}x{gw} tokens do not divide into {self.windows}x{self.windows} windows")
         h = self.embed(x)
-        c = self.conditioning(t, y)
+        c, text = self.condition(t, y)
         shared = self.adaLN_modulation(c)
         grid, window = (1, gh, gw), (1, gh // self.windows, gw // self.windows)
         for block in self.proxy_blocks:
-            h = block(h, shared, grid, window, self.proxy_split)
+            h = block(h, shared, grid, window, self.proxy_split, text)
         return self.unpatchify(self.final_layer(h, c), gh, gw)
 
 
@@ -162,4 +166,5 @@ def make_ptdit(config: dict) -> PTDiT:
                  windows=int(q.get("windows", 8)), proxy_split=int(q.get("proxy_split", 1)),
                  mlp_ratio=float(config.get("mlp_ratio", 4.0)),
                  class_dropout_prob=float(config.get("class_dropout_prob", 0.1)),
-                 learn_sigma=bool(config.get("learn_sigma", True)), input_size=config.get("input_size", (32, 32)))
+                 learn_sigma=bool(config.get("learn_sigma", True)), input_size=config.get("input_size", (32, 32)),
+                 text=config.get("text"))

@@ -208,26 +208,27 @@ def upsample_tokens(xs: torch.Tensor, S: int, gh: int, gw: int) -> torch.Tensor:
 class SparseDenseModule(nn.Module):
     """token_merge, semantic_blocks (on S*S tokens), token_recover, normal_blocks (on N tokens)."""
 
-    def __init__(self, hidden: int, num_heads: int, mlp_ratio: float, semantic: int, normal: int):
+    def __init__(self, hidden: int, num_heads: int, mlp_ratio: float, semantic: int, normal: int,
+                 text: bool = False):
         super().__init__()
         self.token_merge = TokenMergeBlock(hidden, num_heads, mlp_ratio)
-        self.semantic_blocks = nn.ModuleList([DiTBlock(hidden, num_heads, mlp_ratio) for _ in range(semantic)])
+        self.semantic_blocks = nn.ModuleList([DiTBlock(hidden, num_heads, mlp_ratio, text) for _ in range(semantic)])
         self.token_recover = TokenRecoverBlock(hidden, num_heads, mlp_ratio)
-        self.normal_blocks = nn.ModuleList([DiTBlock(hidden, num_heads, mlp_ratio) for _ in range(normal)])
+        self.normal_blocks = nn.ModuleList([DiTBlock(hidden, num_heads, mlp_ratio, text) for _ in range(normal)])
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, gh: int, gw: int, S: int,
-                trace: Optional[dict] = None) -> torch.Tensor:
+                trace: Optional[dict] = None, text=None) -> torch.Tensor:
         full = x  # [B, N, D]
         xs = pool_tokens(full, gh, gw, S)  # [B, S*S, D]
         xs = self.token_merge(xs, full, c)  # [B, S*S, D]
         for block in self.semantic_blocks:
-            xs = block(xs, c)  # [B, S*S, D]
+            xs = block(xs, c, text)  # [B, S*S, D]
         up = upsample_tokens(xs, S, gh, gw)  # [B, N, D]
         if trace is not None:
             trace.update(full=full, xs=xs, up=up)
         x = self.token_recover(up, full, xs, c, trace)  # [B, N, D]
         for block in self.normal_blocks:
-            x = block(x, c)  # [B, N, D]
+            x = block(x, c, text)  # [B, N, D]
         return x
 
 
@@ -239,16 +240,16 @@ class SparseDiT(DiT):
 
     def __init__(self, depth: int, hidden_size: int, num_heads: int, patch_size: int, in_channels: int,
                  num_classes: int, layout: dict, mlp_ratio: float = 4.0, class_dropout_prob: float = 0.1,
-                 learn_sigma: bool = True, input_size=(32, 32)):
+                 learn_sigma: bool = True, input_size=(32, 32), text: Optional[dict] = None):
         layout = check_layout(layout, depth)
         super().__init__(layout["top_blocks"], hidden_size, num_heads, patch_size, in_channels, num_classes,
-                         mlp_ratio, class_dropout_prob, learn_sigma, input_size)
+                         mlp_ratio, class_dropout_prob, learn_sigma, input_size, text)
         self.depth = depth
         self.layout = layout
         s, d = layout["groups"][1], layout["groups"][3]
         self.pooling_blocks = nn.ModuleList([PoolingformerBlock(hidden_size, mlp_ratio)
                                              for _ in range(layout["pooling_blocks"])])
-        self.sparse_modules = nn.ModuleList([SparseDenseModule(hidden_size, num_heads, mlp_ratio, s, d)
+        self.sparse_modules = nn.ModuleList([SparseDenseModule(hidden_size, num_heads, mlp_ratio, s, d, bool(text))
                                              for _ in range(layout["modules"])])
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, grid: int = None,
@@ -266,16 +267,16 @@ class SparseDiT(DiT):
             raise ValueError(f"input {H}x{W} is not divisible by the patch size {p}")
         gh, gw = H // p, W // p
         h = self.embed(x)  # [B, N, D]
-        c = self.conditioning(t, y)  # [B, D]
+        c, text = self.condition(t, y)  # [B, D], text states (text models)
         for block in self.pooling_blocks:
             h = block(h, c)  # [B, N, D]
         for module in self.sparse_modules:
             rec = {} if trace is not None else None
-            h = module(h, c, gh, gw, S, rec)  # [B, N, D]
+            h = module(h, c, gh, gw, S, rec, text)  # [B, N, D]
             if trace is not None:
                 trace.append(rec)
         for block in self.blocks:
-            h = block(h, c)  # [B, N, D]
+            h = block(h, c, text)  # [B, N, D]
         h = self.final_layer(h, c)  # [B, N, p*p*out_channels]
         return self.unpatchify(h, gh, gw)  # [B, out_channels, H, W]
 
@@ -303,7 +304,7 @@ def make_sparse_model(config: dict) -> SparseDiT:
                      layout=config["sparse"], mlp_ratio=float(config.get("mlp_ratio", 4.0)),
                      class_dropout_prob=float(config.get("class_dropout_prob", 0.1)),
                      learn_sigma=bool(config.get("learn_sigma", True)),
-                     input_size=config.get("input_size", (32, 32)))
+                     input_size=config.get("input_size", (32, 32)), text=config.get("text"))
 
 
 @torch.no_grad()

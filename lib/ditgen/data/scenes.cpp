@@ -54,15 +54,24 @@ at::Tensor render(const std::vector<Scene>& scenes, const FashionMnist& source) 
   const int64_t pad = source.height(), before = (pad - kItemSize) / 2;
   // Back from [-1, 1] to grey / 255 (exact up to float rounding), dropping the padding.
   const at::Tensor grey = source.get(ids).images.narrow(2, before, kItemSize).narrow(3, before, kItemSize)
-                              .add(1).div_(2);  // [M, 1, 28, 28]
-  size_t k = 0;
+                              .add(1).div_(2).contiguous();  // [M, 1, 28, 28]
+  // Plain loops over the pixels: a training batch places hundreds of items, and a tensor op per item would
+  // cost more than the model's step on the GPU.
+  const float* g = grey.data_ptr<float>();
+  float* out = canvas.data_ptr<float>();
+  constexpr int64_t plane = int64_t{kSceneSize} * kSceneSize;
   for (int64_t s = 0; s < n; ++s)
     for (const SceneItem& item : scenes[static_cast<size_t>(s)].items) {
       const Rgb c = palette_colour(item.colour);
-      const at::Tensor tint = at::tensor({c.r / 255.0f, c.g / 255.0f, c.b / 255.0f}).view({3, 1, 1});  // [3, 1, 1]
+      const float tint[3] = {c.r / 255.0f, c.g / 255.0f, c.b / 255.0f};
       const Point o = item_origin(item.cell);
-      canvas[s].narrow(1, o.y + item.dy, kItemSize).narrow(2, o.x + item.dx, kItemSize)
-          .copy_(grey[static_cast<int64_t>(k++)] * tint);  // [3, 28, 28]
+      for (int ch = 0; ch < 3; ++ch) {
+        float* image = out + (s * 3 + ch) * plane;
+        for (int y = 0; y < kItemSize; ++y)
+          for (int x = 0; x < kItemSize; ++x)
+            image[(o.y + item.dy + y) * kSceneSize + o.x + item.dx + x] = g[y * kItemSize + x] * tint[ch];
+      }
+      g += kItemSize * kItemSize;
     }
   return canvas.mul_(2).sub_(1);
 }

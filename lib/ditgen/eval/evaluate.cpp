@@ -10,6 +10,7 @@
 #include "ditgen/core/error.h"
 #include "ditgen/eval/classifier.h"
 #include "ditgen/eval/fid.h"
+#include "ditgen/eval/scene_benchmark.h"
 #include "ditgen/data/fashion_mnist.h"
 
 namespace ditgen::eval {
@@ -61,7 +62,7 @@ const char* eval_stage_name(EvalStage stage) {
 }
 
 nlohmann::json EvalReport::to_json() const {
-  return {{"fid", fid},
+  nlohmann::json j = {{"fid", fid},
           {"class_accuracy", class_accuracy},
           {"real_vs_real_fid", real_vs_real_fid},
           {"gflops_per_image", gflops_per_image},
@@ -73,52 +74,87 @@ nlohmann::json EvalReport::to_json() const {
           {"schedule", schedule},
           {"seed", seed},
           {"sampler", sampler}};
+  if (!scenes.is_null()) j["scenes"] = scenes;
+  return j;
 }
 
-EvalReport evaluate(Generator& generator, const EvalOptions& o, const EvalProgress& progress) {
+GeneratedImages generate_for_evaluation(Generator& generator, const EvalOptions& o, const Conditioner& condition,
+                                        const EvalProgress& progress) {
   if (o.num_samples < 2) throw Error(ErrorKind::Usage, "evaluation needs at least 2 samples");
   if (o.batch_size < 1) throw Error(ErrorKind::Usage, "evaluation batch size must be >= 1");
   if (o.classifier.empty()) throw Error(ErrorKind::Usage, "evaluation needs a classifier file");
-  const ModelInfo& info = generator.info();
-  check_model(info);
-  const SamplerDefaults& defaults = info.sampler_defaults;
-  GenerationRequest request;
+  const SamplerDefaults& defaults = generator.info().sampler_defaults;
+  GeneratedImages out;
+  GenerationRequest& request = out.request;
   request.sampler = {o.sampler.empty() ? defaults.sampler : o.sampler, o.steps, 0.0};
   request.guidance = {o.cfg_scale.value_or(defaults.cfg_scale), defaults.cfg_channels};
   request.schedule = o.schedule;
   request.auto_batch = o.auto_batch;
-  request.labels = {0};
+  condition(request, 0, 1);
   request.seeds = {o.seed};
   generator.validate(request);  // usage errors before anything slow
-
   // Everything that reads files comes before the (long) generation, so a bad path fails at once.
+  load_classifier(o.classifier, at::kCPU);
+  const std::filesystem::path dir = o.data_dir.empty() ? data::default_fashion_mnist_dir() : o.data_dir;
+  data::FashionMnist(dir, data::Split::Test);
+
+  const int64_t n = o.num_samples;
+  std::vector<at::Tensor> images;
+  const auto start = std::chrono::steady_clock::now();
+  auto report = [&](int64_t done, int step, int steps) {
+    if (progress) progress(EvalStage::Generating, Progress{static_cast<int>(done), static_cast<int>(n), step, steps, since(start)});
+  };
+  report(0, 0, request.sampler.steps);
+  for (int64_t begin = 0; begin < n; begin += o.batch_size) {
+    const int64_t count = std::min<int64_t>(o.batch_size, n - begin);
+    condition(request, begin, count);
+    request.seeds.resize(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) request.seeds[i] = o.seed + static_cast<uint64_t>(begin + i);
+    const auto batch_start = std::chrono::steady_clock::now();
+    GenerationResult result = generator.generate(request, [&](const Progress& p) {
+      report(begin + p.images_done, p.step, p.steps);
+    });  // frames on the CPU: the device is done
+    out.seconds += since(batch_start);
+    images.push_back(result.frames.select(1, 0));  // [b, C, H, W]
+  }
+  out.images = at::cat(images);  // [N, C, H, W]
+  return out;
+}
+
+void describe_run(EvalReport& report, const Generator& generator, const GeneratedImages& generated,
+                  const EvalOptions& o) {
+  const GenerationRequest& request = generated.request;
+  report.gflops_per_image = generator.gflops_per_image(request);
+  report.wall_seconds = generated.seconds;
+  report.num_samples = generated.images.size(0);
+  report.images_per_second = generated.seconds > 0 ? static_cast<double>(report.num_samples) / generated.seconds : 0;
+  report.steps = request.sampler.steps;
+  report.cfg_scale = request.guidance.scale;
+  report.sampler = request.sampler.name;
+  report.schedule = request.schedule.text();
+  report.seed = o.seed;
+}
+
+EvalReport evaluate(Generator& generator, const EvalOptions& o, const EvalProgress& progress) {
+  const ModelInfo& info = generator.info();
+  if (info.config.text.enabled()) return evaluate_scenes(generator, o, progress);
+  check_model(info);
+  const int64_t n = o.num_samples, classes = info.config.num_classes;
+  const at::Tensor labels = at::arange(n, at::kLong).remainder(classes);  // [N]: balanced over the classes
+  const GeneratedImages generated_images = generate_for_evaluation(
+      generator, o,
+      [&](GenerationRequest& r, int64_t begin, int64_t count) {
+        r.labels.assign(labels.data_ptr<int64_t>() + begin, labels.data_ptr<int64_t>() + begin + count);
+      },
+      progress);
   FmnistClassifier classifier = load_classifier(o.classifier, generator.device());
   const std::filesystem::path dir = o.data_dir.empty() ? data::default_fashion_mnist_dir() : o.data_dir;
   const data::FashionMnist test_set(dir, data::Split::Test), train_set(dir, data::Split::Train);
-
-  const int64_t n = o.num_samples, classes = info.config.num_classes;
-  std::vector<at::Tensor> images;
-  at::Tensor labels = at::arange(n, at::kLong).remainder(classes);  // [N]: balanced over the classes
-  const auto generation_start = std::chrono::steady_clock::now();
   auto report_progress = [&](EvalStage stage, int64_t done, int64_t total, int step, int steps,
                              std::chrono::steady_clock::time_point stage_start) {
     if (progress)
       progress(stage, Progress{static_cast<int>(done), static_cast<int>(total), step, steps, since(stage_start)});
   };
-  report_progress(EvalStage::Generating, 0, n, 0, request.sampler.steps, generation_start);
-  double generation_seconds = 0;
-  for (int64_t begin = 0; begin < n; begin += o.batch_size) {
-    const int64_t count = std::min<int64_t>(o.batch_size, n - begin);
-    request.labels.assign(labels.data_ptr<int64_t>() + begin, labels.data_ptr<int64_t>() + begin + count);
-    request.seeds.resize(static_cast<size_t>(count));
-    for (int64_t i = 0; i < count; ++i) request.seeds[i] = o.seed + static_cast<uint64_t>(begin + i);
-    const auto start = std::chrono::steady_clock::now();
-    GenerationResult result = generator.generate(request, [&](const Progress& p) {
-      report_progress(EvalStage::Generating, begin + p.images_done, n, p.step, p.steps, generation_start);
-    });  // frames on the CPU: the device is done
-    generation_seconds += since(start);
-    images.push_back(result.frames.select(1, 0));  // [b, 1, 32, 32]
-  }
 
   // The same number of real images on both sides, so the real-vs-real floor has the same small-sample bias.
   std::vector<int64_t> test_ids(static_cast<size_t>(std::min(n, test_set.size())));
@@ -137,7 +173,7 @@ EvalReport evaluate(Generator& generator, const EvalOptions& o, const EvalProgre
     });
   };
   report_progress(EvalStage::Features, 0, to_classify, 0, 0, features_start);
-  const Classified generated = classify(at::cat(images));
+  const Classified generated = classify(generated_images.images);
   const Classified real_test = classify(test_set.get(test_ids).images);
   const Classified real_train = classify(train_set.get(train_ids).images);
 
@@ -146,15 +182,7 @@ EvalReport evaluate(Generator& generator, const EvalOptions& o, const EvalProgre
   report.fid = frechet_distance(feature_statistics(generated.features), test_stats);
   report.real_vs_real_fid = frechet_distance(feature_statistics(real_train.features), test_stats);
   report.class_accuracy = generated.logits.argmax(1).eq(labels).to(at::kDouble).mean().item<double>();
-  report.gflops_per_image = generator.gflops_per_image(request);
-  report.wall_seconds = generation_seconds;
-  report.images_per_second = generation_seconds > 0 ? static_cast<double>(n) / generation_seconds : 0;
-  report.num_samples = n;
-  report.steps = request.sampler.steps;
-  report.cfg_scale = request.guidance.scale;
-  report.sampler = request.sampler.name;
-  report.schedule = request.schedule.text();
-  report.seed = o.seed;
+  describe_run(report, generator, generated_images, o);
   return report;
 }
 

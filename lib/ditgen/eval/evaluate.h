@@ -28,9 +28,10 @@ struct EvalOptions {
 };
 
 struct EvalReport {
-  double fid = 0;                // generated vs the test split
-  double class_accuracy = 0;     // share of generated images the classifier assigns their requested class
-  double real_vs_real_fid = 0;   // train subset vs the same test features: the floor at this sample count
+  double fid = 0;                // generated vs the test split (text models: their item crops)
+  double class_accuracy = 0;     // share of generated images (text models: items) the classifier assigns their class
+  double real_vs_real_fid = 0;   // train images (text models: real scenes' crops) vs the test split: the floor
+  nlohmann::json scenes;         // text models: the scene benchmark's figures (scene_benchmark.h); null otherwise
   double gflops_per_image = 0;
   double wall_seconds = 0;       // generation only
   double images_per_second = 0;
@@ -54,11 +55,29 @@ const char* eval_stage_name(EvalStage stage);  // "generating", "features"
 // generating, none for features) and seconds since the stage began.
 using EvalProgress = std::function<void(EvalStage stage, const Progress& progress)>;
 
-// Generates num_samples images (labels cycling through the classes, seeds seed + i) in batches, and scores
-// them against Fashion-MNIST. `progress` is called as each stage begins (nothing done yet), after each
+// A class model: generates num_samples images (labels cycling through the classes, seeds seed + i) in
+// batches, and scores them against Fashion-MNIST. A text model: evaluate_scenes (scene_benchmark.h). `progress` is called as each stage begins (nothing done yet), after each
 // sampling step, and after each classifier batch.
 // Throws Error(Usage) for bad options or a model that is not 1x32x32 pixels with 10 classes, Error(Model)
 // for a bad classifier file, Error(Input) for a missing dataset.
 EvalReport evaluate(Generator& generator, const EvalOptions& options, const EvalProgress& progress = {});
+
+// Fills a request's labels or prompts for images [begin, begin + count) of an evaluation.
+using Conditioner = std::function<void(GenerationRequest& request, int64_t begin, int64_t count)>;
+
+struct GeneratedImages {
+  at::Tensor images;          // [N, C, H, W] float32 CPU, in the model's output space
+  double seconds = 0;         // generation only
+  GenerationRequest request;  // the settings used (its labels or prompts: the last batch's)
+};
+
+// The generation half of an evaluation: options.num_samples images in batches (image i: seed options.seed + i,
+// its condition from `condition`), the request checked and the classifier and data set found before anything
+// slow; `progress` sees the Generating stage. Error(Usage) for bad options.
+GeneratedImages generate_for_evaluation(Generator& generator, const EvalOptions& options, const Conditioner& condition,
+                                        const EvalProgress& progress);
+// The run's own fields of a report (GFLOPs, time, rate, samples, sampler settings, seed).
+void describe_run(EvalReport& report, const Generator& generator, const GeneratedImages& generated,
+                  const EvalOptions& options);
 
 }  // namespace ditgen::eval

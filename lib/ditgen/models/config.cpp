@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ditgen/core/error.h"
+#include "ditgen/text/tokenizer.h"
 
 namespace ditgen {
 
@@ -46,6 +47,20 @@ std::vector<int> int_list(const nlohmann::json& v, const std::string& name) {
   return out;
 }
 
+void validate_text(const TextConfig& t, ErrorKind kind) {
+  require(t.vocabulary.size() <= 65536, kind, "text.vocabulary holds at most 65536 words");
+  std::vector<std::string> sorted = t.vocabulary;
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    require(text::is_vocabulary_word(sorted[i]), kind, "text.vocabulary words are 1..32 lowercase letters, digits, '-' or '");
+    require(i == 0 || sorted[i] != sorted[i - 1], kind, "text.vocabulary repeats '" + sorted[i] + "'");
+  }
+  require(t.max_tokens >= 2 && t.max_tokens <= 512, kind, "text.max_tokens must be in 2..512");
+  require(t.width >= 1 && t.width <= 4096, kind, "text.width must be in 1..4096");
+  require(t.heads >= 1 && t.width % t.heads == 0, kind, "text.heads must divide text.width");
+  require(t.layers >= 0 && t.layers <= 32, kind, "text.layers must be in 0..32");
+}
+
 }  // namespace
 
 void DiTConfig::validate(ErrorKind kind) const {
@@ -59,7 +74,12 @@ void DiTConfig::validate(ErrorKind kind) const {
   require(input_height >= patch_size && input_width >= patch_size && input_height % patch_size == 0 &&
               input_width % patch_size == 0 && input_height <= 8192 && input_width <= 8192,
           kind, "input_size must be positive multiples of patch_size");
-  require(num_classes >= 1 && num_classes <= 1000000, kind, "num_classes must be in 1..1000000");
+  if (text.enabled()) {
+    require(num_classes == 0, kind, "a text model has num_classes 0");
+    validate_text(text, kind);
+  } else {
+    require(num_classes >= 1 && num_classes <= 1000000, kind, "num_classes must be in 1..1000000");
+  }
   require(class_dropout_prob >= 0 && class_dropout_prob < 1, kind, "class_dropout_prob must be in [0, 1)");
   require(diffusion_steps >= 1 && diffusion_steps <= 100000, kind, "diffusion_steps must be in 1..100000");
   require(beta_schedule == "linear", kind, "beta_schedule must be \"linear\"");
@@ -182,6 +202,9 @@ nlohmann::json to_json(const DiTConfig& c) {
   if (c.proxy.proxy()) j["proxy"] = {{"windows", c.proxy.windows}, {"proxy_split", c.proxy.proxy_split}};
   if (c.ssm.ssm())
     j["ssm"] = {{"state_size", c.ssm.state_size}, {"hourglass", c.ssm.hourglass}, {"kernels", c.ssm.kernels}};
+  if (c.text.enabled())
+    j["text"] = {{"vocabulary", c.text.vocabulary}, {"max_tokens", c.text.max_tokens}, {"width", c.text.width},
+                 {"layers", c.text.layers}, {"heads", c.text.heads}};
   return j;
 }
 
@@ -257,6 +280,21 @@ DiTConfig config_from_json(const nlohmann::json& j) {
       c.ssm.hourglass = int_field_or(q, "hourglass", 2, "ssm.");
       c.ssm.kernels = q.value("kernels", std::string("channel"));
       require(c.ssm.ssm(), ErrorKind::Model, "ssm.state_size must be even and in 2..1024");
+    }
+    if (j.contains("text")) {
+      const auto& q = j.at("text");
+      require(q.is_object() && q.contains("vocabulary") && q.at("vocabulary").is_array(), ErrorKind::Model,
+              "text must be an object with a vocabulary list");
+      require(q.at("vocabulary").size() >= 1 && q.at("vocabulary").size() <= 65536, ErrorKind::Model,
+              "text.vocabulary holds 1..65536 words");
+      for (const auto& w : q.at("vocabulary")) {
+        require(w.is_string(), ErrorKind::Model, "text.vocabulary words must be strings");
+        c.text.vocabulary.push_back(w.get<std::string>());
+      }
+      c.text.max_tokens = int_field_or(q, "max_tokens", 48, "text.");
+      c.text.width = int_field_or(q, "width", 128, "text.");
+      c.text.layers = int_field_or(q, "layers", 2, "text.");
+      c.text.heads = int_field_or(q, "heads", 4, "text.");
     }
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorKind::Model, std::string("invalid model config: ") + e.what());

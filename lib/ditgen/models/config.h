@@ -68,6 +68,21 @@ struct SSMConfig {
   bool shared_kernel() const { return kernels == "shared"; }
 };
 
+// Text conditioning (docs/TEXT.md): a prompt's words are looked up in `vocabulary` (ids 2.., after the
+// padding id 0 and the start id 1 that begins every prompt and alone is the empty prompt, the null condition),
+// read by a small transformer encoder of its own width, and reach the backbone twice: token states through
+// cross-attention in the blocks, their mean through the adaLN condition. 0 words = a class-conditional model.
+struct TextConfig {
+  std::vector<std::string> vocabulary;  // lowercase words; empty = not a text model
+  int max_tokens = 48;   // the start token plus at most max_tokens - 1 words
+  int width = 128;       // the encoder's width
+  int layers = 2;        // encoder transformer layers
+  int heads = 4;         // encoder attention heads
+
+  bool enabled() const { return !vocabulary.empty(); }
+  int vocab_size() const { return static_cast<int>(vocabulary.size()) + 2; }  // with padding and start
+};
+
 struct DiTConfig {
   int depth = 12;
   int hidden_size = 384;
@@ -77,8 +92,8 @@ struct DiTConfig {
   int in_channels = 4;
   int input_height = 32;  // the training size; any size divisible by patch_size runs
   int input_width = 32;
-  int num_classes = 1000;
-  double class_dropout_prob = 0.1;
+  int num_classes = 1000;          // 0 for a text model
+  double class_dropout_prob = 0.1;  // training drops the condition (class or caption) this often: CFG's null
   bool learn_sigma = true;
   Objective objective = Objective::Eps;
   int diffusion_steps = 1000;
@@ -88,10 +103,11 @@ struct DiTConfig {
   SparseConfig sparse;
   ProxyConfig proxy;
   SSMConfig ssm;
+  TextConfig text;
 
   int out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
   int mlp_hidden() const { return static_cast<int>(std::lround(hidden_size * mlp_ratio)); }
-  bool has_null_class() const { return class_dropout_prob > 0; }
+  bool has_null_class() const { return class_dropout_prob > 0 || text.enabled(); }  // text: the empty prompt
   // Whether the model runs at patch size p (0 = its own patch_size).
   bool supports_patch(int p) const;
   // The patch sizes the model runs, patch_size first.

@@ -52,9 +52,11 @@ DiT make_sparse(DiT& dense, const SparseConfig& sparse) {
                               [&](DiTConfig& c) { c.sparse = sparse; });
   at::NoGradGuard no_grad;
   const int64_t D = out->config().hidden_size;
-  // The stem, the head and a flexible tokenizer keep their names.
-  for (const char* name : {"x_embedder", "t_embedder", "y_embedder", "final_layer"})
-    copy_matching(*dense->named_children()[name], *out->named_children()[name]);
+  // The stem (with a text encoder), the head and a flexible tokenizer keep their names.
+  const auto from_children = dense->named_children();
+  const auto to_children = out->named_children();
+  for (const char* name : {"x_embedder", "t_embedder", "y_embedder", "text_encoder", "final_layer"})
+    if (const auto* from = from_children.find(name)) copy_matching(**from, **to_children.find(name));
   if (dense->flex) copy_matching(*dense->flex, *out->flex);
   int next = 0;  // the dense block the next new block takes its weights from
   auto source = [&]() -> nn::DiTBlockImpl& { return *dense->blocks[next++]->as<nn::DiTBlock>(); };

@@ -11,6 +11,29 @@ namespace {
 // many MACs a token.
 int64_t adapted_in_plus_out(int64_t D, int64_t M) { return (D + 3 * D) + (D + D) + (D + M) + (M + D); }
 
+// A text model's encoder over its max_tokens (padding included: the batch runs at that length) and the
+// projections of its states and mean to the backbone's width; 0 for a class-conditional model.
+double text_encoder_macs(const DiTConfig& c) {
+  if (!c.text.enabled()) return 0;
+  const double L = c.text.max_tokens, W = c.text.width, D = c.hidden_size;
+  return c.text.layers * (L * 12 * W * W + 2 * L * L * W) + L * W * D + W * D;
+}
+
+// One block's text cross-attention from n tokens: q and proj on the tokens, kv on the prompt's, the two
+// attention matmuls; 0 for a class-conditional model.
+double text_attention_macs(const DiTConfig& c, double n) {
+  if (!c.text.enabled()) return 0;
+  const double L = c.text.max_tokens, D = c.hidden_size;
+  return 2 * n * D * D + L * 2 * D * D + 2 * n * L * D;
+}
+
+int64_t text_parameter_count(const DiTConfig& c) {
+  if (!c.text.enabled()) return 0;
+  const int64_t W = c.text.width, D = c.hidden_size, L = c.text.max_tokens;
+  const int64_t layer = 2 * 2 * W + (3 * W * W + 3 * W) + (W * W + W) + (4 * W * W + 4 * W) + (4 * W * W + W);
+  return int64_t{c.text.vocab_size()} * W + L * W + c.text.layers * layer + 2 * W + 2 * (W * D + D);
+}
+
 }  // namespace
 
 double dit_gflops(const DiTConfig& c, int height, int width, int patch, bool lora_merged, int grid) {
@@ -18,8 +41,8 @@ double dit_gflops(const DiTConfig& c, int height, int width, int patch, bool lor
   const double N = std::floor(height / p) * std::floor(width / p);
   const double embed = N * p * p * c.in_channels * D + 256.0 * D + D * D;  // patches, timestep MLP
   const double adaln = 6 * D * D, mlp = 2 * D * M;
-  // A self-attention block over n tokens: qkv, proj, MLP, the two attention matmuls, adaLN.
-  auto dense_block = [&](double n) { return n * (4 * D * D + mlp) + 2 * n * n * D + adaln; };
+  // A self-attention block over n tokens: qkv, proj, MLP, the two attention matmuls, adaLN, text attention.
+  auto dense_block = [&](double n) { return n * (4 * D * D + mlp) + 2 * n * n * D + adaln + text_attention_macs(c, n); };
   double block = dense_block(N);
   if (c.flex.lora() && p != c.patch_size && !lora_merged)
     block += N * c.flex.lora_rank * adapted_in_plus_out(c.hidden_size, c.mlp_hidden());  // unmerged low-rank paths
@@ -44,17 +67,18 @@ double dit_gflops(const DiTConfig& c, int height, int width, int patch, bool lor
     const double Mp = c.proxy.windows * c.proxy.windows * split * split;
     const double pt_block = Mp * 4 * D * D + 2 * Mp * Mp * D + N * 2 * D * D + Mp * 2 * D * D + 2 * N * Mp * D +
                             2 * (N * 4 * D * D + 2 * N * n * D) + N * mlp;
-    proxy = c.depth * pt_block + 9 * D * D;
+    proxy = c.depth * (pt_block + text_attention_macs(c, N)) + 9 * D * D;
   }
   double ssm = 0;
   if (c.ssm.ssm()) {
     // Per token: compress, expand and contract (D^2, D^2, 2 D^2 at any M: they act on L / M packed tokens),
     // gate, mix, out (F D, F D / M, F D); the bidirectional SSM; adaLN.
     const double F = c.mlp_hidden(), Mh = c.ssm.hourglass;
-    ssm = c.depth * (N * (4 * D * D + 2 * F * D + F * D / Mh) + ssm_mixing_gflops(c, N) * 1e9 + 3 * D * D);
+    ssm = c.depth * (N * (4 * D * D + 2 * F * D + F * D / Mh) + ssm_mixing_gflops(c, N) * 1e9 + 3 * D * D +
+                     text_attention_macs(c, N));
   }
   const double final_layer = 2 * D * D + N * D * p * p * c.out_channels();
-  return (embed + sparse + proxy + ssm + c.top_blocks() * block + final_layer) / 1e9;
+  return (embed + text_encoder_macs(c) + sparse + proxy + ssm + c.top_blocks() * block + final_layer) / 1e9;
 }
 
 double ssm_mixing_gflops(const DiTConfig& c, double tokens) {
@@ -67,9 +91,10 @@ int64_t dit_parameter_count(const DiTConfig& c) {
   const int64_t D = c.hidden_size, M = c.mlp_hidden(), Cin = c.in_channels, Cout = c.out_channels();
   const FlexConfig& f = c.flex;
   const int64_t p = f.flexible() && !f.lora() ? f.underlying_patch : c.patch_size;  // the base layers' patch
-  const int64_t embed = (p * p * Cin * D + D) + (256 * D + D + D * D + D) +
-                        (c.num_classes + (c.has_null_class() ? 1 : 0)) * D;
-  int64_t block = (3 * D * D + 3 * D) + (D * D + D) + (D * M + M) + (M * D + D) + (6 * D * D + 6 * D);
+  const int64_t text_cross = c.text.enabled() ? 4 * D * D + 4 * D : 0;  // q, kv, proj of each block's text attention
+  const int64_t embed = (p * p * Cin * D + D) + (256 * D + D + D * D + D) + text_parameter_count(c) +
+                        (c.text.enabled() ? 0 : (c.num_classes + (c.has_null_class() ? 1 : 0)) * D);
+  int64_t block = (3 * D * D + 3 * D) + (D * D + D) + (D * M + M) + (M * D + D) + (6 * D * D + 6 * D) + text_cross;
   const int64_t final_layer = (2 * D * D + 2 * D) + (D * p * p * Cout + p * p * Cout);
   int64_t flexible = 0;
   if (f.flexible()) {
@@ -85,11 +110,13 @@ int64_t dit_parameter_count(const DiTConfig& c) {
   // A Poolingformer has value and output projections instead of qkv and proj; a recovery block adds two
   // merged layers; the token-merge block's q and kv hold what qkv does.
   const SparseConfig& q = c.sparse;
-  const int64_t sparse = q.sparse() ? -q.pooling_blocks * (2 * D * D + 2 * D) + q.modules * 2 * (D * D + D) : 0;
+  const int64_t sparse = q.sparse() ? -q.pooling_blocks * (2 * D * D + 2 * D) + q.modules * 2 * (D * D + D) -
+                                          (q.pooling_blocks + 2 * q.modules) * text_cross  // no text attention there
+                                    : 0;
   if (c.proxy.proxy()) {
     // Four attentions (proxy, cross: q, kv, proj; window; shifted window) and the MLP, a 9 x D table each;
     // one shared adaLN-single head.
-    const int64_t pt_block = 4 * (4 * D * D + 4 * D) + (D * M + M) + (M * D + D) + 9 * D;
+    const int64_t pt_block = 4 * (4 * D * D + 4 * D) + (D * M + M) + (M * D + D) + 9 * D + text_cross;
     return embed + c.depth * pt_block + (9 * D * D + 9 * D) + final_layer + flexible;
   }
   if (c.ssm.ssm()) {
@@ -97,7 +124,7 @@ int64_t dit_parameter_count(const DiTConfig& c) {
     // channel); adaLN (3D).
     const int64_t Mh = c.ssm.hourglass, H = c.ssm.shared_kernel() ? 1 : D, N = c.ssm.state_size;
     const int64_t ssm_block = (Mh * D * D + D) + (D * Mh * D + Mh * D) + (2 * Mh * D * D + D) + (Mh * D * M + M) +
-                              (D * M + M) + (M * Mh * D + Mh * D) + 2 * (H * (1 + 2 * N) + D) + (3 * D * D + 3 * D);
+                              (D * M + M) + (M * Mh * D + Mh * D) + 2 * (H * (1 + 2 * N) + D) + (3 * D * D + 3 * D) + text_cross;
     return embed + c.depth * ssm_block + final_layer;
   }
   return embed + c.depth * block + sparse + final_layer + flexible;

@@ -10,7 +10,7 @@ namespace ditgen {
 
 // Multiply-accumulate GFLOPs of one forward pass of one image at height x width (the DiT papers'
 // convention: DiT-XL/2 at 32x32 latents = 118.6). Counts every linear layer and the two attention matmuls;
-// `patch` and `grid` as in forward(); unmerged LoRA adapters of a lora-mode flexible model count
+// `patch` and `grid` as in forward(); a text model's encoder and text attention count at its max_tokens; unmerged LoRA adapters of a lora-mode flexible model count
 // r * (in + out) a token. A Poolingformer's value and output projections act on one (mean) token.
 double dit_gflops(const DiTConfig& config, int height, int width, int patch = 0, bool lora_merged = false,
                   int grid = 0);

@@ -42,28 +42,32 @@ DiTImpl::DiTImpl(const DiTConfig& config) : config_(config) {
   const int base_patch = shared ? config_.flex.underlying_patch : config_.patch_size;
   x_embedder = register_module("x_embedder", nn::PatchEmbed(config_.in_channels, D, base_patch));
   t_embedder = register_module("t_embedder", nn::TimestepEmbedder(D));
-  y_embedder = register_module("y_embedder", nn::LabelEmbedder(config_.num_classes, D, config_.has_null_class()));
+  const bool text = config_.text.enabled();
+  if (text)
+    text_encoder = register_module("text_encoder", text::TextEncoder(config_.text, D));
+  else
+    y_embedder = register_module("y_embedder", nn::LabelEmbedder(config_.num_classes, D, config_.has_null_class()));
   const int M = config_.mlp_hidden(), H = config_.num_heads;
   if (config_.sparse.sparse()) {
     const SparseConfig& q = config_.sparse;
     pooling_blocks = register_module("pooling_blocks", torch::nn::ModuleList());
     for (int i = 0; i < q.pooling_blocks; ++i) pooling_blocks->push_back(nn::PoolingformerBlock(D, M));
     sparse_modules = register_module("sparse_modules", torch::nn::ModuleList());
-    for (int i = 0; i < q.modules; ++i) sparse_modules->push_back(nn::SparseDenseModule(D, H, M, q.semantic, q.dense));
+    for (int i = 0; i < q.modules; ++i) sparse_modules->push_back(nn::SparseDenseModule(D, H, M, q.semantic, q.dense, text));
   }
   if (config_.proxy.proxy()) {
     proxy_blocks = register_module("proxy_blocks", torch::nn::ModuleList());
-    for (int i = 0; i < config_.depth; ++i) proxy_blocks->push_back(nn::ProxyTokenBlock(D, H, M));
+    for (int i = 0; i < config_.depth; ++i) proxy_blocks->push_back(nn::ProxyTokenBlock(D, H, M, text));
     adaLN_modulation = register_module("adaLN_modulation", nn::adaln_head(D, 9));
   }
   if (config_.ssm.ssm()) {
     ssm_blocks = register_module("ssm_blocks", torch::nn::ModuleList());
     for (int i = 0; i < config_.depth; ++i)
       ssm_blocks->push_back(nn::DiffuSSMBlock(D, config_.ssm.hourglass, M, config_.ssm.state_size,
-                                              config_.ssm.shared_kernel()));
+                                              config_.ssm.shared_kernel(), text ? H : 0));
   }
   blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int i = 0; i < config_.top_blocks(); ++i) blocks->push_back(nn::DiTBlock(D, H, M));
+  for (int i = 0; i < config_.top_blocks(); ++i) blocks->push_back(nn::DiTBlock(D, H, M, text));
   final_layer = register_module("final_layer", nn::FinalLayer(D, base_patch, config_.out_channels()));
   if (!config_.flex.flexible()) return;
   flex = register_module("flex", nn::FlexibleTokenizer(config_));
@@ -129,7 +133,13 @@ DiTImpl::Embedded DiTImpl::embed(const at::Tensor& x, const at::Tensor& t, const
     at::Tensor size_embed = flex->patch_embedding(p);                              // [D] or undefined
     if (size_embed.defined()) e.tokens = e.tokens + size_embed;                    // [B, N, D]
   }
-  e.condition = t_embedder->forward(t) + y_embedder->forward(y);                    // [B, D]
+  if (text_encoder) {
+    text::TextCondition prompt = text_encoder->forward(y);                       // [B, L, D], [B, D]
+    e.condition = t_embedder->forward(t) + prompt.pooled;                        // [B, D]
+    e.text = prompt.tokens;
+  } else {
+    e.condition = t_embedder->forward(t) + y_embedder->forward(y);              // [B, D]
+  }
   return e;
 }
 
@@ -142,7 +152,7 @@ at::Tensor DiTImpl::sparse_stages(const at::Tensor& tokens, const Embedded& e) {
   at::Tensor h = tokens;                                                                               // [B, N, D]
   for (const auto& block : *pooling_blocks) h = block->as<nn::PoolingformerBlock>()->forward(h, e.condition);  // [B, N, D]
   for (const auto& module : *sparse_modules)
-    h = module->as<nn::SparseDenseModule>()->forward(h, e.condition, e.sparse_grid, e.grid_h, e.grid_w);  // [B, N, D]
+    h = module->as<nn::SparseDenseModule>()->forward(h, e.condition, e.sparse_grid, e.grid_h, e.grid_w, e.text);  // [B, N, D]
   return h;
 }
 
@@ -164,14 +174,14 @@ at::Tensor DiTImpl::proxy_stages(const at::Tensor& tokens, const Embedded& e) {
   const at::Tensor shared_mod = adaLN_modulation->forward(e.condition);             // [B, 9D]
   at::Tensor h = nn::gather_tokens(tokens, layout.raster_of_window_token);          // [B, N, D] window-major
   for (const auto& block : *proxy_blocks)
-    h = block->as<nn::ProxyTokenBlock>()->forward(h, shared_mod, g, layout, config_.proxy.proxy_split);  // [B, N, D]
+    h = block->as<nn::ProxyTokenBlock>()->forward(h, shared_mod, g, layout, config_.proxy.proxy_split, e.text);  // [B, N, D]
   return nn::gather_tokens(h, layout.window_of_raster_token);                       // [B, N, D] raster
 }
 
 at::Tensor DiTImpl::ssm_stages(const at::Tensor& tokens, const Embedded& e) {
   if (!config_.ssm.ssm()) return tokens;
   at::Tensor h = tokens;                                                                               // [B, N, D]
-  for (const auto& block : *ssm_blocks) h = block->as<nn::DiffuSSMBlock>()->forward(h, e.condition);  // [B, N, D]
+  for (const auto& block : *ssm_blocks) h = block->as<nn::DiffuSSMBlock>()->forward(h, e.condition, e.text);  // [B, N, D]
   return h;
 }
 
@@ -183,7 +193,7 @@ at::Tensor DiTImpl::forward_reference(const at::Tensor& x, const at::Tensor& t, 
                                       int grid) {
   Embedded e = embed(x, t, y, patch, grid);
   at::Tensor h = leading_stages(e.tokens, e);                         // [B, N, D]
-  for (const auto& block : *blocks) h = block->as<nn::DiTBlock>()->forward(h, e.condition);  // [B, N, D]
+  for (const auto& block : *blocks) h = block->as<nn::DiTBlock>()->forward(h, e.condition, e.text);  // [B, N, D]
   h = final_layer->forward(h, e.condition, e.deembed_weight, e.deembed_bias);         // [B, N, p*p*Cout]
   return unpatchify(h, e);                                                            // [B, Cout, H, W]
 }
@@ -201,7 +211,7 @@ at::Tensor DiTImpl::forward_fused(const at::Tensor& x, const at::Tensor& t, cons
   for (int i = 0; i < depth; ++i) {
     std::vector<at::Tensor> next = i + 1 < depth ? block(i + 1)->modulation(silu_c)      // 6 x [B, D]
                                                  : final_layer->modulation(silu_c);      // 2 x [B, D]
-    std::tie(h, h_mod) = block(i)->forward_chained(h, h_mod, mod, next[0], next[1]);     // [B, N, D] x2
+    std::tie(h, h_mod) = block(i)->forward_chained(h, h_mod, mod, next[0], next[1], e.text);  // [B, N, D] x2
     mod = std::move(next);
   }
   at::Tensor out = at::linear(h_mod, e.deembed_weight, e.deembed_bias);       // [B, N, p*p*Cout]
@@ -220,7 +230,11 @@ void DiTImpl::initialize_weights() {
   at::Tensor w = x_embedder->proj->weight;
   torch::nn::init::xavier_uniform_(w.view({w.size(0), -1}));
   torch::nn::init::zeros_(x_embedder->proj->bias);
-  torch::nn::init::normal_(y_embedder->embedding_table->weight, 0.0, 0.02);
+  if (y_embedder) torch::nn::init::normal_(y_embedder->embedding_table->weight, 0.0, 0.02);
+  if (text_encoder) {
+    torch::nn::init::normal_(text_encoder->token_embedding->weight, 0.0, 0.02);
+    torch::nn::init::normal_(text_encoder->positions, 0.0, 0.02);
+  }
   for (int i : {0, 2}) torch::nn::init::normal_(t_embedder->mlp[i]->as<torch::nn::Linear>()->weight, 0.0, 0.02);
   // adaLN-Zero: each block starts as the identity, the output layer as zero.
   const std::string head = "adaLN_modulation";
@@ -240,6 +254,10 @@ void DiTImpl::initialize_weights() {
       for (at::Tensor t : {block->as<nn::ProxyTokenBlock>()->proxy_cross->proj->weight,
                            block->as<nn::ProxyTokenBlock>()->proxy_cross->proj->bias})
         torch::nn::init::zeros_(t);
+  // Text attention starts without effect (xavier above overwrote its zeros).
+  for (const auto& item : named_modules("", /*include_self=*/false))
+    if (auto* cross = item.value()->as<nn::CrossAttention>(); cross && item.key().ends_with("text_cross"))
+      for (at::Tensor t : {cross->proj->weight, cross->proj->bias}) torch::nn::init::zeros_(t);
   auto* final_mod = final_layer->adaLN_modulation[1]->as<torch::nn::Linear>();
   for (at::Tensor t : {final_mod->weight, final_mod->bias, final_layer->linear->weight, final_layer->linear->bias})
     torch::nn::init::zeros_(t);

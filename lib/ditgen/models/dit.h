@@ -19,6 +19,7 @@
 #include "ditgen/nn/poolingformer.h"
 #include "ditgen/nn/proxy_attention.h"
 #include "ditgen/nn/sparse_dense_module.h"
+#include "ditgen/text/text_encoder.h"
 
 namespace ditgen {
 
@@ -27,7 +28,8 @@ class DiTImpl : public torch::nn::Module {
   explicit DiTImpl(const DiTConfig& config);
 
   // Noise (or velocity) prediction: x [B, C, H, W] with H, W multiples of the patch; t [B] timesteps
-  // (integer or fractional); y [B] class ids, num_classes being the null class; `patch` the patch size to
+  // (integer or fractional); y the condition: [B] class ids, num_classes being the null class, or for a text
+  // model [B, max_tokens] token ids (text::Tokenizer; the start id alone is the null condition); `patch` the patch size to
   // run at (0 = config().patch_size; a flexible model runs any of config().flex.patch_sizes); `grid` the
   // sparse grid S of a sparse model's modules (0 = config().sparse.max_grid; at most the token grid).
   // -> [B, Cout, H, W]. Runs forward_fused on CUDA in inference (unless fused kernels are disabled), else
@@ -59,7 +61,8 @@ class DiTImpl : public torch::nn::Module {
 
   nn::PatchEmbed x_embedder{nullptr};
   nn::TimestepEmbedder t_embedder{nullptr};
-  nn::LabelEmbedder y_embedder{nullptr};
+  nn::LabelEmbedder y_embedder{nullptr};            // class-conditional models
+  text::TextEncoder text_encoder{nullptr};         // text models
   torch::nn::ModuleList pooling_blocks{nullptr};  // sparse models: Poolingformer blocks
   torch::nn::ModuleList sparse_modules{nullptr};  // sparse models: sparse-dense token modules
   torch::nn::ModuleList proxy_blocks{nullptr};    // PT-DiT: proxy-token blocks (then there are no dense blocks)
@@ -72,7 +75,8 @@ class DiTImpl : public torch::nn::Module {
  private:
   struct Embedded {
     at::Tensor tokens;     // [B, N, D] patch embeddings plus positions
-    at::Tensor condition;  // [B, D] timestep plus label embedding
+    at::Tensor condition;  // [B, D] timestep plus label embedding (or pooled text)
+    nn::TextTokens text;   // [B, L, D] the prompt's states (text models)
     at::Tensor deembed_weight, deembed_bias;  // the output projection for this patch size
     int grid_h = 0, grid_w = 0, patch = 0;
     int sparse_grid = 0;  // S of the sparse modules (sparse models)

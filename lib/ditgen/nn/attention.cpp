@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
 
 #include <ATen/Context.h>
 #include <ATen/SDPBackend.h>
@@ -27,7 +28,8 @@ CrossAttentionImpl::CrossAttentionImpl(int hidden_size, int num_heads) : num_hea
   proj = register_module("proj", torch::nn::Linear(hidden_size, hidden_size));
 }
 
-at::Tensor CrossAttentionImpl::forward(const at::Tensor& queries, const at::Tensor& context) {
+at::Tensor CrossAttentionImpl::forward(const at::Tensor& queries, const at::Tensor& context,
+                                       const at::Tensor& context_mask) {
   const int64_t B = queries.size(0), M = queries.size(1), N = context.size(1), D = queries.size(2);
   const int64_t H = num_heads_, hd = D / H;
   // at::linear, not Linear::forward (matmul, then a separate bias add): the bias goes in the GEMM's epilogue.
@@ -35,7 +37,9 @@ at::Tensor CrossAttentionImpl::forward(const at::Tensor& queries, const at::Tens
   at::Tensor kvh = at::linear(context, kv->weight, kv->bias)
                        .view({B, N, 2, H, hd})
                        .permute({2, 0, 3, 1, 4});                                          // [2, B, H, N, hd]
-  at::Tensor o = at::scaled_dot_product_attention(qh, kvh[0], kvh[1]);                      // [B, H, M, hd]
+  const std::optional<at::Tensor> mask =
+      context_mask.defined() ? std::optional<at::Tensor>(context_mask.view({B, 1, 1, N})) : std::nullopt;  // [B, 1, 1, N]
+  at::Tensor o = at::scaled_dot_product_attention(qh, kvh[0], kvh[1], mask);                // [B, H, M, hd]
   return at::linear(merge_heads(o), proj->weight, proj->bias);                              // [B, M, D]
 }
 

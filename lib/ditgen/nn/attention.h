@@ -38,11 +38,13 @@ class AttentionImpl : public torch::nn::Module {
 TORCH_MODULE(Attention);
 
 // Multi-head attention of queries from one token set over keys and values from another: separate q and
-// kv projections (a DiT block's qkv rows split), output projection.
+// kv projections (a DiT block's qkv rows split), output projection. `context_mask` [B, N] bool (optional)
+// marks the context tokens attended to; every row needs one.
 class CrossAttentionImpl : public torch::nn::Module {
  public:
   CrossAttentionImpl(int hidden_size, int num_heads);
-  at::Tensor forward(const at::Tensor& queries, const at::Tensor& context);  // [B, M, D], [B, N, D] -> [B, M, D]
+  at::Tensor forward(const at::Tensor& queries, const at::Tensor& context,
+                     const at::Tensor& context_mask = {});  // [B, M, D], [B, N, D] -> [B, M, D]
 
   torch::nn::Linear q{nullptr};
   torch::nn::Linear kv{nullptr};

@@ -7,7 +7,7 @@
 namespace ditgen::nn {
 
 DiffuSSMBlockImpl::DiffuSSMBlockImpl(int hidden_size, int hourglass, int gate_hidden, int state_size,
-                                     bool shared_kernel)
+                                     bool shared_kernel, int text_heads)
     : hourglass_(hourglass) {
   const int D = hidden_size, M = hourglass, F = gate_hidden;
   compress = register_module("compress", torch::nn::Linear(M * D, D));
@@ -18,6 +18,7 @@ DiffuSSMBlockImpl::DiffuSSMBlockImpl(int hidden_size, int hourglass, int gate_hi
   gate = register_module("gate", torch::nn::Linear(M * D, F));
   mix = register_module("mix", torch::nn::Linear(D, F));
   out = register_module("out", torch::nn::Linear(F, M * D));
+  text_cross = make_text_attention(*this, text_heads > 0, D, text_heads);
   adaLN_modulation = register_module("adaLN_modulation", adaln_head(D, 3));
 }
 
@@ -25,7 +26,7 @@ at::Tensor DiffuSSMBlockImpl::bidirectional_ssm(const at::Tensor& u) {
   return bidirectional_s4d(*ssm_forward, *ssm_backward, u);  // [B, L, 2D]
 }
 
-at::Tensor DiffuSSMBlockImpl::forward(const at::Tensor& x, const at::Tensor& c) {
+at::Tensor DiffuSSMBlockImpl::forward(const at::Tensor& x, const at::Tensor& c, const TextTokens& text) {
   const int64_t B = x.size(0), L = x.size(1), D = x.size(2), J = L / hourglass_;
   TORCH_CHECK(L % hourglass_ == 0, "DiffuSSM: ", L, " tokens do not pack by the hourglass ratio ", hourglass_);
   std::vector<at::Tensor> mod = adaLN_modulation->forward(c).chunk(3, 1);                           // 3 x [B, D]
@@ -36,7 +37,7 @@ at::Tensor DiffuSSMBlockImpl::forward(const at::Tensor& x, const at::Tensor& c) 
   const at::Tensor I2 = linear_gelu(Y, contract->weight, contract->bias);                          // [B, J, D]
   const at::Tensor gated = linear_gelu(I2, mix->weight, mix->bias) * linear_gelu(I, gate->weight, gate->bias);  // [B, J, F]
   const at::Tensor O = out->forward(gated).reshape({B, L, D});                                     // [B, L, D]
-  return x + mod[2].unsqueeze(1) * O;                                                               // [B, L, D]
+  return add_text_attention(text_cross, x + mod[2].unsqueeze(1) * O, text);                        // [B, L, D]
 }
 
 }  // namespace ditgen::nn

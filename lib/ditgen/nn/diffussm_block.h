@@ -11,6 +11,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "ditgen/nn/s4d.h"
+#include "ditgen/nn/text_cross_attention.h"
 
 namespace ditgen::nn {
 
@@ -20,12 +21,15 @@ namespace ditgen::nn {
 //   I' = GELU(contract(Y packed))                    -> [B, J, D]  (W^down: 2 M D -> D)
 //   O  = out(GELU(mix(I')) * GELU(gate(I)))          -> [B, J, M D] (W^2: D -> F, W^1: M D -> F, W^3: F -> M D)
 //   x  = x + g * O unpacked                           (adaLN-Zero: shift, scale, gate from the condition)
+//   x  = x + CA(Q = x, KV = text)                     (text models: O(L x prompt length), no attention over x)
 class DiffuSSMBlockImpl : public torch::nn::Module {
  public:
-  // hidden D, hourglass ratio M, gate width F, S4D state N, shared_kernel: one SSM kernel for all channels.
-  DiffuSSMBlockImpl(int hidden_size, int hourglass, int gate_hidden, int state_size, bool shared_kernel);
-  // x [B, L, D] with L a multiple of M, c [B, D] -> [B, L, D]
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& c);
+  // hidden D, hourglass ratio M, gate width F, S4D state N, shared_kernel: one SSM kernel for all channels;
+  // text_heads > 0: text cross-attention with that many heads (text models).
+  DiffuSSMBlockImpl(int hidden_size, int hourglass, int gate_hidden, int state_size, bool shared_kernel,
+                    int text_heads = 0);
+  // x [B, L, D] with L a multiple of M, c [B, D], text [B, T, D] -> [B, L, D]
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& c, const TextTokens& text = {});
   // The bidirectional SSM: forward S4D, then flip -> backward S4D -> flip. u [B, L, D] -> [B, L, 2D]
   at::Tensor bidirectional_ssm(const at::Tensor& u);
 
@@ -37,6 +41,7 @@ class DiffuSSMBlockImpl : public torch::nn::Module {
   torch::nn::Linear gate{nullptr};      // W^1, on the block's input
   torch::nn::Linear mix{nullptr};       // W^2, on the SSM's output
   torch::nn::Linear out{nullptr};       // W^3
+  CrossAttention text_cross{nullptr};   // text models only
   torch::nn::Sequential adaLN_modulation{nullptr};  // SiLU, Linear(D -> 3D)
 
  private:

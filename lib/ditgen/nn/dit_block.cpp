@@ -14,8 +14,9 @@ at::Tensor layer_norm_plain(const at::Tensor& x) {
   return at::layer_norm(x, {x.size(-1)}, {}, {}, 1e-6);
 }
 
-DiTBlockImpl::DiTBlockImpl(int hidden_size, int num_heads, int mlp_hidden) {
+DiTBlockImpl::DiTBlockImpl(int hidden_size, int num_heads, int mlp_hidden, bool with_text) {
   attn = register_module("attn", Attention(hidden_size, num_heads));
+  text_cross = make_text_attention(*this, with_text, hidden_size, num_heads);
   mlp = register_module("mlp", Mlp(hidden_size, mlp_hidden));
   adaLN_modulation = register_module("adaLN_modulation", adaln_head(hidden_size, 6));
 }
@@ -32,18 +33,27 @@ std::vector<at::Tensor> adaln_chunks(torch::nn::Sequential& head, const at::Tens
 }
 }  // namespace
 
-at::Tensor attention_residual_then_mlp(const at::Tensor& x, const at::Tensor& a, const std::vector<at::Tensor>& mod,
-                                       Mlp& mlp) {
+std::pair<at::Tensor, at::Tensor> gated_residual_text_norm(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& a,
+                                                           const at::Tensor& shift, const at::Tensor& scale,
+                                                           const CrossAttention& text_cross, const TextTokens& text) {
   // The fused kernels (CUDA inference) or their references; the kernel takes a branch of x's shape only.
-  const at::Tensor branch = a.sizes() == x.sizes() ? a : a.expand_as(x).contiguous();                  // [B, N, D]
-  auto [h, h_mod] = cuda::gated_residual_layer_norm_modulate(x, mod[2], branch, mod[3], mod[4]);     // [B, N, D] x2
-  return cuda::gated_residual(h, mod[5], mlp->forward(h_mod));                                        // [B, N, D]
+  const at::Tensor branch = a.sizes() == x.sizes() ? a : a.expand_as(x).contiguous();             // [B, N, D]
+  if (text_cross.is_empty() || !text.defined())
+    return cuda::gated_residual_layer_norm_modulate(x, gate, branch, shift, scale);                // [B, N, D] x2
+  const at::Tensor h = add_text_attention(text_cross, cuda::gated_residual(x, gate, branch), text);  // [B, N, D]
+  return {h, cuda::layer_norm_modulate(h, shift, scale)};                                           // [B, N, D] x2
 }
 
-at::Tensor DiTBlockImpl::forward(const at::Tensor& x, const at::Tensor& c) {
+at::Tensor attention_residual_then_mlp(const at::Tensor& x, const at::Tensor& a, const std::vector<at::Tensor>& mod,
+                                       Mlp& mlp, const CrossAttention& text_cross, const TextTokens& text) {
+  auto [h, h_mod] = gated_residual_text_norm(x, mod[2], a, mod[3], mod[4], text_cross, text);  // [B, N, D] x2
+  return cuda::gated_residual(h, mod[5], mlp->forward(h_mod));                           // [B, N, D]
+}
+
+at::Tensor DiTBlockImpl::forward(const at::Tensor& x, const at::Tensor& c, const TextTokens& text) {
   std::vector<at::Tensor> mod = adaLN_modulation->forward(c).chunk(6, 1);  // 6 x [B, D]
   at::Tensor a = attn->forward(cuda::layer_norm_modulate(x, mod[0], mod[1]));  // [B, N, D]
-  return attention_residual_then_mlp(x, a, mod, mlp);                          // [B, N, D]
+  return attention_residual_then_mlp(x, a, mod, mlp, text_cross, text);        // [B, N, D]
 }
 
 std::vector<at::Tensor> DiTBlockImpl::modulation(const at::Tensor& silu_c) {
@@ -53,9 +63,9 @@ std::vector<at::Tensor> DiTBlockImpl::modulation(const at::Tensor& silu_c) {
 std::pair<at::Tensor, at::Tensor> DiTBlockImpl::forward_chained(const at::Tensor& x, const at::Tensor& x_mod,
                                                                 const std::vector<at::Tensor>& mod,
                                                                 const at::Tensor& next_shift,
-                                                                const at::Tensor& next_scale) {
+                                                                const at::Tensor& next_scale, const TextTokens& text) {
   at::Tensor a = attn->forward(x_mod);                                                             // [B, N, D]
-  auto [h, h_mod] = cuda::gated_residual_layer_norm_modulate(x, mod[2], a, mod[3], mod[4]);       // [B, N, D] x2
+  auto [h, h_mod] = gated_residual_text_norm(x, mod[2], a, mod[3], mod[4], text_cross, text);         // [B, N, D] x2
   at::Tensor m = mlp->forward(h_mod);                                                              // [B, N, D]
   return cuda::gated_residual_layer_norm_modulate(h, mod[5], m, next_shift, next_scale);          // [B, N, D] x2
 }

@@ -11,6 +11,7 @@
 
 #include "ditgen/nn/attention.h"
 #include "ditgen/nn/mlp.h"
+#include "ditgen/nn/text_cross_attention.h"
 
 namespace ditgen::nn {
 
@@ -21,16 +22,24 @@ at::Tensor layer_norm_plain(const at::Tensor& x);
 
 // The adaLN head of a block: SiLU, then Linear(D -> n D) giving n modulation vectors.
 torch::nn::Sequential adaln_head(int hidden_size, int n);
-// The second half of every adaLN-Zero block: x + gate_msa a, then + gate_mlp MLP(modulate(LN(.))), with
-// mod the block's six vectors (shift, scale, gate for attention, then for the MLP). a may be [B, 1, D]
-// (broadcast over tokens). x [B, N, D] -> [B, N, D]
+// x + gate a (a may be [B, 1, D]), then the text attention (when text_cross and text are given), and the
+// next layer's input: the stream and its norm modulated by shift and scale. [B, N, D] -> [B, N, D] x2
+std::pair<at::Tensor, at::Tensor> gated_residual_text_norm(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& a,
+                                                           const at::Tensor& shift, const at::Tensor& scale,
+                                                           const CrossAttention& text_cross, const TextTokens& text);
+// The second half of every adaLN-Zero block: x + gate_msa a, then the text attention (text models), then
+// + gate_mlp MLP(modulate(LN(.))), with mod the block's six vectors (shift, scale, gate for attention, then
+// for the MLP). a may be [B, 1, D] (broadcast over tokens). x [B, N, D] -> [B, N, D]
 at::Tensor attention_residual_then_mlp(const at::Tensor& x, const at::Tensor& a, const std::vector<at::Tensor>& mod,
-                                       Mlp& mlp);
+                                       Mlp& mlp, const CrossAttention& text_cross = nullptr,
+                                       const TextTokens& text = {});
 
 class DiTBlockImpl : public torch::nn::Module {
  public:
-  DiTBlockImpl(int hidden_size, int num_heads, int mlp_hidden);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& c);  // [B, N, D], [B, D] -> [B, N, D]
+  // with_text: the block attends to a prompt's tokens after its self-attention (text models).
+  DiTBlockImpl(int hidden_size, int num_heads, int mlp_hidden, bool with_text = false);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& c,
+                     const TextTokens& text = {});  // [B, N, D], [B, D], [B, L, D] -> [B, N, D]
 
   // The six adaLN vectors (shift, scale, gate for attention, then for the MLP) from SiLU(c), which the
   // fused path computes once for all blocks. [B, D] -> 6 x [B, D]
@@ -41,9 +50,10 @@ class DiTBlockImpl : public torch::nn::Module {
   // (the next block's attention pair, or the final layer's). Same function as forward().
   std::pair<at::Tensor, at::Tensor> forward_chained(const at::Tensor& x, const at::Tensor& x_mod,
                                                     const std::vector<at::Tensor>& mod, const at::Tensor& next_shift,
-                                                    const at::Tensor& next_scale);
+                                                    const at::Tensor& next_scale, const TextTokens& text = {});
 
   Attention attn{nullptr};
+  CrossAttention text_cross{nullptr};  // text models only
   Mlp mlp{nullptr};
   torch::nn::Sequential adaLN_modulation{nullptr};  // SiLU, Linear(D -> 6D)
 };

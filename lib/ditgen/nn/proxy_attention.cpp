@@ -176,11 +176,12 @@ at::Tensor proxy_tokens(const at::Tensor& x, const WindowGrid& g, int split) {
       .reshape({B, P * split * split, D});                           // [B, M, D]
 }
 
-ProxyTokenBlockImpl::ProxyTokenBlockImpl(int hidden_size, int num_heads, int mlp_hidden) {
+ProxyTokenBlockImpl::ProxyTokenBlockImpl(int hidden_size, int num_heads, int mlp_hidden, bool with_text) {
   proxy_attn = register_module("proxy_attn", Attention(hidden_size, num_heads));
   proxy_cross = register_module("proxy_cross", CrossAttention(hidden_size, num_heads));
   window_attn = register_module("window_attn", Attention(hidden_size, num_heads));
   shifted_attn = register_module("shifted_attn", Attention(hidden_size, num_heads));
+  text_cross = make_text_attention(*this, with_text, hidden_size, num_heads);
   mlp = register_module("mlp", Mlp(hidden_size, mlp_hidden));
   scale_shift_table = register_parameter("scale_shift_table", at::zeros({9, hidden_size}));
   torch::NoGradGuard no_grad;
@@ -189,7 +190,7 @@ ProxyTokenBlockImpl::ProxyTokenBlockImpl(int hidden_size, int num_heads, int mlp
 }
 
 at::Tensor ProxyTokenBlockImpl::forward(const at::Tensor& x, const at::Tensor& shared_mod, const WindowGrid& g,
-                                        const WindowLayout& layout, int proxy_split) {
+                                        const WindowLayout& layout, int proxy_split, const TextTokens& text) {
   const int64_t B = x.size(0), D = x.size(2);
   const std::vector<at::Tensor> mod = (shared_mod.view({B, 9, D}) + scale_shift_table).unbind(1);  // 9 x [B, D]
   // GIIM: global information through the proxies.
@@ -206,7 +207,7 @@ at::Tensor ProxyTokenBlockImpl::forward(const at::Tensor& x, const at::Tensor& s
   at::Tensor a = windowed(*window_attn, h_mod, false);                                     // [B, N, D]
   std::tie(h, h_mod) = cuda::gated_residual_layer_norm_modulate(h, mod[2], a, mod[3], mod[4]);  // [B, N, D] x2
   at::Tensor s = windowed(*shifted_attn, h_mod, true);                                     // [B, N, D]
-  std::tie(h, h_mod) = cuda::gated_residual_layer_norm_modulate(h, mod[5], s, mod[6], mod[7]);  // [B, N, D] x2
+  std::tie(h, h_mod) = gated_residual_text_norm(h, mod[5], s, mod[6], mod[7], text_cross, text);  // [B, N, D] x2
   return cuda::gated_residual(h, mod[8], mlp->forward(h_mod));                             // [B, N, D]
 }
 

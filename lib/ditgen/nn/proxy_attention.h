@@ -8,6 +8,7 @@
 #include <torch/nn/module.h>
 
 #include "ditgen/nn/attention.h"
+#include "ditgen/nn/text_cross_attention.h"
 #include "ditgen/nn/mlp.h"
 
 namespace ditgen::nn {
@@ -81,20 +82,23 @@ at::Tensor proxy_tokens(const at::Tensor& x, const WindowGrid& g, int split);
 //   GIIM: proxies p = window means; p += SA(LN(p)); x += CA(Q = LN(x), KV = LN(p)) with a zero-initialised
 //         output projection (the block starts without global mixing);
 //   TCM:  x += g1 WSA(mod1(LN(x))); x += g2 SWSA(mod2(LN(x))) (Swin mask);
+//   text: x += CA(Q = x, KV = text) (text models; zero-initialised output);
 //   MLP:  x += g3 MLP(mod3(LN(x))).
 // Conditioning is adaLN-single (PixArt-alpha, the released code's form): the model computes one 9D vector
 // from SiLU(c) for all blocks and each block adds its own learned table. x is window-major.
 class ProxyTokenBlockImpl : public torch::nn::Module {
  public:
-  ProxyTokenBlockImpl(int hidden_size, int num_heads, int mlp_hidden);
-  // x [B, N, D] window-major, shared_mod [B, 9D] (the model's adaLN-single output) -> [B, N, D]
+  // with_text: text cross-attention after the shifted windows, before the MLP (the released block's place).
+  ProxyTokenBlockImpl(int hidden_size, int num_heads, int mlp_hidden, bool with_text = false);
+  // x [B, N, D] window-major, shared_mod [B, 9D] (the model's adaLN-single output), text [B, L, D] -> [B, N, D]
   at::Tensor forward(const at::Tensor& x, const at::Tensor& shared_mod, const WindowGrid& g, const WindowLayout& layout,
-                     int proxy_split);
+                     int proxy_split, const TextTokens& text = {});
 
   Attention proxy_attn{nullptr};      // self-attention of the proxies
   CrossAttention proxy_cross{nullptr};  // every token to the proxies; proj zero-initialised
   Attention window_attn{nullptr};
   Attention shifted_attn{nullptr};
+  CrossAttention text_cross{nullptr};  // text models only
   Mlp mlp{nullptr};
   at::Tensor scale_shift_table;       // [9, D]: shift, scale, gate of WSA, SWSA, MLP added to the shared vector
 };

@@ -50,21 +50,23 @@ at::Tensor TokenRecoveryBlockImpl::forward(const at::Tensor& sparse, const at::T
   return attention_residual_then_mlp(merged, a, mod, mlp);                           // [B, N, D]
 }
 
-SparseDenseModuleImpl::SparseDenseModuleImpl(int hidden_size, int num_heads, int mlp_hidden, int semantic, int dense) {
+SparseDenseModuleImpl::SparseDenseModuleImpl(int hidden_size, int num_heads, int mlp_hidden, int semantic, int dense,
+                                             bool with_text) {
   token_merge = register_module("token_merge", TokenMergeBlock(hidden_size, num_heads, mlp_hidden));
   semantic_blocks = register_module("semantic_blocks", torch::nn::ModuleList());
-  for (int i = 0; i < semantic; ++i) semantic_blocks->push_back(DiTBlock(hidden_size, num_heads, mlp_hidden));
+  for (int i = 0; i < semantic; ++i) semantic_blocks->push_back(DiTBlock(hidden_size, num_heads, mlp_hidden, with_text));
   token_recover = register_module("token_recover", TokenRecoveryBlock(hidden_size, num_heads, mlp_hidden));
   normal_blocks = register_module("normal_blocks", torch::nn::ModuleList());
-  for (int i = 0; i < dense; ++i) normal_blocks->push_back(DiTBlock(hidden_size, num_heads, mlp_hidden));
+  for (int i = 0; i < dense; ++i) normal_blocks->push_back(DiTBlock(hidden_size, num_heads, mlp_hidden, with_text));
 }
 
-at::Tensor SparseDenseModuleImpl::forward(const at::Tensor& x, const at::Tensor& c, int grid, int grid_h, int grid_w) {
+at::Tensor SparseDenseModuleImpl::forward(const at::Tensor& x, const at::Tensor& c, int grid, int grid_h, int grid_w,
+                                          const TextTokens& text) {
   at::Tensor sparse = cuda::pool_tokens(x, grid_h, grid_w, grid);                                 // [B, S*S, D]
   sparse = token_merge->forward(sparse, x, c);                                                     // [B, S*S, D]
-  for (const auto& block : *semantic_blocks) sparse = block->as<DiTBlock>()->forward(sparse, c);   // [B, S*S, D]
+  for (const auto& block : *semantic_blocks) sparse = block->as<DiTBlock>()->forward(sparse, c, text);  // [B, S*S, D]
   at::Tensor h = token_recover->forward(sparse, x, c, grid, grid_h, grid_w);                       // [B, N, D]
-  for (const auto& block : *normal_blocks) h = block->as<DiTBlock>()->forward(h, c);               // [B, N, D]
+  for (const auto& block : *normal_blocks) h = block->as<DiTBlock>()->forward(h, c, text);         // [B, N, D]
   return h;
 }
 

@@ -10,6 +10,7 @@
 
 #include "ditgen/nn/attention.h"
 #include "ditgen/nn/mlp.h"
+#include "ditgen/nn/text_cross_attention.h"
 
 namespace ditgen::nn {
 
@@ -46,12 +47,14 @@ class TokenRecoveryBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(TokenRecoveryBlock);
 
-// One SDTM: token merge, `semantic` DiT blocks on the S x S tokens, token recovery, `dense` DiT blocks.
+// One SDTM: token merge, `semantic` DiT blocks on the S x S tokens, token recovery, `dense` DiT blocks. In a
+// text model the semantic and dense blocks attend to the prompt (the merge and recovery blocks do not).
 class SparseDenseModuleImpl : public torch::nn::Module {
  public:
-  SparseDenseModuleImpl(int hidden_size, int num_heads, int mlp_hidden, int semantic, int dense);
-  // x on a grid_h x grid_w token grid, run with an S x S sparse grid. [B, N, D], [B, D] -> [B, N, D]
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& c, int grid, int grid_h, int grid_w);
+  SparseDenseModuleImpl(int hidden_size, int num_heads, int mlp_hidden, int semantic, int dense, bool with_text = false);
+  // x on a grid_h x grid_w token grid, run with an S x S sparse grid. [B, N, D], [B, D], [B, L, D] -> [B, N, D]
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& c, int grid, int grid_h, int grid_w,
+                     const TextTokens& text = {});
 
   TokenMergeBlock token_merge{nullptr};
   torch::nn::ModuleList semantic_blocks{nullptr};

@@ -23,15 +23,15 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 // Items that can share a forward pass: everything but label and seed agrees.
 std::string compatibility_key(const GenerationRequest& r) {
   return c10::str(r.sampler.name, "|", r.sampler.steps, "|", r.sampler.eta, "|", r.guidance.scale, "|",
-                  r.guidance.channels, "|", r.guidance.negative_label, "|", r.height, "x", r.width, "|",
-                  r.schedule.text());
+                  r.guidance.channels, "|", r.guidance.negative_label, "|", r.negative_prompt, "|", r.height, "x",
+                  r.width, "|", r.schedule.text());
 }
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 // Why `--from` could not make this image again from the record its PNG will carry ("" when it can): every
-// field must read back, the prompt and negative must name the same classes, the schedule's text the same
-// schedule.
+// field must read back, the prompt and negative must name the same classes (a text model's are the text
+// itself), the schedule's text the same schedule.
 std::string replay_mismatch(const BatchItem& item, const ModelInfo& info, const BatchSettings& settings) {
   try {
     parse_replay_record(item.record, "the image's record");
@@ -41,8 +41,10 @@ std::string replay_mismatch(const BatchItem& item, const ModelInfo& info, const 
       return c10::str("its record would replay ", what, " '", label, "' (class ", id, ") as class ", again,
                       " (the model's class names repeat), so it is not written");
     };
-    if (auto why = replays_as(item.prompt, item.request.labels[0], "the prompt"); !why.empty()) return why;
-    if (!item.negative.empty())
+    if (!info.config.text.enabled()) {
+      if (auto why = replays_as(item.prompt, item.request.labels[0], "the prompt"); !why.empty()) return why;
+    }
+    if (!item.negative.empty() && !info.config.text.enabled())
       if (auto why = replays_as(item.negative, item.request.guidance.negative_label, "the negative"); !why.empty())
         return why;
     const std::string text = item.request.schedule.text();
@@ -115,15 +117,26 @@ BatchRun::BatchRun(Generator& generator, const std::vector<io::PromptEntry>& ent
         if (entry.schedule)
           r.schedule = settings.resolve_schedule ? settings.resolve_schedule(*entry.schedule)
                                                  : schedule::ComputeSchedule::parse(*entry.schedule);
-        const int64_t label = info.resolve_class(entry.prompt);
-        r.labels = {label};
-        item.prompt = info.class_label(label);
         const auto negative = entry.negative ? entry.negative : settings.negative;
-        if (negative) {
-          r.guidance.negative_label = info.resolve_class(*negative);
-          item.negative = info.class_label(r.guidance.negative_label);
+        if (info.config.text.enabled()) {
+          r.prompts = {entry.prompt};
+          if (negative) r.negative_prompt = item.negative = *negative;
+        } else {
+          const int64_t label = info.resolve_class(entry.prompt);
+          r.labels = {label};
+          item.prompt = info.class_label(label);
+          if (negative) {
+            r.guidance.negative_label = info.resolve_class(*negative);
+            item.negative = info.class_label(r.guidance.negative_label);
+          }
         }
-        generator.validate(r);
+        const ResolvedRequest resolved = generator.resolve(r);
+        if (j == 0 && !resolved.unknown_words.empty() && !resolved.unknown_words[0].empty()) {
+          std::string words;
+          for (const std::string& w : resolved.unknown_words[0]) words += (words.empty() ? "'" : ", '") + w + "'";
+          log::warn((entry.line > 0 ? "line " + std::to_string(entry.line) + ": " : std::string()) +
+                    "ignoring words this model does not know: " + words);
+        }
       } catch (const Error& ex) {
         fail(item, (entry.line > 0 ? "line " + std::to_string(entry.line) + ": " : std::string()) + ex.what(),
              ex.kind());
@@ -141,7 +154,8 @@ BatchRun::BatchRun(Generator& generator, const std::vector<io::PromptEntry>& ent
       item.gflops = item.record["gflops"].get<double>();
       if (!settings.output_template.empty())
         item.path = expand_output_name(settings.output_template,
-                                       {item.index, r.seeds[0], item.prompt, r.labels[0]}, total > 1);
+                                       {item.index, r.seeds[0], item.prompt, r.labels.empty() ? -1 : r.labels[0]},
+                                       total > 1);
       items_.push_back(std::move(item));
     }
   }
@@ -211,10 +225,13 @@ void BatchRun::run_group(const std::vector<size_t>& members, const std::function
                          const std::function<void(const Progress&)>& on_progress) {
   GenerationRequest r = items_[members.front()].request;
   r.labels.clear();
+  r.prompts.clear();
   r.seeds.clear();
   std::vector<at::Tensor> noise;
   for (size_t i : members) {
-    r.labels.push_back(items_[i].request.labels[0]);
+    const GenerationRequest& one = items_[i].request;
+    if (!one.labels.empty()) r.labels.push_back(one.labels[0]);
+    if (!one.prompts.empty()) r.prompts.push_back(one.prompts[0]);
     r.seeds.push_back(items_[i].request.seeds[0]);
     if (r.init_noise.defined()) noise.push_back(items_[i].request.init_noise);
   }

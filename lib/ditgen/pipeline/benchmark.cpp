@@ -19,10 +19,28 @@
 #include "ditgen/nn/s4d.h"
 #include "ditgen/pipeline/cuda_graph.h"
 #include "ditgen/pipeline/generator.h"
+#include "ditgen/text/tokenizer.h"
 
 namespace ditgen {
 
 namespace {
+
+// Random class ids [B], or for a text model token ids of full-length prompts [B, L] (every token real: the
+// costliest prompt).
+at::Tensor random_conditions(const DiTConfig& c, int64_t batch, at::Generator& rng) {
+  if (!c.text.enabled()) return at::randint(0, c.num_classes, {batch}, rng, at::kLong);
+  at::Tensor ids = at::randint(text::kFirstWordId, c.text.vocab_size(), {batch, c.text.max_tokens}, rng, at::kLong);
+  ids.select(1, 0).fill_(text::kStartId);
+  return ids;
+}
+
+// A prompt of as many words as a text model reads (its vocabulary's, cycled).
+std::string longest_prompt(const DiTConfig& c) {
+  std::string prompt;
+  for (int i = 0; i + 1 < c.text.max_tokens; ++i)
+    prompt += (i ? " " : "") + c.text.vocabulary[static_cast<size_t>(i) % c.text.vocabulary.size()];
+  return prompt;
+}
 
 // Restores a process-wide switch (fused kernels, the SSM scan kernel) when a benchmark ends, however it ends.
 struct SwitchRestore {
@@ -255,7 +273,7 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
         at::Generator rng = at::detail::createCPUGenerator(o.seed + batch);
         at::Tensor x = at::randn({batch, c.in_channels, size, size}, rng).to(device, dtype);  // [B, C, H, W]
         at::Tensor t = at::randint(0, c.diffusion_steps, {batch}, rng, at::kLong).to(device);  // [B]
-        at::Tensor y = at::randint(0, c.num_classes, {batch}, rng, at::kLong).to(device);      // [B]
+        at::Tensor y = random_conditions(c, batch, rng).to(device);                            // [B] or [B, L]
         BenchRecord r = record_for(size, patch, grid);
         r.kind = "forward";
         r.path = path;
@@ -284,7 +302,10 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
       for (const schedule::ComputeSchedule& plan : o.schedules) {
       GenerationRequest request;
       for (int i = 0; i < o.sample_batch; ++i) {
-        request.labels.push_back(i % c.num_classes);
+        if (c.text.enabled())
+          request.prompts.push_back(longest_prompt(c));
+        else
+          request.labels.push_back(i % c.num_classes);
         request.seeds.push_back(o.seed + i);
       }
       request.sampler.name = o.sampler;

@@ -12,6 +12,7 @@
 #include "ditgen/core/device.h"
 #include "ditgen/core/log.h"
 #include "ditgen/sampling/denoise.h"
+#include "ditgen/text/tokenizer.h"
 
 namespace ditgen {
 
@@ -44,15 +45,31 @@ void check_init_noise(const at::Tensor& noise) {
 
 ResolvedRequest Generator::resolve(const GenerationRequest& r) const {
   const DiTConfig& c = model_.info.config;
-  if (r.labels.empty()) throw Error(ErrorKind::Usage, "nothing to generate: no prompts");
-  if (r.seeds.size() != r.labels.size())
+  if (r.images() == 0) throw Error(ErrorKind::Usage, "nothing to generate: no prompts");
+  if (r.seeds.size() != r.images())
     throw Error(ErrorKind::Usage, "one seed per image is needed");
-  for (int64_t y : r.labels)
-    if (y < 0 || y >= c.num_classes)
-      throw Error(ErrorKind::Usage, "class id " + std::to_string(y) + " is out of range 0.." +
-                                        std::to_string(c.num_classes - 1));
-  if (r.batch_size < 0) throw Error(ErrorKind::Usage, "batch size must be >= 1");
   ResolvedRequest resolved;
+  if (c.text.enabled()) {
+    if (!r.labels.empty()) throw Error(ErrorKind::Usage, "this is a text model: give prompts, not class ids");
+    const text::Tokenizer tokenizer(c.text.vocabulary, c.text.max_tokens);
+    std::vector<at::Tensor> rows;
+    for (const std::string& prompt : r.prompts) {
+      text::Tokens tokens = tokenizer.encode(prompt);
+      rows.push_back(tokenizer.padded(tokens.ids));
+      resolved.unknown_words.push_back(std::move(tokens.unknown));
+    }
+    resolved.conditions = at::stack(rows);  // [N, L]
+    if (!r.negative_prompt.empty()) resolved.negative_ids = tokenizer.padded(tokenizer.encode(r.negative_prompt).ids);
+  } else {
+    if (!r.prompts.empty() || !r.negative_prompt.empty())
+      throw Error(ErrorKind::Usage, "this model is class-conditional: give class ids, not text prompts");
+    for (int64_t y : r.labels)
+      if (y < 0 || y >= c.num_classes)
+        throw Error(ErrorKind::Usage, "class id " + std::to_string(y) + " is out of range 0.." +
+                                          std::to_string(c.num_classes - 1));
+    resolved.conditions = at::tensor(r.labels, at::kLong);  // [N]
+  }
+  if (r.batch_size < 0) throw Error(ErrorKind::Usage, "batch size must be >= 1");
   resolved.request = r;
   std::tie(resolved.height, resolved.width) = run_size(c, r.height, r.width);
   const int h = resolved.height, w = resolved.width;
@@ -65,7 +82,7 @@ ResolvedRequest Generator::resolve(const GenerationRequest& r) const {
   for (int k = 0; k < steps; ++k) resolved.plans.push_back(r.schedule.plan(k, steps, c, resolved.guided()));
   if (r.init_noise.defined()) {
     check_init_noise(r.init_noise);
-    const std::vector<int64_t> want{static_cast<int64_t>(r.labels.size()), c.in_channels, h, w};
+    const std::vector<int64_t> want{static_cast<int64_t>(r.images()), c.in_channels, h, w};
     if (r.init_noise.sizes() != at::IntArrayRef(want))
       throw Error(ErrorKind::Input, "initial noise has shape " + c10::str(r.init_noise.sizes()) + " but this run needs " +
                                         c10::str(at::IntArrayRef(want)));
@@ -107,7 +124,7 @@ void Generator::set_lora_merged(bool merged) {
 }
 
 CudaGraph& Generator::step_graph(const ResolvedRequest& r, const at::Tensor& x, const at::Tensor& y,
-                                  const at::Tensor& scalars, const schedule::StepPlan& plan) {
+                                  const at::Tensor& null_y, const at::Tensor& scalars, const schedule::StepPlan& plan) {
   // Everything the captured kernels depend on besides their inputs.
   const sampling::Guidance& guidance = r.guidance;
   const sampling::Sampler& sampler = *r.sampler;
@@ -118,12 +135,13 @@ CudaGraph& Generator::step_graph(const ResolvedRequest& r, const at::Tensor& x, 
   std::unique_ptr<CudaGraph>& graph = graphs_[key];
   if (graph) return *graph;
   CudaGraph::Fn step = [&](const std::vector<at::Tensor>& in) -> std::vector<at::Tensor> {
-    // in: x [b, C, H, W] float, t [b], y [b], step scalars [n], noise [b, C, H, W] when the sampler needs it
+    // in: x [b, C, H, W] float, t [b], y and null_y [b] or [b, L], step scalars [n], noise [b, C, H, W] when
+    // the sampler needs it
     at::Tensor out =
-        sampling::guided_output(model_.model, in[0].to(dtype_), in[1], in[2], guidance, plan).to(at::kFloat);
-    return {sampler.step_with(in[0], out, in[3], in.size() > 4 ? in[4] : at::Tensor())};
+        sampling::guided_output(model_.model, in[0].to(dtype_), in[1], in[2], in[3], guidance, plan).to(at::kFloat);
+    return {sampler.step_with(in[0], out, in[4], in.size() > 5 ? in[5] : at::Tensor())};
   };
-  std::vector<at::Tensor> examples{x, at::zeros({x.size(0)}, x.options()), y, scalars};
+  std::vector<at::Tensor> examples{x, at::zeros({x.size(0)}, x.options()), y, null_y, scalars};
   if (sampler.needs_noise()) examples.push_back(at::zeros_like(x));
   graph = std::make_unique<CudaGraph>(step, examples);
   return *graph;
@@ -139,7 +157,7 @@ GenerationResult Generator::generate(const ResolvedRequest& resolved,
   if ((h != c.input_height || w != c.input_width) && untrained_sizes_run_.insert({h, w}).second)
     log::warn(c10::str("running at ", h, "x", w, ", a size this model was not trained at (", c.input_height, "x",
                        c.input_width, "): expect meaningless images"));
-  const int n = static_cast<int>(r.labels.size());
+  const int n = static_cast<int>(r.images());
   int batch = r.batch_size > 0 ? std::min(r.batch_size, n) : n;
   if (r.auto_batch && auto_batch_limit_ > 0) batch = std::min(batch, auto_batch_limit_);
   const sampling::Sampler& sampler = *resolved.sampler;
@@ -155,11 +173,11 @@ GenerationResult Generator::generate(const ResolvedRequest& resolved,
     at::Tensor noise = sampling::draw_noise(gens, c.in_channels, h, w);  // [b, C, H, W]
     if (r.init_noise.defined()) noise = r.init_noise.narrow(0, begin, count).to(at::kFloat);
     at::Tensor x = noise.to(float_opts);                                  // [b, C, H, W]
-    at::Tensor y = at::tensor(std::vector<int64_t>(r.labels.begin() + begin, r.labels.begin() + begin + count),
-                              at::TensorOptions().dtype(at::kLong)).to(device_);  // [b]
+    at::Tensor y = resolved.conditions.narrow(0, begin, count).to(device_);  // [b] or [b, L]
+    at::Tensor null_y = sampling::unconditional(c, guidance, count, y.options(), resolved.negative_ids);  // [b] or [b, L]
     // The model runs in the requested dtype; the sampler's arithmetic stays float32.
     sampling::ModelFn model_fn = [&](const at::Tensor& xk, const at::Tensor& t, int k) {
-      return sampling::guided_output(model_.model, xk.to(dtype_), t, y, guidance, plans[k]).to(at::kFloat);
+      return sampling::guided_output(model_.model, xk.to(dtype_), t, y, null_y, guidance, plans[k]).to(at::kFloat);
     };
     sampling::StepFn step = sampling::model_step(model_fn, sampler);
     if (uses_cuda_graphs()) {
@@ -177,9 +195,9 @@ GenerationResult Generator::generate(const ResolvedRequest& resolved,
       const size_t needed = std::set<schedule::StepPlan>(plans.begin(), plans.end()).size();
       if (graphs_.size() > 8 + needed) graphs_.clear();
       for (const schedule::StepPlan& plan : plans)
-        if (!graphs.count(plan)) graphs[plan] = &step_graph(resolved, x, y, s_table[0], plan);
+        if (!graphs.count(plan)) graphs[plan] = &step_graph(resolved, x, y, null_y, s_table[0], plan);
       step = [&, t_table, s_table, graphs](const at::Tensor& xk, int k, const at::Tensor& noise) {
-        std::vector<at::Tensor> in{xk, t_table[k].expand({xk.size(0)}), y, s_table[k]};
+        std::vector<at::Tensor> in{xk, t_table[k].expand({xk.size(0)}), y, null_y, s_table[k]};
         if (noise.defined()) in.push_back(noise);
         return graphs.at(plans[k])->replay(in)[0].clone();  // [b, C, H, W], outliving the next replay
       };
@@ -252,8 +270,8 @@ int Generator::fitting_batch(const ResolvedRequest& r, int failed) {
     try {
       at::Tensor x = at::zeros({b, c.in_channels, h, w}, at::TensorOptions().dtype(dtype_).device(device_));
       at::Tensor t = at::zeros({b}, at::TensorOptions().dtype(at::kFloat).device(device_));
-      at::Tensor y = at::zeros({b}, at::TensorOptions().dtype(at::kLong).device(device_));
-      sampling::guided_output(model_.model, x, t, y, r.guidance, plan);
+      at::Tensor y = sampling::unconditional(c, r.guidance, b, x.options(), r.negative_ids);  // [b] or [b, L]
+      sampling::guided_output(model_.model, x, t, y, y, r.guidance, plan);
       synchronize(device_);
     } catch (const c10::OutOfMemoryError&) {
       ran = false;

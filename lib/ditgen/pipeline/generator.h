@@ -22,8 +22,10 @@
 namespace ditgen {
 
 struct GenerationRequest {
-  std::vector<int64_t> labels;   // class id of each image
-  std::vector<uint64_t> seeds;   // seed of each image (same length as labels)
+  std::vector<int64_t> labels;       // class models: the class id of each image
+  std::vector<std::string> prompts;  // text models: the prompt of each image (labels stays empty)
+  std::string negative_prompt;       // text models: the guidance branch's prompt ("" = the null condition)
+  std::vector<uint64_t> seeds;       // seed of each image (one per label or prompt)
   sampling::SamplerOptions sampler;
   sampling::Guidance guidance;
   schedule::ComputeSchedule schedule;  // patch size per step and branch (flexible models); dense by default
@@ -38,6 +40,9 @@ struct GenerationRequest {
   bool auto_batch = false;       // out of GPU memory: halve the batch and go on (else Error(Runtime) naming one that fits)
   at::Tensor init_noise;         // optional [N, C, H, W]: replaces the seeded initial noise
   bool keep_trajectory = false;  // keep the state after every step
+
+  // Images asked for: one per label or prompt.
+  size_t images() const { return labels.empty() ? prompts.size() : labels.size(); }
 };
 
 // A request checked against a model, with what its run needs built once: the size, the sampler, the guidance
@@ -48,6 +53,9 @@ struct ResolvedRequest {
   std::shared_ptr<const sampling::Sampler> sampler;
   sampling::Guidance guidance;            // the request's, with the schedule's weak-guidance scale filled in
   std::vector<schedule::StepPlan> plans;  // what each denoising step runs (patch sizes, sparse grid)
+  at::Tensor conditions;    // CPU int64: [N] class ids, or [N, max_tokens] token ids of the prompts
+  at::Tensor negative_ids;  // CPU int64 [max_tokens]: the negative prompt's ids (text models; undefined: none)
+  std::vector<std::vector<std::string>> unknown_words;  // text models: each prompt's words the model ignores
 
   int steps() const { return static_cast<int>(plans.size()); }
   bool guided() const { return guidance.scale != 1.0; }
@@ -78,8 +86,9 @@ class Generator {
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
 
-  // Checks a request against the model (sizes, labels, sampler, guidance, schedule, noise) without running it
-  // and builds what the run needs; throws Error(Usage) (Error(Input) for bad init_noise) with a clear message.
+  // Checks a request against the model (sizes, labels or prompts, sampler, guidance, schedule, noise) without
+  // running it and builds what the run needs (prompts become token ids; words the model does not know are
+  // listed, not refused); throws Error(Usage) (Error(Input) for bad init_noise) with a clear message.
   // Resolve once and pass the result on: the overloads taking a GenerationRequest resolve it again.
   ResolvedRequest resolve(const GenerationRequest& request) const;
   void validate(const GenerationRequest& request) const { resolve(request); }
@@ -120,7 +129,7 @@ class Generator {
  private:
   // The captured step for a batch, capturing it on first use.
   CudaGraph& step_graph(const ResolvedRequest& request, const at::Tensor& x, const at::Tensor& y,
-                        const at::Tensor& scalars, const schedule::StepPlan& plan);
+                        const at::Tensor& null_y, const at::Tensor& scalars, const schedule::StepPlan& plan);
   // After running out of memory at `failed` images: the largest of failed/2, failed/4, ... whose costliest
   // step runs (one eager guided forward); 0 when not even one image does.
   int fitting_batch(const ResolvedRequest& request, int failed);

@@ -240,7 +240,7 @@ nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest
           {"version", std::string("ditgen ") + DITGEN_VERSION},
           {"model", {{"name", model.name}, {"sha256", model.sha256}, {"file", model.path.filename().string()}}},
           {"prompt", prompt},
-          {"class_id", r.labels.at(i)},
+          {"class_id", r.labels.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.labels.at(i))},  // null: text
           {"negative", negative},
           {"seed", r.seeds.at(i)},
           {"sampler", r.sampler.name},
@@ -260,7 +260,7 @@ nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest
 }
 
 bool same_output(const nlohmann::json& have, const nlohmann::json& want) {
-  for (const char* key : {"class_id", "negative", "seed", "sampler", "steps", "eta", "cfg_scale", "cfg_channels",
+  for (const char* key : {"prompt", "class_id", "negative", "seed", "sampler", "steps", "eta", "cfg_scale", "cfg_channels",
                           "height", "width", "init_noise", "dtype"})
     if (!have.contains(key) || have[key] != want.at(key)) return false;
   if (have.value("schedule", std::string("dense")) != want.value("schedule", std::string("dense"))) return false;

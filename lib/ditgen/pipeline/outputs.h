@@ -48,6 +48,7 @@ at::Tensor frame_from_image(const io::Image& image);
 void write_trajectory_video(const std::filesystem::path& path, const at::Tensor& trajectory, int columns);
 
 // The full record of one image: request, model, version; what `--from` will replay.
+// `prompt` is the class label it resolved to, or a text model's prompt as given (its class_id is null);
 // `negative` is the negative prompt as resolved ("" for the null condition); dtype as dtype_label gives it;
 // the GFLOPs of each denoising step (Generator::step_gflops) and their total go in too.
 nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest& request, size_t image,
@@ -78,7 +79,8 @@ void check_run_files(const std::vector<RunFile>& outputs, const std::vector<RunF
 // Error(Usage) unless `path` ends in `extension` (any case): ditgen writes what a name says, or refuses it.
 void require_extension(const std::filesystem::path& path, const std::string& extension, const std::string& role);
 
-// Whether an existing image's record describes the same output: same model, prompt, seed, sampling and size.
+// Whether an existing image's record describes the same output: same model, prompt (and class), seed,
+// sampling and size.
 bool same_output(const nlohmann::json& record, const nlohmann::json& wanted);
 
 // The "ditgen" record embedded in a PNG. Error(Input) when the file is not a PNG ditgen wrote.

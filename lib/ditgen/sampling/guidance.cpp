@@ -7,6 +7,7 @@
 
 #include "ditgen/core/device.h"
 #include "ditgen/core/error.h"
+#include "ditgen/text/tokenizer.h"
 
 namespace ditgen::sampling {
 
@@ -15,7 +16,9 @@ void validate_guidance(const Guidance& g, const DiTConfig& c) {
     throw Error(ErrorKind::Usage, "cfg scale must be a finite number, got " + c10::str(g.scale));
   if (g.channels < 0 || g.channels > c.in_channels)
     throw Error(ErrorKind::Usage, "cfg channels must be in 0.." + std::to_string(c.in_channels) + " (0 = all)");
-  if (g.negative_label < -1 || g.negative_label >= c.num_classes)
+  if (c.text.enabled() && g.negative_label != -1)
+    throw Error(ErrorKind::Usage, "a text model takes a negative prompt, not a negative class id");
+  if (!c.text.enabled() && (g.negative_label < -1 || g.negative_label >= c.num_classes))
     throw Error(ErrorKind::Usage, "negative class id " + std::to_string(g.negative_label) + " is out of range 0.." +
                                       std::to_string(c.num_classes - 1));
   if (g.scale != 1.0 && !c.has_null_class() && g.negative_label < 0)
@@ -33,8 +36,18 @@ at::Tensor combine(const at::Tensor& cond, const at::Tensor& uncond, double scal
 
 }  // namespace
 
+at::Tensor unconditional(const DiTConfig& c, const Guidance& g, int64_t batch, const at::TensorOptions& options,
+                         const at::Tensor& negative_ids) {
+  const at::TensorOptions ids = options.dtype(at::kLong);
+  if (!c.text.enabled()) return at::full({batch}, g.negative_label >= 0 ? g.negative_label : c.num_classes, ids);  // [B]
+  if (negative_ids.defined()) return negative_ids.to(ids.device()).unsqueeze(0).expand({batch, -1}).contiguous();  // [B, L]
+  at::Tensor empty = at::full({batch, c.text.max_tokens}, text::kPadId, ids);  // [B, L]
+  empty.select(1, 0).fill_(text::kStartId);
+  return empty;
+}
+
 at::Tensor guided_output(DiT& model, const at::Tensor& x, const at::Tensor& t, const at::Tensor& y,
-                         const Guidance& g, const schedule::StepPlan& plan) {
+                         const at::Tensor& null_y, const Guidance& g, const schedule::StepPlan& plan) {
   if (g.scale == 1.0) return model->forward(x, t, y, plan.cond_patch, plan.sparse_grid);  // [B, Cout, H, W]
   const DiTConfig& c = model->config();
   const int64_t B = x.size(0), n = g.channels == 0 ? c.in_channels : g.channels;
@@ -45,7 +58,6 @@ at::Tensor guided_output(DiT& model, const at::Tensor& x, const at::Tensor& t, c
         [&] { return model->forward(x, t, y, plan.guide_patch, plan.sparse_grid); });
     return combine(strong, weak, g.weak_scale, n);
   }
-  at::Tensor null_y = at::full_like(y, g.negative_label >= 0 ? g.negative_label : c.num_classes);  // [B]
   if (plan.cond_patch != plan.guide_patch) {
     auto [cond, uncond] = run_side_by_side(                                         // [B, Cout, H, W] x2
         x.device(), [&] { return model->forward(x, t, y, plan.cond_patch, plan.sparse_grid); },

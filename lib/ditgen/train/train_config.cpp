@@ -94,7 +94,7 @@ TrainConfig read_config(const YAML::Node& y, const std::filesystem::path& path) 
   require_known_keys(y, {"model", "data_dir", "output", "steps", "batch_size", "lr", "warmup_steps", "lr_schedule",
                          "weight_decay", "betas", "grad_clip", "ema_decay", "seed", "log_every", "sample_every",
                          "checkpoint_every", "bf16", "device", "freeze", "lora", "teacher", "name",
-                         "sampler_defaults", "save_dtype", "flexible", "sparse", "sparse_grids"},
+                         "sampler_defaults", "save_dtype", "flexible", "sparse", "sparse_grids", "scenes"},
                      "");
   const std::filesystem::path base = path.parent_path();
   auto rel = [&](const std::string& p) {
@@ -110,6 +110,7 @@ TrainConfig read_config(const YAML::Node& y, const std::filesystem::path& path) 
   // Unlike inputs, the output folder is relative to where ditgen runs.
   c.output = y["output"] ? y["output"].as<std::string>() : "runs/" + path.stem().string();
   c.steps = y["steps"].as<int64_t>(c.steps);
+  c.scenes = y["scenes"].as<int64_t>(c.scenes);
   c.batch_size = y["batch_size"].as<int>(c.batch_size);
   c.lr = y["lr"].as<double>(c.lr);
   c.warmup_steps = y["warmup_steps"].as<int64_t>(c.warmup_steps);
@@ -150,6 +151,7 @@ void check(const TrainConfig& c) {
     if (cond) throw Error(ErrorKind::Input, what);
   };
   bad(c.steps < 1, "steps must be >= 1");
+  bad(c.scenes < 1 || c.scenes > (int64_t{1} << 32), "scenes must be in 1..4294967296");
   bad(c.batch_size < 1 || c.batch_size > 65536, "batch_size must be in 1..65536");
   bad(!(c.lr > 0) || c.lr > 1, "lr must be in (0, 1]");
   bad(c.warmup_steps < 0, "warmup_steps must be >= 0");
@@ -179,7 +181,8 @@ nlohmann::json TrainConfig::to_json() const {
                    {"warmup_steps", warmup_steps}, {"lr_schedule", lr_schedule_name(lr_schedule)},
                    {"weight_decay", weight_decay}, {"betas", {beta1, beta2}}, {"grad_clip", grad_clip},
                    {"ema_decay", ema_decay}, {"seed", seed},                  {"bf16", bf16},
-                   {"freeze", freeze},       {"teacher", teacher},            {"save_dtype", name_of(save_dtype, kSaveDtypes)}};
+                   {"freeze", freeze},       {"teacher", teacher},            {"save_dtype", name_of(save_dtype, kSaveDtypes)},
+                   {"scenes", scenes}};
   if (lora) j["lora"] = {{"targets", lora->targets}, {"rank", lora->rank}, {"alpha", lora->alpha}};
   if (flexible)
     j["flexible"] = {{"patch_sizes", flexible->flex.patch_sizes}, {"mode", flexible->flex.mode},

@@ -49,6 +49,7 @@ SparseGrids parse_sparse_grids(const std::string& word);
 struct TrainConfig {
   std::string model;               // model spec (YAML), registry name, or a model file to fine-tune
   std::filesystem::path data_dir;  // Fashion-MNIST folder; empty = the Debian package's
+  int64_t scenes = 1000000;        // text models train on this many captioned scenes (data::ScenesDataset)
   std::filesystem::path output;    // run folder: checkpoint, log, samples, final model
   int64_t steps = 1000;
   int batch_size = 64;

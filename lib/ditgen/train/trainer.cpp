@@ -18,6 +18,8 @@
 #include "ditgen/pipeline/outputs.h"
 #include "ditgen/sampling/flow_matching.h"
 #include "ditgen/sampling/gaussian_diffusion.h"
+#include "ditgen/sampling/guidance.h"
+#include "ditgen/text/tokenizer.h"
 #include "ditgen/train/checkpoint.h"
 #include "ditgen/train/finetune.h"
 #include "ditgen/train/sample_plan.h"
@@ -114,6 +116,28 @@ std::optional<ModelInfo> refuse_silent_restart(const TrainConfig& c, bool resume
   return resumed_model_info(c.output, resume);
 }
 
+// A text model needs captions, and a vocabulary holding every word they use (checked on the first 1,000):
+// a caption word the encoder cannot see would silently train the wrong condition. Error(Usage) otherwise.
+void check_captions(const DiTConfig& mc, const data::Dataset& data) {
+  std::vector<int64_t> first(static_cast<size_t>(std::min<int64_t>(1000, data.size())));
+  for (size_t i = 0; i < first.size(); ++i) first[i] = static_cast<int64_t>(i);
+  const std::vector<std::string> captions = data.get(first).captions;
+  if (!mc.text.enabled()) {
+    if (!captions.empty()) throw Error(ErrorKind::Usage, "the data is captioned but the model takes classes: train a text model");
+    return;
+  }
+  if (captions.size() != first.size()) throw Error(ErrorKind::Usage, "a text model needs captioned data (scenes)");
+  const text::Tokenizer tokenizer(mc.text.vocabulary, mc.text.max_tokens);
+  std::vector<std::string> missing;
+  for (const std::string& caption : captions)
+    for (const std::string& word : tokenizer.encode(caption).unknown)
+      if (std::find(missing.begin(), missing.end(), word) == missing.end()) missing.push_back(word);
+  if (missing.empty()) return;
+  std::string words;
+  for (const std::string& w : missing) words += (words.empty() ? "" : ", ") + w;
+  throw Error(ErrorKind::Usage, "the model's vocabulary lacks words the training captions use: " + words);
+}
+
 class Run {
  public:
   Run(const TrainConfig& c, const data::Dataset& data, bool resume)
@@ -129,6 +153,7 @@ class Run {
                                         ") does not fit the model (" + std::to_string(mc.in_channels) +
                                         " channels, patch " + std::to_string(mc.patch_size) + ")");
     plan_.emplace(c, mc, data.height(), data.width());
+    check_captions(mc, data);
     if (mc.flex.lora() && !c.teacher.empty())
       throw Error(ErrorKind::Usage, "a lora-mode flexible model distills from itself at its own patch size; drop teacher");
     if (mc.objective == Objective::Eps)
@@ -208,13 +233,15 @@ class Run {
     at::Generator g = at::detail::createCPUGenerator(mix(c_.seed, static_cast<uint64_t>(step_)));
     data::Batch batch = data_.get(batch_indices(c_, data_.size(), step_));
     const int64_t B = batch.images.size(0);
-    at::Tensor labels = batch.labels;                                                     // [B]
+    at::Tensor condition = conditions(batch);                                             // [B] or [B, L]
     if (mc.has_null_class()) {
+      // Classifier-free guidance's null: the null class, or the empty prompt, this often.
       at::Tensor drop = at::rand({B}, g) < mc.class_dropout_prob;                         // [B]
-      labels = at::where(drop, at::full_like(labels, mc.num_classes), labels);
+      if (condition.dim() == 2) drop = drop.unsqueeze(1);                                 // [B, 1]
+      condition = at::where(drop, sampling::unconditional(mc, {}, B, condition.options()), condition);
     }
     at::Tensor noise = at::randn(batch.images.sizes(), g);                                 // [B, C, H, W]
-    at::Tensor x0 = batch.images.to(device_), eps = noise.to(device_), y = labels.to(device_);
+    at::Tensor x0 = batch.images.to(device_), eps = noise.to(device_), y = condition.to(device_);
     at::Tensor x_t, t_model, steps, noise_level;  // noise_level [B] CPU: 1 = pure noise
     const NoiseRange levels = plan_->noise_range(g);
     if (diffusion_) {
@@ -259,18 +286,30 @@ class Run {
     return {loss.detach(), norm};
   }
 
-  // A 10 x 10 grid of samples of the EMA model (a row a class) into output/samples/step-NNNNNNN.png.
+  // What the model is conditioned on: the batch's class ids [B], or its captions' token ids [B, L].
+  at::Tensor conditions(const data::Batch& batch) const {
+    const DiTConfig& mc = info_.config;
+    if (!mc.text.enabled()) return batch.labels;
+    return text::Tokenizer(mc.text.vocabulary, mc.text.max_tokens).encode_batch(batch.captions);
+  }
+
+  // A 10 x 10 grid of samples of the EMA model (a row a class; for a text model the first 100 captions of the
+  // data) into output/samples/step-NNNNNNN.png.
   void sample_grid() {
     const DiTConfig& mc = info_.config;
     if (mc.in_channels != 1 && mc.in_channels != 3) return;
     state_->swap_ema();
     GenerationRequest r;
-    const int rows = std::min(mc.num_classes, 10), columns = 10;
-    for (int row = 0; row < rows; ++row)
-      for (int col = 0; col < columns; ++col) {
-        r.labels.push_back(row);
-        r.seeds.push_back(static_cast<uint64_t>(row * columns + col));
-      }
+    const int columns = 10;
+    if (mc.text.enabled()) {
+      std::vector<int64_t> first(static_cast<size_t>(std::min<int64_t>(100, data_.size())));
+      for (size_t i = 0; i < first.size(); ++i) first[i] = static_cast<int64_t>(i);
+      r.prompts = data_.get(first).captions;
+    } else {
+      for (int row = 0; row < std::min(mc.num_classes, 10); ++row)
+        for (int col = 0; col < columns; ++col) r.labels.push_back(row);
+    }
+    for (size_t i = 0; i < r.images(); ++i) r.seeds.push_back(i);
     r.sampler = {info_.sampler_defaults.sampler, info_.sampler_defaults.steps, 0.0};
     r.guidance = {mc.has_null_class() ? info_.sampler_defaults.cfg_scale : 1.0, info_.sampler_defaults.cfg_channels};
     Generator generator(LoadedModel{model_, info_}, device_, at::kFloat);

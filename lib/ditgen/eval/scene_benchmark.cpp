@@ -1,0 +1,79 @@
+#include "ditgen/eval/scene_benchmark.h"
+
+#include <chrono>
+
+#include "ditgen/core/error.h"
+#include "ditgen/data/scene_captions.h"
+#include "ditgen/data/scenes.h"
+#include "ditgen/eval/scene_eval.h"
+
+namespace ditgen::eval {
+
+namespace {
+
+void check_text_model(const ModelInfo& info) {
+  const DiTConfig& c = info.config;
+  if (!c.text.enabled() || c.in_channels != 3 || c.input_height != data::kSceneSize ||
+      c.input_width != data::kSceneSize || c.image_space != ImageSpace::Pixel)
+    throw Error(ErrorKind::Usage, "the scene benchmark needs a text model of 64x64 RGB pixels; '" + info.name +
+                                      "' makes " + std::to_string(c.in_channels) + "-channel " +
+                                      std::to_string(c.input_height) + "x" + std::to_string(c.input_width) + " " +
+                                      image_space_name(c.image_space) + " outputs");
+}
+
+double ratio(const Tally& generated, const Tally& ceiling) {
+  return ceiling.accuracy() > 0 ? generated.accuracy() / ceiling.accuracy() : 0;
+}
+
+}  // namespace
+
+EvalReport evaluate_scenes(Generator& generator, const EvalOptions& o, const EvalProgress& progress) {
+  check_text_model(generator.info());
+  const std::vector<std::string> prompts = data::benchmark_prompts();
+  const std::vector<data::Scene>& layouts = data::benchmark_layouts();
+  const int64_t n = o.num_samples, P = static_cast<int64_t>(prompts.size());
+  const GeneratedImages generated = generate_for_evaluation(
+      generator, o,
+      [&](GenerationRequest& r, int64_t begin, int64_t count) {
+        r.prompts.clear();
+        for (int64_t i = begin; i < begin + count; ++i) r.prompts.push_back(prompts[static_cast<size_t>(i % P)]);
+      },
+      progress);
+  std::vector<data::Scene> asked;
+  for (int64_t i = 0; i < n; ++i) asked.push_back(layouts[static_cast<size_t>(i % P)]);
+
+  const auto features_start = std::chrono::steady_clock::now();
+  if (progress) progress(EvalStage::Features, Progress{0, 0, 0, 0, 0});
+  FmnistClassifier classifier = load_classifier(o.classifier, generator.device());
+  const std::filesystem::path dir = o.data_dir.empty() ? data::default_fashion_mnist_dir() : o.data_dir;
+  const data::FashionMnist test_set(dir, data::Split::Test), train_set(dir, data::Split::Train);
+  const SceneScores scores = score_scenes(classifier, generated.images, asked);
+  const SceneScores ceiling = real_scene_ceiling(classifier, test_set, std::min(n, P), o.seed);
+  const CropFid fid = crop_fid(classifier, generated.images, asked, test_set, train_set, o.seed);
+  if (progress)
+    progress(EvalStage::Features,
+             Progress{1, 1, 0, 0, std::chrono::duration<double>(std::chrono::steady_clock::now() - features_start).count()});
+
+  EvalReport report;
+  report.fid = fid.fid;
+  report.real_vs_real_fid = fid.real_floor;
+  report.class_accuracy = scores.item_class.accuracy();
+  nlohmann::json by_count = nlohmann::json::object();
+  for (int k = 0; k < data::kMaxItems; ++k)
+    by_count[std::to_string(k + 1)] = {{"items", ratio(scores.items_by_count[k], ceiling.items_by_count[k])},
+                                       {"scenes", ratio(scores.scenes_by_count[k], ceiling.scenes_by_count[k])}};
+  report.scenes = {{"generated", scores.to_json()},
+                   {"ceiling", ceiling.to_json()},
+                   {"ratio", {{"items", ratio(scores.items, ceiling.items)},
+                              {"scenes", ratio(scores.scenes, ceiling.scenes)},
+                              {"by_count", by_count}}},
+                   {"held_out_over_seen", scores.seen_items.accuracy() > 0
+                                              ? scores.held_out_items.accuracy() / scores.seen_items.accuracy()
+                                              : 0},
+                   {"prompts", std::min(n, P)},
+                   {"images_per_prompt", static_cast<double>(n) / static_cast<double>(std::min(n, P))}};
+  describe_run(report, generator, generated, o);
+  return report;
+}
+
+}  // namespace ditgen::eval
