@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Golden tensors of the text-conditioning tests (run from the repo root). Writes into tests/data/golden/:
 
-  tiny_text_<kind>.model.safetensors   a random text model of each backbone (every parameter ~ N(0, 0.2),
+  tiny_text_<kind>.model.safetensors   a random text model of each backbone (every parameter ~ N(0, 0.1),
                                        the text attention's zero initialisation included, so it matters):
                                          dit       dense DiT (depth 2, D 16, 2 heads, patch 2, 8x8 pixels, 3 channels)
                                          sparsedit 1 Poolingformer, 1 module [1, 1, 1, 1], 1 top block, grids 2..3
@@ -38,7 +38,7 @@ from convert_dit_checkpoint import save_safetensors, write_model_file  # noqa: E
 from make_golden import SAMPLER_DEFAULTS, describe  # noqa: E402
 
 GOLDEN = os.path.join("tests", "data", "golden")
-STD = 0.2
+STD = 0.1
 TEXT = {"vocabulary": ["a", "red", "bag", "in", "the", "top", "left", "and", "blue", "sneaker", "bottom", "right"],
         "max_tokens": 8, "width": 8, "layers": 2, "heads": 2}
 BASE = dict(architecture="dit", depth=2, hidden_size=16, num_heads=2, patch_size=2, mlp_ratio=1.0, in_channels=3,
