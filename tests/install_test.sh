@@ -16,7 +16,7 @@ cmake --install "$build" --prefix "$prefix" >/dev/null
 echo "installed in $((SECONDS - start)) s, $(du -sh "$prefix" | cut -f1): $(ls "$prefix/lib/ditgen" 2>/dev/null | tr '\n' ' ')"
 exe="$prefix/bin/ditgen"
 [ -x "$exe" ] || fail "no $exe"
-for f in share/ditgen/models/fmnist-dit.safetensors share/ditgen/models/fmnist-dit.md \
+for f in share/ditgen/models/scenes-dit.safetensors share/ditgen/models/scenes-dit.md \
          share/ditgen/schedules/flexi-50-guided.yaml; do
   [ -f "$prefix/$f" ] || fail "$f not installed"
 done
@@ -36,7 +36,7 @@ unshare --mount --propagation private bash -euo pipefail -c '
   for d in "$@"; do mount -t tmpfs none "$d"; done
   [ -z "$(ls -A "$1")" ] || { echo "FAIL: $1 still visible"; exit 1; }
   run() { env -u LD_LIBRARY_PATH -u DITGEN_MODELS_DIR -u DITGEN_SCHEDULES_DIR -u DITGEN_MODEL "$exe" "$@"; }
-  run generate sneaker -s 0 --steps 2 --device cpu -o "$out/sneaker.png"
+  run generate "a red sneaker in the top left" -s 0 --steps 2 --device cpu -o "$out/sneaker.png"
   [ -s "$out/sneaker.png" ] || { echo "FAIL: no image written"; exit 1; }
   run info "$prefix/share/ditgen/models/fmnist-flexidit.safetensors" --schedule flexi-50-guided >/dev/null
 ' _ "$exe" "$prefix" "$work" "${hide[@]}"

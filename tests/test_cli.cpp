@@ -223,14 +223,16 @@ TEST_CASE("generate --help documents the exit codes", "[cli]") {
   CHECK(contains(r.out, "--cfg-channels"));
 }
 
-TEST_CASE("generate uses the shipped default model when -m is not given", "[cli]") {
+TEST_CASE("generate uses the shipped default model, the text model, when -m is not given", "[cli]") {
   TempDir dir;
-  CliResult r = run_cli({"generate", "ankle boot", "-s", "3", "--steps", "2", "-o", "boot.png"}, dir.path());
+  CliResult r = run_cli({"generate", "a red ankle boot in the center", "-s", "3", "--steps", "2", "-o", "boot.png"},
+                        dir.path());
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   auto record = nlohmann::json::parse(io::read_png_text(dir / "boot.png").at(1).text);
-  CHECK(record["model"]["name"] == "fmnist-dit");
-  CHECK(record["class_id"] == 9);
+  CHECK(record["model"]["name"] == "scenes-dit");
+  CHECK(record["prompt"] == "a red ankle boot in the center");
+  CHECK(io::read_png(dir / "boot.png").channels == 3);
 }
 
 TEST_CASE("train and eval run from the command line", "[cli][train]") {

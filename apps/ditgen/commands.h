@@ -24,7 +24,7 @@ Command add_bench_command(CLI::App& root);
 Command add_metadata_command(CLI::App& root);
 Command add_scenes_command(CLI::App& root);
 
-// The shipped default model (models/fmnist-dit.safetensors); Error(Model) when it is not found.
+// The shipped default model, the text-to-image models/scenes-dit.safetensors; Error(Model) when it is not found.
 std::string default_model_path();
 
 // The exit-code table printed in --help and the README.

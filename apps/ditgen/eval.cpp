@@ -88,7 +88,7 @@ int run_eval(const EvalCliOptions& o) {
 }  // namespace
 
 std::string default_model_path() {
-  auto shipped = find_shipped("fmnist-dit.safetensors");
+  auto shipped = find_shipped("scenes-dit.safetensors");
   if (!shipped)
     throw Error(ErrorKind::Model, "no model given and the default model was not found (searched " +
                                       shipped_search_path() + "); pass -m FILE or set DITGEN_MODEL");
@@ -99,7 +99,7 @@ Command add_eval_command(CLI::App& root) {
   auto o = std::make_shared<EvalCliOptions>();
   CLI::App* app = root.add_subcommand("eval", "Measure a model: FID-FMNIST against the test split, class accuracy, "
                                               "GFLOPs per image and time (JSON)");
-  app->add_option("-m,--model", o->model, "Model file (default: the shipped Fashion-MNIST model)")
+  app->add_option("-m,--model", o->model, "Model file (default: the shipped text-to-image model, models/scenes-dit)")
       ->envname("DITGEN_MODEL");
   app->add_option("-n,--num-samples", o->num_samples,
                   "Images to generate (a text model: image i for scene-benchmark prompt i mod 2000, so 8000 "

@@ -385,7 +385,7 @@ Command add_generate_command(CLI::App& root) {
   app->add_option("--config", o->config,
                   "YAML file of defaults: option names without dashes -> values (flags > env > config)")
       ->group(prompts);
-  app->add_option("-m,--model", o->model, "Model file (.safetensors); default: the shipped Fashion-MNIST model")
+  app->add_option("-m,--model", o->model, "Model file (.safetensors); default: the shipped text-to-image model (models/scenes-dit)")
       ->envname("DITGEN_MODEL")
       ->group(model);
   app->add_option("--device", o->device, "auto, cpu, cuda or cuda:N")
