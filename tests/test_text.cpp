@@ -325,3 +325,32 @@ TEST_CASE("the shipped text model is the documented one and draws the scenes ask
   CHECK(scores.items.right >= 10);
   CHECK(scores.item_colour.right == 12);
 }
+
+TEST_CASE("eval on a text model runs the scene benchmark and reports it beside the real-scene ceiling", "[text][eval]") {
+  if (test::fashion_mnist_missing("the scene benchmark")) return;
+  test::TempDir dir;
+  const std::string spec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/scenes-tiny.yaml";
+  REQUIRE(test::run_cli({"init", spec, "-o", "text.safetensors", "--seed", "5"}, dir.path()).exit_code == 0);
+  test::CliResult r = test::run_cli({"eval", "-m", "text.safetensors", "-n", "8", "--steps", "1", "--batch-size", "4",
+                                     "--device", "cpu", "--progress", "none"},
+                                    dir.path());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  const nlohmann::json& scenes = j.at("scenes");
+  CHECK(scenes.at("prompts") == 8);
+  CHECK(scenes.at("images_per_prompt") == 1.0);
+  // The first 8 benchmark prompts hold 1, 2, 3, 4 items in turn: 20 items.
+  CHECK(scenes.at("generated").at("items").at("total") == 20);
+  CHECK(scenes.at("ceiling").at("items").at("total") == 20);
+  CHECK(scenes.at("ceiling").at("item_colour").at("accuracy") == 1.0);
+  for (const char* key : {"ratio", "held_out_over_seen"}) CHECK(scenes.contains(key));
+  CHECK(j.at("num_samples") == 8);
+  // A class model still gets the Fashion-MNIST evaluation, without scene figures.
+  const std::string classes = test::make_tiny_model(dir);
+  test::CliResult fmnist = test::run_cli({"eval", "-m", classes, "-n", "4", "--steps", "1", "--device", "cpu",
+                                          "--progress", "none"},
+                                         dir.path());
+  REQUIRE(fmnist.exit_code == 0);
+  CHECK_FALSE(nlohmann::json::parse(fmnist.out).contains("scenes"));
+}
