@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ditgen/core/error.h"
-#include "ditgen/text/tokenizer.h"
+#include "ditgen/text/words.h"
 
 namespace ditgen {
 

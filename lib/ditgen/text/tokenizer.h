@@ -8,19 +8,13 @@
 
 #include <ATen/ATen.h>
 
+#include "ditgen/text/words.h"
+
 namespace ditgen::text {
 
 constexpr int64_t kPadId = 0;    // fills a prompt's ids up to max_tokens; never attended to
 constexpr int64_t kStartId = 1;  // begins every prompt; alone it is the empty prompt, the null condition
 constexpr int64_t kFirstWordId = 2;
-
-// Whether `word` can be a vocabulary word: 1..32 bytes of lowercase ASCII letters, digits, '-' and '\''.
-bool is_vocabulary_word(const std::string& word);
-
-// The words of a prompt: ASCII letters lowercased, split at every byte that is not a letter, digit, '-',
-// '\'' or non-ASCII, with leading and trailing '-' and '\'' trimmed ("A Red T-shirt, top-left!" -> a, red,
-// t-shirt, top-left). Non-ASCII bytes stay inside their word (which no vocabulary holds).
-std::vector<std::string> split_words(const std::string& prompt);
 
 // A prompt's ids: the start id, then one id per known word (no padding).
 struct Tokens {
