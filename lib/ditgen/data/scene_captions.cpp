@@ -187,8 +187,7 @@ Scene parse_caption(const std::string& text) {
   } catch (const Error& e) {
     words.fail(e.what());
   }
-  std::stable_sort(scene.items.begin(), scene.items.end(),
-                   [](const SceneItem& a, const SceneItem& b) { return a.cell < b.cell; });
+  sort_by_cell(scene);
   return scene;
 }
 

@@ -26,11 +26,6 @@ constexpr std::pair<int, int> kHeldOut[] = {{3, 8}, {0, 1}, {5, 5}, {2, 4}, {7, 
 constexpr int kBenchmarkSize = 2000;
 constexpr uint64_t kBenchmarkSeed = 0x5CE7E5;  // any fixed value: the benchmark must never change
 
-void sort_by_cell(Scene& scene) {
-  std::stable_sort(scene.items.begin(), scene.items.end(),
-                   [](const SceneItem& a, const SceneItem& b) { return a.cell < b.cell; });
-}
-
 std::tuple<Cell, int, int> key(const SceneItem& item) { return {item.cell, item.cls, item.colour}; }
 
 }  // namespace
@@ -85,6 +80,11 @@ std::optional<int> class_from_word(const std::string& word) {
 
 bool is_held_out(int colour, int cls) {
   return std::find(std::begin(kHeldOut), std::end(kHeldOut), std::pair{colour, cls}) != std::end(kHeldOut);
+}
+
+void sort_by_cell(Scene& scene) {
+  std::stable_sort(scene.items.begin(), scene.items.end(),
+                   [](const SceneItem& a, const SceneItem& b) { return a.cell < b.cell; });
 }
 
 bool same_layout(const Scene& a, const Scene& b) {

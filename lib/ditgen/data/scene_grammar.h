@@ -61,6 +61,9 @@ struct Scene {
 // Whether two scenes name the same items (class, colour, cell), whatever their jitter, sources and order.
 bool same_layout(const Scene& a, const Scene& b);
 
+// Puts a scene's items in cell order (the order canonical captions name them), keeping ties in place.
+void sort_by_cell(Scene& scene);
+
 // Error(Input) naming the problem unless `scene` follows the grammar: 1..4 items with known classes and colours,
 // distinct cells, the centre only for a lone item, jitter within bounds.
 void check_scene(const Scene& scene);
