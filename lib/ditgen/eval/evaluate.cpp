@@ -78,26 +78,27 @@ nlohmann::json EvalReport::to_json() const {
   return j;
 }
 
-GeneratedImages generate_for_evaluation(Generator& generator, const EvalOptions& o, const Conditioner& condition,
-                                        const EvalProgress& progress) {
+GenerationRequest evaluation_request(const Generator& generator, const EvalOptions& o, const Conditioner& condition) {
   if (o.num_samples < 2) throw Error(ErrorKind::Usage, "evaluation needs at least 2 samples");
   if (o.batch_size < 1) throw Error(ErrorKind::Usage, "evaluation batch size must be >= 1");
   if (o.classifier.empty()) throw Error(ErrorKind::Usage, "evaluation needs a classifier file");
   const SamplerDefaults& defaults = generator.info().sampler_defaults;
-  GeneratedImages out;
-  GenerationRequest& request = out.request;
+  GenerationRequest request;
   request.sampler = {o.sampler.empty() ? defaults.sampler : o.sampler, o.steps, 0.0};
   request.guidance = {o.cfg_scale.value_or(defaults.cfg_scale), defaults.cfg_channels};
   request.schedule = o.schedule;
   request.auto_batch = o.auto_batch;
   condition(request, 0, 1);
   request.seeds = {o.seed};
-  generator.validate(request);  // usage errors before anything slow
-  // Everything that reads files comes before the (long) generation, so a bad path fails at once.
-  load_classifier(o.classifier, at::kCPU);
-  const std::filesystem::path dir = o.data_dir.empty() ? data::default_fashion_mnist_dir() : o.data_dir;
-  data::FashionMnist(dir, data::Split::Test);
+  generator.validate(request);
+  return request;
+}
 
+GeneratedImages generate_for_evaluation(Generator& generator, const EvalOptions& o, const GenerationRequest& settings,
+                                        const Conditioner& condition, const EvalProgress& progress) {
+  GeneratedImages out;
+  out.request = settings;
+  GenerationRequest& request = out.request;
   const int64_t n = o.num_samples;
   std::vector<at::Tensor> images;
   const auto start = std::chrono::steady_clock::now();
@@ -141,15 +142,15 @@ EvalReport evaluate(Generator& generator, const EvalOptions& o, const EvalProgre
   check_model(info);
   const int64_t n = o.num_samples, classes = info.config.num_classes;
   const at::Tensor labels = at::arange(n, at::kLong).remainder(classes);  // [N]: balanced over the classes
-  const GeneratedImages generated_images = generate_for_evaluation(
-      generator, o,
-      [&](GenerationRequest& r, int64_t begin, int64_t count) {
-        r.labels.assign(labels.data_ptr<int64_t>() + begin, labels.data_ptr<int64_t>() + begin + count);
-      },
-      progress);
+  const Conditioner condition = [&](GenerationRequest& r, int64_t begin, int64_t count) {
+    r.labels.assign(labels.data_ptr<int64_t>() + begin, labels.data_ptr<int64_t>() + begin + count);
+  };
+  const GenerationRequest request = evaluation_request(generator, o, condition);  // usage errors before anything slow
+  // Everything that reads files comes before the (long) generation, so a bad path fails at once.
   FmnistClassifier classifier = load_classifier(o.classifier, generator.device());
   const std::filesystem::path dir = o.data_dir.empty() ? data::default_fashion_mnist_dir() : o.data_dir;
   const data::FashionMnist test_set(dir, data::Split::Test), train_set(dir, data::Split::Train);
+  const GeneratedImages generated_images = generate_for_evaluation(generator, o, request, condition, progress);
   auto report_progress = [&](EvalStage stage, int64_t done, int64_t total, int step, int steps,
                              std::chrono::steady_clock::time_point stage_start) {
     if (progress)

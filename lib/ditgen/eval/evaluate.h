@@ -71,10 +71,13 @@ struct GeneratedImages {
   GenerationRequest request;  // the settings used (its labels or prompts: the last batch's)
 };
 
-// The generation half of an evaluation: options.num_samples images in batches (image i: seed options.seed + i,
-// its condition from `condition`), the request checked and the classifier and data set found before anything
-// slow; `progress` sees the Generating stage. Error(Usage) for bad options.
-GeneratedImages generate_for_evaluation(Generator& generator, const EvalOptions& options, const Conditioner& condition,
+// The request an evaluation runs (sampler, guidance and schedule from the options, else the model's defaults;
+// image 0's condition from `condition`), checked against the model. Error(Usage) for bad options.
+GenerationRequest evaluation_request(const Generator& generator, const EvalOptions& options, const Conditioner& condition);
+// The generation half of an evaluation: options.num_samples images of `request` in batches (image i: seed
+// options.seed + i, its condition from `condition`); `progress` sees the Generating stage.
+GeneratedImages generate_for_evaluation(Generator& generator, const EvalOptions& options,
+                                        const GenerationRequest& request, const Conditioner& condition,
                                         const EvalProgress& progress);
 // The run's own fields of a report (GFLOPs, time, rate, samples, sampler settings, seed).
 void describe_run(EvalReport& report, const Generator& generator, const GeneratedImages& generated,

@@ -32,21 +32,21 @@ EvalReport evaluate_scenes(Generator& generator, const EvalOptions& o, const Eva
   const std::vector<std::string> prompts = data::benchmark_prompts();
   const std::vector<data::Scene>& layouts = data::benchmark_layouts();
   const int64_t n = o.num_samples, P = static_cast<int64_t>(prompts.size());
-  const GeneratedImages generated = generate_for_evaluation(
-      generator, o,
-      [&](GenerationRequest& r, int64_t begin, int64_t count) {
-        r.prompts.clear();
-        for (int64_t i = begin; i < begin + count; ++i) r.prompts.push_back(prompts[static_cast<size_t>(i % P)]);
-      },
-      progress);
+  const Conditioner condition = [&](GenerationRequest& r, int64_t begin, int64_t count) {
+    r.prompts.clear();
+    for (int64_t i = begin; i < begin + count; ++i) r.prompts.push_back(prompts[static_cast<size_t>(i % P)]);
+  };
+  const GenerationRequest request = evaluation_request(generator, o, condition);  // usage errors before anything slow
+  // Everything that reads files comes before the (long) generation, so a bad path fails at once.
+  FmnistClassifier classifier = load_classifier(o.classifier, generator.device());
+  const std::filesystem::path dir = o.data_dir.empty() ? data::default_fashion_mnist_dir() : o.data_dir;
+  const data::FashionMnist test_set(dir, data::Split::Test), train_set(dir, data::Split::Train);
+  const GeneratedImages generated = generate_for_evaluation(generator, o, request, condition, progress);
   std::vector<data::Scene> asked;
   for (int64_t i = 0; i < n; ++i) asked.push_back(layouts[static_cast<size_t>(i % P)]);
 
   const auto features_start = std::chrono::steady_clock::now();
   if (progress) progress(EvalStage::Features, Progress{0, 0, 0, 0, 0});
-  FmnistClassifier classifier = load_classifier(o.classifier, generator.device());
-  const std::filesystem::path dir = o.data_dir.empty() ? data::default_fashion_mnist_dir() : o.data_dir;
-  const data::FashionMnist test_set(dir, data::Split::Test), train_set(dir, data::Split::Train);
   const SceneScores scores = score_scenes(classifier, generated.images, asked);
   const SceneScores ceiling = real_scene_ceiling(classifier, test_set, std::min(n, P), o.seed);
   const CropFid fid = crop_fid(classifier, generated.images, asked, test_set, train_set, o.seed);

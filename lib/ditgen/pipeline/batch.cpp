@@ -43,10 +43,10 @@ std::string replay_mismatch(const BatchItem& item, const ModelInfo& info, const 
     };
     if (!info.config.text.enabled()) {
       if (auto why = replays_as(item.prompt, item.request.labels[0], "the prompt"); !why.empty()) return why;
+      if (!item.negative.empty())
+        if (auto why = replays_as(item.negative, item.request.guidance.negative_label, "the negative"); !why.empty())
+          return why;
     }
-    if (!item.negative.empty() && !info.config.text.enabled())
-      if (auto why = replays_as(item.negative, item.request.guidance.negative_label, "the negative"); !why.empty())
-        return why;
     const std::string text = item.request.schedule.text();
     const auto reparsed = settings.resolve_schedule ? settings.resolve_schedule(text) : schedule::ComputeSchedule::parse(text);
     if (reparsed.text() != text) return "its compute schedule has no text form that replays it (" + text + ")";

@@ -12,7 +12,6 @@
 #include "ditgen/core/device.h"
 #include "ditgen/core/log.h"
 #include "ditgen/sampling/denoise.h"
-#include "ditgen/text/tokenizer.h"
 
 namespace ditgen {
 
@@ -21,6 +20,7 @@ Generator::Generator(const std::filesystem::path& model_path, at::Device device,
 
 Generator::Generator(LoadedModel model, at::Device device, at::ScalarType dtype)
     : model_(std::move(model)), device_(device), dtype_(dtype) {
+  if (model_.info.config.text.enabled()) tokenizer_.emplace(model_.info.config.text);
   // fp32 means fp32: cuDNN's convolutions (the patch embedding) would otherwise run in TF32.
   if (dtype_ == at::kFloat) at::globalContext().setAllowTF32CuDNN(false);
   model_.model->to(device_, dtype_);
@@ -51,7 +51,7 @@ ResolvedRequest Generator::resolve(const GenerationRequest& r) const {
   ResolvedRequest resolved;
   if (c.text.enabled()) {
     if (!r.labels.empty()) throw Error(ErrorKind::Usage, "this is a text model: give prompts, not class ids");
-    const text::Tokenizer tokenizer(c.text.vocabulary, c.text.max_tokens);
+    const text::Tokenizer& tokenizer = *tokenizer_;
     std::vector<at::Tensor> rows;
     for (const std::string& prompt : r.prompts) {
       text::Tokens tokens = tokenizer.encode(prompt);

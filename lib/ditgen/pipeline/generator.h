@@ -18,6 +18,7 @@
 #include "ditgen/pipeline/cuda_graph.h"
 #include "ditgen/sampling/guidance.h"
 #include "ditgen/sampling/sampler.h"
+#include "ditgen/text/tokenizer.h"
 
 namespace ditgen {
 
@@ -137,6 +138,7 @@ class Generator {
   void release_memory();
 
   LoadedModel model_;
+  std::optional<text::Tokenizer> tokenizer_;  // text models
   at::Device device_;
   at::ScalarType dtype_;
   bool cuda_graphs_ = true;

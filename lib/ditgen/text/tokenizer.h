@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 
+#include "ditgen/models/config.h"
 #include "ditgen/text/words.h"
 
 namespace ditgen::text {
@@ -26,6 +27,8 @@ class Tokenizer {
  public:
   // `vocabulary` as a model config holds it (validated there); a prompt keeps at most max_tokens - 1 words.
   Tokenizer(std::vector<std::string> vocabulary, int max_tokens);
+  // A text model's (its config's vocabulary and max_tokens).
+  explicit Tokenizer(const TextConfig& text) : Tokenizer(text.vocabulary, text.max_tokens) {}
 
   // Error(Usage) when the prompt has more known words than max_tokens - 1 (nothing is cut silently). A
   // hyphenated word the vocabulary lacks counts as its parts when it has them all ("top-left").

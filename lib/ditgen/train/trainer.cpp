@@ -116,21 +116,21 @@ std::optional<ModelInfo> refuse_silent_restart(const TrainConfig& c, bool resume
   return resumed_model_info(c.output, resume);
 }
 
-// A text model needs captions, and a vocabulary holding every word they use (checked on the first 1,000):
-// a caption word the encoder cannot see would silently train the wrong condition. Error(Usage) otherwise.
-void check_captions(const DiTConfig& mc, const data::Dataset& data) {
+// A text model (one with a tokenizer) needs captions, and a vocabulary holding every word they use (checked on
+// the first 1,000): a caption word the encoder cannot see would silently train the wrong condition.
+// Error(Usage) otherwise.
+void check_captions(const std::optional<text::Tokenizer>& tokenizer, const data::Dataset& data) {
   std::vector<int64_t> first(static_cast<size_t>(std::min<int64_t>(1000, data.size())));
   for (size_t i = 0; i < first.size(); ++i) first[i] = static_cast<int64_t>(i);
   const std::vector<std::string> captions = data.get(first).captions;
-  if (!mc.text.enabled()) {
+  if (!tokenizer) {
     if (!captions.empty()) throw Error(ErrorKind::Usage, "the data is captioned but the model takes classes: train a text model");
     return;
   }
   if (captions.size() != first.size()) throw Error(ErrorKind::Usage, "a text model needs captioned data (scenes)");
-  const text::Tokenizer tokenizer(mc.text.vocabulary, mc.text.max_tokens);
   std::vector<std::string> missing;
   for (const std::string& caption : captions)
-    for (const std::string& word : tokenizer.encode(caption).unknown)
+    for (const std::string& word : tokenizer->encode(caption).unknown)
       if (std::find(missing.begin(), missing.end(), word) == missing.end()) missing.push_back(word);
   if (missing.empty()) return;
   std::string words;
@@ -153,7 +153,8 @@ class Run {
                                         ") does not fit the model (" + std::to_string(mc.in_channels) +
                                         " channels, patch " + std::to_string(mc.patch_size) + ")");
     plan_.emplace(c, mc, data.height(), data.width());
-    check_captions(mc, data);
+    if (mc.text.enabled()) tokenizer_.emplace(mc.text);
+    check_captions(tokenizer_, data);
     if (mc.flex.lora() && !c.teacher.empty())
       throw Error(ErrorKind::Usage, "a lora-mode flexible model distills from itself at its own patch size; drop teacher");
     if (mc.objective == Objective::Eps)
@@ -288,9 +289,7 @@ class Run {
 
   // What the model is conditioned on: the batch's class ids [B], or its captions' token ids [B, L].
   at::Tensor conditions(const data::Batch& batch) const {
-    const DiTConfig& mc = info_.config;
-    if (!mc.text.enabled()) return batch.labels;
-    return text::Tokenizer(mc.text.vocabulary, mc.text.max_tokens).encode_batch(batch.captions);
+    return tokenizer_ ? tokenizer_->encode_batch(batch.captions) : batch.labels;
   }
 
   // A 10 x 10 grid of samples of the EMA model (a row a class; for a text model the first 100 captions of the
@@ -360,6 +359,7 @@ class Run {
   const TrainConfig& c_;
   const data::Dataset& data_;
   at::Device device_;
+  std::optional<text::Tokenizer> tokenizer_;  // text models: their captions' ids
   DiT model_{nullptr}, teacher_{nullptr};
   ModelInfo info_;
   std::optional<SamplePlan> plan_;  // once the model is known
