@@ -108,7 +108,7 @@ TEST_CASE("Sampling runs match the PyTorch reference", "[sampling][golden]") {
       std::vector<at::Generator> gens;
       for (uint64_t s : r.seeds) gens.push_back(at::detail::createCPUGenerator(s));
       const auto& shape = run.at("shape");
-      CHECK(at::equal(sampling::draw_noise(gens, shape[1], shape[2], shape[3]),
+      CHECK(at::equal(sampling::draw_noise(gens, std::vector<int64_t>{shape[1], shape[2], shape[3]}),
                       g.at(run.at("init_noise").get<std::string>())));
       at::Tensor out = generator.generate(r).frames.select(1, 0);
       const at::Tensor& expected = g.at(run.at("final").get<std::string>());

@@ -229,6 +229,12 @@ TEST_CASE("the CLI makes RGB images from sentences, replays them and explains wh
                                           dir.path());
   CHECK(unknown.exit_code == 0);
   CHECK(test::contains(unknown.err, "ignoring words this model does not know: 'hat'"));
+  // ... and in the negative prompt too.
+  test::CliResult negative = test::run_cli({"generate", "-m", "text.safetensors", "a red bag in the center", "--negative",
+                                            "a blurry bag", "-s", "1", "--steps", "1", "-o", "negative.png"},
+                                           dir.path());
+  CHECK(negative.exit_code == 0);
+  CHECK(test::contains(negative.err, "ignoring words of the negative prompt this model does not know: 'blurry'"));
   // Too long on the command line: refused before anything is made (exit 2); in a prompt file the line fails
   // alone (exit 6) and the others are made.
   std::string long_prompt;

@@ -20,6 +20,13 @@ using Clock = std::chrono::steady_clock;
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// 'a', 'b', 'c'
+std::string quoted_list(const std::vector<std::string>& words) {
+  std::string text;
+  for (const std::string& w : words) text += (text.empty() ? "'" : ", '") + w + "'";
+  return text;
+}
+
 // Items that can share a forward pass: everything but label and seed agrees.
 std::string compatibility_key(const GenerationRequest& r) {
   return c10::str(r.sampler.name, "|", r.sampler.steps, "|", r.sampler.eta, "|", r.guidance.scale, "|",
@@ -131,11 +138,13 @@ BatchRun::BatchRun(Generator& generator, const std::vector<io::PromptEntry>& ent
           }
         }
         const ResolvedRequest resolved = generator.resolve(r);
-        if (j == 0 && !resolved.unknown_words.empty() && !resolved.unknown_words[0].empty()) {
-          std::string words;
-          for (const std::string& w : resolved.unknown_words[0]) words += (words.empty() ? "'" : ", '") + w + "'";
-          log::warn((entry.line > 0 ? "line " + std::to_string(entry.line) + ": " : std::string()) +
-                    "ignoring words this model does not know: " + words);
+        if (j == 0) {
+          const std::string where = entry.line > 0 ? "line " + std::to_string(entry.line) + ": " : std::string();
+          if (!resolved.unknown_words.empty() && !resolved.unknown_words[0].empty())
+            log::warn(where + "ignoring words this model does not know: " + quoted_list(resolved.unknown_words[0]));
+          if (!resolved.negative_unknown_words.empty())
+            log::warn(where + "ignoring words of the negative prompt this model does not know: " +
+                      quoted_list(resolved.negative_unknown_words));
         }
       } catch (const Error& ex) {
         fail(item, (entry.line > 0 ? "line " + std::to_string(entry.line) + ": " : std::string()) + ex.what(),

@@ -2,11 +2,11 @@
 
 namespace ditgen::sampling {
 
-at::Tensor draw_noise(std::vector<at::Generator>& generators, int64_t channels, int64_t height, int64_t width) {
+at::Tensor draw_noise(std::vector<at::Generator>& generators, at::IntArrayRef shape) {
   std::vector<at::Tensor> noise;
   noise.reserve(generators.size());
-  for (auto& g : generators) noise.push_back(at::randn({channels, height, width}, g, at::kFloat));  // [C, H, W]
-  return at::stack(noise);                                                                          // [B, C, H, W]
+  for (auto& g : generators) noise.push_back(at::randn(shape, g, at::kFloat));  // [C, (F,) H, W]
+  return at::stack(noise);                                                      // [B, C, (F,) H, W]
 }
 
 StepFn model_step(ModelFn model, const Sampler& sampler) {
@@ -19,12 +19,12 @@ StepFn model_step(ModelFn model, const Sampler& sampler) {
 at::Tensor denoise(const StepFn& step, const Sampler& sampler, at::Tensor x, std::vector<at::Generator>& generators,
                    const DenoiseHooks& hooks) {
   const int total = sampler.steps();
-  const int64_t C = x.size(1), H = x.size(2), W = x.size(3);
+  const std::vector<int64_t> shape = x.sizes().slice(1).vec();  // [C, (F,) H, W]
   if (hooks.on_state) hooks.on_state(x);
   for (int k = 0; k < total; ++k) {
     if (hooks.cancelled && hooks.cancelled()) return {};
-    at::Tensor noise = sampler.needs_noise() ? draw_noise(generators, C, H, W).to(x.device()) : at::Tensor();
-    x = step(x, k, noise);  // [B, C, H, W]
+    at::Tensor noise = sampler.needs_noise() ? draw_noise(generators, shape).to(x.device()) : at::Tensor();
+    x = step(x, k, noise);  // [B, C, (F,) H, W]
     if (hooks.on_state) hooks.on_state(x);
     if (hooks.on_step) hooks.on_step(k + 1, total);
   }

@@ -27,9 +27,10 @@ struct DenoiseHooks {
   std::function<void(const at::Tensor& x)> on_state;  // the state before the first and after each step
 };
 
-// Per-image Gaussian noise [B, C, H, W] (float32, CPU): image b draws from its own generator, so an image
-// is the same whatever batch it runs in and on whatever device.
-at::Tensor draw_noise(std::vector<at::Generator>& generators, int64_t channels, int64_t height, int64_t width);
+// Per-image Gaussian noise [B, ...shape] (float32, CPU), shape [C, H, W] for images or [C, F, H, W] for clips:
+// image b draws from its own generator, so an image is the same whatever batch it runs in and on whatever
+// device.
+at::Tensor draw_noise(std::vector<at::Generator>& generators, at::IntArrayRef shape);
 
 // Runs the sampler from x (the initial noise, float32 on the model's device). Returns the sample, or an
 // undefined tensor when cancelled. Step noise comes from `generators` (one per image) in step order.

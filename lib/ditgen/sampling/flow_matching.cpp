@@ -3,6 +3,7 @@
 #include <string>
 
 #include "ditgen/core/error.h"
+#include "ditgen/sampling/per_sample.h"
 
 namespace ditgen::sampling {
 
@@ -20,12 +21,12 @@ at::Tensor FlowEuler::step(const at::Tensor& x, const at::Tensor& velocity, int 
 }
 
 at::Tensor flow_interpolate(const at::Tensor& x0, const at::Tensor& noise, const at::Tensor& t) {
-  at::Tensor tt = t.to(x0.dtype()).view({-1, 1, 1, 1});  // [B, 1, 1, 1]
-  return (1 - tt) * x0 + tt * noise;                       // [B, C, H, W]
+  at::Tensor tt = per_sample(t.to(x0.dtype()), x0.dim());  // [B, 1, ..., 1]
+  return (1 - tt) * x0 + tt * noise;                         // [B, C, (F,) H, W]
 }
 
 at::Tensor flow_training_loss(const at::Tensor& velocity, const at::Tensor& x0, const at::Tensor& noise) {
-  return (velocity.narrow(1, 0, x0.size(1)) - (noise - x0)).pow(2).mean({1, 2, 3});  // [B]
+  return sample_mean((velocity.narrow(1, 0, x0.size(1)) - (noise - x0)).pow(2));  // [B]
 }
 
 }  // namespace ditgen::sampling

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ditgen/core/error.h"
+#include "ditgen/sampling/per_sample.h"
 
 namespace ditgen::sampling {
 
@@ -137,15 +138,16 @@ at::Tensor GaussianDiffusion::ddim_step(const at::Tensor& x, const at::Tensor& m
   return ddim_update(x, model_out, s, i > 0 && s.sigma > 0 ? noise : at::Tensor());
 }
 
-at::Tensor GaussianDiffusion::lookup(const std::vector<double>& table, const at::Tensor& i) const {
+at::Tensor GaussianDiffusion::lookup(const std::vector<double>& table, const at::Tensor& i, int64_t dims) const {
   at::Tensor& t = device_tables_.tensors[&table];
   if (!t.defined() || t.device() != i.device())
     t = at::tensor(table, at::TensorOptions().dtype(at::kDouble)).to(i.device());  // [T]
-  return t.index_select(0, i).to(at::kFloat).view({-1, 1, 1, 1});                 // [B, 1, 1, 1]
+  return per_sample(t.index_select(0, i).to(at::kFloat), dims);                   // [B, 1, ..., 1]
 }
 
 at::Tensor GaussianDiffusion::q_sample(const at::Tensor& x0, const at::Tensor& i, const at::Tensor& noise) const {
-  return lookup(sqrt_acp_, i) * x0 + lookup(sqrt_one_minus_acp_, i) * noise;  // [B, C, H, W]
+  const int64_t d = x0.dim();
+  return lookup(sqrt_acp_, i, d) * x0 + lookup(sqrt_one_minus_acp_, i, d) * noise;  // [B, C, (F,) H, W]
 }
 
 namespace {
@@ -172,19 +174,19 @@ at::Tensor discretized_gaussian_log_likelihood(const at::Tensor& x, const at::Te
 
 at::Tensor GaussianDiffusion::training_loss(const at::Tensor& model_out, const at::Tensor& x0, const at::Tensor& x_t,
                                             const at::Tensor& i, const at::Tensor& noise) const {
-  const int64_t C = x0.size(1);
+  const int64_t C = x0.size(1), d = x0.dim();
   at::Tensor eps = model_out.narrow(1, 0, C);                                   // [B, C, H, W]
-  at::Tensor mse = (noise - eps).pow(2).mean({1, 2, 3});                        // [B]
+  at::Tensor mse = sample_mean((noise - eps).pow(2));                           // [B]
   if (variance_ != VarianceType::LearnedRange) return mse;
-  const at::Tensor min_log = lookup(posterior_log_var_clipped_, i), max_log = lookup(log_betas_, i);
+  const at::Tensor min_log = lookup(posterior_log_var_clipped_, i, d), max_log = lookup(log_betas_, i, d);
   at::Tensor frac = (model_out.narrow(1, C, C) + 1) / 2;                        // [B, C, H, W]
   at::Tensor model_log_var = frac * max_log + (1 - frac) * min_log;             // [B, C, H, W]
-  at::Tensor x0_pred = lookup(sqrt_recip_acp_, i) * x_t - lookup(sqrt_recipm1_acp_, i) * eps.detach();
-  at::Tensor model_mean = lookup(coef1_, i) * x0_pred + lookup(coef2_, i) * x_t;   // [B, C, H, W]
-  at::Tensor true_mean = lookup(coef1_, i) * x0 + lookup(coef2_, i) * x_t;         // [B, C, H, W]
-  at::Tensor kl = normal_kl(true_mean, min_log, model_mean, model_log_var).mean({1, 2, 3}) / std::log(2.0);
+  at::Tensor x0_pred = lookup(sqrt_recip_acp_, i, d) * x_t - lookup(sqrt_recipm1_acp_, i, d) * eps.detach();
+  at::Tensor model_mean = lookup(coef1_, i, d) * x0_pred + lookup(coef2_, i, d) * x_t;   // [B, C, H, W]
+  at::Tensor true_mean = lookup(coef1_, i, d) * x0 + lookup(coef2_, i, d) * x_t;         // [B, C, H, W]
+  at::Tensor kl = sample_mean(normal_kl(true_mean, min_log, model_mean, model_log_var)) / std::log(2.0);
   at::Tensor nll =
-      -discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_log_var).mean({1, 2, 3}) / std::log(2.0);
+      -sample_mean(discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_log_var)) / std::log(2.0);
   at::Tensor vb = at::where(i == 0, nll, kl);                                   // [B]
   return mse + vb;
 }

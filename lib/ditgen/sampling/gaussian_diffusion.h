@@ -72,8 +72,8 @@ class GaussianDiffusion {
                            const at::Tensor& i, const at::Tensor& noise) const;
 
  private:
-  // table[i] per sample, rounded to float32 after the float64 lookup, shaped [B, 1, 1, 1].
-  at::Tensor lookup(const std::vector<double>& table, const at::Tensor& i) const;
+  // table[i] per sample, rounded to float32 after the float64 lookup, shaped [B, 1, ..., 1] (`dims` in all).
+  at::Tensor lookup(const std::vector<double>& table, const at::Tensor& i, int64_t dims) const;
 
   std::vector<int64_t> timestep_map_;
   std::vector<double> betas_, alphas_cumprod_, alphas_cumprod_prev_;
