@@ -77,6 +77,8 @@ Command add_bench_command(CLI::App& root) {
   app->add_option("--size", b.sizes,
                   "Square input sizes in latent pixels, comma-separated (DiT-XL/2: 32 = 256 px); default: the model's")
       ->delimiter(',');
+  app->add_option("--frames", b.frames, "Clip lengths of a video model, comma-separated (e.g. 16,32,64); default: the model's")
+      ->delimiter(',');
   app->add_option("--dtype", b.dtype, "auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16 or fp16")->capture_default_str();
   app->add_option("--device", b.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   app->add_option("--path", b.paths, "Engine paths to time: eager, fused, fast (comma-separated); off CUDA only eager")

@@ -10,7 +10,7 @@
 namespace ditgen::data {
 
 struct Batch {
-  at::Tensor images;  // [B, C, H, W] float32 in [-1, 1], CPU
+  at::Tensor images;  // [B, C, H, W] float32 in [-1, 1], CPU; clips [B, C, F, H, W] (frames() > 1)
   at::Tensor labels;  // [B] int64
   std::vector<std::string> captions = {};  // one per image for captioned data (scenes), else empty
 };
@@ -24,6 +24,7 @@ class Dataset {
   virtual int channels() const = 0;
   virtual int height() const = 0;
   virtual int width() const = 0;
+  virtual int frames() const { return 1; }  // a clip's frames; 1 for images
   virtual const std::vector<std::string>& class_names() const = 0;
   // The examples at `indices` (each in 0..size()-1) as one batch.
   virtual Batch get(const std::vector<int64_t>& indices) const = 0;

@@ -74,6 +74,14 @@ void DiTConfig::validate(ErrorKind kind) const {
   require(input_height >= patch_size && input_width >= patch_size && input_height % patch_size == 0 &&
               input_width % patch_size == 0 && input_height <= 8192 && input_width <= 8192,
           kind, "input_size must be positive multiples of patch_size");
+  require(input_frames >= 1 && input_frames <= 1024, kind, "input_frames must be in 1..1024");
+  require(proxy.window_frames >= 1 && proxy.window_frames <= 64, kind, "proxy.window_frames must be in 1..64");
+  if (video()) {
+    require(!sparse.sparse() && !ssm.ssm() && !flex.flexible(), kind,
+            "a video model (input_frames > 1) is a dense DiT or a PT-DiT");
+    require(!proxy.proxy() || input_frames % proxy.window_frames == 0, kind,
+            "proxy.window_frames must divide input_frames");
+  }
   if (text.enabled()) {
     require(num_classes == 0, kind, "a text model has num_classes 0");
     validate_text(text, kind);
@@ -173,6 +181,17 @@ void DiTConfig::check_token_grid(int grid_h, int grid_w) const {
                                     std::to_string(unit) + " (windows are not padded)");
 }
 
+void DiTConfig::check_frames(int frames) const {
+  if (frames == 1) return;
+  if (frames < 1) throw Error(ErrorKind::Usage, "a clip needs at least one frame");
+  if (sparse.sparse() || ssm.ssm() || flex.flexible())
+    throw Error(ErrorKind::Usage, "this model makes images only: clips run through dense DiT and PT-DiT models");
+  if (proxy.proxy() && frames % proxy.window_frames != 0)
+    throw Error(ErrorKind::Usage, "this PT-DiT's windows span " + std::to_string(proxy.window_frames) +
+                                      " frames: the frame count must be a multiple of " +
+                                      std::to_string(proxy.window_frames));
+}
+
 const char* objective_name(Objective objective) { return objective == Objective::Eps ? "eps" : "flow"; }
 const char* image_space_name(ImageSpace space) { return space == ImageSpace::Pixel ? "pixel" : "latent"; }
 
@@ -199,7 +218,9 @@ nlohmann::json to_json(const DiTConfig& c) {
     j["sparse"] = {{"pooling_blocks", c.sparse.pooling_blocks}, {"modules", c.sparse.modules},
                    {"groups", {1, c.sparse.semantic, 1, c.sparse.dense}}, {"top_blocks", c.top_blocks()},
                    {"min_grid", c.sparse.min_grid}, {"max_grid", c.sparse.max_grid}};
+  if (c.video()) j["input_frames"] = c.input_frames;  // absent for images: their files stay as they were
   if (c.proxy.proxy()) j["proxy"] = {{"windows", c.proxy.windows}, {"proxy_split", c.proxy.proxy_split}};
+  if (c.proxy.proxy() && c.video()) j["proxy"]["window_frames"] = c.proxy.window_frames;
   if (c.ssm.ssm())
     j["ssm"] = {{"state_size", c.ssm.state_size}, {"hourglass", c.ssm.hourglass}, {"kernels", c.ssm.kernels}};
   if (c.text.enabled())
@@ -228,6 +249,7 @@ DiTConfig config_from_json(const nlohmann::json& j) {
     } else {
       c.input_height = c.input_width = to_int(size, "input_size");
     }
+    c.input_frames = int_field_or(j, "input_frames", 1);
     c.num_classes = int_field(j, "num_classes");
     c.class_dropout_prob = j.value("class_dropout_prob", 0.1);
     c.learn_sigma = j.value("learn_sigma", true);
@@ -271,6 +293,7 @@ DiTConfig config_from_json(const nlohmann::json& j) {
       require(q.is_object(), ErrorKind::Model, "proxy must be an object");
       c.proxy.windows = int_field_or(q, "windows", 8, "proxy.");
       c.proxy.proxy_split = int_field_or(q, "proxy_split", 1, "proxy.");
+      c.proxy.window_frames = int_field_or(q, "window_frames", 4, "proxy.");
       require(c.proxy.windows >= 1, ErrorKind::Model, "proxy.windows must be in 1..64");
     }
     if (j.contains("ssm")) {

@@ -53,6 +53,7 @@ struct SparseConfig {
 struct ProxyConfig {
   int windows = 0;      // windows per side of the token grid; 0 = not a PT-DiT
   int proxy_split = 1;  // proxies per window side
+  int window_frames = 4;  // p_t: the frames a window spans in a clip (an image's windows span its one frame)
 
   bool proxy() const { return windows > 0; }
 };
@@ -92,6 +93,7 @@ struct DiTConfig {
   int in_channels = 4;
   int input_height = 32;  // the training size; any size divisible by patch_size runs
   int input_width = 32;
+  int input_frames = 1;  // the training clip length; 1 = an image model (docs/VIDEO.md)
   int num_classes = 1000;          // 0 for a text model
   double class_dropout_prob = 0.1;  // training drops the condition (class or caption) this often: CFG's null
   bool learn_sigma = true;
@@ -107,6 +109,9 @@ struct DiTConfig {
 
   int out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
   int mlp_hidden() const { return static_cast<int>(std::lround(hidden_size * mlp_ratio)); }
+  bool video() const { return input_frames > 1; }
+  // The frames a PT-DiT window spans in a clip of `frames` (1 for an image).
+  int window_frames(int frames) const { return frames > 1 ? proxy.window_frames : 1; }
   bool has_null_class() const { return class_dropout_prob > 0 || text.enabled(); }  // text: the empty prompt
   // Whether the model runs at patch size p (0 = its own patch_size).
   bool supports_patch(int p) const;
@@ -119,6 +124,9 @@ struct DiTConfig {
   // A PT-DiT's windows need its token grid to divide into them, a DiffuSSM's hourglass its token count:
   // Error(Usage) naming the sizes that do when a grid_h x grid_w token grid does not (nothing for others).
   void check_token_grid(int grid_h, int grid_w) const;
+  // Clips run through dense and PT-DiT backbones, whose windows must divide the frames: Error(Usage) saying
+  // why when a clip of `frames` cannot run (nothing for frames = 1).
+  void check_frames(int frames) const;
   // Throws Error(kind) when a field is out of range (heads must divide hidden_size, ...).
   void validate(ErrorKind kind) const;
 };

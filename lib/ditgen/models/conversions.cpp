@@ -86,4 +86,15 @@ DiT make_sparse(DiT& dense, const SparseConfig& sparse) {
   return out;
 }
 
+DiT make_video(DiT& image, int frames, int window_frames) {
+  if (frames < 2) throw Error(ErrorKind::Usage, "a video model makes clips of at least 2 frames");
+  DiT out = conversion_target(image, image->config().video(), "a video model", [&](DiTConfig& c) {
+    c.input_frames = frames;
+    c.proxy.window_frames = window_frames;
+  });
+  at::NoGradGuard no_grad;
+  copy_matching(*image, *out);
+  return out;
+}
+
 }  // namespace ditgen

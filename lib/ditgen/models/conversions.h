@@ -1,5 +1,6 @@
 // Checkpoint conversions: a dense DiT's weights mapped onto a FlexiDiT (docs/FLEXIDIT.md) or SparseDiT
-// (docs/SPARSEDIT.md) layout, the starting point of their fine-tuning.
+// (docs/SPARSEDIT.md) layout, or an image model's onto a video model (docs/VIDEO.md), the starting point of
+// their fine-tuning.
 #pragma once
 
 #include "ditgen/models/config.h"
@@ -19,5 +20,10 @@ DiT make_flexible(DiT& dense, const FlexConfig& flex);
 // attention's q and kv are qkv's query and key-value rows; the recovery's merged layers start as W1 = 0,
 // W2 = I. Error(Usage) for a model that is sparse already or a layout that does not validate.
 DiT make_sparse(DiT& dense, const SparseConfig& sparse);
+
+// A video model making clips of `frames` (PT-DiT windows spanning `window_frames`) from an image model, with
+// its weights unchanged: temporal positions are fixed and zero at frame 0, so each frame starts as the image
+// model would draw it. Error(Usage) for a video model or a backbone that makes images only.
+DiT make_video(DiT& image, int frames, int window_frames);
 
 }  // namespace ditgen

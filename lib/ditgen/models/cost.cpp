@@ -36,9 +36,9 @@ int64_t text_parameter_count(const DiTConfig& c) {
 
 }  // namespace
 
-double dit_gflops(const DiTConfig& c, int height, int width, int patch, bool lora_merged, int grid) {
+double dit_gflops(const DiTConfig& c, int height, int width, int patch, bool lora_merged, int grid, int frames) {
   const double p = patch > 0 ? patch : c.patch_size, D = c.hidden_size, M = c.mlp_hidden();
-  const double N = std::floor(height / p) * std::floor(width / p);
+  const double N = frames * std::floor(height / p) * std::floor(width / p);
   const double embed = N * p * p * c.in_channels * D + 256.0 * D + D * D;  // patches, timestep MLP
   const double adaln = 6 * D * D, mlp = 2 * D * M;
   // A self-attention block over n tokens: qkv, proj, MLP, the two attention matmuls, adaLN, text attention.
@@ -63,8 +63,8 @@ double dit_gflops(const DiTConfig& c, int height, int width, int patch, bool lor
     // Proxy self-attention over Mp proxies, every token's cross-attention to them (q and proj on N tokens,
     // kv on the proxies), window and shifted-window attention over windows of n tokens, MLP; the
     // adaLN-single head once.
-    const double split = c.proxy.proxy_split, n = N / (c.proxy.windows * c.proxy.windows);
-    const double Mp = c.proxy.windows * c.proxy.windows * split * split;
+    const double windows = c.proxy.windows * c.proxy.windows * frames / c.window_frames(frames);
+    const double split = c.proxy.proxy_split, n = N / windows, Mp = windows * split * split;
     const double pt_block = Mp * 4 * D * D + 2 * Mp * Mp * D + N * 2 * D * D + Mp * 2 * D * D + 2 * N * Mp * D +
                             2 * (N * 4 * D * D + 2 * N * n * D) + N * mlp;
     proxy = c.depth * (pt_block + text_attention_macs(c, N)) + 9 * D * D;

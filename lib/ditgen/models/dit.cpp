@@ -13,6 +13,7 @@
 #include "ditgen/core/error.h"
 #include "ditgen/cuda/adaln.h"
 #include "ditgen/cuda/dispatch.h"
+#include "ditgen/nn/video_tokens.h"
 
 namespace ditgen {
 
@@ -84,20 +85,26 @@ void DiTImpl::set_lora_merged(bool merged) {
   lora_merged_ = merged && !adapted_.empty();
 }
 
-at::Tensor DiTImpl::pos_embed(int grid_h, int grid_w, int patch, const at::TensorOptions& options) {
-  at::Tensor& cached = pos_cache_[{grid_h, grid_w, patch}];
+at::Tensor DiTImpl::pos_embed(int frames, int grid_h, int grid_w, int patch, const at::TensorOptions& options) {
+  at::Tensor& cached = pos_cache_[{frames, grid_h, grid_w, patch}];
   if (!cached.defined() || cached.device() != options.device() || cached.scalar_type() != options.dtype()) {
     const double step = static_cast<double>(patch) / config_.patch_size;  // positions in pre-trained grid units
-    cached = nn::sincos_pos_embed_2d(config_.hidden_size, grid_h, grid_w, step).to(options);
+    at::Tensor image = nn::sincos_pos_embed_2d(config_.hidden_size, grid_h, grid_w, step);  // [1, h*w, D]
+    if (frames > 1) {
+      at::Tensor time = nn::temporal_pos_embed(config_.hidden_size, frames).unsqueeze(1);  // [F, 1, D]
+      image = (image + time).reshape({1, -1, config_.hidden_size});                        // [1, F*h*w, D]
+    }
+    cached = image.to(options);
   }
   return cached;
 }
 
 at::Tensor DiTImpl::unpatchify(const at::Tensor& x, const Embedded& e) const {
-  const int64_t B = x.size(0), p = e.patch, C = config_.out_channels();
-  return x.reshape({B, e.grid_h, e.grid_w, p, p, C})  // [B, h, w, p, q, C]
-      .permute({0, 5, 1, 3, 2, 4})                     // [B, C, h, p, w, q]
-      .reshape({B, C, e.grid_h * p, e.grid_w * p});    // [B, C, H, W]
+  const int64_t B = x.size(0) * e.frames, p = e.patch, C = config_.out_channels();
+  at::Tensor images = x.reshape({B, e.grid_h, e.grid_w, p, p, C})  // [B*F, h, w, p, q, C]
+                          .permute({0, 5, 1, 3, 2, 4})             // [B*F, C, h, p, w, q]
+                          .reshape({B, C, e.grid_h * p, e.grid_w * p});  // [B*F, C, H, W]
+  return e.clip ? nn::batch_as_frames(images, e.frames) : images;  // [B, C, F, H, W] or [B, C, H, W]
 }
 
 nn::FlexibleTokenizerImpl::Weights DiTImpl::base_tokenizer() const {
@@ -107,13 +114,18 @@ nn::FlexibleTokenizerImpl::Weights DiTImpl::base_tokenizer() const {
 DiTImpl::Embedded DiTImpl::embed(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch, int grid) {
   const int p = patch > 0 ? patch : config_.patch_size;
   TORCH_CHECK(config_.supports_patch(p), "this model does not run at patch size ", p);
-  TORCH_CHECK(x.dim() == 4 && x.size(1) == config_.in_channels, "DiT expects [B, ", config_.in_channels,
-              ", H, W], got ", x.sizes());
-  TORCH_CHECK(x.size(2) % p == 0 && x.size(3) % p == 0, "DiT input ", x.sizes(), " is not divisible by patch ", p);
+  TORCH_CHECK((x.dim() == 4 || x.dim() == 5) && x.size(1) == config_.in_channels, "DiT expects [B, ",
+              config_.in_channels, ", H, W] or a clip [B, ", config_.in_channels, ", F, H, W], got ", x.sizes());
   Embedded e;
+  e.clip = x.dim() == 5;
+  e.frames = e.clip ? static_cast<int>(x.size(2)) : 1;
+  config_.check_frames(e.frames);
+  const at::Tensor images = e.clip ? nn::frames_as_batch(x) : x;  // [B*F, C, H, W]
+  TORCH_CHECK(images.size(2) % p == 0 && images.size(3) % p == 0, "DiT input ", x.sizes(),
+              " is not divisible by patch ", p);
   e.patch = p;
-  e.grid_h = static_cast<int>(x.size(2)) / p;
-  e.grid_w = static_cast<int>(x.size(3)) / p;
+  e.grid_h = static_cast<int>(images.size(2)) / p;
+  e.grid_w = static_cast<int>(images.size(3)) / p;
   config_.check_token_grid(e.grid_h, e.grid_w);
   TORCH_CHECK(grid == 0 || config_.sparse.sparse(), "a sparse grid was given to a dense model");
   e.sparse_grid = config_.sparse_grid(grid);
@@ -127,8 +139,9 @@ DiTImpl::Embedded DiTImpl::embed(const at::Tensor& x, const at::Tensor& t, const
   }
   e.deembed_weight = w.deembed_weight;
   e.deembed_bias = w.deembed_bias;
-  e.tokens = nn::patchify(x, w.embed_weight, w.embed_bias);                        // [B, N, D]
-  e.tokens = e.tokens + pos_embed(e.grid_h, e.grid_w, p, e.tokens.options());     // [B, N, D]
+  e.tokens = nn::patchify(images, w.embed_weight, w.embed_bias)                   // [B*F, h*w, D]
+                 .reshape({x.size(0), -1, config_.hidden_size});                 // [B, N = F*h*w, D]
+  e.tokens = e.tokens + pos_embed(e.frames, e.grid_h, e.grid_w, p, e.tokens.options());  // [B, N, D]
   if (flex) {
     at::Tensor size_embed = flex->patch_embedding(p);                              // [D] or undefined
     if (size_embed.defined()) e.tokens = e.tokens + size_embed;                    // [B, N, D]
@@ -156,9 +169,10 @@ at::Tensor DiTImpl::sparse_stages(const at::Tensor& tokens, const Embedded& e) {
   return h;
 }
 
-nn::WindowGrid proxy_window_grid(const DiTConfig& config, int64_t grid_h, int64_t grid_w) {
+nn::WindowGrid proxy_window_grid(const DiTConfig& config, int64_t frames, int64_t grid_h, int64_t grid_w) {
   const int64_t windows = config.proxy.windows;
-  return {{1, grid_h, grid_w}, {1, grid_h / windows, grid_w / windows}};
+  return {{frames, grid_h, grid_w},
+          {config.window_frames(static_cast<int>(frames)), grid_h / windows, grid_w / windows}};
 }
 
 const nn::WindowLayout& DiTImpl::window_layout(const nn::WindowGrid& g, const c10::Device& device) {
@@ -169,7 +183,7 @@ const nn::WindowLayout& DiTImpl::window_layout(const nn::WindowGrid& g, const c1
 
 at::Tensor DiTImpl::proxy_stages(const at::Tensor& tokens, const Embedded& e) {
   if (!config_.proxy.proxy()) return tokens;
-  const nn::WindowGrid g = proxy_window_grid(config_, e.grid_h, e.grid_w);
+  const nn::WindowGrid g = proxy_window_grid(config_, e.frames, e.grid_h, e.grid_w);
   const nn::WindowLayout& layout = window_layout(g, tokens.device());
   const at::Tensor shared_mod = adaLN_modulation->forward(e.condition);             // [B, 9D]
   at::Tensor h = nn::gather_tokens(tokens, layout.raster_of_window_token);          // [B, N, D] window-major

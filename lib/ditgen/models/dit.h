@@ -27,12 +27,13 @@ class DiTImpl : public torch::nn::Module {
  public:
   explicit DiTImpl(const DiTConfig& config);
 
-  // Noise (or velocity) prediction: x [B, C, H, W] with H, W multiples of the patch; t [B] timesteps
+  // Noise (or velocity) prediction: x [B, C, H, W] with H, W multiples of the patch, or a clip [B, C, F, H, W]
+  // (dense and PT-DiT models; nn/video_tokens.h); t [B] timesteps
   // (integer or fractional); y the condition: [B] class ids, num_classes being the null class, or for a text
   // model [B, max_tokens] token ids (text::Tokenizer; the start id alone is the null condition); `patch` the patch size to
   // run at (0 = config().patch_size; a flexible model runs any of config().flex.patch_sizes); `grid` the
   // sparse grid S of a sparse model's modules (0 = config().sparse.max_grid; at most the token grid).
-  // -> [B, Cout, H, W]. Runs forward_fused on CUDA in inference (unless fused kernels are disabled), else
+  // -> [B, Cout, H, W] (a clip: [B, Cout, F, H, W]). Runs forward_fused on CUDA in inference (unless fused kernels are disabled), else
   // forward_reference.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, int patch = 0, int grid = 0);
   // Block by block, as the official code computes it (training and CPU use this).
@@ -79,6 +80,8 @@ class DiTImpl : public torch::nn::Module {
     nn::TextTokens text;   // [B, L, D] the prompt's states (text models)
     at::Tensor deembed_weight, deembed_bias;  // the output projection for this patch size
     int grid_h = 0, grid_w = 0, patch = 0;
+    int frames = 1;      // a clip's frames (1 for an image)
+    bool clip = false;   // the input was [B, C, F, H, W]
     int sparse_grid = 0;  // S of the sparse modules (sparse models)
   };
   // Also selects the patch size's LoRA adapters (lora mode).
@@ -93,18 +96,20 @@ class DiTImpl : public torch::nn::Module {
   at::Tensor leading_stages(const at::Tensor& h, const Embedded& e);
   // The window orders of a token grid on a device, built once per grid and device.
   const nn::WindowLayout& window_layout(const nn::WindowGrid& g, const c10::Device& device);
-  at::Tensor pos_embed(int grid_h, int grid_w, int patch, const at::TensorOptions& options);  // [1, N, D], cached
-  at::Tensor unpatchify(const at::Tensor& x, const Embedded& e) const;  // [B, N, p*p*C] -> [B, C, H, W]
+  // Image positions, plus temporal ones for a clip's frames. [1, F * h * w, D], cached
+  at::Tensor pos_embed(int frames, int grid_h, int grid_w, int patch, const at::TensorOptions& options);
+  at::Tensor unpatchify(const at::Tensor& x, const Embedded& e) const;  // [B, N, p*p*C] -> [B, C, (F,) H, W]
 
   DiTConfig config_;
-  std::map<std::tuple<int, int, int>, at::Tensor> pos_cache_;
+  std::map<std::tuple<int, int, int, int>, at::Tensor> pos_cache_;
   std::map<std::tuple<int64_t, int64_t, int64_t, std::string>, nn::WindowLayout> layout_cache_;
   std::vector<nn::LoRALinear> adapted_;  // lora mode: the linears carrying one adapter per patch size
   bool lora_merged_ = false;
 };
 TORCH_MODULE(DiT);
 
-// The windows of a PT-DiT image (one frame) of grid_h x grid_w tokens: config.proxy.windows per side.
-nn::WindowGrid proxy_window_grid(const DiTConfig& config, int64_t grid_h, int64_t grid_w);
+// The windows of a PT-DiT token grid of frames x grid_h x grid_w: config.proxy.windows per side, each
+// config.window_frames(frames) frames long.
+nn::WindowGrid proxy_window_grid(const DiTConfig& config, int64_t frames, int64_t grid_h, int64_t grid_w);
 
 }  // namespace ditgen

@@ -94,6 +94,9 @@ void validate(const BenchOptions& o, const DiTConfig& c) {
   for (int s : o.sizes)
     for (int p : o.patches)
       if (s % p) fail("patch size " + std::to_string(p) + " does not divide size " + std::to_string(s));
+  for (int f : o.frames) c.check_frames(f);
+  if (!o.frames.empty() && *std::max_element(o.frames.begin(), o.frames.end()) > 1 && !c.video())
+    fail("--frames needs a video model");
   if (o.sample_batch == 0) return;
   sampling::make_sampler({o.sampler, o.steps}, c);  // the generation's sampler and guidance, before the forwards
   sampling::validate_guidance({o.cfg_scale}, c);
@@ -127,7 +130,7 @@ nlohmann::json to_json(const BenchRecord& r) {
   nlohmann::json j = {{"tool", "ditgen"},       {"path", r.path},
           {"kind", r.kind},         {"model", r.model},
           {"params", r.params},     {"height", r.height},
-          {"width", r.width},       {"tokens", r.tokens},
+          {"width", r.width},       {"frames", r.frames},      {"tokens", r.tokens},
           {"patch", r.patch},       {"grid", r.grid},            {"schedule", r.schedule},
           {"batch", r.batch},       {"dtype", r.dtype},
           {"device", r.device},     {"attention", r.attention},
@@ -146,17 +149,19 @@ nlohmann::json to_json(const BenchRecord& r) {
   return j;
 }
 
-double token_mixing_gflops(const DiTConfig& c, int size) {
-  const double N = std::pow(size / c.patch_size, 2), D = c.hidden_size;
+double token_mixing_gflops(const DiTConfig& c, int size, int frames) {
+  const double N = frames * std::pow(size / c.patch_size, 2), D = c.hidden_size;
   if (c.ssm.ssm()) return ssm_mixing_gflops(c, N);
   if (!c.proxy.proxy()) return 2 * N * N * D / 1e9;
-  const nn::WindowGrid g = proxy_window_grid(c, size / c.patch_size, size / c.patch_size);
+  const nn::WindowGrid g = proxy_window_grid(c, frames, size / c.patch_size, size / c.patch_size);
   const double M = g.windows() * std::pow(c.proxy.proxy_split, 2), n = g.window_tokens();
   return (2 * M * M * D + 2 * N * M * D + 2 * 2 * N * n * D) / 1e9;
 }
 
-std::function<void()> token_mixing_run(const DiTConfig& c, int batch, int size, const at::TensorOptions& options) {
-  const int64_t B = batch, H = c.num_heads, D = c.hidden_size, hd = D / H, N = std::pow(size / c.patch_size, 2);
+std::function<void()> token_mixing_run(const DiTConfig& c, int batch, int size, int frames,
+                                       const at::TensorOptions& options) {
+  const int64_t B = batch, H = c.num_heads, D = c.hidden_size, hd = D / H,
+                N = frames * static_cast<int64_t>(std::pow(size / c.patch_size, 2));
   auto heads = [&](int64_t b, int64_t n) { return at::randn({b, H, n, hd}, options); };  // [b, H, n, hd]
   if (c.ssm.ssm()) {  // the bidirectional SSM of one block, its kernels' spectra cached after the first run
     nn::DiffuSSMBlock block(c.hidden_size, c.ssm.hourglass, c.mlp_hidden(), c.ssm.state_size, c.ssm.shared_kernel());
@@ -168,7 +173,7 @@ std::function<void()> token_mixing_run(const DiTConfig& c, int batch, int size, 
     at::Tensor q = heads(B, N), k = heads(B, N), v = heads(B, N);
     return [=] { nn::attention_core(q, k, v); };
   }
-  const nn::WindowGrid g = proxy_window_grid(c, size / c.patch_size, size / c.patch_size);
+  const nn::WindowGrid g = proxy_window_grid(c, frames, size / c.patch_size, size / c.patch_size);
   const int split = c.proxy.proxy_split;
   const int64_t M = g.windows() * split * split;
   auto layout = std::make_shared<nn::WindowLayout>(nn::make_window_layout(g, options.device()));
@@ -208,17 +213,19 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
   const std::string model_name = loaded.info.name.empty() ? o.model : loaded.info.name;
   const std::vector<int> patches = o.patches.empty() ? std::vector<int>{c.patch_size} : o.patches;
   const std::vector<int> grids = o.grids.empty() ? std::vector<int>{0} : o.grids;
-  auto record_for = [&](int size, int patch, int grid) {
+  const std::vector<int> frame_counts = o.frames.empty() ? std::vector<int>{c.input_frames} : o.frames;
+  auto record_for = [&](int size, int frames, int patch, int grid) {
     BenchRecord r;
     r.model = model_name;
     r.params = dit_parameter_count(c);
     r.height = r.width = size;
+    r.frames = frames;
     r.patch = patch;
-    r.tokens = static_cast<int64_t>(size / patch) * (size / patch);
+    r.tokens = static_cast<int64_t>(frames) * (size / patch) * (size / patch);
     r.dtype = dtype_label(dtype);
     r.device = device_name(device);
     r.grid = c.sparse_grid(grid);
-    r.gflops_per_image = dit_gflops(c, size, size, patch, o.merge_lora, grid);
+    r.gflops_per_image = dit_gflops(c, size, size, patch, o.merge_lora, grid, frames);
     return r;
   };
   // `total_gflops`: MAC GFLOPs of everything timed (all images, steps and branches).
@@ -243,15 +250,17 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
       continue;
     }
     cuda::set_fused_kernels_enabled(path != "eager");
-    for (int size : sizes) {
+    for (int size : sizes)
+    for (int frames : frame_counts) {
       for (int batch : o.mixing ? o.batches : std::vector<int>{}) {
-        BenchRecord r = record_for(size, c.patch_size, 0);
+        BenchRecord r = record_for(size, frames, c.patch_size, 0);
         r.kind = "mixing";
         r.path = path;
         r.batch = batch;
-        r.gflops_per_image = token_mixing_gflops(c, size);
+        r.gflops_per_image = token_mixing_gflops(c, size, frames);
         reset_peak_memory(device);
-        std::function<void()> run = token_mixing_run(c, batch, size, at::TensorOptions().device(device).dtype(dtype));
+        std::function<void()> run =
+            token_mixing_run(c, batch, size, frames, at::TensorOptions().device(device).dtype(dtype));
         std::unique_ptr<CudaGraph> graph;
         const at::Tensor unused = at::zeros({1}, at::TensorOptions().device(device));  // a graph takes an input
         if (path == "fast") {  // as the forwards: one graph launch instead of a launch per kernel
@@ -271,10 +280,12 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
       for (int grid : grids)
       for (int batch : o.batches) {
         at::Generator rng = at::detail::createCPUGenerator(o.seed + batch);
-        at::Tensor x = at::randn({batch, c.in_channels, size, size}, rng).to(device, dtype);  // [B, C, H, W]
+        std::vector<int64_t> shape = sample_shape(c.in_channels, frames, size, size);
+        shape.insert(shape.begin(), batch);
+        at::Tensor x = at::randn(shape, rng).to(device, dtype);                                  // [B, C, (F,) H, W]
         at::Tensor t = at::randint(0, c.diffusion_steps, {batch}, rng, at::kLong).to(device);  // [B]
         at::Tensor y = random_conditions(c, batch, rng).to(device);                            // [B] or [B, L]
-        BenchRecord r = record_for(size, patch, grid);
+        BenchRecord r = record_for(size, frames, patch, grid);
         r.kind = "forward";
         r.path = path;
         r.batch = batch;
@@ -312,11 +323,12 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
       request.sampler.steps = o.steps;
       request.guidance.scale = o.cfg_scale;
       request.height = request.width = size;
+      request.frames = frames;
       request.allow_untrained_size = true;  // timings, not images: any size the model runs
       request.schedule = plan;
       generator.set_cuda_graphs(path == "fast");
       const ResolvedRequest resolved = generator.resolve(request);
-      BenchRecord r = record_for(size, c.patch_size, 0);
+      BenchRecord r = record_for(size, frames, c.patch_size, 0);
       r.kind = "sample";
       r.path = path;
       r.schedule = plan.text();

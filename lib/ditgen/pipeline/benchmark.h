@@ -29,6 +29,7 @@ struct BenchOptions {
   std::string model;                 // model file, YAML spec or registry name (random N(0, 0.02) weights)
   std::vector<int> batches{64};      // images per forward
   std::vector<int> sizes;            // square input sizes (latent pixels); empty = the model's own
+  std::vector<int> frames;           // clip lengths (video models); empty = the model's own (1 for images)
   std::vector<int> patches;          // patch sizes of the forward measurements (flexible models); empty = own
   std::vector<int> grids;            // sparse grids of the forward measurements (sparse models); empty = default
   std::string dtype = "auto";        // auto: bf16 on CUDA, fp32 elsewhere (resolve_dtype)
@@ -56,9 +57,10 @@ struct BenchOptions {
 // gathers and masked attention; for a DiffuSSM block, which has no attention, its bidirectional SSM (two FFT
 // convolutions a channel, kernel spectra cached). Runs them once on random inputs of a block's shapes.
 // [record kind "mixing"]
-std::function<void()> token_mixing_run(const DiTConfig& config, int batch, int size, const at::TensorOptions& options);
-// MAC GFLOPs of those cores for one image.
-double token_mixing_gflops(const DiTConfig& config, int size);
+std::function<void()> token_mixing_run(const DiTConfig& config, int batch, int size, int frames,
+                                       const at::TensorOptions& options);
+// MAC GFLOPs of those cores for one image (or clip of `frames`).
+double token_mixing_gflops(const DiTConfig& config, int size, int frames = 1);
 
 // The peak MFU divides by, in TFLOP/s: the dense bf16 rate measured on the H100 (SXM) this project runs on,
 // not the datasheet's 989. Every record carries it (mfu_peak_tflops).
@@ -71,6 +73,7 @@ struct BenchRecord {
   std::string model;
   int64_t params = 0;
   int height = 0, width = 0;
+  int frames = 1;         // a clip's frames (1 for images); "images" below then count clips
   int patch = 0;          // forward: the patch size run
   int grid = 0;           // forward: a sparse model's grid S (0 for dense models)
   int64_t tokens = 0;

@@ -36,9 +36,24 @@ std::pair<int, int> run_size(const DiTConfig& c, int height, int width) {
   return {h, w};
 }
 
+int run_frames(const DiTConfig& c, int frames) {
+  const int f = frames ? frames : c.input_frames;
+  if (f < 1 || f > 1024) throw Error(ErrorKind::Usage, "frames must be in 1..1024");
+  if (f > 1 && !c.video())
+    throw Error(ErrorKind::Usage, "this is an image model: it makes no clips (frames need a video model)");
+  c.check_frames(f);
+  return f;
+}
+
+std::vector<int64_t> sample_shape(int64_t channels, int frames, int height, int width) {
+  if (frames > 1) return {channels, frames, height, width};
+  return {channels, height, width};
+}
+
 void check_init_noise(const at::Tensor& noise) {
-  if (noise.dim() != 4)
-    throw Error(ErrorKind::Input, "initial noise has shape " + c10::str(noise.sizes()) + "; it must be [N, C, H, W]");
+  if (noise.dim() != 4 && noise.dim() != 5)
+    throw Error(ErrorKind::Input, "initial noise has shape " + c10::str(noise.sizes()) +
+                                      "; it must be [N, C, H, W] (or [N, C, F, H, W] for clips)");
   if (!at::isfinite(noise).all().item<bool>())
     throw Error(ErrorKind::Input, "initial noise holds NaN or infinite values");
 }
@@ -59,7 +74,11 @@ ResolvedRequest Generator::resolve(const GenerationRequest& r) const {
       resolved.unknown_words.push_back(std::move(tokens.unknown));
     }
     resolved.conditions = at::stack(rows);  // [N, L]
-    if (!r.negative_prompt.empty()) resolved.negative_ids = tokenizer.padded(tokenizer.encode(r.negative_prompt).ids);
+    if (!r.negative_prompt.empty()) {
+      text::Tokens negative = tokenizer.encode(r.negative_prompt);
+      resolved.negative_ids = tokenizer.padded(negative.ids);
+      resolved.negative_unknown_words = std::move(negative.unknown);
+    }
   } else {
     if (!r.prompts.empty() || !r.negative_prompt.empty())
       throw Error(ErrorKind::Usage, "this model is class-conditional: give class ids, not text prompts");
@@ -73,6 +92,9 @@ ResolvedRequest Generator::resolve(const GenerationRequest& r) const {
   resolved.request = r;
   std::tie(resolved.height, resolved.width) = run_size(c, r.height, r.width);
   const int h = resolved.height, w = resolved.width;
+  resolved.frames = run_frames(c, r.frames);
+  if (resolved.frames > 1 && r.keep_trajectory)
+    throw Error(ErrorKind::Usage, "denoising trajectories are kept for images only, not clips");
   resolved.sampler = sampling::make_sampler(r.sampler, c);
   const int steps = resolved.sampler->steps();
   sampling::validate_guidance(r.guidance, c);
@@ -82,7 +104,8 @@ ResolvedRequest Generator::resolve(const GenerationRequest& r) const {
   for (int k = 0; k < steps; ++k) resolved.plans.push_back(r.schedule.plan(k, steps, c, resolved.guided()));
   if (r.init_noise.defined()) {
     check_init_noise(r.init_noise);
-    const std::vector<int64_t> want{static_cast<int64_t>(r.images()), c.in_channels, h, w};
+    std::vector<int64_t> want{static_cast<int64_t>(r.images()), c.in_channels, h, w};
+    if (resolved.frames > 1) want.insert(want.begin() + 2, resolved.frames);
     if (r.init_noise.sizes() != at::IntArrayRef(want))
       throw Error(ErrorKind::Input, "initial noise has shape " + c10::str(r.init_noise.sizes()) + " but this run needs " +
                                         c10::str(at::IntArrayRef(want)));
@@ -97,14 +120,14 @@ ResolvedRequest Generator::resolve(const GenerationRequest& r) const {
 
 std::vector<double> Generator::step_gflops(const ResolvedRequest& r) const {
   return schedule::step_gflops(model_.info.config, r.height, r.width, r.request.schedule, r.steps(), r.guided(),
-                               model_.model->lora_merged());
+                               model_.model->lora_merged(), r.frames);
 }
 
 std::vector<double> Generator::step_gflops(const GenerationRequest& r) const {
   const DiTConfig& c = model_.info.config;
   const auto [h, w] = run_size(c, r.height, r.width);
   return schedule::step_gflops(c, h, w, r.schedule, sampling::make_sampler(r.sampler, c)->steps(),
-                               r.guidance.scale != 1.0, model_.model->lora_merged());
+                               r.guidance.scale != 1.0, model_.model->lora_merged(), run_frames(c, r.frames));
 }
 
 namespace {
@@ -153,7 +176,9 @@ GenerationResult Generator::generate(const ResolvedRequest& resolved,
   c10::InferenceMode inference;
   const DiTConfig& c = model_.info.config;
   const GenerationRequest& r = resolved.request;
-  const int h = resolved.height, w = resolved.width;
+  const int h = resolved.height, w = resolved.width, frames = resolved.frames;
+  if (c.video() && frames > 1 && frames != c.input_frames && untrained_frames_run_.insert(frames).second)
+    log::warn(c10::str("making clips of ", frames, " frames; this model was trained on ", c.input_frames));
   if ((h != c.input_height || w != c.input_width) && untrained_sizes_run_.insert({h, w}).second)
     log::warn(c10::str("running at ", h, "x", w, ", a size this model was not trained at (", c.input_height, "x",
                        c.input_width, "): expect meaningless images"));
@@ -170,7 +195,7 @@ GenerationResult Generator::generate(const ResolvedRequest& resolved,
   auto run_batch = [&](int begin, int count, std::vector<at::Tensor>& states) -> at::Tensor {
     std::vector<at::Generator> gens;
     for (int i = begin; i < begin + count; ++i) gens.push_back(at::detail::createCPUGenerator(r.seeds[i]));
-    at::Tensor noise = sampling::draw_noise(gens, c.in_channels, h, w);  // [b, C, H, W]
+    at::Tensor noise = sampling::draw_noise(gens, sample_shape(c.in_channels, frames, h, w));  // [b, C, (F,) H, W]
     if (r.init_noise.defined()) noise = r.init_noise.narrow(0, begin, count).to(at::kFloat);
     at::Tensor x = noise.to(float_opts);                                  // [b, C, H, W]
     at::Tensor y = resolved.conditions.narrow(0, begin, count).to(device_);  // [b] or [b, L]
@@ -250,7 +275,8 @@ GenerationResult Generator::generate(const ResolvedRequest& resolved,
     if (r.keep_trajectory) trajectories.push_back(at::stack(states));  // [T+1, b, C, H, W]
     begin += count;
   }
-  result.frames = at::cat(samples).unsqueeze(1);  // [N, 1, C, H, W]
+  const at::Tensor all = at::cat(samples);                                    // [N, C, (F,) H, W]
+  result.frames = frames > 1 ? all.transpose(1, 2).contiguous() : all.unsqueeze(1);  // [N, F, C, H, W]
   if (r.keep_trajectory) result.trajectory = at::cat(trajectories, 1);  // [T+1, N, C, H, W]
   return result;
 }
@@ -268,7 +294,9 @@ int Generator::fitting_batch(const ResolvedRequest& r, int failed) {
   for (int b = failed / 2; b >= 1; b /= 2) {
     bool ran = true;
     try {
-      at::Tensor x = at::zeros({b, c.in_channels, h, w}, at::TensorOptions().dtype(dtype_).device(device_));
+      std::vector<int64_t> shape = sample_shape(c.in_channels, r.frames, h, w);
+      shape.insert(shape.begin(), b);
+      at::Tensor x = at::zeros(shape, at::TensorOptions().dtype(dtype_).device(device_));  // [b, C, (F,) H, W]
       at::Tensor t = at::zeros({b}, at::TensorOptions().dtype(at::kFloat).device(device_));
       at::Tensor y = sampling::unconditional(c, r.guidance, b, x.options(), r.negative_ids);  // [b] or [b, L]
       sampling::guided_output(model_.model, x, t, y, y, r.guidance, plan);

@@ -34,13 +34,16 @@ struct GenerationRequest {
   // passes only the sizes they gave: a given 0 is not a size. Negative sizes are refused.
   int height = 0;
   int width = 0;
+  // Frames of a clip (video models): 0 = the model's own (input_frames; 1 for image models). A video model
+  // also makes single images (frames 1).
+  int frames = 0;
   // A size other than the one the model was trained at gives meaningless images; it is refused
   // (Error(Usage)) unless this is set, and then runs with a warning (benchmarks, experiments).
   bool allow_untrained_size = false;
   int batch_size = 0;            // images per forward; 0 = all at once
   bool auto_batch = false;       // out of GPU memory: halve the batch and go on (else Error(Runtime) naming one that fits)
-  at::Tensor init_noise;         // optional [N, C, H, W]: replaces the seeded initial noise
-  bool keep_trajectory = false;  // keep the state after every step
+  at::Tensor init_noise;         // optional [N, C, H, W] ([N, C, F, H, W] for clips): replaces the seeded noise
+  bool keep_trajectory = false;  // keep the state after every step (images only)
 
   // Images asked for: one per label or prompt.
   size_t images() const { return labels.empty() ? prompts.size() : labels.size(); }
@@ -51,12 +54,14 @@ struct GenerationRequest {
 struct ResolvedRequest {
   GenerationRequest request;
   int height = 0, width = 0;  // the size run (the model's own where the request says 0)
+  int frames = 1;             // the frames run (the model's own where the request says 0)
   std::shared_ptr<const sampling::Sampler> sampler;
   sampling::Guidance guidance;            // the request's, with the schedule's weak-guidance scale filled in
   std::vector<schedule::StepPlan> plans;  // what each denoising step runs (patch sizes, sparse grid)
   at::Tensor conditions;    // CPU int64: [N] class ids, or [N, max_tokens] token ids of the prompts
   at::Tensor negative_ids;  // CPU int64 [max_tokens]: the negative prompt's ids (text models; undefined: none)
   std::vector<std::vector<std::string>> unknown_words;  // text models: each prompt's words the model ignores
+  std::vector<std::string> negative_unknown_words;      // text models: the negative prompt's ignored words
 
   int steps() const { return static_cast<int>(plans.size()); }
   bool guided() const { return guidance.scale != 1.0; }
@@ -145,14 +150,20 @@ class Generator {
   std::map<std::string, std::unique_ptr<CudaGraph>> graphs_;
   int auto_batch_limit_ = 0;  // the batch --auto-batch settled on (0: none yet)
   std::set<std::pair<int, int>> untrained_sizes_run_;  // warned about once each
+  std::set<int> untrained_frames_run_;                 // likewise
 };
 
 // The size a run makes for a requested height and width (0 = the model's own): Error(Usage) unless both are
 // positive multiples of the patch size, at most 8192.
 std::pair<int, int> run_size(const DiTConfig& config, int height, int width);
+// The frames a request runs (0 = the model's own): Error(Usage) for clips from an image model or a count the
+// model's windows do not divide.
+int run_frames(const DiTConfig& config, int frames);
+// One sample's shape: [C, H, W] for an image, [C, F, H, W] for a clip.
+std::vector<int64_t> sample_shape(int64_t channels, int frames, int height, int width);
 
-// Error(Input) unless `noise` is a 4-D [N, C, H, W] tensor of finite values: initial noise from a file is
-// checked before anything indexes it.
+// Error(Input) unless `noise` is a 4-D [N, C, H, W] (or clips' 5-D [N, C, F, H, W]) tensor of finite values:
+// initial noise from a file is checked before anything indexes it.
 void check_init_noise(const at::Tensor& noise);
 
 }  // namespace ditgen

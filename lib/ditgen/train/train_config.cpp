@@ -59,6 +59,16 @@ FlexibleTraining read_flexible(const YAML::Node& f) {
   return ft;
 }
 
+VideoTraining read_video(const YAML::Node& v) {
+  if (!v.IsMap()) throw Error(ErrorKind::Input, "video must be a mapping");
+  require_known_keys(v, {"frames", "window_frames", "still_share"}, "video ");
+  VideoTraining t;
+  t.frames = v["frames"].as<int>(t.frames);
+  t.window_frames = v["window_frames"].as<int>(t.window_frames);
+  t.still_share = v["still_share"].as<double>(t.still_share);
+  return t;
+}
+
 SparseConfig read_sparse(const YAML::Node& q) {
   if (!q.IsMap()) throw Error(ErrorKind::Input, "sparse must be a mapping");
   static const std::vector<std::string> keys{"pooling_blocks", "modules", "groups", "min_grid", "max_grid"};
@@ -94,7 +104,7 @@ TrainConfig read_config(const YAML::Node& y, const std::filesystem::path& path) 
   require_known_keys(y, {"model", "data_dir", "output", "steps", "batch_size", "lr", "warmup_steps", "lr_schedule",
                          "weight_decay", "betas", "grad_clip", "ema_decay", "seed", "log_every", "sample_every",
                          "checkpoint_every", "bf16", "device", "freeze", "lora", "teacher", "name",
-                         "sampler_defaults", "save_dtype", "flexible", "sparse", "sparse_grids", "scenes"},
+                         "sampler_defaults", "save_dtype", "flexible", "sparse", "sparse_grids", "scenes", "video"},
                      "");
   const std::filesystem::path base = path.parent_path();
   auto rel = [&](const std::string& p) {
@@ -135,6 +145,7 @@ TrainConfig read_config(const YAML::Node& y, const std::filesystem::path& path) 
   if (y["teacher"]) c.teacher = rel(y["teacher"].as<std::string>()).string();
   if (y["flexible"]) c.flexible = read_flexible(y["flexible"]);
   if (y["sparse"]) c.sparse = read_sparse(y["sparse"]);
+  if (y["video"]) c.video = read_video(y["video"]);
   if (y["sparse_grids"]) c.sparse_grids = parse_sparse_grids(y["sparse_grids"].as<std::string>());
   c.name = y["name"].as<std::string>("");
   if (y["save_dtype"]) c.save_dtype = parse_word(y["save_dtype"].as<std::string>(), kSaveDtypes, "save_dtype");
@@ -164,6 +175,10 @@ void check(const TrainConfig& c) {
   bad(c.flexible && c.lora, "flexible fine-tuning does not take lora (mode: lora brings its own adapters)");
   bad(c.flexible && c.flexible->flex.lora() && !c.teacher.empty(),
       "lora-mode flexible fine-tuning distills from the model itself at its own patch size; drop teacher");
+  bad(c.video && (c.video->frames < 2 || c.video->frames > 256), "video.frames must be in 2..256");
+  bad(c.video && (c.video->window_frames < 1 || c.video->window_frames > 64), "video.window_frames must be in 1..64");
+  bad(c.video && !(c.video->still_share >= 0 && c.video->still_share < 1), "video.still_share must be in [0, 1)");
+  bad(c.video && (c.flexible || c.sparse), "video models are dense DiTs or PT-DiTs: drop flexible and sparse");
   bad(c.flexible && c.sparse_grids != SparseGrids::Uniform,
       "flexible fine-tuning of a sparse model draws its grids uniformly (sparse_grids: uniform)");
 }
@@ -192,6 +207,9 @@ nlohmann::json TrainConfig::to_json() const {
     j["sparse"] = {{"pooling_blocks", sparse->pooling_blocks}, {"modules", sparse->modules},
                    {"groups", {1, sparse->semantic, 1, sparse->dense}}, {"min_grid", sparse->min_grid},
                    {"max_grid", sparse->max_grid}};
+  if (video)
+    j["video"] = {{"frames", video->frames}, {"window_frames", video->window_frames},
+                  {"still_share", video->still_share}};
   j["sparse_grids"] = sparse_grids_name(sparse_grids);
   return j;
 }

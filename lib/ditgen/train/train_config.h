@@ -29,6 +29,15 @@ struct FlexibleTraining {
   std::vector<int> train_patches;   // sizes drawn per sample; empty = every size the model runs
 };
 
+// Video training (docs/VIDEO.md): an image model is made a video model first (make_video, its weights kept);
+// the data are Moving FashionScenes clips of `frames` frames, with still scenes (motionless clips captioned
+// as images) at `still_share` of the samples: joint image-video training.
+struct VideoTraining {
+  int frames = 16;
+  int window_frames = 4;     // a PT-DiT's windows in time (ignored for a dense model)
+  double still_share = 0.2;
+};
+
 // The learning rate after warm-up: constant, or a cosine from lr down to 10% of it at the last step.
 enum class LrSchedule { Constant, Cosine };
 
@@ -71,6 +80,7 @@ struct TrainConfig {
   std::string teacher;           // model file: distil its predictions instead of the data objective
   std::optional<FlexibleTraining> flexible;
   std::optional<SparseConfig> sparse;  // the layout to convert a dense model into (ignored when it is sparse)
+  std::optional<VideoTraining> video;  // clips (an image model is converted; a video model trains on clips anyway)
   SparseGrids sparse_grids = SparseGrids::Uniform;
   std::string name;              // name of the trained model (default: the spec's)
   at::ScalarType save_dtype = at::kFloat;  // weights of the final model: fp32, or bf16 (halves the file)

@@ -99,6 +99,10 @@ LoadedModel build_model(const TrainConfig& c, const std::optional<ModelInfo>& re
     if (!s.info.config.sparse.sparse()) s.model = make_sparse(s.model, *c.sparse);
     s.info.config = s.model->config();
   }
+  if (c.video) {
+    if (!s.info.config.video()) s.model = make_video(s.model, c.video->frames, c.video->window_frames);
+    s.info.config = s.model->config();
+  }
   // Checked before any training: a default the final model cannot run would make that file unloadable.
   if (c.sampler_defaults_set) validate_sampler_defaults(s.info.sampler_defaults, s.info.config);
   if (!c.freeze.empty()) freeze_parameters(*s.model, c.freeze);
@@ -152,6 +156,10 @@ class Run {
                                         std::to_string(data.height()) + "x" + std::to_string(data.width()) +
                                         ") does not fit the model (" + std::to_string(mc.in_channels) +
                                         " channels, patch " + std::to_string(mc.patch_size) + ")");
+    if (data.frames() > 1 && !mc.video())
+      throw Error(ErrorKind::Usage, "the data are clips of " + std::to_string(data.frames()) +
+                                        " frames: a model trains on clips when its config sets input_frames");
+    mc.check_frames(data.frames());
     plan_.emplace(c, mc, data.height(), data.width());
     if (mc.text.enabled()) tokenizer_.emplace(mc.text);
     check_captions(tokenizer_, data);
@@ -241,7 +249,7 @@ class Run {
       if (condition.dim() == 2) drop = drop.unsqueeze(1);                                 // [B, 1]
       condition = at::where(drop, sampling::unconditional(mc, {}, B, condition.options()), condition);
     }
-    at::Tensor noise = at::randn(batch.images.sizes(), g);                                 // [B, C, H, W]
+    at::Tensor noise = at::randn(batch.images.sizes(), g);                                 // [B, C, (F,) H, W]
     at::Tensor x0 = batch.images.to(device_), eps = noise.to(device_), y = condition.to(device_);
     at::Tensor x_t, t_model, steps, noise_level;  // noise_level [B] CPU: 1 = pure noise
     const NoiseRange levels = plan_->noise_range(g);
@@ -293,15 +301,17 @@ class Run {
   }
 
   // A 10 x 10 grid of samples of the EMA model (a row a class; for a text model the first 100 captions of the
-  // data) into output/samples/step-NNNNNNN.png.
+  // data; for a video model a row of frames for each of its first 10 captions) into
+  // output/samples/step-NNNNNNN.png.
   void sample_grid() {
     const DiTConfig& mc = info_.config;
     if (mc.in_channels != 1 && mc.in_channels != 3) return;
     state_->swap_ema();
     GenerationRequest r;
-    const int columns = 10;
+    const int frames = data_.frames();
+    const int columns = frames > 1 ? frames : 10;
     if (mc.text.enabled()) {
-      std::vector<int64_t> first(static_cast<size_t>(std::min<int64_t>(100, data_.size())));
+      std::vector<int64_t> first(static_cast<size_t>(std::min<int64_t>(frames > 1 ? 10 : 100, data_.size())));
       for (size_t i = 0; i < first.size(); ++i) first[i] = static_cast<int64_t>(i);
       r.prompts = data_.get(first).captions;
     } else {
@@ -311,14 +321,15 @@ class Run {
     for (size_t i = 0; i < r.images(); ++i) r.seeds.push_back(i);
     r.sampler = {info_.sampler_defaults.sampler, info_.sampler_defaults.steps, 0.0};
     r.guidance = {mc.has_null_class() ? info_.sampler_defaults.cfg_scale : 1.0, info_.sampler_defaults.cfg_channels};
+    r.frames = frames;
     Generator generator(LoadedModel{model_, info_}, device_, at::kFloat);
-    at::Tensor frames = generator.generate(r).frames.select(1, 0);  // [N, C, H, W]
+    at::Tensor images = generator.generate(r).frames.flatten(0, 1);  // [N * F, C, H, W]
     model_->train();
     state_->swap_ema();
     char name[64];
     std::snprintf(name, sizeof name, "samples/step-%07lld.png", static_cast<long long>(step_));
     std::filesystem::create_directories(c_.output / "samples");
-    io::write_png(c_.output / name, tile_images(frames, columns));
+    io::write_png(c_.output / name, tile_images(images, columns));
   }
 
   double run_seconds() const {

@@ -1,0 +1,168 @@
+// Video backbones (docs/VIDEO.md): the dense DiT and the PT-DiT on clips against golden tensors from
+// scripts/make_golden_video.py (our PyTorch reference, scripts/reference/video_reference.py), the image model
+// as the start of a video model, clip shapes through guidance and samplers, and what clips refuse.
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "catch.h"
+#include "ditgen/io/tensor_io.h"
+#include "ditgen/models/conversions.h"
+#include "ditgen/models/cost.h"
+#include "ditgen/models/model_file.h"
+#include "ditgen/nn/video_tokens.h"
+#include "ditgen/pipeline/generator.h"
+#include "helpers.h"
+
+using namespace ditgen;
+using ditgen::test::error_kind;
+using ditgen::test::error_message;
+using ditgen::test::golden;
+using ditgen::test::max_abs_diff;
+
+namespace {
+
+// The text tests' random image model of `kind` made a video model as the golden script makes it: clips of 4
+// frames; a PT-DiT gets 2 x 2 windows a frame spanning 2 frames.
+DiT video_model(const std::string& kind) {
+  LoadedModel image = load_model(golden("tiny_text_" + kind + ".model.safetensors"), at::kCPU, at::kFloat);
+  if (kind == "ptdit") {
+    DiTConfig c = image.info.config;
+    c.proxy.windows = 2;  // windows are no weights: a config choice
+    DiT rewindowed(c);
+    at::NoGradGuard no_grad;
+    const auto weights = image.model->named_parameters();
+    for (auto& p : rewindowed->named_parameters()) p.value().copy_(weights[p.key()]);
+    image.model = rewindowed;
+  }
+  DiT video = make_video(image.model, 4, 2);
+  video->eval();
+  return video;
+}
+
+// The golden clips: drawn, as the script draws them, from the generator seeded 5050.
+at::Tensor golden_clip(int frames) {
+  at::Generator g = at::detail::createCPUGenerator(5050);
+  return at::randn({2, 3, frames, 8, 8}, g);
+}
+
+}  // namespace
+
+TEST_CASE("clips become frame-major tokens and back, and frame 0 has an image's positions", "[video][tokens]") {
+  const at::Tensor clip = at::arange(2 * 3 * 4 * 5 * 6, at::kFloat).view({2, 3, 4, 5, 6});
+  const at::Tensor images = nn::frames_as_batch(clip);  // [8, 3, 5, 6]
+  CHECK(images.sizes() == at::IntArrayRef({8, 3, 5, 6}));
+  CHECK(images[1 * 4 + 2].equal(clip.select(0, 1).select(1, 2)));  // clip 1, frame 2
+  CHECK(nn::batch_as_frames(images, 4).equal(clip));
+  const at::Tensor time = nn::temporal_pos_embed(16, 5);  // [5, 16]
+  CHECK(time.sizes() == at::IntArrayRef({5, 16}));
+  CHECK(time[0].abs().max().item<double>() == 0);
+  CHECK(time[1].abs().max().item<double>() > 0.1);
+  CHECK(max_abs_diff(time[3] - time[2], time[2] - time[1]) > 1e-3);  // positions, not a linear ramp
+}
+
+TEST_CASE("the dense and PT-DiT video backbones match the PyTorch reference", "[video][golden]") {
+  auto g = io::load_tensors(golden("video.safetensors"));
+  at::NoGradGuard no_grad;
+  const at::Tensor ids = at::zeros({2, 8}, at::kLong);
+  ids.select(1, 0).fill_(1);
+  ids[0].narrow(0, 1, 6).copy_(at::arange(2, 8, at::kLong));  // "a red bag in the top" and the empty prompt
+  const at::Tensor t = at::tensor(std::vector<int64_t>{10, 900});
+  for (const auto& [name, kind, frames] : std::vector<std::tuple<std::string, std::string, int>>{
+           {"dit.f4", "dit", 4}, {"ptdit.f4", "ptdit", 4}, {"ptdit.f2", "ptdit", 2}}) {
+    DiT model = video_model(kind);
+    const at::Tensor x = golden_clip(frames), &want = g.at(name + ".out");
+    const at::Tensor out = model->forward_reference(x, t, ids);
+    REQUIRE(out.sizes() == at::IntArrayRef({2, 6, frames, 8, 8}));
+    INFO(name << ": max abs error " << max_abs_diff(out, want));
+    CHECK(max_abs_diff(out, want) <= 1e-5);
+    CHECK(max_abs_diff(model->forward_fused(x, t, ids), want) <= 1e-5);
+    // Frames see each other: changing the last frame changes the first frame's prediction.
+    at::Tensor changed = x.clone();
+    changed.select(2, frames - 1).add_(1.0);
+    CHECK(max_abs_diff(model->forward_reference(changed, t, ids).select(2, 0), out.select(2, 0)) > 1e-4);
+  }
+}
+
+TEST_CASE("an image model starts a video model that draws each still frame as the image model does",
+          "[video][conversion]") {
+  at::NoGradGuard no_grad;
+  for (const std::string kind : {"dit", "ptdit"}) {
+    LoadedModel image = load_model(golden("tiny_text_" + kind + ".model.safetensors"), at::kCPU, at::kFloat);
+    image.model->eval();
+    DiT video = make_video(image.model, 4, 2);
+    video->eval();
+    CHECK(video->config().input_frames == 4);
+    CHECK(test::parameter_count(*video) == test::parameter_count(*image.model));
+    at::Generator g = at::detail::createCPUGenerator(1);
+    const int size = image.info.config.input_height;
+    const at::Tensor x = at::randn({2, 3, size, size}, g), t = at::tensor(std::vector<int64_t>{5, 500});
+    const at::Tensor ids = at::ones({2, 8}, at::kLong);
+    // A one-frame clip is the image.
+    const at::Tensor still = video->forward(x.unsqueeze(2), t, ids);  // [2, 6, 1, H, W]
+    CHECK(max_abs_diff(still.squeeze(2), image.model->forward(x, t, ids)) <= 1e-6);
+    CHECK(error_kind([&] { make_video(video, 8, 2); }) == ErrorKind::Usage);
+    CHECK(error_kind([&] { make_video(image.model, 1, 1); }) == ErrorKind::Usage);
+  }
+}
+
+TEST_CASE("video configs round-trip, count every frame, and refuse what clips cannot do", "[video][config]") {
+  DiT video = video_model("ptdit");
+  const DiTConfig& c = video->config();
+  const DiTConfig back = config_from_json(to_json(c));
+  CHECK(back.input_frames == 4);
+  CHECK(back.proxy.window_frames == 2);
+  CHECK_FALSE(to_json(load_model(golden("tiny_text_dit.model.safetensors"), at::kCPU, at::kFloat).info.config)
+                  .contains("input_frames"));  // image model files stay as they were
+  // A clip's cost grows with its frames; a PT-DiT's mixing stays linear in them.
+  CHECK(dit_gflops(c, 8, 8, 0, false, 0, 4) > 3 * dit_gflops(c, 8, 8, 0, false, 0, 1));  // the prompt's cost is once
+  DiTConfig dense = c;
+  dense.proxy = {};
+  CHECK(dit_gflops(dense, 64, 64, 0, false, 0, 64) / dit_gflops(dense, 64, 64, 0, false, 0, 32) >
+        dit_gflops(c, 64, 64, 0, false, 0, 64) / dit_gflops(c, 64, 64, 0, false, 0, 32));
+  // Frames the windows do not divide, and backbones that make images only.
+  CHECK(error_message([&] { c.check_frames(3); }) ==
+        "this PT-DiT's windows span 2 frames: the frame count must be a multiple of 2");
+  DiTConfig ssm = c;
+  ssm.proxy = {};
+  ssm.ssm.state_size = 8;
+  CHECK(error_kind([&] { ssm.validate(ErrorKind::Model); }) == ErrorKind::Model);
+  ssm.input_frames = 1;
+  CHECK(error_kind([&] { ssm.check_frames(4); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { run_frames(ssm, 4); }) == ErrorKind::Usage);
+  CHECK(error_message([&] { run_frames(load_model(golden("tiny_text_dit.model.safetensors"), at::kCPU,
+                                                  at::kFloat).info.config, 4); }) ==
+        "this is an image model: it makes no clips (frames need a video model)");
+}
+
+TEST_CASE("a video model generates seeded clips through guidance and both sampler families", "[video][generate]") {
+  DiT video = video_model("dit");
+  LoadedModel loaded = load_model(golden("tiny_text_dit.model.safetensors"), at::kCPU, at::kFloat);
+  loaded.model = video;
+  loaded.info.config = video->config();
+  Generator generator(loaded, at::kCPU, at::kFloat);
+  GenerationRequest r;
+  r.prompts = {"a red bag in the top", "a blue sneaker"};
+  r.seeds = {3, 4};
+  r.sampler = {"ddim", 3, 0.0};
+  r.guidance.scale = 2.0;
+  r.height = r.width = 8;
+  r.allow_untrained_size = true;
+  const GenerationResult clips = generator.generate(generator.resolve(r));
+  REQUIRE(clips.frames.sizes() == at::IntArrayRef({2, 4, 3, 8, 8}));  // [N, F, C, H, W]
+  CHECK(at::isfinite(clips.frames).all().item<bool>());
+  // Each clip is its seed's, whatever its batch (up to the rounding of other batch sizes' matmuls, relative
+  // to random weights' large samples); frames of one clip differ (the noise is per frame).
+  const double tol = 1e-6 * clips.frames.abs().max().item<double>();
+  r.prompts = {"a blue sneaker"};
+  r.seeds = {4};
+  CHECK(max_abs_diff(generator.generate(generator.resolve(r)).frames[0], clips.frames[1]) <= tol);
+  CHECK(max_abs_diff(clips.frames[0][0], clips.frames[0][1]) > 1e-3);
+  // Stochastic sampling draws its step noise in the clip's shape too; a shorter clip runs as asked.
+  r.sampler = {"ddpm", 3, 0.0};
+  r.frames = 2;
+  CHECK(generator.generate(generator.resolve(r)).frames.sizes() == at::IntArrayRef({1, 2, 3, 8, 8}));
+  r.keep_trajectory = true;
+  CHECK(error_kind([&] { generator.resolve(r); }) == ErrorKind::Usage);
+  r.keep_trajectory = false;
+  r.frames = -1;
+  CHECK(error_kind([&] { generator.resolve(r); }) == ErrorKind::Usage);
+}
