@@ -289,12 +289,12 @@ double ComputeSchedule::weak_scale(double cfg_scale) const {
 }
 
 std::vector<double> step_gflops(const DiTConfig& config, int height, int width, const ComputeSchedule& schedule,
-                                int steps, bool guided, bool lora_merged) {
+                                int steps, bool guided, bool lora_merged, int frames) {
   std::vector<double> out;
   for (int k = 0; k < steps; ++k) {
     const StepPlan p = schedule.plan(k, steps, config, guided);
-    double g = dit_gflops(config, height, width, p.cond_patch, lora_merged, p.sparse_grid);
-    if (guided) g += dit_gflops(config, height, width, p.guide_patch, lora_merged, p.sparse_grid);
+    double g = dit_gflops(config, height, width, p.cond_patch, lora_merged, p.sparse_grid, frames);
+    if (guided) g += dit_gflops(config, height, width, p.guide_patch, lora_merged, p.sparse_grid, frames);
     out.push_back(g);
   }
   return out;

@@ -97,6 +97,6 @@ double weak_guidance_scale(double cfg_scale);
 
 // MAC GFLOPs of one image's forward passes at each step (both branches when guided).
 std::vector<double> step_gflops(const DiTConfig& config, int height, int width, const ComputeSchedule& schedule,
-                                int steps, bool guided, bool lora_merged = false);
+                                int steps, bool guided, bool lora_merged = false, int frames = 1);
 
 }  // namespace ditgen::schedule
