@@ -2,7 +2,7 @@
 # The text-to-image model on the GPU machine (docs/TEXT.md), in stages that each fit a device call:
 #   build   configure and build build-gpu, unpack Fashion-MNIST (scripts/gpu/flexidit.sh build)
 #   test    the text and scene tests
-#   train   start configs/train/$RECIPE.yaml (default scenes-dit) for STEPS steps in the background
+#   train   start configs/train/$RECIPE.yaml (default scenes-dit) for STEPS steps (and LR_SCHEDULE when set) in the background
 #           (runs/$RECIPE-STEPS; a run folder already there is resumed): it outlives the call while the machine
 #           is kept warm
 #   wait    wait for the run until it ends or UNTIL seconds (default 560) into the call; its log to $OUT
@@ -27,7 +27,7 @@ for stage in "$@"; do
       if [ -d "$run" ]; then
         setsid nohup $bin train "$run.yaml" --resume --device cuda >> "$run.out" 2>&1 < /dev/null &
       else
-        start_run $recipe_name $steps "s|^lr_schedule: .*|lr_schedule: ${LR_SCHEDULE:-constant}|"
+        start_run $recipe_name $steps "${LR_SCHEDULE:+s|^lr_schedule: .*|lr_schedule: $LR_SCHEDULE|}"
       fi
       ;;
     wait) wait_for_run $run ${UNTIL:-560} ;;
