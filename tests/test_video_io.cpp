@@ -152,7 +152,7 @@ TEST_CASE("video formats come from names or an explicit format; others are refus
   CHECK(video_format_for("clip.webm", "webm") == VideoFormat::WebM);
 
   for (auto [name, format] : {std::pair{"clip.avi", ""}, {"clip", ""}, {"clip.png", ""}, {"clip.mp4", "gif"},
-                              {"clip.gif", "webm"}, {"clip.png", "png"}, {"clip.mp4", "mkv"}, {"clip", "mp4"}}) {
+                              {"clip.gif", "webm"}, {"clip.png", "png"}, {"clip.mp4", "mkv"}, {"clip", "mp4"}, {"", ""}}) {
     INFO(name << " as '" << format << "'");
     const std::string message = error_message([&] { video_format_for(name, format); });
     CHECK(error_kind([&] { video_format_for(name, format); }) == ErrorKind::Usage);

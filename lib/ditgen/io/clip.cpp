@@ -64,6 +64,7 @@ std::optional<VideoFormat> sniff_video_format(std::string_view head) {
 }
 
 VideoFormat video_format_for(const std::filesystem::path& path, const std::string& explicit_format) {
+  if (path.empty()) throw Error(ErrorKind::Usage, std::string("a video needs an output name: ") + kChoices);
   const std::string name = excerpt(path.string());
   const std::optional<VideoFormat> named = format_of_name(path);
   if (explicit_format.empty()) {
