@@ -138,7 +138,7 @@ std::vector<std::size_t> control_offsets(const std::string& gif) {
 
 }  // namespace
 
-TEST_CASE("video formats come from names or an explicit format; others are refused with the choices", "[video]") {
+TEST_CASE("video formats come from names or an explicit format, and others are refused with the choices", "[video]") {
   TempDir dir;
   CHECK(video_format_for("clip.mp4") == VideoFormat::Mp4);
   CHECK(video_format_for("out/CLIP.MP4") == VideoFormat::Mp4);
