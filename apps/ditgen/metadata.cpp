@@ -1,10 +1,12 @@
-// `ditgen metadata`: what a PNG ditgen wrote says about how it was made (what `generate --from` replays).
+// `ditgen metadata`: what a PNG or a clip (MP4, WebM, GIF, a folder of PNG frames) ditgen wrote says about how it
+// was made (what `generate --from` replays).
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "commands.h"
 #include "ditgen/io/png.h"
+#include "ditgen/io/video.h"
 #include "ditgen/pipeline/outputs.h"
 
 namespace ditgen::cli {
@@ -22,8 +24,12 @@ int run_metadata(const MetadataOptions& o) {
     std::printf("%s\n", record.dump(2).c_str());
     return 0;
   }
-  for (const io::PngText& t : io::read_png_text(o.file))
-    if (t.keyword == "parameters") std::printf("%s\n", t.text.c_str());
+  if (io::detect_video_format(o.file)) {
+    std::printf("%s\n", parameters_text(record, o.file).c_str());  // clips keep only the record
+  } else {
+    for (const io::PngText& t : io::read_png_text(o.file))
+      if (t.keyword == "parameters") std::printf("%s\n", t.text.c_str());
+  }
   std::printf("Replay: ditgen generate --from %s\n", o.file.c_str());
   return 0;
 }
@@ -32,8 +38,8 @@ int run_metadata(const MetadataOptions& o) {
 
 Command add_metadata_command(CLI::App& root) {
   auto o = std::make_shared<MetadataOptions>();
-  CLI::App* app = root.add_subcommand("metadata", "Print the generation parameters a ditgen PNG carries");
-  app->add_option("file", o->file, "PNG written by ditgen generate")->required();
+  CLI::App* app = root.add_subcommand("metadata", "Print the generation parameters a ditgen PNG or clip carries");
+  app->add_option("file", o->file, "PNG, MP4, WebM or GIF file, or folder of PNG frames, written by ditgen generate")->required();
   app->add_flag("--json", o->json, "The full record as JSON (prompt, seed, sampler, model hash, device, ...)");
   return {app, [o] { return run_metadata(*o); }};
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <optional>
 
 #include "ditgen/io/json_limits.h"
 #include "ditgen/io/video.h"
@@ -36,7 +37,7 @@ std::string file_identity(const std::filesystem::path& path) {
   return "path:" + (ec ? absolute.lexically_normal() : canonical).string();
 }
 
-enum class FieldKind { Text, Unsigned, Integer, Number, Flag };
+enum class FieldKind { Text, Unsigned, Integer, Number, Flag, Object };
 
 // A record field as replay option text; Error(Input) naming it when it is missing or not of its kind.
 std::string record_field(const nlohmann::json& record, const char* key, FieldKind kind, const std::string& source) {
@@ -61,6 +62,9 @@ std::string record_field(const nlohmann::json& record, const char* key, FieldKin
       break;
     case FieldKind::Flag:
       if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+      break;
+    case FieldKind::Object:
+      if (v.is_object()) return "";
       break;
   }
   throw bad("has the wrong type");
@@ -267,36 +271,79 @@ bool same_output(const nlohmann::json& have, const nlohmann::json& want) {
   return have.contains("model") && have["model"].value("sha256", "") == want.at("model").value("sha256", "x");
 }
 
-nlohmann::json read_generation_record(const std::filesystem::path& png) {
-  for (const io::PngText& t : io::read_png_text(png)) {
-    if (t.keyword != "ditgen") continue;
-    const nlohmann::json j = io::parse_json(t.text, ErrorKind::Input, png.string() + ": its ditgen record");
-    if (!j.is_object() || !j.contains("schema"))
-      throw Error(ErrorKind::Input, png.string() + ": its ditgen metadata is not a valid record");
-    return j;
+nlohmann::json read_generation_record(const std::filesystem::path& path) {
+  // Clips are told by content; anything else is read as a PNG (and refused as one).
+  const std::optional<io::VideoFormat> clip = io::detect_video_format(path);
+  std::optional<std::string> text;
+  if (clip) {
+    text = io::read_video_record(path);
+    if (text->empty()) text.reset();
+  } else {
+    for (const io::PngText& t : io::read_png_text(path))
+      if (t.keyword == "ditgen") {
+        text = t.text;
+        break;
+      }
   }
-  throw Error(ErrorKind::Input, png.string() + ": no ditgen metadata (was it written by ditgen?)");
+  if (!text) throw Error(ErrorKind::Input, path.string() + ": no ditgen metadata (was it written by ditgen?)");
+  const nlohmann::json j = io::parse_json(*text, ErrorKind::Input, path.string() + ": its ditgen record");
+  if (!j.is_object() || !j.contains("schema"))
+    throw Error(ErrorKind::Input, path.string() + ": its ditgen metadata is not a valid record");
+  return j;
+}
+
+std::string parameters_text(const nlohmann::json& rec, const std::string& source) {
+  // Every field is checked (type, range) before it is converted: a clip's record is as untrusted as its file.
+  if (!rec.is_object()) throw Error(ErrorKind::Input, source + ": damaged ditgen record: not an object");
+  auto field = [&](const nlohmann::json& in, const char* key, FieldKind kind) -> const nlohmann::json& {
+    record_field(in, key, kind, source);
+    return in[key];
+  };
+  auto optional = [&](const nlohmann::json& in, const char* key, FieldKind kind, const nlohmann::json& otherwise) {
+    return in.contains(key) ? field(in, key, kind) : otherwise;
+  };
+  const nlohmann::json& model = field(rec, "model", FieldKind::Object);
+  const std::string hash = optional(model, "sha256", FieldKind::Text, "").get<std::string>();
+  const std::string schedule = optional(rec, "schedule", FieldKind::Text, "dense").get<std::string>();
+  const std::string prompt = field(rec, "prompt", FieldKind::Text).get<std::string>();
+  char cfg[32], gflops[32];
+  std::snprintf(cfg, sizeof cfg, "%g", field(rec, "cfg_scale", FieldKind::Number).get<double>());
+  std::snprintf(gflops, sizeof gflops, "%.4g", optional(rec, "gflops", FieldKind::Number, 0.0).get<double>());
+  std::string params = prompt + "\nSteps: " + std::to_string(field(rec, "steps", FieldKind::Integer).get<int>()) +
+                       ", Sampler: " + field(rec, "sampler", FieldKind::Text).get<std::string>() + ", CFG scale: " + cfg +
+                       ", Seed: " + std::to_string(field(rec, "seed", FieldKind::Unsigned).get<uint64_t>()) +
+                       ", Size: " + std::to_string(field(rec, "width", FieldKind::Integer).get<int>()) + "x" +
+                       std::to_string(field(rec, "height", FieldKind::Integer).get<int>()) +
+                       (schedule == "dense" ? "" : ", Schedule: " + schedule) + ", GFLOPs: " + gflops +
+                       (hash.empty() ? "" : ", Model hash: " + hash.substr(0, 10)) +
+                       ", Model: " + optional(model, "name", FieldKind::Text, "").get<std::string>() +
+                       ", Version: " + field(rec, "version", FieldKind::Text).get<std::string>();
+  const std::string negative = optional(rec, "negative", FieldKind::Text, "").get<std::string>();
+  if (!negative.empty()) params.insert(prompt.size(), "\nNegative prompt: " + negative);
+  return params;
 }
 
 std::vector<io::PngText> png_metadata(const nlohmann::json& rec) {
-  char cfg[32];
-  std::snprintf(cfg, sizeof cfg, "%g", rec.at("cfg_scale").get<double>());
-  const std::string hash = rec["model"].value("sha256", std::string());
-  const std::string schedule = rec.value("schedule", std::string("dense"));
-  char gflops[32];
-  std::snprintf(gflops, sizeof gflops, "%.4g", rec.value("gflops", 0.0));
-  std::string params = rec.at("prompt").get<std::string>() + "\nSteps: " + std::to_string(rec.at("steps").get<int>()) +
-                       ", Sampler: " + rec.at("sampler").get<std::string>() + ", CFG scale: " + cfg +
-                       ", Seed: " + std::to_string(rec.at("seed").get<uint64_t>()) +
-                       ", Size: " + std::to_string(rec.at("width").get<int>()) + "x" +
-                       std::to_string(rec.at("height").get<int>()) +
-                       (schedule == "dense" ? "" : ", Schedule: " + schedule) + ", GFLOPs: " + gflops +
-                       (hash.empty() ? "" : ", Model hash: " + hash.substr(0, 10)) +
-                       ", Model: " + rec["model"].value("name", std::string()) +
-                       ", Version: " + rec.at("version").get<std::string>();
-  const std::string negative = rec.value("negative", std::string());
-  if (!negative.empty()) params.insert(rec.at("prompt").get<std::string>().size(), "\nNegative prompt: " + negative);
-  return {{"parameters", params}, {"ditgen", rec.dump()}};
+  return {{"parameters", parameters_text(rec, "the record")}, {"ditgen", rec.dump()}};
+}
+
+void write_generation_video(const std::filesystem::path& path, const at::Tensor& frames, int fps,
+                            const nlohmann::json& record, io::VideoFormat format) {
+  if (frames.dim() != 4 || frames.size(0) < 1)
+    throw Error(ErrorKind::Usage, "a clip's frames must be [F, C, H, W] with F >= 1");
+  std::vector<uint8_t> pixels;
+  int width = 0, height = 0, channels = 0;
+  for (int64_t f = 0; f < frames.size(0); ++f) {
+    const io::Image image = to_image(frames[f]);
+    width = image.width;
+    height = image.height;
+    channels = image.channels;
+    if (f == 0) pixels.reserve(image.pixels.size() * std::size_t(frames.size(0)));
+    pixels.insert(pixels.end(), image.pixels.begin(), image.pixels.end());
+  }
+  io::VideoWriteOptions options;
+  if (format == io::VideoFormat::PngFrames) options.frame_texts = {{"parameters", parameters_text(record, "the record")}};
+  io::write_video(path, pixels, width, height, channels, fps, record.dump(), format, options);
 }
 
 }  // namespace ditgen

@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "ditgen/io/clip.h"
 #include "ditgen/io/png.h"
 #include "ditgen/pipeline/generator.h"
 
@@ -83,10 +84,21 @@ void require_extension(const std::filesystem::path& path, const std::string& ext
 // sampling and size.
 bool same_output(const nlohmann::json& record, const nlohmann::json& wanted);
 
-// The "ditgen" record embedded in a PNG. Error(Input) when the file is not a PNG ditgen wrote.
-nlohmann::json read_generation_record(const std::filesystem::path& png);
+// The record embedded in a PNG ("ditgen" text chunk) or a clip (io/video.h: MP4, WebM, GIF, a folder of PNG
+// frames; told apart by content). Error(Input) when it is neither, or holds no ditgen record.
+nlohmann::json read_generation_record(const std::filesystem::path& path);
+
+// The A1111-style "parameters" text of a record (prompt, steps, sampler, CFG scale, seed, size, ...).
+// Error(Input) naming `source` when the record lacks one of those fields or has the wrong type.
+std::string parameters_text(const nlohmann::json& record, const std::string& source);
 
 // PNG text chunks for an image: A1111-style "parameters" and "ditgen" (the JSON record).
 std::vector<io::PngText> png_metadata(const nlohmann::json& record);
+
+// A clip's frames [F, C, H, W] in [-1, 1] (C 1 grey or 3 RGB) written as `format` at `fps` with `record` (as JSON
+// text; PNG frames also get the "parameters" text), through io::write_video: check the output first with
+// io::check_video_output.
+void write_generation_video(const std::filesystem::path& path, const at::Tensor& frames, int fps,
+                            const nlohmann::json& record, io::VideoFormat format);
 
 }  // namespace ditgen
