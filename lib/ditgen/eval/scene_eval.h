@@ -3,11 +3,13 @@
 // pixels; cells the caption leaves out must be dark. The same scorer on real scenes is the ceiling.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 
 #include "ditgen/data/scenes.h"
@@ -20,7 +22,15 @@ struct Tally {
   int64_t right = 0;
   int64_t total = 0;
   double accuracy() const { return total > 0 ? static_cast<double>(right) / static_cast<double>(total) : 0.0; }
+  void add(bool is_right) {
+    right += is_right ? 1 : 0;
+    total += 1;
+  }
+  nlohmann::json to_json() const;  // {"accuracy", "right", "total"}
 };
+
+// generated's accuracy over ceiling's (0 where the ceiling is 0): how much of what the scorer allows is reached.
+double accuracy_ratio(const Tally& generated, const Tally& ceiling);
 
 struct SceneScores {
   Tally items;            // named items with the right class and colour in their place
@@ -42,6 +52,28 @@ struct SceneScores {
 constexpr double kLitLevel = 0.2;
 // An unnamed cell with at most this many lit pixels (of 1024) is empty: a stray speck is not an item.
 constexpr int64_t kEmptyCellLitPixels = 8;
+
+// The palette colour nearest by angle to the colour (r, g, b) (non-negative, any scale): only hue and
+// saturation count, not brightness, since an item's pixel is grey / 255 * colour. 0 for black.
+int nearest_palette_colour(float r, float g, float b);
+// The brightest channel of palette colour `colour` in [0, 1]: a real item's brightest channel is its grey
+// times this.
+float palette_peak(int colour);
+
+// Runs `f` on the classifier's device over `inputs` [M, ...] in batches of 500, without autograd; the results
+// concatenated on the CPU.
+template <class F>
+at::Tensor in_classifier_batches(FmnistClassifier& classifier, const at::Tensor& inputs, F f) {
+  constexpr int64_t kBatch = 500;
+  c10::InferenceMode inference;
+  const at::Device device = classifier->parameters().front().device();
+  std::vector<at::Tensor> out;
+  for (int64_t begin = 0; begin < inputs.size(0); begin += kBatch) {
+    const int64_t count = std::min(kBatch, inputs.size(0) - begin);
+    out.push_back(f(inputs.narrow(0, begin, count).to(device)).cpu());
+  }
+  return at::cat(out);
+}
 
 // Scores images [N, 3, 64, 64] in [-1, 1] (any device, clamped) against layouts (N, each 1..4 items; jitter
 // and sources ignored), running the classifier on its own device in batches. Error(Usage) when the counts
