@@ -39,27 +39,18 @@ double flicker(const ItemTrack& track, const at::Tensor& features) {
 }  // namespace
 
 nlohmann::json MovingScores::to_json() const {
-  nlohmann::json by_count = nlohmann::json::object();
-  for (int k = 0; k < data::kMaxMovingItems; ++k)
-    by_count[std::to_string(k + 1)] = {{"items", items_by_count[static_cast<size_t>(k)].to_json()},
-                                       {"scenes", scenes_by_count[static_cast<size_t>(k)].to_json()}};
-  return {{"item_accuracy", items.accuracy()},
-          {"scene_accuracy", scenes.accuracy()},
-          {"direction_accuracy", item_direction.accuracy()},
-          {"frame_accuracy", frames.accuracy()},
-          {"class_consistency", consistent.accuracy()},
-          {"step_jitter_px", step_jitter()},
-          {"speed_px", speed()},
-          {"items", items.to_json()},
-          {"scenes", scenes.to_json()},
-          {"item_class", item_class.to_json()},
-          {"item_colour", item_colour.to_json()},
-          {"item_direction", item_direction.to_json()},
-          {"frames", frames.to_json()},
-          {"consistent_frames", consistent.to_json()},
-          {"by_count", by_count},
-          {"seen", {{"items", seen_items.to_json()}, {"scenes", seen_scenes.to_json()}}},
-          {"held_out", {{"items", held_out_items.to_json()}, {"scenes", held_out_scenes.to_json()}}}};
+  nlohmann::json j = SplitTallies::to_json();
+  j["direction_accuracy"] = item_direction.accuracy();
+  j["frame_accuracy"] = frames.accuracy();
+  j["class_consistency"] = consistent.accuracy();
+  j["step_jitter_px"] = step_jitter();
+  j["speed_px"] = speed();
+  j["item_class"] = item_class.to_json();
+  j["item_colour"] = item_colour.to_json();
+  j["item_direction"] = item_direction.to_json();
+  j["frames"] = frames.to_json();
+  j["consistent_frames"] = consistent.to_json();
+  return j;
 }
 
 MovingAnalysis analyse_moving_scenes(FmnistClassifier& classifier, const at::Tensor& clips,
@@ -84,7 +75,6 @@ MovingAnalysis analyse_moving_scenes(FmnistClassifier& classifier, const at::Ten
   size_t j = 0;  // the item's index among all named items
   for (size_t n = 0; n < layouts.size(); ++n) {
     const data::MovingScene& layout = layouts[n];
-    const size_t k = layout.items.size() - 1;
     bool scene_right = true, held_out = false;
     at::Tensor appearance = at::zeros({features.size(1)}, at::kDouble);
     int64_t appearance_frames = 0;
@@ -99,12 +89,10 @@ MovingAnalysis analyse_moving_scenes(FmnistClassifier& classifier, const at::Ten
       const bool class_right = colour_right && majority == item.cls;
       const bool direction_right = motion.moving && motion.direction == item.direction;
       const bool right = class_right && direction_right, unseen = data::is_held_out(item.colour, item.cls);
-      s.items.add(right);
+      s.add_item(layout.items.size(), unseen, right);
       s.item_class.add(class_right);
       s.item_colour.add(colour_right);
       s.item_direction.add(direction_right);
-      s.items_by_count[k].add(right);
-      (unseen ? s.held_out_items : s.seen_items).add(right);
       scene_right = scene_right && right;
       held_out = held_out || unseen;
       for (int64_t f = 0; f < frames; ++f) {
@@ -135,9 +123,7 @@ MovingAnalysis analyse_moving_scenes(FmnistClassifier& classifier, const at::Ten
     }
     if (appearance_frames > 0)
       a.features[static_cast<int64_t>(n)].narrow(0, 0, features.size(1)).copy_(appearance / appearance_frames);
-    s.scenes.add(scene_right);
-    s.scenes_by_count[k].add(scene_right);
-    (held_out ? s.held_out_scenes : s.seen_scenes).add(scene_right);
+    s.add_scene(layout.items.size(), held_out, scene_right);
   }
   return a;
 }
@@ -172,16 +158,10 @@ nlohmann::json evaluate_moving_scenes(FmnistClassifier& classifier, const at::Te
   const MovingScores& g = generated.scores;
   const MovingScores& c = ceiling.scores;
 
-  nlohmann::json by_count = nlohmann::json::object();
-  for (size_t k = 0; k < data::kMaxMovingItems; ++k)
-    by_count[std::to_string(k + 1)] = {{"items", accuracy_ratio(g.items_by_count[k], c.items_by_count[k])},
-                                       {"scenes", accuracy_ratio(g.scenes_by_count[k], c.scenes_by_count[k])}};
   return {{"generated", g.to_json()},
           {"ceiling", c.to_json()},
-          {"ratio", {{"items", accuracy_ratio(g.items, c.items)},
-                     {"scenes", accuracy_ratio(g.scenes, c.scenes)},
-                     {"by_count", by_count}}},
-          {"held_out_over_seen", accuracy_ratio(g.held_out_items, g.seen_items)},
+          {"ratio", g.ratio_json(c)},
+          {"held_out_over_seen", g.held_out_over_seen()},
           {"direction_accuracy", g.item_direction.accuracy()},
           {"frame_accuracy", g.frames.accuracy()},
           {"class_consistency", g.consistent.accuracy()},

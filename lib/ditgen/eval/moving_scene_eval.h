@@ -4,7 +4,6 @@
 // test split is the ceiling; a Fréchet distance over per-clip features compares generated and real clips.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -17,9 +16,9 @@
 
 namespace ditgen::eval {
 
-struct MovingScores {
-  Tally items;           // named items right: colour found, majority class right, direction right
-  Tally scenes;          // clips with every named item right
+struct MovingScores : SplitTallies<data::kMaxMovingItems> {
+  // items: named items right (colour found, majority class right, direction right); scenes: clips with every
+  // named item right.
   Tally item_class;      // named items whose colour is found and whose majority class is right
   Tally item_colour;     // named items whose colour is found in at least half the frames
   Tally item_direction;  // named items whose centroid track moves the asked way
@@ -29,16 +28,12 @@ struct MovingScores {
   int64_t steps = 0;
   double speed_sum = 0;  // over tracks found in two frames or more: fitted speed, px a frame
   int64_t tracks = 0;
-  std::array<Tally, data::kMaxMovingItems> items_by_count{};   // [k - 1]: items of clips of k items
-  std::array<Tally, data::kMaxMovingItems> scenes_by_count{};  // [k - 1]: clips of k items
-  Tally seen_items, held_out_items;    // items by whether their colour-class pair is held out of training
-  Tally seen_scenes, held_out_scenes;  // clips with no held-out pair / with at least one
 
   double step_jitter() const { return steps > 0 ? jitter_sum / static_cast<double>(steps) : 0; }
   double speed() const { return tracks > 0 ? speed_sum / static_cast<double>(tracks) : 0; }
-  // {"item_accuracy", "scene_accuracy", "direction_accuracy", "frame_accuracy", "class_consistency",
-  //  "step_jitter_px", "speed_px", "items": {...}, ..., "by_count": {"1": {...}, "2": {...}}, "seen": {...},
-  //  "held_out": {...}} with the counts beside each accuracy.
+  // SplitTallies::to_json with beside it "direction_accuracy", "frame_accuracy", "class_consistency",
+  // "step_jitter_px", "speed_px" and the tallies "item_class", "item_colour", "item_direction", "frames",
+  // "consistent_frames".
   nlohmann::json to_json() const;
 };
 

@@ -137,20 +137,11 @@ float palette_peak(int colour) {
 }
 
 nlohmann::json SceneScores::to_json() const {
-  nlohmann::json by_count = nlohmann::json::object();
-  for (int k = 0; k < data::kMaxItems; ++k)
-    by_count[std::to_string(k + 1)] = {{"items", items_by_count[static_cast<size_t>(k)].to_json()},
-                                       {"scenes", scenes_by_count[static_cast<size_t>(k)].to_json()}};
-  return {{"item_accuracy", items.accuracy()},
-          {"scene_accuracy", scenes.accuracy()},
-          {"items", items.to_json()},
-          {"scenes", scenes.to_json()},
-          {"item_class", item_class.to_json()},
-          {"item_colour", item_colour.to_json()},
-          {"empty_cells", empty_cells.to_json()},
-          {"by_count", by_count},
-          {"seen", {{"items", seen_items.to_json()}, {"scenes", seen_scenes.to_json()}}},
-          {"held_out", {{"items", held_out_items.to_json()}, {"scenes", held_out_scenes.to_json()}}}};
+  nlohmann::json j = SplitTallies::to_json();
+  j["item_class"] = item_class.to_json();
+  j["item_colour"] = item_colour.to_json();
+  j["empty_cells"] = empty_cells.to_json();
+  return j;
 }
 
 at::Tensor read_colours(const at::Tensor& crops) {
@@ -180,7 +171,6 @@ SceneScores score_scenes(FmnistClassifier& classifier, const at::Tensor& images,
   int64_t m = 0;
   for (size_t i = 0; i < layouts.size(); ++i) {
     const data::Scene& layout = layouts[i];
-    const size_t k = layout.items.size() - 1;
     bool scene_right = true, held_out = false;
     bool named[data::kQuadrants] = {};
     for (const data::SceneItem& item : layout.items) {
@@ -188,11 +178,9 @@ SceneScores score_scenes(FmnistClassifier& classifier, const at::Tensor& images,
       const bool colour_right = colour_of[m] == item.colour;
       ++m;
       const bool right = cls_right && colour_right, unseen = data::is_held_out(item.colour, item.cls);
-      s.items.add(right);
+      s.add_item(layout.items.size(), unseen, right);
       s.item_class.add(cls_right);
       s.item_colour.add(colour_right);
-      s.items_by_count[k].add(right);
-      (unseen ? s.held_out_items : s.seen_items).add(right);
       scene_right = scene_right && right;
       held_out = held_out || unseen;
       if (item.cell != Cell::Center) named[static_cast<int>(item.cell)] = true;
@@ -203,9 +191,7 @@ SceneScores score_scenes(FmnistClassifier& classifier, const at::Tensor& images,
       s.empty_cells.add(empty);
       scene_right = scene_right && empty;
     }
-    s.scenes.add(scene_right);
-    s.scenes_by_count[k].add(scene_right);
-    (held_out ? s.held_out_scenes : s.seen_scenes).add(scene_right);
+    s.add_scene(layout.items.size(), held_out, scene_right);
   }
   return s;
 }
