@@ -195,9 +195,9 @@ TEST_CASE("moving scenes benchmark prompts: fixed, balanced, every direction and
   CHECK(by_count[1] == 256);
   CHECK(by_count[2] == 256);
   for (int count = 1; count <= 2; ++count)
-    for (int d = 0; d < kDirections; ++d) CHECK(directions[{count, d}] >= 40);
+    for (int d = 0; d < kDirections; ++d) CHECK(directions[{count, d}] >= 50);
   REQUIRE(held_out.size() == 8);
-  for (const auto& [pair, n] : held_out) CHECK(n >= 5);
+  for (const auto& [pair, n] : held_out) CHECK(n >= 9);
 }
 
 TEST_CASE("rendered clips: deterministic, coloured by the palette, moving 2 px a frame as captioned",
@@ -333,8 +333,10 @@ TEST_CASE("the clip evaluator: real clips at the classifier's level, wrong clips
   CHECK(real.scenes.total == 64);
   CHECK(real.item_colour.accuracy() == 1.0);
   CHECK(real.item_direction.accuracy() == 1.0);
-  CHECK(std::abs(real.items.accuracy() - classifier_accuracy) <= 0.03);
-  CHECK(std::abs(real.frames.accuracy() - classifier_accuracy) <= 0.05);
+  // Crossings cost a little (an item covered in some frames): on the whole benchmark 0.904 against 0.921.
+  CHECK(real.items.accuracy() >= classifier_accuracy - 0.05);
+  CHECK(real.items.accuracy() <= classifier_accuracy + 0.02);
+  CHECK(real.frames.accuracy() >= classifier_accuracy - 0.08);
   CHECK(real.consistent.accuracy() > 0.95);
   CHECK(real.step_jitter() < 0.3);
   CHECK(std::abs(real.speed() - 2.0) < 0.1);

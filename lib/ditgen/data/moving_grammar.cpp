@@ -14,7 +14,9 @@ namespace {
 constexpr const char* kDirectionNames[kDirections] = {"left", "right", "up", "down"};
 
 constexpr int kBenchmarkSize = 512;
-constexpr uint64_t kBenchmarkSeed = 0x30F1E5;  // any fixed value: the benchmark must never change
+// Fixed: the benchmark must never change. Of the 40 seeds from 0x30F1E5, the one that asks for every held-out
+// pair most evenly (each at least 9 times).
+constexpr uint64_t kBenchmarkSeed = 0x30F20B;
 constexpr int kPlacementTries = 1000;
 
 std::tuple<int, int, Direction> key(const MovingItem& item) { return {item.colour, item.cls, item.direction}; }
