@@ -303,8 +303,9 @@ TEST_CASE("MovingScenesDataset: indexable clips with captions, still scenes mixe
   CHECK(error_kind([&] { set.get({3000}); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { MovingScenesDataset(dir, Split::Train, 4, 0, {20, 0.2, Pairs::Seen}); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { MovingScenesDataset(dir, Split::Train, 4, 0, {16, 1.5, Pairs::Seen}); }) == ErrorKind::Usage);
-  CHECK(error_kind([&] { MovingScenesDataset(dir, Split::Train, 4, 0, {16, std::nan(""), Pairs::Seen}); }) ==
-        ErrorKind::Usage);
+  CHECK(error_kind([&] {
+          MovingScenesDataset(dir, Split::Train, 4, 0, {16, std::nan(""), Pairs::Seen});
+        }) == ErrorKind::Usage);
   CHECK(error_kind([] { MovingScenesDataset("/nonexistent", Split::Train, 4, 0); }) == ErrorKind::Input);
 }
 
@@ -325,8 +326,12 @@ TEST_CASE("the clip evaluator: real clips at the classifier's level, wrong clips
     }
   const double classifier_accuracy = [&] {
     c10::InferenceMode inference;
-    return classifier->forward(test_set.get(sources).images).argmax(1).eq(at::tensor(labels)).to(at::kDouble)
-        .mean().item<double>();
+    return classifier->forward(test_set.get(sources).images)
+        .argmax(1)
+        .eq(at::tensor(labels))
+        .to(at::kDouble)
+        .mean()
+        .item<double>();
   }();
   INFO(real.to_json().dump(1) << "\nclassifier accuracy on the same items " << classifier_accuracy);
   CHECK(real.items.total == 96);
@@ -422,9 +427,9 @@ TEST_CASE("the moving-scene report: ratios near 1 and the Fréchet distance at i
 TEST_CASE("ditgen scenes --frames writes a contact strip of clips and prints their captions", "[scenes][video][cli]") {
   if (test::fashion_mnist_missing("ditgen scenes --frames")) return;
   test::TempDir dir;
-  const test::CliResult r = test::run_cli(
-      {"scenes", "--frames", "16", "-n", "3", "--still-share", "0", "--grid", "strip.png", "-o", "clips", "--canonical"},
-      dir.path());
+  const test::CliResult r = test::run_cli({"scenes", "--frames", "16", "-n", "3", "--still-share", "0", "--grid",
+                                           "strip.png", "-o", "clips", "--canonical"},
+                                          dir.path());
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   std::vector<std::string> lines;
@@ -476,8 +481,12 @@ TEST_CASE("moving-scene ceiling on the whole benchmark", "[.][moving-ceiling]") 
       labels.push_back(it.cls);
     }
   c10::InferenceMode inference;
-  const double plain = classifier->forward(test_set.get(sources).images).argmax(1).eq(at::tensor(labels))
-                           .to(at::kDouble).mean().item<double>();
+  const double plain = classifier->forward(test_set.get(sources).images)
+                           .argmax(1)
+                           .eq(at::tensor(labels))
+                           .to(at::kDouble)
+                           .mean()
+                           .item<double>();
   WARN(report.dump(1) << "\nthe classifier on the ceiling clips' items: " << plain);
   CHECK(report.at("ceiling").at("items").at("total") == 768);
 }

@@ -57,7 +57,9 @@ Shown moving_clips(const ScenesCliOptions& o, const std::filesystem::path& dir, 
 }
 
 // A clip [F, 3, 64, 64] or an image [3, 64, 64] as one PNG: the frames side by side.
-io::Image strip(const at::Tensor& shown) { return shown.dim() == 4 ? tile_images(shown, shown.size(0)) : to_image(shown); }
+io::Image strip(const at::Tensor& shown) {
+  return shown.dim() == 4 ? tile_images(shown, shown.size(0)) : to_image(shown);
+}
 
 int run_scenes(const ScenesCliOptions& o) {
   const bool moving = o.frames > 0;
@@ -116,9 +118,10 @@ Command add_scenes_command(CLI::App& root) {
                   "Write each scene to FOLDER/scene-INDEX.png, its caption in the PNG's Description text");
   app->add_flag("--held-out", o->held_out, "Allow the colour-item pairs held out of training (evaluation scenes)");
   app->add_flag("--canonical", o->canonical, "Print canonical captions instead of the training paraphrases");
-  CLI::Option* frames = app->add_option("--frames", o->frames,
-                  "Show Moving FashionScenes clips of this many frames (1..19; 16 is the default of the video data) "
-                  "instead of still scenes: the contact sheet has a clip a row, -o writes each clip as a strip");
+  CLI::Option* frames = app->add_option(
+      "--frames", o->frames,
+      "Show Moving FashionScenes clips of this many frames (1..19; 16 is the default of the video data) "
+      "instead of still scenes: the contact sheet has a clip a row, -o writes each clip as a strip");
   app->add_option("--still-share", o->still_share,
                   "With --frames: the share of examples that are still scenes held for every frame (joint "
                   "image-video training)")

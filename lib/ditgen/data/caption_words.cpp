@@ -29,8 +29,10 @@ CaptionWords::CaptionWords(const std::string& text) : text_(text) {
   std::string spaced;
   for (char c : text) {
     const unsigned char u = static_cast<unsigned char>(c);
-    if (c == ',') spaced += " , ";
-    else spaced += static_cast<char>(std::tolower(u));
+    if (c == ',')
+      spaced += " , ";
+    else
+      spaced += static_cast<char>(std::tolower(u));
   }
   while (!spaced.empty() && (std::isspace(static_cast<unsigned char>(spaced.back())) || spaced.back() == '.'))
     spaced.pop_back();  // a final full stop

@@ -15,8 +15,8 @@ class CaptionWords {
   explicit CaptionWords(const std::string& text);
 
   bool done() const { return pos_ >= words_.size(); }
-  const std::string& peek() const;  // "(end)" when done
-  std::string take();               // the next word, or "(end)"
+  const std::string& peek() const;       // "(end)" when done
+  std::string take();                    // the next word, or "(end)"
   bool accept(const std::string& word);  // takes the next word when it is `word`
   // Takes the next word when it is one of `options`; that word, or "" (nothing taken).
   std::string accept_any(const std::vector<std::string>& options);
@@ -35,10 +35,10 @@ std::pair<int, int> read_coloured_item(CaptionWords& words);
 
 // What a caption lists: where "there is"/"there are" may lead, which words join items, how many there may be.
 struct ItemList {
-  std::string example;             // a caption to suggest when there is none
+  std::string example;               // a caption to suggest when there is none
   std::vector<std::string> joiners;  // e.g. {"and", ","}: any run of them joins two items
   size_t max_items = 1;
-  std::string too_many;            // why more than max_items are refused
+  std::string too_many;  // why more than max_items are refused
 };
 
 // Reads a whole caption: an optional "there is"/"there are", then items joined as `list` says, each read

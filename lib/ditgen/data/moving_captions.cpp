@@ -94,7 +94,9 @@ std::string moving_paraphrase(const MovingScene& scene, uint64_t seed) {
 MovingScene parse_moving_caption(const std::string& text) {
   CaptionWords words(text);
   MovingScene scene;
-  const ItemList list{"a red sneaker moving left", {"and", ",", "while"}, kMaxMovingItems,
+  const ItemList list{"a red sneaker moving left",
+                      {"and", ",", "while"},
+                      kMaxMovingItems,
                       "more than 2 items (a clip has one or two)"};
   read_item_list(words, list, [&] { scene.items.push_back(read_moving_item(words)); });
   try {
@@ -107,8 +109,8 @@ MovingScene parse_moving_caption(const std::string& text) {
 
 const std::vector<std::string>& moving_caption_words() {
   static const std::vector<std::string> words = [] {
-    std::vector<std::string> w = {"a",   "and",    "there", "is",    "while",  "the",    "to",    "towards",
-                                  "in",  "top",    "bottom", "upper", "lower", "center", "centre", "middle"};
+    std::vector<std::string> w = {"a",  "and", "there",  "is",    "while", "the",    "to",     "towards",
+                                  "in", "top", "bottom", "upper", "lower", "center", "centre", "middle"};
     for (const std::vector<std::string>* verbs : {&kParticiples, &kFiniteVerbs})
       w.insert(w.end(), verbs->begin(), verbs->end());
     for (int d = 0; d < kDirections; ++d) {

@@ -13,7 +13,7 @@
 
 namespace ditgen::data {
 
-constexpr int kStepPixels = 2;     // how far an item moves each frame
+constexpr int kStepPixels = 2;  // how far an item moves each frame
 constexpr int kDefaultFrames = 16;
 // The most frames an item can travel wholly inside the canvas: 28 + 2 (F - 1) <= 64.
 constexpr int kMaxFrames = (kSceneSize - kItemSize) / kStepPixels + 1;  // 19

@@ -35,7 +35,8 @@ at::Tensor render_clips(const std::vector<MovingScene>& clips, const FashionMnis
     check_moving_scene(clip, frames);
     for (const MovingItem& item : clip.items) {
       if (item.source_index < 0)
-        throw Error(ErrorKind::Usage, "moving scenes: rendering needs a source image for every item (a layout has none)");
+        throw Error(ErrorKind::Usage,
+                    "moving scenes: rendering needs a source image for every item (a layout has none)");
       ids.push_back(item.source_index);
     }
   }
@@ -68,8 +69,8 @@ MovingScenesDataset::MovingScenesDataset(const std::filesystem::path& dir, Split
     throw Error(ErrorKind::Usage, "moving scenes: a dataset needs at least 1 clip, not " + std::to_string(size));
   check_frames(options.frames);
   if (!(options.still_share >= 0 && options.still_share <= 1))  // NaN fails too
-    throw Error(ErrorKind::Usage, "moving scenes: the share of still scenes must be in 0..1, not " +
-                                      std::to_string(options.still_share));
+    throw Error(ErrorKind::Usage,
+                "moving scenes: the share of still scenes must be in 0..1, not " + std::to_string(options.still_share));
 }
 
 const std::vector<std::string>& MovingScenesDataset::class_names() const {
@@ -79,8 +80,8 @@ const std::vector<std::string>& MovingScenesDataset::class_names() const {
 
 uint64_t MovingScenesDataset::seed_of(int64_t index) const {
   if (index < 0 || index >= size_)
-    throw Error(ErrorKind::Usage, "moving scenes: index " + std::to_string(index) + " is outside 0.." +
-                                      std::to_string(size_ - 1));
+    throw Error(ErrorKind::Usage,
+                "moving scenes: index " + std::to_string(index) + " is outside 0.." + std::to_string(size_ - 1));
   return seed_ + static_cast<uint64_t>(index);
 }
 
@@ -90,7 +91,8 @@ bool MovingScenesDataset::is_still(int64_t index) const {
 }
 
 MovingScene MovingScenesDataset::clip(int64_t index) const {
-  if (is_still(index)) throw Error(ErrorKind::Usage, "moving scenes: example " + std::to_string(index) + " is a still scene");
+  if (is_still(index))
+    throw Error(ErrorKind::Usage, "moving scenes: example " + std::to_string(index) + " is a still scene");
   return sample_clip(seed_of(index), pool_, options_.frames, options_.pairs);
 }
 
@@ -126,13 +128,13 @@ Batch MovingScenesDataset::get(const std::vector<int64_t>& indices) const {
       batch.captions.push_back(moving_paraphrase(clips.back(), caption_seed));
     }
   }
-  const at::Tensor moving = render_clips(clips, source_, options_.frames);  // [Bm, F, 3, 64, 64]
+  const at::Tensor moving = render_clips(clips, source_, options_.frames);                  // [Bm, F, 3, 64, 64]
   const at::Tensor still_images = stills.empty() ? at::Tensor() : render(stills, source_);  // [Bs, 3, 64, 64]
-  batch.images = at::empty({b, options_.frames, 3, kSceneSize, kSceneSize}, at::kFloat);  // [B, F, 3, 64, 64]
+  batch.images = at::empty({b, options_.frames, 3, kSceneSize, kSceneSize}, at::kFloat);    // [B, F, 3, 64, 64]
   int64_t m = 0, s = 0;
   for (int64_t i = 0; i < b; ++i)
     batch.images[i].copy_(kinds[static_cast<size_t>(i)] ? still_images[s++].unsqueeze(0).expand_as(batch.images[i])
-                                                         : moving[m++]);
+                                                        : moving[m++]);
   batch.labels = at::tensor(kinds, at::kLong);  // [B]
   return batch;
 }

@@ -34,7 +34,7 @@ at::Tensor render_clip(const MovingScene& clip, const FashionMnist& source, int 
 constexpr double kDefaultStillShare = 0.2;
 
 struct MovingScenesOptions {
-  int frames = kDefaultFrames;            // 1..kMaxFrames
+  int frames = kDefaultFrames;              // 1..kMaxFrames
   double still_share = kDefaultStillShare;  // 0..1: examples that are still scenes repeated over the frames
   Pairs pairs = Pairs::Seen;
 };
@@ -60,9 +60,9 @@ class MovingScenesDataset : public Dataset {
   Batch get(const std::vector<int64_t>& indices) const override;
 
   bool is_still(int64_t index) const;
-  MovingScene clip(int64_t index) const;  // Error(Usage) for a still example
-  Scene still(int64_t index) const;       // Error(Usage) for a moving example
-  std::string caption(int64_t index) const;  // the training caption (a paraphrase)
+  MovingScene clip(int64_t index) const;       // Error(Usage) for a still example
+  Scene still(int64_t index) const;            // Error(Usage) for a moving example
+  std::string caption(int64_t index) const;    // the training caption (a paraphrase)
   std::string canonical(int64_t index) const;  // the canonical caption of the same example
 
  private:

@@ -49,7 +49,7 @@ struct FramePixels {
 
 // Where an item of `colour` is in a frame, or not found.
 struct Sighting {
-  std::array<double, 2> centroid{};  // brightness-weighted, of its pixels: what its motion is read from
+  std::array<double, 2> centroid{};    // brightness-weighted, of its pixels: what its motion is read from
   std::array<double, 2> box_centre{};  // of its pixels within kBoxReach of the centroid: where its crop is centred
 };
 

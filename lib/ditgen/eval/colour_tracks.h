@@ -19,7 +19,7 @@ namespace ditgen::eval {
 constexpr int64_t kMinTrackPixels = 8;
 
 struct ItemTrack {
-  std::vector<bool> found;                   // [F]: the item is there in frame f
+  std::vector<bool> found;                    // [F]: the item is there in frame f
   std::vector<std::array<double, 2>> centre;  // [F]: (x, y) of its pixels' centroid, in pixels; 0 where not found
   int found_frames() const;
 };
@@ -33,8 +33,8 @@ struct ClipTracks {
 // black, the rest clamped). The crop is centred on the bounding box of the item's pixels within 20 px of
 // their centroid (Fashion-MNIST centres items by their box; a stray speck further out does not move it) and
 // grey as the still scorer makes it (the brightest channel over the colour's brightest channel), keeping
-// unlit pixels and the item's own, blacking out pixels lit in another colour. Error(Usage) for a bad shape, fewer than 1 frame or a count mismatch;
-// Error(Input) for a layout outside the grammar.
+// unlit pixels and the item's own, blacking out pixels lit in another colour. Error(Usage) for a bad shape, fewer than
+// 1 frame or a count mismatch; Error(Input) for a layout outside the grammar.
 ClipTracks track_items(const at::Tensor& clips, const std::vector<data::MovingScene>& layouts);
 
 // Below this fitted speed (px a frame; the grammar's is 2) an item stands still: no direction.

@@ -56,16 +56,14 @@ nlohmann::json MovingScores::to_json() const {
 MovingAnalysis analyse_moving_scenes(FmnistClassifier& classifier, const at::Tensor& clips,
                                      const std::vector<data::MovingScene>& layouts) {
   if (clips.defined() && clips.dim() == 5 && clips.size(1) < 2)
-    throw Error(ErrorKind::Usage, "scoring clips needs at least 2 frames to see motion, got " +
-                                      std::to_string(clips.size(1)));
+    throw Error(ErrorKind::Usage,
+                "scoring clips needs at least 2 frames to see motion, got " + std::to_string(clips.size(1)));
   const ClipTracks tracks = track_items(clips, layouts);  // crops [M * F, 1, 32, 32]
   const int64_t frames = clips.size(1);
-  const at::Tensor features = in_classifier_batches(classifier, tracks.crops, [&](const at::Tensor& x) {
-    return classifier->features(x);
-  });  // [M * F, 256]
-  const at::Tensor classes = in_classifier_batches(classifier, features, [&](const at::Tensor& f) {
-    return classifier->classify(f).argmax(1);
-  }).contiguous();  // [M * F]
+  auto features_of = [&](const at::Tensor& x) { return classifier->features(x); };
+  auto classes_of = [&](const at::Tensor& f) { return classifier->classify(f).argmax(1); };
+  const at::Tensor features = in_classifier_batches(classifier, tracks.crops, features_of);      // [M * F, 256]
+  const at::Tensor classes = in_classifier_batches(classifier, features, classes_of).contiguous();  // [M * F]
   const at::Tensor item_features = features.to(at::kDouble).view({-1, frames, features.size(1)});  // [M, F, 256]
 
   MovingAnalysis a;
@@ -137,8 +135,7 @@ at::Tensor real_clips(const data::FashionMnist& source, const std::vector<data::
                       uint64_t seed) {
   const data::ItemPool pool(source);
   std::vector<data::MovingScene> clips;
-  for (size_t i = 0; i < layouts.size(); ++i)
-    clips.push_back(data::realise_clip(layouts[i], pool, frames, seed + i));
+  for (size_t i = 0; i < layouts.size(); ++i) clips.push_back(data::realise_clip(layouts[i], pool, frames, seed + i));
   return data::render_clips(clips, source, frames);  // [N, F, 3, 64, 64]
 }
 
@@ -149,11 +146,12 @@ nlohmann::json evaluate_moving_scenes(FmnistClassifier& classifier, const at::Te
     throw Error(ErrorKind::Usage, "the moving-scene report needs at least 2 clips (a Fréchet distance), got " +
                                       std::to_string(layouts.size()));
   if (clips.defined() && clips.dim() == 5) data::check_frames(static_cast<int>(clips.size(1)));  // real clips fit
-  const MovingAnalysis generated = analyse_moving_scenes(classifier, clips, layouts);             // checks the rest
+  const MovingAnalysis generated = analyse_moving_scenes(classifier, clips, layouts);            // checks the rest
   const int frames = static_cast<int>(clips.size(1));
   const MovingAnalysis ceiling = analyse_moving_scenes(classifier, real_clips(test, layouts, frames, seed), layouts);
   const MovingAnalysis floor =
-      analyse_moving_scenes(classifier, real_clips(train, layouts, frames, data::mix_seed(seed, kFloorStream)), layouts);
+      analyse_moving_scenes(classifier, real_clips(train, layouts, frames, data::mix_seed(seed, kFloorStream)),
+                            layouts);
   const Gaussian reference = feature_statistics(ceiling.features);
   const MovingScores& g = generated.scores;
   const MovingScores& c = ceiling.scores;
@@ -166,8 +164,9 @@ nlohmann::json evaluate_moving_scenes(FmnistClassifier& classifier, const at::Te
           {"frame_accuracy", g.frames.accuracy()},
           {"class_consistency", g.consistent.accuracy()},
           {"step_jitter_px", g.step_jitter()},
-          {"frechet", {{"distance", frechet_distance(feature_statistics(generated.features), reference)},
-                       {"floor", frechet_distance(feature_statistics(floor.features), reference)}}},
+          {"frechet",
+           {{"distance", frechet_distance(feature_statistics(generated.features), reference)},
+            {"floor", frechet_distance(feature_statistics(floor.features), reference)}}},
           {"clips", static_cast<int64_t>(layouts.size())},
           {"frames", frames}};
 }

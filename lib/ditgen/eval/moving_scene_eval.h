@@ -19,11 +19,11 @@ namespace ditgen::eval {
 struct MovingScores : SplitTallies<data::kMaxMovingItems> {
   // items: named items right (colour found, majority class right, direction right); scenes: clips with every
   // named item right.
-  Tally item_class;      // named items whose colour is found and whose majority class is right
-  Tally item_colour;     // named items whose colour is found in at least half the frames
-  Tally item_direction;  // named items whose centroid track moves the asked way
-  Tally frames;          // item-frames whose crop is classified right (a frame without the item is wrong)
-  Tally consistent;      // item-frames, where the item is found, whose class is the item's majority class
+  Tally item_class;       // named items whose colour is found and whose majority class is right
+  Tally item_colour;      // named items whose colour is found in at least half the frames
+  Tally item_direction;   // named items whose centroid track moves the asked way
+  Tally frames;           // item-frames whose crop is classified right (a frame without the item is wrong)
+  Tally consistent;       // item-frames, where the item is found, whose class is the item's majority class
   double jitter_sum = 0;  // over centroid steps: |step - the track's fitted velocity|, px
   int64_t steps = 0;
   double speed_sum = 0;  // over tracks found in two frames or more: fitted speed, px a frame
