@@ -21,7 +21,7 @@ if [ -z "${FUZZ_NO_BUILD:-}" ]; then
   cmake --build "$build" -j "$(nproc)" > "$build/ditgen-build.log" 2>&1 || { tail -30 "$build/ditgen-build.log"; exit 1; }
 fi
 total=0
-for target in ${TARGETS:-safetensors png_text prompt_file model_spec schedule scene_caption gif}; do
+for target in ${TARGETS:-safetensors png_text prompt_file model_spec schedule scene_caption moving_caption gif}; do
   mkdir -p "$build/corpus/$target"
   log="$build/fuzz-$target.log"
   "$build/tests/fuzz/fuzz_$target" "$build/corpus/$target" "tests/fuzz/corpus/$target" \

@@ -38,6 +38,26 @@ Scene sample_scene(uint64_t seed, const ItemPool& pool, Pairs pairs) {
   return with_sources(sample_layout(seed, pairs), pool, mix_seed(seed, kSourceStream));
 }
 
+at::Tensor item_greys(const FashionMnist& source, const std::vector<int64_t>& ids) {
+  const int64_t pad = source.height(), before = (pad - kItemSize) / 2;
+  // Back from [-1, 1] to grey / 255 (exact up to float rounding), dropping the padding.
+  return source.get(ids).images.narrow(2, before, kItemSize).narrow(3, before, kItemSize).add(1).div_(2)
+      .view({-1, kItemSize, kItemSize}).contiguous();  // [M, 28, 28]
+}
+
+void draw_item(float* canvas, const float* grey, int colour, Point at) {
+  const Rgb c = palette_colour(colour);
+  const float tint[3] = {c.r / 255.0f, c.g / 255.0f, c.b / 255.0f};
+  constexpr int plane = kSceneSize * kSceneSize;
+  for (int y = 0; y < kItemSize; ++y)
+    for (int x = 0; x < kItemSize; ++x) {
+      const float g = grey[y * kItemSize + x];
+      if (g <= 0) continue;  // unlit: what lies below shows through
+      float* pixel = canvas + (at.y + y) * kSceneSize + at.x + x;
+      for (int ch = 0; ch < 3; ++ch) pixel[ch * plane] = g * tint[ch];
+    }
+}
+
 at::Tensor render(const std::vector<Scene>& scenes, const FashionMnist& source) {
   std::vector<int64_t> ids;
   for (const Scene& scene : scenes) {
@@ -51,26 +71,15 @@ at::Tensor render(const std::vector<Scene>& scenes, const FashionMnist& source) 
   const int64_t n = static_cast<int64_t>(scenes.size());
   at::Tensor canvas = at::zeros({n, 3, kSceneSize, kSceneSize}, at::kFloat);  // [N, 3, 64, 64] in [0, 1]
   if (ids.empty()) return canvas.sub_(1);
-  const int64_t pad = source.height(), before = (pad - kItemSize) / 2;
-  // Back from [-1, 1] to grey / 255 (exact up to float rounding), dropping the padding.
-  const at::Tensor grey = source.get(ids).images.narrow(2, before, kItemSize).narrow(3, before, kItemSize)
-                              .add(1).div_(2).contiguous();  // [M, 1, 28, 28]
+  const at::Tensor grey = item_greys(source, ids);  // [M, 28, 28]
   // Plain loops over the pixels: a training batch places hundreds of items, and a tensor op per item would
   // cost more than the model's step on the GPU.
   const float* g = grey.data_ptr<float>();
   float* out = canvas.data_ptr<float>();
-  constexpr int64_t plane = int64_t{kSceneSize} * kSceneSize;
   for (int64_t s = 0; s < n; ++s)
     for (const SceneItem& item : scenes[static_cast<size_t>(s)].items) {
-      const Rgb c = palette_colour(item.colour);
-      const float tint[3] = {c.r / 255.0f, c.g / 255.0f, c.b / 255.0f};
       const Point o = item_origin(item.cell);
-      for (int ch = 0; ch < 3; ++ch) {
-        float* image = out + (s * 3 + ch) * plane;
-        for (int y = 0; y < kItemSize; ++y)
-          for (int x = 0; x < kItemSize; ++x)
-            image[(o.y + item.dy + y) * kSceneSize + o.x + item.dx + x] = g[y * kItemSize + x] * tint[ch];
-      }
+      draw_item(out + s * 3 * kSceneSize * kSceneSize, g, item.colour, {o.x + item.dx, o.y + item.dy});
       g += kItemSize * kItemSize;
     }
   return canvas.mul_(2).sub_(1);

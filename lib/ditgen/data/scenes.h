@@ -36,6 +36,15 @@ Scene with_sources(const Scene& layout, const ItemPool& pool, uint64_t seed);
 // sample_layout(seed, pairs) with sources from `pool`.
 Scene sample_scene(uint64_t seed, const ItemPool& pool, Pairs pairs = Pairs::Seen);
 
+// The grey images of `ids` in `source` without its padding, as grey / 255: [M, 28, 28] float32 in [0, 1],
+// contiguous. FashionMnist::get checks the indices.
+at::Tensor item_greys(const FashionMnist& source, const std::vector<int64_t>& ids);
+
+// Draws one item onto a canvas of three 64x64 planes in [0, 1] (row-major, contiguous): its 28x28 grey image
+// (grey / 255, row-major) tinted with palette colour `colour`, corner at `at` (wholly inside), written where
+// the item is lit, so a later item covers an earlier one only there.
+void draw_item(float* canvas, const float* grey, int colour, Point at);
+
 // Renders scenes whose sources index `source` (any padding): [N, 3, 64, 64] float32 in [-1, 1], black
 // (-1) background, each item pixel grey / 255 * colour per channel. Error(Usage) for a scene without sources
 // or with indices outside the source; Error(Input) for one breaking the grammar.

@@ -21,10 +21,6 @@ void check_text_model(const ModelInfo& info) {
                                       image_space_name(c.image_space) + " outputs");
 }
 
-double ratio(const Tally& generated, const Tally& ceiling) {
-  return ceiling.accuracy() > 0 ? generated.accuracy() / ceiling.accuracy() : 0;
-}
-
 }  // namespace
 
 EvalReport evaluate_scenes(Generator& generator, const EvalOptions& o, const EvalProgress& progress) {
@@ -58,18 +54,10 @@ EvalReport evaluate_scenes(Generator& generator, const EvalOptions& o, const Eva
   report.fid = fid.fid;
   report.real_vs_real_fid = fid.real_floor;
   report.class_accuracy = scores.item_class.accuracy();
-  nlohmann::json by_count = nlohmann::json::object();
-  for (int k = 0; k < data::kMaxItems; ++k)
-    by_count[std::to_string(k + 1)] = {{"items", ratio(scores.items_by_count[k], ceiling.items_by_count[k])},
-                                       {"scenes", ratio(scores.scenes_by_count[k], ceiling.scenes_by_count[k])}};
   report.scenes = {{"generated", scores.to_json()},
                    {"ceiling", ceiling.to_json()},
-                   {"ratio", {{"items", ratio(scores.items, ceiling.items)},
-                              {"scenes", ratio(scores.scenes, ceiling.scenes)},
-                              {"by_count", by_count}}},
-                   {"held_out_over_seen", scores.seen_items.accuracy() > 0
-                                              ? scores.held_out_items.accuracy() / scores.seen_items.accuracy()
-                                              : 0},
+                   {"ratio", scores.ratio_json(ceiling)},
+                   {"held_out_over_seen", scores.held_out_over_seen()},
                    {"prompts", std::min(n, P)},
                    {"images_per_prompt", static_cast<double>(n) / static_cast<double>(std::min(n, P))}};
   describe_run(report, generator, generated, o);

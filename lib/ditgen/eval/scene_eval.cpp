@@ -1,6 +1,7 @@
 #include "ditgen/eval/scene_eval.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include <c10/core/InferenceMode.h>
@@ -16,7 +17,6 @@ namespace {
 using data::Cell;
 using data::kCellSize;
 
-constexpr int64_t kClassifierBatch = 500;
 constexpr uint64_t kJitterStream = 3;  // real scenes' jitter, apart from their sources
 
 void check_images(const at::Tensor& images, const std::vector<data::Scene>& layouts) {
@@ -49,50 +49,27 @@ at::Tensor rgb_crops(const at::Tensor& unit, const std::vector<data::Scene>& lay
   return at::stack(crops);  // [M, 3, 32, 32]
 }
 
-// Palette colours as unit vectors: [8, 3].
-at::Tensor palette_directions() {
-  std::vector<float> rgb;
-  for (int c = 0; c < data::kSceneColours; ++c) {
-    const data::Rgb p = data::palette_colour(c);
-    rgb.insert(rgb.end(), {static_cast<float>(p.r), static_cast<float>(p.g), static_cast<float>(p.b)});
-  }
-  at::Tensor p = at::tensor(rgb).view({data::kSceneColours, 3});  // [8, 3]
-  return p / p.norm(2, 1, true);
-}
-
 // colours from unit-range crops [M, 3, 32, 32]: [M] int64, -1 where nothing is lit.
 at::Tensor colours_of(const at::Tensor& unit_crops) {
   const at::Tensor lit = unit_crops.amax(1, true).gt(kLitLevel).to(at::kFloat);  // [M, 1, 32, 32]
   const at::Tensor sum = (unit_crops * lit).sum({2, 3});                           // [M, 3]
   const at::Tensor count = lit.sum({1, 2, 3});                                     // [M]
-  const at::Tensor direction = sum / sum.norm(2, 1, true).clamp_min(1e-6);         // [M, 3]
-  const at::Tensor nearest = direction.matmul(palette_directions().t()).argmax(1);  // [M]: largest cosine
-  return at::where(count.gt(0), nearest, at::full_like(nearest, -1));
+  at::Tensor colours = at::empty({sum.size(0)}, at::kLong);                        // [M]: the mean's direction
+  const auto rgb = sum.accessor<float, 2>();
+  const auto lit_pixels = count.accessor<float, 1>();
+  auto out = colours.accessor<int64_t, 1>();
+  for (int64_t m = 0; m < sum.size(0); ++m)
+    out[m] = lit_pixels[m] > 0 ? nearest_palette_colour(rgb[m][0], rgb[m][1], rgb[m][2]) : -1;
+  return colours;
 }
 
 // Grey crops [M, 1, 32, 32] in [-1, 1]: the brightest channel divided by the brightest channel of the crop's
 // read colour (a real item's pixel is grey / 255 * colour, so this gives its grey back).
 at::Tensor grey_of(const at::Tensor& unit_crops, const at::Tensor& colours) {
   std::vector<float> peak(data::kSceneColours + 1, 1.0f);  // [colour + 1]; slot 0 for "no colour" leaves it be
-  for (int c = 0; c < data::kSceneColours; ++c) {
-    const data::Rgb p = data::palette_colour(c);
-    peak[static_cast<size_t>(c + 1)] = static_cast<float>(std::max({p.r, p.g, p.b})) / 255.0f;
-  }
+  for (int c = 0; c < data::kSceneColours; ++c) peak[static_cast<size_t>(c + 1)] = palette_peak(c);
   const at::Tensor scale = at::tensor(peak).index_select(0, colours + 1).view({-1, 1, 1, 1});  // [M, 1, 1, 1]
   return unit_crops.amax(1, true).div(scale).clamp_(0, 1).mul_(2).sub_(1);                    // [M, 1, 32, 32]
-}
-
-// Runs `f` on the classifier's device over images [M, 1, 32, 32] in batches; the results concatenated on the CPU.
-template <class F>
-at::Tensor in_batches(FmnistClassifier& classifier, const at::Tensor& images, F f) {
-  c10::InferenceMode inference;
-  const at::Device device = classifier->parameters().front().device();
-  std::vector<at::Tensor> out;
-  for (int64_t begin = 0; begin < images.size(0); begin += kClassifierBatch) {
-    const int64_t count = std::min(kClassifierBatch, images.size(0) - begin);
-    out.push_back(f(images.narrow(0, begin, count).to(device)).cpu());
-  }
-  return at::cat(out);
 }
 
 // Lit pixels [N, 4] of each quadrant. A centre item's 32x32 is left out, so for a lone centre item the
@@ -122,32 +99,49 @@ std::vector<data::Scene> realise(const std::vector<data::Scene>& layouts, const 
   return scenes;
 }
 
-void add(Tally& t, bool right) {
-  t.right += right ? 1 : 0;
-  t.total += 1;
-}
-
-nlohmann::json tally_json(const Tally& t) {
-  return {{"accuracy", t.accuracy()}, {"right", t.right}, {"total", t.total}};
-}
-
 }  // namespace
 
+nlohmann::json Tally::to_json() const { return {{"accuracy", accuracy()}, {"right", right}, {"total", total}}; }
+
+double accuracy_ratio(const Tally& generated, const Tally& ceiling) {
+  return ceiling.accuracy() > 0 ? generated.accuracy() / ceiling.accuracy() : 0;
+}
+
+int nearest_palette_colour(float r, float g, float b) {
+  // Palette colours as unit vectors; the largest dot product with (r, g, b) is the smallest angle.
+  static const std::array<std::array<float, 3>, data::kSceneColours> directions = [] {
+    std::array<std::array<float, 3>, data::kSceneColours> d{};
+    for (int c = 0; c < data::kSceneColours; ++c) {
+      const data::Rgb p = data::palette_colour(c);
+      const float norm = std::sqrt(static_cast<float>(p.r * p.r + p.g * p.g + p.b * p.b));
+      d[static_cast<size_t>(c)] = {p.r / norm, p.g / norm, p.b / norm};
+    }
+    return d;
+  }();
+  int best = 0;
+  float best_dot = -1;
+  for (int c = 0; c < data::kSceneColours; ++c) {
+    const std::array<float, 3>& d = directions[static_cast<size_t>(c)];
+    const float dot = r * d[0] + g * d[1] + b * d[2];
+    if (dot > best_dot) {
+      best = c;
+      best_dot = dot;
+    }
+  }
+  return best;
+}
+
+float palette_peak(int colour) {
+  const data::Rgb p = data::palette_colour(colour);
+  return static_cast<float>(std::max({p.r, p.g, p.b})) / 255.0f;
+}
+
 nlohmann::json SceneScores::to_json() const {
-  nlohmann::json by_count = nlohmann::json::object();
-  for (int k = 0; k < data::kMaxItems; ++k)
-    by_count[std::to_string(k + 1)] = {{"items", tally_json(items_by_count[static_cast<size_t>(k)])},
-                                       {"scenes", tally_json(scenes_by_count[static_cast<size_t>(k)])}};
-  return {{"item_accuracy", items.accuracy()},
-          {"scene_accuracy", scenes.accuracy()},
-          {"items", tally_json(items)},
-          {"scenes", tally_json(scenes)},
-          {"item_class", tally_json(item_class)},
-          {"item_colour", tally_json(item_colour)},
-          {"empty_cells", tally_json(empty_cells)},
-          {"by_count", by_count},
-          {"seen", {{"items", tally_json(seen_items)}, {"scenes", tally_json(seen_scenes)}}},
-          {"held_out", {{"items", tally_json(held_out_items)}, {"scenes", tally_json(held_out_scenes)}}}};
+  nlohmann::json j = SplitTallies::to_json();
+  j["item_class"] = item_class.to_json();
+  j["item_colour"] = item_colour.to_json();
+  j["empty_cells"] = empty_cells.to_json();
+  return j;
 }
 
 at::Tensor read_colours(const at::Tensor& crops) {
@@ -166,7 +160,7 @@ SceneScores score_scenes(FmnistClassifier& classifier, const at::Tensor& images,
   const at::Tensor unit = unit_range(images);                   // [N, 3, 64, 64]
   const at::Tensor crops = rgb_crops(unit, layouts);            // [M, 3, 32, 32]
   const at::Tensor colours = colours_of(crops);                 // [M]
-  const at::Tensor classes = in_batches(classifier, grey_of(crops, colours), [&](const at::Tensor& x) {
+  const at::Tensor classes = in_classifier_batches(classifier, grey_of(crops, colours), [&](const at::Tensor& x) {
     return classifier->forward(x).argmax(1);  // [b]
   });                                         // [M]
   const at::Tensor quadrant_lit = quadrant_lit_counts(unit, layouts);  // [N, 4]
@@ -177,7 +171,6 @@ SceneScores score_scenes(FmnistClassifier& classifier, const at::Tensor& images,
   int64_t m = 0;
   for (size_t i = 0; i < layouts.size(); ++i) {
     const data::Scene& layout = layouts[i];
-    const size_t k = layout.items.size() - 1;
     bool scene_right = true, held_out = false;
     bool named[data::kQuadrants] = {};
     for (const data::SceneItem& item : layout.items) {
@@ -185,11 +178,9 @@ SceneScores score_scenes(FmnistClassifier& classifier, const at::Tensor& images,
       const bool colour_right = colour_of[m] == item.colour;
       ++m;
       const bool right = cls_right && colour_right, unseen = data::is_held_out(item.colour, item.cls);
-      add(s.items, right);
-      add(s.item_class, cls_right);
-      add(s.item_colour, colour_right);
-      add(s.items_by_count[k], right);
-      add(unseen ? s.held_out_items : s.seen_items, right);
+      s.add_item(layout.items.size(), unseen, right);
+      s.item_class.add(cls_right);
+      s.item_colour.add(colour_right);
       scene_right = scene_right && right;
       held_out = held_out || unseen;
       if (item.cell != Cell::Center) named[static_cast<int>(item.cell)] = true;
@@ -197,12 +188,10 @@ SceneScores score_scenes(FmnistClassifier& classifier, const at::Tensor& images,
     for (int q = 0; q < data::kQuadrants; ++q) {
       if (named[q]) continue;
       const bool empty = lit_of[static_cast<int64_t>(i)][q] <= kEmptyCellLitPixels;
-      add(s.empty_cells, empty);
+      s.empty_cells.add(empty);
       scene_right = scene_right && empty;
     }
-    add(s.scenes, scene_right);
-    add(s.scenes_by_count[k], scene_right);
-    add(held_out ? s.held_out_scenes : s.seen_scenes, scene_right);
+    s.add_scene(layout.items.size(), held_out, scene_right);
   }
   return s;
 }
@@ -239,8 +228,8 @@ CropFid crop_fid(FmnistClassifier& classifier, const at::Tensor& images, const s
 
   std::vector<int64_t> ids(static_cast<size_t>(std::min(m, test.size())));
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int64_t>(i);  // the first M test images
-  auto features = [&](const at::Tensor& x) {
-    return in_batches(classifier, x, [&](const at::Tensor& b) { return classifier->features(b); });  // [M, 256]
+  auto features = [&](const at::Tensor& x) {  // [M, 256]
+    return in_classifier_batches(classifier, x, [&](const at::Tensor& b) { return classifier->features(b); });
   };
   const Gaussian reference = feature_statistics(features(test.get(ids).images));
   return {frechet_distance(feature_statistics(features(crops)), reference),

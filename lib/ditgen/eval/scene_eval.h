@@ -3,11 +3,14 @@
 // pixels; cells the caption leaves out must be dark. The same scorer on real scenes is the ceiling.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 
 #include "ditgen/data/scenes.h"
@@ -20,21 +23,78 @@ struct Tally {
   int64_t right = 0;
   int64_t total = 0;
   double accuracy() const { return total > 0 ? static_cast<double>(right) / static_cast<double>(total) : 0.0; }
+  void add(bool is_right) {
+    right += is_right ? 1 : 0;
+    total += 1;
+  }
+  nlohmann::json to_json() const;  // {"accuracy", "right", "total"}
 };
 
-struct SceneScores {
-  Tally items;            // named items with the right class and colour in their place
-  Tally scenes;           // scenes with every named item right and every other cell empty
-  Tally item_class;       // named items of the right class (colour aside)
-  Tally item_colour;      // named items of the right colour (class aside)
-  Tally empty_cells;      // cells the caption leaves out that are empty
-  std::array<Tally, data::kMaxItems> items_by_count{};   // [k - 1]: items of scenes of k items
-  std::array<Tally, data::kMaxItems> scenes_by_count{};  // [k - 1]: scenes of k items
+// generated's accuracy over ceiling's (0 where the ceiling is 0): how much of what the scorer allows is reached.
+double accuracy_ratio(const Tally& generated, const Tally& ceiling);
+
+// The item and scene tallies every scene figure is split into: by item count (1..Counts) and by seen versus
+// held-out colour-class pairs (a scene counts as held-out when any of its items is).
+template <size_t Counts>
+struct SplitTallies {
+  Tally items;   // named items right
+  Tally scenes;  // scenes with everything right
+  std::array<Tally, Counts> items_by_count{};   // [k - 1]: items of scenes of k items
+  std::array<Tally, Counts> scenes_by_count{};  // [k - 1]: scenes of k items
   Tally seen_items, held_out_items;    // items by whether their colour-class pair is held out of training
   Tally seen_scenes, held_out_scenes;  // scenes with no held-out pair / with at least one
 
-  // {"item_accuracy", "scene_accuracy", ..., "by_count": {"1": {...}, ...}, "seen": {...}, "held_out": {...}}
-  // with the counts beside each accuracy.
+  // One named item of a scene of `count` items.
+  void add_item(size_t count, bool held_out, bool right) {
+    items.add(right);
+    items_by_count[count - 1].add(right);
+    (held_out ? held_out_items : seen_items).add(right);
+  }
+  void add_scene(size_t count, bool held_out, bool right) {
+    scenes.add(right);
+    scenes_by_count[count - 1].add(right);
+    (held_out ? held_out_scenes : seen_scenes).add(right);
+  }
+
+  // {"item_accuracy", "scene_accuracy", "items", "scenes", "by_count": {"1": {"items", "scenes"}, ...},
+  //  "seen": {"items", "scenes"}, "held_out": {...}}, the counts beside each accuracy.
+  nlohmann::json to_json() const {
+    nlohmann::json by_count = nlohmann::json::object();
+    for (size_t k = 0; k < Counts; ++k)
+      by_count[std::to_string(k + 1)] = {{"items", items_by_count[k].to_json()},
+                                         {"scenes", scenes_by_count[k].to_json()}};
+    return {{"item_accuracy", items.accuracy()},
+            {"scene_accuracy", scenes.accuracy()},
+            {"items", items.to_json()},
+            {"scenes", scenes.to_json()},
+            {"by_count", by_count},
+            {"seen", {{"items", seen_items.to_json()}, {"scenes", seen_scenes.to_json()}}},
+            {"held_out", {{"items", held_out_items.to_json()}, {"scenes", held_out_scenes.to_json()}}}};
+  }
+
+  // These accuracies over `ceiling`'s: {"items", "scenes", "by_count": {"1": {"items", "scenes"}, ...}}.
+  nlohmann::json ratio_json(const SplitTallies& ceiling) const {
+    nlohmann::json by_count = nlohmann::json::object();
+    for (size_t k = 0; k < Counts; ++k)
+      by_count[std::to_string(k + 1)] = {{"items", accuracy_ratio(items_by_count[k], ceiling.items_by_count[k])},
+                                         {"scenes", accuracy_ratio(scenes_by_count[k], ceiling.scenes_by_count[k])}};
+    return {{"items", accuracy_ratio(items, ceiling.items)},
+            {"scenes", accuracy_ratio(scenes, ceiling.scenes)},
+            {"by_count", by_count}};
+  }
+
+  // Item accuracy on held-out pairs over that on seen ones: 1 when the model composes as well as it recalls.
+  double held_out_over_seen() const { return accuracy_ratio(held_out_items, seen_items); }
+};
+
+struct SceneScores : SplitTallies<data::kMaxItems> {
+  // items: named items with the right class and colour in their place; scenes: scenes with every named item
+  // right and every other cell empty.
+  Tally item_class;   // named items of the right class (colour aside)
+  Tally item_colour;  // named items of the right colour (class aside)
+  Tally empty_cells;  // cells the caption leaves out that are empty
+
+  // SplitTallies::to_json with "item_class", "item_colour" and "empty_cells" beside.
   nlohmann::json to_json() const;
 };
 
@@ -42,6 +102,28 @@ struct SceneScores {
 constexpr double kLitLevel = 0.2;
 // An unnamed cell with at most this many lit pixels (of 1024) is empty: a stray speck is not an item.
 constexpr int64_t kEmptyCellLitPixels = 8;
+
+// The palette colour nearest by angle to the colour (r, g, b) (non-negative, any scale): only hue and
+// saturation count, not brightness, since an item's pixel is grey / 255 * colour. 0 for black.
+int nearest_palette_colour(float r, float g, float b);
+// The brightest channel of palette colour `colour` in [0, 1]: a real item's brightest channel is its grey
+// times this.
+float palette_peak(int colour);
+
+// Runs `f` on the classifier's device over `inputs` [M, ...] in batches of 500, without autograd; the results
+// concatenated on the CPU.
+template <class F>
+at::Tensor in_classifier_batches(FmnistClassifier& classifier, const at::Tensor& inputs, F f) {
+  constexpr int64_t kBatch = 500;
+  c10::InferenceMode inference;
+  const at::Device device = classifier->parameters().front().device();
+  std::vector<at::Tensor> out;
+  for (int64_t begin = 0; begin < inputs.size(0); begin += kBatch) {
+    const int64_t count = std::min(kBatch, inputs.size(0) - begin);
+    out.push_back(f(inputs.narrow(0, begin, count).to(device)).cpu());
+  }
+  return at::cat(out);
+}
 
 // Scores images [N, 3, 64, 64] in [-1, 1] (any device, clamped) against layouts (N, each 1..4 items; jitter
 // and sources ignored), running the classifier on its own device in batches. Error(Usage) when the counts
