@@ -275,13 +275,13 @@ TEST_CASE("MovingScenesDataset: indexable clips with captions, still scenes mixe
   std::vector<int64_t> indices;
   for (int64_t i = 0; i < 12; ++i) indices.push_back(i);
   const Batch batch = set.get(indices);
-  REQUIRE(batch.images.sizes() == at::IntArrayRef({12, 8, 3, 64, 64}));
+  REQUIRE(batch.images.sizes() == at::IntArrayRef({12, 3, 8, 64, 64}));
   REQUIRE(batch.captions.size() == 12);
   for (int64_t i = 0; i < 12; ++i) {
     const std::string& caption = batch.captions[static_cast<size_t>(i)];
     INFO(caption);
     CHECK(caption == set.caption(i));
-    const at::Tensor clip = batch.images[i];  // [8, 3, 64, 64]
+    const at::Tensor clip = batch.images[i].transpose(0, 1);  // [8, 3, 64, 64]
     if (set.is_still(i)) {
       CHECK(batch.labels[i].item<int64_t>() == 1);
       CHECK(same_layout(parse_caption(caption), set.still(i)));

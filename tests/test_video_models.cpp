@@ -1,15 +1,20 @@
 // Video backbones (docs/VIDEO.md): the dense DiT and the PT-DiT on clips against golden tensors from
 // scripts/make_golden_video.py (our PyTorch reference, scripts/reference/video_reference.py), the image model
 // as the start of a video model, clip shapes through guidance and samplers, and what clips refuse.
+#include <fstream>
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "catch.h"
+#include "ditgen/io/png.h"
 #include "ditgen/io/tensor_io.h"
+#include "ditgen/io/video.h"
 #include "ditgen/models/conversions.h"
 #include "ditgen/models/cost.h"
 #include "ditgen/models/model_file.h"
 #include "ditgen/nn/video_tokens.h"
 #include "ditgen/pipeline/generator.h"
+#include "ditgen/pipeline/outputs.h"
 #include "helpers.h"
 
 using namespace ditgen;
@@ -165,4 +170,113 @@ TEST_CASE("a video model generates seeded clips through guidance and both sample
   r.keep_trajectory = false;
   r.frames = -1;
   CHECK(error_kind([&] { generator.resolve(r); }) == ErrorKind::Usage);
+}
+
+TEST_CASE("the CLI writes a video model's clips as the output name says, replays them and refuses bad requests",
+          "[video][cli]") {
+  test::TempDir dir;
+  const std::string spec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/scenes-video-tiny.yaml";
+  REQUIRE(test::run_cli({"init", spec, "-o", "video.safetensors", "--seed", "3"}, dir.path()).exit_code == 0);
+  const std::string prompt = "a red bag moving left and a blue sneaker moving up";
+  const std::vector<std::string> run{"generate", "-m", "video.safetensors", prompt, "-s", "7", "--steps", "2"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = run;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return test::run_cli(args, dir.path());
+  };
+  // GIF (no FFmpeg needed): the model's 4 frames at the given rate, the full record inside.
+  test::CliResult gif = with({"-o", "clip.gif", "--fps", "5", "--grid", "strip.png"});
+  INFO(gif.err);
+  REQUIRE(gif.exit_code == 0);
+  const io::VideoClip clip = io::read_video(dir / "clip.gif");
+  CHECK(clip.frames == 4);
+  CHECK((clip.width == 64 && clip.height == 64));
+  const nlohmann::json record = read_generation_record(dir / "clip.gif");
+  CHECK(record.at("prompt") == prompt);
+  CHECK(record.at("frames") == 4);
+  CHECK(record.at("fps") == 5);
+  CHECK(io::read_png(dir / "strip.png").width == 4 * 64 + 3);  // one row: the clip's 4 frames
+  CHECK(test::contains(test::run_cli({"metadata", "clip.gif"}, dir.path()).out, "Replay: ditgen generate --from clip.gif"));
+  // --from makes the same clip again, beside it.
+  REQUIRE(test::run_cli({"generate", "--from", "clip.gif"}, dir.path()).exit_code == 0);
+  CHECK(io::read_video(dir / "clip-replay.gif").pixels == clip.pixels);
+  // A folder of PNG frames, and a longer clip than the model's own; resume skips what is complete.
+  REQUIRE(with({"-o", "frames", "--format", "png", "--frames", "6"}).exit_code == 0);
+  CHECK(io::read_video(dir / "frames").frames == 6);
+  test::CliResult again = with({"-o", "frames", "--format", "png", "--frames", "6", "--resume"});
+  CHECK(again.exit_code == 0);
+  CHECK(test::contains(again.err, "already complete"));
+  if (io::video_format_supported(io::VideoFormat::Mp4)) {
+    REQUIRE(with({"-o", "clip.mp4"}).exit_code == 0);
+    CHECK(io::read_video(dir / "clip.mp4").frames == 4);
+    CHECK(read_generation_record(dir / "clip.mp4").at("seed") == 7);
+  }
+  // Refused before any compute, nothing written: no frames, an unknown container, a name that is no clip, an
+  // output under a file; clips from an image model; the default model when a clip is asked for is a video one.
+  CHECK(with({"-o", "zero.gif", "--frames", "0"}).exit_code == 2);
+  CHECK(with({"-o", "bad.avi"}).exit_code == 2);
+  CHECK(with({"-o", "bad.gif", "--format", "webm"}).exit_code == 2);
+  CHECK(with({"-o", "clip.gif/inside.gif"}).exit_code != 0);
+  for (const char* left : {"zero.gif", "bad.avi", "bad.gif", "clip.gif/inside.gif"})
+    CHECK_FALSE(std::filesystem::exists(dir / left));
+  REQUIRE(test::run_cli({"init", std::string(DITGEN_TEST_DATA) + "/../../configs/models/scenes-tiny.yaml", "-o",
+                         "image.safetensors"}, dir.path()).exit_code == 0);
+  test::CliResult image = test::run_cli({"generate", "-m", "image.safetensors", "a red bag in the center", "-o",
+                                         "still.gif", "--steps", "1"}, dir.path());
+  CHECK(image.exit_code == 2);
+  CHECK(test::contains(image.err, "need a video model"));
+  test::CliResult frames = test::run_cli({"generate", "-m", "image.safetensors", "a red bag in the center",
+                                          "--frames", "4", "--steps", "1"}, dir.path());
+  CHECK(frames.exit_code == 2);
+  CHECK(test::contains(frames.err, "this is an image model: it makes no clips"));
+}
+
+TEST_CASE("an image text model becomes a video model and trains on moving scenes", "[video][train]") {
+  if (test::fashion_mnist_missing("video training")) return;
+  test::TempDir dir;
+  std::string yaml;
+  {
+    std::ifstream in(std::string(DITGEN_TEST_DATA) + "/../../configs/train/scenes-video-tiny-cpu.yaml");
+    yaml.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  yaml.replace(yaml.find("../models/"), 10, std::string(DITGEN_TEST_DATA) + "/../../configs/models/");
+  { std::ofstream(dir / "run.yaml") << yaml; }
+  test::CliResult trained = test::run_cli({"train", "run.yaml"}, dir.path());
+  INFO(trained.err);
+  REQUIRE(trained.exit_code == 0);
+  CHECK(test::contains(trained.err, "captioned clips"));
+  const LoadedModel m = load_model(dir / "runs/scenes-video-tiny-cpu/model.safetensors", at::kCPU, at::kFloat);
+  CHECK(m.info.config.input_frames == 4);
+  const std::vector<std::string>& words = m.info.config.text.vocabulary;
+  CHECK(words.front() == "a");  // the image model's words first, their ids kept
+  CHECK(std::find(words.begin(), words.end(), "moving") != words.end());
+  CHECK(std::filesystem::exists(dir / "runs/scenes-video-tiny-cpu/samples"));
+  // The trained model makes clips from a sentence.
+  CHECK(test::run_cli({"generate", "-m", "runs/scenes-video-tiny-cpu/model.safetensors", "a red bag moving left",
+                       "--steps", "1", "-o", "clip.gif"}, dir.path()).exit_code == 0);
+  CHECK(io::read_video(dir / "clip.gif").frames == 4);
+}
+
+TEST_CASE("eval on a video model runs the moving-scene benchmark beside its real-clip ceiling", "[video][eval]") {
+  if (test::fashion_mnist_missing("the moving-scene benchmark")) return;
+  test::TempDir dir;
+  const std::string spec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/scenes-video-tiny.yaml";
+  REQUIRE(test::run_cli({"init", spec, "-o", "video.safetensors", "--seed", "5"}, dir.path()).exit_code == 0);
+  test::CliResult r = test::run_cli({"eval", "-m", "video.safetensors", "-n", "4", "--steps", "1", "--batch-size", "2",
+                                     "--device", "cpu", "--progress", "none"},
+                                    dir.path());
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  const nlohmann::json& scenes = j.at("scenes");
+  CHECK(scenes.at("frames") == 4);
+  CHECK(scenes.at("clips") == 4);
+  CHECK(scenes.at("prompts") == 4);
+  // The first benchmark prompts hold 1 and 2 items in turn: 6 items; real clips show every direction.
+  CHECK(scenes.at("generated").at("items").at("total") == 6);
+  CHECK(scenes.at("ceiling").at("item_direction").at("accuracy") == 1.0);
+  for (const char* key : {"ratio", "held_out_over_seen", "direction_accuracy", "class_consistency", "frechet"})
+    CHECK(scenes.contains(key));
+  CHECK(j.at("fid") == scenes.at("frechet").at("distance"));
+  CHECK(j.at("num_samples") == 4);
 }

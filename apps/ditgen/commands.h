@@ -26,6 +26,8 @@ Command add_scenes_command(CLI::App& root);
 
 // The shipped default model, the text-to-image models/scenes-dit.safetensors; Error(Model) when it is not found.
 std::string default_model_path();
+// The shipped text-to-video model, for runs that ask for clips without -m; Error(Model) when none is found.
+std::string default_video_model_path();
 
 // The exit-code table printed in --help and the README.
 const char* exit_code_help();

@@ -95,6 +95,14 @@ std::string default_model_path() {
   return shipped->string();
 }
 
+std::string default_video_model_path() {
+  auto shipped = find_shipped("scenes-video.safetensors");
+  if (!shipped)
+    throw Error(ErrorKind::Model, "this run makes clips, and no video model ships yet (searched " +
+                                      shipped_search_path() + "); pass -m with a video model (docs/VIDEO.md)");
+  return shipped->string();
+}
+
 Command add_eval_command(CLI::App& root) {
   auto o = std::make_shared<EvalCliOptions>();
   CLI::App* app = root.add_subcommand("eval", "Measure a model: FID-FMNIST against the test split, class accuracy, "

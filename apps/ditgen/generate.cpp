@@ -1,5 +1,6 @@
-// `ditgen generate`: prompts (arguments or a prompt file) in, PNG images (and optionally latents, a
-// trajectory video, a contact sheet and a manifest) out. One model load serves the whole run.
+// `ditgen generate`: prompts (arguments or a prompt file) in, PNG images or a video model's clips (MP4, WebM,
+// GIF, PNG frames), and optionally latents, a trajectory video, a contact sheet and a manifest, out. One model
+// load serves the whole run.
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -48,6 +49,9 @@ struct GenerateOptions {
   int batch_size = 16;
   bool auto_batch = false;
   std::optional<int> width, height;
+  std::optional<int> frames;
+  int fps = 8;
+  std::string format;
   bool any_size = false;
   std::string device = "auto";
   std::string dtype = "auto";
@@ -148,8 +152,13 @@ std::string apply_replay(CLI::App& app, GenerateOptions& o) {
   const ReplayRecord replay = parse_replay_record(read_generation_record(o.from), o.from);
   for (const auto& [option, value] : replay.options)
     if (option != "prompt" || (o.prompts.empty() && o.prompt_file.empty())) set_if_unset(app, option, {value}, o.from);
-  const std::filesystem::path from(o.from);
-  set_if_unset(app, "output", {(from.parent_path() / (from.stem().string() + "-replay.png")).string()}, o.from);
+  std::filesystem::path from(o.from);
+  if (from.filename().empty()) from = from.parent_path();  // "frames/" names the folder "frames"
+  // The replay is written beside the original, in its kind: a PNG, a clip file, or a folder of PNG frames.
+  const bool frames_folder = std::filesystem::is_directory(from);
+  if (frames_folder) set_if_unset(app, "format", {"png"}, o.from);
+  const std::string extension = frames_folder ? "" : from.has_extension() ? from.extension().string() : ".png";
+  set_if_unset(app, "output", {(from.parent_path() / (from.stem().string() + "-replay" + extension)).string()}, o.from);
   if (o.model.empty()) {
     const std::string& file = replay.model_file;
     auto found = file.empty() ? std::nullopt : find_shipped(file);
@@ -179,7 +188,13 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
     throw Error(ErrorKind::Usage, "--save-trajectory needs video support, which this build lacks (no FFmpeg)");
   if (o.resume && (!o.save_latents.empty() || !o.save_trajectory.empty()))
     throw Error(ErrorKind::Usage, "--resume cannot be combined with --save-latents or --save-trajectory");
-  const std::string output_template = output_template_from(o.output);
+  // A run makes clips when it asks for frames, a container or a clip's name; its model decides in the end.
+  const bool output_given = app.get_option("--output")->count() > 0;
+  const std::string output_extension = std::filesystem::path(o.output).extension().string();
+  const bool clip_asked = (o.frames && *o.frames > 1) || !o.format.empty() ||
+                          (output_given && output_extension != ".png" && output_extension != ".PNG" && o.output.back() != '/');
+  if (o.fps < 1 || o.fps > 1000) throw Error(ErrorKind::Usage, "--fps must be in 1..1000");
+  if (o.frames && *o.frames < 1) throw Error(ErrorKind::Usage, "--frames must be >= 1");
   for (const auto& [path, extension, role] : {std::tuple{o.grid, ".png", "--grid"},
                                               std::tuple{o.save_trajectory, ".mp4", "--save-trajectory"},
                                               std::tuple{o.save_latents, ".safetensors", "--save-latents"}})
@@ -202,12 +217,12 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   // The manifest goes beside the images: the output template's folder when its folder part is fixed.
   std::filesystem::path manifest = o.manifest;
   if (manifest.empty() && !o.prompt_file.empty()) {
-    const std::filesystem::path folder = std::filesystem::path(output_template).parent_path();
+    const std::filesystem::path folder = std::filesystem::path(o.output).parent_path();  // "out/" is out
     manifest = (folder.empty() || folder.string().find('{') != std::string::npos ? std::filesystem::path(".") : folder) /
                "manifest.jsonl";
   }
   if (o.resume && !seed) seed = resumed_run_seed(manifest);
-  const std::string model = o.model.empty() ? default_model_path() : o.model;
+  const std::string model = !o.model.empty() ? o.model : clip_asked ? default_video_model_path() : default_model_path();
   check_model_path(model);
 
   const auto load_start = std::chrono::steady_clock::now();
@@ -232,6 +247,16 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   if (!o.negative.empty() && o.negative != "none") settings.negative = o.negative;
   settings.width = o.width.value_or(0);
   settings.height = o.height.value_or(0);
+  settings.frames = o.frames.value_or(0);
+  settings.fps = o.fps;
+  settings.video_format = o.format;
+  const bool clips = run_frames(info.config, settings.frames) > 1;  // Error(Usage): clips from an image model
+  if (!clips && clip_asked)
+    throw Error(ErrorKind::Usage, "this run makes images (PNG): clips (" +
+                                      (output_given ? o.output : "--format " + o.format) +
+                                      ") need a video model and more than one frame");
+  const std::string output_template =
+      clips ? clip_template_from(output_given ? o.output : "./", o.format) : output_template_from(o.output);
   settings.allow_untrained_size = o.any_size;
   settings.num_images = o.num_images;
   settings.batch_size = o.batch_size;
@@ -253,11 +278,17 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   // Every check on what the run writes comes before the compute.
   std::vector<RunFile> outputs;
   std::vector<std::filesystem::path> image_paths;
-  for (const BatchItem& item : run.items())
-    if (!item.path.empty()) {
-      outputs.push_back({item.path, "image " + std::to_string(item.index)});
-      image_paths.push_back(item.path);
+  for (const BatchItem& item : run.items()) {
+    if (item.path.empty()) continue;
+    image_paths.push_back(item.path);
+    if (item.clip && item.status != ItemStatus::Failed) {  // a clip's container and its output, as the writer checks
+      const io::VideoFormat format = io::video_format_for(item.path, o.format);
+      io::check_video_output(item.path, format, item.record["frames"].get<int>(), item.record["width"].get<int>(),
+                             item.record["height"].get<int>(), info.config.in_channels, o.fps);
+      if (format == io::VideoFormat::PngFrames) continue;  // a folder: not one of the files below
     }
+    outputs.push_back({item.path, (item.clip ? "clip " : "image ") + std::to_string(item.index)});
+  }
   outputs.insert(outputs.end(), {{o.grid, "--grid"}, {o.save_latents, "--save-latents"},
                                  {o.save_trajectory, "--save-trajectory"}, {manifest, "the manifest"}});
   check_run_files(outputs, {{model, "the model"},
@@ -283,8 +314,10 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
     }
   }
   std::set<std::filesystem::path> folders_checked;
-  for (const auto& path : image_paths)
-    if (folders_checked.insert(path.parent_path()).second) check_writable(path);
+  for (const auto& path : image_paths)  // a frames folder's place is probed with a file beside it
+    if (folders_checked.insert(path.parent_path()).second)
+      check_writable(std::filesystem::is_directory(path) ? path.parent_path() / (path.filename().string() + ".probe")
+                                                          : path);
   for (const std::string& extra : {o.save_latents, o.save_trajectory, o.grid, manifest.string()})
     if (!extra.empty()) check_writable(extra);
   if (o.resume) {
@@ -326,7 +359,7 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   if (!interrupted) {
     if (!o.save_latents.empty()) {
       const BatchItem& first = run.items().front();
-      io::save_tensors(o.save_latents, {{"latents", run.frames().select(1, 0)}},
+      io::save_tensors(o.save_latents, {{"latents", clips ? run.frames() : run.frames().select(1, 0)}},
                        {{"ditgen.record", first.record.dump()}});
       std::printf("%s\n", o.save_latents.c_str());
     }
@@ -334,14 +367,17 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
       write_trajectory_video(o.save_trajectory, run.trajectory(), 8);
       std::printf("%s\n", o.save_trajectory.c_str());
     }
-    if (!o.grid.empty()) {
-      std::vector<at::Tensor> frames;
+    if (!o.grid.empty()) {  // images: a near-square sheet; clips: a row of frames each
+      std::vector<at::Tensor> shown;  // [C, H, W] an image, [F, C, H, W] a clip
       for (const BatchItem& item : run.items()) {
-        if (item.status == ItemStatus::Skipped) frames.push_back(frame_from_image(io::read_png(item.path)));
-        if (item.status == ItemStatus::Ok) frames.push_back(run.frame(item.index));
+        if (item.status == ItemStatus::Skipped)
+          shown.push_back(clips ? frames_from_clip(io::read_video(item.path), info.config.in_channels)
+                                : frame_from_image(io::read_png(item.path)));
+        if (item.status == ItemStatus::Ok) shown.push_back(clips ? run.clip(item.index) : run.frame(item.index));
       }
-      if (!frames.empty()) {
-        io::write_png(o.grid, contact_sheet(at::stack(frames)));
+      if (!shown.empty()) {
+        io::write_png(o.grid, clips ? tile_images(at::cat(shown), static_cast<int>(shown.front().size(0)))
+                                    : contact_sheet(at::stack(shown)));
         std::printf("%s\n", o.grid.c_str());
       }
     }
@@ -430,8 +466,9 @@ Command add_generate_command(CLI::App& root) {
                 "Out of GPU memory: halve the batch and go on (every image stays its seed's) instead of stopping "
                 "with a message naming a batch size that fits");
   app->add_option("-o,--output", o->output,
-                  "Output name template, ending in .png; fields {index} {index:N} {seed} {prompt} {class}; a name "
-                  "ending in / is a folder for the default names")
+                  "Output name template, ending in .png (clips: .mp4, .webm, .gif, or no extension for a folder of "
+                  "PNG frames); fields {index} {index:N} {seed} {prompt} {class}; a name ending in / is a folder "
+                  "for the default names")
       ->capture_default_str()
       ->group(output);
   app->add_option("--grid", o->grid, "Also write a contact sheet of the run's images to this PNG")->group(output);
@@ -442,6 +479,15 @@ Command add_generate_command(CLI::App& root) {
       ->group(output);
   app->add_option("--progress", o->progress, "auto (a bar on a terminal), bar, json or none")
       ->capture_default_str()
+      ->group(output);
+  app->add_option("--frames", o->frames,
+                  "Frames of each clip (video models; default: the model's own); clips are written as the output "
+                  "name says")
+      ->group(output);
+  app->add_option("--fps", o->fps, "Frames per second of the clips written")->capture_default_str()->group(output);
+  app->add_option("--format", o->format,
+                  "Clip container: mp4 (H.264), webm (VP9), gif, or png (a folder of PNG frames, for a name without "
+                  "an extension); default: the output name's")
       ->group(output);
   app->add_option("--init-noise", o->init_noise, "Initial noise: safetensors file with 'noise' [N, C, H, W]")
       ->group(output);

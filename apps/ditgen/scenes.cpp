@@ -50,10 +50,10 @@ Shown still_scenes(const ScenesCliOptions& o, const std::filesystem::path& dir, 
 Shown moving_clips(const ScenesCliOptions& o, const std::filesystem::path& dir, const std::vector<int64_t>& indices) {
   const data::MovingScenesDataset clips(dir, data::Split::Train, o.count, o.seed,
                                         {o.frames, o.still_share, o.held_out ? data::Pairs::All : data::Pairs::Seen});
-  data::Batch batch = clips.get(indices);  // clips [N, F, 3, 64, 64]
+  data::Batch batch = clips.get(indices);  // clips [N, 3, F, 64, 64]
   if (o.canonical)
     for (int64_t i : indices) batch.captions[static_cast<size_t>(i)] = clips.canonical(i);
-  return {batch.images, batch.captions};
+  return {batch.images.transpose(1, 2), batch.captions};  // [N, F, 3, 64, 64]
 }
 
 // A clip [F, 3, 64, 64] or an image [3, 64, 64] as one PNG: the frames side by side.

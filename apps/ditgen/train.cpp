@@ -10,6 +10,7 @@
 #include "ditgen/core/format.h"
 #include "ditgen/core/log.h"
 #include "ditgen/data/fashion_mnist.h"
+#include "ditgen/data/moving_scenes.h"
 #include "ditgen/data/scenes.h"
 #include "ditgen/eval/classifier.h"
 #include "ditgen/train/trainer.h"
@@ -31,14 +32,20 @@ int run_train(const TrainOptions& o) {
   if (!o.device.empty()) config.device = o.device;
   const ModelInfo spec = train::run_model_info(config, o.resume);
   const std::filesystem::path dir = config.data_dir.empty() ? data::default_fashion_mnist_dir() : config.data_dir;
-  // A text model learns from captioned scenes of Fashion-MNIST items, a class model from the items.
+  // A video model learns from moving scenes (still ones mixed in), a text model from captioned scenes of
+  // Fashion-MNIST items, a class model from the items.
   std::unique_ptr<data::Dataset> images;
-  if (spec.config.text.enabled())
+  const bool clips = spec.config.video() || config.video;
+  if (clips) {
+    const train::VideoTraining video = config.video.value_or(train::VideoTraining{spec.config.input_frames});
+    images = std::make_unique<data::MovingScenesDataset>(dir, data::Split::Train, config.scenes, config.seed,
+                                                         data::MovingScenesOptions{video.frames, video.still_share});
+  } else if (spec.config.text.enabled())
     images = std::make_unique<data::ScenesDataset>(dir, data::Split::Train, config.scenes, config.seed);
   else
     images = std::make_unique<data::FashionMnist>(dir, data::Split::Train, spec.config.input_height);
   log::info(c10::str("training ", spec.name, " on ", images->size(),
-                     spec.config.text.enabled() ? " captioned scenes" : " Fashion-MNIST images", " for ",
+                     clips ? " captioned clips" : spec.config.text.enabled() ? " captioned scenes" : " Fashion-MNIST images", " for ",
                      config.steps, " steps (batch ", config.batch_size, ") into ", config.output.string()));
   auto result = train::train_model(
       config, *images, o.resume,

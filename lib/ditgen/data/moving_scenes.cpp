@@ -136,6 +136,7 @@ Batch MovingScenesDataset::get(const std::vector<int64_t>& indices) const {
     batch.images[i].copy_(kinds[static_cast<size_t>(i)] ? still_images[s++].unsqueeze(0).expand_as(batch.images[i])
                                                         : moving[m++]);
   batch.labels = at::tensor(kinds, at::kLong);  // [B]
+  batch.images = batch.images.transpose(1, 2).contiguous();  // [B, 3, F, 64, 64]
   return batch;
 }
 

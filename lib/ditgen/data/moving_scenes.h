@@ -54,9 +54,10 @@ class MovingScenesDataset : public Dataset {
   int channels() const override { return 3; }
   int height() const override { return kSceneSize; }
   int width() const override { return kSceneSize; }
-  int frames() const { return options_.frames; }
+  int frames() const override { return options_.frames; }
   const std::vector<std::string>& class_names() const override;  // {"moving", "still"}
-  // Clips [B, F, 3, 64, 64], kinds [B] and captions; Error(Usage) for an index outside 0..size()-1.
+  // Clips [B, 3, F, 64, 64] (channels first, as models take them: docs/VIDEO.md), kinds [B] and captions;
+  // Error(Usage) for an index outside 0..size()-1.
   Batch get(const std::vector<int64_t>& indices) const override;
 
   bool is_still(int64_t index) const;

@@ -10,6 +10,7 @@
 #include "ditgen/core/error.h"
 #include "ditgen/eval/classifier.h"
 #include "ditgen/eval/fid.h"
+#include "ditgen/eval/moving_benchmark.h"
 #include "ditgen/eval/scene_benchmark.h"
 #include "ditgen/data/fashion_mnist.h"
 
@@ -116,9 +117,9 @@ GeneratedImages generate_for_evaluation(Generator& generator, const EvalOptions&
       report(begin + p.images_done, p.step, p.steps);
     });  // frames on the CPU: the device is done
     out.seconds += since(batch_start);
-    images.push_back(result.frames.select(1, 0));  // [b, C, H, W]
+    images.push_back(result.frames.size(1) > 1 ? result.frames : result.frames.select(1, 0));  // [b, (F,) C, H, W]
   }
-  out.images = at::cat(images);  // [N, C, H, W]
+  out.images = at::cat(images);  // [N, C, H, W], or clips [N, F, C, H, W]
   return out;
 }
 
@@ -138,6 +139,7 @@ void describe_run(EvalReport& report, const Generator& generator, const Generate
 
 EvalReport evaluate(Generator& generator, const EvalOptions& o, const EvalProgress& progress) {
   const ModelInfo& info = generator.info();
+  if (info.config.video()) return evaluate_moving_benchmark(generator, o, progress);
   if (info.config.text.enabled()) return evaluate_scenes(generator, o, progress);
   check_model(info);
   const int64_t n = o.num_samples, classes = info.config.num_classes;

@@ -31,7 +31,8 @@ struct EvalReport {
   double fid = 0;                // generated vs the test split (text models: their item crops)
   double class_accuracy = 0;     // share of generated images (text models: items) the classifier assigns their class
   double real_vs_real_fid = 0;   // train images (text models: real scenes' crops) vs the test split: the floor
-  nlohmann::json scenes;         // text models: the scene benchmark's figures (scene_benchmark.h); null otherwise
+  nlohmann::json scenes;         // text models: the scene benchmark's figures (scene_benchmark.h; video models:
+                                 // moving_benchmark.h); null otherwise
   double gflops_per_image = 0;
   double wall_seconds = 0;       // generation only
   double images_per_second = 0;
@@ -66,7 +67,7 @@ EvalReport evaluate(Generator& generator, const EvalOptions& options, const Eval
 using Conditioner = std::function<void(GenerationRequest& request, int64_t begin, int64_t count)>;
 
 struct GeneratedImages {
-  at::Tensor images;          // [N, C, H, W] float32 CPU, in the model's output space
+  at::Tensor images;          // [N, C, H, W] float32 CPU, in the model's output space; clips [N, F, C, H, W]
   double seconds = 0;         // generation only
   GenerationRequest request;  // the settings used (its labels or prompts: the last batch's)
 };

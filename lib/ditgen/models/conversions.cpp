@@ -86,14 +86,22 @@ DiT make_sparse(DiT& dense, const SparseConfig& sparse) {
   return out;
 }
 
-DiT make_video(DiT& image, int frames, int window_frames) {
+DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std::string>& more_words) {
   if (frames < 2) throw Error(ErrorKind::Usage, "a video model makes clips of at least 2 frames");
+  if (!more_words.empty() && !image->config().text.enabled())
+    throw Error(ErrorKind::Usage, "only a text model's vocabulary grows");
   DiT out = conversion_target(image, image->config().video(), "a video model", [&](DiTConfig& c) {
     c.input_frames = frames;
     c.proxy.window_frames = window_frames;
+    c.text.vocabulary.insert(c.text.vocabulary.end(), more_words.begin(), more_words.end());
   });
   at::NoGradGuard no_grad;
+  out->initialize_weights();  // what the new words start from
   copy_matching(*image, *out);
+  if (!more_words.empty()) {
+    const at::Tensor& known = image->text_encoder->token_embedding->weight;  // [2 + V, W]
+    out->text_encoder->token_embedding->weight.narrow(0, 0, known.size(0)).copy_(known);
+  }
   return out;
 }
 

@@ -23,7 +23,9 @@ DiT make_sparse(DiT& dense, const SparseConfig& sparse);
 
 // A video model making clips of `frames` (PT-DiT windows spanning `window_frames`) from an image model, with
 // its weights unchanged: temporal positions are fixed and zero at frame 0, so each frame starts as the image
-// model would draw it. Error(Usage) for a video model or a backbone that makes images only.
-DiT make_video(DiT& image, int frames, int window_frames);
+// model would draw it. A text model's vocabulary grows by `more_words` (appended, so every known word keeps its
+// id and embedding; the new ones start as initialize_weights draws them). Error(Usage) for a video model, a
+// backbone that makes images only, or new words for a class model.
+DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std::string>& more_words = {});
 
 }  // namespace ditgen

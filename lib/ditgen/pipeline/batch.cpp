@@ -31,7 +31,7 @@ std::string quoted_list(const std::vector<std::string>& words) {
 std::string compatibility_key(const GenerationRequest& r) {
   return c10::str(r.sampler.name, "|", r.sampler.steps, "|", r.sampler.eta, "|", r.guidance.scale, "|",
                   r.guidance.channels, "|", r.guidance.negative_label, "|", r.negative_prompt, "|", r.height, "x",
-                  r.width, "|", r.schedule.text());
+                  r.width, "x", r.frames, "|", r.schedule.text());
 }
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
@@ -118,6 +118,7 @@ BatchRun::BatchRun(Generator& generator, const std::vector<io::PromptEntry>& ent
       r.width = entry.width.value_or(settings.width);
       r.height = entry.height.value_or(settings.height);
       r.allow_untrained_size = settings.allow_untrained_size;
+      r.frames = settings.frames;
       if (settings.init_noise.defined()) r.init_noise = settings.init_noise.narrow(0, item.index, 1);
       r.schedule = settings.schedule;
       try {
@@ -155,6 +156,8 @@ BatchRun::BatchRun(Generator& generator, const std::vector<io::PromptEntry>& ent
       const std::vector<double> step_gflops = generator.step_gflops(r);
       item.record = generation_record(info, r, 0, item.prompt, item.negative, device_label,
                                       dtype_label(generator.dtype()), step_gflops);
+      item.clip = item.record.contains("frames");
+      if (item.clip) item.record["fps"] = settings.fps;
       if (const std::string why = replay_mismatch(item, info, settings); !why.empty()) {
         fail(item, (entry.line > 0 ? "line " + std::to_string(entry.line) + ": " : std::string()) + why);
         items_.push_back(std::move(item));
@@ -280,7 +283,11 @@ void BatchRun::run_group(const std::vector<size_t>& members, const std::function
     if (settings_.keep_trajectory) trajectories_[members[k]] = result.trajectory.select(1, k);
     if (!item.path.empty()) {
       try {
-        io::write_png(item.path, to_image(result.frames[k][0]), png_metadata(item.record));
+        if (item.clip)
+          write_generation_video(item.path, result.frames[k], settings_.fps, item.record,
+                                 io::video_format_for(item.path, settings_.video_format));
+        else
+          io::write_png(item.path, to_image(result.frames[k][0]), png_metadata(item.record));
       } catch (const Error& e) {
         item.status = ItemStatus::Failed;
         item.error = e.what();

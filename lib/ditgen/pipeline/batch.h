@@ -32,6 +32,9 @@ struct BatchSettings {
   std::function<schedule::ComputeSchedule(const std::string&)> resolve_schedule;
   std::optional<std::string> negative;  // negative prompt for entries without one
   int width = 0, height = 0;            // 0: the model's
+  int frames = 0;                       // clips' frames (video models); 0: the model's
+  int fps = 8;                          // clips' frame rate, recorded and written into their containers
+  std::string video_format;             // clips: an explicit container (mp4, webm, gif, png); "": by name
   bool allow_untrained_size = false;    // run at sizes the model was not trained for (else refused)
   int num_images = 1;                   // per entry without "n"
   int batch_size = 16;                  // images per generate call
@@ -47,7 +50,7 @@ struct BatchSettings {
 enum class ItemStatus { Pending, Ok, Skipped, Failed, Cancelled };
 const char* status_name(ItemStatus status);
 
-// One output image.
+// One output image or clip.
 struct BatchItem {
   int entry = 0;                // index of its prompt entry
   int line = 0;                 // source line of the entry
@@ -60,7 +63,8 @@ struct BatchItem {
   std::string error;
   double seconds = 0;           // its share of its batch's time
   double gflops = 0;
-  nlohmann::json record;        // what its PNG carries
+  nlohmann::json record;        // what its PNG (or clip) carries
+  bool clip = false;            // a clip of record["frames"] frames, written by io::write_video
 };
 
 struct BatchSummary {
@@ -91,6 +95,8 @@ class BatchRun {
   at::Tensor trajectory() const;
   // The frame [C, H, W] of item `index` (keep_frames, after it finished).
   at::Tensor frame(int index) const { return frames_.at(index).select(0, 0); }
+  // The frames [F, C, H, W] of clip `index` (keep_frames, after it finished).
+  at::Tensor clip(int index) const { return frames_.at(index); }
 
   // One JSON line per output (path, prompt, line, index, status, run_seed; for usable lines also seed,
   // parameters, seconds, GFLOPs; error), written atomically. While a run is in progress the lines of images not

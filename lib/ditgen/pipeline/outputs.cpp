@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
 #include <map>
 #include <optional>
 
@@ -87,7 +88,8 @@ ReplayRecord parse_replay_record(const nlohmann::json& record, const std::string
       {"cfg_scale", "cfg-scale", FieldKind::Number}, {"cfg_channels", "cfg-channels", FieldKind::Integer},
       {"height", "height", FieldKind::Integer},     {"width", "width", FieldKind::Integer},
       {"dtype", "dtype", FieldKind::Text},          {"schedule", "schedule", FieldKind::Text},
-      {"any_size", "any-size", FieldKind::Flag}};
+      {"any_size", "any-size", FieldKind::Flag},    {"frames", "frames", FieldKind::Integer},
+      {"fps", "fps", FieldKind::Integer}};
   for (const Field& f : kOptional)
     if (record.contains(f.key)) replay.options.emplace_back(f.option, record_field(record, f.key, f.kind, source));
   if (record.contains("negative")) {
@@ -136,6 +138,21 @@ std::string output_template_from(const std::string& text) {
   if (text.empty()) throw Error(ErrorKind::Usage, "the output name is empty (e.g. -o out/{prompt}-{seed}.png)");
   const std::string tmpl = text.back() == '/' ? text + "{prompt}-{seed}.png" : text;
   require_extension(tmpl, ".png", "output name");
+  return tmpl;
+}
+
+std::string clip_template_from(const std::string& text, const std::string& format) {
+  if (text.empty()) throw Error(ErrorKind::Usage, "the output name is empty (e.g. -o out/{prompt}-{seed}.mp4)");
+  std::string tmpl = text;
+  if (text.back() == '/') {
+    std::string word = format;
+    std::transform(word.begin(), word.end(), word.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (word.empty())
+      word = io::video_format_name(io::video_format_supported(io::VideoFormat::Mp4) ? io::VideoFormat::Mp4
+                                                                                     : io::VideoFormat::Gif);
+    tmpl += "{prompt}-{seed}" + (word == "png" || word == "frames" ? std::string() : "." + word);
+  }
+  io::video_format_for(tmpl, format);  // Error(Usage) listing the choices
   return tmpl;
 }
 
@@ -224,6 +241,13 @@ at::Tensor frame_from_image(const io::Image& image) {
   return pixels.permute({2, 0, 1}).to(at::kFloat) / 127.5 - 1;  // [C, H, W]
 }
 
+at::Tensor frames_from_clip(const io::VideoClip& clip, int channels) {
+  at::Tensor pixels = at::from_blob(const_cast<uint8_t*>(clip.pixels.data()), {clip.frames, clip.height, clip.width, 3},
+                                    at::kByte);                              // [F, H, W, 3]
+  at::Tensor frames = pixels.permute({0, 3, 1, 2}).to(at::kFloat) / 127.5 - 1;  // [F, 3, H, W]
+  return channels == 1 ? frames.narrow(1, 0, 1).contiguous() : frames;       // [F, C, H, W]
+}
+
 void write_trajectory_video(const std::filesystem::path& path, const at::Tensor& trajectory, int columns) {
   const io::Image first = tile_images(trajectory[0], columns);  // trajectory [T + 1, N, C, H, W]
   io::VideoOptions options;
@@ -240,7 +264,7 @@ nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest
   for (double g : gflops_per_step) gflops += g;
   const int h = r.height > 0 ? r.height : model.config.input_height;
   const int w = r.width > 0 ? r.width : model.config.input_width;
-  return {{"schema", 1},
+  nlohmann::json record = {{"schema", 1},
           {"version", std::string("ditgen ") + DITGEN_VERSION},
           {"model", {{"name", model.name}, {"sha256", model.sha256}, {"file", model.path.filename().string()}}},
           {"prompt", prompt},
@@ -261,6 +285,8 @@ nlohmann::json generation_record(const ModelInfo& model, const GenerationRequest
           {"schedule", r.schedule.text()},
           {"gflops", gflops},
           {"gflops_per_step", gflops_per_step}};
+  if (const int frames = run_frames(model.config, r.frames); frames > 1) record["frames"] = frames;
+  return record;
 }
 
 bool same_output(const nlohmann::json& have, const nlohmann::json& want) {
@@ -268,6 +294,8 @@ bool same_output(const nlohmann::json& have, const nlohmann::json& want) {
                           "height", "width", "init_noise", "dtype"})
     if (!have.contains(key) || have[key] != want.at(key)) return false;
   if (have.value("schedule", std::string("dense")) != want.value("schedule", std::string("dense"))) return false;
+  for (const char* key : {"frames", "fps"})  // absent for images
+    if (have.value(key, nlohmann::json()) != want.value(key, nlohmann::json())) return false;
   return have.contains("model") && have["model"].value("sha256", "") == want.at("model").value("sha256", "x");
 }
 

@@ -27,6 +27,10 @@ struct OutputFields {
 // The output template a user's -o text stands for: a name ending in '/' is a folder that gets the default
 // names ({prompt}-{seed}.png). Error(Usage) for an empty name or one not ending in .png.
 std::string output_template_from(const std::string& text);
+// The same for a run making clips: names say the container (.mp4, .webm, .gif, or a folder of PNG frames for
+// a name without an extension and `format` png; io::video_format_for), and a folder ending in '/' gets
+// {prompt}-{seed} with the extension of `format`, or .mp4 (.gif in a build without FFmpeg).
+std::string clip_template_from(const std::string& text, const std::string& format);
 
 // Expands a template. When the template names neither {index} nor {seed} and the run makes several
 // images, "-{index}" is added before the extension so names never collide. Throws Error(Usage) for an
@@ -44,11 +48,15 @@ io::Image tile_images(const at::Tensor& frames, int columns);
 io::Image contact_sheet(const at::Tensor& frames);
 // An 8-bit image read back as a frame [C, H, W] in [-1, 1] (to_image's inverse, up to rounding).
 at::Tensor frame_from_image(const io::Image& image);
+// A clip read back (io::read_video) as frames [F, C, H, W] in [-1, 1] with `channels` (1 takes the grey of
+// ditgen's grey clips, stored as three equal channels).
+at::Tensor frames_from_clip(const io::VideoClip& clip, int channels);
 // A denoising trajectory [T + 1, N, C, H, W] as an H.264 video: one frame per state, the N images tiled
 // `columns` to a row, scaled up to about 256 pixels wide.
 void write_trajectory_video(const std::filesystem::path& path, const at::Tensor& trajectory, int columns);
 
-// The full record of one image: request, model, version; what `--from` will replay.
+// The full record of one image or clip: request, model, version; what `--from` will replay. A clip's record
+// also holds its "frames" (BatchRun adds its "fps").
 // `prompt` is the class label it resolved to, or a text model's prompt as given (its class_id is null);
 // `negative` is the negative prompt as resolved ("" for the null condition); dtype as dtype_label gives it;
 // the GFLOPs of each denoising step (Generator::step_gflops) and their total go in too.

@@ -12,6 +12,7 @@
 #include <torch/autograd.h>
 
 #include "ditgen/core/error.h"
+#include "ditgen/data/moving_captions.h"
 #include "ditgen/io/png.h"
 #include "ditgen/models/conversions.h"
 #include "ditgen/pipeline/generator.h"
@@ -100,7 +101,15 @@ LoadedModel build_model(const TrainConfig& c, const std::optional<ModelInfo>& re
     s.info.config = s.model->config();
   }
   if (c.video) {
-    if (!s.info.config.video()) s.model = make_video(s.model, c.video->frames, c.video->window_frames);
+    if (!s.info.config.video()) {
+      // The moving captions' words the image model never learned join its vocabulary.
+      std::vector<std::string> more_words;
+      if (s.info.config.text.enabled())
+        for (const std::string& w : data::moving_caption_words())
+          if (!std::count(s.info.config.text.vocabulary.begin(), s.info.config.text.vocabulary.end(), w))
+            more_words.push_back(w);
+      s.model = make_video(s.model, c.video->frames, c.video->window_frames, more_words);
+    }
     s.info.config = s.model->config();
   }
   // Checked before any training: a default the final model cannot run would make that file unloadable.
