@@ -87,20 +87,23 @@ int run_eval(const EvalCliOptions& o) {
 
 }  // namespace
 
-std::string default_model_path() {
-  auto shipped = find_shipped("scenes-dit.safetensors");
-  if (!shipped)
-    throw Error(ErrorKind::Model, "no model given and the default model was not found (searched " +
-                                      shipped_search_path() + "); pass -m FILE or set DITGEN_MODEL");
+namespace {
+// The shipped model file `name`; when it is nowhere to be found, Error(Model): "<what> (searched ...); <advice>".
+std::string shipped_model_path(const std::string& name, const std::string& what, const std::string& advice) {
+  auto shipped = find_shipped(name);
+  if (!shipped) throw Error(ErrorKind::Model, what + " (searched " + shipped_search_path() + "); " + advice);
   return shipped->string();
+}
+}  // namespace
+
+std::string default_model_path() {
+  return shipped_model_path("scenes-dit.safetensors", "no model given and the default model was not found",
+                            "pass -m FILE or set DITGEN_MODEL");
 }
 
 std::string default_video_model_path() {
-  auto shipped = find_shipped("scenes-video.safetensors");
-  if (!shipped)
-    throw Error(ErrorKind::Model, "this run makes clips, and no video model ships yet (searched " +
-                                      shipped_search_path() + "); pass -m with a video model (docs/VIDEO.md)");
-  return shipped->string();
+  return shipped_model_path("scenes-video.safetensors", "this run makes clips, and no video model ships yet",
+                            "pass -m with a video model (docs/VIDEO.md)");
 }
 
 Command add_eval_command(CLI::App& root) {

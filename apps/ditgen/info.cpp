@@ -90,6 +90,10 @@ int run_info(const InfoOptions& o) {
                 c.depth, c.proxy.windows, c.proxy.windows, gh / c.proxy.windows, gw / c.proxy.windows, h, w, k * k,
                 k * k == 1 ? "y" : "ies");
   }
+  if (c.video())
+    std::printf("video:       clips of %d frames (any count runs%s); GFLOPs below are per clip\n", c.input_frames,
+                c.proxy.proxy() ? c10::str(" that is a multiple of ", c.proxy.window_frames, ": windows span ",
+                                           c.proxy.window_frames, " frames").c_str() : "");
   if (c.ssm.ssm()) {
     const int tokens = (h / c.patch_size) * (w / c.patch_size);
     std::printf("ssm:         %d gated bidirectional S4D blocks, state %d, %s; hourglass %d (dense layers on %d "
