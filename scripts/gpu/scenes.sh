@@ -11,6 +11,8 @@
 #           DDIM 50) at each guidance scale in $CFG (default 3); reports to $OUT, and the run's model and sample
 #           grid when it is the run's
 #   speed   batch-64 generation of the model: images/s of the fast path (CUDA graphs) and of eager launches
+#           (other bench options in BENCH_ARGS, e.g. "--frames 16,32,64 --mixing" for a video model)
+# Video models train and evaluate through the same stages: RECIPE=scenes-video-ptdit or scenes-video-dit.
 # Results go to $OUT.
 source "$(dirname "$0")/common.sh"
 steps=${STEPS:-30000}
@@ -48,7 +50,7 @@ for stage in "$@"; do
       fi
       ;;
     speed)
-      $bin bench -m "$model" -b 64 --path eager,fast --sample-batch 64 --steps 50 --json \
+      $bin bench -m "$model" ${BENCH_ARGS:--b 64 --path eager,fast --sample-batch 64 --steps 50} --json \
         > "$OUT/scenes-speed.jsonl"
       cut -c1-400 "$OUT/scenes-speed.jsonl" >&2
       ;;
