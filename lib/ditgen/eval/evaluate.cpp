@@ -95,6 +95,14 @@ GenerationRequest evaluation_request(const Generator& generator, const EvalOptio
   return request;
 }
 
+Conditioner prompt_conditioner(const std::vector<std::string>& prompts) {
+  return [&prompts](GenerationRequest& r, int64_t begin, int64_t count) {
+    const auto P = static_cast<int64_t>(prompts.size());
+    r.prompts.clear();
+    for (int64_t i = begin; i < begin + count; ++i) r.prompts.push_back(prompts[static_cast<size_t>(i % P)]);
+  };
+}
+
 GeneratedImages generate_for_evaluation(Generator& generator, const EvalOptions& o, const GenerationRequest& settings,
                                         const Conditioner& condition, const EvalProgress& progress) {
   GeneratedImages out;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -65,6 +66,8 @@ EvalReport evaluate(Generator& generator, const EvalOptions& options, const Eval
 
 // Fills a request's labels or prompts for images [begin, begin + count) of an evaluation.
 using Conditioner = std::function<void(GenerationRequest& request, int64_t begin, int64_t count)>;
+// A benchmark's: sample i asks for prompts[i mod prompts.size()] (the list is held by reference).
+Conditioner prompt_conditioner(const std::vector<std::string>& prompts);
 
 struct GeneratedImages {
   at::Tensor images;          // [N, C, H, W] float32 CPU, in the model's output space; clips [N, F, C, H, W]

@@ -22,10 +22,7 @@ EvalReport evaluate_moving_benchmark(Generator& generator, const EvalOptions& o,
   const std::vector<std::string> prompts = data::moving_benchmark_prompts();
   const std::vector<data::MovingScene>& layouts = data::moving_benchmark_layouts();
   const int64_t n = o.num_samples, P = static_cast<int64_t>(prompts.size());
-  const Conditioner condition = [&](GenerationRequest& r, int64_t begin, int64_t count) {
-    r.prompts.clear();
-    for (int64_t i = begin; i < begin + count; ++i) r.prompts.push_back(prompts[static_cast<size_t>(i % P)]);
-  };
+  const Conditioner condition = prompt_conditioner(prompts);
   const GenerationRequest request = evaluation_request(generator, o, condition);  // usage errors before anything slow
   FmnistClassifier classifier = load_classifier(o.classifier, generator.device());
   const std::filesystem::path dir = o.data_dir.empty() ? data::default_fashion_mnist_dir() : o.data_dir;

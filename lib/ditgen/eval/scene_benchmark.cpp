@@ -28,10 +28,7 @@ EvalReport evaluate_scenes(Generator& generator, const EvalOptions& o, const Eva
   const std::vector<std::string> prompts = data::benchmark_prompts();
   const std::vector<data::Scene>& layouts = data::benchmark_layouts();
   const int64_t n = o.num_samples, P = static_cast<int64_t>(prompts.size());
-  const Conditioner condition = [&](GenerationRequest& r, int64_t begin, int64_t count) {
-    r.prompts.clear();
-    for (int64_t i = begin; i < begin + count; ++i) r.prompts.push_back(prompts[static_cast<size_t>(i % P)]);
-  };
+  const Conditioner condition = prompt_conditioner(prompts);
   const GenerationRequest request = evaluation_request(generator, o, condition);  // usage errors before anything slow
   // Everything that reads files comes before the (long) generation, so a bad path fails at once.
   FmnistClassifier classifier = load_classifier(o.classifier, generator.device());
