@@ -1,7 +1,6 @@
 // `ditgen generate`: prompts (arguments or a prompt file) in, PNG images or a video model's clips (MP4, WebM,
 // GIF, PNG frames), and optionally latents, a trajectory video, a contact sheet and a manifest, out. One model
 // load serves the whole run.
-#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -191,12 +190,8 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
     throw Error(ErrorKind::Usage, "--resume cannot be combined with --save-latents or --save-trajectory");
   // A run makes clips when it asks for frames, a container or a clip's name; its model decides in the end.
   const bool output_given = app.get_option("--output")->count() > 0;
-  std::string output_extension = std::filesystem::path(o.output).extension().string();
-  std::transform(output_extension.begin(), output_extension.end(), output_extension.begin(),
-                 [](unsigned char ch) { return std::tolower(ch); });
   const bool clip_asked = (o.frames && *o.frames > 1) || !o.format.empty() ||
-                          (output_given && (output_extension == ".mp4" || output_extension == ".webm" ||
-                                            output_extension == ".gif"));
+                          (output_given && io::video_format_of_extension(o.output));
   if (o.fps < 1 || o.fps > 1000) throw Error(ErrorKind::Usage, "--fps must be in 1..1000");
   if (o.frames && *o.frames < 1) throw Error(ErrorKind::Usage, "--frames must be >= 1");
   for (const auto& [path, extension, role] : {std::tuple{o.grid, ".png", "--grid"},

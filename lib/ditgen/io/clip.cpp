@@ -22,16 +22,30 @@ std::string lower(std::string s) {
 
 // The format a name alone says, if any.
 std::optional<VideoFormat> format_of_name(const std::filesystem::path& path) {
-  const std::string ext = lower(path.extension().string());
-  if (ext == ".mp4") return VideoFormat::Mp4;
-  if (ext == ".webm") return VideoFormat::WebM;
-  if (ext == ".gif") return VideoFormat::Gif;
+  if (const auto by_extension = video_format_of_extension(path)) return by_extension;
   std::error_code ec;
   if (!path.has_filename() || std::filesystem::is_directory(path, ec)) return VideoFormat::PngFrames;
   return std::nullopt;
 }
 
 }  // namespace
+
+std::optional<VideoFormat> video_format_of_extension(const std::filesystem::path& path) {
+  const std::string ext = lower(path.extension().string());
+  if (ext == ".mp4") return VideoFormat::Mp4;
+  if (ext == ".webm") return VideoFormat::WebM;
+  if (ext == ".gif") return VideoFormat::Gif;
+  return std::nullopt;
+}
+
+std::optional<VideoFormat> parse_video_format(const std::string& word) {
+  const std::string wanted = lower(word);
+  if (wanted == "mp4") return VideoFormat::Mp4;
+  if (wanted == "webm") return VideoFormat::WebM;
+  if (wanted == "gif") return VideoFormat::Gif;
+  if (wanted == "png" || wanted == "frames") return VideoFormat::PngFrames;
+  return std::nullopt;
+}
 
 const char* video_format_name(VideoFormat format) {
   switch (format) {
@@ -71,15 +85,11 @@ VideoFormat video_format_for(const std::filesystem::path& path, const std::strin
     if (named) return *named;
     throw Error(ErrorKind::Usage, "cannot tell the video format of " + name + ": " + kChoices);
   }
-  const std::string wanted = lower(explicit_format);
-  VideoFormat format;
-  if (wanted == "mp4") format = VideoFormat::Mp4;
-  else if (wanted == "webm") format = VideoFormat::WebM;
-  else if (wanted == "gif") format = VideoFormat::Gif;
-  else if (wanted == "png" || wanted == "frames") format = VideoFormat::PngFrames;
-  else
+  const std::optional<VideoFormat> parsed = parse_video_format(explicit_format);
+  if (!parsed)
     throw Error(ErrorKind::Usage,
                 "unknown video format '" + excerpt(explicit_format) + "': choose mp4, webm, gif or png (PNG frames)");
+  const VideoFormat format = *parsed;
   if (named ? *named == format : format == VideoFormat::PngFrames && path.extension().empty()) return format;
   if (format == VideoFormat::PngFrames)
     throw Error(ErrorKind::Usage, "PNG frames go to a folder: name it without an extension or end it in '/', not " + name);

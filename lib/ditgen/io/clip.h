@@ -25,6 +25,10 @@ bool video_format_supported(VideoFormat format);
 // explicit format the name contradicts (names say what is written: an explicit gif needs a .gif name, PNG frames
 // a name without an extension). Does not check video_format_supported.
 VideoFormat video_format_for(const std::filesystem::path& path, const std::string& explicit_format = "");
+// The container a file name's extension names (.mp4, .webm, .gif, any case), or nullopt.
+std::optional<VideoFormat> video_format_of_extension(const std::filesystem::path& path);
+// The container a format word names (mp4, webm, gif, png or frames, any case), or nullopt.
+std::optional<VideoFormat> parse_video_format(const std::string& word);
 
 // The file format the first bytes of a file show: GIF87a/GIF89a, an ISO media file ("ftyp" at byte 4: MP4) or
 // EBML (Matroska/WebM); nullopt for anything else (at least 12 bytes are needed to tell).

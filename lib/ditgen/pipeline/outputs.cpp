@@ -145,12 +145,12 @@ std::string clip_template_from(const std::string& text, const std::string& forma
   if (text.empty()) throw Error(ErrorKind::Usage, "the output name is empty (e.g. -o out/{prompt}-{seed}.mp4)");
   std::string tmpl = text;
   if (text.back() == '/') {
-    std::string word = format;
-    std::transform(word.begin(), word.end(), word.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (word.empty())
-      word = io::video_format_name(io::video_format_supported(io::VideoFormat::Mp4) ? io::VideoFormat::Mp4
-                                                                                     : io::VideoFormat::Gif);
-    tmpl += "{prompt}-{seed}" + (word == "png" || word == "frames" ? std::string() : "." + word);
+    const std::optional<io::VideoFormat> chosen =
+        !format.empty() ? io::parse_video_format(format)
+        : io::video_format_supported(io::VideoFormat::Mp4) ? io::VideoFormat::Mp4 : io::VideoFormat::Gif;
+    if (!chosen) io::video_format_for(tmpl, format);  // Error(Usage): an unknown format, with the choices
+    tmpl += "{prompt}-{seed}";
+    if (*chosen != io::VideoFormat::PngFrames) tmpl += std::string(".") + io::video_format_name(*chosen);
   }
   io::video_format_for(tmpl, format);  // Error(Usage) listing the choices
   return tmpl;
