@@ -87,6 +87,34 @@ TEST_CASE("the dense and PT-DiT video backbones match the PyTorch reference", "[
   }
 }
 
+TEST_CASE("on the GPU, the video backbones' fused forwards match the reference and captured clips match eager",
+          "[video][cuda]") {
+  if (test::no_cuda_device()) return;
+  auto g = io::load_tensors(golden("video.safetensors"));
+  at::NoGradGuard no_grad;
+  const at::Tensor ids = at::ones({2, 8}, at::kLong), t = at::tensor(std::vector<int64_t>{10, 900});
+  for (const std::string kind : {"dit", "ptdit"}) {
+    DiT model = video_model(kind);
+    const at::Tensor x = golden_clip(4);
+    const at::Tensor want = model->forward_reference(x, t, ids);
+    model->to(at::kCUDA);
+    INFO(kind);
+    CHECK(test::close_relative(model->forward(x.cuda(), t.cuda(), ids.cuda()).cpu(), want, 1e-4));
+    LoadedModel loaded = load_model(golden("tiny_text_" + kind + ".model.safetensors"), at::kCPU, at::kFloat);
+    loaded.model = model;
+    loaded.info.config = model->config();
+    Generator generator(loaded, at::kCUDA, at::kFloat);
+    GenerationRequest r;
+    r.prompts = {"a red bag in the top", "a blue sneaker"};
+    r.seeds = {3, 4};
+    r.sampler = {"ddim", 4, 0.0};
+    r.guidance.scale = 2.0;
+    r.allow_untrained_size = true;
+    REQUIRE(generator.generate(r).frames.sizes() == at::IntArrayRef({2, 4, 3, 8, 8}));
+    test::check_captured_matches_eager(generator, r);
+  }
+}
+
 TEST_CASE("an image model starts a video model that draws each still frame as the image model does",
           "[video][conversion]") {
   at::NoGradGuard no_grad;

@@ -10,7 +10,8 @@
 #   eval    the scene benchmark of $MODEL (default the run's model; EVAL_N images, default 8000 = 4 a prompt;
 #           DDIM 50) at each guidance scale in $CFG (default 3); reports to $OUT, and the run's model and sample
 #           grid when it is the run's
-#   speed   batch-64 generation of the model: images/s of the fast path (CUDA graphs) and of eager launches
+#   speed   batch-64 generation of the model: images/s of the fast path (CUDA graphs) and of eager launches, to
+#           $OUT/speed-NAME.jsonl
 #           (other bench options in BENCH_ARGS, e.g. "--frames 16,32,64 --mixing" for a video model)
 # Video models train and evaluate through the same stages: RECIPE=scenes-video-ptdit or scenes-video-dit.
 # Results go to $OUT.
@@ -50,9 +51,11 @@ for stage in "$@"; do
       fi
       ;;
     speed)
-      $bin bench -m "$model" ${BENCH_ARGS:--b 64 --path eager,fast --sample-batch 64 --steps 50} --json \
-        > "$OUT/scenes-speed.jsonl"
-      cut -c1-400 "$OUT/scenes-speed.jsonl" >&2
+      name=$(basename "$model"); name=${name%%.*}
+      [ "$model" = "$run/model.safetensors" ] && name=$recipe_name
+      report="$OUT/speed-$name.jsonl"
+      $bin bench -m "$model" ${BENCH_ARGS:--b 64 --path eager,fast --sample-batch 64 --steps 50} --json > "$report"
+      cut -c1-300 "$report" >&2
       ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
