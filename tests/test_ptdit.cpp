@@ -8,6 +8,7 @@
 
 #include "catch.h"
 #include "ditgen/io/tensor_io.h"
+#include "ditgen/models/conversions.h"
 #include "ditgen/models/cost.h"
 #include "ditgen/models/model_file.h"
 #include "ditgen/nn/proxy_attention.h"
@@ -192,6 +193,58 @@ TEST_CASE("a PT-DiT model matches the reference at two sizes, window orders are 
   });
   CHECK(test::contains(message, "a 10x10 token grid does not divide into this PT-DiT's 4x4 windows"));
   CHECK(test::contains(message, "must be a multiple of 4"));
+}
+
+TEST_CASE("a dense DiT becomes a PT-DiT: with one window a grid and equal adaLN heads it is the same function",
+          "[ptdit][conversion]") {
+  at::NoGradGuard no_grad;
+  LoadedModel dense = load_model(golden("tiny_text_dit.model.safetensors"), at::kCPU, at::kFloat);
+  auto head = [](DiT& m, int block) -> torch::nn::LinearImpl& {
+    return *m->blocks[block]->as<nn::DiTBlock>()->adaLN_modulation[1]->as<torch::nn::Linear>();
+  };
+  const int depth = dense.info.config.depth;
+  for (int i = 1; i < depth; ++i) {
+    head(dense.model, i).weight.copy_(head(dense.model, 0).weight);
+    head(dense.model, i).bias.copy_(head(dense.model, 0).bias);
+  }
+  DiT proxy = make_proxy(dense.model, ProxyConfig{1, 1, 4}, depth);
+  CHECK(proxy->config().proxy.windows == 1);
+  CHECK(proxy->config().text.vocabulary == dense.info.config.text.vocabulary);
+  at::manual_seed(3);
+  const at::Tensor x = at::randn({2, 3, 8, 8}), t = at::tensor(std::vector<int64_t>{20, 700});
+  const at::Tensor ids = at::tensor(std::vector<int64_t>{1, 2, 3, 4, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0}).view({2, 8});
+  const at::Tensor want = dense.model->forward_reference(x, t, ids);
+  INFO("max abs error " << max_abs_diff(proxy->forward_reference(x, t, ids), want));
+  CHECK(max_abs_diff(proxy->forward_reference(x, t, ids), want) <= 1e-5 * want.abs().max().item<double>());
+  // More windows: the same weights, no longer the same function (windows cut the attention).
+  DiT windowed = make_proxy(dense.model, ProxyConfig{2, 1, 4}, depth);
+  CHECK(max_abs_diff(windowed->forward_reference(x, t, ids), want) > 1e-4);
+
+  // Fewer blocks take evenly spaced dense blocks, the first and the last; the blocks' adaLN biases differ
+  // from the shared mean by their tables; the shifted windows start silent.
+  DiTConfig deep_config = dense.info.config;
+  deep_config.depth = 3;
+  DiT deep(deep_config);
+  for (auto& p : deep->parameters()) p.normal_();
+  DiT two = make_proxy(deep, ProxyConfig{2, 1, 4}, 2);
+  REQUIRE(two->config().depth == 2);
+  auto block = [&](int j) { return two->proxy_blocks[j]->as<nn::ProxyTokenBlock>(); };
+  auto dense_block = [&](int i) { return deep->blocks[i]->as<nn::DiTBlock>(); };
+  CHECK(max_abs_diff(block(0)->mlp->fc1->weight, dense_block(0)->mlp->fc1->weight) == 0);
+  CHECK(max_abs_diff(block(1)->mlp->fc1->weight, dense_block(2)->mlp->fc1->weight) == 0);
+  CHECK(max_abs_diff(block(1)->shifted_attn->qkv->weight, dense_block(2)->attn->qkv->weight) == 0);
+  const int64_t D = deep_config.hidden_size;
+  CHECK(max_abs_diff(block(1)->proxy_cross->kv->weight, dense_block(2)->attn->qkv->weight.narrow(0, D, 2 * D)) == 0);
+  CHECK(block(1)->proxy_cross->proj->weight.abs().max().item<double>() == 0);
+  const auto& shared = *two->adaLN_modulation[1]->as<torch::nn::Linear>();
+  const at::Tensor mlp_bias = shared.bias.view({9, D}).narrow(0, 6, 3) + block(1)->scale_shift_table.narrow(0, 6, 3);
+  CHECK(max_abs_diff(mlp_bias.reshape({-1}), head(deep, 2).bias.narrow(0, 3 * D, 3 * D)) <= 1e-6);
+  CHECK(shared.weight.narrow(0, 5 * D, D).abs().max().item<double>() == 0);
+  CHECK((shared.bias.view({9, D})[5] + block(0)->scale_shift_table[5]).abs().max().item<double>() == 0);
+
+  CHECK(test::error_kind([&] { make_proxy(proxy, ProxyConfig{1, 1, 4}, 1); }) == ErrorKind::Usage);
+  CHECK(test::error_kind([&] { make_proxy(dense.model, ProxyConfig{1, 1, 4}, depth + 1); }) == ErrorKind::Usage);
+  CHECK(test::error_kind([&] { make_proxy(dense.model, ProxyConfig{1, 1, 4}, 0); }) == ErrorKind::Usage);
 }
 
 TEST_CASE("PT-DiT configs: JSON round trip, validation, FLOPs and the registry", "[ptdit]") {

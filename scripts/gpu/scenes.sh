@@ -8,7 +8,7 @@
 #   wait    wait for the run until it ends or UNTIL seconds (default 560) into the call; its log to $OUT
 #   stop    stop the run now with a checkpoint and write its model at the step reached (common.sh stop_runs)
 #   eval    the scene benchmark of $MODEL (default the run's model; EVAL_N images, default 8000 = 4 a prompt;
-#           DDIM 50) at each guidance scale in $CFG (default 3); reports to $OUT, and the run's model and sample
+#           DDIM 50; EVAL_BATCH images a batch, default 500) at each guidance scale in $CFG (default 3); reports to $OUT, and the run's model and sample
 #           grid when it is the run's
 #   speed   batch-64 generation of the model: images/s of the fast path (CUDA graphs) and of eager launches, to
 #           $OUT/speed-NAME.jsonl
@@ -39,7 +39,7 @@ for stage in "$@"; do
       unpack_fmnist
       for cfg in ${CFG:-3}; do
         report="$OUT/scenes-eval-$(basename "$model" .safetensors)-cfg$cfg.json"
-        $bin eval -m "$model" --cfg-scale "$cfg" -n "${EVAL_N:-8000}" --seed 0 --device cuda --batch-size 500 \
+        $bin eval -m "$model" --cfg-scale "$cfg" -n "${EVAL_N:-8000}" --seed 0 --device cuda --batch-size "${EVAL_BATCH:-500}" \
           2>/dev/null > "$report"
         python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['scenes']; print(sys.argv[2], \
           s['ratio'], 'held-out/seen', s['held_out_over_seen'])" \

@@ -1,6 +1,9 @@
 #include "ditgen/models/conversions.h"
 
+#include <array>
+#include <cmath>
 #include <string>
+#include <vector>
 
 #include <torch/nn/modules/linear.h>
 
@@ -83,6 +86,56 @@ DiT make_sparse(DiT& dense, const SparseConfig& sparse) {
     for (const auto& block : *sdtm.normal_blocks) copy_matching(source(), *block);
   }
   for (const auto& block : *out->blocks) copy_matching(source(), *block);
+  return out;
+}
+
+DiT make_proxy(DiT& dense, const ProxyConfig& proxy, int depth) {
+  const DiTConfig& from = dense->config();
+  if (from.sparse.sparse() || from.ssm.ssm() || from.flex.flexible())
+    throw Error(ErrorKind::Usage, "only a dense DiT becomes a PT-DiT");
+  if (depth < 1 || depth > from.depth)
+    throw Error(ErrorKind::Usage, "a PT-DiT made from a dense DiT of " + std::to_string(from.depth) +
+                                      " blocks has 1 to " + std::to_string(from.depth) + " blocks");
+  DiT out = conversion_target(dense, from.proxy.proxy(), "a PT-DiT", [&](DiTConfig& c) {
+    c.proxy = proxy;
+    c.depth = depth;
+  });
+  at::NoGradGuard no_grad;
+  out->initialize_weights();  // the proxy cross-attention's zero output projection
+  const auto from_children = dense->named_children();
+  const auto to_children = out->named_children();
+  for (const char* name : {"x_embedder", "t_embedder", "y_embedder", "text_encoder", "final_layer"})
+    if (const auto* stem = from_children.find(name)) copy_matching(**stem, **to_children.find(name));
+  const int64_t D = from.hidden_size;
+  // PT-DiT's nine adaLN chunks (shift, scale, gate of windows, shifted windows, MLP) from a dense block's six
+  // (shift, scale, gate of attention, MLP); -1: zero (the shifted windows start silent).
+  const std::array<int, 9> dense_chunk{0, 1, 2, 0, 1, -1, 3, 4, 5};
+  auto nine_chunks = [&](const at::Tensor& six) {  // [6D, ...] -> [9D, ...]
+    std::vector<at::Tensor> chunks;
+    for (int k : dense_chunk) chunks.push_back(k < 0 ? at::zeros_like(six.narrow(0, 0, D)) : six.narrow(0, k * D, D));
+    return at::cat(chunks);
+  };
+  auto& shared = *out->adaLN_modulation[1]->as<torch::nn::Linear>();
+  shared.weight.zero_();
+  shared.bias.zero_();
+  std::vector<at::Tensor> biases;
+  for (int j = 0; j < depth; ++j) {
+    const int i = depth == 1 ? 0 : static_cast<int>(std::lround(j * (from.depth - 1) / static_cast<double>(depth - 1)));
+    auto& block = *dense->blocks[i]->as<nn::DiTBlock>();
+    auto& to = *out->proxy_blocks[j]->as<nn::ProxyTokenBlock>();
+    for (const nn::Attention& attn : {to.window_attn, to.shifted_attn, to.proxy_attn})
+      copy_matching(*block.attn, *attn.ptr());
+    copy_rows(*block.attn->qkv, 0, D, *to.proxy_cross->q);
+    copy_rows(*block.attn->qkv, D, 2 * D, *to.proxy_cross->kv);
+    copy_matching(*block.mlp, *to.mlp);
+    if (!block.text_cross.is_empty()) copy_matching(*block.text_cross, *to.text_cross);
+    const auto& head = *block.adaLN_modulation[1]->as<torch::nn::Linear>();
+    shared.weight.add_(nine_chunks(head.weight), 1.0 / depth);
+    biases.push_back(nine_chunks(head.bias));
+    shared.bias.add_(biases.back(), 1.0 / depth);
+  }
+  for (int j = 0; j < depth; ++j)
+    out->proxy_blocks[j]->as<nn::ProxyTokenBlock>()->scale_shift_table.copy_((biases[j] - shared.bias).view({9, D}));
   return out;
 }
 

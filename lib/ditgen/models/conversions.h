@@ -1,6 +1,6 @@
-// Checkpoint conversions: a dense DiT's weights mapped onto a FlexiDiT (docs/FLEXIDIT.md) or SparseDiT
-// (docs/SPARSEDIT.md) layout, or an image model's onto a video model (docs/VIDEO.md), the starting point of
-// their fine-tuning.
+// Checkpoint conversions: a dense DiT's weights mapped onto a FlexiDiT (docs/FLEXIDIT.md), SparseDiT
+// (docs/SPARSEDIT.md) or PT-DiT (docs/PTDIT.md) layout, or an image model's onto a video model
+// (docs/VIDEO.md), the starting point of their fine-tuning.
 #pragma once
 
 #include "ditgen/models/config.h"
@@ -20,6 +20,18 @@ DiT make_flexible(DiT& dense, const FlexConfig& flex);
 // attention's q and kv are qkv's query and key-value rows; the recovery's merged layers start as W1 = 0,
 // W2 = I. Error(Usage) for a model that is sparse already or a layout that does not validate.
 DiT make_sparse(DiT& dense, const SparseConfig& sparse);
+
+// A PT-DiT of `proxy`'s layout and `depth` blocks whose window path starts from a dense DiT's blocks (the
+// text-to-video PT-DiT starts from the dense text-to-image model this way). The stem, text encoder and head
+// are copied; PT-DiT block j takes dense block round(j * (dense depth - 1) / (depth - 1)) (evenly spaced, first
+// and last kept): its window, shifted-window and proxy attentions take the block's attention, the proxy
+// cross-attention's query and key-value projections its qkv rows (the output projection stays zero), the MLP
+// and text cross-attention theirs. adaLN-single shares one projection across blocks: it takes the mean of the
+// blocks' projections (window attention and MLP rows; the shifted windows' shift and scale those of the
+// attention, their gate zero), each block's table the difference of its biases from the mean. So with one
+// window a grid and equal adaLN projections in every block the PT-DiT computes the dense model's function.
+// Error(Usage) for a model that is not a dense DiT or a depth outside 1..its depth.
+DiT make_proxy(DiT& dense, const ProxyConfig& proxy, int depth);
 
 // A video model making clips of `frames` (PT-DiT windows spanning `window_frames`) from an image model, with
 // its weights unchanged: temporal positions are fixed and zero at frame 0, so each frame starts as the image

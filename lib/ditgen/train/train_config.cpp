@@ -69,6 +69,17 @@ VideoTraining read_video(const YAML::Node& v) {
   return t;
 }
 
+ProxyTraining read_proxy(const YAML::Node& q) {
+  if (!q.IsMap()) throw Error(ErrorKind::Input, "proxy must be a mapping");
+  require_known_keys(q, {"windows", "proxy_split", "depth"}, "proxy ");
+  if (!q["windows"]) throw Error(ErrorKind::Input, "proxy needs windows");
+  ProxyTraining t;
+  t.layout.windows = q["windows"].as<int>();
+  t.layout.proxy_split = q["proxy_split"].as<int>(t.layout.proxy_split);
+  t.depth = q["depth"].as<int>(t.depth);
+  return t;
+}
+
 SparseConfig read_sparse(const YAML::Node& q) {
   if (!q.IsMap()) throw Error(ErrorKind::Input, "sparse must be a mapping");
   static const std::vector<std::string> keys{"pooling_blocks", "modules", "groups", "min_grid", "max_grid"};
@@ -104,7 +115,7 @@ TrainConfig read_config(const YAML::Node& y, const std::filesystem::path& path) 
   require_known_keys(y, {"model", "data_dir", "output", "steps", "batch_size", "lr", "warmup_steps", "lr_schedule",
                          "weight_decay", "betas", "grad_clip", "ema_decay", "seed", "log_every", "sample_every",
                          "checkpoint_every", "bf16", "device", "freeze", "lora", "teacher", "name",
-                         "sampler_defaults", "save_dtype", "flexible", "sparse", "sparse_grids", "scenes", "video"},
+                         "sampler_defaults", "save_dtype", "flexible", "sparse", "sparse_grids", "scenes", "proxy", "video"},
                      "");
   const std::filesystem::path base = path.parent_path();
   auto rel = [&](const std::string& p) {
@@ -145,6 +156,7 @@ TrainConfig read_config(const YAML::Node& y, const std::filesystem::path& path) 
   if (y["teacher"]) c.teacher = rel(y["teacher"].as<std::string>()).string();
   if (y["flexible"]) c.flexible = read_flexible(y["flexible"]);
   if (y["sparse"]) c.sparse = read_sparse(y["sparse"]);
+  if (y["proxy"]) c.proxy = read_proxy(y["proxy"]);
   if (y["video"]) c.video = read_video(y["video"]);
   if (y["sparse_grids"]) c.sparse_grids = parse_sparse_grids(y["sparse_grids"].as<std::string>());
   c.name = y["name"].as<std::string>("");
@@ -179,6 +191,11 @@ void check(const TrainConfig& c) {
   bad(c.video && (c.video->window_frames < 1 || c.video->window_frames > 64), "video.window_frames must be in 1..64");
   bad(c.video && !(c.video->still_share >= 0 && c.video->still_share < 1), "video.still_share must be in [0, 1)");
   bad(c.video && (c.flexible || c.sparse), "video models are dense DiTs or PT-DiTs: drop flexible and sparse");
+  bad(c.proxy && (c.flexible || c.sparse), "a PT-DiT is neither flexible nor sparse: drop flexible and sparse");
+  bad(c.proxy && (c.proxy->layout.windows < 1 || c.proxy->layout.windows > 64), "proxy.windows must be in 1..64");
+  bad(c.proxy && (c.proxy->layout.proxy_split < 1 || c.proxy->layout.proxy_split > 16),
+      "proxy.proxy_split must be in 1..16");
+  bad(c.proxy && (c.proxy->depth < 0 || c.proxy->depth > 256), "proxy.depth must be in 0..256 (0: the dense model's)");
   bad(c.flexible && c.sparse_grids != SparseGrids::Uniform,
       "flexible fine-tuning of a sparse model draws its grids uniformly (sparse_grids: uniform)");
 }
@@ -207,6 +224,9 @@ nlohmann::json TrainConfig::to_json() const {
     j["sparse"] = {{"pooling_blocks", sparse->pooling_blocks}, {"modules", sparse->modules},
                    {"groups", {1, sparse->semantic, 1, sparse->dense}}, {"min_grid", sparse->min_grid},
                    {"max_grid", sparse->max_grid}};
+  if (proxy)
+    j["proxy"] = {{"windows", proxy->layout.windows}, {"proxy_split", proxy->layout.proxy_split},
+                  {"depth", proxy->depth}};
   if (video)
     j["video"] = {{"frames", video->frames}, {"window_frames", video->window_frames},
                   {"still_share", video->still_share}};

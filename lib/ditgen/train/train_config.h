@@ -38,6 +38,13 @@ struct VideoTraining {
   double still_share = 0.2;
 };
 
+// PT-DiT from a dense model (docs/PTDIT.md): the dense model is converted first (make_proxy), its blocks
+// evenly spaced onto `depth` proxy-token blocks.
+struct ProxyTraining {
+  ProxyConfig layout;  // windows and proxies (a clip's window_frames come from the video section)
+  int depth = 0;       // 0 = the dense model's
+};
+
 // The learning rate after warm-up: constant, or a cosine from lr down to 10% of it at the last step.
 enum class LrSchedule { Constant, Cosine };
 
@@ -80,6 +87,7 @@ struct TrainConfig {
   std::string teacher;           // model file: distil its predictions instead of the data objective
   std::optional<FlexibleTraining> flexible;
   std::optional<SparseConfig> sparse;  // the layout to convert a dense model into (ignored when it is sparse)
+  std::optional<ProxyTraining> proxy;  // the PT-DiT to convert a dense model into (ignored when it is one)
   std::optional<VideoTraining> video;  // clips (an image model is converted; a video model trains on clips anyway)
   SparseGrids sparse_grids = SparseGrids::Uniform;
   std::string name;              // name of the trained model (default: the spec's)

@@ -100,6 +100,11 @@ LoadedModel build_model(const TrainConfig& c, const std::optional<ModelInfo>& re
     if (!s.info.config.sparse.sparse()) s.model = make_sparse(s.model, *c.sparse);
     s.info.config = s.model->config();
   }
+  if (c.proxy) {
+    if (!s.info.config.proxy.proxy())
+      s.model = make_proxy(s.model, c.proxy->layout, c.proxy->depth ? c.proxy->depth : s.info.config.depth);
+    s.info.config = s.model->config();
+  }
   if (c.video) {
     if (!s.info.config.video()) {
       // The moving captions' words the image model never learned join its vocabulary.
