@@ -15,6 +15,7 @@
 #include "ditgen/nn/video_tokens.h"
 #include "ditgen/pipeline/generator.h"
 #include "ditgen/pipeline/outputs.h"
+#include "ditgen/train/train_config.h"
 #include "helpers.h"
 
 using namespace ditgen;
@@ -283,6 +284,25 @@ TEST_CASE("an image text model becomes a video model and trains on moving scenes
   CHECK(test::run_cli({"generate", "-m", "runs/scenes-video-tiny-cpu/model.safetensors", "a red bag moving left",
                        "--steps", "1", "-o", "clip.gif"}, dir.path()).exit_code == 0);
   CHECK(io::read_video(dir / "clip.gif").frames == 4);
+
+  // A proxy section makes the dense model a PT-DiT first (make_proxy), whose windows then span frames.
+  std::string proxy_yaml = yaml;
+  proxy_yaml.replace(proxy_yaml.find("runs/scenes-video-tiny-cpu"), 26, "runs/proxy");
+  proxy_yaml += "proxy: {windows: 2, depth: 1}\n";
+  { std::ofstream(dir / "proxy.yaml") << proxy_yaml; }
+  test::CliResult proxy_run = test::run_cli({"train", "proxy.yaml"}, dir.path());
+  INFO(proxy_run.err);
+  REQUIRE(proxy_run.exit_code == 0);
+  const LoadedModel p = load_model(dir / "runs/proxy/model.safetensors", at::kCPU, at::kFloat);
+  CHECK(p.info.config.proxy.windows == 2);
+  CHECK(p.info.config.depth == 1);
+  CHECK(p.info.config.input_frames == 4);
+  for (const std::string bad : {"proxy: {depth: 1}\n", "proxy: {windows: 0}\n", "proxy: {windows: 2, speed: 1}\n",
+                                "proxy: {windows: 2, depth: -1}\n", "proxy: 2\n"}) {
+    INFO(bad);
+    { std::ofstream(dir / "bad.yaml") << yaml + bad; }
+    CHECK(error_kind([&] { train::load_train_config(dir / "bad.yaml"); }) == ErrorKind::Input);
+  }
 }
 
 TEST_CASE("eval on a video model runs the moving-scene benchmark beside its real-clip ceiling", "[video][eval]") {
