@@ -44,6 +44,25 @@ DiT video_model(const std::string& kind) {
   return video;
 }
 
+// video_model(kind) as a loaded model file, for a Generator.
+LoadedModel loaded_video_model(const std::string& kind) {
+  LoadedModel loaded = load_model(golden("tiny_text_" + kind + ".model.safetensors"), at::kCPU, at::kFloat);
+  loaded.model = video_model(kind);
+  loaded.info.config = loaded.model->config();
+  return loaded;
+}
+
+// Two guided clips of the tiny models' size, seeds 3 and 4, DDIM with `steps` steps.
+GenerationRequest two_clips(int steps) {
+  GenerationRequest r;
+  r.prompts = {"a red bag in the top", "a blue sneaker"};
+  r.seeds = {3, 4};
+  r.sampler = {"ddim", steps, 0.0};
+  r.guidance.scale = 2.0;
+  r.allow_untrained_size = true;
+  return r;
+}
+
 // The golden clips: drawn, as the script draws them, from the generator seeded 5050.
 at::Tensor golden_clip(int frames) {
   at::Generator g = at::detail::createCPUGenerator(5050);
@@ -95,22 +114,14 @@ TEST_CASE("on the GPU, the video backbones' fused forwards match the reference a
   at::NoGradGuard no_grad;
   const at::Tensor ids = at::ones({2, 8}, at::kLong), t = at::tensor(std::vector<int64_t>{10, 900});
   for (const std::string kind : {"dit", "ptdit"}) {
-    DiT model = video_model(kind);
+    LoadedModel loaded = loaded_video_model(kind);
     const at::Tensor x = golden_clip(4);
-    const at::Tensor want = model->forward_reference(x, t, ids);
-    model->to(at::kCUDA);
+    const at::Tensor want = loaded.model->forward_reference(x, t, ids);
+    loaded.model->to(at::kCUDA);
     INFO(kind);
-    CHECK(test::close_relative(model->forward(x.cuda(), t.cuda(), ids.cuda()).cpu(), want, 1e-4));
-    LoadedModel loaded = load_model(golden("tiny_text_" + kind + ".model.safetensors"), at::kCPU, at::kFloat);
-    loaded.model = model;
-    loaded.info.config = model->config();
+    CHECK(test::close_relative(loaded.model->forward(x.cuda(), t.cuda(), ids.cuda()).cpu(), want, 1e-4));
     Generator generator(loaded, at::kCUDA, at::kFloat);
-    GenerationRequest r;
-    r.prompts = {"a red bag in the top", "a blue sneaker"};
-    r.seeds = {3, 4};
-    r.sampler = {"ddim", 4, 0.0};
-    r.guidance.scale = 2.0;
-    r.allow_untrained_size = true;
+    const GenerationRequest r = two_clips(4);
     REQUIRE(generator.generate(r).frames.sizes() == at::IntArrayRef({2, 4, 3, 8, 8}));
     test::check_captured_matches_eager(generator, r);
   }
@@ -168,18 +179,9 @@ TEST_CASE("video configs round-trip, count every frame, and refuse what clips ca
 }
 
 TEST_CASE("a video model generates seeded clips through guidance and both sampler families", "[video][generate]") {
-  DiT video = video_model("dit");
-  LoadedModel loaded = load_model(golden("tiny_text_dit.model.safetensors"), at::kCPU, at::kFloat);
-  loaded.model = video;
-  loaded.info.config = video->config();
-  Generator generator(loaded, at::kCPU, at::kFloat);
-  GenerationRequest r;
-  r.prompts = {"a red bag in the top", "a blue sneaker"};
-  r.seeds = {3, 4};
-  r.sampler = {"ddim", 3, 0.0};
-  r.guidance.scale = 2.0;
+  Generator generator(loaded_video_model("dit"), at::kCPU, at::kFloat);
+  GenerationRequest r = two_clips(3);
   r.height = r.width = 8;
-  r.allow_untrained_size = true;
   const GenerationResult clips = generator.generate(generator.resolve(r));
   REQUIRE(clips.frames.sizes() == at::IntArrayRef({2, 4, 3, 8, 8}));  // [N, F, C, H, W]
   CHECK(at::isfinite(clips.frames).all().item<bool>());
