@@ -1,6 +1,6 @@
 #include "ditgen/eval/scene_benchmark.h"
 
-#include <chrono>
+#include <optional>
 
 #include "ditgen/core/error.h"
 #include "ditgen/data/scene_captions.h"
@@ -23,41 +23,42 @@ void check_text_model(const ModelInfo& info) {
 
 }  // namespace
 
+PromptBenchmarkRun run_prompt_benchmark(Generator& generator, const EvalOptions& o,
+                                        const std::vector<std::string>& prompts, const EvalProgress& progress) {
+  const Conditioner condition = prompt_conditioner(prompts);
+  const GenerationRequest request = evaluation_request(generator, o, condition);
+  const std::filesystem::path dir = o.data_dir.empty() ? data::default_fashion_mnist_dir() : o.data_dir;
+  // A braced initializer runs in order: everything that reads files before the generation.
+  return {load_classifier(o.classifier, generator.device()), data::FashionMnist(dir, data::Split::Test),
+          data::FashionMnist(dir, data::Split::Train),
+          generate_for_evaluation(generator, o, request, condition, progress)};
+}
+
 EvalReport evaluate_scenes(Generator& generator, const EvalOptions& o, const EvalProgress& progress) {
   check_text_model(generator.info());
   const std::vector<std::string> prompts = data::benchmark_prompts();
-  const std::vector<data::Scene>& layouts = data::benchmark_layouts();
   const int64_t n = o.num_samples, P = static_cast<int64_t>(prompts.size());
-  const Conditioner condition = prompt_conditioner(prompts);
-  const GenerationRequest request = evaluation_request(generator, o, condition);  // usage errors before anything slow
-  // Everything that reads files comes before the (long) generation, so a bad path fails at once.
-  FmnistClassifier classifier = load_classifier(o.classifier, generator.device());
-  const std::filesystem::path dir = o.data_dir.empty() ? data::default_fashion_mnist_dir() : o.data_dir;
-  const data::FashionMnist test_set(dir, data::Split::Test), train_set(dir, data::Split::Train);
-  const GeneratedImages generated = generate_for_evaluation(generator, o, request, condition, progress);
-  std::vector<data::Scene> asked;
-  for (int64_t i = 0; i < n; ++i) asked.push_back(layouts[static_cast<size_t>(i % P)]);
-
-  const auto features_start = std::chrono::steady_clock::now();
-  if (progress) progress(EvalStage::Features, Progress{0, 0, 0, 0, 0});
-  const SceneScores scores = score_scenes(classifier, generated.images, asked);
-  const SceneScores ceiling = real_scene_ceiling(classifier, test_set, std::min(n, P), o.seed);
-  const CropFid fid = crop_fid(classifier, generated.images, asked, test_set, train_set, o.seed);
-  if (progress)
-    progress(EvalStage::Features,
-             Progress{1, 1, 0, 0, std::chrono::duration<double>(std::chrono::steady_clock::now() - features_start).count()});
+  PromptBenchmarkRun run = run_prompt_benchmark(generator, o, prompts, progress);
+  const std::vector<data::Scene> asked = cycled(data::benchmark_layouts(), n);
+  std::optional<SceneScores> scores, ceiling;
+  CropFid fid;
+  features_stage(progress, [&] {
+    scores = score_scenes(run.classifier, run.generated.images, asked);
+    ceiling = real_scene_ceiling(run.classifier, run.test_set, std::min(n, P), o.seed);
+    fid = crop_fid(run.classifier, run.generated.images, asked, run.test_set, run.train_set, o.seed);
+  });
 
   EvalReport report;
   report.fid = fid.fid;
   report.real_vs_real_fid = fid.real_floor;
-  report.class_accuracy = scores.item_class.accuracy();
-  report.scenes = {{"generated", scores.to_json()},
-                   {"ceiling", ceiling.to_json()},
-                   {"ratio", scores.ratio_json(ceiling)},
-                   {"held_out_over_seen", scores.held_out_over_seen()},
+  report.class_accuracy = scores->item_class.accuracy();
+  report.scenes = {{"generated", scores->to_json()},
+                   {"ceiling", ceiling->to_json()},
+                   {"ratio", scores->ratio_json(*ceiling)},
+                   {"held_out_over_seen", scores->held_out_over_seen()},
                    {"prompts", std::min(n, P)},
                    {"images_per_prompt", static_cast<double>(n) / static_cast<double>(std::min(n, P))}};
-  describe_run(report, generator, generated, o);
+  describe_run(report, generator, run.generated, o);
   return report;
 }
 
