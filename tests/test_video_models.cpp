@@ -52,13 +52,14 @@ LoadedModel loaded_video_model(const std::string& kind) {
   return loaded;
 }
 
-// Two guided clips of the tiny models' size, seeds 3 and 4, DDIM with `steps` steps.
+// Two guided 8x8 clips, seeds 3 and 4, DDIM with `steps` steps.
 GenerationRequest two_clips(int steps) {
   GenerationRequest r;
   r.prompts = {"a red bag in the top", "a blue sneaker"};
   r.seeds = {3, 4};
   r.sampler = {"ddim", steps, 0.0};
   r.guidance.scale = 2.0;
+  r.height = r.width = 8;
   r.allow_untrained_size = true;
   return r;
 }
@@ -181,7 +182,6 @@ TEST_CASE("video configs round-trip, count every frame, and refuse what clips ca
 TEST_CASE("a video model generates seeded clips through guidance and both sampler families", "[video][generate]") {
   Generator generator(loaded_video_model("dit"), at::kCPU, at::kFloat);
   GenerationRequest r = two_clips(3);
-  r.height = r.width = 8;
   const GenerationResult clips = generator.generate(generator.resolve(r));
   REQUIRE(clips.frames.sizes() == at::IntArrayRef({2, 4, 3, 8, 8}));  // [N, F, C, H, W]
   CHECK(at::isfinite(clips.frames).all().item<bool>());
