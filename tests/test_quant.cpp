@@ -1,5 +1,5 @@
 // Quantization: hand-computed weight quantization at 4 and 8 bits, the MSE clip search, the activation
-// quantizers and their calibration, int4 packing, the integer GEMM and linear against their float references
+// quantizers and their calibration, golden tensors from scripts/reference/quant_reference.py, int4 packing, the integer GEMM and linear against their float references
 // and the float linear, the QuantLinear module, and every refused input.
 #include <array>
 #include <cmath>
@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "catch.h"
+#include "ditgen/io/tensor_io.h"
 #include "ditgen/quant/int4_pack.h"
 #include "ditgen/quant/int_gemm.h"
 #include "ditgen/quant/quant_linear.h"
@@ -15,6 +16,7 @@
 
 using namespace ditgen;
 using namespace ditgen::quant;
+using ditgen::test::golden;
 using ditgen::test::max_abs_diff;
 
 namespace {
@@ -213,6 +215,40 @@ TEST_CASE("the static activation quantizer's calibration covers every observed b
     CHECK(q.zero_point == searched.zero_point());
     CHECK(max_abs_diff(dequantize(q), searched.fake_quantize(last)) == 0);
   }
+}
+
+TEST_CASE("the quantizers and the integer linear match the Python reference", "[quant][golden]") {
+  const auto g = io::load_tensors(golden("quant.safetensors"));
+  for (int bits : {4, 8}) {
+    for (Symmetry symmetry : {Symmetry::Asymmetric, Symmetry::Symmetric}) {
+      const std::string key = "w" + std::to_string(bits) + (symmetry == Symmetry::Symmetric ? "s" : "a");
+      CAPTURE(key);
+      const QuantizedWeight q = quantize_weight(g.at("weight"), {bits, symmetry, ClipSearch::Mse});
+      CHECK(at::equal(q.values, g.at(key + ".values")));
+      CHECK(at::equal(q.zero_points, g.at(key + ".zero_points")));
+      CHECK(max_abs_diff(q.scales, g.at(key + ".scales")) <= 1e-6 * q.scales.max().item<double>());
+    }
+  }
+
+  const QuantizedActivation x = quantize_per_token(g.at("x"));
+  CHECK(at::equal(x.values, g.at("x.values")));
+  CHECK(max_abs_diff(x.scales, g.at("x.scales")) <= 1e-6 * x.scales.max().item<double>());
+
+  for (Symmetry symmetry : {Symmetry::Asymmetric, Symmetry::Symmetric}) {
+    const std::string key = symmetry == Symmetry::Symmetric ? "statics" : "statica";
+    CAPTURE(key);
+    StaticActivationQuantizer calibrated({8, symmetry, ClipSearch::Mse});
+    const at::Tensor batches = g.at("batches");  // [3, M, K]
+    for (int64_t i = 0; i < batches.size(0); ++i) calibrated.observe(batches[i]);
+    calibrated.finish();
+    CHECK(calibrated.scale() == Approx(g.at(key + ".scale").item<double>()).epsilon(1e-6));
+    CHECK(calibrated.zero_point() == g.at(key + ".zero_point").item<int64_t>());
+  }
+
+  const QuantizedWeight w8a = quantize_weight(g.at("weight"), {8, Symmetry::Asymmetric, ClipSearch::Mse});
+  const at::Tensor expected = g.at("linear");  // [M, N]
+  CHECK(max_abs_diff(dynamic_int8_linear(g.at("x"), w8a, g.at("bias")), expected) <=
+        1e-5 * expected.abs().max().item<double>());
 }
 
 TEST_CASE("int4 packing puts the even column in the low nibble and round-trips exactly", "[quant]") {
