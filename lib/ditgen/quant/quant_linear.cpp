@@ -1,0 +1,91 @@
+// The quantized linear module: int8 weight buffers, the integer path and the fake-quant reference.
+#include "ditgen/quant/quant_linear.h"
+
+#include <string>
+
+#include "ditgen/quant/int_gemm.h"
+
+namespace ditgen::quant {
+
+QuantLinearImpl::QuantLinearImpl(const at::Tensor& weight, const at::Tensor& bias, const QuantSpec& weight_spec,
+                                 ActivationMode activations, const QuantSpec& activation_spec)
+    : QuantLinearImpl(quantize_weight(weight, weight_spec), bias, activations, activation_spec) {}
+
+QuantLinearImpl::QuantLinearImpl(const torch::nn::Linear& linear, const QuantSpec& weight_spec,
+                                 ActivationMode activations, const QuantSpec& activation_spec)
+    : QuantLinearImpl(linear->weight, linear->bias, weight_spec, activations, activation_spec) {}
+
+QuantLinearImpl::QuantLinearImpl(const QuantizedWeight& weight, const at::Tensor& bias, ActivationMode activations,
+                                 const QuantSpec& activation_spec)
+    : weight_bits_(weight.bits),
+      weight_symmetry_(weight.symmetry),
+      activations_(activations),
+      static_activations_(activation_spec) {
+  require_int8(weight.values, "the quantized weight", 2);
+  const int64_t out_features = weight.values.size(0);
+  if (weight.scales.numel() != out_features || weight.zero_points.numel() != out_features) {
+    throw Error(ErrorKind::Model, "the quantized weight needs one scale and zero point per output channel");
+  }
+  if (bias.defined()) {
+    require_float(bias, "the quantized linear's bias");
+    if (bias.dim() != 1 || bias.size(0) != out_features) {
+      throw Error(ErrorKind::Usage, "the quantized linear's bias must be [" + std::to_string(out_features) + "]");
+    }
+  }
+  at::NoGradGuard no_grad;
+  weight_values_ = register_buffer("weight_values", weight.values.contiguous());
+  weight_scales_ = register_buffer("weight_scales", weight.scales.to(at::kFloat).contiguous());
+  weight_zero_points_ = register_buffer("weight_zero_points", weight.zero_points.to(at::kInt).contiguous());
+  if (bias.defined()) bias_ = register_buffer("bias", bias.detach().to(at::kFloat).clone());
+}
+
+QuantizedWeight QuantLinearImpl::quantized_weight() const {
+  return {weight_values_, weight_scales_, weight_zero_points_, weight_bits_, weight_symmetry_};
+}
+
+at::Tensor QuantLinearImpl::forward(const at::Tensor& x) {
+  switch (activations_) {
+    case ActivationMode::None:
+      return forward_reference(x);  // float activations: nothing for an integer GEMM to do
+    case ActivationMode::DynamicPerToken:
+      return dynamic_int8_linear(x, quantized_weight(), bias_);
+    case ActivationMode::StaticPerTensor:
+      return integer_linear(static_activations_.quantize(x), quantized_weight(), bias_);
+  }
+  return {};
+}
+
+at::Tensor QuantLinearImpl::forward_reference(const at::Tensor& x) {
+  return at::linear(reference_activations(x), dequantize(quantized_weight()), bias_);  // [..., N]
+}
+
+at::Tensor QuantLinearImpl::reference_activations(const at::Tensor& x) const {
+  switch (activations_) {
+    case ActivationMode::None:
+      require_float(x, "the quantized linear's input");
+      return x.to(at::kFloat);
+    case ActivationMode::DynamicPerToken:
+      return fake_quantize_per_token(x);
+    case ActivationMode::StaticPerTensor:
+      return static_activations_.fake_quantize(x);
+  }
+  return {};
+}
+
+void QuantLinearImpl::require_static_mode() const {
+  if (activations_ != ActivationMode::StaticPerTensor) {
+    throw Error(ErrorKind::Usage, "only a static per-tensor quantized linear is calibrated");
+  }
+}
+
+void QuantLinearImpl::observe(const at::Tensor& x) {
+  require_static_mode();
+  static_activations_.observe(x);
+}
+
+void QuantLinearImpl::finish_calibration() {
+  require_static_mode();
+  static_activations_.finish();
+}
+
+}  // namespace ditgen::quant

@@ -1,0 +1,61 @@
+// A linear layer with per-output-channel quantized weights (4 or 8 bits, held as int8) and a choice of
+// activation quantization; forward runs the integer GEMM on the CPU, forward_reference the float fake-quant.
+//
+// Memory: the weight is held unpacked, one int8 per value, at every bit width, so a 4-bit layer loaded from
+// packed storage (int4_pack.h) costs twice its packed size: out x in bytes instead of out x in / 2, plus
+// 8 bytes per output channel for the scale and zero point (a quarter of the fp32 weight at 8 bits).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+
+#include "ditgen/quant/quantizer.h"
+
+namespace ditgen::quant {
+
+enum class ActivationMode {
+  None,             // weight-only: float activations times the dequantized weight
+  DynamicPerToken,  // symmetric int8, one scale per token, computed on every forward
+  StaticPerTensor,  // one scale and zero point, calibrated with observe() ... finish_calibration()
+};
+
+class QuantLinearImpl : public torch::nn::Module {
+ public:
+  // Quantizes a float weight [out, in] (bias [out] or undefined) with `weight_spec`.
+  QuantLinearImpl(const at::Tensor& weight, const at::Tensor& bias, const QuantSpec& weight_spec,
+                  ActivationMode activations, const QuantSpec& activation_spec = {8, Symmetry::Asymmetric});
+  QuantLinearImpl(const torch::nn::Linear& linear, const QuantSpec& weight_spec, ActivationMode activations,
+                  const QuantSpec& activation_spec = {8, Symmetry::Asymmetric});
+  // An already quantized weight, e.g. unpack_int4 of a stored 4-bit one.
+  QuantLinearImpl(const QuantizedWeight& weight, const at::Tensor& bias, ActivationMode activations,
+                  const QuantSpec& activation_spec = {8, Symmetry::Asymmetric});
+
+  at::Tensor forward(const at::Tensor& x);            // [..., K] -> [..., N], integer GEMM (CPU)
+  at::Tensor forward_reference(const at::Tensor& x);  // [..., K] -> [..., N], float fake-quant
+
+  // Static per-tensor calibration: observe batches of this layer's inputs, then finish (see
+  // StaticActivationQuantizer for the rule). Usage error in the other modes.
+  void observe(const at::Tensor& x);
+  void finish_calibration();
+
+  QuantizedWeight quantized_weight() const;
+  ActivationMode activation_mode() const { return activations_; }
+  const StaticActivationQuantizer& static_activations() const { return static_activations_; }
+
+ private:
+  void require_static_mode() const;
+  at::Tensor reference_activations(const at::Tensor& x) const;  // [..., K] float, fake-quantized per the mode
+
+  at::Tensor weight_values_;       // int8 [out, in]
+  at::Tensor weight_scales_;       // float32 [out]
+  at::Tensor weight_zero_points_;  // int32 [out]
+  at::Tensor bias_;                // float32 [out] or undefined
+  int weight_bits_ = 8;
+  Symmetry weight_symmetry_ = Symmetry::Asymmetric;
+  ActivationMode activations_ = ActivationMode::DynamicPerToken;
+  StaticActivationQuantizer static_activations_;
+};
+TORCH_MODULE(QuantLinear);
+
+}  // namespace ditgen::quant
