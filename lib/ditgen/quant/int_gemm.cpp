@@ -1,7 +1,10 @@
-// The integer linear: int8 GEMM through at::_int_mm, zero-point corrections in int32, scales in float.
+// The integer linear: the int8 GEMM (our AVX2 kernel, else at::_int_mm), zero-point corrections in int32,
+// scales in float.
 #include "ditgen/quant/int_gemm.h"
 
 #include <string>
+
+#include "ditgen/quant/int8_gemm_avx2.h"
 
 namespace ditgen::quant {
 
@@ -31,7 +34,8 @@ void require_linear_operands(const QuantizedActivation& x, const QuantizedWeight
 at::Tensor int8_matmul(const at::Tensor& a, const at::Tensor& b) {
   require_matmul_operands(a, b);
   if (!a.is_cpu() || !b.is_cpu()) throw Error(ErrorKind::Usage, "the int8 GEMM runs on the CPU only");
-  return at::_int_mm(a.contiguous(), b.t());  // [M, N] int32
+  if (cpu_has_avx2()) return int8_gemm_avx2(a, b);  // [M, N] int32
+  return at::_int_mm(a.contiguous(), b.t());         // [M, N] int32: exact, but a scalar loop
 }
 
 at::Tensor int8_matmul_reference(const at::Tensor& a, const at::Tensor& b) {
