@@ -2,8 +2,9 @@
 // per call, then a 6 x 16 register-tile micro-kernel of _mm256_madd_epi16 over the whole K.
 //
 // Layouts (int16, zero-padded, so that the micro-kernel never sees a ragged edge):
-//   A: row-major [M rounded up to 6, K rounded up to even]; the pair (a[m, 2j], a[m, 2j + 1]) is one 32-bit
-//      word, broadcast to all 8 lanes.
+//   A: tiles of 6 rows; tile t holds, for each k pair j, the 6 words (a[6t + r, 2j], a[6t + r, 2j + 1]) for
+//      r = 0..5, each broadcast to all 8 lanes. A tile is one contiguous stream, so the micro-kernel reads A
+//      from one place instead of 6 rows apart.
 //   B: panels of 16 columns of C; panel p holds, for each k pair j, the 32 values
 //      b[16p + c, 2j], b[16p + c, 2j + 1] for c = 0..15, i.e. two ymm registers: madd of the broadcast A pair
 //      with them gives the pair's contribution to 16 columns of one row, in int32.
@@ -25,6 +26,7 @@ namespace {
 constexpr int64_t kTileRows = 6;    // rows of C per micro-kernel tile: 12 accumulators + 2 B + 1 A = 15 ymm
 constexpr int64_t kTileCols = 16;   // columns of C per tile: two ymm of 8 int32
 constexpr int64_t kPanelPairValues = 2 * kTileCols;  // int16 values per k pair in a B panel
+constexpr int64_t kTilePairValues = 2 * kTileRows;   // int16 values per k pair in an A tile
 // Rows of A that every B panel passes over before the next rows come: 96 rows x K 640 x 2 bytes = 120 KB of
 // A stay in L2 while each 16-column B panel (20 KB at K 640) is reused from L1 by all 16 tiles.
 constexpr int64_t kRowBlock = 16 * kTileRows;
@@ -33,16 +35,15 @@ constexpr int64_t kMinWorkPerThread = int64_t{1} << 20;
 
 int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
 
-// a [rows, k] int8 -> int16 [padded_rows, padded_k], zero-padded.
-__attribute__((target("avx2"))) std::vector<int16_t> widen_rows(const int8_t* a, int64_t rows, int64_t k,
-                                                                int64_t padded_rows, int64_t padded_k) {
-  std::vector<int16_t> wide(static_cast<size_t>(padded_rows * padded_k), 0);
+// a [rows, k] int8 -> the 6-row int16 tiles described at the top, zero-padded.
+std::vector<int16_t> pack_tiles(const int8_t* a, int64_t rows, int64_t k, int64_t tiles, int64_t pairs) {
+  std::vector<int16_t> packed(static_cast<size_t>(tiles * pairs * kTilePairValues), 0);
   for (int64_t m = 0; m < rows; ++m) {
     const int8_t* source = a + m * k;
-    int16_t* target = wide.data() + m * padded_k;
-    for (int64_t i = 0; i < k; ++i) target[i] = source[i];
+    int16_t* target = packed.data() + (m / kTileRows) * pairs * kTilePairValues + (m % kTileRows) * 2;
+    for (int64_t i = 0; i < k; ++i) target[(i / 2) * kTilePairValues + (i % 2)] = source[i];
   }
-  return wide;
+  return packed;
 }
 
 // b [n, k] int8 -> the 16-column int16 panels described at the top, zero-padded.
@@ -61,9 +62,9 @@ std::vector<int16_t> pack_panels(const int8_t* b, int64_t n, int64_t k, int64_t 
   return packed;
 }
 
-// One 6 x 16 tile of C = the 6 widened A rows at `a` (row stride a_stride) times one B panel, over `pairs`
-// k pairs, written to c (row stride c_stride).
-__attribute__((target("avx2"))) void multiply_tile(const int16_t* a, int64_t a_stride, const int16_t* panel,
+// One 6 x 16 tile of C = one A tile times one B panel, over `pairs` k pairs, written to c (row stride
+// c_stride).
+__attribute__((target("avx2"))) void multiply_tile(const int16_t* a, const int16_t* panel,
                                                    int64_t pairs, int32_t* c, int64_t c_stride) {
   __m256i acc[kTileRows][2];
   for (auto& row : acc) row[0] = row[1] = _mm256_setzero_si256();
@@ -73,7 +74,7 @@ __attribute__((target("avx2"))) void multiply_tile(const int16_t* a, int64_t a_s
 #pragma GCC unroll 6
     for (int64_t r = 0; r < kTileRows; ++r) {
       int32_t pair;
-      std::memcpy(&pair, a + r * a_stride + 2 * j, sizeof pair);
+      std::memcpy(&pair, a + j * kTilePairValues + 2 * r, sizeof pair);
       const __m256i a_pair = _mm256_set1_epi32(pair);
       acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(a_pair, b_low));
       acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(a_pair, b_high));
@@ -86,30 +87,29 @@ __attribute__((target("avx2"))) void multiply_tile(const int16_t* a, int64_t a_s
 }
 
 struct PackedOperands {
-  std::vector<int16_t> a;  // [padded M, padded K]
+  std::vector<int16_t> a;  // tiles
   std::vector<int16_t> b;  // panels
-  int64_t m, n, padded_k, panels;
+  int64_t m, n, pairs, panels;
 };
 
 // Rows [row_begin, row_end) of C (row_begin a multiple of 6), into c [M, N].
 __attribute__((target("avx2"))) void multiply_rows(const PackedOperands& p, int64_t row_begin, int64_t row_end,
                                                    int32_t* c) {
-  const int64_t pairs = p.padded_k / 2;
   alignas(32) int32_t edge_tile[kTileRows * kTileCols];  // a tile that overhangs C's last rows or columns
   for (int64_t block = row_begin; block < row_end; block += kRowBlock) {
     const int64_t block_end = std::min(block + kRowBlock, row_end);
     for (int64_t panel = 0; panel < p.panels; ++panel) {
-      const int16_t* b_panel = p.b.data() + panel * pairs * kPanelPairValues;
+      const int16_t* b_panel = p.b.data() + panel * p.pairs * kPanelPairValues;
       const int64_t column = panel * kTileCols;
       const int64_t columns = std::min(kTileCols, p.n - column);
       for (int64_t row = block; row < block_end; row += kTileRows) {
-        const int16_t* a_rows = p.a.data() + row * p.padded_k;
+        const int16_t* a_tile = p.a.data() + row / kTileRows * p.pairs * kTilePairValues;
         const int64_t rows = std::min(kTileRows, p.m - row);
         if (rows == kTileRows && columns == kTileCols) {
-          multiply_tile(a_rows, p.padded_k, b_panel, pairs, c + row * p.n + column, p.n);
+          multiply_tile(a_tile, b_panel, p.pairs, c + row * p.n + column, p.n);
           continue;
         }
-        multiply_tile(a_rows, p.padded_k, b_panel, pairs, edge_tile, kTileCols);
+        multiply_tile(a_tile, b_panel, p.pairs, edge_tile, kTileCols);
         for (int64_t r = 0; r < rows; ++r) {
           std::memcpy(c + (row + r) * p.n + column, edge_tile + r * kTileCols, columns * sizeof(int32_t));
         }
@@ -128,11 +128,11 @@ at::Tensor int8_gemm_avx2(const at::Tensor& a, const at::Tensor& b) {
   PackedOperands packed;
   packed.m = m;
   packed.n = n;
-  packed.padded_k = round_up(k, 2);
+  packed.pairs = round_up(k, 2) / 2;
   packed.panels = round_up(n, kTileCols) / kTileCols;
   const int64_t tile_rows = round_up(m, kTileRows) / kTileRows;
-  packed.a = widen_rows(a_rows.data_ptr<int8_t>(), m, k, tile_rows * kTileRows, packed.padded_k);
-  packed.b = pack_panels(b_rows.data_ptr<int8_t>(), n, k, packed.panels, packed.padded_k / 2);
+  packed.a = pack_tiles(a_rows.data_ptr<int8_t>(), m, k, tile_rows, packed.pairs);
+  packed.b = pack_panels(b_rows.data_ptr<int8_t>(), n, k, packed.panels, packed.pairs);
   at::Tensor c = at::empty({m, n}, a.options().dtype(at::kInt));  // [M, N] int32
   int32_t* c_data = c.data_ptr<int32_t>();
   const int64_t grain = std::max<int64_t>(1, kMinWorkPerThread / (kTileRows * n * k));
