@@ -15,6 +15,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
+#include <thread>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -35,6 +37,22 @@ constexpr int64_t kMinWorkPerThread = int64_t{1} << 20;
 
 int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
 
+// run(first, last) over [0, count) in at most at::get_num_threads() contiguous chunks of at least min_chunk,
+// one per thread. Not at::parallel_for: LibTorch's is an OpenMP pragma in its header, and this library is
+// not compiled with -fopenmp, so it would run serially. A thread per call costs tens of microseconds against
+// the milliseconds of a model-sized product.
+void run_in_chunks(int64_t count, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& run) {
+  const int64_t threads = at::in_parallel_region() ? 1 : std::min<int64_t>(at::get_num_threads(),
+                                                                            std::max<int64_t>(1, count / min_chunk));
+  const int64_t chunk = (count + threads - 1) / threads;
+  std::vector<std::thread> helpers;
+  for (int64_t first = chunk; first < count; first += chunk) {
+    helpers.emplace_back(run, first, std::min(first + chunk, count));
+  }
+  run(0, std::min(chunk, count));
+  for (std::thread& helper : helpers) helper.join();
+}
+
 // a [rows, k] int8 -> the 6-row int16 tiles described at the top, zero-padded.
 std::vector<int16_t> pack_tiles(const int8_t* a, int64_t rows, int64_t k, int64_t tiles, int64_t pairs) {
   std::vector<int16_t> packed(static_cast<size_t>(tiles * pairs * kTilePairValues), 0);
@@ -49,7 +67,7 @@ std::vector<int16_t> pack_tiles(const int8_t* a, int64_t rows, int64_t k, int64_
 // b [n, k] int8 -> the 16-column int16 panels described at the top, zero-padded.
 std::vector<int16_t> pack_panels(const int8_t* b, int64_t n, int64_t k, int64_t panels, int64_t pairs) {
   std::vector<int16_t> packed(static_cast<size_t>(panels * pairs * kPanelPairValues), 0);
-  at::parallel_for(0, panels, 1, [&](int64_t first, int64_t last) {
+  run_in_chunks(panels, 1, [&](int64_t first, int64_t last) {
     for (int64_t panel = first; panel < last; ++panel) {
       int16_t* target = packed.data() + panel * pairs * kPanelPairValues;
       const int64_t columns = std::min(kTileCols, n - panel * kTileCols);
@@ -135,8 +153,8 @@ at::Tensor int8_gemm_avx2(const at::Tensor& a, const at::Tensor& b) {
   packed.b = pack_panels(b_rows.data_ptr<int8_t>(), n, k, packed.panels, packed.pairs);
   at::Tensor c = at::empty({m, n}, a.options().dtype(at::kInt));  // [M, N] int32
   int32_t* c_data = c.data_ptr<int32_t>();
-  const int64_t grain = std::max<int64_t>(1, kMinWorkPerThread / (kTileRows * n * k));
-  at::parallel_for(0, tile_rows, grain, [&](int64_t first, int64_t last) {
+  const int64_t min_tile_rows = std::max<int64_t>(1, kMinWorkPerThread / (kTileRows * n * k));
+  run_in_chunks(tile_rows, min_tile_rows, [&](int64_t first, int64_t last) {
     multiply_rows(packed, first * kTileRows, last * kTileRows, c_data);
   });
   return c;

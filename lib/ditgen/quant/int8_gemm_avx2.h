@@ -19,8 +19,8 @@ namespace ditgen::quant {
 bool cpu_has_avx2();
 
 // a [M, K] int8 times b [N, K] int8 transposed -> int32 [M, N], exactly, for any M, N, K >= 1. CPU tensors
-// of those dtypes and shapes only (int8_matmul checks them), and only where cpu_has_avx2(). Threads over
-// rows of a with at::parallel_for.
+// of those dtypes and shapes only (int8_matmul checks them), and only where cpu_has_avx2(). Splits the
+// rows of a over at::get_num_threads() threads.
 at::Tensor int8_gemm_avx2(const at::Tensor& a, const at::Tensor& b);
 
 }  // namespace ditgen::quant
