@@ -1,5 +1,6 @@
 // Quantization: hand-computed weight quantization at 4 and 8 bits, the MSE clip search, the activation
-// quantizers and their calibration, golden tensors from scripts/reference/quant_reference.py, int4 packing, the integer GEMM (the AVX2 kernel at ragged shapes and extreme values) and linear against their references
+// quantizers and their calibration, golden tensors from scripts/reference/quant_reference.py, int4 packing,
+// the integer GEMM (the AVX2 kernel at ragged shapes and extreme values) and linear against their references
 // and the float linear, the QuantLinear module, and every refused input.
 #include <array>
 #include <cmath>

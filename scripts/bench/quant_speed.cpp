@@ -2,12 +2,12 @@
 // fp32 at::linear against the int8 GEMM (int8_matmul: the AVX2 kernel where the CPU has it), LibTorch's
 // at::_int_mm, and the whole dynamic_int8_linear. Each figure is the best of 50 calls. Build and run: see
 // docs/QUANT.md, "CPU speed".
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include "ditgen/quant/int_gemm.h"
 

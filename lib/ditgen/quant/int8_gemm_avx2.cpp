@@ -25,8 +25,8 @@ namespace ditgen::quant {
 
 namespace {
 
-constexpr int64_t kTileRows = 6;    // rows of C per micro-kernel tile: 12 accumulators + 2 B + 1 A = 15 ymm
-constexpr int64_t kTileCols = 16;   // columns of C per tile: two ymm of 8 int32
+constexpr int64_t kTileRows = 6;   // rows of C per micro-kernel tile: 12 accumulators + 2 B + 1 A = 15 ymm
+constexpr int64_t kTileCols = 16;  // columns of C per tile: two ymm of 8 int32
 constexpr int64_t kPanelPairValues = 2 * kTileCols;  // int16 values per k pair in a B panel
 constexpr int64_t kTilePairValues = 2 * kTileRows;   // int16 values per k pair in an A tile
 // Rows of A that every B panel passes over before the next rows come: 96 rows x K 640 x 2 bytes = 120 KB of
@@ -34,6 +34,8 @@ constexpr int64_t kTilePairValues = 2 * kTileRows;   // int16 values per k pair 
 constexpr int64_t kRowBlock = 16 * kTileRows;
 // Multiply-adds a thread should get at least, so that small products are not split across threads.
 constexpr int64_t kMinWorkPerThread = int64_t{1} << 20;
+// Values of B a thread should pack at least, likewise.
+constexpr int64_t kMinPackPerThread = int64_t{1} << 16;
 
 int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
 
@@ -42,8 +44,8 @@ int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1
 // not compiled with -fopenmp, so it would run serially. A thread per call costs tens of microseconds against
 // the milliseconds of a model-sized product.
 void run_in_chunks(int64_t count, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& run) {
-  const int64_t threads = at::in_parallel_region() ? 1 : std::min<int64_t>(at::get_num_threads(),
-                                                                            std::max<int64_t>(1, count / min_chunk));
+  const int64_t threads =
+      at::in_parallel_region() ? 1 : std::min<int64_t>(at::get_num_threads(), std::max<int64_t>(1, count / min_chunk));
   const int64_t chunk = (count + threads - 1) / threads;
   std::vector<std::thread> helpers;
   for (int64_t first = chunk; first < count; first += chunk) {
@@ -67,7 +69,7 @@ std::vector<int16_t> pack_tiles(const int8_t* a, int64_t rows, int64_t k, int64_
 // b [n, k] int8 -> the 16-column int16 panels described at the top, zero-padded.
 std::vector<int16_t> pack_panels(const int8_t* b, int64_t n, int64_t k, int64_t panels, int64_t pairs) {
   std::vector<int16_t> packed(static_cast<size_t>(panels * pairs * kPanelPairValues), 0);
-  run_in_chunks(panels, 1, [&](int64_t first, int64_t last) {
+  run_in_chunks(panels, std::max<int64_t>(1, kMinPackPerThread / (kTileCols * k)), [&](int64_t first, int64_t last) {
     for (int64_t panel = first; panel < last; ++panel) {
       int16_t* target = packed.data() + panel * pairs * kPanelPairValues;
       const int64_t columns = std::min(kTileCols, n - panel * kTileCols);
@@ -82,8 +84,8 @@ std::vector<int16_t> pack_panels(const int8_t* b, int64_t n, int64_t k, int64_t 
 
 // One 6 x 16 tile of C = one A tile times one B panel, over `pairs` k pairs, written to c (row stride
 // c_stride).
-__attribute__((target("avx2"))) void multiply_tile(const int16_t* a, const int16_t* panel,
-                                                   int64_t pairs, int32_t* c, int64_t c_stride) {
+__attribute__((target("avx2"))) void multiply_tile(const int16_t* a, const int16_t* panel, int64_t pairs, int32_t* c,
+                                                   int64_t c_stride) {
   __m256i acc[kTileRows][2];
   for (auto& row : acc) row[0] = row[1] = _mm256_setzero_si256();
   for (int64_t j = 0; j < pairs; ++j) {
