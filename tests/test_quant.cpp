@@ -325,6 +325,10 @@ TEST_CASE("the AVX2 int8 GEMM equals the int32 reference at ragged shapes and ex
   }
   const at::Tensor a = fill(40, 24, 3), b_transposed = fill(24, 9, 3);  // b = b_transposed^T is [9, 24]
   CHECK(at::equal(int8_gemm_avx2(a, b_transposed.t()), int8_matmul_reference(a, b_transposed.t())));
+  // Empty operands: an empty sum is 0, and empty rows or columns give an empty product.
+  CHECK(at::equal(int8_gemm_avx2(fill(4, 0, 3), fill(5, 0, 3)), at::zeros({4, 5}, at::kInt)));
+  CHECK(int8_gemm_avx2(fill(0, 8, 3), fill(5, 8, 3)).sizes() == at::IntArrayRef({0, 5}));
+  CHECK(int8_gemm_avx2(fill(4, 8, 3), fill(0, 8, 3)).sizes() == at::IntArrayRef({4, 0}));
 }
 
 TEST_CASE("the integer linear equals its fake-quant reference and is close to the float linear", "[quant]") {

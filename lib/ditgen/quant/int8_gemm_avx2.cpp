@@ -145,6 +145,7 @@ bool cpu_has_avx2() { return __builtin_cpu_supports("avx2"); }
 at::Tensor int8_gemm_avx2(const at::Tensor& a, const at::Tensor& b) {
   const at::Tensor a_rows = a.contiguous(), b_rows = b.contiguous();
   const int64_t m = a.size(0), k = a.size(1), n = b.size(0);
+  if (m == 0 || n == 0 || k == 0) return at::zeros({m, n}, a.options().dtype(at::kInt));  // an empty sum is 0
   PackedOperands packed;
   packed.m = m;
   packed.n = n;

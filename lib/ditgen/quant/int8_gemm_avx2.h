@@ -18,9 +18,9 @@ namespace ditgen::quant {
 // True where this CPU runs AVX2 (checked at run time).
 bool cpu_has_avx2();
 
-// a [M, K] int8 times b [N, K] int8 transposed -> int32 [M, N], exactly, for any M, N, K >= 1. CPU tensors
-// of those dtypes and shapes only (int8_matmul checks them), and only where cpu_has_avx2(). Splits the
-// rows of a over at::get_num_threads() threads.
+// a [M, K] int8 times b [N, K] int8 transposed -> int32 [M, N], exactly, for any M, N, K (zeros when K = 0). CPU
+// tensors of those dtypes and shapes only (int8_matmul checks them), and only where cpu_has_avx2(). Splits the rows of
+// a over at::get_num_threads() threads.
 at::Tensor int8_gemm_avx2(const at::Tensor& a, const at::Tensor& b);
 
 }  // namespace ditgen::quant
