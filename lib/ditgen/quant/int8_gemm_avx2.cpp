@@ -34,7 +34,7 @@ constexpr int64_t kTilePairValues = 2 * kTileRows;   // int16 values per k pair 
 constexpr int64_t kRowBlock = 16 * kTileRows;
 // Multiply-adds a thread should get at least, so that small products are not split across threads.
 constexpr int64_t kMinWorkPerThread = int64_t{1} << 20;
-// Values of B a thread should pack at least, likewise.
+// Values a thread should pack at least, likewise.
 constexpr int64_t kMinPackPerThread = int64_t{1} << 16;
 
 int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
@@ -55,28 +55,22 @@ void run_in_chunks(int64_t count, int64_t min_chunk, const std::function<void(in
   for (std::thread& helper : helpers) helper.join();
 }
 
-// a [rows, k] int8 -> the 6-row int16 tiles described at the top, zero-padded.
-std::vector<int16_t> pack_tiles(const int8_t* a, int64_t rows, int64_t k, int64_t tiles, int64_t pairs) {
-  std::vector<int16_t> packed(static_cast<size_t>(tiles * pairs * kTilePairValues), 0);
-  for (int64_t m = 0; m < rows; ++m) {
-    const int8_t* source = a + m * k;
-    int16_t* target = packed.data() + (m / kTileRows) * pairs * kTilePairValues + (m % kTileRows) * 2;
-    for (int64_t i = 0; i < k; ++i) target[(i / 2) * kTilePairValues + (i % 2)] = source[i];
-  }
-  return packed;
-}
-
-// b [n, k] int8 -> the 16-column int16 panels described at the top, zero-padded.
-std::vector<int16_t> pack_panels(const int8_t* b, int64_t n, int64_t k, int64_t panels, int64_t pairs) {
-  std::vector<int16_t> packed(static_cast<size_t>(panels * pairs * kPanelPairValues), 0);
-  run_in_chunks(panels, std::max<int64_t>(1, kMinPackPerThread / (kTileCols * k)), [&](int64_t first, int64_t last) {
-    for (int64_t panel = first; panel < last; ++panel) {
-      int16_t* target = packed.data() + panel * pairs * kPanelPairValues;
-      const int64_t columns = std::min(kTileCols, n - panel * kTileCols);
-      for (int64_t column = 0; column < columns; ++column) {
-        const int8_t* source = b + (panel * kTileCols + column) * k;
-        for (int64_t i = 0; i < k; ++i) target[(i / 2) * kPanelPairValues + column * 2 + (i % 2)] = source[i];
+// rows [count, k] int8 -> groups of `group` rows in int16, zero-padded: group g holds, for each k pair j, the
+// pairs (rows[group g + r, 2j], rows[group g + r, 2j + 1]) for r = 0..group - 1. With group 6 these are the A
+// tiles described at the top, with group 16 the B panels.
+std::vector<int16_t> pack_pair_groups(const int8_t* rows, int64_t count, int64_t k, int64_t group) {
+  const int64_t pairs = round_up(k, 2) / 2, groups = round_up(count, group) / group, pair_values = 2 * group;
+  std::vector<int16_t> packed(static_cast<size_t>(groups * pairs * pair_values), 0);
+  const int64_t min_groups = std::max<int64_t>(1, kMinPackPerThread / (group * k));
+  run_in_chunks(groups, min_groups, [&](int64_t first, int64_t last) {
+    for (int64_t row = first * group; row < std::min(last * group, count); ++row) {
+      const int8_t* source = rows + row * k;
+      int16_t* target = packed.data() + (row / group) * pairs * pair_values + (row % group) * 2;
+      for (int64_t j = 0; j < k / 2; ++j) {
+        target[j * pair_values] = source[2 * j];
+        target[j * pair_values + 1] = source[2 * j + 1];
       }
+      if (k % 2 != 0) target[(k / 2) * pair_values] = source[k - 1];  // its pair's second value stays 0
     }
   });
   return packed;
@@ -152,8 +146,8 @@ at::Tensor int8_gemm_avx2(const at::Tensor& a, const at::Tensor& b) {
   packed.pairs = round_up(k, 2) / 2;
   packed.panels = round_up(n, kTileCols) / kTileCols;
   const int64_t tile_rows = round_up(m, kTileRows) / kTileRows;
-  packed.a = pack_tiles(a_rows.data_ptr<int8_t>(), m, k, tile_rows, packed.pairs);
-  packed.b = pack_panels(b_rows.data_ptr<int8_t>(), n, k, packed.panels, packed.pairs);
+  packed.a = pack_pair_groups(a_rows.data_ptr<int8_t>(), m, k, kTileRows);
+  packed.b = pack_pair_groups(b_rows.data_ptr<int8_t>(), n, k, kTileCols);
   at::Tensor c = at::empty({m, n}, a.options().dtype(at::kInt));  // [M, N] int32
   int32_t* c_data = c.data_ptr<int32_t>();
   const int64_t min_tile_rows = std::max<int64_t>(1, kMinWorkPerThread / (kTileRows * n * k));
