@@ -1,5 +1,6 @@
 // Quantization: hand-computed weight quantization at 4 and 8 bits, the MSE clip search, the activation
-// quantizers and their calibration, golden tensors from scripts/reference/quant_reference.py, int4 packing, the integer GEMM and linear against their float references
+// quantizers and their calibration, golden tensors from scripts/reference/quant_reference.py, int4 packing,
+// the integer GEMM (the AVX2 kernel at ragged shapes and extreme values) and linear against their references
 // and the float linear, the QuantLinear module, and every refused input.
 #include <array>
 #include <cmath>
@@ -9,6 +10,7 @@
 #include "catch.h"
 #include "ditgen/io/tensor_io.h"
 #include "ditgen/quant/int4_pack.h"
+#include "ditgen/quant/int8_gemm_avx2.h"
 #include "ditgen/quant/int_gemm.h"
 #include "ditgen/quant/quant_linear.h"
 #include "ditgen/quant/quantizer.h"
@@ -283,6 +285,50 @@ TEST_CASE("the int8 GEMM is exact at every shape, small and odd ones included", 
     CHECK(at::equal(product, int8_matmul_reference(a, b)));
     CHECK(at::equal(product.to(at::kLong), at::matmul(a.to(at::kDouble), b.to(at::kDouble).t()).to(at::kLong)));
   }
+}
+
+TEST_CASE("the AVX2 int8 GEMM equals the int32 reference at ragged shapes and extreme values", "[quant]") {
+  if (!cpu_has_avx2()) {
+    ditgen::test::skip_test_case("this CPU has no AVX2; int8_matmul uses at::_int_mm here");
+    return;
+  }
+  at::manual_seed(11);
+  // Each operand filled with -128, with 127, with both alternating, or uniformly from the whole int8 range.
+  const auto fill = [](int64_t rows, int64_t cols, int pattern) {
+    switch (pattern) {
+      case 0: return at::full({rows, cols}, -128, at::kChar);
+      case 1: return at::full({rows, cols}, 127, at::kChar);
+      case 2: return (at::arange(rows * cols).remainder(2) * 255 - 128).to(at::kChar).reshape({rows, cols});
+      default: return at::randint(-128, 128, {rows, cols}, at::kChar);
+    }
+  };
+  const int64_t sizes[] = {1, 3, 7, 17, 33, 65, 129};
+  for (const int64_t m : sizes) {
+    for (const int64_t n : sizes) {
+      for (const int64_t k : sizes) {
+        for (int pattern = 0; pattern < 4; ++pattern) {
+          const at::Tensor a = fill(m, k, pattern);             // [M, K]
+          const at::Tensor b = fill(n, k, (pattern + 1) % 4);   // [N, K]: every pairing of patterns
+          CAPTURE(m, n, k, pattern);
+          CHECK(at::equal(int8_gemm_avx2(a, b), int8_matmul_reference(a, b)));
+        }
+      }
+    }
+  }
+  // The default model's layers at M = 512 tokens (K -> N), and a transposed (non-contiguous) weight.
+  const std::vector<std::array<int64_t, 2>> layers = {{256, 768}, {256, 256}, {256, 640}, {640, 256}};
+  for (const auto& [k, n] : layers) {
+    CAPTURE(k, n);
+    const at::Tensor a = at::randint(-128, 128, {512, k}, at::kChar);  // [M, K]
+    const at::Tensor b = at::randint(-128, 128, {n, k}, at::kChar);    // [N, K]
+    CHECK(at::equal(int8_gemm_avx2(a, b), int8_matmul_reference(a, b)));
+  }
+  const at::Tensor a = fill(40, 24, 3), b_transposed = fill(24, 9, 3);  // b = b_transposed^T is [9, 24]
+  CHECK(at::equal(int8_gemm_avx2(a, b_transposed.t()), int8_matmul_reference(a, b_transposed.t())));
+  // Empty operands: an empty sum is 0, and empty rows or columns give an empty product.
+  CHECK(at::equal(int8_gemm_avx2(fill(4, 0, 3), fill(5, 0, 3)), at::zeros({4, 5}, at::kInt)));
+  CHECK(int8_gemm_avx2(fill(0, 8, 3), fill(5, 8, 3)).sizes() == at::IntArrayRef({0, 5}));
+  CHECK(int8_gemm_avx2(fill(4, 8, 3), fill(0, 8, 3)).sizes() == at::IntArrayRef({4, 0}));
 }
 
 TEST_CASE("the integer linear equals its fake-quant reference and is close to the float linear", "[quant]") {

@@ -13,9 +13,9 @@
 
 namespace ditgen::quant {
 
-// a [M, K] int8 times b [N, K] int8 transposed, exactly, in int32. On the CPU this is at::_int_mm, which in
-// this LibTorch takes every shape (the M > 16, K and N multiple-of-8 limits are CUDA's); other devices are
-// refused (Usage): CUDA int8 is not done.
+// a [M, K] int8 times b [N, K] int8 transposed, exactly, in int32. On a CPU with AVX2 this is int8_gemm_avx2;
+// without, at::_int_mm, which in this LibTorch takes every shape (the M > 16, K and N multiple-of-8 limits are
+// CUDA's) but is a slow scalar loop. Other devices are refused (Usage): CUDA int8 is not done.
 at::Tensor int8_matmul(const at::Tensor& a, const at::Tensor& b);  // -> int32 [M, N]
 // The same product by a plain int32 matmul: slow, obviously exact, the check on int8_matmul.
 at::Tensor int8_matmul_reference(const at::Tensor& a, const at::Tensor& b);  // -> int32 [M, N]
