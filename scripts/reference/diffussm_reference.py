@@ -1,4 +1,4 @@
-"""Our PyTorch reference of DiffuSSM (docs/DIFFUSSM.md), written from docs/METHODS.md section 4 (the paper's
+"""Our PyTorch reference of DiffuSSM (docs/DIFFUSSM.md), written from the paper, arXiv 2311.18257 (its
 index algebra and BiGS's S4D). The S4D here convolves by an explicit causal Toeplitz matrix built from the
 kernel (no FFT, no recurrence), so it checks the C++ engine's FFT path independently.
 

@@ -1,5 +1,5 @@
 """Our PyTorch reference of PT-DiT's proxy-token block (docs/PTDIT.md), written from the paper's description
-and docs/METHODS.md section 3, in raster token order with explicit windows (the plain way: partition,
+and its released block (arXiv 2409.04005), in raster token order with explicit windows (the plain way: partition,
 attend, merge; roll, partition, masked attention, merge, roll back), so it checks the C++ engine's
 window-major stream and gathers.
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Plain PyTorch reference of lib/ditgen/quant (docs/QUANT.md, METHODS.md section 5), written from the spec,
+"""Plain PyTorch reference of lib/ditgen/quant (docs/QUANT.md; the IntLoRA paper, arXiv 2410.21759),
+written from the spec,
 and the writer of its golden tensors. Run from the repo root:
 
   python scripts/reference/quant_reference.py   ->  tests/data/golden/quant.safetensors

@@ -1,4 +1,4 @@
-"""SparseDiT reference (our own PyTorch, docs: /work/shared/docs/METHODS.md section 2): the token-sparse
+"""SparseDiT reference (our own PyTorch, from the paper, arXiv 2412.06028, and docs/SPARSEDIT.md): the token-sparse
 layout of a DiT, its weight mapping from a dense DiT, the temporal density schedule and a MAC GFLOPs count.
 
 Layout, bottom to top (depth == P + M*(1+s+1+d) + T):

@@ -1,5 +1,6 @@
-// Uniform affine quantizers (METHODS.md section 5): per-output-channel weights with an optional MSE clip
-// search, dynamic per-token and static per-tensor activations, and their float fake-quant references.
+// Uniform affine quantizers (the IntLoRA paper's, arXiv 2410.21759; docs/QUANT.md): per-output-channel
+// weights with an optional MSE clip search, dynamic per-token and static per-tensor activations, and their
+// float fake-quant references.
 //
 // Integer layout (every bit width, stored in int8 so that one integer GEMM serves 4 and 8 bits):
 //   asymmetric: q in [-2^(b-1), 2^(b-1)-1]  (8 bits -128..127, 4 bits -8..7), zero point z in the same range;
