@@ -280,8 +280,7 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
       for (int grid : grids)
       for (int batch : o.batches) {
         at::Generator rng = at::detail::createCPUGenerator(o.seed + batch);
-        std::vector<int64_t> shape = sample_shape(c.in_channels, frames, size, size);
-        shape.insert(shape.begin(), batch);
+        const auto shape = batch_shape(batch, c.in_channels, frames, size, size);
         at::Tensor x = at::randn(shape, rng).to(device, dtype);                                  // [B, C, (F,) H, W]
         at::Tensor t = at::randint(0, c.diffusion_steps, {batch}, rng, at::kLong).to(device);  // [B]
         at::Tensor y = random_conditions(c, batch, rng).to(device);                            // [B] or [B, L]

@@ -50,6 +50,12 @@ std::vector<int64_t> sample_shape(int64_t channels, int frames, int height, int 
   return {channels, height, width};
 }
 
+std::vector<int64_t> batch_shape(int64_t batch, int64_t channels, int frames, int height, int width) {
+  std::vector<int64_t> shape = sample_shape(channels, frames, height, width);
+  shape.insert(shape.begin(), batch);
+  return shape;
+}
+
 void check_init_noise(const at::Tensor& noise) {
   if (noise.dim() != 4 && noise.dim() != 5)
     throw Error(ErrorKind::Input, "initial noise has shape " + c10::str(noise.sizes()) +
@@ -294,8 +300,7 @@ int Generator::fitting_batch(const ResolvedRequest& r, int failed) {
   for (int b = failed / 2; b >= 1; b /= 2) {
     bool ran = true;
     try {
-      std::vector<int64_t> shape = sample_shape(c.in_channels, r.frames, h, w);
-      shape.insert(shape.begin(), b);
+      const auto shape = batch_shape(b, c.in_channels, r.frames, h, w);
       at::Tensor x = at::zeros(shape, at::TensorOptions().dtype(dtype_).device(device_));  // [b, C, (F,) H, W]
       at::Tensor t = at::zeros({b}, at::TensorOptions().dtype(at::kFloat).device(device_));
       at::Tensor y = sampling::unconditional(c, r.guidance, b, x.options(), r.negative_ids);  // [b] or [b, L]

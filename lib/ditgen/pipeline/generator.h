@@ -161,6 +161,8 @@ std::pair<int, int> run_size(const DiTConfig& config, int height, int width);
 int run_frames(const DiTConfig& config, int frames);
 // One sample's shape: [C, H, W] for an image, [C, F, H, W] for a clip.
 std::vector<int64_t> sample_shape(int64_t channels, int frames, int height, int width);
+// A batch of them: [B, C, H, W] or [B, C, F, H, W].
+std::vector<int64_t> batch_shape(int64_t batch, int64_t channels, int frames, int height, int width);
 
 // Error(Input) unless `noise` is a 4-D [N, C, H, W] (or clips' 5-D [N, C, F, H, W]) tensor of finite values:
 // initial noise from a file is checked before anything indexes it.
