@@ -23,9 +23,8 @@ EvalReport evaluate_moving_benchmark(Generator& generator, const EvalOptions& o,
   PromptBenchmarkRun run = run_prompt_benchmark(generator, o, prompts, progress);
   const std::vector<data::MovingScene> asked = cycled(data::moving_benchmark_layouts(), n);
   EvalReport report;
-  features_stage(progress, [&] {
-    report.scenes = evaluate_moving_scenes(run.classifier, run.generated.images, asked, run.test_set, run.train_set,
-                                           o.seed);
+  report.scenes = features_stage(progress, [&] {
+    return evaluate_moving_scenes(run.classifier, run.generated.images, asked, run.test_set, run.train_set, o.seed);
   });
   report.scenes["prompts"] = std::min(n, P);
   report.scenes["clips_per_prompt"] = static_cast<double>(n) / static_cast<double>(std::min(n, P));

@@ -1,6 +1,6 @@
 #include "ditgen/eval/scene_benchmark.h"
 
-#include <optional>
+#include <tuple>
 
 #include "ditgen/core/error.h"
 #include "ditgen/data/scene_captions.h"
@@ -40,22 +40,20 @@ EvalReport evaluate_scenes(Generator& generator, const EvalOptions& o, const Eva
   const int64_t n = o.num_samples, P = static_cast<int64_t>(prompts.size());
   PromptBenchmarkRun run = run_prompt_benchmark(generator, o, prompts, progress);
   const std::vector<data::Scene> asked = cycled(data::benchmark_layouts(), n);
-  std::optional<SceneScores> scores, ceiling;
-  CropFid fid;
-  features_stage(progress, [&] {
-    scores = score_scenes(run.classifier, run.generated.images, asked);
-    ceiling = real_scene_ceiling(run.classifier, run.test_set, std::min(n, P), o.seed);
-    fid = crop_fid(run.classifier, run.generated.images, asked, run.test_set, run.train_set, o.seed);
+  const auto [scores, ceiling, fid] = features_stage(progress, [&] {
+    return std::tuple{score_scenes(run.classifier, run.generated.images, asked),
+                      real_scene_ceiling(run.classifier, run.test_set, std::min(n, P), o.seed),
+                      crop_fid(run.classifier, run.generated.images, asked, run.test_set, run.train_set, o.seed)};
   });
 
   EvalReport report;
   report.fid = fid.fid;
   report.real_vs_real_fid = fid.real_floor;
-  report.class_accuracy = scores->item_class.accuracy();
-  report.scenes = {{"generated", scores->to_json()},
-                   {"ceiling", ceiling->to_json()},
-                   {"ratio", scores->ratio_json(*ceiling)},
-                   {"held_out_over_seen", scores->held_out_over_seen()},
+  report.class_accuracy = scores.item_class.accuracy();
+  report.scenes = {{"generated", scores.to_json()},
+                   {"ceiling", ceiling.to_json()},
+                   {"ratio", scores.ratio_json(ceiling)},
+                   {"held_out_over_seen", scores.held_out_over_seen()},
                    {"prompts", std::min(n, P)},
                    {"images_per_prompt", static_cast<double>(n) / static_cast<double>(std::min(n, P))}};
   describe_run(report, generator, run.generated, o);

@@ -30,15 +30,16 @@ std::vector<T> cycled(const std::vector<T>& items, int64_t n) {
   return out;
 }
 
-// Runs `score` as the Features stage: `progress` hears its start and its end.
+// Runs `score` as the Features stage and returns what it returns: `progress` hears its start and its end.
 template <class Score>
-void features_stage(const EvalProgress& progress, Score&& score) {
+auto features_stage(const EvalProgress& progress, Score&& score) {
   const auto start = std::chrono::steady_clock::now();
   if (progress) progress(EvalStage::Features, Progress{0, 0, 0, 0, 0});
-  score();
+  auto scores = score();
   if (progress)
     progress(EvalStage::Features,
              Progress{1, 1, 0, 0, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()});
+  return scores;
 }
 
 // Generates options.num_samples images, image i for benchmark prompt i mod 2000 (so 8,000 samples give 4
