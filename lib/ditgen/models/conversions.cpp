@@ -28,6 +28,14 @@ void copy_rows(const torch::nn::LinearImpl& from, int64_t first, int64_t count, 
   to.bias.copy_(from.bias.narrow(0, first, count));
 }
 
+// The stem (with a text encoder) and the head, which keep their names in every layout.
+void copy_stem_and_head(const DiT& from, DiT& to) {
+  const auto from_children = from->named_children();
+  const auto to_children = to->named_children();
+  for (const char* name : {"x_embedder", "t_embedder", "y_embedder", "text_encoder", "final_layer"})
+    if (const auto* module = from_children.find(name)) copy_matching(**module, **to_children.find(name));
+}
+
 // The model a conversion fills: dense's config with a new layout set by `set_layout`. Error(Usage) when dense
 // has that layout already (`has_layout`) or the new one does not validate (DiT's constructor checks it).
 template <class SetLayout>
@@ -55,11 +63,7 @@ DiT make_sparse(DiT& dense, const SparseConfig& sparse) {
                               [&](DiTConfig& c) { c.sparse = sparse; });
   at::NoGradGuard no_grad;
   const int64_t D = out->config().hidden_size;
-  // The stem (with a text encoder), the head and a flexible tokenizer keep their names.
-  const auto from_children = dense->named_children();
-  const auto to_children = out->named_children();
-  for (const char* name : {"x_embedder", "t_embedder", "y_embedder", "text_encoder", "final_layer"})
-    if (const auto* from = from_children.find(name)) copy_matching(**from, **to_children.find(name));
+  copy_stem_and_head(dense, out);
   if (dense->flex) copy_matching(*dense->flex, *out->flex);
   int next = 0;  // the dense block the next new block takes its weights from
   auto source = [&]() -> nn::DiTBlockImpl& { return *dense->blocks[next++]->as<nn::DiTBlock>(); };
@@ -102,10 +106,7 @@ DiT make_proxy(DiT& dense, const ProxyConfig& proxy, int depth) {
   });
   at::NoGradGuard no_grad;
   out->initialize_weights();  // the proxy cross-attention's zero output projection
-  const auto from_children = dense->named_children();
-  const auto to_children = out->named_children();
-  for (const char* name : {"x_embedder", "t_embedder", "y_embedder", "text_encoder", "final_layer"})
-    if (const auto* stem = from_children.find(name)) copy_matching(**stem, **to_children.find(name));
+  copy_stem_and_head(dense, out);
   const int64_t D = from.hidden_size;
   // PT-DiT's nine adaLN chunks (shift, scale, gate of windows, shifted windows, MLP) from a dense block's six
   // (shift, scale, gate of attention, MLP); -1: zero (the shifted windows start silent).
