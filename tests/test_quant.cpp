@@ -4,7 +4,6 @@
 // and the float linear, the QuantLinear module, and every refused input.
 #include <array>
 #include <cmath>
-#include <functional>
 #include <optional>
 
 #include "catch.h"
@@ -18,20 +17,11 @@
 
 using namespace ditgen;
 using namespace ditgen::quant;
+using ditgen::test::error_kind;
 using ditgen::test::golden;
 using ditgen::test::max_abs_diff;
 
 namespace {
-
-// The ErrorKind that `run` throws, or none.
-std::optional<ErrorKind> thrown_kind(const std::function<void()>& run) {
-  try {
-    run();
-  } catch (const Error& e) {
-    return e.kind();
-  }
-  return std::nullopt;
-}
 
 std::vector<int64_t> as_vector(const at::Tensor& t) {
   const at::Tensor flat = t.to(at::kLong).flatten().contiguous();
@@ -381,7 +371,7 @@ TEST_CASE("QuantLinear from a float Linear in each activation mode", "[quant]") 
   CHECK(relative_error(dynamic(x), exact) < 0.02);
 
   QuantLinear calibrated(linear, weight_spec, ActivationMode::StaticPerTensor);
-  CHECK(thrown_kind([&] { calibrated(x); }) == ErrorKind::Usage);  // not calibrated yet
+  CHECK(error_kind([&] { calibrated(x); }) == ErrorKind::Usage);  // not calibrated yet
   for (int64_t i = 0; i < 3; ++i) calibrated->observe(x[i]);
   calibrated->finish_calibration();
   CHECK(max_abs_diff(calibrated(x), calibrated->forward_reference(x)) <= 1e-5 * exact.abs().max().item<double>());
@@ -402,37 +392,37 @@ TEST_CASE("refused inputs throw the documented error kinds", "[quant][errors]") 
   at::Tensor inf_activation = at::randn({2, 8});
   inf_activation[0][0] = INFINITY;
 
-  CHECK(thrown_kind([&] { quantize_weight(weight, {3, Symmetry::Asymmetric, ClipSearch::Mse}); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { quantize_weight(weight, {16, Symmetry::Symmetric, ClipSearch::Mse}); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { quantize_weight(at::empty({0, 8}), spec); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { quantize_weight(at::ones({4, 8}, at::kInt), spec); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { quantize_weight(at::randn({8}), spec); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { quantize_weight(nan_weight, spec); }) == ErrorKind::Model);
-  CHECK(thrown_kind([&] { fake_quantize_weight(nan_weight, spec); }) == ErrorKind::Model);
-  CHECK(thrown_kind([&] { quantize_per_token(inf_activation); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { quantize_per_token(at::randint(0, 4, {2, 8})); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { quantize_weight(weight, {3, Symmetry::Asymmetric, ClipSearch::Mse}); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { quantize_weight(weight, {16, Symmetry::Symmetric, ClipSearch::Mse}); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { quantize_weight(at::empty({0, 8}), spec); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { quantize_weight(at::ones({4, 8}, at::kInt), spec); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { quantize_weight(at::randn({8}), spec); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { quantize_weight(nan_weight, spec); }) == ErrorKind::Model);
+  CHECK(error_kind([&] { fake_quantize_weight(nan_weight, spec); }) == ErrorKind::Model);
+  CHECK(error_kind([&] { quantize_per_token(inf_activation); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { quantize_per_token(at::randint(0, 4, {2, 8})); }) == ErrorKind::Usage);
 
   StaticActivationQuantizer calibrated;
-  CHECK(thrown_kind([&] { calibrated.finish(); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { calibrated.observe(inf_activation); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { calibrated.quantize(weight); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { StaticActivationQuantizer two_bits({2, Symmetry::Symmetric, ClipSearch::Mse}); }) ==
+  CHECK(error_kind([&] { calibrated.finish(); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { calibrated.observe(inf_activation); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { calibrated.quantize(weight); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { StaticActivationQuantizer two_bits({2, Symmetry::Symmetric, ClipSearch::Mse}); }) ==
         ErrorKind::Usage);
 
-  CHECK(thrown_kind([&] { pack_int4(at::zeros({2, 3}, at::kChar)); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { pack_int4(at::full({2, 4}, 8, at::kChar)); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { pack_int4(at::zeros({2, 4}, at::kInt)); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { unpack_int4(at::zeros({2, 4}, at::kChar)); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { pack_int4(at::zeros({2, 3}, at::kChar)); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { pack_int4(at::full({2, 4}, 8, at::kChar)); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { pack_int4(at::zeros({2, 4}, at::kInt)); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { unpack_int4(at::zeros({2, 4}, at::kChar)); }) == ErrorKind::Usage);
 
   const QuantizedWeight q = quantize_weight(weight, spec);
-  CHECK(thrown_kind([&] { int8_matmul(at::zeros({2, 7}, at::kChar), q.values); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { int8_matmul(at::zeros({2, 8}), q.values); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { dynamic_int8_linear(at::randn({2, 7}), q, {}); }) == ErrorKind::Usage);
-  CHECK(thrown_kind([&] { dynamic_int8_linear(at::randn({2, 8}), q, at::zeros({3})); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { int8_matmul(at::zeros({2, 7}, at::kChar), q.values); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { int8_matmul(at::zeros({2, 8}), q.values); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { dynamic_int8_linear(at::randn({2, 7}), q, {}); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { dynamic_int8_linear(at::randn({2, 8}), q, at::zeros({3})); }) == ErrorKind::Usage);
 
   QuantLinear dynamic(weight, at::Tensor(), spec, ActivationMode::DynamicPerToken);
-  CHECK(thrown_kind([&] { dynamic->observe(at::randn({2, 8})); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { dynamic->observe(at::randn({2, 8})); }) == ErrorKind::Usage);
   QuantizedWeight truncated = q;
   truncated.scales = q.scales.slice(0, 0, 2);
-  CHECK(thrown_kind([&] { QuantLinear(truncated, at::Tensor(), ActivationMode::None); }) == ErrorKind::Model);
+  CHECK(error_kind([&] { QuantLinear(truncated, at::Tensor(), ActivationMode::None); }) == ErrorKind::Model);
 }

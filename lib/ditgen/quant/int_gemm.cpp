@@ -24,9 +24,7 @@ void require_linear_operands(const QuantizedActivation& x, const QuantizedWeight
     throw Error(ErrorKind::Usage, "the quantized linear's input width does not match its weight's " +
                                       std::to_string(weight.values.size(1)));
   }
-  if (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.values.size(0))) {
-    throw Error(ErrorKind::Usage, "the quantized linear's bias must be [" + std::to_string(weight.values.size(0)) + "]");
-  }
+  require_linear_bias(bias, weight.values.size(0));
 }
 
 }  // namespace

@@ -26,12 +26,8 @@ QuantLinearImpl::QuantLinearImpl(const QuantizedWeight& weight, const at::Tensor
   if (weight.scales.numel() != out_features || weight.zero_points.numel() != out_features) {
     throw Error(ErrorKind::Model, "the quantized weight needs one scale and zero point per output channel");
   }
-  if (bias.defined()) {
-    require_float(bias, "the quantized linear's bias");
-    if (bias.dim() != 1 || bias.size(0) != out_features) {
-      throw Error(ErrorKind::Usage, "the quantized linear's bias must be [" + std::to_string(out_features) + "]");
-    }
-  }
+  if (bias.defined()) require_float(bias, "the quantized linear's bias");
+  require_linear_bias(bias, out_features);
   at::NoGradGuard no_grad;
   weight_values_ = register_buffer("weight_values", weight.values.contiguous());
   weight_scales_ = register_buffer("weight_scales", weight.scales.to(at::kFloat).contiguous());

@@ -43,6 +43,11 @@ void require_int8(const at::Tensor& x, const char* what, int64_t dims) {
   }
 }
 
+void require_linear_bias(const at::Tensor& bias, int64_t out_features) {
+  if (bias.defined() && (bias.dim() != 1 || bias.size(0) != out_features))
+    throw Error(ErrorKind::Usage, "the quantized linear's bias must be [" + std::to_string(out_features) + "]");
+}
+
 IntegerGrid integer_grid(int bits, Symmetry symmetry) {
   require_bits(bits);
   const int64_t half = int64_t{1} << (bits - 1);

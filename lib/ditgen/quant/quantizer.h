@@ -131,5 +131,6 @@ void require_bits(int bits);                                     // Usage unless
 void require_float(const at::Tensor& x, const char* what);       // Usage: undefined, empty or not floating
 void require_finite(const at::Tensor& x, const char* what, ErrorKind kind);  // `kind` on NaN or inf
 void require_int8(const at::Tensor& x, const char* what, int64_t dims);      // Usage: not int8 of `dims` dims
+void require_linear_bias(const at::Tensor& bias, int64_t out_features);      // Usage: defined and not [out]
 
 }  // namespace ditgen::quant

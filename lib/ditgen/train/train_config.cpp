@@ -115,7 +115,8 @@ TrainConfig read_config(const YAML::Node& y, const std::filesystem::path& path) 
   require_known_keys(y, {"model", "data_dir", "output", "steps", "batch_size", "lr", "warmup_steps", "lr_schedule",
                          "weight_decay", "betas", "grad_clip", "ema_decay", "seed", "log_every", "sample_every",
                          "checkpoint_every", "bf16", "device", "freeze", "lora", "teacher", "name",
-                         "sampler_defaults", "save_dtype", "flexible", "sparse", "sparse_grids", "scenes", "proxy", "video"},
+                         "sampler_defaults", "save_dtype", "flexible", "sparse", "sparse_grids", "scenes", "proxy",
+                         "video"},
                      "");
   const std::filesystem::path base = path.parent_path();
   auto rel = [&](const std::string& p) {
