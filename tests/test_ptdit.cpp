@@ -247,6 +247,38 @@ TEST_CASE("a dense DiT becomes a PT-DiT: with one window a grid and equal adaLN 
   CHECK(test::error_kind([&] { make_proxy(dense.model, ProxyConfig{1, 1, 4}, 0); }) == ErrorKind::Usage);
 }
 
+TEST_CASE("with an adaLN head a block, a trained dense DiT becomes a PT-DiT of the same function (one window)",
+          "[ptdit][conversion]") {
+  at::NoGradGuard no_grad;
+  LoadedModel dense = load_model(golden("tiny_text_dit.model.safetensors"), at::kCPU, at::kFloat);
+  const int depth = dense.info.config.depth;
+  ProxyConfig per_block{1, 1, 4};
+  per_block.adaln_single = false;
+  at::manual_seed(3);
+  const at::Tensor x = at::randn({2, 3, 8, 8}), t = at::tensor(std::vector<int64_t>{20, 700});
+  const at::Tensor ids = at::tensor(std::vector<int64_t>{1, 2, 3, 4, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0}).view({2, 8});
+  const at::Tensor want = dense.model->forward_reference(x, t, ids);
+  // The golden model's blocks have different adaLN heads: adaLN-single's mean is not the function, a head a
+  // block is.
+  DiT exact = make_proxy(dense.model, per_block, depth);
+  CHECK_FALSE(exact->adaLN_modulation);
+  INFO("max abs error " << max_abs_diff(exact->forward_reference(x, t, ids), want));
+  CHECK(max_abs_diff(exact->forward_reference(x, t, ids), want) <= 1e-5 * want.abs().max().item<double>());
+  DiT single = make_proxy(dense.model, ProxyConfig{1, 1, 4}, depth);
+  CHECK(max_abs_diff(single->forward_reference(x, t, ids), want) > 1e-3 * want.abs().max().item<double>());
+  // The layout survives the file format and counts its heads.
+  const DiTConfig back = config_from_json(to_json(exact->config()));
+  CHECK_FALSE(back.proxy.adaln_single);
+  CHECK(config_from_json(to_json(single->config())).proxy.adaln_single);
+  CHECK(test::parameter_count(*exact) == dit_parameter_count(exact->config()));
+  CHECK(test::parameter_count(*single) == dit_parameter_count(single->config()));
+  const int64_t D = dense.info.config.hidden_size;
+  CHECK(test::parameter_count(*exact) - test::parameter_count(*single) == (depth - 1) * (9 * D * D + 9 * D));
+  nlohmann::json j = to_json(exact->config());
+  j["proxy"]["adaln"] = "per_layer";
+  CHECK(test::contains(test::error_message([&] { config_from_json(j); }), "proxy.adaln must be"));
+}
+
 TEST_CASE("PT-DiT configs: JSON round trip, validation, FLOPs and the registry", "[ptdit]") {
   DiTConfig c = official_config("PT-DiT-XL/2");
   CHECK((c.proxy.windows == 8 && c.depth == 28 && c.hidden_size == 1152));
@@ -282,7 +314,8 @@ TEST_CASE("PT-DiT generates and trains on the CPU, the CLI reports its windows a
                     "  in_channels: 1\n  input_size: [32, 32]\n  num_classes: 10\n  image_space: pixel\n"
                     "  proxy: {windows: 4}\n",
             .init_args = {"--weights", "normal"},
-            .info_line = "proxy:       2 proxy-token blocks; 4x4 windows of 4x4 tokens at 32x32, 1 proxy a window",
+            .info_line = "proxy:       2 proxy-token blocks; 4x4 windows of 4x4 tokens at 32x32, 1 proxy a window; "
+                         "adaLN-single",
             .refused_size = 36,
             .refusal = "does not divide into this PT-DiT's 4x4 windows"});
   if (models.trained.empty()) return;

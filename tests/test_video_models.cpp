@@ -40,6 +40,8 @@ DiT video_model(const std::string& kind) {
     image.model = rewindowed;
   }
   DiT video = make_video(image.model, 4, 2);
+  at::NoGradGuard no_grad;
+  video->temporal_pos_gate.fill_(1);  // the reference adds the temporal positions whole
   video->eval();
   return video;
 }
@@ -137,7 +139,7 @@ TEST_CASE("an image model starts a video model that draws each still frame as th
     DiT video = make_video(image.model, 4, 2);
     video->eval();
     CHECK(video->config().input_frames == 4);
-    CHECK(test::parameter_count(*video) == test::parameter_count(*image.model));
+    CHECK(test::parameter_count(*video) == test::parameter_count(*image.model) + image.info.config.hidden_size);
     at::Generator g = at::detail::createCPUGenerator(1);
     const int size = image.info.config.input_height;
     const at::Tensor x = at::randn({2, 3, size, size}, g), t = at::tensor(std::vector<int64_t>{5, 500});

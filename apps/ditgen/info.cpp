@@ -86,9 +86,9 @@ int run_info(const InfoOptions& o) {
   }
   if (c.proxy.proxy()) {
     const int gh = h / c.patch_size, gw = w / c.patch_size, k = c.proxy.proxy_split;
-    std::printf("proxy:       %d proxy-token blocks; %dx%d windows of %dx%d tokens at %dx%d, %d prox%s a window\n",
+    std::printf("proxy:       %d proxy-token blocks; %dx%d windows of %dx%d tokens at %dx%d, %d prox%s a window; %s\n",
                 c.depth, c.proxy.windows, c.proxy.windows, gh / c.proxy.windows, gw / c.proxy.windows, h, w, k * k,
-                k * k == 1 ? "y" : "ies");
+                k * k == 1 ? "y" : "ies", c.proxy.adaln_single ? "adaLN-single" : "an adaLN head a block");
   }
   if (c.video())
     std::printf("video:       clips of %d frames (any count runs%s); GFLOPs below are per clip\n", c.input_frames,

@@ -28,13 +28,18 @@ start_run() {
   recipe "$1" "$2" "runs/$1-$2" "${3:-}"
   setsid nohup $bin train "runs/$1-$2.yaml" --device cuda > "runs/$1-$2.out" 2>&1 < /dev/null &
 }
+# Copies file $1 to $OUT/$2, or, over the 16 MiB a returned file may have, in 15 MiB parts $OUT/$2.part-aa,
+# -ab, ... (cat them back in order).
+collect() {
+  if [ "$(stat -c %s "$1")" -gt 16000000 ]; then split -b 15M "$1" "$OUT/$2.part-"; else cp "$1" "$OUT/$2"; fi
+}
 # Waits for the run folder $1 until it ends or $2 seconds into the call; its log once it has one, and its
 # model once finished, go to $OUT.
 wait_for_run() {
   while pgrep -f "ditgen train $1.yaml" > /dev/null && [ "$SECONDS" -lt "$2" ]; do sleep 5; done
   if [ -f "$1.out" ]; then tail -2 "$1.out" >&2; fi
   if [ -f "$1/log.jsonl" ]; then cp "$1/log.jsonl" "$OUT/$(basename "$1")-log.jsonl"; fi
-  if [ -f "$1/model.safetensors" ]; then cp "$1/model.safetensors" "$OUT/$(basename "$1").safetensors"; fi
+  if [ -f "$1/model.safetensors" ]; then collect "$1/model.safetensors" "$(basename "$1").safetensors"; fi
 }
 # Stops every background `ditgen train runs/...` now (SIGTERM: each stops after its step in flight with a
 # checkpoint), then resumes each stopped run with its steps lowered to where it stopped, which writes its

@@ -46,7 +46,7 @@ for stage in "$@"; do
           "$report" "cfg $cfg" >&2
       done
       if [ "$model" = "$run/model.safetensors" ]; then
-        cp "$model" "$OUT/$recipe_name.safetensors"
+        collect "$model" "$recipe_name.safetensors"
         ls $run/samples/*.png | tail -1 | xargs -I{} cp {} "$OUT/$recipe_name-samples.png"
       fi
       ;;

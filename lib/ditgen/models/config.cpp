@@ -221,6 +221,7 @@ nlohmann::json to_json(const DiTConfig& c) {
   if (c.video()) j["input_frames"] = c.input_frames;  // absent for images: their files stay as they were
   if (c.proxy.proxy()) j["proxy"] = {{"windows", c.proxy.windows}, {"proxy_split", c.proxy.proxy_split}};
   if (c.proxy.proxy() && c.video()) j["proxy"]["window_frames"] = c.proxy.window_frames;
+  if (c.proxy.proxy() && !c.proxy.adaln_single) j["proxy"]["adaln"] = "per_block";  // absent: the paper's
   if (c.ssm.ssm())
     j["ssm"] = {{"state_size", c.ssm.state_size}, {"hourglass", c.ssm.hourglass}, {"kernels", c.ssm.kernels}};
   if (c.text.enabled())
@@ -294,6 +295,12 @@ DiTConfig config_from_json(const nlohmann::json& j) {
       c.proxy.windows = int_field_or(q, "windows", 8, "proxy.");
       c.proxy.proxy_split = int_field_or(q, "proxy_split", 1, "proxy.");
       c.proxy.window_frames = int_field_or(q, "window_frames", 4, "proxy.");
+      if (q.contains("adaln")) {
+        const auto& adaln = q.at("adaln");
+        require(adaln.is_string() && (adaln == "single" || adaln == "per_block"), ErrorKind::Model,
+                "proxy.adaln must be \"single\" or \"per_block\"");
+        c.proxy.adaln_single = adaln == "single";
+      }
       require(c.proxy.windows >= 1, ErrorKind::Model, "proxy.windows must be in 1..64");
     }
     if (j.contains("ssm")) {

@@ -54,6 +54,9 @@ struct ProxyConfig {
   int windows = 0;      // windows per side of the token grid; 0 = not a PT-DiT
   int proxy_split = 1;  // proxies per window side
   int window_frames = 4;  // p_t: the frames a window spans in a clip (an image's windows span its one frame)
+  // The paper's adaLN-single: one head shared by the blocks, plus a table each. false: each block has its own
+  // head, as a dense DiT's blocks do, so that a dense model converts exactly (make_proxy).
+  bool adaln_single = true;
 
   bool proxy() const { return windows > 0; }
 };

@@ -116,10 +116,7 @@ DiT make_proxy(DiT& dense, const ProxyConfig& proxy, int depth) {
     for (int k : dense_chunk) chunks.push_back(k < 0 ? at::zeros_like(six.narrow(0, 0, D)) : six.narrow(0, k * D, D));
     return at::cat(chunks);
   };
-  auto& shared = *out->adaLN_modulation[1]->as<torch::nn::Linear>();
-  shared.weight.zero_();
-  shared.bias.zero_();
-  std::vector<at::Tensor> biases;
+  std::vector<at::Tensor> weights, biases;  // each PT-DiT block's adaLN head, in the nine-chunk order
   for (int j = 0; j < depth; ++j) {
     const int i = depth == 1 ? 0 : static_cast<int>(std::lround(j * (from.depth - 1) / static_cast<double>(depth - 1)));
     auto& block = *dense->blocks[i]->as<nn::DiTBlock>();
@@ -131,10 +128,22 @@ DiT make_proxy(DiT& dense, const ProxyConfig& proxy, int depth) {
     copy_matching(*block.mlp, *to.mlp);
     if (!block.text_cross.is_empty()) copy_matching(*block.text_cross, *to.text_cross);
     const auto& head = *block.adaLN_modulation[1]->as<torch::nn::Linear>();
-    shared.weight.add_(nine_chunks(head.weight), 1.0 / depth);
+    weights.push_back(nine_chunks(head.weight));
     biases.push_back(nine_chunks(head.bias));
-    shared.bias.add_(biases.back(), 1.0 / depth);
   }
+  for (int j = 0; j < depth; ++j) {
+    auto& to = *out->proxy_blocks[j]->as<nn::ProxyTokenBlock>();
+    to.scale_shift_table.zero_();
+    if (proxy.adaln_single) continue;
+    auto& own = *to.adaLN_modulation[1]->as<torch::nn::Linear>();
+    own.weight.copy_(weights[j]);
+    own.bias.copy_(biases[j]);
+  }
+  if (!proxy.adaln_single) return out;
+  // adaLN-single cannot hold blocks whose projections differ: the mean projection is exact only for equal ones.
+  auto& shared = *out->adaLN_modulation[1]->as<torch::nn::Linear>();
+  shared.weight.copy_(at::stack(weights).mean(0));
+  shared.bias.copy_(at::stack(biases).mean(0));
   for (int j = 0; j < depth; ++j)
     out->proxy_blocks[j]->as<nn::ProxyTokenBlock>()->scale_shift_table.copy_((biases[j] - shared.bias).view({9, D}));
   return out;
@@ -152,6 +161,7 @@ DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std:
   at::NoGradGuard no_grad;
   out->initialize_weights();  // what the new words start from
   copy_matching(*image, *out);
+  out->temporal_pos_gate.zero_();  // each frame starts as the image model would draw it
   if (!more_words.empty()) {
     const at::Tensor& known = image->text_encoder->token_embedding->weight;  // [2 + V, W]
     out->text_encoder->token_embedding->weight.narrow(0, 0, known.size(0)).copy_(known);

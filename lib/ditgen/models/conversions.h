@@ -26,16 +26,18 @@ DiT make_sparse(DiT& dense, const SparseConfig& sparse);
 // are copied; PT-DiT block j takes dense block round(j * (dense depth - 1) / (depth - 1)) (evenly spaced, first
 // and last kept): its window, shifted-window and proxy attentions take the block's attention, the proxy
 // cross-attention's query and key-value projections its qkv rows (the output projection stays zero), the MLP
-// and text cross-attention theirs. adaLN-single shares one projection across blocks: it takes the mean of the
-// blocks' projections (window attention and MLP rows; the shifted windows' shift and scale those of the
-// attention, their gate zero), each block's table the difference of its biases from the mean. So with one
-// window a grid and equal adaLN projections in every block the PT-DiT computes the dense model's function.
+// and text cross-attention theirs. The adaLN rows: window attention and MLP from the block's, the shifted windows'
+// shift and scale those of the attention, their gate zero. With per-block adaLN (proxy.adaln_single false) each
+// block's head takes them exactly, so with one window a grid the PT-DiT computes the dense model's function.
+// adaLN-single shares one projection across blocks: it takes the mean of the blocks' projections, each block's
+// table the difference of its biases from the mean, exact only when the dense blocks' projections are equal
+// (a trained model's are not: prefer per-block adaLN to start from one).
 // Error(Usage) for a model that is not a dense DiT or a depth outside 1..its depth.
 DiT make_proxy(DiT& dense, const ProxyConfig& proxy, int depth);
 
 // A video model making clips of `frames` (PT-DiT windows spanning `window_frames`) from an image model, with
-// its weights unchanged: temporal positions are fixed and zero at frame 0, so each frame starts as the image
-// model would draw it. A text model's vocabulary grows by `more_words` (appended, so every known word keeps its
+// its weights unchanged and its temporal-position gate zero, so each frame starts as the image model would draw
+// it (attention then spans frames: a still clip is drawn as the image, frame by frame). A text model's vocabulary grows by `more_words` (appended, so every known word keeps its
 // id and embedding; the new ones start as initialize_weights draws them). Error(Usage) for a video model, a
 // backbone that makes images only, or new words for a class model.
 DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std::string>& more_words = {});

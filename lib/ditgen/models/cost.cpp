@@ -62,12 +62,12 @@ double dit_gflops(const DiTConfig& c, int height, int width, int patch, bool lor
   if (c.proxy.proxy()) {
     // Proxy self-attention over Mp proxies, every token's cross-attention to them (q and proj on N tokens,
     // kv on the proxies), window and shifted-window attention over windows of n tokens, MLP; the
-    // adaLN-single head once.
+    // adaLN-single head once, or a head a block.
     const double windows = c.proxy.windows * c.proxy.windows * frames / c.window_frames(frames);
     const double split = c.proxy.proxy_split, n = N / windows, Mp = windows * split * split;
     const double pt_block = Mp * 4 * D * D + 2 * Mp * Mp * D + N * 2 * D * D + Mp * 2 * D * D + 2 * N * Mp * D +
                             2 * (N * 4 * D * D + 2 * N * n * D) + N * mlp;
-    proxy = c.depth * (pt_block + text_attention_macs(c, N)) + 9 * D * D;
+    proxy = c.depth * (pt_block + text_attention_macs(c, N)) + (c.proxy.adaln_single ? 1 : c.depth) * 9 * D * D;
   }
   double ssm = 0;
   if (c.ssm.ssm()) {
@@ -93,7 +93,8 @@ int64_t dit_parameter_count(const DiTConfig& c) {
   const int64_t p = f.flexible() && !f.lora() ? f.underlying_patch : c.patch_size;  // the base layers' patch
   const int64_t text_cross = c.text.enabled() ? 4 * D * D + 4 * D : 0;  // q, kv, proj of each block's text attention
   const int64_t embed = (p * p * Cin * D + D) + (256 * D + D + D * D + D) + text_parameter_count(c) +
-                        (c.text.enabled() ? 0 : (c.num_classes + (c.has_null_class() ? 1 : 0)) * D);
+                        (c.text.enabled() ? 0 : (c.num_classes + (c.has_null_class() ? 1 : 0)) * D) +
+                        (c.video() ? D : 0);  // the temporal-position gate
   int64_t block = (3 * D * D + 3 * D) + (D * D + D) + (D * M + M) + (M * D + D) + (6 * D * D + 6 * D) + text_cross;
   const int64_t final_layer = (2 * D * D + 2 * D) + (D * p * p * Cout + p * p * Cout);
   int64_t flexible = 0;
@@ -115,9 +116,10 @@ int64_t dit_parameter_count(const DiTConfig& c) {
                                     : 0;
   if (c.proxy.proxy()) {
     // Four attentions (proxy, cross: q, kv, proj; window; shifted window) and the MLP, a 9 x D table each;
-    // one shared adaLN-single head.
+    // one shared adaLN-single head, or a head a block.
     const int64_t pt_block = 4 * (4 * D * D + 4 * D) + (D * M + M) + (M * D + D) + 9 * D + text_cross;
-    return embed + c.depth * pt_block + (9 * D * D + 9 * D) + final_layer + flexible;
+    return embed + c.depth * pt_block + (c.proxy.adaln_single ? 1 : c.depth) * (9 * D * D + 9 * D) + final_layer +
+           flexible;
   }
   if (c.ssm.ssm()) {
     // compress, expand, contract, gate, mix, out; two S4D (dt, A real and imaginary, C per kernel; D per

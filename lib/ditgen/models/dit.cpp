@@ -42,6 +42,7 @@ DiTImpl::DiTImpl(const DiTConfig& config) : config_(config) {
   const bool shared = config_.flex.flexible() && !config_.flex.lora();
   const int base_patch = shared ? config_.flex.underlying_patch : config_.patch_size;
   x_embedder = register_module("x_embedder", nn::PatchEmbed(config_.in_channels, D, base_patch));
+  if (config_.video()) temporal_pos_gate = register_parameter("temporal_pos_gate", at::ones({D}));
   t_embedder = register_module("t_embedder", nn::TimestepEmbedder(D));
   const bool text = config_.text.enabled();
   if (text)
@@ -58,8 +59,9 @@ DiTImpl::DiTImpl(const DiTConfig& config) : config_(config) {
   }
   if (config_.proxy.proxy()) {
     proxy_blocks = register_module("proxy_blocks", torch::nn::ModuleList());
-    for (int i = 0; i < config_.depth; ++i) proxy_blocks->push_back(nn::ProxyTokenBlock(D, H, M, text));
-    adaLN_modulation = register_module("adaLN_modulation", nn::adaln_head(D, 9));
+    const bool single = config_.proxy.adaln_single;
+    for (int i = 0; i < config_.depth; ++i) proxy_blocks->push_back(nn::ProxyTokenBlock(D, H, M, text, !single));
+    if (single) adaLN_modulation = register_module("adaLN_modulation", nn::adaln_head(D, 9));
   }
   if (config_.ssm.ssm()) {
     ssm_blocks = register_module("ssm_blocks", torch::nn::ModuleList());
@@ -86,17 +88,21 @@ void DiTImpl::set_lora_merged(bool merged) {
 }
 
 at::Tensor DiTImpl::pos_embed(int frames, int grid_h, int grid_w, int patch, const at::TensorOptions& options) {
-  at::Tensor& cached = pos_cache_[{frames, grid_h, grid_w, patch}];
-  if (!cached.defined() || cached.device() != options.device() || cached.scalar_type() != options.dtype()) {
+  Positions& cached = pos_cache_[{frames, grid_h, grid_w, patch}];
+  const at::Tensor& any = cached.image;
+  if (!any.defined() || any.device() != options.device() || any.scalar_type() != options.dtype()) {
+    const int64_t D = config_.hidden_size;
     const double step = static_cast<double>(patch) / config_.patch_size;  // positions in pre-trained grid units
-    at::Tensor image = nn::sincos_pos_embed_2d(config_.hidden_size, grid_h, grid_w, step);  // [1, h*w, D]
-    if (frames > 1) {
-      at::Tensor time = nn::temporal_pos_embed(config_.hidden_size, frames).unsqueeze(1);  // [F, 1, D]
-      image = (image + time).reshape({1, -1, config_.hidden_size});                        // [1, F*h*w, D]
-    }
-    cached = image.to(options);
+    const at::Tensor image = nn::sincos_pos_embed_2d(D, grid_h, grid_w, step);  // [1, h*w, D]
+    cached.image = image.repeat({1, frames, 1}).to(options);                      // [1, F*h*w, D]
+    if (frames > 1)
+      cached.time = nn::temporal_pos_embed(D, frames).unsqueeze(1)               // [F, 1, D]
+                        .expand({frames, grid_h * grid_w, D})                     // [F, h*w, D]
+                        .reshape({1, -1, D})                                      // [1, F*h*w, D]
+                        .to(options);
   }
-  return cached;
+  if (!cached.time.defined()) return cached.image;
+  return cached.image + temporal_pos_gate.to(options.dtype()) * cached.time;      // [1, F*h*w, D]
 }
 
 at::Tensor DiTImpl::unpatchify(const at::Tensor& x, const Embedded& e) const {
@@ -185,10 +191,13 @@ at::Tensor DiTImpl::proxy_stages(const at::Tensor& tokens, const Embedded& e) {
   if (!config_.proxy.proxy()) return tokens;
   const nn::WindowGrid g = proxy_window_grid(config_, e.frames, e.grid_h, e.grid_w);
   const nn::WindowLayout& layout = window_layout(g, tokens.device());
-  const at::Tensor shared_mod = adaLN_modulation->forward(e.condition);             // [B, 9D]
+  const at::Tensor shared_mod = adaLN_modulation ? adaLN_modulation->forward(e.condition) : at::Tensor();  // [B, 9D]
   at::Tensor h = nn::gather_tokens(tokens, layout.raster_of_window_token);          // [B, N, D] window-major
-  for (const auto& block : *proxy_blocks)
-    h = block->as<nn::ProxyTokenBlock>()->forward(h, shared_mod, g, layout, config_.proxy.proxy_split, e.text);  // [B, N, D]
+  for (const auto& item : *proxy_blocks) {
+    auto* block = item->as<nn::ProxyTokenBlock>();
+    const at::Tensor mod = block->adaLN_modulation ? block->adaLN_modulation->forward(e.condition) : shared_mod;  // [B, 9D]
+    h = block->forward(h, mod, g, layout, config_.proxy.proxy_split, e.text);       // [B, N, D]
+  }
   return nn::gather_tokens(h, layout.window_of_raster_token);                       // [B, N, D] raster
 }
 

@@ -72,6 +72,10 @@ class DiTImpl : public torch::nn::Module {
   torch::nn::ModuleList blocks{nullptr};          // the dense blocks (a sparse model's top blocks)
   nn::FinalLayer final_layer{nullptr};
   nn::FlexibleTokenizer flex{nullptr};  // flexible models only
+  // Video models: [D], multiplies the temporal positions; 1 in a new model, 0 in one made from an image model
+  // (make_video), so that every frame starts as the image model would draw it and the model learns how much
+  // time to tell apart.
+  at::Tensor temporal_pos_gate;
 
  private:
   struct Embedded {
@@ -96,12 +100,15 @@ class DiTImpl : public torch::nn::Module {
   at::Tensor leading_stages(const at::Tensor& h, const Embedded& e);
   // The window orders of a token grid on a device, built once per grid and device.
   const nn::WindowLayout& window_layout(const nn::WindowGrid& g, const c10::Device& device);
-  // Image positions, plus temporal ones for a clip's frames. [1, F * h * w, D], cached
+  // Image positions, plus (a clip) the temporal ones times temporal_pos_gate. [1, F * h * w, D]
   at::Tensor pos_embed(int frames, int grid_h, int grid_w, int patch, const at::TensorOptions& options);
   at::Tensor unpatchify(const at::Tensor& x, const Embedded& e) const;  // [B, N, p*p*C] -> [B, C, (F,) H, W]
 
   DiTConfig config_;
-  std::map<std::tuple<int, int, int, int>, at::Tensor> pos_cache_;
+  struct Positions {
+    at::Tensor image, time;  // [1, F * h * w, D] each; time undefined for an image
+  };
+  std::map<std::tuple<int, int, int, int>, Positions> pos_cache_;
   std::map<std::tuple<int64_t, int64_t, int64_t, std::string>, nn::WindowLayout> layout_cache_;
   std::vector<nn::LoRALinear> adapted_;  // lora mode: the linears carrying one adapter per patch size
   bool lora_merged_ = false;

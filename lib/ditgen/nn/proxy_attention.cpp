@@ -176,13 +176,15 @@ at::Tensor proxy_tokens(const at::Tensor& x, const WindowGrid& g, int split) {
       .reshape({B, P * split * split, D});                           // [B, M, D]
 }
 
-ProxyTokenBlockImpl::ProxyTokenBlockImpl(int hidden_size, int num_heads, int mlp_hidden, bool with_text) {
+ProxyTokenBlockImpl::ProxyTokenBlockImpl(int hidden_size, int num_heads, int mlp_hidden, bool with_text,
+                                         bool own_adaln) {
   proxy_attn = register_module("proxy_attn", Attention(hidden_size, num_heads));
   proxy_cross = register_module("proxy_cross", CrossAttention(hidden_size, num_heads));
   window_attn = register_module("window_attn", Attention(hidden_size, num_heads));
   shifted_attn = register_module("shifted_attn", Attention(hidden_size, num_heads));
   text_cross = make_text_attention(*this, with_text, hidden_size, num_heads);
   mlp = register_module("mlp", Mlp(hidden_size, mlp_hidden));
+  if (own_adaln) adaLN_modulation = register_module("adaLN_modulation", adaln_head(hidden_size, 9));
   scale_shift_table = register_parameter("scale_shift_table", at::zeros({9, hidden_size}));
   torch::NoGradGuard no_grad;
   torch::nn::init::zeros_(proxy_cross->proj->weight);  // no global mixing at the start (the paper's zero linear)

@@ -85,12 +85,14 @@ at::Tensor proxy_tokens(const at::Tensor& x, const WindowGrid& g, int split);
 //   text: x += CA(Q = x, KV = text) (text models; zero-initialised output);
 //   MLP:  x += g3 MLP(mod3(LN(x))).
 // Conditioning is adaLN-single (PixArt-alpha, the released code's form): the model computes one 9D vector
-// from SiLU(c) for all blocks and each block adds its own learned table. x is window-major.
+// from SiLU(c) for all blocks and each block adds its own learned table; or (own_adaln) each block has its own
+// head, as a dense DiT block does, whose output the model passes in place of the shared one. x is window-major.
 class ProxyTokenBlockImpl : public torch::nn::Module {
  public:
   // with_text: text cross-attention after the shifted windows, before the MLP (the released block's place).
-  ProxyTokenBlockImpl(int hidden_size, int num_heads, int mlp_hidden, bool with_text = false);
-  // x [B, N, D] window-major, shared_mod [B, 9D] (the model's adaLN-single output), text [B, L, D] -> [B, N, D]
+  ProxyTokenBlockImpl(int hidden_size, int num_heads, int mlp_hidden, bool with_text = false, bool own_adaln = false);
+  // x [B, N, D] window-major, shared_mod [B, 9D] (the model's adaLN-single output, or this block's own head's),
+  // text [B, L, D] -> [B, N, D]
   at::Tensor forward(const at::Tensor& x, const at::Tensor& shared_mod, const WindowGrid& g, const WindowLayout& layout,
                      int proxy_split, const TextTokens& text = {});
 
@@ -100,6 +102,7 @@ class ProxyTokenBlockImpl : public torch::nn::Module {
   Attention shifted_attn{nullptr};
   CrossAttention text_cross{nullptr};  // text models only
   Mlp mlp{nullptr};
+  torch::nn::Sequential adaLN_modulation{nullptr};  // own_adaln only: SiLU, Linear(D -> 9D)
   at::Tensor scale_shift_table;       // [9, D]: shift, scale, gate of WSA, SWSA, MLP added to the shared vector
 };
 TORCH_MODULE(ProxyTokenBlock);

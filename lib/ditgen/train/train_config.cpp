@@ -71,12 +71,16 @@ VideoTraining read_video(const YAML::Node& v) {
 
 ProxyTraining read_proxy(const YAML::Node& q) {
   if (!q.IsMap()) throw Error(ErrorKind::Input, "proxy must be a mapping");
-  require_known_keys(q, {"windows", "proxy_split", "depth"}, "proxy ");
+  require_known_keys(q, {"windows", "proxy_split", "depth", "adaln"}, "proxy ");
   if (!q["windows"]) throw Error(ErrorKind::Input, "proxy needs windows");
   ProxyTraining t;
   t.layout.windows = q["windows"].as<int>();
   t.layout.proxy_split = q["proxy_split"].as<int>(t.layout.proxy_split);
   t.depth = q["depth"].as<int>(t.depth);
+  const std::string adaln = q["adaln"].as<std::string>("single");
+  if (adaln != "single" && adaln != "per_block")
+    throw Error(ErrorKind::Input, "proxy.adaln must be single or per_block, not " + adaln);
+  t.layout.adaln_single = adaln == "single";
   return t;
 }
 
@@ -227,7 +231,7 @@ nlohmann::json TrainConfig::to_json() const {
                    {"max_grid", sparse->max_grid}};
   if (proxy)
     j["proxy"] = {{"windows", proxy->layout.windows}, {"proxy_split", proxy->layout.proxy_split},
-                  {"depth", proxy->depth}};
+                  {"depth", proxy->depth}, {"adaln", proxy->layout.adaln_single ? "single" : "per_block"}};
   if (video)
     j["video"] = {{"frames", video->frames}, {"window_frames", video->window_frames},
                   {"still_share", video->still_share}};
