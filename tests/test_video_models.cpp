@@ -40,8 +40,6 @@ DiT video_model(const std::string& kind) {
     image.model = rewindowed;
   }
   DiT video = make_video(image.model, 4, 2);
-  at::NoGradGuard no_grad;
-  video->temporal_pos_gate.fill_(1);  // the reference adds the temporal positions whole
   video->eval();
   return video;
 }

@@ -3,8 +3,7 @@
   clip x [B, C, F, H, W] -> each frame patched by the image tokenizer -> tokens in (frame, row, column) order,
   each token + its 2D image position + its frame's temporal position, where the temporal position of frame f
   is sincos_1d(D, f) - sincos_1d(D, 0) (frame 0 adds nothing, so frame 0 of a clip sees an image's positions)
-  times the model's learned temporal-position gate [D] (all ones here, as in a new video model; a model made
-  from an image model starts it at zero)
+  times the model's learned temporal-position gate [D] (all ones here, as a video model starts it)
   -> the image model's blocks over all F * h * w tokens:
        dense DiT: full spatio-temporal self-attention (every token attends to every token of the clip);
        PT-DiT:    proxy-token blocks on the (F, h, w) grid with windows of (p_t, h / windows, w / windows)

@@ -161,7 +161,6 @@ DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std:
   at::NoGradGuard no_grad;
   out->initialize_weights();  // what the new words start from
   copy_matching(*image, *out);
-  out->temporal_pos_gate.zero_();  // each frame starts as the image model would draw it
   if (!more_words.empty()) {
     const at::Tensor& known = image->text_encoder->token_embedding->weight;  // [2 + V, W]
     out->text_encoder->token_embedding->weight.narrow(0, 0, known.size(0)).copy_(known);

@@ -36,8 +36,9 @@ DiT make_sparse(DiT& dense, const SparseConfig& sparse);
 DiT make_proxy(DiT& dense, const ProxyConfig& proxy, int depth);
 
 // A video model making clips of `frames` (PT-DiT windows spanning `window_frames`) from an image model, with
-// its weights unchanged and its temporal-position gate zero, so each frame starts as the image model would draw
-// it (attention then spans frames: a still clip is drawn as the image, frame by frame). A text model's vocabulary grows by `more_words` (appended, so every known word keeps its
+// its weights unchanged and its temporal-position gate 1. (A gate starting at 0 keeps the image model's function
+// but leaves the frames an unordered set; trained so, the gate barely grew in 3,000 steps and the clips did not
+// move: docs/VIDEO.md.) A text model's vocabulary grows by `more_words` (appended, so every known word keeps its
 // id and embedding; the new ones start as initialize_weights draws them). Error(Usage) for a video model, a
 // backbone that makes images only, or new words for a class model.
 DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std::string>& more_words = {});

@@ -72,9 +72,7 @@ class DiTImpl : public torch::nn::Module {
   torch::nn::ModuleList blocks{nullptr};          // the dense blocks (a sparse model's top blocks)
   nn::FinalLayer final_layer{nullptr};
   nn::FlexibleTokenizer flex{nullptr};  // flexible models only
-  // Video models: [D], multiplies the temporal positions; 1 in a new model, 0 in one made from an image model
-  // (make_video), so that every frame starts as the image model would draw it and the model learns how much
-  // time to tell apart.
+  // Video models: [D], multiplies the temporal positions (learned; starts at 1).
   at::Tensor temporal_pos_gate;
 
  private:
