@@ -4,11 +4,10 @@
 #include <cctype>
 #include <set>
 
-#include <fstream>
-
 #include "ditgen/io/json_limits.h"
 #include "ditgen/io/yaml_json.h"
 
+#include "ditgen/core/device.h"
 #include "ditgen/core/did_you_mean.h"
 #include "ditgen/core/hash.h"
 #include "ditgen/io/safetensors.h"
@@ -147,14 +146,7 @@ ModelInfo read_model_info(const std::filesystem::path& path) {
 
 void require_memory_for(const DiTConfig& config, ErrorKind kind) {
   const double need = static_cast<double>(dit_parameter_count(config)) * 4;
-  double available = 0;
-  std::ifstream meminfo("/proc/meminfo");
-  for (std::string key; meminfo >> key;) {
-    double kib = 0;
-    meminfo >> kib;
-    if (key == "MemAvailable:") available = kib * 1024;
-    meminfo.ignore(64, '\n');
-  }
+  const double available = static_cast<double>(available_memory_bytes(at::Device(at::kCPU)));
   if (available > 0 && need > available)
     throw Error(kind, c10::str("the model needs ", std::round(need / (1 << 30) * 10) / 10, " GiB of memory for its ",
                                dit_parameter_count(config), " parameters; ",
