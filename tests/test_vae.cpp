@@ -1,6 +1,7 @@
 // The SD-VAE (AutoencoderKL): decoder and encoder against diffusers' own (golden tensors from
 // scripts/make_golden_vae.py), VAE files (config from metadata or tensor shapes, older attention names,
-// refusals), the ldm converter, and tiled decoding against whole decoding.
+// refusals), the ldm converter, tiled decoding against whole decoding, and latent models writing RGB PNGs
+// through the CLI.
 #include <cstdlib>
 #include <fstream>
 
@@ -234,6 +235,79 @@ TEST_CASE("auto tiling decodes whole when it fits and picks tiles and chunks by 
   CHECK(vae::plan_decode(sd, 8, 32, 32, vae::parse_tile_choice("32"), at::kFloat, 0).tile == 0);  // one tile: whole
   CHECK(vae::plan_decode(sd, 8, 64, 48, vae::parse_tile_choice("40"), at::kFloat, 0).overlap == 10);
   for (const char* bad : {"0", "7", "tiles", "2000", ""}) CHECK(error_kind([&] { vae::parse_tile_choice(bad); }) == ErrorKind::Usage);
+}
+
+TEST_CASE("a latent model with a VAE writes RGB PNGs from the command line", "[vae][cli]") {
+  TempDir dir;
+  const std::string model = golden("tiny_p2.model.safetensors").string();  // 4-channel latents, 8x8
+  const std::string vae_file = golden("vae_tiny.safetensors").string();
+  CliResult run = test::run_cli({"generate", "-m", model, "--vae", vae_file, "--steps", "2", "-s", "1", "-o", "img.png",
+                                 "--save-latents", "latents.safetensors", "--device", "cpu", "3"},
+                                dir.path());
+  REQUIRE(run.exit_code == 0);
+  const io::Image image = io::read_png(dir / "img.png");
+  CHECK(image.channels == 3);
+  CHECK(image.width == 32);  // 8 latents x the VAE's 4
+  CHECK(io::load_tensors(dir / "latents.safetensors").at("latents").size(1) == 4);
+  // Tiled decoding of the same run: a PNG of the same size, close to the whole one.
+  run = test::run_cli({"generate", "-m", model, "--vae", vae_file, "--vae-tile", "8", "--steps", "2", "-s", "1", "-o",
+                       "tiled.png", "--device", "cpu", "3"},
+                      dir.path());
+  REQUIRE(run.exit_code == 0);
+  CHECK(io::read_png(dir / "tiled.png").width == 32);
+  // A model file may name its default VAE, relative to itself.
+  io::SafetensorsFile source = io::SafetensorsFile::open(model);
+  io::Metadata meta = source.metadata();
+  meta["ditgen.vae"] = "vae.safetensors";
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const io::TensorView& view : source.tensors()) tensors.emplace_back(view.name, io::to_tensor(view));
+  std::filesystem::create_directories(dir / "models");
+  io::save_tensors(dir / "models/with-vae.safetensors", tensors, meta);
+  std::filesystem::copy_file(vae_file, dir / "models/vae.safetensors");
+  run = test::run_cli({"generate", "-m", "models/with-vae.safetensors", "--steps", "2", "-o", "default.png", "--device",
+                       "cpu", "3"},
+                      dir.path());
+  REQUIRE(run.exit_code == 0);
+  CHECK(io::read_png(dir / "default.png").channels == 3);
+}
+
+// (Every way a VAE file can be malformed is checked at the library above; here, that generate stops on one.)
+TEST_CASE("generate refuses VAEs that do not fit, with exit 4 and nothing written", "[vae][cli][errors]") {
+  TempDir dir;
+  const std::string model = golden("tiny_p2.model.safetensors").string();
+  const io::Metadata meta = golden_metadata();
+  write_edited(dir / "shape.safetensors", [](auto& t) { t["decoder.conv_in.weight"] = at::zeros({16, 4, 1, 1}); }, meta);
+  {
+    std::ifstream in(golden("vae_tiny.safetensors"), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(dir / "truncated.safetensors", std::ios::binary) << bytes.substr(0, bytes.size() - 100);
+  }
+  vae::VaeConfig wide;
+  wide.block_out_channels = {8, 16};
+  wide.norm_num_groups = 4;
+  wide.latent_channels = 8;
+  vae::AutoencoderKL eight(wide);
+  vae::save_vae(dir / "latent8.safetensors", eight);
+  const std::vector<std::tuple<std::vector<std::string>, int, std::string>> cases{
+      {{"--vae", "shape.safetensors"}, 4, "'decoder.conv_in.weight' has shape [16, 4, 1, 1]"},
+      {{"--vae", "truncated.safetensors"}, 4, "truncated.safetensors"},
+      {{"--vae", "latent8.safetensors"}, 4, "decodes 8-channel latents but the model makes 4"},
+      {{"--vae", golden("vae_tiny.safetensors").string(), "--vae-tile", "3"}, 2, "--vae-tile must be"},
+      {{}, 2, "--vae"}};
+  for (const auto& [extra, code, message] : cases) {
+    std::vector<std::string> args{"generate", "-m", model, "--steps", "1", "-o", "out/x.png", "--device", "cpu", "3"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const CliResult run = test::run_cli(args, dir.path());
+    INFO(run.err);
+    CHECK(run.exit_code == code);
+    CHECK(contains(run.err, message));
+    CHECK(!std::filesystem::exists(dir / "out"));
+  }
+  const CliResult pixel = test::run_cli({"generate", "-m", golden("tiny_p2_fixed.model.safetensors").string(), "--vae",
+                                         golden("vae_tiny.safetensors").string(), "--steps", "1", "1"},
+                                        dir.path());
+  CHECK(pixel.exit_code == 2);
+  CHECK(contains(pixel.err, "--vae needs a latent model"));
 }
 
 TEST_CASE("on the GPU, VAE decoding matches the CPU reference", "[vae][cuda]") {

@@ -25,6 +25,7 @@ constexpr const char* kConfigKey = "ditgen.config";
 constexpr const char* kClassesKey = "ditgen.class_names";
 constexpr const char* kSamplerKey = "ditgen.sampler_defaults";
 constexpr const char* kTrainingKey = "ditgen.training";
+constexpr const char* kVaeKey = "ditgen.vae";
 
 std::string trim_lower(const std::string& s) {
   auto b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
@@ -70,6 +71,11 @@ ModelInfo model_info_from_metadata(const io::Metadata& meta, const std::string& 
       validate_sampler_defaults(info.sampler_defaults, info.config);
     }
     if (const std::string* training = get(kTrainingKey)) info.training = io::parse_json(*training, ErrorKind::Model, kTrainingKey);
+    if (const std::string* vae = get(kVaeKey)) {
+      if (vae->empty() || std::filesystem::path(*vae).is_absolute())
+        throw Error(ErrorKind::Model, std::string("'") + kVaeKey + "' must name a VAE file relative to the model file");
+      info.default_vae = *vae;
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorKind::Model, where + ": malformed metadata: " + e.what());
   } catch (const Error& e) {
@@ -206,6 +212,7 @@ io::Metadata model_metadata(const ModelInfo& info) {
                     {kSamplerKey, to_json(info.sampler_defaults).dump()},
                     {kTrainingKey, info.training.dump()}};
   if (!info.class_names.empty()) meta[kClassesKey] = nlohmann::json(info.class_names).dump();
+  if (!info.default_vae.empty()) meta[kVaeKey] = info.default_vae;
   return meta;
 }
 
