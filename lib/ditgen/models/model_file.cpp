@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <set>
 
 #include "ditgen/io/json_limits.h"
 #include "ditgen/io/yaml_json.h"
@@ -162,44 +161,13 @@ void require_memory_for(const DiTConfig& config, ErrorKind kind) {
 LoadedModel load_model(const std::filesystem::path& path, const at::Device& device, at::ScalarType dtype) {
   check_model_path(path);
   io::SafetensorsFile file = io::SafetensorsFile::open(path, ErrorKind::Model);
-  const std::string where = path.string();
   LoadedModel loaded;
   loaded.info = info_from_file(file, path);
-  uint64_t stored = 0;
-  for (const io::TensorView& view : file.tensors()) stored += view.nbytes;
-  const int64_t params = dit_parameter_count(loaded.info.config);
-  if (static_cast<double>(params) * 2 > static_cast<double>(stored))  // 2 bytes: the narrowest weight dtype
-    throw Error(ErrorKind::Model, where + ": its config declares " + std::to_string(params) +
-                                      " parameters but the file holds only " + std::to_string(stored) +
-                                      " bytes of tensors");
+  io::require_parameter_bytes(file, dit_parameter_count(loaded.info.config));
   require_memory_for(loaded.info.config, ErrorKind::Model);
   loaded.model = DiT(loaded.info.config);
-
-  torch::NoGradGuard no_grad;
-  std::set<std::string> expected;
-  std::string missing;
-  for (auto& item : loaded.model->named_parameters()) {
-    const std::string& name = item.key();
-    at::Tensor& param = item.value();
-    expected.insert(name);
-    const io::TensorView* view = file.find(name);
-    if (!view) {
-      missing += (missing.empty() ? "" : ", ") + name;
-      continue;
-    }
-    if (view->dtype != io::DType::F32 && view->dtype != io::DType::F16 && view->dtype != io::DType::BF16)
-      throw Error(ErrorKind::Model, where + ": tensor '" + name + "' has dtype " +
-                                        std::string(io::dtype_name(view->dtype)) + "; weights must be F32, F16 or BF16");
-    if (at::IntArrayRef(view->shape) != param.sizes())
-      throw Error(ErrorKind::Model, where + ": tensor '" + name + "' has shape " +
-                                        c10::str(at::IntArrayRef(view->shape)) + " but the config needs " +
-                                        c10::str(param.sizes()));
-    param.copy_(io::to_tensor(*view));
-  }
-  if (!missing.empty()) throw Error(ErrorKind::Model, where + ": missing tensors: " + missing);
-  for (const io::TensorView& view : file.tensors())
-    if (!expected.count(view.name) && view.name != "pos_embed")  // fixed positions are recomputed
-      throw Error(ErrorKind::Model, where + ": unexpected tensor '" + view.name + "' (does the config match?)");
+  io::load_parameters(*loaded.model, file, [&](const std::string& name) { return file.find(name); },
+                      [](const std::string& name) { return name == "pos_embed"; });  // fixed positions: recomputed
   loaded.model->to(device, dtype);
   loaded.model->eval();
   return loaded;

@@ -1,9 +1,5 @@
 #include "ditgen/vae/vae_file.h"
 
-#include <set>
-
-#include <torch/csrc/autograd/grad_mode.h>
-
 #include "ditgen/core/hash.h"
 #include "ditgen/io/json_limits.h"
 #include "ditgen/io/tensor_io.h"
@@ -110,38 +106,10 @@ LoadedVae load_vae(const std::filesystem::path& path, const at::Device& device, 
   LoadedVae loaded;
   loaded.info = vae_info_from_file(file);
   loaded.info.sha256 = sha256_hex(path);
-  uint64_t stored = 0;
-  for (const io::TensorView& view : file.tensors()) stored += view.nbytes;
-  const int64_t params = vae_parameter_count(loaded.info.config);
-  if (static_cast<double>(params) * 2 > static_cast<double>(stored))  // 2 bytes: the narrowest weight dtype
-    throw Error(ErrorKind::Model, where + ": its VAE config declares " + std::to_string(params) +
-                                      " parameters but the file holds only " + std::to_string(stored) +
-                                      " bytes of tensors");
+  io::require_parameter_bytes(file, vae_parameter_count(loaded.info.config));
   loaded.model = AutoencoderKL(loaded.info.config);
-
-  torch::NoGradGuard no_grad;
-  std::set<std::string> used;
-  std::string missing;
-  for (auto& item : loaded.model->named_parameters()) {
-    const io::TensorView* view = find_parameter(file, item.key());
-    if (!view) {
-      missing += (missing.empty() ? "" : ", ") + item.key();
-      continue;
-    }
-    if (view->dtype != io::DType::F32 && view->dtype != io::DType::F16 && view->dtype != io::DType::BF16)
-      throw Error(ErrorKind::Model, where + ": tensor '" + view->name + "' has dtype " +
-                                        std::string(io::dtype_name(view->dtype)) + "; weights must be F32, F16 or BF16");
-    if (at::IntArrayRef(view->shape) != item.value().sizes())
-      throw Error(ErrorKind::Model, where + ": tensor '" + view->name + "' has shape " +
-                                        c10::str(at::IntArrayRef(view->shape)) + " but the VAE config needs " +
-                                        c10::str(item.value().sizes()));
-    item.value().copy_(io::to_tensor(*view));
-    used.insert(view->name);
-  }
-  if (!missing.empty()) throw Error(ErrorKind::Model, where + ": missing VAE tensors: " + missing);
-  for (const io::TensorView& view : file.tensors())
-    if (!used.count(view.name))
-      throw Error(ErrorKind::Model, where + ": unexpected tensor '" + view.name + "' (not part of this AutoencoderKL)");
+  io::load_parameters(*loaded.model, file, [&](const std::string& name) { return find_parameter(file, name); },
+                      [](const std::string&) { return false; });
   loaded.model->to(device, dtype);
   loaded.model->eval();
   return loaded;
