@@ -4,6 +4,7 @@
 // through the CLI.
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -128,8 +129,8 @@ TEST_CASE("malformed VAE files are refused as model errors naming what is wrong"
     std::ofstream(dir / "truncated.safetensors", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   }
   const std::vector<std::pair<std::string, std::string>> cases{
-      {"shape.safetensors", "'decoder.conv_out.weight' has shape [3, 8, 1, 1] but the VAE config needs [3, 8, 3, 3]"},
-      {"missing.safetensors", "missing VAE tensors: decoder.mid_block.attentions.0.to_k.bias"},
+      {"shape.safetensors", "'decoder.conv_out.weight' has shape [3, 8, 1, 1] but the config needs [3, 8, 3, 3]"},
+      {"missing.safetensors", "missing tensors: decoder.mid_block.attentions.0.to_k.bias"},
       {"extra.safetensors", "unexpected tensor 'decoder.spare.weight'"},
       {"ints.safetensors", "'post_quant_conv.bias' has dtype I32"},
       {"groups.safetensors", "divisible by norm_num_groups 5"},
@@ -308,6 +309,36 @@ TEST_CASE("generate refuses VAEs that do not fit, with exit 4 and nothing writte
                                         dir.path());
   CHECK(pixel.exit_code == 2);
   CHECK(contains(pixel.err, "--vae needs a latent model"));
+}
+
+TEST_CASE("bench times VAE decoding per tile setting with its share of the generation", "[vae][cli][bench]") {
+  TempDir dir;
+  const CliResult run = test::run_cli(
+      {"bench", "-m", golden("tiny_p2.model.safetensors").string(), "-b", "1", "--sample-batch", "2", "--steps", "2",
+       "--warmup", "0", "--reps", "1", "--sample-reps", "1", "--path", "eager", "--device", "cpu", "--vae",
+       golden("vae_tiny.safetensors").string(), "--vae-tile", "off,4x", "--json"},
+      dir.path());
+  CHECK(run.exit_code == 2);
+  CHECK(contains(run.err, "--vae-tile must be"));
+  const CliResult bench = test::run_cli(
+      {"bench", "-m", golden("tiny_dense10.model.safetensors").string(), "-b", "1", "--sample-batch", "2", "--steps",
+       "2", "--warmup", "0", "--reps", "1", "--sample-reps", "1", "--path", "eager", "--device", "cpu", "--vae",
+       golden("vae_tiny.safetensors").string(), "--vae-tile", "off,8", "--json"},
+      dir.path());
+  REQUIRE(bench.exit_code == 0);
+  std::vector<nlohmann::json> decodes;
+  std::istringstream lines(bench.out);
+  for (std::string line; std::getline(lines, line);)
+    if (nlohmann::json r = nlohmann::json::parse(line); r["kind"] == "decode") decodes.push_back(r);
+  REQUIRE(decodes.size() == 2);
+  CHECK(decodes[0]["tile"] == 0);
+  CHECK(decodes[1]["tile"] == 8);  // 12x12 latents: tiles of 8
+  for (const nlohmann::json& r : decodes) {
+    CHECK(r["batch"] == 2);
+    CHECK(r["ms_per_image"].get<double>() > 0);
+    CHECK(r["decode_share"].get<double>() > 0);
+    CHECK(r["decode_share"].get<double>() < 1);
+  }
 }
 
 TEST_CASE("on the GPU, VAE decoding matches the CPU reference", "[vae][cuda]") {
