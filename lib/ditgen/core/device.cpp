@@ -143,31 +143,28 @@ void reset_peak_memory(c10::Device device) {
 #endif
 }
 
-std::optional<double> peak_memory_gib(c10::Device device) {
+namespace {
+
+// The caching allocator's bytes allocated on `device`, at their peak or now, in GiB; nullopt off CUDA.
+std::optional<double> allocated_gib(c10::Device device, bool peak) {
 #ifdef DITGEN_HAVE_CUDA
   if (device.is_cuda()) {
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(cuda_index(device));
-    const auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
-    return static_cast<double>(stats.allocated_bytes[aggregate].peak) / (1024.0 * 1024.0 * 1024.0);
+    const auto& bytes = stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
+    return static_cast<double>(peak ? bytes.peak : bytes.current) / (1024.0 * 1024.0 * 1024.0);
   }
 #else
   (void)device;
+  (void)peak;
 #endif
   return std::nullopt;
 }
 
-std::optional<double> allocated_memory_gib(c10::Device device) {
-#ifdef DITGEN_HAVE_CUDA
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(cuda_index(device));
-    const auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
-    return static_cast<double>(stats.allocated_bytes[aggregate].current) / (1024.0 * 1024.0 * 1024.0);
-  }
-#else
-  (void)device;
-#endif
-  return std::nullopt;
-}
+}  // namespace
+
+std::optional<double> peak_memory_gib(c10::Device device) { return allocated_gib(device, true); }
+
+std::optional<double> allocated_memory_gib(c10::Device device) { return allocated_gib(device, false); }
 
 uint64_t available_memory_bytes(c10::Device device) {
 #ifdef DITGEN_HAVE_CUDA
