@@ -25,10 +25,16 @@ void print_row(const BenchRecord& r) {
   if (r.kind == "forward") what = "forward/p" + std::to_string(r.patch) + (r.grid ? "/g" + std::to_string(r.grid) : "");
   if (r.kind == "sample")
     what = "sample x" + std::to_string(r.steps.value_or(0)) + (r.schedule == "dense" ? "" : " " + r.schedule);
+  std::string note = r.attention;
+  if (r.kind == "decode") {
+    what = "vae " + (r.tile.value_or(0) ? "tile " + std::to_string(*r.tile) : std::string("whole"));
+    note = c10::str("--vae-tile ", r.vae_tile, ", ", r.chunk.value_or(1), " at a time, ",
+                    static_cast<int>(r.decode_share.value_or(0) * 1000 + 0.5) / 10.0, "% of the generation");
+  }
   const std::string mfu = r.mfu ? c10::str(static_cast<int>(*r.mfu * 1000 + 0.5) / 10.0, "%") : "-";
   const std::string mem = r.peak_memory_gib ? c10::str(static_cast<int>(*r.peak_memory_gib * 100 + 0.5) / 100.0) : "-";
   std::printf("%-6s %-14s %5d %5dx%-5d %10.3f %10.1f %8.1f %7s %8s  %s\n", r.path.c_str(), what.c_str(), r.batch,
-              r.height, r.width, r.ms, r.images_per_s, r.tflops, mfu.c_str(), mem.c_str(), r.attention.c_str());
+              r.height, r.width, r.ms, r.images_per_s, r.tflops, mfu.c_str(), mem.c_str(), note.c_str());
   for (const KernelTime& k : r.kernels)
     std::printf("         %9.3f ms %4lld x  %s\n", k.ms, static_cast<long long>(k.calls), k.name.substr(0, 100).c_str());
   std::fflush(stdout);
@@ -49,7 +55,7 @@ int run_bench(BenchCliOptions& o) {
       std::printf("%s %s on %s\n", r.model.c_str(), r.dtype.c_str(), r.device.c_str());
       const std::string mfu = c10::str("MFU/", kPeakTflopsBf16);  // the peak it divides by
       std::printf("%-6s %-14s %5s %11s %10s %10s %8s %7s %8s  %s\n", "path", "run", "batch", "size", "ms", "img/s",
-                  "TFLOP/s", mfu.c_str(), "mem GiB", "attention");
+                  "TFLOP/s", mfu.c_str(), "mem GiB", "attention, notes");
       header = true;
     }
     print_row(r);
@@ -114,6 +120,13 @@ Command add_bench_command(CLI::App& root) {
   app->add_flag("--ssm-scan", b.ssm_scan,
                 "SSM (DiffuSSM) models: mix tokens with the fused CUDA scan kernel instead of FFT convolutions on the "
                 "fused and fast paths (on the H100 faster only at 64k tokens, with far less memory: docs/DIFFUSSM.md)");
+  app->add_option("--vae", b.vae,
+                  "Also time VAE decoding of each whole generation's images (latent models): a VAE file, or sd-vae for "
+                  "the full-size SD-VAE with random weights; reports ms per batch, peak memory and decoding's share "
+                  "of the generation");
+  app->add_option("--vae-tile", b.vae_tiles, "VAE decodings to time: off (whole), auto, or tile sizes in latents")
+      ->delimiter(',')
+      ->capture_default_str();
   app->add_flag("--json", o->json, "One JSON record per line (the keys of scripts/bench/torch_reference.py)");
   return {app, [o] { return run_bench(*o); }};
 }

@@ -1,6 +1,6 @@
 // `ditgen generate`: prompts (arguments or a prompt file) in, PNG images or a video model's clips (MP4, WebM,
 // GIF, PNG frames), and optionally latents, a trajectory video, a contact sheet and a manifest, out. One model
-// load serves the whole run.
+// load serves the whole run; a latent model's outputs are decoded by a VAE (--vae, or the model's default).
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -24,6 +24,8 @@
 #include "ditgen/io/yaml_json.h"
 #include "ditgen/pipeline/batch.h"
 #include "ditgen/pipeline/outputs.h"
+#include "ditgen/vae/tiled_decode.h"
+#include "ditgen/vae/vae_file.h"
 #include "interrupt.h"
 #include "progress.h"
 #include "shipped.h"
@@ -57,10 +59,18 @@ struct GenerateOptions {
   std::string dtype = "auto";
   std::string progress = "auto";
   std::string init_noise, save_latents, save_trajectory, grid, manifest;
+  std::string vae, vae_tile = "auto";
   bool resume = false;
 };
 
 constexpr int kMaxImagesPerPrompt = 10000;
+
+// The VAE a run decodes with: --vae, else a latent model's default (its metadata names it beside the model
+// file); "" for none.
+std::string vae_path_for(const GenerateOptions& o, const ModelInfo& info, const std::string& model) {
+  if (!o.vae.empty() || info.default_vae.empty()) return o.vae;
+  return (std::filesystem::path(model).parent_path() / info.default_vae).string();
+}
 
 at::Tensor read_init_noise(const std::string& path) {
   auto tensors = io::load_tensors(path, ErrorKind::Input);
@@ -221,6 +231,7 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
                "manifest.jsonl";
   }
   if (o.resume && !seed) seed = resumed_run_seed(manifest);
+  const vae::TileChoice vae_tile = vae::parse_tile_choice(o.vae_tile);
   const std::string model = !o.model.empty() ? o.model : clip_asked ? default_video_model_path() : default_model_path();
   check_model_path(model);
 
@@ -265,12 +276,46 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   settings.keep_frames = !o.save_latents.empty() || !o.grid.empty();
   settings.keep_trajectory = !o.save_trajectory.empty();
   if (!o.init_noise.empty()) settings.init_noise = read_init_noise(o.init_noise).to(at::kFloat);
-  const bool images = info.config.in_channels == 1 || info.config.in_channels == 3;
+  const bool pixel_model = info.config.in_channels == 1 || info.config.in_channels == 3;
+  if (pixel_model && !o.vae.empty())
+    throw Error(ErrorKind::Usage, "--vae needs a latent model; this one makes " + std::to_string(info.config.in_channels) +
+                                      "-channel images itself");
+  const std::string vae_path = pixel_model ? "" : vae_path_for(o, info, model);
+  std::optional<vae::LoadedVae> vae;  // weights and shape checked before any output is written
+  if (!vae_path.empty()) {
+    vae = vae::load_vae(vae_path, device, dtype);
+    const vae::VaeConfig& c = vae->info.config;
+    if (c.latent_channels != info.config.in_channels)
+      throw Error(ErrorKind::Model, vae_path + ": the VAE decodes " + std::to_string(c.latent_channels) +
+                                        "-channel latents but the model makes " + std::to_string(info.config.in_channels));
+    if (c.out_channels != 1 && c.out_channels != 3)
+      throw Error(ErrorKind::Model, vae_path + ": the VAE makes " + std::to_string(c.out_channels) +
+                                        "-channel images; PNGs need 1 or 3");
+    for (const std::string& field : vae->info.defaulted)
+      log::info(vae_path + " does not record its " + field + "; using the SD-VAE's (" +
+                (field == "scaling_factor" ? format_number(c.scaling_factor) : std::to_string(c.norm_num_groups)) + ")");
+    settings.vae_record = {{"file", std::filesystem::path(vae_path).filename().string()},
+                           {"sha256", vae->info.sha256},
+                           {"tile", vae::to_string(vae_tile)}};
+    settings.decode = [&vae, vae_tile, device, dtype](const at::Tensor& latents) {
+      const vae::DecodePlan plan = vae::plan_decode(vae->info.config, latents.size(0), latents.size(2), latents.size(3),
+                                                    vae_tile, dtype, available_memory_bytes(device));
+      log::debug(c10::str("decoding ", latents.size(0), " image(s) ",
+                          plan.tile ? c10::str("in tiles of ", plan.tile, " latents (overlap ", plan.overlap, ")")
+                                    : std::string("whole"),
+                          ", ", plan.chunk, " at a time"));
+      return vae::decode_latents(vae->model, latents, plan);
+    };
+  }
+  const bool images = pixel_model || vae.has_value();
   if (!images && o.save_latents.empty())
     throw Error(ErrorKind::Usage, "this model makes " + std::to_string(info.config.in_channels) +
-                                      "-channel latents that ditgen cannot decode yet; pass --save-latents FILE");
-  if (!images && (!o.save_trajectory.empty() || !o.grid.empty()))
+                                      "-channel latents: pass --vae FILE (a Stable Diffusion VAE, docs/VAE.md) to "
+                                      "decode them into images, or --save-latents FILE to keep them");
+  if (!pixel_model && (!o.save_trajectory.empty() || !o.grid.empty()))
     throw Error(ErrorKind::Usage, "--save-trajectory and --grid need a pixel-space model (1 or 3 channels)");
+  const int image_channels = vae ? vae->info.config.out_channels : info.config.in_channels;
+  const int pixels_per_unit = vae ? vae->info.config.upscale() : 1;
   if (images) settings.output_template = output_template;
   BatchRun run(generator, entries, settings, device.str());  // every usage error before any file is written
 
@@ -282,8 +327,9 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
     image_paths.push_back(item.path);
     if (item.clip && item.status != ItemStatus::Failed) {  // a clip's container and its output, as the writer checks
       const io::VideoFormat format = io::video_format_for(item.path, o.format);
-      io::check_video_output(item.path, format, item.record["frames"].get<int>(), item.record["width"].get<int>(),
-                             item.record["height"].get<int>(), info.config.in_channels, o.fps);
+      io::check_video_output(item.path, format, item.record["frames"].get<int>(),
+                             item.record["width"].get<int>() * pixels_per_unit,
+                             item.record["height"].get<int>() * pixels_per_unit, image_channels, o.fps);
       if (format == io::VideoFormat::PngFrames) continue;  // a folder: not one of the files below
     }
     outputs.push_back({item.path, (item.clip ? "clip " : "image ") + std::to_string(item.index)});
@@ -294,7 +340,8 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
                             {o.prompt_file == "-" ? "" : o.prompt_file, "the prompt file"},
                             {o.from, "the --from image"},
                             {o.init_noise, "the initial noise"},
-                            {o.config, "the --config file"}});
+                            {o.config, "the --config file"},
+                            {vae_path, "the VAE"}});
   const BatchItem* failed = nullptr;
   for (const BatchItem& item : run.items())
     if (!failed && item.status == ItemStatus::Failed) failed = &item;
@@ -428,6 +475,15 @@ Command add_generate_command(CLI::App& root) {
       ->envname("DITGEN_DEVICE")
       ->group(model);
   app->add_option("--dtype", o->dtype, "auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16")
+      ->capture_default_str()
+      ->group(model);
+  app->add_option("--vae", o->vae,
+                  "VAE file (a Stable Diffusion AutoencoderKL, docs/VAE.md) that decodes a latent model's outputs into "
+                  "RGB images; default: the one the model file names, if any")
+      ->group(model);
+  app->add_option("--vae-tile", o->vae_tile,
+                  "VAE decoding: auto (whole images when they fit in memory, else tiles), off (whole), or a tile size N "
+                  "in latents (8..1024; neighbours overlap N/4, blended linearly)")
       ->capture_default_str()
       ->group(model);
   app->add_flag("--merge-lora", o->merge_lora,

@@ -21,7 +21,7 @@ const char* exit_code_help() {
          "  1  runtime error: the computation failed (out of memory, device error, internal fault)\n"
          "  2  usage error: invalid flag or value (unknown class, steps <= 0, size not divisible by the patch)\n"
          "  3  input error: an input file (initial noise, prompts, config) is missing or malformed\n"
-         "  4  model error: the model file is missing, corrupt or incompatible\n"
+         "  4  model error: the model or VAE file is missing, corrupt or incompatible\n"
          "  5  output error: an output file or folder cannot be written\n"
          "  6  partial failure: some outputs of a batch failed, the others were written\n"
          "  130 interrupted (Ctrl-C or SIGTERM): generate keeps finished images and the manifest,\n"

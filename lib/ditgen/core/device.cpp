@@ -1,7 +1,10 @@
 #include "ditgen/core/device.h"
 
+#include <algorithm>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <string>
 
 #include <ATen/Context.h>
 
@@ -140,17 +143,51 @@ void reset_peak_memory(c10::Device device) {
 #endif
 }
 
-std::optional<double> peak_memory_gib(c10::Device device) {
+namespace {
+
+// The caching allocator's bytes allocated on `device`, at their peak or now, in GiB; nullopt off CUDA.
+std::optional<double> allocated_gib(c10::Device device, bool peak) {
 #ifdef DITGEN_HAVE_CUDA
   if (device.is_cuda()) {
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(cuda_index(device));
+    const auto& bytes = stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
+    return static_cast<double>(peak ? bytes.peak : bytes.current) / (1024.0 * 1024.0 * 1024.0);
+  }
+#else
+  (void)device;
+  (void)peak;
+#endif
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<double> peak_memory_gib(c10::Device device) { return allocated_gib(device, true); }
+
+std::optional<double> allocated_memory_gib(c10::Device device) { return allocated_gib(device, false); }
+
+uint64_t available_memory_bytes(c10::Device device) {
+#ifdef DITGEN_HAVE_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::CUDAGuard guard(device);
+    size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) return 0;
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(cuda_index(device));
     const auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
-    return static_cast<double>(stats.allocated_bytes[aggregate].peak) / (1024.0 * 1024.0 * 1024.0);
+    const int64_t cached = stats.reserved_bytes[aggregate].current - stats.allocated_bytes[aggregate].current;
+    return free + static_cast<uint64_t>(std::max<int64_t>(cached, 0));
   }
 #else
   (void)device;
 #endif
-  return std::nullopt;
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    uint64_t kib = 0;
+    meminfo >> kib;
+    if (key == "MemAvailable:") return kib * 1024;
+    meminfo.ignore(64, '\n');
+  }
+  return 0;
 }
 
 DeviceTimer::DeviceTimer(c10::Device device) : device_(device), events_(std::make_unique<Events>()) {}

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -34,6 +35,11 @@ void release_cached_memory(c10::Device device);
 // Peak memory the caching allocator handed out since the last reset, in GiB; nullopt off CUDA.
 void reset_peak_memory(c10::Device device);
 std::optional<double> peak_memory_gib(c10::Device device);
+// Memory allocated on the device now (tensors alive), in GiB; nullopt off CUDA.
+std::optional<double> allocated_memory_gib(c10::Device device);
+// Bytes a run can still take: on CUDA the driver's free memory plus what the caching allocator holds unused,
+// on the CPU the kernel's MemAvailable; 0 when unknown.
+uint64_t available_memory_bytes(c10::Device device);
 
 // Runs `first` on the current stream and `second` beside it on a side stream, joined before returning, so
 // two small forwards that each leave most of a GPU idle overlap (capturable in a CUDA graph). One after the

@@ -1,6 +1,9 @@
 #include "ditgen/io/tensor_io.h"
 
 #include <cstring>
+#include <set>
+
+#include <torch/csrc/autograd/grad_mode.h>
 
 namespace ditgen::io {
 
@@ -65,6 +68,44 @@ void save_tensors(const std::filesystem::path& path, const std::vector<std::pair
                     {static_cast<const std::byte*>(t.data_ptr()), t.nbytes()}});
   }
   write_safetensors(path, data, metadata);
+}
+
+void require_parameter_bytes(const SafetensorsFile& file, int64_t parameters) {
+  uint64_t stored = 0;
+  for (const TensorView& view : file.tensors()) stored += view.nbytes;
+  if (static_cast<double>(parameters) * 2 > static_cast<double>(stored))
+    throw Error(ErrorKind::Model, file.path().string() + ": its config declares " + std::to_string(parameters) +
+                                      " parameters but the file holds only " + std::to_string(stored) +
+                                      " bytes of tensors");
+}
+
+void load_parameters(torch::nn::Module& module, const SafetensorsFile& file,
+                     const std::function<const TensorView*(const std::string&)>& find,
+                     const std::function<bool(const std::string&)>& ignored) {
+  const std::string where = file.path().string();
+  torch::NoGradGuard no_grad;
+  std::set<std::string> taken;
+  std::string missing;
+  for (auto& item : module.named_parameters()) {
+    const TensorView* view = find(item.key());
+    if (!view) {
+      missing += (missing.empty() ? "" : ", ") + item.key();
+      continue;
+    }
+    if (view->dtype != DType::F32 && view->dtype != DType::F16 && view->dtype != DType::BF16)
+      throw Error(ErrorKind::Model, where + ": tensor '" + view->name + "' has dtype " +
+                                        std::string(dtype_name(view->dtype)) + "; weights must be F32, F16 or BF16");
+    if (at::IntArrayRef(view->shape) != item.value().sizes())
+      throw Error(ErrorKind::Model, where + ": tensor '" + view->name + "' has shape " +
+                                        c10::str(at::IntArrayRef(view->shape)) + " but the config needs " +
+                                        c10::str(item.value().sizes()));
+    item.value().copy_(to_tensor(*view));
+    taken.insert(view->name);
+  }
+  if (!missing.empty()) throw Error(ErrorKind::Model, where + ": missing tensors: " + missing);
+  for (const TensorView& view : file.tensors())
+    if (!taken.count(view.name) && !ignored(view.name))
+      throw Error(ErrorKind::Model, where + ": unexpected tensor '" + view.name + "' (does the config match?)");
 }
 
 }  // namespace ditgen::io

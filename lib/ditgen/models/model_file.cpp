@@ -2,13 +2,11 @@
 
 #include <algorithm>
 #include <cctype>
-#include <set>
-
-#include <fstream>
 
 #include "ditgen/io/json_limits.h"
 #include "ditgen/io/yaml_json.h"
 
+#include "ditgen/core/device.h"
 #include "ditgen/core/did_you_mean.h"
 #include "ditgen/core/hash.h"
 #include "ditgen/io/safetensors.h"
@@ -26,6 +24,7 @@ constexpr const char* kConfigKey = "ditgen.config";
 constexpr const char* kClassesKey = "ditgen.class_names";
 constexpr const char* kSamplerKey = "ditgen.sampler_defaults";
 constexpr const char* kTrainingKey = "ditgen.training";
+constexpr const char* kVaeKey = "ditgen.vae";
 
 std::string trim_lower(const std::string& s) {
   auto b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
@@ -71,6 +70,11 @@ ModelInfo model_info_from_metadata(const io::Metadata& meta, const std::string& 
       validate_sampler_defaults(info.sampler_defaults, info.config);
     }
     if (const std::string* training = get(kTrainingKey)) info.training = io::parse_json(*training, ErrorKind::Model, kTrainingKey);
+    if (const std::string* vae = get(kVaeKey)) {
+      if (vae->empty() || std::filesystem::path(*vae).is_absolute())
+        throw Error(ErrorKind::Model, std::string("'") + kVaeKey + "' must name a VAE file relative to the model file");
+      info.default_vae = *vae;
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorKind::Model, where + ": malformed metadata: " + e.what());
   } catch (const Error& e) {
@@ -147,14 +151,7 @@ ModelInfo read_model_info(const std::filesystem::path& path) {
 
 void require_memory_for(const DiTConfig& config, ErrorKind kind) {
   const double need = static_cast<double>(dit_parameter_count(config)) * 4;
-  double available = 0;
-  std::ifstream meminfo("/proc/meminfo");
-  for (std::string key; meminfo >> key;) {
-    double kib = 0;
-    meminfo >> kib;
-    if (key == "MemAvailable:") available = kib * 1024;
-    meminfo.ignore(64, '\n');
-  }
+  const double available = static_cast<double>(available_memory_bytes(at::Device(at::kCPU)));
   if (available > 0 && need > available)
     throw Error(kind, c10::str("the model needs ", std::round(need / (1 << 30) * 10) / 10, " GiB of memory for its ",
                                dit_parameter_count(config), " parameters; ",
@@ -164,44 +161,13 @@ void require_memory_for(const DiTConfig& config, ErrorKind kind) {
 LoadedModel load_model(const std::filesystem::path& path, const at::Device& device, at::ScalarType dtype) {
   check_model_path(path);
   io::SafetensorsFile file = io::SafetensorsFile::open(path, ErrorKind::Model);
-  const std::string where = path.string();
   LoadedModel loaded;
   loaded.info = info_from_file(file, path);
-  uint64_t stored = 0;
-  for (const io::TensorView& view : file.tensors()) stored += view.nbytes;
-  const int64_t params = dit_parameter_count(loaded.info.config);
-  if (static_cast<double>(params) * 2 > static_cast<double>(stored))  // 2 bytes: the narrowest weight dtype
-    throw Error(ErrorKind::Model, where + ": its config declares " + std::to_string(params) +
-                                      " parameters but the file holds only " + std::to_string(stored) +
-                                      " bytes of tensors");
+  io::require_parameter_bytes(file, dit_parameter_count(loaded.info.config));
   require_memory_for(loaded.info.config, ErrorKind::Model);
   loaded.model = DiT(loaded.info.config);
-
-  torch::NoGradGuard no_grad;
-  std::set<std::string> expected;
-  std::string missing;
-  for (auto& item : loaded.model->named_parameters()) {
-    const std::string& name = item.key();
-    at::Tensor& param = item.value();
-    expected.insert(name);
-    const io::TensorView* view = file.find(name);
-    if (!view) {
-      missing += (missing.empty() ? "" : ", ") + name;
-      continue;
-    }
-    if (view->dtype != io::DType::F32 && view->dtype != io::DType::F16 && view->dtype != io::DType::BF16)
-      throw Error(ErrorKind::Model, where + ": tensor '" + name + "' has dtype " +
-                                        std::string(io::dtype_name(view->dtype)) + "; weights must be F32, F16 or BF16");
-    if (at::IntArrayRef(view->shape) != param.sizes())
-      throw Error(ErrorKind::Model, where + ": tensor '" + name + "' has shape " +
-                                        c10::str(at::IntArrayRef(view->shape)) + " but the config needs " +
-                                        c10::str(param.sizes()));
-    param.copy_(io::to_tensor(*view));
-  }
-  if (!missing.empty()) throw Error(ErrorKind::Model, where + ": missing tensors: " + missing);
-  for (const io::TensorView& view : file.tensors())
-    if (!expected.count(view.name) && view.name != "pos_embed")  // fixed positions are recomputed
-      throw Error(ErrorKind::Model, where + ": unexpected tensor '" + view.name + "' (does the config match?)");
+  io::load_parameters(*loaded.model, file, [&](const std::string& name) { return file.find(name); },
+                      [](const std::string& name) { return name == "pos_embed"; });  // fixed positions: recomputed
   loaded.model->to(device, dtype);
   loaded.model->eval();
   return loaded;
@@ -214,6 +180,7 @@ io::Metadata model_metadata(const ModelInfo& info) {
                     {kSamplerKey, to_json(info.sampler_defaults).dump()},
                     {kTrainingKey, info.training.dump()}};
   if (!info.class_names.empty()) meta[kClassesKey] = nlohmann::json(info.class_names).dump();
+  if (!info.default_vae.empty()) meta[kVaeKey] = info.default_vae;
   return meta;
 }
 

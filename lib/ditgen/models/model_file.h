@@ -37,6 +37,8 @@ struct ModelInfo {
   std::vector<std::string> class_names;  // empty: classes are known by id only
   SamplerDefaults sampler_defaults;
   nlohmann::json training = nlohmann::json::object();
+  // A latent model's default VAE file (docs/VAE.md), relative to the model file's folder; "" for none.
+  std::string default_vae;
   std::filesystem::path path;  // empty for models built in memory
   std::string sha256;          // of the file; empty for models built in memory
 

@@ -156,6 +156,7 @@ BatchRun::BatchRun(Generator& generator, const std::vector<io::PromptEntry>& ent
       const std::vector<double> step_gflops = generator.step_gflops(r);
       item.record = generation_record(info, r, 0, item.prompt, item.negative, device_label,
                                       dtype_label(generator.dtype()), step_gflops);
+      if (settings.decode) item.record["vae"] = settings.vae_record;
       item.clip = item.record.contains("frames");
       if (item.clip) item.record["fps"] = settings.fps;
       if (const std::string why = replay_mismatch(item, info, settings); !why.empty()) {
@@ -260,9 +261,13 @@ void BatchRun::run_group(const std::vector<size_t>& members, const std::function
   };
   const auto start = Clock::now();
   GenerationResult result;
+  at::Tensor written;  // [N, F, C, H, W]: the frames, or the images a VAE decoded from them
   // The machine failing (out of memory, a device fault) is no fault of these prompts: it stops the run.
   try {
     result = generator_.generate(r, on_progress, abandon);
+    written = result.frames;
+    if (!result.cancelled && settings_.decode)  // a clip's frames decode as a batch of images
+      written = settings_.decode(result.frames.flatten(0, 1)).unflatten(0, {result.frames.size(0), result.frames.size(1)});
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::Runtime) runtime_error_ = e.what();
     return finish(ItemStatus::Failed, e.what());
@@ -284,10 +289,10 @@ void BatchRun::run_group(const std::vector<size_t>& members, const std::function
     if (!item.path.empty()) {
       try {
         if (item.clip)
-          write_generation_video(item.path, result.frames[k], settings_.fps, item.record,
+          write_generation_video(item.path, written[k], settings_.fps, item.record,
                                  io::video_format_for(item.path, settings_.video_format));
         else
-          io::write_png(item.path, to_image(result.frames[k][0]), png_metadata(item.record));
+          io::write_png(item.path, to_image(written[k][0]), png_metadata(item.record));
       } catch (const Error& e) {
         item.status = ItemStatus::Failed;
         item.error = e.what();

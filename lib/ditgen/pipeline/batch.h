@@ -39,7 +39,11 @@ struct BatchSettings {
   int num_images = 1;                   // per entry without "n"
   int batch_size = 16;                  // images per generate call
   bool auto_batch = false;              // out of GPU memory: halve the batch and go on
-  std::string output_template;          // empty: no image files (latent models)
+  std::string output_template;          // empty: no image files (latent models without a VAE)
+  // Latent models with a VAE: latent frames [B, C, h, w] -> images [B, C', h s, w s] in [-1, 1], float32 on the
+  // CPU, before anything is written (kept frames stay latents); unset: frames are written as they come.
+  std::function<at::Tensor(const at::Tensor&)> decode;
+  nlohmann::json vae_record;            // with decode: the VAE as every output's record names it ("vae")
   bool resume = false;                  // skip outputs that exist with a matching record
   bool strict = false;                  // an unusable prompt is an Error(Usage) rather than a failed item
   at::Tensor init_noise;                // optional [N, C, H, W]: image i starts from noise[i]

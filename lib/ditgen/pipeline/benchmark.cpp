@@ -20,6 +20,8 @@
 #include "ditgen/pipeline/cuda_graph.h"
 #include "ditgen/pipeline/generator.h"
 #include "ditgen/text/tokenizer.h"
+#include "ditgen/vae/tiled_decode.h"
+#include "ditgen/vae/vae_file.h"
 
 namespace ditgen {
 
@@ -60,6 +62,23 @@ LoadedModel bench_model(const std::string& name, uint64_t seed) {
   return m;
 }
 
+// The VAE a benchmark decodes with, on the device: a VAE file, or "sd-vae", the SD-VAE's shape with LibTorch's
+// random initialisation (timings do not depend on the values).
+vae::AutoencoderKL bench_vae(const std::string& name, const DiTConfig& c, at::Device device, at::ScalarType dtype) {
+  vae::AutoencoderKL model{nullptr};
+  if (name == "sd-vae") {
+    model = vae::AutoencoderKL(vae::VaeConfig{});
+    model->to(device, dtype);
+    model->eval();
+  } else {
+    model = vae::load_vae(name, device, dtype).model;
+  }
+  if (model->config().latent_channels != c.in_channels)
+    throw Error(ErrorKind::Usage, c10::str("--vae ", name, " decodes ", model->config().latent_channels,
+                                           "-channel latents but the model makes ", c.in_channels));
+  return model;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -97,6 +116,8 @@ void validate(const BenchOptions& o, const DiTConfig& c) {
   for (int f : o.frames) c.check_frames(f);
   if (!o.frames.empty() && *std::max_element(o.frames.begin(), o.frames.end()) > 1 && !c.video())
     fail("--frames needs a video model");
+  if (!o.vae.empty() && o.sample_batch == 0) fail("--vae times the decoding of whole generations: give --sample-batch");
+  for (const std::string& tile : o.vae_tiles) vae::parse_tile_choice(tile);
   if (o.sample_batch == 0) return;
   sampling::make_sampler({o.sampler, o.steps}, c);  // the generation's sampler and guidance, before the forwards
   sampling::validate_guidance({o.cfg_scale}, c);
@@ -142,6 +163,10 @@ nlohmann::json to_json(const BenchRecord& r) {
           {"steps", opt(r.steps)},  {"cfg_scale", opt(r.cfg_scale)},
           {"gflops_per_generation", opt(r.gflops_per_generation)}};
   if (!r.ssm.empty()) j["ssm"] = r.ssm;
+  if (r.kind == "decode")
+    j.update({{"vae", r.vae}, {"vae_tile", r.vae_tile}, {"tile", opt(r.tile)}, {"chunk", opt(r.chunk)},
+              {"ms_per_image", r.ms / r.batch}, {"decode_memory_gib", opt(r.decode_memory_gib)},
+              {"decode_share", opt(r.decode_share)}});
   if (!r.kernels.empty()) {
     j["kernels"] = nlohmann::json::array();
     for (const KernelTime& k : r.kernels) j["kernels"].push_back({{"name", k.name}, {"ms", k.ms}, {"calls", k.calls}});
@@ -206,6 +231,7 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
     generator.set_lora_merged(true);
   }
   DiT& model = loaded.model;
+  vae::AutoencoderKL decoder = o.vae.empty() ? vae::AutoencoderKL{nullptr} : bench_vae(o.vae, c, device, dtype);
   SwitchRestore restore_fused{cuda::fused_kernels_enabled, cuda::set_fused_kernels_enabled};
   c10::InferenceMode inference;
   const std::vector<int> sizes = o.sizes.empty() ? std::vector<int>{c.input_height} : o.sizes;
@@ -339,9 +365,36 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
       r.attention = nn::attention_backend(branches * o.sample_batch, c.num_heads, r.tokens,
                                           c.hidden_size / c.num_heads, at::TensorOptions().device(device).dtype(dtype));
       reset_peak_memory(device);
-      finish(r, time_runs([&] { generator.generate(resolved); }, device, 1, o.sample_reps),
-             *r.gflops_per_generation * o.sample_batch);
+      const Timing sample = time_runs([&] { generator.generate(resolved); }, device, 1, o.sample_reps);
+      finish(r, sample, *r.gflops_per_generation * o.sample_batch);
       generator.clear_graphs();
+      for (const std::string& tile : decoder ? o.vae_tiles : std::vector<std::string>{}) {
+        // The generation's latents as a batch of images (a clip's frames among them), decoded to CPU images.
+        at::Generator rng = at::detail::createCPUGenerator(o.seed);
+        const at::Tensor latents = at::randn(batch_shape(o.sample_batch, c.in_channels, frames, size, size), rng)
+                                       .view({-1, c.in_channels, size, size});  // [B F, C, h, w], values unused
+        const vae::DecodePlan plan = vae::plan_decode(decoder->config(), latents.size(0), size, size,
+                                                      vae::parse_tile_choice(tile), dtype, available_memory_bytes(device));
+        BenchRecord d = record_for(size, frames, c.patch_size, 0);
+        d.kind = "decode";
+        d.path = path;
+        d.batch = o.sample_batch;
+        d.vae = o.vae;
+        d.vae_tile = tile;
+        d.tile = plan.tile;
+        d.chunk = plan.chunk;
+        d.gflops_per_image = 0;
+        reset_peak_memory(device);
+        const std::optional<double> before = allocated_memory_gib(device);
+        const Timing timing = time_runs([&] { vae::decode_latents(decoder, latents, plan); }, device, 1, o.sample_reps);
+        d.ms = timing.median_ms;
+        d.ms_min = timing.min_ms;
+        d.images_per_s = d.batch / (timing.median_ms / 1e3);
+        d.decode_share = timing.median_ms / (timing.median_ms + sample.median_ms);
+        d.peak_memory_gib = peak_memory_gib(device);
+        if (before && d.peak_memory_gib) d.decode_memory_gib = *d.peak_memory_gib - *before;
+        on_record(d);
+      }
       }
     }
   }

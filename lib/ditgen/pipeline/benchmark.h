@@ -49,6 +49,10 @@ struct BenchOptions {
   bool profile = false;              // also profile one run per forward or mixing measurement (CUDA kernels, top 12)
   bool mixing = false;               // also time one block's token mixing per size and batch (see below)
   bool ssm_scan = false;             // SSM models: the fused scan kernel instead of FFT convolutions (CUDA)
+  // Also time VAE decoding of each whole generation's latents (latent models): a VAE file, or "sd-vae" for the
+  // full-size SD-VAE with random weights; "" = none. One record per --vae-tile setting (auto, off or a tile).
+  std::string vae;
+  std::vector<std::string> vae_tiles{"off", "auto"};
 };
 
 // Token mixing: the attention cores of one block after the projections (what PT-DiT's complexity formula
@@ -68,7 +72,7 @@ constexpr double kPeakTflopsBf16 = 800.0;
 
 // One measurement. Matches the JSON records of scripts/bench/torch_reference.py.
 struct BenchRecord {
-  std::string kind;       // forward | sample | mixing
+  std::string kind;       // forward | sample | mixing | decode
   std::string path;       // eager | fused | fast
   std::string model;
   int64_t params = 0;
@@ -91,6 +95,14 @@ struct BenchRecord {
   std::optional<int> steps;
   std::optional<double> cfg_scale;
   std::vector<KernelTime> kernels;  // with profile: one run's CUDA kernels by total time
+  // decode: the VAE, its --vae-tile setting and the plan run (tile 0 = whole images; images decoded together),
+  // the memory decoding added over what was allocated before (CUDA), and decoding's share of a whole
+  // generation: decode ms / (sample ms + decode ms) for the same batch.
+  std::string vae, vae_tile;
+  std::optional<int> tile;
+  std::optional<int64_t> chunk;
+  std::optional<double> decode_memory_gib;
+  std::optional<double> decode_share;
 };
 
 nlohmann::json to_json(const BenchRecord& record);

@@ -294,7 +294,7 @@ bool same_output(const nlohmann::json& have, const nlohmann::json& want) {
                           "height", "width", "init_noise", "dtype"})
     if (!have.contains(key) || have[key] != want.at(key)) return false;
   if (have.value("schedule", std::string("dense")) != want.value("schedule", std::string("dense"))) return false;
-  for (const char* key : {"frames", "fps"})  // absent for images
+  for (const char* key : {"frames", "fps", "vae"})  // absent for images, and for pixel models
     if (have.value(key, nlohmann::json()) != want.value(key, nlohmann::json())) return false;
   return have.contains("model") && have["model"].value("sha256", "") == want.at("model").value("sha256", "x");
 }

@@ -89,7 +89,7 @@ void check_run_files(const std::vector<RunFile>& outputs, const std::vector<RunF
 void require_extension(const std::filesystem::path& path, const std::string& extension, const std::string& role);
 
 // Whether an existing image's record describes the same output: same model, prompt (and class), seed,
-// sampling and size.
+// sampling, size and VAE.
 bool same_output(const nlohmann::json& record, const nlohmann::json& wanted);
 
 // The record embedded in a PNG ("ditgen" text chunk) or a clip (io/video.h: MP4, WebM, GIF, a folder of PNG
