@@ -64,6 +64,10 @@ c10::ScalarType resolve_dtype(const std::string& text, c10::Device device) {
   return parse_dtype(text);
 }
 
+void keep_fp32_exact(c10::ScalarType dtype) {
+  if (dtype == at::kFloat) at::globalContext().setAllowTF32CuDNN(false);
+}
+
 std::string dtype_label(c10::ScalarType dtype) {
   switch (dtype) {
     case c10::kFloat: return "fp32";

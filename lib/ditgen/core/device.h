@@ -23,6 +23,8 @@ c10::ScalarType parse_dtype(const std::string& text);
 // The dtype a run on `device` uses for `text`: "auto" is bf16 on CUDA and fp32 elsewhere (CPUs have no fast
 // bf16 matmuls); any other name as parse_dtype.
 c10::ScalarType resolve_dtype(const std::string& text, c10::Device device);
+// fp32 means fp32: for a float32 model, cuDNN's convolutions (patch embeddings, the VAE) stop running in TF32.
+void keep_fp32_exact(c10::ScalarType dtype);
 // "fp32", "bf16", "fp16" (torch's name for others).
 std::string dtype_label(c10::ScalarType dtype);
 

@@ -21,8 +21,7 @@ Generator::Generator(const std::filesystem::path& model_path, at::Device device,
 Generator::Generator(LoadedModel model, at::Device device, at::ScalarType dtype)
     : model_(std::move(model)), device_(device), dtype_(dtype) {
   if (model_.info.config.text.enabled()) tokenizer_.emplace(model_.info.config.text);
-  // fp32 means fp32: cuDNN's convolutions (the patch embedding) would otherwise run in TF32.
-  if (dtype_ == at::kFloat) at::globalContext().setAllowTF32CuDNN(false);
+  keep_fp32_exact(dtype_);
   model_.model->to(device_, dtype_);
   model_.model->eval();
 }

@@ -1,5 +1,7 @@
 #include "ditgen/vae/vae_file.h"
 
+#include "ditgen/core/device.h"
+
 #include "ditgen/core/hash.h"
 #include "ditgen/io/json_limits.h"
 #include "ditgen/io/tensor_io.h"
@@ -110,6 +112,7 @@ LoadedVae load_vae(const std::filesystem::path& path, const at::Device& device, 
   loaded.model = AutoencoderKL(loaded.info.config);
   io::load_parameters(*loaded.model, file, [&](const std::string& name) { return find_parameter(file, name); },
                       [](const std::string&) { return false; });
+  keep_fp32_exact(dtype);
   loaded.model->to(device, dtype);
   loaded.model->eval();
   return loaded;
