@@ -131,15 +131,14 @@ DiT make_proxy(DiT& dense, const ProxyConfig& proxy, int depth) {
     weights.push_back(nine_chunks(head.weight));
     biases.push_back(nine_chunks(head.bias));
   }
-  for (int j = 0; j < depth; ++j) {
-    auto& to = *out->proxy_blocks[j]->as<nn::ProxyTokenBlock>();
-    to.scale_shift_table.zero_();
-    if (proxy.adaln_single) continue;
-    auto& own = *to.adaLN_modulation[1]->as<torch::nn::Linear>();
-    own.weight.copy_(weights[j]);
-    own.bias.copy_(biases[j]);
+  if (!proxy.adaln_single) {  // each block's own head takes its rows; the tables stay zero
+    for (int j = 0; j < depth; ++j) {
+      auto& own = *out->proxy_blocks[j]->as<nn::ProxyTokenBlock>()->adaLN_modulation[1]->as<torch::nn::Linear>();
+      own.weight.copy_(weights[j]);
+      own.bias.copy_(biases[j]);
+    }
+    return out;
   }
-  if (!proxy.adaln_single) return out;
   // adaLN-single cannot hold blocks whose projections differ: the mean projection is exact only for equal ones.
   auto& shared = *out->adaLN_modulation[1]->as<torch::nn::Linear>();
   shared.weight.copy_(at::stack(weights).mean(0));
