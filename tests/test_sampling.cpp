@@ -64,7 +64,7 @@ TEST_CASE("Respaced timesteps and betas match the official spacing", "[sampling]
 TEST_CASE("Samplers driven by an exact oracle recover the data", "[sampling]") {
   at::manual_seed(3);
   const at::Tensor x0 = at::rand({2, 3, 4, 4}) * 2 - 1;
-  std::vector<at::Generator> gens{at::detail::createCPUGenerator(1), at::detail::createCPUGenerator(2)};
+  sampling::NoiseSource gens{{at::detail::createCPUGenerator(1), at::detail::createCPUGenerator(2)}};
   DiTConfig config;  // eps, learned sigma, 1000 steps
   for (int steps : {10, 50}) {
     sampling::GaussianDiffusion d(1000, 1000, sampling::VarianceType::LearnedRange);
@@ -105,10 +105,10 @@ TEST_CASE("Sampling runs match the PyTorch reference", "[sampling][golden]") {
       r.sampler = {run.at("sampler").get<std::string>(), run.at("steps").get<int>(), run.value("eta", 0.0)};
       r.guidance = {run.at("cfg_scale").get<double>(), run.value("cfg_channels", 0)};
       // Our seeded initial noise is the reference's.
-      std::vector<at::Generator> gens;
-      for (uint64_t s : r.seeds) gens.push_back(at::detail::createCPUGenerator(s));
+      sampling::NoiseSource gens;
+      for (uint64_t s : r.seeds) gens.generators.push_back(at::detail::createCPUGenerator(s));
       const auto& shape = run.at("shape");
-      CHECK(at::equal(sampling::draw_noise(gens, std::vector<int64_t>{shape[1], shape[2], shape[3]}),
+      CHECK(at::equal(gens.draw(std::vector<int64_t>{shape[1], shape[2], shape[3]}),
                       g.at(run.at("init_noise").get<std::string>())));
       at::Tensor out = generator.generate(r).frames.select(1, 0);
       const at::Tensor& expected = g.at(run.at("final").get<std::string>());

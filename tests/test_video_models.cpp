@@ -15,6 +15,8 @@
 #include "ditgen/nn/video_tokens.h"
 #include "ditgen/pipeline/generator.h"
 #include "ditgen/pipeline/outputs.h"
+#include "ditgen/sampling/denoise.h"
+#include "ditgen/sampling/frame_noise.h"
 #include "ditgen/train/train_config.h"
 #include "helpers.h"
 
@@ -179,6 +181,55 @@ TEST_CASE("video configs round-trip, count every frame, and refuse what clips ca
         "this is an image model: it makes no clips (frames need a video model)");
 }
 
+TEST_CASE("a clip's frames share the noise the model says, in its file and its samples", "[video][noise]") {
+  // Independent noise is at::randn's, for images and clips alike; shared noise keeps every frame N(0, I).
+  at::Generator g = at::detail::createCPUGenerator(11), same = at::detail::createCPUGenerator(11);
+  CHECK(at::equal(sampling::frame_noise({2, 3, 8, 8}, g, 0), at::randn({2, 3, 8, 8}, same)));
+  at::Generator a = at::detail::createCPUGenerator(12), b = at::detail::createCPUGenerator(12);
+  const at::Tensor shared = sampling::frame_noise({2, 8, 64, 64}, a, 0.5);  // [C, F, H, W]
+  CHECK(at::equal(shared, sampling::frame_noise({2, 8, 64, 64}, b, 0.5)));  // seeded
+  const at::Tensor frames = shared.transpose(0, 1).reshape({8, -1});       // [F, C H W]
+  CHECK(at::allclose(frames.var(1), at::ones({8}), 0, 0.06));
+  const at::Tensor correlation = at::corrcoef(frames);                     // [F, F]
+  CHECK(at::allclose(correlation - at::eye(8), 0.5 * (at::ones({8, 8}) - at::eye(8)), 0, 0.05));
+  for (double bad : {-0.1, 1.0, std::nan("")}) CHECK(error_kind([&] { sampling::frame_noise({1, 2, 4, 4}, a, bad); }) == ErrorKind::Usage);
+  sampling::NoiseSource images{{at::detail::createCPUGenerator(13)}, 0.5};
+  at::Generator plain = at::detail::createCPUGenerator(13);
+  CHECK(at::equal(images.draw({3, 8, 8}), at::randn({1, 3, 8, 8}, plain)));  // an image has no frames to share
+
+  // The model's file keeps it; images and correlations of 1 or more are refused.
+  LoadedModel loaded = loaded_video_model("dit");
+  DiTConfig c = loaded.info.config;
+  CHECK(c.frame_noise_correlation == 0);
+  CHECK_FALSE(to_json(c).contains("frame_noise_correlation"));
+  c.frame_noise_correlation = 0.5;
+  CHECK(config_from_json(to_json(c)).frame_noise_correlation == 0.5);
+  c.frame_noise_correlation = 1;
+  CHECK(error_kind([&] { c.validate(ErrorKind::Model); }) == ErrorKind::Model);
+  c.frame_noise_correlation = 0.5;
+  c.input_frames = 1;
+  CHECK(error_message([&] { c.validate(ErrorKind::Model); }) ==
+        "invalid model config: frame_noise_correlation is for video models (input_frames > 1)");
+
+  // Sampling starts from the shared noise (and DDPM's steps draw it too): the clip is the one drawn from
+  // NoiseSource's noise, not from independent noise.
+  DiT image = load_model(golden("tiny_text_dit.model.safetensors"), at::kCPU, at::kFloat).model;
+  DiT shared_model = make_video(image, 4, 2, {}, 0.5);
+  shared_model->eval();
+  CHECK(shared_model->config().frame_noise_correlation == 0.5);
+  loaded.model = shared_model;
+  loaded.info.config = shared_model->config();
+  Generator generator(std::move(loaded), at::kCPU, at::kFloat);
+  GenerationRequest r = two_clips(2);
+  const at::Tensor clips = generator.generate(generator.resolve(r)).frames;  // [N, F, C, H, W]
+  sampling::NoiseSource seeded{{at::detail::createCPUGenerator(3), at::detail::createCPUGenerator(4)}, 0.5};
+  r.init_noise = seeded.draw({3, 4, 8, 8});  // [N, C, F, H, W]
+  CHECK(max_abs_diff(generator.generate(generator.resolve(r)).frames, clips) == 0);
+  sampling::NoiseSource independent{{at::detail::createCPUGenerator(3), at::detail::createCPUGenerator(4)}, 0};
+  r.init_noise = independent.draw({3, 4, 8, 8});
+  CHECK(max_abs_diff(generator.generate(generator.resolve(r)).frames, clips) > 1e-3);
+}
+
 TEST_CASE("a video model generates seeded clips through guidance and both sampler families", "[video][generate]") {
   Generator generator(loaded_video_model("dit"), at::kCPU, at::kFloat);
   GenerationRequest r = two_clips(3);
@@ -278,6 +329,7 @@ TEST_CASE("an image text model becomes a video model and trains on moving scenes
   CHECK(test::contains(trained.err, "captioned clips"));
   const LoadedModel m = load_model(dir / "runs/scenes-video-tiny-cpu/model.safetensors", at::kCPU, at::kFloat);
   CHECK(m.info.config.input_frames == 4);
+  CHECK(m.info.config.frame_noise_correlation == 0.5);  // the recipe's video.noise_correlation
   const std::vector<std::string>& words = m.info.config.text.vocabulary;
   CHECK(words.front() == "a");  // the image model's words first, their ids kept
   CHECK(std::find(words.begin(), words.end(), "moving") != words.end());
@@ -286,6 +338,21 @@ TEST_CASE("an image text model becomes a video model and trains on moving scenes
   CHECK(test::run_cli({"generate", "-m", "runs/scenes-video-tiny-cpu/model.safetensors", "a red bag moving left",
                        "--steps", "1", "-o", "clip.gif"}, dir.path()).exit_code == 0);
   CHECK(io::read_video(dir / "clip.gif").frames == 4);
+
+  // A video model keeps the noise it trained with: another correlation is refused before any step.
+  std::string other_noise = yaml;
+  other_noise.replace(other_noise.find("runs/scenes-video-tiny-cpu"), 26, "runs/other-noise");
+  other_noise.replace(other_noise.find("noise_correlation: 0.5"), 22, "noise_correlation: 0.3");
+  other_noise.replace(other_noise.find("model: "), 7, "model: runs/scenes-video-tiny-cpu/model.safetensors\n# ");
+  { std::ofstream(dir / "other-noise.yaml") << other_noise; }
+  test::CliResult refused = test::run_cli({"train", "other-noise.yaml"}, dir.path());
+  CHECK(refused.exit_code == 2);
+  CHECK(test::contains(refused.err, "video.noise_correlation 0.3 differs from the video model's frame_noise_correlation 0.5"));
+  CHECK_FALSE(std::filesystem::exists(dir / "runs/other-noise/model.safetensors"));
+  std::string out_of_range = yaml;
+  out_of_range.replace(out_of_range.find("noise_correlation: 0.5"), 22, "noise_correlation: 1.0");
+  { std::ofstream(dir / "bad.yaml") << out_of_range; }
+  CHECK(error_kind([&] { train::load_train_config(dir / "bad.yaml"); }) == ErrorKind::Input);
 
   // A proxy section makes the dense model a PT-DiT first (make_proxy), whose windows then span frames.
   std::string proxy_yaml = yaml;

@@ -91,9 +91,11 @@ int run_info(const InfoOptions& o) {
                 k * k == 1 ? "y" : "ies", c.proxy.adaln_single ? "adaLN-single" : "an adaLN head a block");
   }
   if (c.video())
-    std::printf("video:       clips of %d frames (any count runs%s); GFLOPs below are per clip\n", c.input_frames,
+    std::printf("video:       clips of %d frames (any count runs%s); frames share %s of their noise; GFLOPs below "
+                "are per clip\n", c.input_frames,
                 c.proxy.proxy() ? c10::str(" that is a multiple of ", c.proxy.window_frames, ": windows span ",
-                                           c.proxy.window_frames, " frames").c_str() : "");
+                                           c.proxy.window_frames, " frames").c_str() : "",
+                c.frame_noise_correlation > 0 ? c10::str(c.frame_noise_correlation).c_str() : "none");
   if (c.ssm.ssm()) {
     const int tokens = (h / c.patch_size) * (w / c.patch_size);
     std::printf("ssm:         %d gated bidirectional S4D blocks, state %d, %s; hourglass %d (dense layers on %d "

@@ -82,6 +82,10 @@ void DiTConfig::validate(ErrorKind kind) const {
     require(!proxy.proxy() || input_frames % proxy.window_frames == 0, kind,
             "proxy.window_frames must divide input_frames");
   }
+  require(frame_noise_correlation >= 0 && frame_noise_correlation < 1, kind,
+          "frame_noise_correlation must be in [0, 1)");
+  require(frame_noise_correlation == 0 || video(), kind,
+          "frame_noise_correlation is for video models (input_frames > 1)");
   if (text.enabled()) {
     require(num_classes == 0, kind, "a text model has num_classes 0");
     validate_text(text, kind);
@@ -219,6 +223,7 @@ nlohmann::json to_json(const DiTConfig& c) {
                    {"groups", {1, c.sparse.semantic, 1, c.sparse.dense}}, {"top_blocks", c.top_blocks()},
                    {"min_grid", c.sparse.min_grid}, {"max_grid", c.sparse.max_grid}};
   if (c.video()) j["input_frames"] = c.input_frames;  // absent for images: their files stay as they were
+  if (c.frame_noise_correlation > 0) j["frame_noise_correlation"] = c.frame_noise_correlation;
   if (c.proxy.proxy()) j["proxy"] = {{"windows", c.proxy.windows}, {"proxy_split", c.proxy.proxy_split}};
   if (c.proxy.proxy() && c.video()) j["proxy"]["window_frames"] = c.proxy.window_frames;
   if (c.proxy.proxy() && !c.proxy.adaln_single) j["proxy"]["adaln"] = "per_block";  // absent: the paper's
@@ -251,6 +256,7 @@ DiTConfig config_from_json(const nlohmann::json& j) {
       c.input_height = c.input_width = to_int(size, "input_size");
     }
     c.input_frames = int_field_or(j, "input_frames", 1);
+    c.frame_noise_correlation = j.value("frame_noise_correlation", 0.0);
     c.num_classes = int_field(j, "num_classes");
     c.class_dropout_prob = j.value("class_dropout_prob", 0.1);
     c.learn_sigma = j.value("learn_sigma", true);

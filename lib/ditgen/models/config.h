@@ -97,6 +97,9 @@ struct DiTConfig {
   int input_height = 32;  // the training size; any size divisible by patch_size runs
   int input_width = 32;
   int input_frames = 1;  // the training clip length; 1 = an image model (docs/VIDEO.md)
+  // How much of their noise a clip's frames share, in training and sampling (sampling/frame_noise.h); 0 for
+  // images and for clips with independent noise.
+  double frame_noise_correlation = 0;
   int num_classes = 1000;          // 0 for a text model
   double class_dropout_prob = 0.1;  // training drops the condition (class or caption) this often: CFG's null
   bool learn_sigma = true;

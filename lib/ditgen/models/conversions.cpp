@@ -148,13 +148,15 @@ DiT make_proxy(DiT& dense, const ProxyConfig& proxy, int depth) {
   return out;
 }
 
-DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std::string>& more_words) {
+DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std::string>& more_words,
+               double frame_noise_correlation) {
   if (frames < 2) throw Error(ErrorKind::Usage, "a video model makes clips of at least 2 frames");
   if (!more_words.empty() && !image->config().text.enabled())
     throw Error(ErrorKind::Usage, "only a text model's vocabulary grows");
   DiT out = conversion_target(image, image->config().video(), "a video model", [&](DiTConfig& c) {
     c.input_frames = frames;
     c.proxy.window_frames = window_frames;
+    c.frame_noise_correlation = frame_noise_correlation;
     c.text.vocabulary.insert(c.text.vocabulary.end(), more_words.begin(), more_words.end());
   });
   at::NoGradGuard no_grad;

@@ -39,8 +39,10 @@ DiT make_proxy(DiT& dense, const ProxyConfig& proxy, int depth);
 // its weights unchanged and its temporal-position gate 1. (A gate starting at 0 keeps the image model's function
 // but leaves the frames an unordered set; trained so, the gate barely grew in 3,000 steps and the clips did not
 // move: docs/VIDEO.md.) A text model's vocabulary grows by `more_words` (appended, so every known word keeps its
-// id and embedding; the new ones start as initialize_weights draws them). Error(Usage) for a video model, a
+// id and embedding; the new ones start as initialize_weights draws them). Its clips' frames share
+// `frame_noise_correlation` of their noise (sampling/frame_noise.h). Error(Usage) for a video model, a
 // backbone that makes images only, or new words for a class model.
-DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std::string>& more_words = {});
+DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std::string>& more_words = {},
+               double frame_noise_correlation = 0);
 
 }  // namespace ditgen

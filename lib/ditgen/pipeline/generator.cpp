@@ -198,9 +198,10 @@ GenerationResult Generator::generate(const ResolvedRequest& resolved,
 
   // One batch of images [begin, begin + count): the final samples, undefined when cancelled.
   auto run_batch = [&](int begin, int count, std::vector<at::Tensor>& states) -> at::Tensor {
-    std::vector<at::Generator> gens;
-    for (int i = begin; i < begin + count; ++i) gens.push_back(at::detail::createCPUGenerator(r.seeds[i]));
-    at::Tensor noise = sampling::draw_noise(gens, sample_shape(c.in_channels, frames, h, w));  // [b, C, (F,) H, W]
+    sampling::NoiseSource noise_source{{}, c.frame_noise_correlation};
+    for (int i = begin; i < begin + count; ++i)
+      noise_source.generators.push_back(at::detail::createCPUGenerator(r.seeds[i]));
+    at::Tensor noise = noise_source.draw(sample_shape(c.in_channels, frames, h, w));  // [b, C, (F,) H, W]
     if (r.init_noise.defined()) noise = r.init_noise.narrow(0, begin, count).to(at::kFloat);
     at::Tensor x = noise.to(float_opts);                                  // [b, C, H, W]
     at::Tensor y = resolved.conditions.narrow(0, begin, count).to(device_);  // [b] or [b, L]
@@ -245,7 +246,7 @@ GenerationResult Generator::generate(const ResolvedRequest& resolved,
       p.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       on_progress(p);
     };
-    return sampling::denoise(step, sampler, x, gens, hooks);  // [b, C, H, W]
+    return sampling::denoise(step, sampler, x, noise_source, hooks);  // [b, C, H, W]
   };
 
   GenerationResult result;

@@ -27,14 +27,20 @@ struct DenoiseHooks {
   std::function<void(const at::Tensor& x)> on_state;  // the state before the first and after each step
 };
 
-// Per-image Gaussian noise [B, ...shape] (float32, CPU), shape [C, H, W] for images or [C, F, H, W] for clips:
-// image b draws from its own generator, so an image is the same whatever batch it runs in and on whatever
-// device.
-at::Tensor draw_noise(std::vector<at::Generator>& generators, at::IntArrayRef shape);
+// Per-image Gaussian noise: image b draws from its own generator, so an image is the same whatever batch it
+// runs in and on whatever device. A clip's frames share `frame_correlation` of theirs (frame_noise.h), as the
+// model trained.
+struct NoiseSource {
+  std::vector<at::Generator> generators;  // one per image
+  double frame_correlation = 0;
+
+  // [B, ...shape] (float32, CPU), shape [C, H, W] for images or [C, F, H, W] for clips.
+  at::Tensor draw(at::IntArrayRef shape);
+};
 
 // Runs the sampler from x (the initial noise, float32 on the model's device). Returns the sample, or an
-// undefined tensor when cancelled. Step noise comes from `generators` (one per image) in step order.
-at::Tensor denoise(const StepFn& step, const Sampler& sampler, at::Tensor x, std::vector<at::Generator>& generators,
+// undefined tensor when cancelled. Step noise comes from `noise` in step order.
+at::Tensor denoise(const StepFn& step, const Sampler& sampler, at::Tensor x, NoiseSource& noise,
                    const DenoiseHooks& hooks = {});
 
 }  // namespace ditgen::sampling

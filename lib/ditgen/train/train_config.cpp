@@ -61,11 +61,12 @@ FlexibleTraining read_flexible(const YAML::Node& f) {
 
 VideoTraining read_video(const YAML::Node& v) {
   if (!v.IsMap()) throw Error(ErrorKind::Input, "video must be a mapping");
-  require_known_keys(v, {"frames", "window_frames", "still_share"}, "video ");
+  require_known_keys(v, {"frames", "window_frames", "still_share", "noise_correlation"}, "video ");
   VideoTraining t;
   t.frames = v["frames"].as<int>(t.frames);
   t.window_frames = v["window_frames"].as<int>(t.window_frames);
   t.still_share = v["still_share"].as<double>(t.still_share);
+  if (v["noise_correlation"]) t.noise_correlation = v["noise_correlation"].as<double>();
   return t;
 }
 
@@ -194,6 +195,8 @@ void check(const TrainConfig& c) {
       "lora-mode flexible fine-tuning distills from the model itself at its own patch size; drop teacher");
   bad(c.video && (c.video->frames < 2 || c.video->frames > 256), "video.frames must be in 2..256");
   bad(c.video && (c.video->window_frames < 1 || c.video->window_frames > 64), "video.window_frames must be in 1..64");
+  bad(c.video && c.video->noise_correlation && !(*c.video->noise_correlation >= 0 && *c.video->noise_correlation < 1),
+      "video.noise_correlation must be in [0, 1)");
   bad(c.video && !(c.video->still_share >= 0 && c.video->still_share < 1), "video.still_share must be in [0, 1)");
   bad(c.video && (c.flexible || c.sparse), "video models are dense DiTs or PT-DiTs: drop flexible and sparse");
   bad(c.proxy && (c.flexible || c.sparse), "a PT-DiT is neither flexible nor sparse: drop flexible and sparse");
@@ -235,6 +238,7 @@ nlohmann::json TrainConfig::to_json() const {
   if (video)
     j["video"] = {{"frames", video->frames}, {"window_frames", video->window_frames},
                   {"still_share", video->still_share}};
+  if (video && video->noise_correlation) j["video"]["noise_correlation"] = *video->noise_correlation;
   j["sparse_grids"] = sparse_grids_name(sparse_grids);
   return j;
 }

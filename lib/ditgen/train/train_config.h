@@ -36,6 +36,9 @@ struct VideoTraining {
   int frames = 16;
   int window_frames = 4;     // a PT-DiT's windows in time (ignored for a dense model)
   double still_share = 0.2;
+  // How much of their noise a clip's frames share (DiTConfig::frame_noise_correlation): set on the model made
+  // from an image model; a video model keeps its own, and one set here must match it.
+  std::optional<double> noise_correlation;
 };
 
 // PT-DiT from a dense model (docs/PTDIT.md): the dense model is converted first (make_proxy), its blocks

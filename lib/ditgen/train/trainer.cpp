@@ -12,12 +12,14 @@
 #include <torch/autograd.h>
 
 #include "ditgen/core/error.h"
+#include "ditgen/core/format.h"
 #include "ditgen/data/moving_captions.h"
 #include "ditgen/io/png.h"
 #include "ditgen/models/conversions.h"
 #include "ditgen/pipeline/generator.h"
 #include "ditgen/pipeline/outputs.h"
 #include "ditgen/sampling/flow_matching.h"
+#include "ditgen/sampling/frame_noise.h"
 #include "ditgen/sampling/gaussian_diffusion.h"
 #include "ditgen/sampling/guidance.h"
 #include "ditgen/text/tokenizer.h"
@@ -113,9 +115,14 @@ LoadedModel build_model(const TrainConfig& c, const std::optional<ModelInfo>& re
         for (const std::string& w : data::moving_caption_words())
           if (!std::count(s.info.config.text.vocabulary.begin(), s.info.config.text.vocabulary.end(), w))
             more_words.push_back(w);
-      s.model = make_video(s.model, c.video->frames, c.video->window_frames, more_words);
+      s.model = make_video(s.model, c.video->frames, c.video->window_frames, more_words,
+                           c.video->noise_correlation.value_or(0));
     }
     s.info.config = s.model->config();
+    if (c.video->noise_correlation && *c.video->noise_correlation != s.info.config.frame_noise_correlation)
+      throw Error(ErrorKind::Usage, "video.noise_correlation " + format_number(*c.video->noise_correlation) +
+                                        " differs from the video model's frame_noise_correlation " +
+                                        format_number(s.info.config.frame_noise_correlation));
   }
   // Checked before any training: a default the final model cannot run would make that file unloadable.
   if (c.sampler_defaults_set) validate_sampler_defaults(s.info.sampler_defaults, s.info.config);
@@ -263,7 +270,8 @@ class Run {
       if (condition.dim() == 2) drop = drop.unsqueeze(1);                                 // [B, 1]
       condition = at::where(drop, sampling::unconditional(mc, {}, B, condition.options()), condition);
     }
-    at::Tensor noise = at::randn(batch.images.sizes(), g);                                 // [B, C, (F,) H, W]
+    const double correlation = batch.images.dim() == 5 ? mc.frame_noise_correlation : 0;  // clips only
+    at::Tensor noise = sampling::frame_noise(batch.images.sizes(), g, correlation);        // [B, C, (F,) H, W]
     at::Tensor x0 = batch.images.to(device_), eps = noise.to(device_), y = condition.to(device_);
     at::Tensor x_t, t_model, steps, noise_level;  // noise_level [B] CPU: 1 = pure noise
     const NoiseRange levels = plan_->noise_range(g);
