@@ -6,7 +6,7 @@
 namespace ditgen::quant {
 
 std::string ModelQuantization::label() const {
-  return "W" + std::to_string(weight_bits) + (activations == ActivationMode::DynamicPerToken ? "A8" : "A32");
+  return c10::str("W", weight_bits, activations == ActivationMode::DynamicPerToken ? "A8" : "A32");
 }
 
 ActivationMode parse_activation_mode(const std::string& name, ErrorKind kind) {
@@ -82,7 +82,12 @@ ModelQuantization quantize_model(DiT& model, int weight_bits, Symmetry symmetry,
     throw Error(ErrorKind::Usage, "static activation quantization cannot be stored in a model file yet (use dynamic or none)");
   if (model->config().flex.lora())
     throw Error(ErrorKind::Usage, "a flexible model with per-patch LoRA adapters cannot be quantized (IntLoRA is not done)");
+  const at::Tensor any_parameter = model->parameters().front();
+  require_quantized_device(any_parameter.device(), any_parameter.scalar_type());  // where the result will run
   auto layers = quantizable_layers(model);
+  if (layers.empty())
+    throw Error(ErrorKind::Usage, "this model has no attention or MLP projections to quantize (a class-conditional "
+                                  "DiffuSSM's blocks have none)");
   for (const auto& [name, linear] : layers) {
     if (linear->is_quantized()) throw Error(ErrorKind::Usage, "the model is already quantized");
     if (linear->has_lora()) throw Error(ErrorKind::Usage, name + " has a LoRA adapter: merge and remove it first");

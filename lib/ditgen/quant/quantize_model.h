@@ -49,8 +49,9 @@ void require_quantized_device(const at::Device& device, at::ScalarType dtype);
 
 // Quantizes those layers in place: weights per output channel with the MSE clip search, the float weights
 // dropped. Returns the description to store. Error(Usage) for bits other than 4 or 8, static activations,
-// a model with LoRA adapters (a lora-mode flexible model too) or already quantized, an odd input width at
-// 4 bits (it could not be packed).
+// a model that is not float32 on the CPU (require_quantized_device), one without such layers, one with LoRA
+// adapters (a lora-mode flexible model too) or already quantized, an odd input width at 4 bits (it could not
+// be packed).
 ModelQuantization quantize_model(DiT& model, int weight_bits, Symmetry symmetry, ActivationMode activations);
 
 }  // namespace ditgen::quant
