@@ -17,6 +17,7 @@ struct Command {
 Command add_generate_command(CLI::App& root);
 Command add_info_command(CLI::App& root);
 Command add_init_command(CLI::App& root);
+Command add_quantize_command(CLI::App& root);
 Command add_train_command(CLI::App& root);
 Command add_train_classifier_command(CLI::App& root);
 Command add_eval_command(CLI::App& root);

@@ -63,6 +63,10 @@ int run_info(const InfoOptions& o) {
   j["class_names"] = info.class_names;
   j["sampler_defaults"] = to_json(info.sampler_defaults);
   j["training"] = info.training;
+  std::optional<ModelBytes> bytes;
+  if (!info.path.empty()) bytes = model_bytes(info.path);
+  if (bytes) j["memory"] = {{"file_bytes", bytes->file}, {"loaded_bytes", bytes->loaded}};
+  if (info.quantization.quantized()) j["quantization"] = quant::to_json(info.quantization);
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -114,6 +118,14 @@ int run_info(const InfoOptions& o) {
   std::printf("objective:   %s%s, %d diffusion steps\n", objective_name(c.objective),
               c.learn_sigma ? " with learned sigma" : "", c.diffusion_steps);
   std::printf("parameters:  %lld (%.2f M)\n", static_cast<long long>(cost.parameters), cost.parameters / 1e6);
+  if (const quant::ModelQuantization& q = info.quantization; q.quantized())
+    std::printf("quantized:   %s: %d-bit %s weights per output channel, activations %s; %zu layers (attention and "
+                "MLP projections; the rest float); CPU only\n", q.label().c_str(), q.weight_bits,
+                q.symmetry == quant::Symmetry::Symmetric ? "symmetric" : "asymmetric",
+                q.activations == quant::ActivationMode::DynamicPerToken ? "dynamic int8 per token" : "float",
+                q.layers.size());
+  if (bytes)
+    std::printf("memory:      file %.2f MB, weights loaded %.2f MB\n", bytes->file / 1e6, bytes->loaded / 1e6);
   std::printf("GFLOPs:      %.1f per forward%s at %dx%d (%dx%d px), %lld tokens (MAC convention)\n",
               cost.gflops_per_forward, c.sparse.sparse() ? c10::str(" (grid ", c.sparse.max_grid, ")").c_str() : "",
               h, w, h * pixel_scale, w * pixel_scale, static_cast<long long>(cost.tokens));

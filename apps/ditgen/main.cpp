@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   std::vector<ditgen::cli::Command> commands{ditgen::cli::add_generate_command(app),
                                              ditgen::cli::add_info_command(app),
                                              ditgen::cli::add_init_command(app),
+                                             ditgen::cli::add_quantize_command(app),
                                              ditgen::cli::add_train_command(app),
                                              ditgen::cli::add_train_classifier_command(app),
                                              ditgen::cli::add_eval_command(app),

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <set>
 
 #include "ditgen/io/json_limits.h"
 #include "ditgen/io/yaml_json.h"
@@ -12,6 +13,7 @@
 #include "ditgen/io/safetensors.h"
 #include "ditgen/io/tensor_io.h"
 #include "ditgen/models/cost.h"
+#include "ditgen/quant/quantized_tensors.h"
 #include "ditgen/schedule/compute_schedule.h"
 
 namespace ditgen {
@@ -25,6 +27,7 @@ constexpr const char* kClassesKey = "ditgen.class_names";
 constexpr const char* kSamplerKey = "ditgen.sampler_defaults";
 constexpr const char* kTrainingKey = "ditgen.training";
 constexpr const char* kVaeKey = "ditgen.vae";
+constexpr const char* kQuantKey = "ditgen.quant";
 
 std::string trim_lower(const std::string& s) {
   auto b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
@@ -75,6 +78,8 @@ ModelInfo model_info_from_metadata(const io::Metadata& meta, const std::string& 
         throw Error(ErrorKind::Model, std::string("'") + kVaeKey + "' must name a VAE file relative to the model file");
       info.default_vae = *vae;
     }
+    if (const std::string* q = get(kQuantKey))
+      info.quantization = quant::model_quantization_from_json(io::parse_json(*q, ErrorKind::Model, kQuantKey));
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorKind::Model, where + ": malformed metadata: " + e.what());
   } catch (const Error& e) {
@@ -163,11 +168,22 @@ LoadedModel load_model(const std::filesystem::path& path, const at::Device& devi
   io::SafetensorsFile file = io::SafetensorsFile::open(path, ErrorKind::Model);
   LoadedModel loaded;
   loaded.info = info_from_file(file, path);
-  io::require_parameter_bytes(file, dit_parameter_count(loaded.info.config));
+  const quant::ModelQuantization& q = loaded.info.quantization;
+  if (q.quantized()) quant::require_quantized_device(device, dtype);
+  // Every weight takes at least 2 bytes in a float file, bits / 8 in a quantized one.
+  const int64_t parameters = dit_parameter_count(loaded.info.config);
+  io::require_parameter_bytes(file, q.quantized() ? parameters * q.weight_bits / 16 : parameters);
   require_memory_for(loaded.info.config, ErrorKind::Model);
+  auto stored = quant::read_quantized_layers(file, q);
+  std::set<std::string> quantized_tensors;
+  for (const std::string& layer : q.layers)
+    for (const std::string& name : quant::quantized_tensor_names(layer)) quantized_tensors.insert(name);
   loaded.model = DiT(loaded.info.config);
+  quant::install_quantized_layers(loaded.model, std::move(stored), q, path.string());
   io::load_parameters(*loaded.model, file, [&](const std::string& name) { return file.find(name); },
-                      [](const std::string& name) { return name == "pos_embed"; });  // fixed positions: recomputed
+                      [&](const std::string& name) {  // fixed positions (recomputed) and the quantized layers
+                        return name == "pos_embed" || quantized_tensors.count(name);
+                      });
   loaded.model->to(device, dtype);
   loaded.model->eval();
   return loaded;
@@ -181,13 +197,27 @@ io::Metadata model_metadata(const ModelInfo& info) {
                     {kTrainingKey, info.training.dump()}};
   if (!info.class_names.empty()) meta[kClassesKey] = nlohmann::json(info.class_names).dump();
   if (!info.default_vae.empty()) meta[kVaeKey] = info.default_vae;
+  if (info.quantization.quantized()) meta[kQuantKey] = quant::to_json(info.quantization).dump();
   return meta;
 }
 
 void save_model(const std::filesystem::path& path, DiT& model, const ModelInfo& info, at::ScalarType dtype) {
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& item : model->named_parameters()) tensors.emplace_back(item.key(), item.value().detach().to(dtype));
+  for (auto& item : quant::quantized_layer_tensors(model, info.quantization)) tensors.push_back(std::move(item));
   io::save_tensors(path, tensors, model_metadata(info));
+}
+
+ModelBytes model_bytes(const std::filesystem::path& path) {
+  const io::SafetensorsFile file = io::SafetensorsFile::open(path, ErrorKind::Model);
+  ModelBytes bytes;
+  bytes.file = static_cast<int64_t>(std::filesystem::file_size(path));
+  for (const io::TensorView& view : file.tensors()) {
+    const auto elements = static_cast<int64_t>(view.nbytes / io::dtype_size(view.dtype));
+    const bool floating = view.dtype == io::DType::F32 || view.dtype == io::DType::F16 || view.dtype == io::DType::BF16;
+    bytes.loaded += floating ? 4 * elements : view.dtype == io::DType::U8 ? 2 * elements : static_cast<int64_t>(view.nbytes);
+  }
+  return bytes;
 }
 
 ModelInfo model_spec(const std::string& name_or_file) {

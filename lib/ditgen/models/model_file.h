@@ -11,6 +11,7 @@
 #include "ditgen/io/safetensors.h"
 #include "ditgen/models/config.h"
 #include "ditgen/models/dit.h"
+#include "ditgen/quant/quantize_model.h"
 
 namespace ditgen {
 
@@ -39,6 +40,8 @@ struct ModelInfo {
   nlohmann::json training = nlohmann::json::object();
   // A latent model's default VAE file (docs/VAE.md), relative to the model file's folder; "" for none.
   std::string default_vae;
+  // A quantized model's bits, activations and layers (docs/QUANT.md); no layers for a float model.
+  quant::ModelQuantization quantization;
   std::filesystem::path path;  // empty for models built in memory
   std::string sha256;          // of the file; empty for models built in memory
 
@@ -74,12 +77,23 @@ void require_memory_for(const DiTConfig& config, ErrorKind kind);
 // Loads and validates a model file onto a device in a dtype (float types only). The file must hold every
 // weight its config declares (checked before allocating, so a header cannot ask for more than the file
 // could fill) and the model must fit in memory.
-// Throws Error(Model) naming the file for anything missing, malformed or mismatched.
+// Throws Error(Model) naming the file for anything missing, malformed or mismatched. A quantized model's
+// layers are read and checked before the model is built (quant/quantized_tensors.h); it runs on the CPU in
+// float32 only (Error(Usage) for another device or dtype, quant::require_quantized_device).
 LoadedModel load_model(const std::filesystem::path& path, const at::Device& device, at::ScalarType dtype);
 
-// Writes weights (as `dtype`) and metadata atomically.
+// Writes weights (as `dtype`) and metadata atomically; a quantized model (info.quantization) writes its
+// quantized layers as integers with float32 scales and biases (quant/quantized_tensors.h), whatever `dtype`.
 void save_model(const std::filesystem::path& path, DiT& model, const ModelInfo& info,
                 at::ScalarType dtype = at::kFloat);
+
+// A model file's size, and the bytes its weights take once loaded in float32 (4-bit weights are held
+// unpacked, one int8 a value). Error(Model) for a file that is not a valid safetensors file.
+struct ModelBytes {
+  int64_t file = 0;
+  int64_t loaded = 0;
+};
+ModelBytes model_bytes(const std::filesystem::path& path);
 
 // Reads a model description (YAML or JSON: name, config fields, class_names, sampler_defaults) or takes an
 // official registry name such as DiT-XL/2. Throws Error(Input) for an unreadable or invalid file.

@@ -23,24 +23,23 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x) {
 }
 
 CrossAttentionImpl::CrossAttentionImpl(int hidden_size, int num_heads) : num_heads_(num_heads) {
-  q = register_module("q", torch::nn::Linear(hidden_size, hidden_size));
-  kv = register_module("kv", torch::nn::Linear(hidden_size, 2 * hidden_size));
-  proj = register_module("proj", torch::nn::Linear(hidden_size, hidden_size));
+  q = register_module("q", LoRALinear(hidden_size, hidden_size));
+  kv = register_module("kv", LoRALinear(hidden_size, 2 * hidden_size));
+  proj = register_module("proj", LoRALinear(hidden_size, hidden_size));
 }
 
 at::Tensor CrossAttentionImpl::forward(const at::Tensor& queries, const at::Tensor& context,
                                        const at::Tensor& context_mask) {
   const int64_t B = queries.size(0), M = queries.size(1), N = context.size(1), D = queries.size(2);
   const int64_t H = num_heads_, hd = D / H;
-  // at::linear, not Linear::forward (matmul, then a separate bias add): the bias goes in the GEMM's epilogue.
-  at::Tensor qh = at::linear(queries, q->weight, q->bias).view({B, M, H, hd}).transpose(1, 2);  // [B, H, M, hd]
-  at::Tensor kvh = at::linear(context, kv->weight, kv->bias)
+  at::Tensor qh = q->forward(queries).view({B, M, H, hd}).transpose(1, 2);                  // [B, H, M, hd]
+  at::Tensor kvh = kv->forward(context)
                        .view({B, N, 2, H, hd})
                        .permute({2, 0, 3, 1, 4});                                          // [2, B, H, N, hd]
   const std::optional<at::Tensor> mask =
       context_mask.defined() ? std::optional<at::Tensor>(context_mask.view({B, 1, 1, N})) : std::nullopt;  // [B, 1, 1, N]
   at::Tensor o = at::scaled_dot_product_attention(qh, kvh[0], kvh[1], mask);                // [B, H, M, hd]
-  return at::linear(merge_heads(o), proj->weight, proj->bias);                              // [B, M, D]
+  return proj->forward(merge_heads(o));                                                      // [B, M, D]
 }
 
 at::Tensor split_heads(const at::Tensor& qkv, int64_t heads) {

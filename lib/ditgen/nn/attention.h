@@ -39,16 +39,17 @@ TORCH_MODULE(Attention);
 
 // Multi-head attention of queries from one token set over keys and values from another: separate q and
 // kv projections (a DiT block's qkv rows split), output projection. `context_mask` [B, N] bool (optional)
-// marks the context tokens attended to; every row needs one.
+// marks the context tokens attended to; every row needs one. The projections are LoRALinear (as in
+// Attention) so that adapters and quantization act on them through forward().
 class CrossAttentionImpl : public torch::nn::Module {
  public:
   CrossAttentionImpl(int hidden_size, int num_heads);
   at::Tensor forward(const at::Tensor& queries, const at::Tensor& context,
                      const at::Tensor& context_mask = {});  // [B, M, D], [B, N, D] -> [B, M, D]
 
-  torch::nn::Linear q{nullptr};
-  torch::nn::Linear kv{nullptr};
-  torch::nn::Linear proj{nullptr};
+  LoRALinear q{nullptr};
+  LoRALinear kv{nullptr};
+  LoRALinear proj{nullptr};
 
  private:
   int num_heads_;

@@ -13,6 +13,7 @@ LoRALinearImpl::LoRALinearImpl(int64_t in_features, int64_t out_features)
     : torch::nn::LinearImpl(in_features, out_features) {}
 
 at::Tensor LoRALinearImpl::forward(const at::Tensor& x) {
+  if (is_quantized()) return quantized->forward(x);  // [..., out]
   // at::linear, not the C++ frontend's linear (matmul, then a separate bias add): it folds [B, N, in] into
   // one GEMM with the bias in its epilogue.
   at::Tensor out = at::linear(x, effective_weight(), bias);  // [..., out]
@@ -24,6 +25,7 @@ at::Tensor LoRALinearImpl::forward(const at::Tensor& x) {
 }
 
 bool LoRALinearImpl::is_plain_linear() const {
+  if (is_quantized()) return false;
   if (active_) return active_->merged.defined();
   return !has_lora() || merged_;
 }
@@ -34,6 +36,7 @@ const at::Tensor& LoRALinearImpl::effective_weight() const {
 
 at::Tensor LoRALinearImpl::draw_lora_A(int rank, uint64_t seed) const {
   if (rank < 1) throw Error(ErrorKind::Usage, "LoRA rank must be at least 1, got " + std::to_string(rank));
+  if (is_quantized()) throw Error(ErrorKind::Usage, "LoRA adapters on a quantized linear layer (IntLoRA) are not supported yet");
   // kaiming_uniform_(a = sqrt(5)) as nn.Linear uses reduces to U(-1/sqrt(in), 1/sqrt(in)).
   const int64_t in = options.in_features();
   const double bound = 1.0 / std::sqrt(static_cast<double>(in));
@@ -101,6 +104,21 @@ void LoRALinearImpl::remove_lora() {
   lora_B = at::Tensor();
   scale_ = 0.0;
   merged_ = false;
+}
+
+void LoRALinearImpl::quantize(quant::QuantLinear layer) {
+  if (has_lora() || !named_.empty())
+    throw Error(ErrorKind::Usage, "cannot quantize a linear layer with LoRA adapters (merging them into the integers, IntLoRA, is not done)");
+  if (is_quantized()) throw Error(ErrorKind::Usage, "this linear layer is already quantized");
+  const at::Tensor& values = layer->quantized_weight().values;
+  if (values.size(0) != options.out_features() || values.size(1) != options.in_features())
+    throw Error(ErrorKind::Usage, c10::str("a quantized weight of shape ", values.sizes(), " for a linear layer of ",
+                                           options.in_features(), " -> ", options.out_features()));
+  quantized = register_module("quantized", std::move(layer));
+  parameters_.erase("weight");
+  parameters_.erase("bias");
+  weight = at::Tensor();
+  bias = at::Tensor();
 }
 
 std::shared_ptr<torch::nn::Module> LoRALinearImpl::clone(const std::optional<at::Device>&) const {

@@ -11,17 +11,29 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
 
+#include "ditgen/quant/quant_linear.h"
+
 namespace ditgen::nn {
 
 // Subclasses torch::nn::LinearImpl so `module->as<torch::nn::Linear>()` (weight initialisation, model
 // loading) still finds it and the state-dict keys stay `weight` / `bias`; the adapter adds `lora_A` /
 // `lora_B` only while one is attached. Registered parameters follow Module::to() like weight and bias.
+// Quantized (quant/quantize_model.h), it holds a quant::QuantLinear instead of its weight and bias: the layer
+// keeps its place and type in the model, so every caller that holds it (Attention, CrossAttention, Mlp) runs
+// the integer layer through forward(), and is_plain_linear() turns false for the paths that read `weight`.
 class LoRALinearImpl : public torch::nn::LinearImpl {
  public:
   LoRALinearImpl(int64_t in_features, int64_t out_features);
 
-  // Without an adapter, or merged: the plain linear. Otherwise adds the low-rank path.
+  // Quantized: the quantized layer. Without an adapter, or merged: the plain linear. Otherwise adds the
+  // low-rank path.
   at::Tensor forward(const at::Tensor& x);  // [..., in] -> [..., out]
+
+  // Replaces weight and bias by `layer` (registered as `quantized`); weight and bias are dropped, so the
+  // float weight no longer takes memory. Error(Usage) for a layer with adapters (merging them into the
+  // integers is IntLoRA, not done), one already quantized, or a quantized weight of another shape.
+  void quantize(quant::QuantLinear layer);
+  bool is_quantized() const { return !quantized.is_empty(); }
 
   // Attaches lora_A [rank, in] (Kaiming-uniform like nn.Linear's weight, drawn on the CPU from `seed` so
   // every device gets the same values) and lora_B [out, rank] (zeros: the layer is unchanged at first),
@@ -31,7 +43,8 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
   bool has_lora() const { return lora_A.defined(); }
   // Whether the adapter is folded into the weight (forward then skips it).
   bool merged() const { return merged_; }
-  // Whether forward() is just the linear layer with effective_weight() (no adapter in use, or a merged one).
+  // Whether forward() is just the linear layer with effective_weight() (not quantized, and no adapter in
+  // use or a merged one).
   bool is_plain_linear() const;
   // The adapter's rank r (0 without one).
   int rank() const { return static_cast<int>(has_lora() ? lora_A.size(0) : 0); }
@@ -64,6 +77,7 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
 
   at::Tensor lora_A;  // [r, in], undefined without an adapter
   at::Tensor lora_B;  // [out, r], undefined without an adapter
+  quant::QuantLinear quantized{nullptr};  // set by quantize(); then weight and bias are undefined
 
  private:
   // scale * B A as float32 [out, in]: the unnamed adapter's, or a named one's.
@@ -75,7 +89,8 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
     double scale = 0.0;
     at::Tensor merged;   // weight + scale B A when merged copies are kept
   };
-  at::Tensor draw_lora_A(int rank, uint64_t seed) const;  // [rank, in], Kaiming-uniform
+  // [rank, in], Kaiming-uniform; Error(Usage) for rank < 1 or a quantized layer.
+  at::Tensor draw_lora_A(int rank, uint64_t seed) const;
 
   double scale_ = 0.0;
   bool merged_ = false;

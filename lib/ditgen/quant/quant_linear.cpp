@@ -35,11 +35,27 @@ QuantLinearImpl::QuantLinearImpl(const QuantizedWeight& weight, const at::Tensor
   if (bias.defined()) bias_ = register_buffer("bias", bias.detach().to(at::kFloat).clone());
 }
 
+void QuantLinearImpl::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
+  to(dtype, non_blocking);
+  to(device, non_blocking);
+}
+
+void QuantLinearImpl::to(torch::Dtype dtype, bool) {
+  if (dtype != at::kFloat)
+    throw Error(ErrorKind::Usage, std::string("a quantized linear layer computes in float32, not ") + c10::toString(dtype));
+}
+
+void QuantLinearImpl::to(torch::Device device, bool non_blocking) {
+  torch::nn::Module::to(device, non_blocking);
+  // Module::to re-seats the buffers' data in place, so the tensors held here follow.
+}
+
 QuantizedWeight QuantLinearImpl::quantized_weight() const {
   return {weight_values_, weight_scales_, weight_zero_points_, weight_bits_, weight_symmetry_};
 }
 
 at::Tensor QuantLinearImpl::forward(const at::Tensor& x) {
+  if (use_reference_) return forward_reference(x);  // [..., N]
   switch (activations_) {
     case ActivationMode::None:
       return forward_reference(x);  // float activations: nothing for an integer GEMM to do

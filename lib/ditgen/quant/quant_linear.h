@@ -33,13 +33,23 @@ class QuantLinearImpl : public torch::nn::Module {
 
   at::Tensor forward(const at::Tensor& x);            // [..., K] -> [..., N], integer GEMM (CPU)
   at::Tensor forward_reference(const at::Tensor& x);  // [..., K] -> [..., N], float fake-quant
+  // Makes forward() run forward_reference, so a whole model's integer path can be checked against its float
+  // twin layer by layer.
+  void use_reference(bool on) { use_reference_ = on; }
 
   // Static per-tensor calibration: observe batches of this layer's inputs, then finish (see
   // StaticActivationQuantizer for the rule). Usage error in the other modes.
   void observe(const at::Tensor& x);
   void finish_calibration();
 
+  // Module::to converts every buffer, the integer ones too: here the device changes and the dtypes stay.
+  // The layer computes in float32, so another dtype is refused (Usage).
+  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Device device, bool non_blocking = false) override;
+
   QuantizedWeight quantized_weight() const;
+  const at::Tensor& bias() const { return bias_; }  // float32 [out] or undefined
   ActivationMode activation_mode() const { return activations_; }
   const StaticActivationQuantizer& static_activations() const { return static_activations_; }
 
@@ -54,6 +64,7 @@ class QuantLinearImpl : public torch::nn::Module {
   int weight_bits_ = 8;
   Symmetry weight_symmetry_ = Symmetry::Asymmetric;
   ActivationMode activations_ = ActivationMode::DynamicPerToken;
+  bool use_reference_ = false;
   StaticActivationQuantizer static_activations_;
 };
 TORCH_MODULE(QuantLinear);

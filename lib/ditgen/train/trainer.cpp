@@ -84,6 +84,8 @@ LoadedModel build_model(const TrainConfig& c, const std::optional<ModelInfo>& re
     s.model->initialize_weights();
   } else if (std::filesystem::path(c.model).extension() == ".safetensors") {
     s = load_model(c.model, at::kCPU, at::kFloat);
+    if (s.info.quantization.quantized())
+      throw Error(ErrorKind::Usage, c.model + " is quantized: train the float model (fine-tuning integer models, IntLoRA, is not done)");
   } else {
     s.info = model_spec(c.model);
     s.model = DiT(s.info.config);

@@ -1,0 +1,111 @@
+// Quantizing a DiT in place: which layers, how, and the description a model file stores.
+#include "ditgen/quant/quantize_model.h"
+
+#include <set>
+
+namespace ditgen::quant {
+
+std::string ModelQuantization::label() const {
+  return c10::str("W", weight_bits, activations == ActivationMode::DynamicPerToken ? "A8" : "A32");
+}
+
+ActivationMode parse_activation_mode(const std::string& name, ErrorKind kind) {
+  if (name == "dynamic") return ActivationMode::DynamicPerToken;
+  if (name == "none") return ActivationMode::None;
+  throw Error(kind, "unknown activation quantization '" + name + "' (use dynamic or none)");
+}
+
+std::string activation_mode_name(ActivationMode mode) {
+  switch (mode) {
+    case ActivationMode::None: return "none";
+    case ActivationMode::DynamicPerToken: return "dynamic";
+    case ActivationMode::StaticPerTensor: return "static";
+  }
+  return "?";
+}
+
+nlohmann::json to_json(const ModelQuantization& q) {
+  return {{"weight_bits", q.weight_bits},
+          {"symmetric", q.symmetry == Symmetry::Symmetric},
+          {"activations", activation_mode_name(q.activations)},
+          {"layers", q.layers}};
+}
+
+ModelQuantization model_quantization_from_json(const nlohmann::json& j) {
+  auto field = [&](const char* key, nlohmann::json::value_t type) -> const nlohmann::json& {
+    if (!j.is_object() || !j.contains(key) || j[key].type() != type)
+      throw Error(ErrorKind::Model, std::string("quantization metadata: '") + key + "' is missing or of the wrong type");
+    return j[key];
+  };
+  ModelQuantization q;
+  const nlohmann::json& bits = field("weight_bits", nlohmann::json::value_t::number_unsigned);
+  if (bits != 4 && bits != 8) throw Error(ErrorKind::Model, "quantization metadata: weight_bits must be 4 or 8");
+  q.weight_bits = bits.get<int>();
+  q.symmetry = field("symmetric", nlohmann::json::value_t::boolean).get<bool>() ? Symmetry::Symmetric : Symmetry::Asymmetric;
+  try {
+    q.activations = parse_activation_mode(field("activations", nlohmann::json::value_t::string).get<std::string>(),
+                                          ErrorKind::Model);
+  } catch (const Error& e) {
+    throw Error(ErrorKind::Model, std::string("quantization metadata: ") + e.what());
+  }
+  std::set<std::string> seen;
+  for (const nlohmann::json& layer : field("layers", nlohmann::json::value_t::array)) {
+    if (!layer.is_string() || layer.get<std::string>().empty() || !seen.insert(layer.get<std::string>()).second)
+      throw Error(ErrorKind::Model, "quantization metadata: layers must be distinct non-empty names");
+    q.layers.push_back(layer.get<std::string>());
+  }
+  if (q.layers.empty()) throw Error(ErrorKind::Model, "quantization metadata: no quantized layers");
+  return q;
+}
+
+std::vector<std::pair<std::string, nn::LoRALinear>> quantizable_layers(DiT& model) {
+  std::vector<std::pair<std::string, nn::LoRALinear>> out;
+  for (const auto& item : model->named_modules("", /*include_self=*/false)) {
+    if (item.key().starts_with("text_encoder.")) continue;  // the prompt's encoder is not the backbone
+    if (auto linear = std::dynamic_pointer_cast<nn::LoRALinearImpl>(item.value()))
+      out.emplace_back(item.key(), nn::LoRALinear(linear));
+  }
+  return out;
+}
+
+void require_quantized_device(const at::Device& device, at::ScalarType dtype) {
+  if (!device.is_cpu())
+    throw Error(ErrorKind::Usage, "quantized models run on the CPU only for now (no CUDA int8 path): use --device cpu");
+  if (dtype != at::kFloat)
+    throw Error(ErrorKind::Usage, std::string("quantized models compute in fp32, not ") + c10::toString(dtype) +
+                                      ": use --dtype fp32");
+}
+
+ModelQuantization quantize_model(DiT& model, int weight_bits, Symmetry symmetry, ActivationMode activations) {
+  require_bits(weight_bits);
+  if (activations == ActivationMode::StaticPerTensor)
+    throw Error(ErrorKind::Usage, "static activation quantization cannot be stored in a model file yet (use dynamic or none)");
+  if (model->config().flex.lora())
+    throw Error(ErrorKind::Usage, "a flexible model with per-patch LoRA adapters cannot be quantized (IntLoRA is not done)");
+  const at::Tensor any_parameter = model->parameters().front();
+  require_quantized_device(any_parameter.device(), any_parameter.scalar_type());  // where the result will run
+  auto layers = quantizable_layers(model);
+  if (layers.empty())
+    throw Error(ErrorKind::Usage, "this model has no attention or MLP projections to quantize (a class-conditional "
+                                  "DiffuSSM's blocks have none)");
+  for (const auto& [name, linear] : layers) {
+    if (linear->is_quantized()) throw Error(ErrorKind::Usage, "the model is already quantized");
+    if (linear->has_lora()) throw Error(ErrorKind::Usage, name + " has a LoRA adapter: merge and remove it first");
+    if (weight_bits == 4 && linear->options.in_features() % 2 != 0)
+      throw Error(ErrorKind::Usage, name + ": an odd input width cannot be packed at 4 bits");
+  }
+  ModelQuantization q{weight_bits, symmetry, activations, {}};
+  const QuantSpec spec{weight_bits, symmetry, ClipSearch::Mse};
+  at::NoGradGuard no_grad;
+  for (auto& [name, linear] : layers) {
+    try {
+      linear->quantize(QuantLinear(linear->weight.to(at::kFloat), linear->bias, spec, activations));
+    } catch (const Error& e) {
+      throw Error(e.kind(), name + ": " + e.what());
+    }
+    q.layers.push_back(name);
+  }
+  return q;
+}
+
+}  // namespace ditgen::quant

@@ -1,0 +1,57 @@
+// Quantized DiT models (docs/QUANT.md): every attention, cross-attention and MLP projection of the backbone
+// quantized per output channel (8 or 4 bits) inside its LoRALinear, with dynamic int8 or float activations.
+// Embeddings, adaLN heads, the text encoder and the final layer stay float. The model file side
+// (tensor names, checks) is quant/quantized_tensors.h.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ditgen/models/dit.h"
+#include "ditgen/quant/quant_linear.h"
+#include "ditgen/quant/quantizer.h"
+
+namespace ditgen::quant {
+
+// How a model is quantized and which layers are; a model file stores it as the `ditgen.quant` metadata.
+struct ModelQuantization {
+  int weight_bits = 8;  // 4 or 8
+  Symmetry symmetry = Symmetry::Asymmetric;
+  ActivationMode activations = ActivationMode::DynamicPerToken;  // DynamicPerToken or None
+  std::vector<std::string> layers;  // dotted module names in module order; empty for a float model
+
+  bool quantized() const { return !layers.empty(); }
+  // "W8A8" (dynamic int8 activations) or "W4A32" (float activations).
+  std::string label() const;
+};
+
+// "dynamic" or "none"; Error(kind) for another name (static activations are not stored in files yet).
+ActivationMode parse_activation_mode(const std::string& name, ErrorKind kind);
+std::string activation_mode_name(ActivationMode mode);
+
+// {"weight_bits": 8, "symmetric": false, "activations": "dynamic", "layers": [...]}
+nlohmann::json to_json(const ModelQuantization& q);
+// Error(Model) for missing or mistyped fields, bits other than 4 or 8, an unknown activation mode, an
+// empty, repeated or empty-named layer list.
+ModelQuantization model_quantization_from_json(const nlohmann::json& j);
+
+// The linears a model quantizes: every LoRALinear outside the text encoder, i.e. the self-attention
+// (qkv, proj), cross-attention (q, kv, proj: text, PT-DiT proxies, SparseDiT modules) and MLP (fc1, fc2)
+// projections of all blocks. With their dotted names, in module order.
+std::vector<std::pair<std::string, nn::LoRALinear>> quantizable_layers(DiT& model);
+
+// Error(Usage) unless a quantized model runs here: on the CPU (the integer GEMM is CPU-only, and weight-only
+// layers are not routed to the GPU either) in float32 (the layers compute in float32).
+void require_quantized_device(const at::Device& device, at::ScalarType dtype);
+
+// Quantizes those layers in place: weights per output channel with the MSE clip search, the float weights
+// dropped. Returns the description to store. Error(Usage) for bits other than 4 or 8, static activations,
+// a model that is not float32 on the CPU (require_quantized_device), one without such layers, one with LoRA
+// adapters (a lora-mode flexible model too) or already quantized, an odd input width at 4 bits (it could not
+// be packed).
+ModelQuantization quantize_model(DiT& model, int weight_bits, Symmetry symmetry, ActivationMode activations);
+
+}  // namespace ditgen::quant
