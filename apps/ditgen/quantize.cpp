@@ -25,7 +25,7 @@ struct QuantizeOptions {
 at::ScalarType stored_float_dtype(const std::string& path) {
   const io::SafetensorsFile file = io::SafetensorsFile::open(path, ErrorKind::Model);
   for (const io::TensorView& view : file.tensors())
-    if (view.dtype == io::DType::F32 || view.dtype == io::DType::F16 || view.dtype == io::DType::BF16)
+    if (io::is_weight_float(view.dtype))
       return io::to_scalar_type(view.dtype);
   return at::kFloat;
 }

@@ -37,6 +37,8 @@ DType to_dtype(at::ScalarType type) {
   }
 }
 
+bool is_weight_float(DType dtype) { return dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16; }
+
 at::Tensor to_tensor(const TensorView& view) {
   at::Tensor t = at::empty(view.shape, at::TensorOptions().dtype(to_scalar_type(view.dtype)));
   if (view.nbytes) std::memcpy(t.data_ptr(), view.data, view.nbytes);
@@ -92,7 +94,7 @@ void load_parameters(torch::nn::Module& module, const SafetensorsFile& file,
       missing += (missing.empty() ? "" : ", ") + item.key();
       continue;
     }
-    if (view->dtype != DType::F32 && view->dtype != DType::F16 && view->dtype != DType::BF16)
+    if (!is_weight_float(view->dtype))
       throw Error(ErrorKind::Model, where + ": tensor '" + view->name + "' has dtype " +
                                         std::string(dtype_name(view->dtype)) + "; weights must be F32, F16 or BF16");
     if (at::IntArrayRef(view->shape) != item.value().sizes())

@@ -19,6 +19,8 @@ namespace ditgen::io {
 at::ScalarType to_scalar_type(DType dtype);
 // Throws Error(Usage) for a scalar type safetensors cannot hold here (complex, fp8, ...).
 DType to_dtype(at::ScalarType type);
+// Whether float weights may be stored in `dtype`: F32, F16 or BF16.
+bool is_weight_float(DType dtype);
 
 // A CPU tensor holding a copy of the view's bytes.
 at::Tensor to_tensor(const TensorView& view);

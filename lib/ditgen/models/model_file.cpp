@@ -214,8 +214,9 @@ ModelBytes model_bytes(const std::filesystem::path& path) {
   bytes.file = static_cast<int64_t>(std::filesystem::file_size(path));
   for (const io::TensorView& view : file.tensors()) {
     const auto elements = static_cast<int64_t>(view.nbytes / io::dtype_size(view.dtype));
-    const bool floating = view.dtype == io::DType::F32 || view.dtype == io::DType::F16 || view.dtype == io::DType::BF16;
-    bytes.loaded += floating ? 4 * elements : view.dtype == io::DType::U8 ? 2 * elements : static_cast<int64_t>(view.nbytes);
+    bytes.loaded += io::is_weight_float(view.dtype)      ? 4 * elements   // float32 once loaded
+                    : view.dtype == io::DType::U8         ? 2 * elements   // two 4-bit values a byte, unpacked
+                                                          : static_cast<int64_t>(view.nbytes);
   }
   return bytes;
 }

@@ -1,7 +1,6 @@
 #include "ditgen/vae/vae_file.h"
 
 #include "ditgen/core/device.h"
-
 #include "ditgen/core/hash.h"
 #include "ditgen/io/json_limits.h"
 #include "ditgen/io/tensor_io.h"
