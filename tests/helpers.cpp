@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -157,6 +158,15 @@ bool no_cuda_device(Skipping what) {
 
 std::string shipped_model(const std::string& name) {
   return std::string(DITGEN_TEST_DATA) + "/../../models/" + name;
+}
+
+std::string train_recipe(const std::string& name) {
+  const std::string configs = std::string(DITGEN_TEST_DATA) + "/../../configs/";
+  std::ifstream in(configs + "train/" + name + ".yaml");
+  std::string yaml(std::istreambuf_iterator<char>(in), {});
+  const size_t models = yaml.find("../models/");
+  if (models != std::string::npos) yaml.replace(models, 10, configs + "models/");
+  return yaml;
 }
 
 bool fashion_mnist_missing(const std::string& skipped, Skipping what) {

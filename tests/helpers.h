@@ -88,6 +88,10 @@ bool fashion_mnist_missing(const std::string& skipped, Skipping what = Skipping:
 // models/NAME of the source tree (the shipped models).
 std::string shipped_model(const std::string& name);
 
+// The text of the source tree's configs/train/NAME.yaml with its `../models/` model path made absolute, so the
+// recipe runs from a temporary folder.
+std::string train_recipe(const std::string& name);
+
 // One image per class from a shipped Fashion-MNIST model (`ditgen eval`, DDIM 10, CFG 3, CPU): the shipped
 // classifier must recognise at least 7 of the 10 (an untrained model gets about 1). WARNs and skips where the
 // Fashion-MNIST package is not installed.

@@ -1,13 +1,17 @@
 // IntLoRA's linear layer: AQS/VMC, MLA with MUL and SHIFT, straight-through gradients and the int8 merge against
 // golden tensors from scripts/reference/intlora_reference.py; the behaviour the method promises (an untrained
 // adapter keeps the layer, training moves it, the merge equals the adapted weight up to its stated error); every
-// refused input.
+// refused input; the trainer end to end through the CLI.
 #include <cmath>
+#include <fstream>
+#include <string>
 
+#include <nlohmann/json.hpp>
 #include <torch/optim/adam.h>
 
 #include "catch.h"
 #include "ditgen/io/tensor_io.h"
+#include "ditgen/nn/lora.h"
 #include "ditgen/quant/intlora.h"
 #include "helpers.h"
 
@@ -187,4 +191,82 @@ TEST_CASE("IntLoRA keeps the paper's zero entries and refuses what it cannot ada
   at::Tensor broken = weight.clone();
   broken[1][1] = std::nan("");
   CHECK(error_kind([&] { IntLoRALinear(broken, at::Tensor(), spec_of(IntLoRAKind::Mul, 8)); }) == ErrorKind::Model);
+}
+
+TEST_CASE("a float adapter beside a quantized layer (QLoRA) adds its low-rank path and merges by re-quantizing",
+          "[intlora][qlora]") {
+  nn::LoRALinear layer(48, 24);
+  const at::Tensor x = at::randn({5, 48});
+  layer->quantize(QuantLinear(layer->weight, layer->bias, QuantSpec{4, Symmetry::Asymmetric, ClipSearch::Mse},
+                              ActivationMode::DynamicPerToken));
+  layer->add_lora(4, 4.0, 11);
+  CHECK(layer->lora_A.scalar_type() == at::kFloat);
+  {
+    at::NoGradGuard no_grad;
+    layer->lora_B.normal_(0, 0.05);
+  }
+  const at::Tensor quantized_y = layer->quantized->forward(x);
+  const at::Tensor delta = at::matmul(layer->lora_B, layer->lora_A).detach();  // alpha / rank = 1
+  const at::Tensor adapted_y = layer->forward(x).detach();
+  CHECK(max_abs_diff(adapted_y, quantized_y + at::linear(x, delta)) <= 1e-5 * adapted_y.abs().max().item<double>());
+  // Merged: dequantized weight plus B A, quantized again at 4 bits (QLoRA's merge, with its loss).
+  const at::Tensor target = dequantize(layer->quantized->quantized_weight()) + delta;
+  layer->merge();
+  const QuantizedWeight q = layer->quantized->quantized_weight();
+  CHECK(q.bits == 4);
+  CHECK(at::equal(q.values, quantize_weight(target, {4, Symmetry::Asymmetric, ClipSearch::Mse}).values));
+  CHECK(relative_error(layer->forward(x), adapted_y) < 0.2);
+  CHECK(error_kind([&] { layer->unmerge(); }) == ErrorKind::Usage);
+  layer->remove_lora();
+  CHECK(!layer->has_lora());
+  CHECK(layer->is_quantized());
+  // IntLoRA needs the float weight: not on a quantized layer, nor beside another adapter.
+  CHECK(error_kind([&] { layer->add_intlora({}); }) == ErrorKind::Usage);
+  nn::LoRALinear adapted(16, 8);
+  adapted->add_lora(2, 2.0, 1);
+  CHECK(error_kind([&] { adapted->add_intlora({}); }) == ErrorKind::Usage);
+  // And an IntLoRA layer takes no other adapter and is not quantized again.
+  nn::LoRALinear with_intlora(16, 8);
+  with_intlora->add_intlora({});
+  CHECK(!with_intlora->weight.defined());
+  CHECK(error_kind([&] { with_intlora->add_lora(2, 2.0, 1); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] {
+          with_intlora->quantize(QuantLinear(at::randn({8, 16}), at::Tensor(), QuantSpec{8, Symmetry::Asymmetric, ClipSearch::Mse},
+                                             ActivationMode::None));
+        }) == ErrorKind::Usage);
+  const MergeError merged = with_intlora->merge_intlora();
+  CHECK(with_intlora->is_quantized());
+  CHECK(!with_intlora->has_intlora());
+  CHECK(merged.relative < 0.01);
+  CHECK(error_kind([&] { with_intlora->merge_intlora(); }) == ErrorKind::Usage);
+}
+
+TEST_CASE("ditgen train with an intlora section writes a merged int8 model that generates and describes itself",
+          "[intlora][cli]") {
+  if (test::fashion_mnist_missing("IntLoRA training")) return;
+  test::TempDir dir;
+  const std::string yaml = test::train_recipe("scenes-intlora-tiny-cpu");
+  { std::ofstream(dir / "run.yaml") << yaml; }
+  test::CliResult trained = test::run_cli({"train", "run.yaml"}, dir.path());
+  INFO(trained.err);
+  REQUIRE(trained.exit_code == 0);
+  const std::string model = "runs/scenes-intlora-tiny-cpu/model.safetensors";
+  test::CliResult info = test::run_cli({"info", model, "--json"}, dir.path());
+  REQUIRE(info.exit_code == 0);
+  const nlohmann::json described = nlohmann::json::parse(info.out);
+  CHECK(described.at("quantization").at("weight_bits") == 8);
+  CHECK(described.at("quantization").at("symmetric") == true);
+  CHECK(described.at("training").contains("intlora_merge"));
+  CHECK(test::run_cli({"generate", "-m", model, "a red bag in the center", "--steps", "1", "-o", "bag.png"},
+                      dir.path()).exit_code == 0);
+  CHECK(std::filesystem::exists(dir / "bag.png"));
+  // Without the float model IntLoRA cannot start: a quantized file is refused as the starting point.
+  std::string from_quantized = yaml;
+  from_quantized.replace(from_quantized.find("runs/scenes-intlora-tiny-cpu"), 28, "runs/again");
+  from_quantized.replace(from_quantized.find("model: "), 7, "model: " + model + "\n# ");
+  { std::ofstream(dir / "again.yaml") << from_quantized; }
+  test::CliResult refused = test::run_cli({"train", "again.yaml"}, dir.path());
+  CHECK(refused.exit_code == 2);
+  CHECK(test::contains(refused.err, "is quantized: train from the float model"));
+  CHECK_FALSE(std::filesystem::exists(dir / "runs/again/model.safetensors"));
 }

@@ -95,7 +95,7 @@ TEST_CASE("quantization takes every attention and MLP projection of the blocks a
   for (const auto& item : dense.model->named_parameters()) CHECK(!contains(item.key(), ".attn.qkv."));
   CHECK(test::parameter_count(*dense.model) == float_parameters - quantized_weights);
   CHECK(error_kind([&] { quantize_model(dense.model, 8, Symmetry::Asymmetric, ActivationMode::None); }) == ErrorKind::Usage);
-  CHECK(error_kind([&] { quantizable_layers(dense.model)[0].second->add_lora(2, 1.0, 0); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { quantizable_layers(dense.model)[0].second->add_intlora({}); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { dense.model->to(at::kBFloat16); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { require_quantized_device(at::Device(at::kCUDA), at::kFloat); }) == ErrorKind::Usage);
 

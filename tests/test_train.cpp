@@ -344,3 +344,86 @@ TEST_CASE("Sparse training settings are read and checked", "[train][sparsedit][e
     CHECK(error_kind([&] { train::load_train_config(write(bad)); }) == ErrorKind::Input);
   }
 }
+
+TEST_CASE("IntLoRA and QLoRA train only their adapters on a quantized model, resume exactly and write "
+          "quantized files", "[train][intlora]") {
+  TempDir dir;
+  BarsDataset data;
+  const std::filesystem::path base = trained_base(dir, data);
+  train::TrainConfig teacher_run = tiny_config(dir, "eps", "teacher");
+  teacher_run.model = base.string();
+  teacher_run.steps = 60;
+  const std::filesystem::path teacher = train::train_model(teacher_run, data, false).model_path;
+
+  // IntLoRA-MUL at W8A8, distilled from a model trained further: the adapters move the student toward it.
+  auto intlora_config = [&](const std::string& run) {
+    train::TrainConfig c = tiny_config(dir, "eps", run);
+    c.model = base.string();
+    c.teacher = teacher.string();
+    c.steps = 60;
+    c.lr = 1e-2;
+    c.checkpoint_every = 30;
+    c.quantization = train::QuantizedTraining{8, quant::ActivationMode::DynamicPerToken};
+    c.intlora = train::IntLoRATraining{quant::IntLoRAKind::Mul, 4, 4.0};
+    return c;
+  };
+  const train::TrainConfig straight = intlora_config("intlora");
+  const auto trained = train::train_model(straight, data, false);
+  const auto losses = logged_losses(straight.output / "log.jsonl");
+  CHECK(losses.back() < 0.7 * losses.front());
+  LoadedModel merged = load_model(trained.model_path, at::kCPU, at::kFloat);
+  CHECK(merged.info.quantization.label() == "W8A8");
+  CHECK(merged.info.quantization.symmetry == quant::Symmetry::Symmetric);
+  CHECK(merged.info.quantization.layers.size() == 8);  // 2 blocks x (qkv, proj, fc1, fc2)
+  const nlohmann::json& merge = merged.info.training.at("intlora_merge");
+  CHECK(merge.at("relative_error").get<double>() < 0.01);
+  // Nothing but the adapters trained: the float layers equal the base model's.
+  const LoadedModel start = load_model(base, at::kCPU, at::kFloat);
+  CHECK(at::equal(merged.model->named_parameters()["t_embedder.mlp.0.weight"],
+                  start.model->named_parameters()["t_embedder.mlp.0.weight"]));
+
+  // Stopped at step 30 and resumed: the same merged integers as the uninterrupted run.
+  const train::TrainConfig split = intlora_config("intlora-split");
+  CHECK(train::train_model(split, data, false, {}, 30).model_path.empty());
+  train::train_model(split, data, true);
+  auto a = io::load_tensors(straight.output / "model.safetensors");
+  auto b = io::load_tensors(split.output / "model.safetensors");
+  REQUIRE(a.size() == b.size());
+  for (const auto& [name, tensor] : a) CHECK(at::equal(tensor, b.at(name)));
+
+  // QLoRA at W4A8: float adapters beside the fake-quantized layers, merged and re-quantized to 4 bits.
+  train::TrainConfig qlora = tiny_config(dir, "eps", "qlora");
+  qlora.model = base.string();
+  qlora.steps = 10;
+  qlora.quantization = train::QuantizedTraining{4, quant::ActivationMode::DynamicPerToken};
+  qlora.lora = train::LoraOptions{{"blocks\\.[0-9]+\\.(attn\\.(qkv|proj)|mlp\\.fc[12])"}, 4, 4.0};
+  LoadedModel requantized = load_model(train::train_model(qlora, data, false).model_path, at::kCPU, at::kFloat);
+  CHECK(requantized.info.quantization.label() == "W4A8");
+  CHECK(requantized.info.quantization.symmetry == quant::Symmetry::Asymmetric);
+  const at::Tensor probe = requantized.model->forward(at::randn({2, 1, 16, 16}), at::tensor({20, 800}), at::tensor({1, 3}));
+  CHECK(at::isfinite(probe).all().item<bool>());
+}
+
+TEST_CASE("Quantized training settings are read and checked", "[train][intlora][errors]") {
+  TempDir dir;
+  auto load = [&](const std::string& text) {
+    std::ofstream(dir / "c.yaml") << "model: DiT-S/2\n" << text;
+    return train::load_train_config(dir / "c.yaml");
+  };
+  const train::TrainConfig ok = load("quantization: {weights: 4, acts: none}\nintlora: {kind: shift, rank: 2}\n");
+  CHECK(ok.quantization->weight_bits == 4);
+  CHECK(ok.quantization->activations == quant::ActivationMode::None);
+  CHECK(ok.intlora->kind == quant::IntLoRAKind::Shift);
+  CHECK(ok.intlora->alpha == 2.0);  // alpha defaults to the rank
+  for (const char* bad : {"intlora: {kind: mul}\n",                                    // no quantization
+                          "quantization: {weights: 8}\n",                              // nothing to train
+                          "quantization: {weights: 6}\nintlora: {}\n",                 // bits
+                          "quantization: {acts: static}\nintlora: {}\n",               // activations
+                          "quantization: {}\nintlora: {kind: add}\n",                  // kind
+                          "quantization: {}\nintlora: {rank: 0}\n",                    // rank
+                          "quantization: {bits: 8}\nintlora: {}\n",                    // unknown key
+                          "quantization: {}\nintlora: {}\nlora: {targets: [x]}\n"}) {  // both adapters
+    CAPTURE(bad);
+    CHECK(error_kind([&] { load(bad); }) == ErrorKind::Input);
+  }
+}

@@ -316,12 +316,7 @@ TEST_CASE("the CLI writes a video model's clips as the output name says, replays
 TEST_CASE("an image text model becomes a video model and trains on moving scenes", "[video][train]") {
   if (test::fashion_mnist_missing("video training")) return;
   test::TempDir dir;
-  std::string yaml;
-  {
-    std::ifstream in(std::string(DITGEN_TEST_DATA) + "/../../configs/train/scenes-video-tiny-cpu.yaml");
-    yaml.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  yaml.replace(yaml.find("../models/"), 10, std::string(DITGEN_TEST_DATA) + "/../../configs/models/");
+  const std::string yaml = test::train_recipe("scenes-video-tiny-cpu");
   { std::ofstream(dir / "run.yaml") << yaml; }
   test::CliResult trained = test::run_cli({"train", "run.yaml"}, dir.path());
   INFO(trained.err);

@@ -47,14 +47,14 @@ def fake_quant_per_token(x: torch.Tensor) -> torch.Tensor:
     return round_ste(x / scale).clamp(-127, 127) * scale
 
 
-def adapted(kind: str, bits: int, w_int, s, R, A, B, u_params=None):
-    """W' and, for MUL, U's (scale, zero) fixed at this first call."""
-    U = s[:, None] + (R + B @ A) / torch.where(w_int == 0, torch.ones_like(w_int), w_int)
+def adapted(kind: str, bits: int, w_int, s, R, A, B):
+    """W', U's (scale, zero) for MUL (searched on U with B = 0, where training starts) and U."""
+    divisor = torch.where(w_int == 0, torch.ones_like(w_int), w_int)
+    U = s[:, None] + (R + B @ A) / divisor
     if kind == "shift":
         k = round_ste(torch.log2(U.abs().clamp(min=1e-30)))
         return U.sign() * torch.exp2(k) * w_int, None, U
-    if u_params is None:
-        u_params = search(U.detach(), bits, False)
+    u_params = search(s[:, None] + R / divisor, bits, False)
     su, zu = u_params
     qmin, qmax = grid(bits, False)
     u_int = (round_ste(U / su[:, None]) + zu[:, None]).clamp(qmin, qmax) - zu[:, None]

@@ -11,6 +11,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
 
+#include "ditgen/quant/intlora.h"
 #include "ditgen/quant/quant_linear.h"
 
 namespace ditgen::nn {
@@ -25,15 +26,23 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
  public:
   LoRALinearImpl(int64_t in_features, int64_t out_features);
 
-  // Quantized: the quantized layer. Without an adapter, or merged: the plain linear. Otherwise adds the
-  // low-rank path.
+  // IntLoRA: its adapted layer. Quantized: the quantized layer. Without an adapter, or merged: the plain
+  // linear. Otherwise adds the low-rank path.
   at::Tensor forward(const at::Tensor& x);  // [..., in] -> [..., out]
 
   // Replaces weight and bias by `layer` (registered as `quantized`); weight and bias are dropped, so the
-  // float weight no longer takes memory. Error(Usage) for a layer with adapters (merging them into the
-  // integers is IntLoRA, not done), one already quantized, or a quantized weight of another shape.
+  // float weight no longer takes memory. Error(Usage) for a layer with adapters or IntLoRA, one already
+  // quantized, or a quantized weight of another shape.
   void quantize(quant::QuantLinear layer);
   bool is_quantized() const { return !quantized.is_empty(); }
+
+  // Replaces weight and bias by an IntLoRA layer built from them (its float copies dropped). Error(Usage) for
+  // a layer that is quantized or has adapters, and IntLoRALinear's own refusals.
+  void add_intlora(const quant::IntLoRASpec& spec);
+  bool has_intlora() const { return !intlora.is_empty(); }
+  // Turns the IntLoRA layer into the int8 quantized layer its merge makes (IntLoRALinearImpl::merge) and
+  // returns that merge's error. Error(Usage) without IntLoRA.
+  quant::MergeError merge_intlora();
 
   // Attaches lora_A [rank, in] (Kaiming-uniform like nn.Linear's weight, drawn on the CPU from `seed` so
   // every device gets the same values) and lora_B [out, rank] (zeros: the layer is unchanged at first),
@@ -52,9 +61,11 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
   double scale() const { return scale_; }
 
   // weight += scale * B A, computed in float32 and rounded once (so bf16 weights lose no more than one
-  // rounding); no-op when already merged. Error(Usage) without an adapter.
+  // rounding); no-op when already merged. A quantized layer is re-quantized from its dequantized weight plus
+  // scale * B A with its own bits, symmetry and activations (QLoRA's merge). Error(Usage) without an adapter.
   void merge();
-  // weight -= scale * B A: the inverse of merge() up to rounding; no-op when not merged.
+  // weight -= scale * B A: the inverse of merge() up to rounding; no-op when not merged. Error(Usage) for a
+  // merged quantized layer (the re-quantization cannot be undone).
   void unmerge();
   // Drops the adapter parameters; a merged adapter stays baked into the weight.
   void remove_lora();
@@ -78,6 +89,7 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
   at::Tensor lora_A;  // [r, in], undefined without an adapter
   at::Tensor lora_B;  // [out, r], undefined without an adapter
   quant::QuantLinear quantized{nullptr};  // set by quantize(); then weight and bias are undefined
+  quant::IntLoRALinear intlora{nullptr};  // set by add_intlora(); then weight and bias are undefined
 
  private:
   // scale * B A as float32 [out, in]: the unnamed adapter's, or a named one's.
@@ -89,8 +101,13 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
     double scale = 0.0;
     at::Tensor merged;   // weight + scale B A when merged copies are kept
   };
-  // [rank, in], Kaiming-uniform; Error(Usage) for rank < 1 or a quantized layer.
+  // [rank, in], Kaiming-uniform; Error(Usage) for rank < 1 or IntLoRA.
   at::Tensor draw_lora_A(int rank, uint64_t seed) const;
+  // Whether forward() adds a low-rank path (an unmerged adapter, or an active named one without its copy).
+  bool adapter_in_use() const;
+  // Adapters take the weight's dtype and device; a quantized layer's are float32 on its device.
+  at::TensorOptions adapter_options() const;
+  void drop_float_weight();
 
   double scale_ = 0.0;
   bool merged_ = false;

@@ -78,6 +78,11 @@ IntLoRALinearImpl::IntLoRALinearImpl(const at::Tensor& weight, const at::Tensor&
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
   lora_A = register_parameter("lora_A", at::empty({spec.rank, in_features}, at::kFloat).uniform_(-bound, bound, gen));
   lora_B = register_parameter("lora_B", at::zeros({out_features, spec.rank}, at::kFloat));
+  // MUL fixes U's quantizer where training starts: lora_B = 0, so U = s + R / W_int (the paper's first forward).
+  AffineParams adapter = spec.kind == IntLoRAKind::Mul ? clip_params(multiplier(), multiplier_spec(spec))
+                                                      : AffineParams{at::ones({out_features}), at::zeros({out_features})};
+  adapter_params_.scales = register_buffer("adapter_scales", adapter.scales);
+  adapter_params_.zero_points = register_buffer("adapter_zero_points", adapter.zero_points);
 }
 
 at::Tensor IntLoRALinearImpl::auxiliary() const { return auxiliary_; }
@@ -93,18 +98,16 @@ at::Tensor IntLoRALinearImpl::multiplier() const {
   return base_.scales.unsqueeze(1) + (auxiliary_ + low_rank) / divisor;                 // U [out, in]
 }
 
-at::Tensor IntLoRALinearImpl::adapted_weight() {
+at::Tensor IntLoRALinearImpl::adapted_weight() const {
   const at::Tensor u = multiplier();          // [out, in]
   const at::Tensor w_int = integer_weight();  // [out, in]
   if (spec_.kind == IntLoRAKind::Shift) return u.sign() * at::exp2(shift_exponents(u)) * w_int;  // [out, in]
-  if (!adapter_calibrated()) {
-    adapter_params_ = clip_params(u, multiplier_spec(spec_));
-    adapter_params_.scales = register_buffer("adapter_scales", adapter_params_.scales);
-    adapter_params_.zero_points = register_buffer("adapter_zero_points", adapter_params_.zero_points);
-  }
-  const at::Tensor u_int = grid_values(u, adapter_params_, integer_grid(spec_.weight.bits, Symmetry::Asymmetric)) -
-                           adapter_params_.zero_points.unsqueeze(1);  // U_q - z_u [out, in]
-  return adapter_params_.scales.unsqueeze(1) * u_int * w_int;         // [out, in]
+  return adapter_params_.scales.unsqueeze(1) * multiplier_integers(u) * w_int;                    // [out, in]
+}
+
+at::Tensor IntLoRALinearImpl::multiplier_integers(const at::Tensor& u) const {
+  return grid_values(u, adapter_params_, integer_grid(spec_.weight.bits, Symmetry::Asymmetric)) -
+         adapter_params_.zero_points.unsqueeze(1);  // U_q - z_u [out, in]
 }
 
 at::Tensor IntLoRALinearImpl::activations(const at::Tensor& x) const {
@@ -121,15 +124,13 @@ at::Tensor IntLoRALinearImpl::forward(const at::Tensor& x) {
 
 QuantLinear IntLoRALinearImpl::merge(MergeError* error) {
   at::NoGradGuard no_grad;
-  const at::Tensor exact = adapted_weight().to(at::kDouble);  // W' [out, in]; calibrates MUL if needed
+  const at::Tensor exact = adapted_weight().to(at::kDouble);  // W' [out, in]
   const at::Tensor u = multiplier();
   const at::Tensor w_int = integer_weight().to(at::kDouble);
   at::Tensor product;    // P [out, in], double
   at::Tensor row_scale;  // [out], double
   if (spec_.kind == IntLoRAKind::Mul) {
-    const at::Tensor u_int = grid_values(u, adapter_params_, integer_grid(spec_.weight.bits, Symmetry::Asymmetric)) -
-                             adapter_params_.zero_points.unsqueeze(1);
-    product = u_int.to(at::kDouble) * w_int;
+    product = multiplier_integers(u).to(at::kDouble) * w_int;
     row_scale = adapter_params_.scales.to(at::kDouble);
   } else {
     const at::Tensor k = shift_exponents(u).to(at::kDouble);                          // [out, in]

@@ -10,8 +10,8 @@
 //   MLA  The adapted weight as an elementwise product with the integers: W' = U (.) W_int with
 //        U = s + (R + c B A) / W_int, where entries with W_int = 0 divide by 1 (there W' = 0 and R + c B A is
 //        lost: the paper's behaviour).
-//   MUL  U quantized per row (the weight's bits, asymmetric, L_2.4 clip search, parameters fixed at the first
-//        forward): W' = s_u (U_q - z_u) (.) W_int.
+//   MUL  U quantized per row (the weight's bits, asymmetric, L_2.4 clip search, parameters fixed where training
+//        starts, lora_B = 0): W' = s_u (U_q - z_u) (.) W_int.
 //   SHIFT U rounded to a signed power of two: W' = sign(U) 2^round(log2 |U|) (.) W_int.
 //
 // Training computes W' in float with straight-through rounding; only lora_A and lora_B learn. merge() turns the
@@ -65,7 +65,7 @@ class IntLoRALinearImpl : public torch::nn::Module {
 
   at::Tensor auxiliary() const;        // R, float32 [out, in]
   at::Tensor integer_weight() const;   // W_int = W_q - z, float32 [out, in] (integer-valued)
-  at::Tensor adapted_weight();         // W', float32 [out, in], as forward uses it
+  at::Tensor adapted_weight() const;   // W', float32 [out, in], as forward uses it
   // The merged layer: an int8 QuantLinear (symmetric, 8 bits, one float scale a row) with this layer's bias and
   // activation mode. Its integers are the product P: MUL P = (U_q - z_u) (.) W_int with row scale s_u, exact
   // integers of |P| <= (2^b - 1)^2; SHIFT P = sign(U) W_int 2^(k - k_min) with row scale 2^k_min,
@@ -77,13 +77,13 @@ class IntLoRALinearImpl : public torch::nn::Module {
   const IntLoRASpec& spec() const { return spec_; }
   const QuantizedWeight& base() const { return base_; }  // W - R quantized
   const at::Tensor& row_factors() const { return row_factors_; }
-  bool adapter_calibrated() const { return adapter_params_.scales.defined(); }
 
   at::Tensor lora_A;  // [rank, in]
   at::Tensor lora_B;  // [out, rank]
 
  private:
   at::Tensor multiplier() const;  // U, float32 [out, in], differentiable in lora_A and lora_B
+  at::Tensor multiplier_integers(const at::Tensor& u) const;  // MUL: U_q - z_u, float32 [out, in]
   at::Tensor activations(const at::Tensor& x) const;
 
   IntLoRASpec spec_;
@@ -91,7 +91,7 @@ class IntLoRALinearImpl : public torch::nn::Module {
   at::Tensor row_factors_;  // f32 [out]: R = row_factors * laplace_matrix(seed)
   at::Tensor auxiliary_;    // R f32 [out, in] (buffer; regenerable from seed and row_factors)
   at::Tensor bias_;         // f32 [out] or undefined
-  AffineParams adapter_params_;  // MUL: U's per-row scale and zero point, fixed at the first forward
+  AffineParams adapter_params_;  // MUL: U's per-row scale and zero point (buffers); SHIFT: ones and zeros
 };
 TORCH_MODULE(IntLoRALinear);
 

@@ -1,6 +1,8 @@
 // Quantizing a DiT in place: which layers, how, and the description a model file stores.
 #include "ditgen/quant/quantize_model.h"
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 
 namespace ditgen::quant {
@@ -76,12 +78,16 @@ void require_quantized_device(const at::Device& device, at::ScalarType dtype) {
                                       ": use --dtype fp32");
 }
 
-ModelQuantization quantize_model(DiT& model, int weight_bits, Symmetry symmetry, ActivationMode activations) {
+namespace {
+
+// The layers quantize_model or add_intlora change, after the checks both share (see quantize_model).
+std::vector<std::pair<std::string, nn::LoRALinear>> float_layers_to_quantize(DiT& model, int weight_bits,
+                                                                           ActivationMode activations) {
   require_bits(weight_bits);
   if (activations == ActivationMode::StaticPerTensor)
     throw Error(ErrorKind::Usage, "static activation quantization cannot be stored in a model file yet (use dynamic or none)");
   if (model->config().flex.lora())
-    throw Error(ErrorKind::Usage, "a flexible model with per-patch LoRA adapters cannot be quantized (IntLoRA is not done)");
+    throw Error(ErrorKind::Usage, "a flexible model with per-patch LoRA adapters cannot be quantized");
   const at::Tensor any_parameter = model->parameters().front();
   require_quantized_device(any_parameter.device(), any_parameter.scalar_type());  // where the result will run
   auto layers = quantizable_layers(model);
@@ -89,11 +95,18 @@ ModelQuantization quantize_model(DiT& model, int weight_bits, Symmetry symmetry,
     throw Error(ErrorKind::Usage, "this model has no attention or MLP projections to quantize (a class-conditional "
                                   "DiffuSSM's blocks have none)");
   for (const auto& [name, linear] : layers) {
-    if (linear->is_quantized()) throw Error(ErrorKind::Usage, "the model is already quantized");
+    if (linear->is_quantized() || linear->has_intlora()) throw Error(ErrorKind::Usage, "the model is already quantized");
     if (linear->has_lora()) throw Error(ErrorKind::Usage, name + " has a LoRA adapter: merge and remove it first");
     if (weight_bits == 4 && linear->options.in_features() % 2 != 0)
       throw Error(ErrorKind::Usage, name + ": an odd input width cannot be packed at 4 bits");
   }
+  return layers;
+}
+
+}  // namespace
+
+ModelQuantization quantize_model(DiT& model, int weight_bits, Symmetry symmetry, ActivationMode activations) {
+  auto layers = float_layers_to_quantize(model, weight_bits, activations);
   ModelQuantization q{weight_bits, symmetry, activations, {}};
   const QuantSpec spec{weight_bits, symmetry, ClipSearch::Mse};
   at::NoGradGuard no_grad;
@@ -105,6 +118,44 @@ ModelQuantization quantize_model(DiT& model, int weight_bits, Symmetry symmetry,
     }
     q.layers.push_back(name);
   }
+  return q;
+}
+
+void add_intlora(DiT& model, const IntLoRASpec& spec) {
+  auto layers = float_layers_to_quantize(model, spec.weight.bits, spec.activations);
+  at::NoGradGuard no_grad;
+  uint64_t seed = spec.seed;
+  for (auto& [name, linear] : layers) {
+    IntLoRASpec layer_spec = spec;
+    layer_spec.seed = seed;
+    seed += 2;  // a layer draws R from its seed and lora_A from the next
+    try {
+      linear->add_intlora(layer_spec);
+    } catch (const Error& e) {
+      throw Error(e.kind(), name + ": " + e.what());
+    }
+  }
+}
+
+ModelQuantization merge_intlora(DiT& model, MergeError* error) {
+  ModelQuantization q{8, Symmetry::Symmetric, ActivationMode::DynamicPerToken, {}};
+  double diff_squares = 0, weight_squares = 0;
+  MergeError total;
+  for (auto& [name, linear] : quantizable_layers(model)) {
+    if (!linear->has_intlora()) continue;
+    q.activations = linear->intlora->spec().activations;
+    // The layer's ||W'||^2, so the model's relative error weighs each layer by its size.
+    const double norm = linear->intlora->adapted_weight().norm().item<double>();
+    const MergeError e = linear->merge_intlora();
+    total.requantized_rows += e.requantized_rows;
+    total.max_abs = std::max(total.max_abs, e.max_abs);
+    diff_squares += e.relative * e.relative * norm * norm;
+    weight_squares += norm * norm;
+    q.layers.push_back(name);
+  }
+  if (q.layers.empty()) throw Error(ErrorKind::Usage, "the model has no IntLoRA layers to merge");
+  total.relative = weight_squares > 0 ? std::sqrt(diff_squares / weight_squares) : 0.0;
+  if (error) *error = total;
   return q;
 }
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ditgen/models/dit.h"
+#include "ditgen/quant/intlora.h"
 #include "ditgen/quant/quant_linear.h"
 #include "ditgen/quant/quantizer.h"
 
@@ -53,5 +54,13 @@ void require_quantized_device(const at::Device& device, at::ScalarType dtype);
 // adapters (a lora-mode flexible model too) or already quantized, an odd input width at 4 bits (it could not
 // be packed).
 ModelQuantization quantize_model(DiT& model, int weight_bits, Symmetry symmetry, ActivationMode activations);
+
+// IntLoRA (quant/intlora.h) on every layer quantize_model would quantize, each from its float weight; the i-th
+// layer draws R from spec.seed + 2 i and lora_A from the seed after. Refuses what quantize_model refuses.
+void add_intlora(DiT& model, const IntLoRASpec& spec);
+// Merges every IntLoRA layer into its int8 layer and returns the description to store (8 bits, symmetric, the
+// adapters' activations). `error`: the merge error over all layers (relative: of the whole model's adapted
+// weights). Error(Usage) for a model without IntLoRA layers.
+ModelQuantization merge_intlora(DiT& model, MergeError* error = nullptr);
 
 }  // namespace ditgen::quant

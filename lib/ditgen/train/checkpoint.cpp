@@ -100,10 +100,25 @@ std::optional<ModelInfo> resumed_model_info(const std::filesystem::path& output,
   return model_info_from_metadata(file.metadata(), checkpoint.string());
 }
 
+namespace {
+
+// The buffers that hold a quantized or IntLoRA layer's integers, scales and auxiliary matrix: they are not
+// parameters, and a resumed run cannot remake them (IntLoRA quantizes the float weights it then drops).
+std::vector<std::pair<std::string, at::Tensor>> quantized_buffers(const DiT& model) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : model->named_buffers())
+    if (item.key().find(".quantized.") != std::string::npos || item.key().find(".intlora.") != std::string::npos)
+      out.emplace_back("buffer." + item.key(), item.value());
+  return out;
+}
+
+}  // namespace
+
 void save_checkpoint(const TrainConfig& c, const ModelInfo& info, const DiT& model, const TrainState& state,
                      const CheckpointRecord& record) {
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& item : model->named_parameters()) tensors.emplace_back("param." + item.key(), item.value());
+  for (auto& named : quantized_buffers(model)) tensors.push_back(std::move(named));
   for (auto& named : state.named_state()) tensors.push_back(std::move(named));
   nlohmann::json meta{{"step", record.step},
                       {"seconds", record.seconds},
@@ -138,6 +153,7 @@ CheckpointRecord load_checkpoint(const std::filesystem::path& path, const DiT& m
     into.detach().copy_(io::to_tensor(*view));
   };
   for (const auto& item : model->named_parameters()) take("param." + item.key(), item.value());
+  for (const auto& [name, tensor] : quantized_buffers(model)) take(name, tensor);
   for (const auto& [name, tensor] : state.named_state()) take(name, tensor);
   if (record.step < 0 || record.step > steps) throw Error(ErrorKind::Input, path.string() + ": step out of range");
   log::info("resuming " + path.string() + " at step " + std::to_string(record.step));

@@ -56,7 +56,8 @@ std::filesystem::path checkpoint_path(const std::filesystem::path& output);
 // finds one; nullopt otherwise (no checkpoint, or one written before checkpoints carried it).
 std::optional<ModelInfo> resumed_model_info(const std::filesystem::path& output, bool resume);
 
-// Writes the model's parameters, `state` and `record` atomically to checkpoint_path(c.output), with the
+// Writes the model's parameters, the buffers holding quantized and IntLoRA layers' integers, `state` and
+// `record` atomically to checkpoint_path(c.output), with the
 // model's description and the run's config.
 void save_checkpoint(const TrainConfig& c, const ModelInfo& info, const DiT& model, const TrainState& state,
                      const CheckpointRecord& record);

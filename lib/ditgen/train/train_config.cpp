@@ -70,6 +70,27 @@ VideoTraining read_video(const YAML::Node& v) {
   return t;
 }
 
+QuantizedTraining read_quantization(const YAML::Node& q) {
+  if (!q.IsMap()) throw Error(ErrorKind::Input, "quantization must be a mapping");
+  require_known_keys(q, {"weights", "acts"}, "quantization ");
+  QuantizedTraining t;
+  t.weight_bits = q["weights"].as<int>(t.weight_bits);
+  if (q["acts"]) t.activations = quant::parse_activation_mode(q["acts"].as<std::string>(), ErrorKind::Input);
+  return t;
+}
+
+IntLoRATraining read_intlora(const YAML::Node& q) {
+  if (!q.IsMap()) throw Error(ErrorKind::Input, "intlora must be a mapping");
+  require_known_keys(q, {"kind", "rank", "alpha"}, "intlora ");
+  IntLoRATraining t;
+  const std::string kind = q["kind"].as<std::string>("mul");
+  if (kind != "mul" && kind != "shift") throw Error(ErrorKind::Input, "intlora.kind must be mul or shift, not " + kind);
+  t.kind = kind == "mul" ? quant::IntLoRAKind::Mul : quant::IntLoRAKind::Shift;
+  t.rank = q["rank"].as<int>(t.rank);
+  t.alpha = q["alpha"].as<double>(t.rank);
+  return t;
+}
+
 ProxyTraining read_proxy(const YAML::Node& q) {
   if (!q.IsMap()) throw Error(ErrorKind::Input, "proxy must be a mapping");
   require_known_keys(q, {"windows", "proxy_split", "depth", "adaln"}, "proxy ");
@@ -121,7 +142,7 @@ TrainConfig read_config(const YAML::Node& y, const std::filesystem::path& path) 
                          "weight_decay", "betas", "grad_clip", "ema_decay", "seed", "log_every", "sample_every",
                          "checkpoint_every", "bf16", "device", "freeze", "lora", "teacher", "name",
                          "sampler_defaults", "save_dtype", "flexible", "sparse", "sparse_grids", "scenes", "proxy",
-                         "video"},
+                         "video", "quantization", "intlora"},
                      "");
   const std::filesystem::path base = path.parent_path();
   auto rel = [&](const std::string& p) {
@@ -164,6 +185,8 @@ TrainConfig read_config(const YAML::Node& y, const std::filesystem::path& path) 
   if (y["sparse"]) c.sparse = read_sparse(y["sparse"]);
   if (y["proxy"]) c.proxy = read_proxy(y["proxy"]);
   if (y["video"]) c.video = read_video(y["video"]);
+  if (y["quantization"]) c.quantization = read_quantization(y["quantization"]);
+  if (y["intlora"]) c.intlora = read_intlora(y["intlora"]);
   if (y["sparse_grids"]) c.sparse_grids = parse_sparse_grids(y["sparse_grids"].as<std::string>());
   c.name = y["name"].as<std::string>("");
   if (y["save_dtype"]) c.save_dtype = parse_word(y["save_dtype"].as<std::string>(), kSaveDtypes, "save_dtype");
@@ -204,6 +227,14 @@ void check(const TrainConfig& c) {
   bad(c.proxy && (c.proxy->layout.proxy_split < 1 || c.proxy->layout.proxy_split > 16),
       "proxy.proxy_split must be in 1..16");
   bad(c.proxy && (c.proxy->depth < 0 || c.proxy->depth > 256), "proxy.depth must be in 0..256 (0: the dense model's)");
+  bad(c.quantization && c.quantization->weight_bits != 4 && c.quantization->weight_bits != 8,
+      "quantization.weights must be 4 or 8");
+  bad(c.intlora && !c.quantization, "intlora adapts a quantized model: add a quantization section");
+  bad(c.intlora && (c.intlora->rank < 1 || !(c.intlora->alpha > 0)), "intlora needs a rank >= 1 and an alpha > 0");
+  bad(c.quantization && c.intlora && c.lora, "take intlora or lora adapters, not both");
+  bad(c.quantization && !c.intlora && !c.lora,
+      "a quantized model trains adapters only: add an intlora or a lora section (or drop quantization)");
+  bad(c.quantization && c.flexible, "flexible fine-tuning does not take quantization");
   bad(c.flexible && c.sparse_grids != SparseGrids::Uniform,
       "flexible fine-tuning of a sparse model draws its grids uniformly (sparse_grids: uniform)");
 }
@@ -239,6 +270,12 @@ nlohmann::json TrainConfig::to_json() const {
     j["video"] = {{"frames", video->frames}, {"window_frames", video->window_frames},
                   {"still_share", video->still_share}};
   if (video && video->noise_correlation) j["video"]["noise_correlation"] = *video->noise_correlation;
+  if (quantization)
+    j["quantization"] = {{"weights", quantization->weight_bits},
+                         {"acts", quant::activation_mode_name(quantization->activations)}};
+  if (intlora)
+    j["intlora"] = {{"kind", intlora->kind == quant::IntLoRAKind::Mul ? "mul" : "shift"},
+                    {"rank", intlora->rank}, {"alpha", intlora->alpha}};
   j["sparse_grids"] = sparse_grids_name(sparse_grids);
   return j;
 }

@@ -48,6 +48,21 @@ struct ProxyTraining {
   int depth = 0;       // 0 = the dense model's
 };
 
+// Fine-tuning a quantized model (docs/INTLORA.md). The float model's attention, cross-attention and MLP
+// projections are quantized at `weight_bits` with `activations`. With `intlora` each carries IntLoRA adapters
+// (quant/intlora.h), merged into int8 when the run writes its model; with `lora` they carry float adapters
+// beside the fake-quantized layers (QLoRA), merged and re-quantized at the end. Only the adapters train, in
+// float32 (no bf16 autocast: the quantized values must stay exact).
+struct QuantizedTraining {
+  int weight_bits = 8;
+  quant::ActivationMode activations = quant::ActivationMode::DynamicPerToken;
+};
+struct IntLoRATraining {
+  quant::IntLoRAKind kind = quant::IntLoRAKind::Mul;
+  int rank = 4;
+  double alpha = 4.0;
+};
+
 // The learning rate after warm-up: constant, or a cosine from lr down to 10% of it at the last step.
 enum class LrSchedule { Constant, Cosine };
 
@@ -92,6 +107,8 @@ struct TrainConfig {
   std::optional<SparseConfig> sparse;  // the layout to convert a dense model into (ignored when it is sparse)
   std::optional<ProxyTraining> proxy;  // the PT-DiT to convert a dense model into (ignored when it is one)
   std::optional<VideoTraining> video;  // clips (an image model is converted; a video model trains on clips anyway)
+  std::optional<QuantizedTraining> quantization;  // with intlora or lora: adapters on a quantized model
+  std::optional<IntLoRATraining> intlora;
   SparseGrids sparse_grids = SparseGrids::Uniform;
   std::string name;              // name of the trained model (default: the spec's)
   at::ScalarType save_dtype = at::kFloat;  // weights of the final model: fp32, or bf16 (halves the file)

@@ -74,6 +74,25 @@ std::vector<int64_t> batch_indices(const TrainConfig& c, int64_t n, int64_t step
   return out;
 }
 
+// IntLoRA layers in place of the float projections, or (for QLoRA) the projections quantized and switched to
+// their float fake-quant path: it runs on any device and passes gradients to earlier layers.
+void quantize_for_training(const TrainConfig& c, LoadedModel& s) {
+  const QuantizedTraining& q = *c.quantization;
+  if (c.intlora) {
+    quant::IntLoRASpec spec;
+    spec.kind = c.intlora->kind;
+    spec.rank = c.intlora->rank;
+    spec.alpha = c.intlora->alpha;
+    spec.weight = {q.weight_bits, quant::Symmetry::Asymmetric, quant::ClipSearch::Mse};
+    spec.activations = q.activations;
+    spec.seed = c.seed;
+    quant::add_intlora(s.model, spec);
+    return;
+  }
+  s.info.quantization = quant::quantize_model(s.model, q.weight_bits, quant::Symmetry::Asymmetric, q.activations);
+  for (auto& [name, linear] : quant::quantizable_layers(s.model)) linear->quantized->use_reference(true);
+}
+
 // The model a run trains, converted, frozen and with adapters per the config. `resumed`: the description a
 // checkpoint carries (the model after any conversion); its weights come later.
 LoadedModel build_model(const TrainConfig& c, const std::optional<ModelInfo>& resumed) {
@@ -85,7 +104,7 @@ LoadedModel build_model(const TrainConfig& c, const std::optional<ModelInfo>& re
   } else if (std::filesystem::path(c.model).extension() == ".safetensors") {
     s = load_model(c.model, at::kCPU, at::kFloat);
     if (s.info.quantization.quantized())
-      throw Error(ErrorKind::Usage, c.model + " is quantized: train the float model (fine-tuning integer models, IntLoRA, is not done)");
+      throw Error(ErrorKind::Usage, c.model + " is quantized: train from the float model with a quantization section");
   } else {
     s.info = model_spec(c.model);
     s.model = DiT(s.info.config);
@@ -129,7 +148,10 @@ LoadedModel build_model(const TrainConfig& c, const std::optional<ModelInfo>& re
   // Checked before any training: a default the final model cannot run would make that file unloadable.
   if (c.sampler_defaults_set) validate_sampler_defaults(s.info.sampler_defaults, s.info.config);
   if (!c.freeze.empty()) freeze_parameters(*s.model, c.freeze);
+  if (c.quantization) quantize_for_training(c, s);
   if (c.lora) add_lora(*s.model, c.lora->targets, c.lora->rank, c.lora->alpha, c.seed);
+  // A quantized model trains its adapters only (its integers are no parameters; nothing else may move).
+  if (c.quantization) freeze_parameters(*s.model, {"(?!.*\\.lora_[AB]$).*"});
   return s;
 }
 
@@ -296,7 +318,7 @@ class Run {
     const BatchSettings settings = plan_->settings(noise_level, levels, g);
     at::Tensor out;
     {
-      AutocastGuard autocast(c_.bf16 && device_.is_cuda());
+      AutocastGuard autocast(autocast_on());
       out = forward_at(model_, x_t, t_model, y, settings);                                 // [B, Cout, H, W]
     }
     out = out.to(at::kFloat);
@@ -305,7 +327,7 @@ class Run {
       at::Tensor target;
       {
         at::NoGradGuard no_grad;
-        AutocastGuard autocast(c_.bf16 && device_.is_cuda());
+        AutocastGuard autocast(autocast_on());
         target = teacher_->forward(x_t, t_model, y).to(at::kFloat);                         // [B, Cout, H, W]
       }
       loss = distillation_loss(out, target, static_cast<int>(out.size(1)));
@@ -318,6 +340,9 @@ class Run {
     at::Tensor norm = state_->step(c_, step_);
     return {loss.detach(), norm};
   }
+
+  // bf16 autocast: asked for, on CUDA, and not on a quantized model (its values must stay exact).
+  bool autocast_on() const { return c_.bf16 && device_.is_cuda() && !c_.quantization; }
 
   // What the model is conditioned on: the batch's class ids [B], or its captions' token ids [B, L].
   at::Tensor conditions(const data::Batch& batch) const {
@@ -369,9 +394,11 @@ class Run {
     at::NoGradGuard no_grad;
     state_->use_ema();
     if (c_.lora) {
-      merge_lora(*model_);
+      merge_lora(*model_);  // QLoRA: re-quantized from the dequantized weight plus the adapter
       remove_lora(*model_);
     }
+    quant::MergeError merge_error;
+    if (c_.intlora) info_.quantization = quant::merge_intlora(model_, &merge_error);
     info_.training = {{"untrained", false},
                       {"objective", objective_name(info_.config.objective)},
                       {"steps", step_},
@@ -385,6 +412,10 @@ class Run {
                       {"final_loss", result.final_loss},
                       {"images_seen", step_ * c_.batch_size},
                       {"config", c_.to_json()}};
+    if (c_.intlora)
+      info_.training["intlora_merge"] = {{"relative_error", merge_error.relative},
+                                         {"max_abs_error", merge_error.max_abs},
+                                         {"requantized_rows", merge_error.requantized_rows}};
     const auto path = c_.output / "model.safetensors";
     model_->to(at::kCPU);
     save_model(path, model_, info_, c_.save_dtype);
