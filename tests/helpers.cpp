@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -112,7 +114,12 @@ CliResult run_cli(const std::vector<std::string>& args, const std::filesystem::p
   if (extra.while_running) {
     while (!(reaped = waitpid(pid, &status, WNOHANG) == pid) && extra.while_running(pid, slurp(err))) usleep(20000);
   }
-  if (!reaped) waitpid(pid, &status, 0);
+  // A wait interrupted by a signal is repeated; any other failure would leave `status` unset and the output
+  // unfinished, so it throws instead of reporting exit 0.
+  while (!reaped) {
+    if (waitpid(pid, &status, 0) == pid) break;
+    if (errno != EINTR) throw std::runtime_error("waitpid failed for the ditgen child: " + std::string(std::strerror(errno)));
+  }
   CliResult result;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   result.out = slurp(out);

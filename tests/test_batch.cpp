@@ -297,7 +297,7 @@ TEST_CASE("batch runs refuse what cannot work before writing anything", "[batch]
     std::vector<std::string> args{"generate", "-m", model, "--steps", "1"};
     args.insert(args.end(), c.args.begin(), c.args.end());
     CliResult r = run_cli(args, dir.path());
-    INFO(c.message << "\n" << r.err);
+    INFO(c.message << "\nexit " << r.exit_code << "\nstderr: " << r.err << "\nstdout: " << r.out);
     CHECK(r.exit_code == c.code);
     CHECK(contains(r.err, c.message));
     CHECK(dir.listing() == before);
@@ -358,7 +358,7 @@ TEST_CASE("outputs never replace inputs or each other or non-regular files and n
     std::vector<std::string> args{"generate", "-m", c.model_file.empty() ? model : c.model_file, "--steps", "1"};
     args.insert(args.end(), c.args.begin(), c.args.end());
     CliResult r = run_cli(args, dir.path());
-    INFO(c.message << "\n" << r.err);
+    INFO(c.message << "\nexit " << r.exit_code << "\nstderr: " << r.err << "\nstdout: " << r.out);
     CHECK(r.exit_code == c.code);
     CHECK(contains(r.err, c.message));
     CHECK(r.out.empty());
