@@ -346,11 +346,14 @@ TEST_CASE("on the GPU, VAE decoding matches the CPU reference", "[vae][cuda]") {
   vae::LoadedVae cpu = golden_vae();
   const at::Tensor z = golden_io().at("decode.z") * 0.5;
   const at::Tensor expected = vae::decode_latents(cpu.model, z, {0, 0, 2});
+  // Tiles of 4 latents see their own GroupNorm statistics, so they differ from whole decoding by up to ~1 here
+  // (the tiling tests bound that on the CPU); the GPU must reproduce the CPU's tiles as it does whole images.
+  const at::Tensor expected_tiles = vae::decode_latents(cpu.model, z, {4, 1, 1});
   for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
     vae::LoadedVae gpu = vae::load_vae(golden("vae_tiny.safetensors"), at::Device(at::kCUDA, 0), dtype);
-    const at::Tensor got = vae::decode_latents(gpu.model, z, {0, 0, 2});
+    const double tolerance = dtype == at::kFloat ? 1e-4 : 0.05;
     INFO(c10::toString(dtype));
-    CHECK(max_abs_diff(got, expected) <= (dtype == at::kFloat ? 1e-4 : 0.05));
-    CHECK(max_abs_diff(vae::decode_latents(gpu.model, z, {4, 1, 1}), got) <= 0.5);  // tiles on the GPU too
+    CHECK(max_abs_diff(vae::decode_latents(gpu.model, z, {0, 0, 2}), expected) <= tolerance);
+    CHECK(max_abs_diff(vae::decode_latents(gpu.model, z, {4, 1, 1}), expected_tiles) <= tolerance);
   }
 }
