@@ -400,6 +400,13 @@ TEST_CASE("refused inputs throw the documented error kinds", "[quant][errors]") 
   CHECK(error_kind([&] { quantize_weight(nan_weight, spec); }) == ErrorKind::Model);
   CHECK(error_kind([&] { fake_quantize_weight(nan_weight, spec); }) == ErrorKind::Model);
   CHECK(error_kind([&] { quantize_per_token(inf_activation); }) == ErrorKind::Usage);
+  // NaN or -inf anywhere in a row, not only where the row's maximum is; the fake-quant path refuses the same.
+  for (const double bad : {std::nan(""), -double(INFINITY)}) {
+    at::Tensor x = at::randn({3, 8});
+    x[2][5] = bad;
+    CHECK(error_kind([&] { quantize_per_token(x); }) == ErrorKind::Usage);
+    CHECK(error_kind([&] { fake_quantize_per_token(x); }) == ErrorKind::Usage);
+  }
   CHECK(error_kind([&] { quantize_per_token(at::randint(0, 4, {2, 8})); }) == ErrorKind::Usage);
 
   StaticActivationQuantizer calibrated;
