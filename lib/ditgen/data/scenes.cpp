@@ -87,21 +87,24 @@ at::Tensor render(const std::vector<Scene>& scenes, const FashionMnist& source) 
 
 at::Tensor render(const Scene& scene, const FashionMnist& source) { return render(std::vector{scene}, source)[0]; }
 
-ScenesDataset::ScenesDataset(const std::filesystem::path& dir, Split split, int64_t size, uint64_t seed, Pairs pairs)
-    : source_(dir, split, kItemSize), pool_(source_), size_(size), seed_(seed), pairs_(pairs) {
-  if (size < 1) throw Error(ErrorKind::Usage, "scenes: a dataset needs at least 1 scene, not " + std::to_string(size));
+SceneDataset::SceneDataset(int64_t size, const char* what) : size_(size), what_(what) {
+  if (size < 1)
+    throw Error(ErrorKind::Usage, std::string(what) + ": a dataset needs at least 1 scene, not " + std::to_string(size));
 }
 
-const std::vector<std::string>& ScenesDataset::class_names() const {
+const std::vector<std::string>& SceneDataset::class_names() const {
   static const std::vector<std::string> names = {"scene"};
   return names;
 }
 
-void ScenesDataset::check_index(int64_t index) const {
+void SceneDataset::check_index(int64_t index) const {
   if (index < 0 || index >= size_)
-    throw Error(ErrorKind::Usage, "scenes: index " + std::to_string(index) + " is outside 0.." +
+    throw Error(ErrorKind::Usage, std::string(what_) + ": index " + std::to_string(index) + " is outside 0.." +
                                       std::to_string(size_ - 1));
 }
+
+ScenesDataset::ScenesDataset(const std::filesystem::path& dir, Split split, int64_t size, uint64_t seed, Pairs pairs)
+    : SceneDataset(size, "scenes"), source_(dir, split, kItemSize), pool_(source_), seed_(seed), pairs_(pairs) {}
 
 Scene ScenesDataset::scene(int64_t index) const {
   check_index(index);

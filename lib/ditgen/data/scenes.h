@@ -51,20 +51,35 @@ void draw_item(float* canvas, const float* grey, int colour, Point at);
 at::Tensor render(const std::vector<Scene>& scenes, const FashionMnist& source);
 at::Tensor render(const Scene& scene, const FashionMnist& source);  // [3, 64, 64]
 
+// What every data set of captioned 64x64 scenes shares: RGB canvases, one class ("scene": the captions are the
+// condition) and a fixed number of examples with its index check.
+class SceneDataset : public Dataset {
+ public:
+  int64_t size() const override { return size_; }
+  int channels() const override { return 3; }
+  int height() const override { return kSceneSize; }
+  int width() const override { return kSceneSize; }
+  const std::vector<std::string>& class_names() const override;  // {"scene"}
+
+ protected:
+  // Error(Usage) for size < 1; `what` starts the errors ("scenes").
+  SceneDataset(int64_t size, const char* what);
+  void check_index(int64_t index) const;  // Error(Usage) outside 0..size()-1
+
+ private:
+  int64_t size_;
+  const char* what_;
+};
+
 // Training scenes: example i is sample_scene(seed + i) on the train split with a paraphrased caption (the
 // canonical one half of the time). Deterministic and indexable; labels are all 0 (one class, "scene"):
 // the captions are the condition.
-class ScenesDataset : public Dataset {
+class ScenesDataset : public SceneDataset {
  public:
   // Loads the Fashion-MNIST split from `dir`; Error(Input) when it is missing, Error(Usage) for size < 1.
   ScenesDataset(const std::filesystem::path& dir, Split split, int64_t size, uint64_t seed,
                 Pairs pairs = Pairs::Seen);
 
-  int64_t size() const override { return size_; }
-  int channels() const override { return 3; }
-  int height() const override { return kSceneSize; }
-  int width() const override { return kSceneSize; }
-  const std::vector<std::string>& class_names() const override;
   // Images [B, 3, 64, 64], labels [B] (zeros) and captions; Error(Usage) for an index outside 0..size()-1.
   Batch get(const std::vector<int64_t>& indices) const override;
 
@@ -72,11 +87,8 @@ class ScenesDataset : public Dataset {
   std::string caption(int64_t index) const;  // the training caption (a paraphrase)
 
  private:
-  void check_index(int64_t index) const;
-
   FashionMnist source_;
   ItemPool pool_;
-  int64_t size_;
   uint64_t seed_;
   Pairs pairs_;
 };
