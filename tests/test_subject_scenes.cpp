@@ -13,7 +13,7 @@ using namespace ditgen::data;
 using ditgen::test::contains;
 using ditgen::test::error_kind;
 
-TEST_CASE("subject renderings bind the rare word to the subject's own image; prior scenes keep its class",
+TEST_CASE("subject renderings bind the rare word to the subject's own image, and prior scenes keep its class",
           "[subject]") {
   if (test::fashion_mnist_missing("subject scenes")) return;
   SubjectOptions o;
