@@ -11,6 +11,7 @@
 
 #include "catch.h"
 #include "ditgen/io/tensor_io.h"
+#include "ditgen/models/model_file.h"
 #include "ditgen/nn/lora.h"
 #include "ditgen/quant/intlora.h"
 #include "helpers.h"
@@ -269,4 +270,22 @@ TEST_CASE("ditgen train with an intlora section writes a merged int8 model that 
   CHECK(refused.exit_code == 2);
   CHECK(test::contains(refused.err, "is quantized: train from the float model"));
   CHECK_FALSE(std::filesystem::exists(dir / "runs/again/model.safetensors"));
+}
+
+TEST_CASE("IntLoRA on subject-driven data: the rare word joins the vocabulary and the merged model draws it",
+          "[intlora][subject][cli]") {
+  if (test::fashion_mnist_missing("subject training")) return;
+  test::TempDir dir;
+  { std::ofstream(dir / "run.yaml") << test::train_recipe("scenes-subject-tiny-cpu"); }
+  test::CliResult trained = test::run_cli({"train", "run.yaml"}, dir.path());
+  INFO(trained.err);
+  REQUIRE(trained.exit_code == 0);
+  const std::string model = "runs/scenes-subject-tiny-cpu/model.safetensors";
+  const LoadedModel m = load_model(dir / model, at::kCPU, at::kFloat);
+  const std::vector<std::string>& words = m.info.config.text.vocabulary;
+  CHECK(words.back() == "zq");
+  CHECK(m.info.quantization.label() == "W8A8");
+  CHECK(test::run_cli({"generate", "-m", model, "a red zq bag in the center", "--steps", "1", "-o", "zq.png"},
+                      dir.path()).exit_code == 0);
+  CHECK(std::filesystem::exists(dir / "zq.png"));
 }

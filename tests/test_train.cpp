@@ -422,7 +422,11 @@ TEST_CASE("Quantized training settings are read and checked", "[train][intlora][
                           "quantization: {}\nintlora: {kind: add}\n",                  // kind
                           "quantization: {}\nintlora: {rank: 0}\n",                    // rank
                           "quantization: {bits: 8}\nintlora: {}\n",                    // unknown key
-                          "quantization: {}\nintlora: {}\nlora: {targets: [x]}\n"}) {  // both adapters
+                          "quantization: {}\nintlora: {}\nlora: {targets: [x]}\n",   // both adapters
+                          "subject: {word: bag}\n",                                   // a caption word
+                          "subject: {renderings: 0}\n",                               // renderings
+                          "subject: {index: -1}\n",                                   // index
+                          "subject: {}\nvideo: {frames: 4}\n"}) {                      // not on clips
     CAPTURE(bad);
     CHECK(error_kind([&] { load(bad); }) == ErrorKind::Input);
   }

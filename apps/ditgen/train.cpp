@@ -12,6 +12,7 @@
 #include "ditgen/data/fashion_mnist.h"
 #include "ditgen/data/moving_scenes.h"
 #include "ditgen/data/scenes.h"
+#include "ditgen/data/subject_scenes.h"
 #include "ditgen/eval/classifier.h"
 #include "ditgen/train/trainer.h"
 
@@ -40,6 +41,10 @@ int run_train(const TrainOptions& o) {
     const train::VideoTraining video = config.video.value_or(train::VideoTraining{spec.config.input_frames});
     images = std::make_unique<data::MovingScenesDataset>(dir, data::Split::Train, config.scenes, config.seed,
                                                          data::MovingScenesOptions{video.frames, video.still_share});
+  } else if (config.subject) {
+    data::SubjectOptions subject = *config.subject;
+    subject.seed = config.seed;
+    images = std::make_unique<data::SubjectScenesDataset>(dir, config.scenes, subject);
   } else if (spec.config.text.enabled())
     images = std::make_unique<data::ScenesDataset>(dir, data::Split::Train, config.scenes, config.seed);
   else

@@ -1,5 +1,6 @@
 #include "ditgen/models/conversions.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <string>
@@ -44,6 +45,12 @@ DiT conversion_target(const DiT& dense, bool has_layout, const std::string& layo
   DiTConfig config = dense->config();
   set_layout(config);
   return DiT(config);
+}
+
+// The known words' embedding rows of `from` into the first rows of `to`'s larger table (its new words follow).
+void copy_known_words(const DiT& from, DiT& to) {
+  const at::Tensor& known = from->text_encoder->token_embedding->weight;  // [2 + V, W]
+  to->text_encoder->token_embedding->weight.narrow(0, 0, known.size(0)).copy_(known);
 }
 
 }  // namespace
@@ -162,10 +169,23 @@ DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std:
   at::NoGradGuard no_grad;
   out->initialize_weights();  // what the new words start from
   copy_matching(*image, *out);
-  if (!more_words.empty()) {
-    const at::Tensor& known = image->text_encoder->token_embedding->weight;  // [2 + V, W]
-    out->text_encoder->token_embedding->weight.narrow(0, 0, known.size(0)).copy_(known);
-  }
+  if (!more_words.empty()) copy_known_words(image, out);
+  return out;
+}
+
+DiT with_words(DiT& model, const std::vector<std::string>& words) {
+  const TextConfig& text = model->config().text;
+  if (!text.enabled()) throw Error(ErrorKind::Usage, "only a text model's vocabulary grows");
+  for (const std::string& w : words)
+    if (w.empty() || std::count(text.vocabulary.begin(), text.vocabulary.end(), w))
+      throw Error(ErrorKind::Usage, "the word '" + w + "' is empty or in the model's vocabulary already");
+  DiTConfig config = model->config();
+  config.text.vocabulary.insert(config.text.vocabulary.end(), words.begin(), words.end());
+  DiT out(config);
+  at::NoGradGuard no_grad;
+  out->initialize_weights();
+  copy_matching(*model, *out);
+  copy_known_words(model, out);
   return out;
 }
 

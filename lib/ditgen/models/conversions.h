@@ -45,4 +45,9 @@ DiT make_proxy(DiT& dense, const ProxyConfig& proxy, int depth);
 DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std::string>& more_words = {},
                double frame_noise_correlation = 0);
 
+// The text model with `words` appended to its vocabulary (every known word keeps its id and embedding; the new
+// ones start as initialize_weights draws them), the rest of its weights copied. Error(Usage) for a class model,
+// a word it knows already or an empty one.
+DiT with_words(DiT& model, const std::vector<std::string>& words);
+
 }  // namespace ditgen

@@ -79,6 +79,22 @@ QuantizedTraining read_quantization(const YAML::Node& q) {
   return t;
 }
 
+data::SubjectOptions read_subject(const YAML::Node& q) {
+  if (!q.IsMap()) throw Error(ErrorKind::Input, "subject must be a mapping");
+  require_known_keys(q, {"index", "word", "renderings", "prior_share"}, "subject ");
+  data::SubjectOptions o;
+  o.subject = q["index"].as<int64_t>(o.subject);
+  o.word = q["word"].as<std::string>(o.word);
+  o.renderings = q["renderings"].as<int>(o.renderings);
+  o.prior_share = q["prior_share"].as<double>(o.prior_share);
+  try {
+    data::check_subject_options(o);
+  } catch (const Error& e) {
+    throw Error(ErrorKind::Input, e.what());
+  }
+  return o;
+}
+
 IntLoRATraining read_intlora(const YAML::Node& q) {
   if (!q.IsMap()) throw Error(ErrorKind::Input, "intlora must be a mapping");
   require_known_keys(q, {"kind", "rank", "alpha"}, "intlora ");
@@ -142,7 +158,7 @@ TrainConfig read_config(const YAML::Node& y, const std::filesystem::path& path) 
                          "weight_decay", "betas", "grad_clip", "ema_decay", "seed", "log_every", "sample_every",
                          "checkpoint_every", "bf16", "device", "freeze", "lora", "teacher", "name",
                          "sampler_defaults", "save_dtype", "flexible", "sparse", "sparse_grids", "scenes", "proxy",
-                         "video", "quantization", "intlora"},
+                         "video", "quantization", "intlora", "subject"},
                      "");
   const std::filesystem::path base = path.parent_path();
   auto rel = [&](const std::string& p) {
@@ -187,6 +203,7 @@ TrainConfig read_config(const YAML::Node& y, const std::filesystem::path& path) 
   if (y["video"]) c.video = read_video(y["video"]);
   if (y["quantization"]) c.quantization = read_quantization(y["quantization"]);
   if (y["intlora"]) c.intlora = read_intlora(y["intlora"]);
+  if (y["subject"]) c.subject = read_subject(y["subject"]);
   if (y["sparse_grids"]) c.sparse_grids = parse_sparse_grids(y["sparse_grids"].as<std::string>());
   c.name = y["name"].as<std::string>("");
   if (y["save_dtype"]) c.save_dtype = parse_word(y["save_dtype"].as<std::string>(), kSaveDtypes, "save_dtype");
@@ -235,6 +252,8 @@ void check(const TrainConfig& c) {
   bad(c.quantization && !c.intlora && !c.lora,
       "a quantized model trains adapters only: add an intlora or a lora section (or drop quantization)");
   bad(c.quantization && c.flexible, "flexible fine-tuning does not take quantization");
+  bad(c.subject && (c.video || c.flexible || c.sparse), "subject fine-tuning trains an image text model: drop video, flexible and sparse");
+  bad(c.subject && c.subject->subject < 0, "subject.index must be >= 0");
   bad(c.flexible && c.sparse_grids != SparseGrids::Uniform,
       "flexible fine-tuning of a sparse model draws its grids uniformly (sparse_grids: uniform)");
 }
@@ -273,6 +292,9 @@ nlohmann::json TrainConfig::to_json() const {
   if (quantization)
     j["quantization"] = {{"weights", quantization->weight_bits},
                          {"acts", quant::activation_mode_name(quantization->activations)}};
+  if (subject)
+    j["subject"] = {{"index", subject->subject}, {"word", subject->word}, {"renderings", subject->renderings},
+                    {"prior_share", subject->prior_share}};
   if (intlora)
     j["intlora"] = {{"kind", intlora->kind == quant::IntLoRAKind::Mul ? "mul" : "shift"},
                     {"rank", intlora->rank}, {"alpha", intlora->alpha}};

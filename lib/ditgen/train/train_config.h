@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "ditgen/data/subject_scenes.h"
 #include "ditgen/models/model_file.h"
 
 namespace ditgen::train {
@@ -109,6 +110,9 @@ struct TrainConfig {
   std::optional<VideoTraining> video;  // clips (an image model is converted; a video model trains on clips anyway)
   std::optional<QuantizedTraining> quantization;  // with intlora or lora: adapters on a quantized model
   std::optional<IntLoRATraining> intlora;
+  // Subject-driven fine-tuning (docs/INTLORA.md): a text model trains on data::SubjectScenesDataset (its seed
+  // the run's), the subject's word joining its vocabulary.
+  std::optional<data::SubjectOptions> subject;
   SparseGrids sparse_grids = SparseGrids::Uniform;
   std::string name;              // name of the trained model (default: the spec's)
   at::ScalarType save_dtype = at::kFloat;  // weights of the final model: fp32, or bf16 (halves the file)

@@ -145,6 +145,12 @@ LoadedModel build_model(const TrainConfig& c, const std::optional<ModelInfo>& re
                                         " differs from the video model's frame_noise_correlation " +
                                         format_number(s.info.config.frame_noise_correlation));
   }
+  if (c.subject) {
+    if (!s.info.config.text.enabled()) throw Error(ErrorKind::Usage, "subject fine-tuning needs a text model");
+    const std::vector<std::string>& words = s.info.config.text.vocabulary;
+    if (!std::count(words.begin(), words.end(), c.subject->word)) s.model = with_words(s.model, {c.subject->word});
+    s.info.config = s.model->config();
+  }
   // Checked before any training: a default the final model cannot run would make that file unloadable.
   if (c.sampler_defaults_set) validate_sampler_defaults(s.info.sampler_defaults, s.info.config);
   if (!c.freeze.empty()) freeze_parameters(*s.model, c.freeze);
