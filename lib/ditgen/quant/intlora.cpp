@@ -98,9 +98,9 @@ at::Tensor IntLoRALinearImpl::multiplier() const {
   return base_.scales.unsqueeze(1) + (auxiliary_ + low_rank) / divisor;                 // U [out, in]
 }
 
-at::Tensor IntLoRALinearImpl::adapted_weight() const {
-  const at::Tensor u = multiplier();          // [out, in]
-  const at::Tensor w_int = integer_weight();  // [out, in]
+at::Tensor IntLoRALinearImpl::adapted_weight() const { return adapted_weight(multiplier(), integer_weight()); }
+
+at::Tensor IntLoRALinearImpl::adapted_weight(const at::Tensor& u, const at::Tensor& w_int) const {
   if (spec_.kind == IntLoRAKind::Shift) return u.sign() * at::exp2(shift_exponents(u)) * w_int;  // [out, in]
   return adapter_params_.scales.unsqueeze(1) * multiplier_integers(u) * w_int;                    // [out, in]
 }
@@ -124,9 +124,10 @@ at::Tensor IntLoRALinearImpl::forward(const at::Tensor& x) {
 
 QuantLinear IntLoRALinearImpl::merge(MergeError* error) {
   at::NoGradGuard no_grad;
-  const at::Tensor exact = adapted_weight().to(at::kDouble);  // W' [out, in]
-  const at::Tensor u = multiplier();
-  const at::Tensor w_int = integer_weight().to(at::kDouble);
+  const at::Tensor u = multiplier();                                      // [out, in]
+  const at::Tensor w_int_float = integer_weight();                        // [out, in]
+  const at::Tensor exact = adapted_weight(u, w_int_float).to(at::kDouble);  // W' [out, in]
+  const at::Tensor w_int = w_int_float.to(at::kDouble);
   at::Tensor product;    // P [out, in], double
   at::Tensor row_scale;  // [out], double
   if (spec_.kind == IntLoRAKind::Mul) {
@@ -148,8 +149,8 @@ QuantLinear IntLoRALinearImpl::merge(MergeError* error) {
     const at::Tensor diff = values * scales.unsqueeze(1) - exact;
     error->requantized_rows = requantize.sum().item<int64_t>();
     error->max_abs = diff.abs().max().item<double>();
-    const double norm = exact.norm().item<double>();
-    error->relative = norm > 0 ? diff.norm().item<double>() / norm : 0.0;
+    error->norm = exact.norm().item<double>();
+    error->relative = error->norm > 0 ? diff.norm().item<double>() / error->norm : 0.0;
   }
   QuantizedWeight merged;
   merged.values = values.to(at::kChar);

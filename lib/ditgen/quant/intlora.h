@@ -51,6 +51,7 @@ struct MergeError {
   int64_t requantized_rows = 0;  // rows whose integer product did not fit int8
   double max_abs = 0;            // max |W'_merged - W'|
   double relative = 0;           // ||W'_merged - W'||_F / ||W'||_F
+  double norm = 0;               // ||W'||_F, so errors of several layers combine by their sizes
 };
 
 class IntLoRALinearImpl : public torch::nn::Module {
@@ -83,6 +84,7 @@ class IntLoRALinearImpl : public torch::nn::Module {
 
  private:
   at::Tensor multiplier() const;  // U, float32 [out, in], differentiable in lora_A and lora_B
+  at::Tensor adapted_weight(const at::Tensor& u, const at::Tensor& w_int) const;  // W' from U and W_int
   at::Tensor multiplier_integers(const at::Tensor& u) const;  // MUL: U_q - z_u, float32 [out, in]
   at::Tensor activations(const at::Tensor& x) const;
 

@@ -144,16 +144,16 @@ ModelQuantization merge_intlora(DiT& model, MergeError* error) {
   for (auto& [name, linear] : quantizable_layers(model)) {
     if (!linear->has_intlora()) continue;
     q.activations = linear->intlora->spec().activations;
-    // The layer's ||W'||^2, so the model's relative error weighs each layer by its size.
-    const double norm = linear->intlora->adapted_weight().norm().item<double>();
     const MergeError e = linear->merge_intlora();
     total.requantized_rows += e.requantized_rows;
     total.max_abs = std::max(total.max_abs, e.max_abs);
-    diff_squares += e.relative * e.relative * norm * norm;
-    weight_squares += norm * norm;
+    // Each layer weighs by its ||W'||^2 in the model's relative error.
+    diff_squares += e.relative * e.relative * e.norm * e.norm;
+    weight_squares += e.norm * e.norm;
     q.layers.push_back(name);
   }
   if (q.layers.empty()) throw Error(ErrorKind::Usage, "the model has no IntLoRA layers to merge");
+  total.norm = std::sqrt(weight_squares);
   total.relative = weight_squares > 0 ? std::sqrt(diff_squares / weight_squares) : 0.0;
   if (error) *error = total;
   return q;
