@@ -151,6 +151,26 @@ TEST_CASE("moving captions: canonical text, paraphrases, vocabulary and parsing 
                            parse_moving_caption("a cyan dress moving right and a green shirt moving up")));
 }
 
+TEST_CASE("every word only moving captions use starts as a still-caption word", "[scenes][video]") {
+  std::set<std::string> still_words;
+  for (uint64_t seed = 0; seed < 4000; ++seed)
+    for (const std::string& word : text::split_words(paraphrase(sample_layout(seed), seed))) still_words.insert(word);
+  std::map<std::string, std::string> starts(moving_word_starts().begin(), moving_word_starts().end());
+  CHECK(starts.size() == moving_word_starts().size());  // each word once
+  for (const std::string& word : moving_caption_words()) {
+    INFO(word);
+    CHECK(starts.count(word) == (still_words.count(word) ? 0 : 1));
+  }
+  for (const auto& [word, start] : starts) {
+    INFO(word << " starts as " << start);
+    CHECK(still_words.count(start) == 1);
+  }
+  CHECK(starts.at("moving") == "in");
+  CHECK(starts.at("upwards") == "top");
+  CHECK(starts.at("down") == "bottom");
+  CHECK(starts.at("while") == "and");
+}
+
 TEST_CASE("parse_moving_caption says what is wrong with a caption", "[scenes][video]") {
   const std::vector<std::pair<std::string, std::string>> cases{
       {"", "no items"},

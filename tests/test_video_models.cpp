@@ -17,6 +17,7 @@
 #include "ditgen/pipeline/outputs.h"
 #include "ditgen/sampling/denoise.h"
 #include "ditgen/sampling/frame_noise.h"
+#include "ditgen/text/tokenizer.h"
 #include "ditgen/train/train_config.h"
 #include "helpers.h"
 
@@ -29,7 +30,7 @@ using ditgen::test::max_abs_diff;
 namespace {
 
 // The text tests' random image model of `kind` made a video model as the golden script makes it: clips of 4
-// frames; a PT-DiT gets 2 x 2 windows a frame spanning 2 frames.
+// frames, temporal positions added whole (gate 1); a PT-DiT gets 2 x 2 windows a frame spanning 2 frames.
 DiT video_model(const std::string& kind) {
   LoadedModel image = load_model(golden("tiny_text_" + kind + ".model.safetensors"), at::kCPU, at::kFloat);
   if (kind == "ptdit") {
@@ -42,6 +43,8 @@ DiT video_model(const std::string& kind) {
     image.model = rewindowed;
   }
   DiT video = make_video(image.model, 4, 2);
+  at::NoGradGuard no_grad;
+  video->temporal_pos_gate.fill_(1);  // the golden script adds the temporal positions whole
   video->eval();
   return video;
 }
@@ -139,6 +142,7 @@ TEST_CASE("an image model starts a video model that draws each still frame as th
     DiT video = make_video(image.model, 4, 2);
     video->eval();
     CHECK(video->config().input_frames == 4);
+    CHECK(video->temporal_pos_gate.eq(kTemporalGateStart).all().item<bool>());
     CHECK(test::parameter_count(*video) == test::parameter_count(*image.model) + image.info.config.hidden_size);
     at::Generator g = at::detail::createCPUGenerator(1);
     const int size = image.info.config.input_height;
@@ -150,6 +154,26 @@ TEST_CASE("an image model starts a video model that draws each still frame as th
     CHECK(error_kind([&] { make_video(video, 8, 2); }) == ErrorKind::Usage);
     CHECK(error_kind([&] { make_video(image.model, 1, 1); }) == ErrorKind::Usage);
   }
+}
+
+TEST_CASE("new words start as the known words they are given", "[video][conversion]") {
+  at::NoGradGuard no_grad;
+  LoadedModel image = load_model(golden("tiny_text_dit.model.safetensors"), at::kCPU, at::kFloat);
+  const std::vector<std::string> known = image.info.config.text.vocabulary;
+  DiT video = make_video(image.model, 4, 2, {"moving", "upwards"});
+  start_words_as(video, {{"moving", known[1]}, {"upwards", known[2]}});
+  const at::Tensor& table = video->text_encoder->token_embedding->weight;  // [2 + V, W]
+  const int64_t moving = text::kFirstWordId + static_cast<int64_t>(known.size());
+  CHECK(table[moving].equal(table[text::kFirstWordId + 1]));
+  CHECK(table[moving + 1].equal(table[text::kFirstWordId + 2]));
+  CHECK_FALSE(table[moving].equal(table[moving + 1]));
+  // The known words keep their embeddings.
+  const at::Tensor& before = image.model->text_encoder->token_embedding->weight;
+  CHECK(table.narrow(0, 0, before.size(0)).equal(before));
+  CHECK(error_kind([&] { start_words_as(video, {{"moving", "flying"}}); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { start_words_as(video, {{"flying", "moving"}}); }) == ErrorKind::Usage);
+  LoadedModel classes = load_model(golden("tiny_dense10.model.safetensors"), at::kCPU, at::kFloat);
+  CHECK(error_kind([&] { start_words_as(classes.model, {{"a", "a"}}); }) == ErrorKind::Usage);
 }
 
 TEST_CASE("video configs round-trip, count every frame, and refuse what clips cannot do", "[video][config]") {
@@ -328,6 +352,15 @@ TEST_CASE("an image text model becomes a video model and trains on moving scenes
   const std::vector<std::string>& words = m.info.config.text.vocabulary;
   CHECK(words.front() == "a");  // the image model's words first, their ids kept
   CHECK(std::find(words.begin(), words.end(), "moving") != words.end());
+  // New words started as the known words nearest in meaning (data::moving_word_starts), and 4 steps at lr 1e-3
+  // moved them little.
+  auto embedding = [&](const std::string& word) {
+    const auto id = text::kFirstWordId + (std::find(words.begin(), words.end(), word) - words.begin());
+    return m.model->text_encoder->token_embedding->weight[id];
+  };
+  CHECK(max_abs_diff(embedding("moving"), embedding("in")) <= 0.01);
+  CHECK(max_abs_diff(embedding("upwards"), embedding("top")) <= 0.01);
+  CHECK(max_abs_diff(embedding("moving"), embedding("top")) > 0.05);
   CHECK(std::filesystem::exists(dir / "runs/scenes-video-tiny-cpu/samples"));
   // The trained model makes clips from a sentence.
   CHECK(test::run_cli({"generate", "-m", "runs/scenes-video-tiny-cpu/model.safetensors", "a red bag moving left",

@@ -129,6 +129,23 @@ const std::vector<std::string>& moving_caption_words() {
   return words;
 }
 
+const std::vector<std::pair<std::string, std::string>>& moving_word_starts() {
+  static const std::vector<std::pair<std::string, std::string>> starts = [] {
+    std::vector<std::pair<std::string, std::string>> s;
+    for (const std::vector<std::string>* verbs : {&kParticiples, &kFiniteVerbs})
+      for (const std::string& verb : *verbs) s.emplace_back(verb, "in");
+    for (const auto& [direction, place] : {std::pair{Direction::Left, "left"}, std::pair{Direction::Right, "right"},
+                                          std::pair{Direction::Up, "top"}, std::pair{Direction::Down, "bottom"}}) {
+      const std::string name = direction_name(direction);
+      if (name != place) s.emplace_back(name, place);
+      s.emplace_back(name + "wards", place);
+    }
+    s.insert(s.end(), {{"to", "the"}, {"towards", "the"}, {"while", "and"}});
+    return s;
+  }();
+  return starts;
+}
+
 std::vector<std::string> moving_benchmark_prompts() {
   std::vector<std::string> prompts;
   for (const MovingScene& scene : moving_benchmark_layouts()) prompts.push_back(canonical_moving_caption(scene));

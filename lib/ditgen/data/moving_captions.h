@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ditgen/data/moving_grammar.h"
@@ -32,6 +33,13 @@ MovingScene parse_moving_caption(const std::string& text);
 // Every word a training caption of Moving FashionScenes may use (moving_paraphrase's and the still scenes'
 // paraphrase's, for joint training), sorted: what a video text model's vocabulary must hold.
 const std::vector<std::string>& moving_caption_words();
+
+// For each word of moving_caption_words() that still captions never use, the still-caption word whose meaning
+// is nearest: verbs start as "in", "up" as "top", "down" as "bottom", "leftwards" as "left", "to" and "towards"
+// as "the", "while" as "and". A video model made from an image model starts its new words so: the image model
+// then reads "a red sneaker moving left" as "a red sneaker in left" and draws the item somewhere on the left,
+// instead of reading words it never saw (which leaves its clips nearly black).
+const std::vector<std::pair<std::string, std::string>>& moving_word_starts();
 
 // The canonical captions of moving_benchmark_layouts(), in the same order: 512 fixed prompts.
 std::vector<std::string> moving_benchmark_prompts();

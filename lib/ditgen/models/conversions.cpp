@@ -9,6 +9,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "ditgen/core/error.h"
+#include "ditgen/text/tokenizer.h"
 
 namespace ditgen {
 
@@ -169,8 +170,23 @@ DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std:
   at::NoGradGuard no_grad;
   out->initialize_weights();  // what the new words start from
   copy_matching(*image, *out);
+  out->temporal_pos_gate.fill_(kTemporalGateStart);
   if (!more_words.empty()) copy_known_words(image, out);
   return out;
+}
+
+void start_words_as(DiT& model, const std::vector<std::pair<std::string, std::string>>& starts) {
+  const TextConfig& text = model->config().text;
+  if (!text.enabled()) throw Error(ErrorKind::Usage, "only a text model's words have embeddings");
+  auto id_of = [&](const std::string& word) {
+    const auto it = std::find(text.vocabulary.begin(), text.vocabulary.end(), word);
+    if (it == text.vocabulary.end())
+      throw Error(ErrorKind::Usage, "the word '" + word + "' is not in the model's vocabulary");
+    return text::kFirstWordId + (it - text.vocabulary.begin());
+  };
+  at::NoGradGuard no_grad;
+  at::Tensor& table = model->text_encoder->token_embedding->weight;  // [2 + V, W]
+  for (const auto& [word, known] : starts) table[id_of(word)].copy_(table[id_of(known)]);
 }
 
 DiT with_words(DiT& model, const std::vector<std::string>& words) {

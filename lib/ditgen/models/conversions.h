@@ -3,6 +3,10 @@
 // (docs/VIDEO.md), the starting point of their fine-tuning.
 #pragma once
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "ditgen/models/config.h"
 #include "ditgen/models/dit.h"
 
@@ -36,14 +40,22 @@ DiT make_sparse(DiT& dense, const SparseConfig& sparse);
 DiT make_proxy(DiT& dense, const ProxyConfig& proxy, int depth);
 
 // A video model making clips of `frames` (PT-DiT windows spanning `window_frames`) from an image model, with
-// its weights unchanged and its temporal-position gate 1. (A gate starting at 0 keeps the image model's function
-// but leaves the frames an unordered set; trained so, the gate barely grew in 3,000 steps and the clips did not
-// move: docs/VIDEO.md.) A text model's vocabulary grows by `more_words` (appended, so every known word keeps its
+// its weights unchanged and its temporal-position gate kTemporalGateStart. (At 1, frame f's tokens get a second
+// sinusoid as large as their spatial positions, which the image model never saw: frames after the first came
+// out as noise before any training. At 0 the frames are an unordered set; trained so, the gate barely grew in
+// 3,000 steps and the clips did not move. At 0.1 each frame is drawn nearly as the image model draws it, and
+// the frames are ordered: docs/VIDEO.md.) A text model's vocabulary grows by `more_words` (appended, so every known word keeps its
 // id and embedding; the new ones start as initialize_weights draws them). Its clips' frames share
 // `frame_noise_correlation` of their noise (sampling/frame_noise.h). Error(Usage) for a video model, a
 // backbone that makes images only, or new words for a class model.
+constexpr double kTemporalGateStart = 0.1;
 DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std::string>& more_words = {},
                double frame_noise_correlation = 0);
+
+// Sets the embedding of each `starts` word (the first of a pair) to that of the word it starts as (the second),
+// so that a model given new words reads them at first as the known words nearest in meaning
+// (data::moving_word_starts). Error(Usage) for a class model or a word not in its vocabulary.
+void start_words_as(DiT& model, const std::vector<std::pair<std::string, std::string>>& starts);
 
 // The text model with `words` appended to its vocabulary (every known word keeps its id and embedding; the new
 // ones start as initialize_weights draws them), the rest of its weights copied. Error(Usage) for a class model,

@@ -138,6 +138,13 @@ LoadedModel build_model(const TrainConfig& c, const std::optional<ModelInfo>& re
             more_words.push_back(w);
       s.model = make_video(s.model, c.video->frames, c.video->window_frames, more_words,
                            c.video->noise_correlation.value_or(0));
+      // They start as the known words nearest in meaning, so the first clips show items, not a dark mean.
+      std::vector<std::pair<std::string, std::string>> starts;
+      for (const auto& start : data::moving_word_starts())
+        if (std::count(more_words.begin(), more_words.end(), start.first) &&
+            !std::count(more_words.begin(), more_words.end(), start.second))
+          starts.push_back(start);
+      start_words_as(s.model, starts);
     }
     s.info.config = s.model->config();
     if (c.video->noise_correlation && *c.video->noise_correlation != s.info.config.frame_noise_correlation)
