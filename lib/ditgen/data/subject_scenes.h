@@ -32,8 +32,9 @@ struct SubjectOptions {
 // (a colour, class, position or grammar word), renderings outside 1..16, or prior_share outside [0, 1).
 void check_subject_options(const SubjectOptions& options);
 
-// The canonical caption of a one-item `scene` with `word` before its class word ("a red zq bag in the center").
-std::string subject_caption(const Scene& scene, const std::string& word);
+// The canonical caption of `scene` with `word` before the class word of its item `subject` ("a red zq bag in the
+// top left and a blue coat in the bottom right"). Error(Usage) for an empty scene or `subject` outside it.
+std::string subject_caption(const Scene& scene, const std::string& word, size_t subject = 0);
 
 // The subject's renderings: one item of class `cls` alone, in a colour of a seen pair and a cell (the centre
 // included) drawn from `seed`; rendering k's cell cycles through all five before any repeats. No source set.

@@ -11,6 +11,7 @@
 #include "ditgen/eval/classifier.h"
 #include "ditgen/eval/fid.h"
 #include "ditgen/eval/moving_benchmark.h"
+#include "ditgen/eval/subject_benchmark.h"
 #include "ditgen/eval/scene_benchmark.h"
 #include "ditgen/data/fashion_mnist.h"
 
@@ -147,8 +148,11 @@ void describe_run(EvalReport& report, const Generator& generator, const Generate
 
 EvalReport evaluate(Generator& generator, const EvalOptions& o, const EvalProgress& progress) {
   const ModelInfo& info = generator.info();
+  if (o.subject_index >= 0 && (info.config.video() || !info.config.text.enabled()))
+    throw Error(ErrorKind::Usage, "a subject evaluation needs a text-to-image model fine-tuned on the subject");
   if (info.config.video()) return evaluate_moving_benchmark(generator, o, progress);
-  if (info.config.text.enabled()) return evaluate_scenes(generator, o, progress);
+  if (info.config.text.enabled())
+    return o.subject_index >= 0 ? evaluate_subject(generator, o, progress) : evaluate_scenes(generator, o, progress);
   check_model(info);
   const int64_t n = o.num_samples, classes = info.config.num_classes;
   const at::Tensor labels = at::arange(n, at::kLong).remainder(classes);  // [N]: balanced over the classes

@@ -26,6 +26,10 @@ struct EvalOptions {
   uint64_t seed = 0;                     // image i uses seed + i; also picks the real-vs-real train subset
   std::filesystem::path data_dir;        // Fashion-MNIST; empty = the default folder
   std::filesystem::path classifier;      // a file written by train_classifier
+  // A text model fine-tuned on a subject (docs/INTLORA.md): the subject's test-split index, or -1 for the scene
+  // benchmark, and the word it is bound to.
+  int64_t subject_index = -1;
+  std::string subject_word = "zq";
 };
 
 struct EvalReport {

@@ -9,8 +9,6 @@
 
 namespace ditgen::eval {
 
-namespace {
-
 void check_text_model(const ModelInfo& info) {
   const DiTConfig& c = info.config;
   if (!c.text.enabled() || c.in_channels != 3 || c.input_height != data::kSceneSize ||
@@ -20,8 +18,6 @@ void check_text_model(const ModelInfo& info) {
                                       std::to_string(c.input_height) + "x" + std::to_string(c.input_width) + " " +
                                       image_space_name(c.image_space) + " outputs");
 }
-
-}  // namespace
 
 PromptBenchmarkRun run_prompt_benchmark(Generator& generator, const EvalOptions& o,
                                         const std::vector<std::string>& prompts, const EvalProgress& progress) {

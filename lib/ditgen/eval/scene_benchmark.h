@@ -11,6 +11,9 @@
 
 namespace ditgen::eval {
 
+// Error(Usage) unless the model is a text model of 64x64 RGB pixels, what every scene benchmark scores.
+void check_text_model(const ModelInfo& info);
+
 // What the still and the moving scene benchmarks share: options.num_samples samples, sample i for prompts[i mod
 // P], and what they are scored against. The request is checked and the classifier and Fashion-MNIST splits
 // are read before the (long) generation, so bad options or a bad path fail at once.
