@@ -270,6 +270,34 @@ TEST_CASE("a latent model with a VAE writes RGB PNGs from the command line", "[v
                       dir.path());
   REQUIRE(run.exit_code == 0);
   CHECK(io::read_png(dir / "default.png").channels == 3);
+  // --from replays the run with the VAE its image records (found beside the model): the same pixels.
+  run = test::run_cli({"generate", "--from", "img.png", "-m", model}, dir.path());
+  INFO(run.err);
+  REQUIRE(run.exit_code == 0);
+  CHECK(io::read_png(dir / "img-replay.png").pixels == image.pixels);
+  // Where the recorded VAE cannot be found, the replay stops before any image and says what to pass.
+  std::filesystem::create_directories(dir / "alone");
+  std::filesystem::copy_file(model, dir / "alone/model.safetensors");
+  run = test::run_cli({"generate", "--from", "tiled.png", "-m", "alone/model.safetensors"}, dir.path());
+  CHECK(run.exit_code == 4);
+  CHECK(test::contains(run.err, "was decoded with VAE 'vae_tiny.safetensors', which was not found"));
+  CHECK_FALSE(std::filesystem::exists(dir / "tiled-replay.png"));
+  run = test::run_cli({"generate", "--from", "tiled.png", "-m", "alone/model.safetensors", "--vae", vae_file}, dir.path());
+  CHECK(run.exit_code == 0);
+  CHECK(io::read_png(dir / "tiled-replay.png").pixels == io::read_png(dir / "tiled.png").pixels);
+  // A damaged VAE record is an input error (exit 3).
+  std::string record;
+  for (const io::PngText& t : io::read_png_text(dir / "img.png"))
+    if (t.keyword == "ditgen") record = t.text;
+  for (const char* vae : {"\"vae\"", "{\"file\": \"../vae.safetensors\"}", "{\"sha256\": \"ab\"}"}) {
+    nlohmann::json forged = nlohmann::json::parse(record);
+    forged["vae"] = nlohmann::json::parse(vae);
+    io::write_png(dir / "forged.png", io::Image{1, 1, 1, {0}}, {{"ditgen", forged.dump()}});
+    INFO(vae);
+    run = test::run_cli({"generate", "--from", "forged.png", "-m", model}, dir.path());
+    CHECK(run.exit_code == 3);
+    CHECK(test::contains(run.err, "damaged ditgen record"));
+  }
 }
 
 // (Every way a VAE file can be malformed is checked at the library above; here, that generate stops on one.)

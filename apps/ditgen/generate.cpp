@@ -157,8 +157,9 @@ void apply_config(CLI::App& app, const std::string& path) {
 }
 
 // --from IMAGE.png: the run recorded in the image, as defaults under the flags given beside it; the replay
-// is written beside the image. Returns the model hash the image records ("" when none).
-std::string apply_replay(CLI::App& app, GenerateOptions& o) {
+// is written beside the image. Its model and VAE are found by their recorded names unless -m and --vae name
+// them. Returns the record (its files' hashes, for warnings).
+ReplayRecord apply_replay(CLI::App& app, GenerateOptions& o) {
   const ReplayRecord replay = parse_replay_record(read_generation_record(o.from), o.from);
   for (const auto& [option, value] : replay.options)
     if (option != "prompt" || (o.prompts.empty() && o.prompt_file.empty())) set_if_unset(app, option, {value}, o.from);
@@ -177,12 +178,24 @@ std::string apply_replay(CLI::App& app, GenerateOptions& o) {
       throw Error(ErrorKind::Model, o.from + " was made with model '" + file + "', which was not found; pass -m FILE");
     o.model = found->string();
   }
-  return replay.model_sha256;
+  if (!replay.vae_file.empty() && o.vae.empty()) {
+    // Beside the model (where a model's default VAE lives), in the working folder, or shipped.
+    const std::filesystem::path beside = std::filesystem::path(o.model).parent_path() / replay.vae_file;
+    std::optional<std::filesystem::path> found;
+    if (std::filesystem::exists(beside)) found = beside;
+    else if (std::filesystem::exists(replay.vae_file)) found = replay.vae_file;
+    else found = find_shipped(replay.vae_file);
+    if (!found)
+      throw Error(ErrorKind::Model, o.from + " was decoded with VAE '" + replay.vae_file +
+                                        "', which was not found beside the model, here or shipped; pass --vae FILE");
+    o.vae = found->string();
+  }
+  return replay;
 }
 
 int run_generate(CLI::App& app, GenerateOptions& o) {
   catch_interrupts(InterruptMode::Generate);  // from the start; SIGTERM (kill, timeout) stops as Ctrl-C does
-  const std::string replayed_sha = o.from.empty() ? "" : apply_replay(app, o);
+  const ReplayRecord replayed = o.from.empty() ? ReplayRecord{} : apply_replay(app, o);
   if (!o.config.empty()) apply_config(app, o.config);
   if (!o.prompt_file.empty() && !o.prompts.empty())
     throw Error(ErrorKind::Usage, "give prompts either as arguments or in --prompt-file, not both");
@@ -381,8 +394,12 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
 
   for (const BatchItem& item : run.items())  // unusable prompt-file lines: reported, the others still run
     if (item.status == ItemStatus::Failed) log::error(item.error);
-  if (!replayed_sha.empty() && replayed_sha != info.sha256)
-    log::warn(o.from + " was made with another model file (sha256 " + replayed_sha.substr(0, 12) + "...): it will differ");
+  if (!replayed.model_sha256.empty() && replayed.model_sha256 != info.sha256)
+    log::warn(o.from + " was made with another model file (sha256 " + replayed.model_sha256.substr(0, 12) +
+              "...): it will differ");
+  if (!replayed.vae_sha256.empty() && settings.decode && replayed.vae_sha256 != settings.vae_record["sha256"])
+    log::warn(o.from + " was decoded with another VAE file (sha256 " + replayed.vae_sha256.substr(0, 12) +
+              "...): it will differ");
   ProgressDisplay display(progress_mode);
   auto last_manifest = std::chrono::steady_clock::now();
   const BatchSummary summary = run.run(

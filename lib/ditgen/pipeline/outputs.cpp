@@ -104,6 +104,15 @@ ReplayRecord parse_replay_record(const nlohmann::json& record, const std::string
     if (replay.model_file != std::filesystem::path(replay.model_file).filename().string())
       throw Error(ErrorKind::Input, source + ": damaged ditgen record: the model file name has a folder");
   }
+  if (record.contains("vae")) {
+    const nlohmann::json& vae = record["vae"];
+    if (!vae.is_object()) throw Error(ErrorKind::Input, source + ": damaged ditgen record: 'vae' is not an object");
+    replay.vae_file = record_field(vae, "file", FieldKind::Text, source);
+    replay.vae_sha256 = vae.contains("sha256") ? record_field(vae, "sha256", FieldKind::Text, source) : "";
+    if (replay.vae_file.empty() || replay.vae_file != std::filesystem::path(replay.vae_file).filename().string())
+      throw Error(ErrorKind::Input, source + ": damaged ditgen record: the VAE file name is empty or has a folder");
+    if (vae.contains("tile")) replay.options.emplace_back("vae-tile", record_field(vae, "tile", FieldKind::Text, source));
+  }
   return replay;
 }
 

@@ -71,6 +71,8 @@ struct ReplayRecord {
   std::vector<std::pair<std::string, std::string>> options;
   std::string model_file;    // the model file's name as recorded (no folder)
   std::string model_sha256;  // "" when not recorded
+  std::string vae_file;      // a latent model's decoder as recorded (no folder); "" for pixel models
+  std::string vae_sha256;
 };
 ReplayRecord parse_replay_record(const nlohmann::json& record, const std::string& source);
 
