@@ -256,6 +256,24 @@ TEST_CASE("a latent model with a VAE writes RGB PNGs from the command line", "[v
                       dir.path());
   REQUIRE(run.exit_code == 0);
   CHECK(io::read_png(dir / "tiled.png").width == 32);
+  // A contact sheet of decoded images: two 32-pixel images side by side.
+  run = test::run_cli({"generate", "-m", model, "--vae", vae_file, "--steps", "2", "-s", "1", "-o", "g-{index}.png",
+                       "--grid", "sheet.png", "--device", "cpu", "3", "5"},
+                      dir.path());
+  REQUIRE(run.exit_code == 0);
+  const io::Image sheet = io::read_png(dir / "sheet.png");
+  CHECK(sheet.channels == 3);
+  CHECK(sheet.height == 32);
+  CHECK(sheet.width >= 64);
+  // Without a VAE a latent run has no images to show, nor a pixel trajectory.
+  for (const std::vector<std::string> extra : {std::vector<std::string>{"--grid", "s.png"},
+                                               std::vector<std::string>{"--vae", vae_file, "--save-trajectory", "t.mp4"}}) {
+    std::vector<std::string> args{"generate", "-m", model, "--steps", "1", "--save-latents", "l.safetensors", "-o",
+                                  "x.png", "--device", "cpu", "3"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    CHECK(test::run_cli(args, dir.path()).exit_code == 2);
+    CHECK_FALSE(std::filesystem::exists(dir / "l.safetensors"));
+  }
   // A model file may name its default VAE, relative to itself.
   io::SafetensorsFile source = io::SafetensorsFile::open(model);
   io::Metadata meta = source.metadata();

@@ -286,7 +286,7 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   settings.auto_batch = o.auto_batch;
   settings.resume = o.resume;
   settings.strict = o.prompt_file.empty();  // bad arguments stop the run; bad prompt-file lines do not
-  settings.keep_frames = !o.save_latents.empty() || !o.grid.empty();
+  settings.keep_frames = !o.save_latents.empty() || !o.grid.empty();  // a latent model's grid reads its PNGs back
   settings.keep_trajectory = !o.save_trajectory.empty();
   if (!o.init_noise.empty()) settings.init_noise = read_init_noise(o.init_noise).to(at::kFloat);
   const bool pixel_model = info.config.in_channels == 1 || info.config.in_channels == 3;
@@ -325,8 +325,11 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
     throw Error(ErrorKind::Usage, "this model makes " + std::to_string(info.config.in_channels) +
                                       "-channel latents: pass --vae FILE (a Stable Diffusion VAE, docs/VAE.md) to "
                                       "decode them into images, or --save-latents FILE to keep them");
-  if (!pixel_model && (!o.save_trajectory.empty() || !o.grid.empty()))
-    throw Error(ErrorKind::Usage, "--save-trajectory and --grid need a pixel-space model (1 or 3 channels)");
+  if (!pixel_model && !o.save_trajectory.empty())
+    throw Error(ErrorKind::Usage, "--save-trajectory needs a pixel-space model (1 or 3 channels): a latent model's "
+                                  "trajectory is latents");
+  if (!images && !o.grid.empty())
+    throw Error(ErrorKind::Usage, "--grid needs images: pass --vae FILE to decode this model's latents");
   const int image_channels = vae ? vae->info.config.out_channels : info.config.in_channels;
   const int pixels_per_unit = vae ? vae->info.config.upscale() : 1;
   if (images) settings.output_template = output_template;
@@ -433,10 +436,12 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
     if (!o.grid.empty()) {  // images: a near-square sheet; clips: a row of frames each
       std::vector<at::Tensor> shown;  // [C, H, W] an image, [F, C, H, W] a clip
       for (const BatchItem& item : run.items()) {
-        if (item.status == ItemStatus::Skipped)
-          shown.push_back(clips ? frames_from_clip(io::read_video(item.path), info.config.in_channels)
+        // Read back: images of an earlier run, and a latent model's, whose kept frames are latents.
+        if (item.status == ItemStatus::Skipped || (item.status == ItemStatus::Ok && !pixel_model))
+          shown.push_back(clips ? frames_from_clip(io::read_video(item.path), image_channels)
                                 : frame_from_image(io::read_png(item.path)));
-        if (item.status == ItemStatus::Ok) shown.push_back(clips ? run.clip(item.index) : run.frame(item.index));
+        else if (item.status == ItemStatus::Ok)
+          shown.push_back(clips ? run.clip(item.index) : run.frame(item.index));
       }
       if (!shown.empty()) {
         io::write_png(o.grid, clips ? tile_images(at::cat(shown), static_cast<int>(shown.front().size(0)))
