@@ -139,6 +139,13 @@ bool close_relative(const at::Tensor& actual, const at::Tensor& expected, double
   return max_abs_diff(actual, expected) <= rel * scale;
 }
 
+std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& path) {
+  std::vector<nlohmann::json> rows;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
+  return rows;
+}
+
 std::string make_tiny_model(const TempDir& dir, const std::string& name, int seed) {
   const std::string spec = std::string(DITGEN_TEST_DATA) + "/../../configs/models/fmnist-tiny.yaml";
   const std::string path = (dir / name).string();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 
 #include "ditgen/core/error.h"
@@ -67,6 +68,9 @@ bool contains(const std::string& text, const std::string& part);
 // An untrained tiny pixel-space model (configs/models/fmnist-tiny.yaml) written by `ditgen init` into
 // `dir` as `name`; returns its path.
 std::string make_tiny_model(const TempDir& dir, const std::string& name = "tiny.safetensors", int seed = 3);
+
+// The rows of a JSON-lines file (a manifest).
+std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& path);
 
 // What a missing CUDA device or data set skips: the whole test case (it must return at once, before any
 // check), which CTest then reports as skipped, or the rest of one that passes on the checks it made.

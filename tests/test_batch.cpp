@@ -17,19 +17,13 @@ using namespace ditgen;
 using ditgen::test::CliEnv;
 using ditgen::test::CliResult;
 using ditgen::test::contains;
+using ditgen::test::read_jsonl;
 using ditgen::test::run_cli;
 using ditgen::test::TempDir;
 
 namespace {
 
 void write_file(const std::filesystem::path& p, const std::string& text) { std::ofstream(p) << text; }
-
-std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p) {
-  std::vector<nlohmann::json> rows;
-  std::ifstream in(p);
-  for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
-  return rows;
-}
 
 int lines(const std::string& text) { return static_cast<int>(std::count(text.begin(), text.end(), '\n')); }
 

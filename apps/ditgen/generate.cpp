@@ -24,6 +24,8 @@
 #include "ditgen/io/yaml_json.h"
 #include "ditgen/pipeline/batch.h"
 #include "ditgen/pipeline/outputs.h"
+#include "ditgen/dist/launch.h"
+#include "ditgen/dist/rendezvous.h"
 #include "ditgen/vae/tiled_decode.h"
 #include "ditgen/vae/vae_file.h"
 #include "interrupt.h"
@@ -223,7 +225,16 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
     if (!path.empty()) require_extension(path, extension, role);
   std::optional<uint64_t> seed = parse_seed(o.seed);
   const ProgressMode progress_mode = parse_progress_mode(o.progress);
-  const at::Device device = parse_device(o.device);
+  // A data-parallel run (docs/DISTRIBUTED.md): its processes meet first, so a bad request fails in each alike.
+  const dist::DistEnv dist_env = dist::read_dist_env();
+  std::optional<dist::Rendezvous> rendezvous;
+  if (dist_env.distributed()) {
+    if (!o.save_latents.empty() || !o.save_trajectory.empty())
+      throw Error(ErrorKind::Usage, "--save-latents and --save-trajectory gather every image into one process: "
+                                    "run them in one process");
+    rendezvous.emplace(dist_env);
+  }
+  const at::Device device = dist::rank_device(o.device, dist_env);
   const at::ScalarType dtype = resolve_dtype(o.dtype, device);
   std::vector<io::PromptEntry> entries;
   if (!o.prompt_file.empty()) {
@@ -262,6 +273,9 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
 
   BatchSettings settings;
   settings.seed = seed ? *seed : std::random_device{}() & 0xffffffffu;
+  if (rendezvous) settings.seed = rendezvous->broadcast("seed", settings.seed).get<uint64_t>();  // rank 0's
+  settings.shard = dist_env.rank;
+  settings.shards = dist_env.world_size;
   const SamplerDefaults& d = info.sampler_defaults;
   settings.sampler = {o.sampler.value_or(d.sampler), o.steps.value_or(d.steps), o.eta};
   settings.guidance = {o.cfg_scale.value_or(d.cfg_scale), o.cfg_channels.value_or(d.cfg_channels)};
@@ -386,6 +400,9 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
     const int stale = io::AtomicFile::remove_stale(image_paths);
     if (stale > 0) log::info(c10::str("removed ", stale, " temporary file(s) an interrupted run left behind"));
   }
+  if (rendezvous) rendezvous->barrier("ready");  // every process has checked what exists before any writes
+  const bool lead = dist_env.rank == 0;           // reports, and writes the manifest and the grid
+  if (!lead) manifest.clear();
   if (!run.items().empty() && run.items().front().status != ItemStatus::Failed) {
     const nlohmann::json& first = run.items().front().record;
     log::debug(c10::str(run.items().size(), " image(s), ", settings.sampler.name, " ", settings.sampler.steps,
@@ -403,9 +420,9 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   if (!replayed.vae_sha256.empty() && settings.decode && replayed.vae_sha256 != settings.vae_record["sha256"])
     log::warn(o.from + " was decoded with another VAE file (sha256 " + replayed.vae_sha256.substr(0, 12) +
               "...): it will differ");
-  ProgressDisplay display(progress_mode);
+  ProgressDisplay display(lead ? progress_mode : ProgressMode::None);
   auto last_manifest = std::chrono::steady_clock::now();
-  const BatchSummary summary = run.run(
+  BatchSummary summary = run.run(
       [] { return interrupt_count() >= 1; }, [] { return interrupt_count() >= 2; },
       [&](const BatchItem& item) {
         if (item.status == ItemStatus::Ok && !item.path.empty()) display.print_line(stdout, item.path.string());
@@ -418,6 +435,16 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
       [&](const Progress& p) { display.update(p); });
   display.finish();
   std::fflush(stdout);
+  if (rendezvous) {  // the other processes' items, for the manifest and the counts
+    const auto states = rendezvous->gather("items", run.shard_states(), [] { return interrupt_count() >= 1; });
+    for (size_t r = 1; r < states.size(); ++r)
+      if (states[r]) run.adopt(*states[r]);
+    if (lead) {
+      const double seconds = summary.seconds;
+      summary = run.summary();
+      summary.seconds = seconds;
+    }
+  }
   if (!manifest.empty()) run.write_manifest(manifest);
   if (!summary.runtime_error.empty()) throw Error(ErrorKind::Runtime, summary.runtime_error);
 
@@ -433,11 +460,12 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
       write_trajectory_video(o.save_trajectory, run.trajectory(), 8);
       std::printf("%s\n", o.save_trajectory.c_str());
     }
-    if (!o.grid.empty()) {  // images: a near-square sheet; clips: a row of frames each
+    if (!o.grid.empty() && lead) {  // images: a near-square sheet; clips: a row of frames each
       std::vector<at::Tensor> shown;  // [C, H, W] an image, [F, C, H, W] a clip
       for (const BatchItem& item : run.items()) {
-        // Read back: images of an earlier run, and a latent model's, whose kept frames are latents.
-        if (item.status == ItemStatus::Skipped || (item.status == ItemStatus::Ok && !pixel_model))
+        // Read back: images of an earlier run, of another process, and a latent model's (kept frames are latents).
+        if (item.status == ItemStatus::Skipped ||
+            (item.status == ItemStatus::Ok && (!pixel_model || item.shard != dist_env.rank)))
           shown.push_back(clips ? frames_from_clip(io::read_video(item.path), image_channels)
                                 : frame_from_image(io::read_png(item.path)));
         else if (item.status == ItemStatus::Ok)
@@ -451,7 +479,7 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
     }
   }
   const int total = static_cast<int>(run.items().size());
-  if (!o.prompt_file.empty() || summary.failed || summary.skipped || interrupted)
+  if (lead && (!o.prompt_file.empty() || summary.failed || summary.skipped || interrupted))
     log::info(c10::str(total, " image(s): ", summary.ok, " generated, ", summary.skipped, " already complete, ",
                        summary.failed, " failed, ", summary.cancelled, " not run, in ",
                        format_seconds(summary.seconds),

@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "ditgen/core/error.h"
 #include "ditgen/core/log.h"
+#include "ditgen/dist/launch.h"
 
 namespace ditgen::cli {
 
@@ -24,6 +25,8 @@ const char* exit_code_help() {
          "  4  model error: the model or VAE file is missing, corrupt or incompatible\n"
          "  5  output error: an output file or folder cannot be written\n"
          "  6  partial failure: some outputs of a batch failed, the others were written\n"
+         "  7  a process of a distributed run died (killed or crashed); the others were stopped, finished\n"
+         "      images kept\n"
          "  130 interrupted (Ctrl-C or SIGTERM): generate keeps finished images and the manifest,\n"
          "      train stops after the step in flight with a checkpoint; --resume finishes the run\n";
 }
@@ -56,6 +59,11 @@ int main(int argc, char** argv) {
   bool verbose = false, quiet = false;
   app.add_flag("-v,--verbose", verbose, "Log details (FLOPs, timings) to stderr")->configurable(false);
   app.add_flag("--quiet", quiet, "Log errors only");
+  int nproc_per_node = 1;
+  CLI::Option* nproc_option = app.add_option("--nproc-per-node", nproc_per_node,
+                 "generate: run as N processes on this host, each with a device (cuda:0..N-1 on a GPU machine) and "
+                 "a share of the batches; the images are the ones one process makes (docs/DISTRIBUTED.md)")
+      ->configurable(false);
 
   std::vector<ditgen::cli::Command> commands{ditgen::cli::add_generate_command(app),
                                              ditgen::cli::add_info_command(app),
@@ -88,6 +96,12 @@ int main(int argc, char** argv) {
                                                                          : ditgen::log::Level::Info);
 
   try {
+    if (nproc_option->count() > 0 && !std::getenv("WORLD_SIZE")) {  // the launcher; its processes run the command
+      if (!commands.front().app->parsed())
+        return fail(ditgen::ErrorKind::Usage, "--nproc-per-node runs generate only");
+      return ditgen::dist::launch_local(nproc_per_node,
+                                        ditgen::dist::without_launch_flag(std::vector<std::string>(argv, argv + argc)));
+    }
     for (auto& c : commands)
       if (c.app->parsed()) return c.run();
     return fail(ditgen::ErrorKind::Usage, "no command given");

@@ -204,24 +204,33 @@ BatchSummary BatchRun::run(const std::function<bool()>& stop, const std::functio
     if (fresh) groups.push_back({key, {}});
     groups[it->second].second.push_back(i);
   }
-  int pending = 0, done = 0;
-  for (const auto& g : groups) pending += static_cast<int>(g.second.size());
+  // The batches one process would run, in its order; batch b goes to process b mod shards.
   const size_t batch = static_cast<size_t>(std::max(1, settings_.batch_size));
-  for (const auto& group : groups) {
-    for (size_t begin = 0; begin < group.second.size(); begin += batch) {
-      if ((stop && stop()) || !runtime_error_.empty()) break;
+  const auto shards = static_cast<size_t>(std::max(1, settings_.shards));
+  std::vector<std::vector<size_t>> mine;
+  size_t formed = 0;
+  for (const auto& group : groups)
+    for (size_t begin = 0; begin < group.second.size(); begin += batch, ++formed) {
       std::vector<size_t> members(group.second.begin() + begin,
                                   group.second.begin() + std::min(group.second.size(), begin + batch));
-      run_group(members, abandon, on_item, [&](Progress p) {
-        p.images_done += done;
-        p.images_total = pending;
-        if (on_progress) on_progress(p);
-      });
-      done += static_cast<int>(members.size());
+      const int shard = static_cast<int>(formed % shards);
+      for (size_t i : members) items_[i].shard = shard;
+      if (shard == settings_.shard) mine.push_back(std::move(members));
     }
+  int pending = 0, done = 0;
+  for (const auto& members : mine) pending += static_cast<int>(members.size());
+  for (const std::vector<size_t>& members : mine) {
+    if ((stop && stop()) || !runtime_error_.empty()) break;
+    run_group(members, abandon, on_item, [&](Progress p) {
+      p.images_done += done;
+      p.images_total = pending;
+      if (on_progress) on_progress(p);
+    });
+    done += static_cast<int>(members.size());
   }
   BatchSummary summary;
   for (BatchItem& item : items_) {
+    if (item.shard != settings_.shard) continue;  // another process's
     if (item.status == ItemStatus::Pending) item.status = ItemStatus::Cancelled;
     summary.ok += item.status == ItemStatus::Ok;
     summary.skipped += item.status == ItemStatus::Skipped;
@@ -229,6 +238,48 @@ BatchSummary BatchRun::run(const std::function<bool()>& stop, const std::functio
     summary.cancelled += item.status == ItemStatus::Cancelled;
   }
   summary.seconds = since(start);
+  summary.runtime_error = runtime_error_;
+  return summary;
+}
+
+nlohmann::json BatchRun::shard_states() const {
+  nlohmann::json states = nlohmann::json::array();
+  for (const BatchItem& item : items_)
+    if (item.shard == settings_.shard)
+      states.push_back({{"index", item.index}, {"status", status_name(item.status)}, {"error", item.error},
+                        {"seconds", item.seconds}, {"gflops", item.gflops}, {"record", item.record}});
+  return states;
+}
+
+void BatchRun::adopt(const nlohmann::json& states) {
+  static const std::map<std::string, ItemStatus> kStatus{{"pending", ItemStatus::Pending}, {"ok", ItemStatus::Ok},
+                                                         {"skipped", ItemStatus::Skipped}, {"failed", ItemStatus::Failed},
+                                                         {"cancelled", ItemStatus::Cancelled}};
+  try {
+    for (const nlohmann::json& s : states) {
+      const auto index = s.at("index").get<size_t>();
+      if (index >= items_.size() || !kStatus.count(s.at("status").get<std::string>()))
+        throw Error(ErrorKind::Runtime, "a process of the run reported an item it does not have");
+      BatchItem& item = items_[index];
+      item.status = kStatus.at(s.at("status").get<std::string>());
+      item.error = s.at("error").get<std::string>();
+      item.seconds = s.at("seconds").get<double>();
+      item.gflops = s.at("gflops").get<double>();
+      if (!s.at("record").is_null()) item.record = s.at("record");
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorKind::Runtime, std::string("a process of the run reported damaged item states: ") + e.what());
+  }
+}
+
+BatchSummary BatchRun::summary() const {
+  BatchSummary summary;
+  for (const BatchItem& item : items_) {
+    summary.ok += item.status == ItemStatus::Ok;
+    summary.skipped += item.status == ItemStatus::Skipped;
+    summary.failed += item.status == ItemStatus::Failed;
+    summary.cancelled += item.status == ItemStatus::Cancelled || item.status == ItemStatus::Pending;
+  }
   summary.runtime_error = runtime_error_;
   return summary;
 }

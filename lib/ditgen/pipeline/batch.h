@@ -49,6 +49,10 @@ struct BatchSettings {
   at::Tensor init_noise;                // optional [N, C, H, W]: image i starts from noise[i]
   bool keep_frames = false;             // keep every frame (for a latents file or a grid)
   bool keep_trajectory = false;
+  // Data-parallel runs (docs/DISTRIBUTED.md): the run's batches, formed as one process forms them, go round
+  // robin to `shards` processes and this one makes those of `shard`, so every image comes out of the same
+  // batch, and so the same bytes, whatever the number of processes.
+  int shard = 0, shards = 1;
 };
 
 enum class ItemStatus { Pending, Ok, Skipped, Failed, Cancelled };
@@ -69,6 +73,7 @@ struct BatchItem {
   double gflops = 0;
   nlohmann::json record;        // what its PNG (or clip) carries
   bool clip = false;            // a clip of record["frames"] frames, written by io::write_video
+  int shard = 0;                // the process of a data-parallel run that makes it
 };
 
 struct BatchSummary {
@@ -92,6 +97,14 @@ class BatchRun {
   BatchSummary run(const std::function<bool()>& stop, const std::function<bool()>& abandon,
                    const std::function<void(const BatchItem&)>& on_item,
                    const std::function<void(const Progress&)>& on_progress);
+
+  // This process's items once run, for the process that writes the manifest: [{"index", "status", "error",
+  // "seconds", "gflops", "record"}].
+  nlohmann::json shard_states() const;
+  // Takes over items another process made (its shard_states()); Error(Runtime) for an index outside the run.
+  void adopt(const nlohmann::json& states);
+  // The counts over every item (after adopt: the whole data-parallel run's).
+  BatchSummary summary() const;
 
   // The frames [N, 1, C, H, W] (keep_frames) and trajectory [T + 1, N, C, H, W] (keep_trajectory) in item
   // order, once every item is done.

@@ -1,0 +1,168 @@
+// Distributed runs on the CPU (docs/DISTRIBUTED.md): data-parallel generation over local processes that meet
+// through c10d's TCPStore on the loopback address, started by `--nproc-per-node` or, as torchrun starts them,
+// from the environment.
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "catch.h"
+#include "ditgen/dist/launch.h"
+#include "ditgen/io/png.h"
+#include "helpers.h"
+
+using namespace ditgen;
+using ditgen::test::CliEnv;
+using ditgen::test::CliResult;
+using ditgen::test::contains;
+using ditgen::test::run_cli;
+using ditgen::test::TempDir;
+
+namespace {
+
+std::string file_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// The files a folder holds whose names start with '.': an atomic write's unfinished temporaries.
+int hidden_files(const std::filesystem::path& dir) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) n += e.path().filename().string()[0] == '.';
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a data-parallel generation writes the bytes one process writes, and one manifest", "[dist][cli]") {
+  TempDir dir;
+  const std::string model = test::make_tiny_model(dir);
+  auto generate = [&](const std::string& folder, std::vector<std::string> extra) {
+    std::vector<std::string> args{"generate", "-m", model, "bag", "coat", "sneaker", "-n", "3", "-s", "11",
+                                  "--steps", "2", "--batch-size", "2", "-o", folder + "/{index}.png",
+                                  "--manifest", folder + "/m.jsonl", "--device", "cpu"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_cli(args, dir.path());
+  };
+  REQUIRE(generate("one", {}).exit_code == 0);
+  for (const std::string nproc : {"2", "3"}) {  // 5 batches: shared unevenly either way
+    const std::string folder = "n" + nproc;
+    CliResult r = generate(folder, {"--nproc-per-node", nproc});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    for (int i = 0; i < 9; ++i) {
+      const std::string name = std::to_string(i) + ".png";
+      INFO(name);
+      CHECK(file_bytes(dir / folder / name) == file_bytes(dir / "one" / name));
+    }
+    const std::vector<nlohmann::json> rows = test::read_jsonl(dir / folder / "m.jsonl");
+    REQUIRE(rows.size() == 9);
+    for (const nlohmann::json& row : rows) {
+      CHECK(row["status"] == "ok");
+      CHECK(row["parameters"]["seed"] == test::read_jsonl(dir / "one" / "m.jsonl")[row["index"].get<size_t>()]["seed"]);
+    }
+  }
+  // --resume over two processes finds everything made and makes nothing.
+  CliResult again = generate("n2", {"--nproc-per-node", "2", "--resume"});
+  CHECK(again.exit_code == 0);
+  CHECK(contains(again.err, "0 generated, 9 already complete"));
+  // Only generate runs distributed; the flag's value is checked.
+  CHECK(run_cli({"info", model, "--nproc-per-node", "2"}, dir.path()).exit_code == 2);
+  CHECK(generate("bad", {"--nproc-per-node", "0"}).exit_code == 2);
+}
+
+TEST_CASE("ranks started from the environment, as torchrun starts them, share the batches", "[dist][cli]") {
+  TempDir dir;
+  const std::string model = test::make_tiny_model(dir);
+  const std::string port = std::to_string(dist::free_port());
+  auto rank = [&](int r) {
+    return run_cli({"generate", "-m", model, "bag", "coat", "-n", "2", "-s", "3", "--steps", "2", "--batch-size", "1",
+                    "-o", "env/{index}.png", "--manifest", "env/m.jsonl", "--device", "cpu"},
+                   dir.path(),
+                   CliEnv{"", {"RANK=" + std::to_string(r), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port}});
+  };
+  CliResult second;
+  std::thread other([&] { second = rank(1); });
+  const CliResult first = rank(0);
+  other.join();
+  INFO(first.err << second.err);
+  CHECK(first.exit_code == 0);
+  CHECK(second.exit_code == 0);
+  CHECK(test::read_jsonl(dir / "env/m.jsonl").size() == 4);  // rank 0 writes it for both
+  REQUIRE(run_cli({"generate", "-m", model, "bag", "coat", "-n", "2", "-s", "3", "--steps", "2", "--batch-size", "1",
+                   "-o", "solo/{index}.png", "--device", "cpu"},
+                  dir.path()).exit_code == 0);
+  for (int i = 0; i < 4; ++i)
+    CHECK(file_bytes(dir / "env" / (std::to_string(i) + ".png")) == file_bytes(dir / "solo" / (std::to_string(i) + ".png")));
+  // Each rank prints the images it wrote; the two together print all four.
+  CHECK(std::count(first.out.begin(), first.out.end(), '\n') + std::count(second.out.begin(), second.out.end(), '\n') == 4);
+}
+
+TEST_CASE("a distributed environment that does not add up is refused before any work", "[dist][errors]") {
+  TempDir dir;
+  const std::string model = test::make_tiny_model(dir);
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases{
+      {{"WORLD_SIZE=2"}, "WORLD_SIZE is set but RANK is not"},
+      {{"WORLD_SIZE=2", "RANK=2", "MASTER_PORT=29999"}, "RANK=2 is not a whole number in 0..1"},
+      {{"WORLD_SIZE=two", "RANK=0"}, "WORLD_SIZE=two is not a whole number"},
+      {{"WORLD_SIZE=2", "RANK=0"}, "needs MASTER_PORT"},
+      {{"WORLD_SIZE=2", "RANK=0", "MASTER_PORT=70000"}, "MASTER_PORT=70000 is not a whole number in 1..65535"}};
+  for (const auto& [env, message] : cases) {
+    INFO(message);
+    CliResult r = run_cli({"generate", "-m", model, "bag", "-o", "x.png", "--device", "cpu"}, dir.path(), CliEnv{"", env});
+    CHECK(r.exit_code == 2);
+    CHECK(contains(r.err, message));
+    CHECK_FALSE(std::filesystem::exists(dir / "x.png"));
+  }
+  CHECK(dist::without_launch_flag({"ditgen", "generate", "--nproc-per-node", "2", "bag", "--nproc-per-node=3", "-v"}) ==
+        std::vector<std::string>{"ditgen", "generate", "bag", "-v"});
+}
+
+TEST_CASE("a rank killed mid-run ends the job with exit 7, finished images kept and none partial", "[dist][cli]") {
+  TempDir dir;
+  const std::string model = test::make_tiny_model(dir);
+  bool killed = false;
+  CliEnv watch;
+  watch.while_running = [&](int pid, const std::string&) {
+    if (!killed && std::filesystem::exists(dir / "o" / "0.png")) {  // rank 0's first batch is written
+      std::ifstream children("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+      int rank0 = 0, rank1 = 0;
+      if (children >> rank0 >> rank1) {  // started in rank order
+        ::kill(rank1, SIGKILL);
+        killed = true;
+      }
+    }
+    return true;
+  };
+  CliResult r = run_cli({"generate", "--nproc-per-node", "2", "-m", model, "bag", "coat", "-n", "20", "-s", "1",
+                         "--steps", "50", "--batch-size", "1", "-o", "o/{index}.png", "--manifest", "o/m.jsonl",
+                         "--device", "cpu"},
+                        dir.path(), watch);
+  INFO(r.err);
+  REQUIRE(killed);
+  CHECK(r.exit_code == dist::kRankFailedExitCode);
+  CHECK(hidden_files(dir / "o") == 0);
+  int images = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir / "o"))
+    if (e.path().extension() == ".png") {
+      CHECK_NOTHROW(io::read_png(e.path()));  // whole
+      ++images;
+    }
+  CHECK(images >= 1);
+  CHECK(images < 40);
+  // Rank 0 stopped between batches and wrote the manifest; --resume finishes the run.
+  const std::vector<nlohmann::json> rows = test::read_jsonl(dir / "o" / "m.jsonl");
+  CHECK(rows.size() == 40);
+  CliResult resumed = run_cli({"generate", "--nproc-per-node", "2", "-m", model, "bag", "coat", "-n", "20", "-s", "1",
+                               "--steps", "50", "--batch-size", "1", "-o", "o/{index}.png", "--manifest", "o/m.jsonl",
+                               "--device", "cpu", "--resume"},
+                              dir.path());
+  CHECK(resumed.exit_code == 0);
+  for (const nlohmann::json& row : test::read_jsonl(dir / "o" / "m.jsonl")) CHECK(row["status"] != "pending");
+}
