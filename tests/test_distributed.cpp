@@ -166,3 +166,33 @@ TEST_CASE("a rank killed mid-run ends the job with exit 7, finished images kept 
   CHECK(resumed.exit_code == 0);
   for (const nlohmann::json& row : test::read_jsonl(dir / "o" / "m.jsonl")) CHECK(row["status"] != "pending");
 }
+
+TEST_CASE("SIGTERM to the launcher reaches every rank: each stops between batches, exit 130", "[dist][cli]") {
+  TempDir dir;
+  const std::string model = test::make_tiny_model(dir);
+  bool sent = false;
+  CliEnv watch;
+  watch.while_running = [&](int pid, const std::string&) {
+    if (!sent && std::filesystem::exists(dir / "o" / "0.png")) {
+      ::kill(pid, SIGTERM);  // the launcher alone, as `kill` or a job scheduler sends it
+      sent = true;
+    }
+    return true;
+  };
+  CliResult r = run_cli({"generate", "--nproc-per-node", "2", "-m", model, "bag", "coat", "-n", "20", "-s", "1",
+                         "--steps", "50", "--batch-size", "1", "-o", "o/{index}.png", "--manifest", "o/m.jsonl",
+                         "--device", "cpu"},
+                        dir.path(), watch);
+  INFO(r.err);
+  REQUIRE(sent);
+  CHECK(r.exit_code == 130);
+  CHECK(hidden_files(dir / "o") == 0);
+  int ok = 0, cancelled = 0;
+  for (const nlohmann::json& row : test::read_jsonl(dir / "o" / "m.jsonl")) {  // both ranks' items, gathered
+    ok += row["status"] == "ok";
+    cancelled += row["status"] == "cancelled";
+  }
+  CHECK(ok >= 1);
+  CHECK(cancelled >= 1);
+  CHECK(ok + cancelled == 40);
+}

@@ -36,8 +36,12 @@ int env_int(const char* name, int fallback, int low, int high) {
   return value;
 }
 
+// A signal sent to the launcher alone (kill, timeout), to pass on. Ctrl-C at a terminal reaches every rank
+// already (they share the launcher's process group), so signals the kernel sends are not passed on twice.
 volatile sig_atomic_t g_forward_signal = 0;
-void remember_signal(int sig) { g_forward_signal = sig; }
+void remember_signal(int sig, siginfo_t* info, void*) {
+  if (info == nullptr || info->si_code == SI_USER || info->si_code == SI_QUEUE) g_forward_signal = sig;
+}
 
 }  // namespace
 
@@ -112,7 +116,8 @@ int launch_local(int nproc, const std::vector<std::string>& args) {
   argv.push_back(nullptr);
 
   struct sigaction forward {}, old_int{}, old_term{};
-  forward.sa_handler = remember_signal;
+  forward.sa_sigaction = remember_signal;
+  forward.sa_flags = SA_SIGINFO;
   ::sigaction(SIGINT, &forward, &old_int);
   ::sigaction(SIGTERM, &forward, &old_term);
   std::vector<pid_t> pids;

@@ -37,7 +37,7 @@ int free_port();
 
 // Starts `nproc` copies of this program (/proc/self/exe) with arguments `args` (args[0] included), rank i
 // with RANK=LOCAL_RANK=i, WORLD_SIZE=nproc, MASTER_ADDR=127.0.0.1 and a free MASTER_PORT, and waits for them.
-// SIGINT and SIGTERM are passed on to them. When one fails, the others get SIGTERM (so a generation keeps its
+// SIGINT and SIGTERM sent to the launcher are passed on to them (a terminal's Ctrl-C reaches them directly). When one fails, the others get SIGTERM (so a generation keeps its
 // finished images) and, 30 s later, SIGKILL. Returns 0 when every rank succeeded, else the first failing
 // rank's exit code, or kRankFailedExitCode when it died on a signal. Error(Usage) for nproc outside 1..64,
 // Error(Runtime) when a process cannot be started.
