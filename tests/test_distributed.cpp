@@ -196,3 +196,21 @@ TEST_CASE("SIGTERM to the launcher reaches every rank: each stops between batche
   CHECK(cancelled >= 1);
   CHECK(ok + cancelled == 40);
 }
+
+TEST_CASE("a prompt line that fails stops no rank: the others finish, exit 6", "[dist][cli]") {
+  TempDir dir;
+  const std::string model = test::make_tiny_model(dir);
+  { std::ofstream(dir / "p.txt") << "bag\nnot-a-class\ncoat\nsneaker\n"; }
+  CliResult r = run_cli({"generate", "--nproc-per-node", "2", "-m", model, "-f", "p.txt", "-n", "2", "-s", "4",
+                         "--steps", "2", "--batch-size", "1", "-o", "o/{index}.png", "--device", "cpu"},
+                        dir.path());
+  INFO(r.err);
+  CHECK(r.exit_code == 6);
+  int images = 0, failed = 0;
+  for (const nlohmann::json& row : test::read_jsonl(dir / "o" / "manifest.jsonl")) {
+    images += row["status"] == "ok";
+    failed += row["status"] == "failed";
+  }
+  CHECK(images == 6);
+  CHECK(failed >= 1);
+}

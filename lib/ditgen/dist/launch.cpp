@@ -163,7 +163,9 @@ int launch_local(int nproc, const std::vector<std::string>& args) {
       if (p == done) p = -1;
     --running;
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : kRankFailedExitCode;
-    if (code != 0 && !failed) {
+    if (code == exit_code(ErrorKind::Partial)) {  // finished its share, some outputs failed: the others go on
+      if (!failed) result = code;
+    } else if (code != 0 && !failed) {
       failed = true;
       result = code;
       signal_all(SIGTERM);

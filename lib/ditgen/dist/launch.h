@@ -37,10 +37,12 @@ int free_port();
 
 // Starts `nproc` copies of this program (/proc/self/exe) with arguments `args` (args[0] included), rank i
 // with RANK=LOCAL_RANK=i, WORLD_SIZE=nproc, MASTER_ADDR=127.0.0.1 and a free MASTER_PORT, and waits for them.
-// SIGINT and SIGTERM sent to the launcher are passed on to them (a terminal's Ctrl-C reaches them directly). When one fails, the others get SIGTERM (so a generation keeps its
-// finished images) and, 30 s later, SIGKILL. Returns 0 when every rank succeeded, else the first failing
-// rank's exit code, or kRankFailedExitCode when it died on a signal. Error(Usage) for nproc outside 1..64,
-// Error(Runtime) when a process cannot be started.
+// SIGINT and SIGTERM sent to the launcher are passed on to them (a terminal's Ctrl-C reaches them directly).
+// When one fails, the others get SIGTERM (so a generation keeps its finished images) and, 30 s later,
+// SIGKILL; a rank that exits with the partial-failure code (6) has finished its share and stops nobody.
+// Returns the first failing rank's exit code, kRankFailedExitCode when it died on a signal; else 6 when a rank
+// had failed outputs, else 0. Error(Usage) for nproc outside 1..64, Error(Runtime) when a process cannot be
+// started.
 int launch_local(int nproc, const std::vector<std::string>& args);
 
 // `args` without the launcher's own flag (--nproc-per-node N or --nproc-per-node=N) and its value.
