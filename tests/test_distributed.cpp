@@ -46,7 +46,7 @@ TEST_CASE("a data-parallel generation writes the bytes one process writes, and o
   auto generate = [&](const std::string& folder, std::vector<std::string> extra) {
     std::vector<std::string> args{"generate", "-m", model, "bag", "coat", "sneaker", "-n", "3", "-s", "11",
                                   "--steps", "2", "--batch-size", "2", "-o", folder + "/{index}.png",
-                                  "--manifest", folder + "/m.jsonl", "--device", "cpu"};
+                                  "--manifest", folder + "/m.jsonl", "--grid", folder + "/sheet.png", "--device", "cpu"};
     args.insert(args.end(), extra.begin(), extra.end());
     return run_cli(args, dir.path());
   };
@@ -61,6 +61,7 @@ TEST_CASE("a data-parallel generation writes the bytes one process writes, and o
       INFO(name);
       CHECK(file_bytes(dir / folder / name) == file_bytes(dir / "one" / name));
     }
+    CHECK(file_bytes(dir / folder / "sheet.png") == file_bytes(dir / "one" / "sheet.png"));  // rank 0 reads the rest back
     const std::vector<nlohmann::json> rows = test::read_jsonl(dir / folder / "m.jsonl");
     REQUIRE(rows.size() == 9);
     for (const nlohmann::json& row : rows) {

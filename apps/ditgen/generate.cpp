@@ -412,8 +412,8 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
     log::debug("GFLOPs per step: " + format_numbers(first["gflops_per_step"].get<std::vector<double>>()));
   }
 
-  for (const BatchItem& item : run.items())  // unusable prompt-file lines: reported, the others still run
-    if (item.status == ItemStatus::Failed) log::error(item.error);
+  for (const BatchItem& item : run.items())  // unusable prompt-file lines: reported (once), the others still run
+    if (lead && item.status == ItemStatus::Failed) log::error(item.error);
   if (!replayed.model_sha256.empty() && replayed.model_sha256 != info.sha256)
     log::warn(o.from + " was made with another model file (sha256 " + replayed.model_sha256.substr(0, 12) +
               "...): it will differ");
