@@ -289,6 +289,9 @@ TEST_CASE("IntLoRA on subject-driven data: the rare word joins the vocabulary an
   CHECK(test::run_cli({"generate", "-m", model, "a red zq bag in the center", "--steps", "1", "-o", "zq.png"},
                       dir.path()).exit_code == 0);
   CHECK(std::filesystem::exists(dir / "zq.png"));
+  test::CliResult info = test::run_cli({"info", model}, dir.path());
+  CHECK(test::contains(info.out, "quantized:   W8A8"));
+  CHECK(test::contains(info.out, "adapters:    IntLoRA-MUL rank 4 merged into the integer weights (relative error "));
 
   // The subject benchmark runs on it (figures in docs/INTLORA.md come from real runs; here only the report).
   const std::string classifier = test::shipped_model("fmnist-classifier.safetensors");

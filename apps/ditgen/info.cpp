@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "ditgen/core/format.h"
 #include "ditgen/io/bounded_file.h"
 #include "ditgen/io/safetensors.h"
 #include "ditgen/models/cost.h"
@@ -38,6 +39,32 @@ std::string step_runs(const std::vector<T>& values) {
     i = j + 1;
   }
   return out;
+}
+
+// The adapters a quantized fine-tuning merged into the model, as its training record states them (IntLoRA or
+// QLoRA, docs/INTLORA.md); "" when it states none. The record is the file's: anything malformed reads as none.
+std::string merged_adapters(const nlohmann::json& training) {
+  const nlohmann::json* config = training.is_object() && training.contains("config") ? &training["config"] : nullptr;
+  if (!config || !config->is_object() || !config->contains("quantization")) return "";
+  auto number = [](const nlohmann::json& j, const char* key) {
+    return j.is_object() && j.contains(key) && j[key].is_number() ? j[key].get<double>() : 0.0;
+  };
+  if (config->contains("intlora") && (*config)["intlora"].is_object()) {
+    const nlohmann::json& a = (*config)["intlora"];
+    const std::string kind = a.contains("kind") && a["kind"].is_string() ? a["kind"].get<std::string>() : "?";
+    std::string text = c10::str("IntLoRA-", kind == "mul" ? "MUL" : kind == "shift" ? "SHIFT" : kind, " rank ",
+                                number(a, "rank"), " merged into the integer weights");
+    if (training.contains("intlora_merge")) {
+      const nlohmann::json& m = training["intlora_merge"];
+      text += c10::str(" (relative error ", format_number(100 * number(m, "relative_error")), "%, ",
+                       number(m, "requantized_rows"), " rows requantized)");
+    }
+    return text;
+  }
+  if (config->contains("lora") && (*config)["lora"].is_object())
+    return c10::str("QLoRA rank ", number((*config)["lora"], "rank"),
+                    ": float adapters trained on the quantized model, merged and re-quantized");
+  return "";
 }
 
 int run_info(const InfoOptions& o) {
@@ -124,6 +151,8 @@ int run_info(const InfoOptions& o) {
                 q.symmetry == quant::Symmetry::Symmetric ? "symmetric" : "asymmetric",
                 q.activations == quant::ActivationMode::DynamicPerToken ? "dynamic int8 per token" : "float",
                 q.layers.size());
+  if (const std::string adapters = merged_adapters(info.training); !adapters.empty())
+    std::printf("adapters:    %s\n", adapters.c_str());
   if (bytes)
     std::printf("memory:      file %.2f MB, weights loaded %.2f MB\n", bytes->file / 1e6, bytes->loaded / 1e6);
   std::printf("GFLOPs:      %.1f per forward%s at %dx%d (%dx%d px), %lld tokens (MAC convention)\n",
