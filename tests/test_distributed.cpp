@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -36,6 +37,26 @@ int hidden_files(const std::filesystem::path& dir) {
   int n = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir)) n += e.path().filename().string()[0] == '.';
   return n;
+}
+
+// A long two-process generation (40 images, a batch each) into dir/o with its manifest: `interrupt` gets the
+// launcher's pid once, when the first image is written; `extra` flags follow.
+CliResult long_run(const TempDir& dir, const std::string& model, const std::function<void(int pid)>& interrupt,
+                   const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> args{"generate", "--nproc-per-node", "2", "-m", model, "bag", "coat", "-n", "20", "-s", "1",
+                                "--steps", "50", "--batch-size", "1", "-o", "o/{index}.png", "--manifest", "o/m.jsonl",
+                                "--device", "cpu"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  bool called = false;
+  CliEnv watch;
+  watch.while_running = [&](int pid, const std::string&) {
+    if (interrupt && !called && std::filesystem::exists(dir / "o" / "0.png")) {
+      interrupt(pid);
+      called = true;
+    }
+    return true;
+  };
+  return run_cli(args, dir.path(), watch);
 }
 
 }  // namespace
@@ -129,22 +150,14 @@ TEST_CASE("a rank killed mid-run ends the job with exit 7, finished images kept 
   TempDir dir;
   const std::string model = test::make_tiny_model(dir);
   bool killed = false;
-  CliEnv watch;
-  watch.while_running = [&](int pid, const std::string&) {
-    if (!killed && std::filesystem::exists(dir / "o" / "0.png")) {  // rank 0's first batch is written
-      std::ifstream children("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
-      int rank0 = 0, rank1 = 0;
-      if (children >> rank0 >> rank1) {  // started in rank order
-        ::kill(rank1, SIGKILL);
-        killed = true;
-      }
+  CliResult r = long_run(dir, model, [&](int pid) {
+    std::ifstream children("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+    int rank0 = 0, rank1 = 0;
+    if (children >> rank0 >> rank1) {  // started in rank order
+      ::kill(rank1, SIGKILL);
+      killed = true;
     }
-    return true;
-  };
-  CliResult r = run_cli({"generate", "--nproc-per-node", "2", "-m", model, "bag", "coat", "-n", "20", "-s", "1",
-                         "--steps", "50", "--batch-size", "1", "-o", "o/{index}.png", "--manifest", "o/m.jsonl",
-                         "--device", "cpu"},
-                        dir.path(), watch);
+  });
   INFO(r.err);
   REQUIRE(killed);
   CHECK(r.exit_code == dist::kRankFailedExitCode);
@@ -160,10 +173,7 @@ TEST_CASE("a rank killed mid-run ends the job with exit 7, finished images kept 
   // Rank 0 stopped between batches and wrote the manifest; --resume finishes the run.
   const std::vector<nlohmann::json> rows = test::read_jsonl(dir / "o" / "m.jsonl");
   CHECK(rows.size() == 40);
-  CliResult resumed = run_cli({"generate", "--nproc-per-node", "2", "-m", model, "bag", "coat", "-n", "20", "-s", "1",
-                               "--steps", "50", "--batch-size", "1", "-o", "o/{index}.png", "--manifest", "o/m.jsonl",
-                               "--device", "cpu", "--resume"},
-                              dir.path());
+  CliResult resumed = long_run(dir, model, {}, {"--resume"});
   CHECK(resumed.exit_code == 0);
   for (const nlohmann::json& row : test::read_jsonl(dir / "o" / "m.jsonl")) CHECK(row["status"] != "pending");
 }
@@ -172,18 +182,10 @@ TEST_CASE("SIGTERM to the launcher reaches every rank: each stops between batche
   TempDir dir;
   const std::string model = test::make_tiny_model(dir);
   bool sent = false;
-  CliEnv watch;
-  watch.while_running = [&](int pid, const std::string&) {
-    if (!sent && std::filesystem::exists(dir / "o" / "0.png")) {
-      ::kill(pid, SIGTERM);  // the launcher alone, as `kill` or a job scheduler sends it
-      sent = true;
-    }
-    return true;
-  };
-  CliResult r = run_cli({"generate", "--nproc-per-node", "2", "-m", model, "bag", "coat", "-n", "20", "-s", "1",
-                         "--steps", "50", "--batch-size", "1", "-o", "o/{index}.png", "--manifest", "o/m.jsonl",
-                         "--device", "cpu"},
-                        dir.path(), watch);
+  CliResult r = long_run(dir, model, [&](int pid) {
+    ::kill(pid, SIGTERM);  // the launcher alone, as `kill` or a job scheduler sends it
+    sent = true;
+  });
   INFO(r.err);
   REQUIRE(sent);
   CHECK(r.exit_code == 130);

@@ -122,17 +122,7 @@ TEST_CASE("subject fidelity: the subject itself scores above its class, prompt f
   const int cls = static_cast<int>(test_set.all_labels()[subject].item<int64_t>());
   const std::vector<eval::SubjectPrompt> prompts = eval::subject_prompts(cls, "zq");
   // "Generated" images: the prompts' scenes drawn with the subject, or with another item of its class.
-  auto drawn = [&](int64_t source) {
-    std::vector<Scene> scenes;
-    for (const eval::SubjectPrompt& p : prompts) {
-      Scene scene = p.layout;
-      for (size_t i = 0; i < scene.items.size(); ++i)
-        scene.items[i].source_index =
-            i == p.subject ? source : (test_set.all_labels() == scene.items[i].cls).nonzero()[0][0].item<int64_t>();
-      scenes.push_back(scene);
-    }
-    return render(scenes, test_set);  // [16, 3, 64, 64]
-  };
+  auto drawn = [&](int64_t source) { return eval::subject_scenes(prompts, test_set, source); };  // [16, 3, 64, 64]
   const at::Tensor subject_image = item_greys(test_set, {subject})[0];
   const nlohmann::json itself = eval::score_subject(classifier, drawn(subject), prompts, subject_image, cls, subject,
                                                     test_set);

@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
 
   try {
     if (nproc_option->count() > 0 && !std::getenv("WORLD_SIZE")) {  // the launcher; its processes run the command
-      if (!commands.front().app->parsed())
+      if (!app.get_subcommand("generate")->parsed())
         return fail(ditgen::ErrorKind::Usage, "--nproc-per-node runs generate only");
       return ditgen::dist::launch_local(nproc_per_node,
                                         ditgen::dist::without_launch_flag(std::vector<std::string>(argv, argv + argc)));

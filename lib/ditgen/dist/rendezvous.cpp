@@ -55,7 +55,8 @@ std::vector<std::optional<nlohmann::json>> Rendezvous::gather(const std::string&
   std::optional<std::chrono::steady_clock::time_point> stopped;
   for (int r = 1; r < env_.world_size; ++r) {
     const std::string k = key(name, r);
-    while (!store_->check({k})) {
+    bool arrived = false;
+    while (!(arrived = store_->check({k}))) {
       const auto now = std::chrono::steady_clock::now();
       if (!stopped && stop && stop()) stopped = now;
       if (stopped && now - *stopped > std::chrono::seconds(10)) break;
@@ -63,7 +64,7 @@ std::vector<std::optional<nlohmann::json>> Rendezvous::gather(const std::string&
         throw Error(ErrorKind::Runtime, "rank " + std::to_string(r) + " did not report its '" + name + "' (it failed?)");
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    if (!store_->check({k})) {
+    if (!arrived) {
       out.emplace_back();
       continue;
     }

@@ -96,6 +96,20 @@ std::vector<SubjectPrompt> subject_prompts(int cls, const std::string& word) {
   return prompts;
 }
 
+at::Tensor subject_scenes(const std::vector<SubjectPrompt>& prompts, const data::FashionMnist& test,
+                          int64_t subject_source) {
+  const at::Tensor labels = test.all_labels();
+  std::vector<data::Scene> scenes;
+  for (const SubjectPrompt& p : prompts) {
+    data::Scene scene = p.layout;
+    for (size_t i = 0; i < scene.items.size(); ++i)
+      scene.items[i].source_index = i == p.subject ? subject_source
+                                                   : (labels == scene.items[i].cls).nonzero()[0][0].item<int64_t>();
+    scenes.push_back(scene);
+  }
+  return data::render(scenes, test);  // [P, 3, 64, 64]
+}
+
 nlohmann::json score_subject(FmnistClassifier& classifier, const at::Tensor& images,
                              const std::vector<SubjectPrompt>& asked, const at::Tensor& subject, int cls,
                              int64_t subject_index, const data::FashionMnist& test) {
@@ -116,24 +130,14 @@ nlohmann::json score_subject(FmnistClassifier& classifier, const at::Tensor& ima
   const double baseline =
       unit_features(classifier, as_crops(other_greys)).matmul(subject_features.t()).mean().item<double>();
 
-  // The ceiling: each prompt's real scene, the subject itself in it, its company the first test item of its class.
+  // The ceiling: each prompt's real scene with the subject itself in it.
   std::vector<SubjectPrompt> prompts;  // each prompt once, in first-asked order
   for (const SubjectPrompt& p : asked)
     if (std::none_of(prompts.begin(), prompts.end(), [&](const SubjectPrompt& q) { return q.text == p.text; }))
       prompts.push_back(p);
-  std::vector<data::Scene> real_layouts;
-  for (const SubjectPrompt& p : prompts) {
-    data::Scene scene = p.layout;
-    for (size_t i = 0; i < scene.items.size(); ++i)
-      scene.items[i].source_index = i == p.subject ? subject_index
-                                                   : (labels == scene.items[i].cls).nonzero()[0][0].item<int64_t>();
-    real_layouts.push_back(scene);
-  }
-  const at::Tensor real = data::render(real_layouts, test);  // [P, 3, 64, 64]
-
   nlohmann::json j = fidelity(classifier, images, asked, subject_features);
   j["class_baseline"] = baseline;
-  j["ceiling"] = fidelity(classifier, real, prompts, subject_features);
+  j["ceiling"] = fidelity(classifier, subject_scenes(prompts, test, subject_index), prompts, subject_features);
   j["images"] = images.size(0);
   j["prompts"] = static_cast<int64_t>(prompts.size());
   return j;

@@ -32,6 +32,11 @@ struct SubjectPrompt {
 // Error(Usage) for a class outside 0..9.
 std::vector<SubjectPrompt> subject_prompts(int cls, const std::string& word);
 
+// The real scenes of `prompts` from `test` (the Fashion-MNIST test split): each subject item drawn from test
+// image `subject_source`, each other item from the first test image of its class. [P, 3, 64, 64] in [-1, 1].
+at::Tensor subject_scenes(const std::vector<SubjectPrompt>& prompts, const data::FashionMnist& test,
+                          int64_t subject_source);
+
 // Scores images [N, 3, 64, 64] in [-1, 1], image i made for asked[i], against `subject` (its grey image
 // [28, 28] in [0, 1]; any device). Returns
 //   "subject_fidelity": the mean cosine between the features of each image's subject crop and the subject's;

@@ -48,8 +48,14 @@ DiT conversion_target(const DiT& dense, bool has_layout, const std::string& layo
   return DiT(config);
 }
 
-// The known words' embedding rows of `from` into the first rows of `to`'s larger table (its new words follow).
-void copy_known_words(const DiT& from, DiT& to) {
+// `to` (a fresh model of a config that grew from `from`'s) with `from`'s weights: every parameter of the same
+// name and shape, and a text model's known words' embedding rows (any new words follow them, as
+// initialize_weights draws them).
+void copy_grown(const DiT& from, DiT& to) {
+  at::NoGradGuard no_grad;
+  to->initialize_weights();
+  copy_matching(*from, *to);
+  if (!from->config().text.enabled()) return;
   const at::Tensor& known = from->text_encoder->token_embedding->weight;  // [2 + V, W]
   to->text_encoder->token_embedding->weight.narrow(0, 0, known.size(0)).copy_(known);
 }
@@ -167,11 +173,9 @@ DiT make_video(DiT& image, int frames, int window_frames, const std::vector<std:
     c.frame_noise_correlation = frame_noise_correlation;
     c.text.vocabulary.insert(c.text.vocabulary.end(), more_words.begin(), more_words.end());
   });
+  copy_grown(image, out);
   at::NoGradGuard no_grad;
-  out->initialize_weights();  // what the new words start from
-  copy_matching(*image, *out);
   out->temporal_pos_gate.fill_(kTemporalGateStart);
-  if (!more_words.empty()) copy_known_words(image, out);
   return out;
 }
 
@@ -198,10 +202,7 @@ DiT with_words(DiT& model, const std::vector<std::string>& words) {
   DiTConfig config = model->config();
   config.text.vocabulary.insert(config.text.vocabulary.end(), words.begin(), words.end());
   DiT out(config);
-  at::NoGradGuard no_grad;
-  out->initialize_weights();
-  copy_matching(*model, *out);
-  copy_known_words(model, out);
+  copy_grown(model, out);
   return out;
 }
 

@@ -228,16 +228,22 @@ BatchSummary BatchRun::run(const std::function<bool()>& stop, const std::functio
     });
     done += static_cast<int>(members.size());
   }
+  for (BatchItem& item : items_)  // this process's not made; another process's stay pending here
+    if (item.shard == settings_.shard && item.status == ItemStatus::Pending) item.status = ItemStatus::Cancelled;
+  BatchSummary summary = tally(settings_.shard);
+  summary.seconds = since(start);
+  return summary;
+}
+
+BatchSummary BatchRun::tally(std::optional<int> shard) const {
   BatchSummary summary;
-  for (BatchItem& item : items_) {
-    if (item.shard != settings_.shard) continue;  // another process's
-    if (item.status == ItemStatus::Pending) item.status = ItemStatus::Cancelled;
+  for (const BatchItem& item : items_) {
+    if (shard && item.shard != *shard) continue;
     summary.ok += item.status == ItemStatus::Ok;
     summary.skipped += item.status == ItemStatus::Skipped;
     summary.failed += item.status == ItemStatus::Failed;
-    summary.cancelled += item.status == ItemStatus::Cancelled;
+    summary.cancelled += item.status == ItemStatus::Cancelled || item.status == ItemStatus::Pending;
   }
-  summary.seconds = since(start);
   summary.runtime_error = runtime_error_;
   return summary;
 }
@@ -252,16 +258,20 @@ nlohmann::json BatchRun::shard_states() const {
 }
 
 void BatchRun::adopt(const nlohmann::json& states) {
-  static const std::map<std::string, ItemStatus> kStatus{{"pending", ItemStatus::Pending}, {"ok", ItemStatus::Ok},
-                                                         {"skipped", ItemStatus::Skipped}, {"failed", ItemStatus::Failed},
-                                                         {"cancelled", ItemStatus::Cancelled}};
+  auto status_named = [](const std::string& name) -> std::optional<ItemStatus> {
+    for (ItemStatus s : {ItemStatus::Pending, ItemStatus::Ok, ItemStatus::Skipped, ItemStatus::Failed,
+                         ItemStatus::Cancelled})
+      if (name == status_name(s)) return s;
+    return std::nullopt;
+  };
   try {
     for (const nlohmann::json& s : states) {
       const auto index = s.at("index").get<size_t>();
-      if (index >= items_.size() || !kStatus.count(s.at("status").get<std::string>()))
+      const std::optional<ItemStatus> status = status_named(s.at("status").get<std::string>());
+      if (index >= items_.size() || !status)
         throw Error(ErrorKind::Runtime, "a process of the run reported an item it does not have");
       BatchItem& item = items_[index];
-      item.status = kStatus.at(s.at("status").get<std::string>());
+      item.status = *status;
       item.error = s.at("error").get<std::string>();
       item.seconds = s.at("seconds").get<double>();
       item.gflops = s.at("gflops").get<double>();
@@ -272,17 +282,7 @@ void BatchRun::adopt(const nlohmann::json& states) {
   }
 }
 
-BatchSummary BatchRun::summary() const {
-  BatchSummary summary;
-  for (const BatchItem& item : items_) {
-    summary.ok += item.status == ItemStatus::Ok;
-    summary.skipped += item.status == ItemStatus::Skipped;
-    summary.failed += item.status == ItemStatus::Failed;
-    summary.cancelled += item.status == ItemStatus::Cancelled || item.status == ItemStatus::Pending;
-  }
-  summary.runtime_error = runtime_error_;
-  return summary;
-}
+BatchSummary BatchRun::summary() const { return tally(std::nullopt); }
 
 void BatchRun::run_group(const std::vector<size_t>& members, const std::function<bool()>& abandon,
                          const std::function<void(const BatchItem&)>& on_item,

@@ -121,6 +121,8 @@ class BatchRun {
   void write_manifest(const std::filesystem::path& path) const;
 
  private:
+  // The counts over the items of `shard` (all items: nullopt); pending items count as cancelled.
+  BatchSummary tally(std::optional<int> shard) const;
   void run_group(const std::vector<size_t>& members, const std::function<bool()>& abandon,
                  const std::function<void(const BatchItem&)>& on_item,
                  const std::function<void(const Progress&)>& on_progress);
