@@ -1,8 +1,9 @@
-// Distributed runs on the CPU (docs/DISTRIBUTED.md): data-parallel generation over local processes that meet
-// through c10d's TCPStore on the loopback address, started by `--nproc-per-node` or, as torchrun starts them,
-// from the environment.
+// Distributed runs on the CPU (docs/DISTRIBUTED.md): data-parallel generation and training over local processes
+// that meet through c10d's TCPStore on the loopback address (and exchange tensors through Gloo), started by
+// `--nproc-per-node` or, as torchrun starts them, from the environment.
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include "catch.h"
 #include "ditgen/dist/launch.h"
 #include "ditgen/io/png.h"
+#include "ditgen/io/tensor_io.h"
 #include "helpers.h"
 
 using namespace ditgen;
@@ -216,4 +218,88 @@ TEST_CASE("a prompt line that fails stops no rank: the others finish, exit 6", "
   }
   CHECK(images == 6);
   CHECK(failed >= 1);
+}
+
+namespace {
+
+// The tiny class model's CPU recipe for `steps` steps of batch `batch` into `output`, as dir/NAME.yaml.
+std::string tiny_recipe(const TempDir& dir, const std::string& name, int steps, int batch, int checkpoint_every) {
+  std::string yaml = test::train_recipe("fmnist-tiny-cpu");
+  auto set = [&](const std::string& key, const std::string& value) {
+    const size_t at = yaml.find("\n" + key + ":") + 1;
+    yaml.replace(at, yaml.find('\n', at) - at, key + ": " + value);
+  };
+  set("output", name);
+  set("steps", std::to_string(steps));
+  set("batch_size", std::to_string(batch));
+  set("log_every", "10");
+  set("checkpoint_every", std::to_string(checkpoint_every));
+  std::ofstream(dir / (name + ".yaml")) << yaml;
+  return name + ".yaml";
+}
+
+// The largest difference between two files' tensors of the same names (floating ones).
+double largest_difference(const std::filesystem::path& a, const std::filesystem::path& b) {
+  const auto x = io::load_tensors(a), y = io::load_tensors(b);
+  REQUIRE(x.size() == y.size());
+  double most = 0;
+  for (const auto& [name, t] : x)
+    if (t.is_floating_point()) most = std::max(most, (t.to(at::kDouble) - y.at(name).to(at::kDouble)).abs().max().item<double>());
+  return most;
+}
+
+}  // namespace
+
+TEST_CASE("50 data-parallel training steps on two processes equal one process's at the same batch", "[dist][train]") {
+  if (test::fashion_mnist_missing("data-parallel training")) return;
+  TempDir dir;
+  auto train = [&](const std::string& recipe, std::vector<std::string> extra) {
+    std::vector<std::string> args{"train", recipe};
+    args.insert(args.end(), extra.begin(), extra.end());
+    CliResult r = run_cli(args, dir.path());
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    return r;
+  };
+  train(tiny_recipe(dir, "one", 50, 8, 25), {});
+  const CliResult two = train(tiny_recipe(dir, "two", 50, 8, 25), {"--nproc-per-node", "2"});
+  CHECK(two.out == "two/model.safetensors\n");  // rank 0 alone writes and reports the model
+  // Each process draws the whole batch's noise and keeps its half: only float summation order differs.
+  CHECK(largest_difference(dir / "one" / "model.safetensors", dir / "two" / "model.safetensors") < 2e-4);
+  CHECK(largest_difference(dir / "one" / "checkpoint.safetensors", dir / "two" / "checkpoint.safetensors") < 2e-4);
+  const auto one_log = test::read_jsonl(dir / "one" / "log.jsonl"), two_log = test::read_jsonl(dir / "two" / "log.jsonl");
+  REQUIRE(one_log.size() == 5);
+  REQUIRE(two_log.size() == 5);
+  for (size_t i = 0; i < 5; ++i) CHECK(two_log[i]["loss"].get<double>() == Approx(one_log[i]["loss"].get<double>()).epsilon(1e-3));
+  // A distributed run stopped at step 20 and resumed is the uninterrupted distributed run, exactly.
+  train(tiny_recipe(dir, "three", 50, 8, 25), {"--nproc-per-node", "2", "--stop-after", "20"});
+  train("three.yaml", {"--nproc-per-node", "2", "--resume"});
+  CHECK(largest_difference(dir / "two" / "checkpoint.safetensors", dir / "three" / "checkpoint.safetensors") == 0);
+  // A batch that does not divide among the processes is refused before any step.
+  CliResult odd = run_cli({"train", tiny_recipe(dir, "odd", 50, 7, 25), "--nproc-per-node", "2"}, dir.path());
+  CHECK(odd.exit_code == 2);
+  CHECK(contains(odd.err, "batch_size 7 does not divide among 2 processes"));
+  CHECK_FALSE(std::filesystem::exists(dir / "odd" / "checkpoint.safetensors"));
+}
+
+TEST_CASE("a rank killed mid-training ends the job with exit 7, its last checkpoint whole", "[dist][train]") {
+  if (test::fashion_mnist_missing("data-parallel training")) return;
+  TempDir dir;
+  bool killed = false;
+  CliEnv watch;
+  watch.while_running = [&](int pid, const std::string&) {
+    if (!std::filesystem::exists(dir / "long" / "checkpoint.safetensors")) return true;
+    std::ifstream children("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+    int rank0 = 0, rank1 = 0;
+    if (children >> rank0 >> rank1) ::kill(rank1, SIGKILL);
+    killed = true;
+    return false;
+  };
+  CliResult r = run_cli({"train", tiny_recipe(dir, "long", 100000, 4, 5), "--nproc-per-node", "2"}, dir.path(), watch);
+  INFO(r.err);
+  REQUIRE(killed);
+  CHECK(r.exit_code == dist::kRankFailedExitCode);
+  CHECK(hidden_files(dir / "long") == 0);  // no unfinished checkpoint
+  CHECK_NOTHROW(io::load_tensors(dir / "long" / "checkpoint.safetensors"));
+  CHECK_FALSE(std::filesystem::exists(dir / "long" / "model.safetensors"));
 }

@@ -61,8 +61,9 @@ int main(int argc, char** argv) {
   app.add_flag("--quiet", quiet, "Log errors only");
   int nproc_per_node = 1;
   CLI::Option* nproc_option = app.add_option("--nproc-per-node", nproc_per_node,
-                 "generate: run as N processes on this host, each with a device (cuda:0..N-1 on a GPU machine) and "
-                 "a share of the batches; the images are the ones one process makes (docs/DISTRIBUTED.md)")
+                 "generate, train: run as N processes on this host, each with a device (cuda:0..N-1 on a GPU "
+                 "machine) and a share of the batches; the images are the ones one process makes, the training "
+                 "the one process's at the same batch size (docs/DISTRIBUTED.md)")
       ->configurable(false);
 
   std::vector<ditgen::cli::Command> commands{ditgen::cli::add_generate_command(app),
@@ -97,8 +98,8 @@ int main(int argc, char** argv) {
 
   try {
     if (nproc_option->count() > 0 && !std::getenv("WORLD_SIZE")) {  // the launcher; its processes run the command
-      if (!app.get_subcommand("generate")->parsed())
-        return fail(ditgen::ErrorKind::Usage, "--nproc-per-node runs generate only");
+      if (!app.get_subcommand("generate")->parsed() && !app.get_subcommand("train")->parsed())
+        return fail(ditgen::ErrorKind::Usage, "--nproc-per-node runs generate and train only");
       return ditgen::dist::launch_local(nproc_per_node,
                                         ditgen::dist::without_launch_flag(std::vector<std::string>(argv, argv + argc)));
     }

@@ -2,6 +2,7 @@
 // Fashion-MNIST classifier behind FID-FMNIST and class accuracy.
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "commands.h"
@@ -13,6 +14,7 @@
 #include "ditgen/data/moving_scenes.h"
 #include "ditgen/data/scenes.h"
 #include "ditgen/data/subject_scenes.h"
+#include "ditgen/dist/rendezvous.h"
 #include "ditgen/eval/classifier.h"
 #include "ditgen/train/trainer.h"
 
@@ -31,6 +33,14 @@ int run_train(const TrainOptions& o) {
   catch_interrupts(InterruptMode::Train);  // Ctrl-C or kill: stop after the step in flight, with a checkpoint
   train::TrainConfig config = train::load_train_config(o.config);
   if (!o.device.empty()) config.device = o.device;
+  // A data-parallel run (docs/DISTRIBUTED.md): one device a process, rank 0 reports and writes.
+  const dist::DistEnv dist_env = dist::read_dist_env();
+  std::optional<dist::Rendezvous> rendezvous;
+  if (dist_env.distributed()) {
+    rendezvous.emplace(dist_env);
+    config.device = dist::rank_device(config.device, dist_env).str();
+  }
+  const bool lead = dist_env.rank == 0;
   const ModelInfo spec = train::run_model_info(config, o.resume);
   const std::filesystem::path dir = config.data_dir.empty() ? data::default_fashion_mnist_dir() : config.data_dir;
   // A video model learns from moving scenes (still ones mixed in), a text model from captioned scenes of
@@ -49,7 +59,7 @@ int run_train(const TrainOptions& o) {
     images = std::make_unique<data::ScenesDataset>(dir, data::Split::Train, config.scenes, config.seed);
   else
     images = std::make_unique<data::FashionMnist>(dir, data::Split::Train, spec.config.input_height);
-  log::info(c10::str("training ", spec.name, " on ", images->size(),
+  (lead ? log::info : log::debug)(c10::str("training ", spec.name, " on ", images->size(),
                      clips ? " captioned clips" : spec.config.text.enabled() ? " captioned scenes" : " Fashion-MNIST images", " for ",
                      config.steps, " steps (batch ", config.batch_size, ") into ", config.output.string()));
   auto result = train::train_model(
@@ -59,7 +69,8 @@ int run_train(const TrainOptions& o) {
                            format_number(p.lr), "  grad norm ", format_number(p.grad_norm), "  ",
                            format_number(p.images_per_second), " img/s  ", format_seconds(p.elapsed_s)));
       },
-      o.stop_after, [] { return interrupt_count() > 0; });
+      o.stop_after, [] { return interrupt_count() > 0; }, rendezvous ? &*rendezvous : nullptr);
+  if (!lead) return interrupt_count() > 0 && result.steps < config.steps ? kInterruptedExitCode : 0;
   if (interrupt_count() > 0 && result.model_path.empty()) {
     log::warn(c10::str("interrupted: stopped at step ", result.steps, " with a checkpoint; resume with --resume"));
     return kInterruptedExitCode;

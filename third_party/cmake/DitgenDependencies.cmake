@@ -90,6 +90,24 @@ if(DITGEN_CUDA)
 endif()
 message(STATUS "ditgen: CUDA kernels ${DITGEN_HAVE_CUDA}")
 
+# c10d's collective backends are inside LibTorch, but the wheel leaves out the headers two of them include:
+# Gloo's (CPU tensors; Debian's libgloo-dev, or DITGEN_GLOO_DIR holding gloo/) and NCCL's (GPUs; the wheel's
+# nvidia-nccl package). Only headers: the code is LibTorch's own.
+find_path(DITGEN_GLOO_INCLUDE gloo/algorithm.h PATHS ${DITGEN_GLOO_DIR} NO_DEFAULT_PATH)
+find_path(DITGEN_GLOO_INCLUDE gloo/algorithm.h)
+if(NOT DITGEN_GLOO_INCLUDE)
+  message(FATAL_ERROR "ditgen: Gloo's headers are missing (Debian: apt install libgloo-dev; else -DDITGEN_GLOO_DIR=DIR with DIR/gloo)")
+endif()
+set(DITGEN_HAVE_NCCL OFF)
+if(DITGEN_TORCH_USES_CUDA)
+  find_path(DITGEN_NCCL_INCLUDE nccl.h PATHS ${DITGEN_TORCH_PACKAGES}/nvidia/nccl/include NO_DEFAULT_PATH)
+  find_path(DITGEN_NCCL_INCLUDE nccl.h)
+  if(DITGEN_NCCL_INCLUDE)
+    set(DITGEN_HAVE_NCCL ON)
+  endif()
+endif()
+message(STATUS "ditgen: distributed GPU runs (NCCL) ${DITGEN_HAVE_NCCL}")
+
 # zlib reads the gzip-compressed Fashion-MNIST files; optional, since uncompressed IDX files load without it.
 find_package(ZLIB QUIET)
 set(DITGEN_HAVE_ZLIB ${ZLIB_FOUND})

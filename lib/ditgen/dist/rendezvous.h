@@ -1,6 +1,6 @@
 // The meeting point of a distributed run's processes: PyTorch's c10d TCPStore on MASTER_ADDR:MASTER_PORT
 // (rank 0 hosts it, or torchrun's agent does), used to wait for each other and to hand small JSON results to
-// rank 0. No tensors travel here: data-parallel generation needs none.
+// rank 0, and to introduce the processes of a collective group (process_group.h) to each other.
 #pragma once
 
 #include <chrono>
@@ -37,6 +37,8 @@ class Rendezvous {
                                                     const std::function<bool()>& stop = {});
   // Rank 0's `value`, in every process.
   nlohmann::json broadcast(const std::string& name, const nlohmann::json& value);
+  // The store itself, for c10d's collective backends.
+  const c10::intrusive_ptr<c10d::Store>& store() const { return store_; }
 
  private:
   DistEnv env_;

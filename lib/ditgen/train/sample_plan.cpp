@@ -83,6 +83,7 @@ at::Tensor forward_at(DiT& model, const at::Tensor& x, const at::Tensor& t, cons
   at::Tensor out;
   for (size_t i = 0; i < batch.settings.size(); ++i) {
     at::Tensor d = (batch.group == static_cast<int64_t>(i)).nonzero().flatten().to(x.device());    // [b]
+    if (d.numel() == 0) continue;  // a data-parallel rank's share may hold none of a setting's samples
     at::Tensor part = model->forward(x.index_select(0, d), t.index_select(0, d), y.index_select(0, d),
                                      batch.settings[i].patch, batch.settings[i].grid);             // [b, Cout, H, W]
     if (!out.defined()) out = at::zeros({x.size(0), part.size(1), part.size(2), part.size(3)}, part.options());

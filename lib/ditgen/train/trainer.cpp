@@ -14,6 +14,7 @@
 #include "ditgen/core/error.h"
 #include "ditgen/core/format.h"
 #include "ditgen/data/moving_captions.h"
+#include "ditgen/dist/data_parallel.h"
 #include "ditgen/io/png.h"
 #include "ditgen/models/conversions.h"
 #include "ditgen/pipeline/generator.h"
@@ -202,8 +203,9 @@ void check_captions(const std::optional<text::Tokenizer>& tokenizer, const data:
 
 class Run {
  public:
-  Run(const TrainConfig& c, const data::Dataset& data, bool resume)
-      : c_(c), data_(data), device_(parse_device(c.device)) {
+  Run(const TrainConfig& c, const data::Dataset& data, bool resume, dist::Rendezvous* rendezvous)
+      : c_(c), data_(data), device_(parse_device(c.device)), share_{0, c.batch_size},
+        lead_(!rendezvous || rendezvous->env().rank == 0) {
     // A resumed run rebuilds its model from the checkpoint, so the file it started from may be gone.
     LoadedModel s = build_model(c, refuse_silent_restart(c, resume));
     model_ = s.model;
@@ -241,14 +243,16 @@ class Run {
       step_ = record.step;
       seconds_before_run_ = record.seconds;
       last_loss_ = record.last_loss;
-      trim_log(c_.output / "log.jsonl", step_);
+      if (lead_) trim_log(c_.output / "log.jsonl", step_);
     }
+    if (rendezvous && rendezvous->env().distributed()) join(*rendezvous);
   }
 
   TrainResult run(const std::function<void(const TrainProgress&)>& on_log, int64_t stop_after,
                   const std::function<bool()>& stop_requested) {
     run_start_ = std::chrono::steady_clock::now();
-    std::ofstream log(c_.output / "log.jsonl", std::ios::app);
+    std::ofstream log;
+    if (lead_) log.open(c_.output / "log.jsonl", std::ios::app);
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));  // summed on the device: no syncs
     int64_t loss_count = 0, images_since = 0;
     double since = 0;
@@ -263,16 +267,17 @@ class Run {
         TrainProgress p;
         p.step = step_;
         p.steps = c_.steps;
-        p.loss = last_loss_ = loss_sum.item<double>() / loss_count;
+        p.loss = last_loss_ = mean_over_ranks(loss_sum.item<double>() / loss_count);
         p.lr = learning_rate(c_, step_ - 1);
         p.grad_norm = norm.item<double>();  // host syncs only once per log interval
         p.elapsed_s = run_seconds();
         p.images_per_second = images_since / std::max(1e-9, p.elapsed_s - since);
-        log << nlohmann::json{{"step", p.step}, {"loss", p.loss}, {"lr", p.lr}, {"grad_norm", p.grad_norm},
+        if (lead_)
+          log << nlohmann::json{{"step", p.step}, {"loss", p.loss}, {"lr", p.lr}, {"grad_norm", p.grad_norm},
                               {"images_per_s", p.images_per_second}, {"elapsed_s", p.elapsed_s}}.dump()
             << "\n";
         log.flush();
-        if (on_log) on_log(p);
+        if (on_log && lead_) on_log(p);
         loss_sum.zero_();
         loss_count = 0;
         images_since = 0;
@@ -280,14 +285,15 @@ class Run {
       }
       if (c_.checkpoint_every > 0 && step_ % c_.checkpoint_every == 0 && step_ < end) save();
       if (c_.sample_every > 0 && step_ % c_.sample_every == 0 && step_ < c_.steps) sample_grid();
-      if (stop_requested && step_ < end && stop_requested()) break;
+      const bool stop = stop_requested && stop_requested();
+      if (step_ < end && (data_parallel_ ? data_parallel_->any(stop) : stop)) break;  // every rank at one step
     }
     TrainResult result;
     result.steps = step_;
     result.seconds = trained_seconds();
     result.final_loss = last_loss_;
     save();  // also when finished: the folder then refuses a silent restart, and --resume can extend it
-    if (step_ < c_.steps) return result;
+    if (step_ < c_.steps || !lead_) return result;
     sample_grid();
     result.model_path = save_final(result);
     return result;
@@ -298,17 +304,22 @@ class Run {
   std::pair<at::Tensor, at::Tensor> train_step() {
     const DiTConfig& mc = info_.config;
     at::Generator g = at::detail::createCPUGenerator(mix(c_.seed, static_cast<uint64_t>(step_)));
-    data::Batch batch = data_.get(batch_indices(c_, data_.size(), step_));
-    const int64_t B = batch.images.size(0);
-    at::Tensor condition = conditions(batch);                                             // [B] or [B, L]
+    // Every draw is made for the whole global batch of B, in every rank alike; a rank keeps its share's b.
+    const std::vector<int64_t> examples = batch_indices(c_, data_.size(), step_);
+    data::Batch batch = data_.get({examples.begin() + share_.first, examples.begin() + share_.first + share_.second});
+    const int64_t B = c_.batch_size, b = share_.second;
+    auto mine = [&](const at::Tensor& t) { return t.narrow(0, share_.first, b); };     // [B, ...] -> [b, ...]
+    at::Tensor condition = conditions(batch);                                             // [b] or [b, L]
     if (mc.has_null_class()) {
       // Classifier-free guidance's null: the null class, or the empty prompt, this often.
-      at::Tensor drop = at::rand({B}, g) < mc.class_dropout_prob;                         // [B]
-      if (condition.dim() == 2) drop = drop.unsqueeze(1);                                 // [B, 1]
-      condition = at::where(drop, sampling::unconditional(mc, {}, B, condition.options()), condition);
+      at::Tensor drop = mine(at::rand({B}, g) < mc.class_dropout_prob);                   // [b]
+      if (condition.dim() == 2) drop = drop.unsqueeze(1);                                 // [b, 1]
+      condition = at::where(drop, sampling::unconditional(mc, {}, b, condition.options()), condition);
     }
     const double correlation = batch.images.dim() == 5 ? mc.frame_noise_correlation : 0;  // clips only
-    at::Tensor noise = sampling::frame_noise(batch.images.sizes(), g, correlation);        // [B, C, (F,) H, W]
+    std::vector<int64_t> shape = batch.images.sizes().vec();
+    shape[0] = B;
+    at::Tensor noise = mine(sampling::frame_noise(shape, g, correlation));                 // [b, C, (F,) H, W]
     at::Tensor x0 = batch.images.to(device_), eps = noise.to(device_), y = condition.to(device_);
     at::Tensor x_t, t_model, steps, noise_level;  // noise_level [B] CPU: 1 = pure noise
     const NoiseRange levels = plan_->noise_range(g);
@@ -318,17 +329,18 @@ class Run {
       const auto last_step = std::max(first_step, static_cast<int64_t>(std::floor(levels.high * last)));
       at::Tensor s = at::randint(first_step, last_step + 1, {B}, g);                       // [B]
       noise_level = s.to(at::kDouble) / std::max(1, mc.diffusion_steps - 1);
-      steps = s.to(device_);
+      steps = mine(s).to(device_);                                                         // [b]
       x_t = diffusion_->q_sample(x0, steps, eps);                                          // [B, C, H, W]
       t_model = steps;
     } else {
       at::Tensor t = at::rand({B}, g) * (levels.high - levels.low) + levels.low;           // [B]
       noise_level = t.to(at::kDouble);
-      t = t.to(device_);
+      t = mine(t).to(device_);                                                             // [b]
       x_t = sampling::flow_interpolate(x0, eps, t);                                        // [B, C, H, W]
       t_model = t * 1000.0;
     }
-    const BatchSettings settings = plan_->settings(noise_level, levels, g);
+    BatchSettings settings = plan_->settings(noise_level, levels, g);
+    settings.group = mine(settings.group);
     at::Tensor out;
     {
       AutocastGuard autocast(autocast_on());
@@ -350,6 +362,7 @@ class Run {
       loss = sampling::flow_training_loss(out, x0, eps).mean();
     }
     loss.backward();
+    if (data_parallel_) data_parallel_->finish();  // the gradients of the global batch's mean loss
     at::Tensor norm = state_->step(c_, step_);
     return {loss.detach(), norm};
   }
@@ -367,7 +380,7 @@ class Run {
   // output/samples/step-NNNNNNN.png.
   void sample_grid() {
     const DiTConfig& mc = info_.config;
-    if (mc.in_channels != 1 && mc.in_channels != 3) return;
+    if (!lead_ || (mc.in_channels != 1 && mc.in_channels != 3)) return;
     state_->swap_ema();
     GenerationRequest r;
     const int frames = data_.frames();
@@ -400,7 +413,37 @@ class Run {
   // Training time over every run of this output folder.
   double trained_seconds() const { return seconds_before_run_ + run_seconds(); }
 
-  void save() { save_checkpoint(c_, info_, model_, *state_, {step_, trained_seconds(), last_loss_}); }
+  void save() {
+    if (lead_) save_checkpoint(c_, info_, model_, *state_, {step_, trained_seconds(), last_loss_});
+  }
+
+  // A data-parallel run: this rank trains its share of each global batch, its gradients averaged with the
+  // others' (dist/data_parallel.h). Error(Usage) when the batch does not divide among the ranks.
+  void join(dist::Rendezvous& rendezvous) {
+    const dist::DistEnv& env = rendezvous.env();
+    if (c_.batch_size % env.world_size)
+      throw Error(ErrorKind::Usage, c10::str("batch_size ", c_.batch_size, " does not divide among ", env.world_size,
+                                             " processes: give each the same share"));
+    share_ = {env.rank * (c_.batch_size / env.world_size), c_.batch_size / env.world_size};
+    gradient_group_.emplace(rendezvous, "train-gradients", device_);
+    control_group_.emplace(rendezvous, "train-control", at::kCPU);
+    std::vector<at::Tensor> trainable;
+    double weights = 0;
+    for (const at::Tensor& p : model_->parameters()) {
+      if (p.requires_grad()) trainable.push_back(p);
+      weights += p.to(at::kDouble).sum().item<double>();
+    }
+    data_parallel_.emplace(*gradient_group_, *control_group_, trainable);
+    data_parallel_->check_same({static_cast<double>(step_), weights}, "weights or step");
+  }
+
+  // The mean of a value over the ranks (each averaged over an equal share of the batch).
+  double mean_over_ranks(double mine) {
+    if (!data_parallel_) return mine;
+    at::Tensor v = at::full({1}, mine, at::kDouble);
+    control_group_->all_reduce_sum(v).wait();
+    return v.item<double>() / control_group_->size();
+  }
 
   // The EMA weights, adapters merged, as output/model.safetensors with the run recorded in its metadata.
   std::filesystem::path save_final(const TrainResult& result) {
@@ -444,6 +487,12 @@ class Run {
   std::optional<SamplePlan> plan_;  // once the model is known
   std::optional<sampling::GaussianDiffusion> diffusion_;
   std::optional<TrainState> state_;  // after the model is on its device
+  // Data-parallel runs: this rank's share of each batch (offset, count), its groups and gradient exchange;
+  // only the lead (rank 0) writes logs, checkpoints, samples and the model.
+  std::pair<int64_t, int64_t> share_;
+  bool lead_ = true;
+  std::optional<dist::ProcessGroup> gradient_group_, control_group_;
+  std::optional<dist::DataParallel> data_parallel_;
   int64_t step_ = 0;
   // A resumed run's record counts the time and last loss of the runs before it too (from the checkpoint).
   double seconds_before_run_ = 0, last_loss_ = 0;
@@ -460,8 +509,8 @@ ModelInfo run_model_info(const TrainConfig& config, bool resume) {
 
 TrainResult train_model(const TrainConfig& config, const data::Dataset& data, bool resume,
                         const std::function<void(const TrainProgress&)>& on_log, int64_t stop_after,
-                        const std::function<bool()>& stop_requested) {
-  Run run(config, data, resume);
+                        const std::function<bool()>& stop_requested, dist::Rendezvous* rendezvous) {
+  Run run(config, data, resume, rendezvous);
   return run.run(on_log, stop_after, stop_requested);
 }
 

@@ -12,6 +12,10 @@
 #include "ditgen/models/model_file.h"
 #include "ditgen/train/train_config.h"
 
+namespace ditgen::dist {
+class Rendezvous;
+}
+
 namespace ditgen::train {
 
 struct TrainProgress {
@@ -40,8 +44,13 @@ ModelInfo run_model_info(const TrainConfig& config, bool resume);
 // is set (Error(Usage) when a checkpoint exists and resume is not set, so no run is overwritten by accident).
 // `stop_after` > 0 ends the run early after that step, and `stop_requested` (asked after every step) when it
 // returns true: with a checkpoint, no model file, and TrainResult::steps the last step done.
+// `rendezvous` (a distributed run of several processes, docs/DISTRIBUTED.md): data-parallel training, each
+// process its equal share of every global batch of config.batch_size, drawn and noised as one process would,
+// gradients averaged over the processes; every process reads the output folder (a checkpoint to resume), rank 0
+// alone writes to it and calls on_log, and only its TrainResult has a model_path. Error(Usage) when the batch
+// does not divide among the processes, Error(Runtime) when a process fails or they start from other weights.
 TrainResult train_model(const TrainConfig& config, const data::Dataset& data, bool resume,
                         const std::function<void(const TrainProgress&)>& on_log = {}, int64_t stop_after = 0,
-                        const std::function<bool()>& stop_requested = {});
+                        const std::function<bool()>& stop_requested = {}, dist::Rendezvous* rendezvous = nullptr);
 
 }  // namespace ditgen::train
