@@ -15,7 +15,7 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 # 1. Debian packages.
 packages=(build-essential cmake ninja-build ccache pkg-config git python3 python3-venv python3-pip
           libcli11-dev libspdlog-dev libstb-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
-          catch2 libyaml-cpp-dev nlohmann-json3-dev dataset-fashion-mnist zlib1g-dev
+          catch2 libyaml-cpp-dev nlohmann-json3-dev dataset-fashion-mnist zlib1g-dev libgloo-dev
           clang libclang-rt-14-dev)  # clang: the fuzz targets (tests' fuzz_smoke)
 if [ "${DITGEN_NO_APT:-0}" != 1 ] && command -v dpkg-query >/dev/null; then
   missing=()

@@ -21,7 +21,7 @@ for stage in "$@"; do
   echo "== $stage" >&2
   case "$stage" in
     build)
-      DITGEN_NO_APT=1 BUILD_DIR=$PWD/build-gpu DITGEN_CMAKE_ARGS="-DDITGEN_STB_DIR=$PWD/.deps/stb" \
+      DITGEN_NO_APT=1 BUILD_DIR=$PWD/build-gpu DITGEN_CMAKE_ARGS="-DDITGEN_STB_DIR=$PWD/.deps/stb -DDITGEN_GLOO_DIR=$PWD/.deps" \
         bash scripts/setup.sh > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
       [ -f $xl ] || $bin init DiT-XL/2 --weights normal --dtype bf16 -o $xl > /dev/null
       ;;

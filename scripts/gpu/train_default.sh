@@ -8,7 +8,7 @@ export DITGEN_FMNIST_DIR=/tmp/fmnist
 bin=build-gpu/bin/ditgen
 case "${1:-}" in
   start)
-    DITGEN_NO_APT=1 BUILD_DIR=$PWD/build-gpu DITGEN_CMAKE_ARGS="-DDITGEN_STB_DIR=$PWD/.deps/stb" \
+    DITGEN_NO_APT=1 BUILD_DIR=$PWD/build-gpu DITGEN_CMAKE_ARGS="-DDITGEN_STB_DIR=$PWD/.deps/stb -DDITGEN_GLOO_DIR=$PWD/.deps" \
       bash scripts/setup.sh 2>&1 | tail -2
     mkdir -p $DITGEN_FMNIST_DIR
     for f in .deps/fashion-mnist/*.gz; do gunzip -c "$f" > "$DITGEN_FMNIST_DIR/$(basename "${f%.gz}")"; done
