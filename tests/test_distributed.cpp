@@ -303,3 +303,48 @@ TEST_CASE("a rank killed mid-training ends the job with exit 7, its last checkpo
   CHECK_NOTHROW(io::load_tensors(dir / "long" / "checkpoint.safetensors"));
   CHECK_FALSE(std::filesystem::exists(dir / "long" / "model.safetensors"));
 }
+
+TEST_CASE("CFG-parallel pairs split each image's two branches and make one process's images", "[dist][cli]") {
+  TempDir dir;
+  const std::string model = test::shipped_model("fmnist-flexidit.safetensors");
+  // The plain guided steps, and a FlexiDiT schedule whose branches run at different patch sizes (weak-model
+  // guidance in the middle steps): the pair's processes then do unequal work.
+  for (const std::string schedule : {"dense", "flexi-50-guided"}) {
+    INFO(schedule);
+    auto generate = [&](const std::string& folder, std::vector<std::string> extra) {
+      std::vector<std::string> args{"generate", "-m", model, "bag", "sneaker", "coat", "-s", "5", "--steps", "6",
+                                    "--schedule", schedule, "--batch-size", "2", "-o", folder + "/{index}.png",
+                                    "--manifest", folder + "/m.jsonl", "--device", "cpu"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      return run_cli(args, dir.path());
+    };
+    REQUIRE(generate("one-" + schedule, {}).exit_code == 0);
+    for (const std::string nproc : {"2", "4"}) {  // one pair; two pairs sharing the batches
+      const std::string folder = "pairs" + nproc + "-" + schedule;
+      CliResult r = generate(folder, {"--nproc-per-node", nproc, "--cfg-parallel"});
+      INFO(r.err);
+      REQUIRE(r.exit_code == 0);
+      CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 3);  // each image reported once, by its writer
+      CHECK(test::read_jsonl(dir / folder / "m.jsonl").size() == 3);
+      for (int i = 0; i < 3; ++i) {
+        // A branch's forward over b images instead of the doubled batch's 2b may round differently.
+        const io::Image a = io::read_png(dir / ("one-" + schedule) / (std::to_string(i) + ".png"));
+        const io::Image b = io::read_png(dir / folder / (std::to_string(i) + ".png"));
+        REQUIRE(a.pixels.size() == b.pixels.size());
+        int most = 0;
+        for (size_t k = 0; k < a.pixels.size(); ++k) most = std::max(most, std::abs(a.pixels[k] - b.pixels[k]));
+        CHECK(most <= 2);
+      }
+    }
+  }
+  // It needs pairs of processes.
+  CliResult alone = run_cli({"generate", "-m", model, "bag", "--cfg-parallel", "-o", "x.png", "--device", "cpu"}, dir.path());
+  CHECK(alone.exit_code == 2);
+  CHECK(contains(alone.err, "add --nproc-per-node 2"));
+  CliResult odd = run_cli({"generate", "-m", model, "bag", "--cfg-parallel", "--nproc-per-node", "3", "-o", "x.png",
+                           "--device", "cpu"},
+                          dir.path());
+  CHECK(odd.exit_code == 2);
+  CHECK(contains(odd.err, "run an even number of them, not 3"));
+  CHECK_FALSE(std::filesystem::exists(dir / "x.png"));
+}

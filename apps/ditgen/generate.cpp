@@ -25,6 +25,7 @@
 #include "ditgen/pipeline/batch.h"
 #include "ditgen/pipeline/outputs.h"
 #include "ditgen/dist/launch.h"
+#include "ditgen/dist/cfg_parallel.h"
 #include "ditgen/dist/rendezvous.h"
 #include "ditgen/vae/tiled_decode.h"
 #include "ditgen/vae/vae_file.h"
@@ -63,6 +64,7 @@ struct GenerateOptions {
   std::string init_noise, save_latents, save_trajectory, grid, manifest;
   std::string vae, vae_tile = "auto";
   bool resume = false;
+  bool cfg_parallel = false;
 };
 
 constexpr int kMaxImagesPerPrompt = 10000;
@@ -235,6 +237,14 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
     rendezvous.emplace(dist_env);
   }
   const at::Device device = dist::rank_device(o.device, dist_env);
+  // CFG-parallel: processes pair up, the pair's branches split; pairs share the batches out as ranks do.
+  std::shared_ptr<dist::CfgPair> pair;
+  if (o.cfg_parallel) {
+    if (!rendezvous)
+      throw Error(ErrorKind::Usage, "--cfg-parallel splits each image's two guidance branches between two processes: "
+                                    "add --nproc-per-node 2 (or launch an even number with torchrun)");
+    pair = std::make_shared<dist::CfgPair>(*rendezvous, device);
+  }
   const at::ScalarType dtype = resolve_dtype(o.dtype, device);
   std::vector<io::PromptEntry> entries;
   if (!o.prompt_file.empty()) {
@@ -262,6 +272,7 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   const auto load_start = std::chrono::steady_clock::now();
   Generator generator(model, device, dtype);
   const ModelInfo& info = generator.info();
+  if (pair) generator.set_branch_exchange(pair);
   if (o.merge_lora) {
     if (!info.config.flex.lora())
       throw Error(ErrorKind::Usage, "--merge-lora needs a flexible model with per-patch LoRA adapters");
@@ -274,8 +285,9 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   BatchSettings settings;
   settings.seed = seed ? *seed : std::random_device{}() & 0xffffffffu;
   if (rendezvous) settings.seed = rendezvous->broadcast("seed", settings.seed).get<uint64_t>();  // rank 0's
-  settings.shard = dist_env.rank;
-  settings.shards = dist_env.world_size;
+  settings.shard = pair ? pair->pair() : dist_env.rank;
+  settings.shards = pair ? pair->pairs() : dist_env.world_size;
+  settings.partner = pair && !pair->writer();
   const SamplerDefaults& d = info.sampler_defaults;
   settings.sampler = {o.sampler.value_or(d.sampler), o.steps.value_or(d.steps), o.eta};
   settings.guidance = {o.cfg_scale.value_or(d.cfg_scale), o.cfg_channels.value_or(d.cfg_channels)};
@@ -422,9 +434,13 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
               "...): it will differ");
   ProgressDisplay display(lead ? progress_mode : ProgressMode::None);
   auto last_manifest = std::chrono::steady_clock::now();
+  if (pair && settings.guidance.scale == 1.0 && lead)
+    log::warn("--cfg-parallel with cfg scale 1: the images are unguided, and both processes of a pair make the same");
   BatchSummary summary = run.run(
-      [] { return interrupt_count() >= 1; }, [] { return interrupt_count() >= 2; },
+      [&] { return pair ? pair->either(interrupt_count() >= 1) : interrupt_count() >= 1; },  // a pair stops together
+      [] { return interrupt_count() >= 2; },
       [&](const BatchItem& item) {
+        if (settings.partner) return;  // its pair's first process reports
         if (item.status == ItemStatus::Ok && !item.path.empty()) display.print_line(stdout, item.path.string());
         if (item.status == ItemStatus::Failed) display.print_line(stderr, "error: " + item.error);
         if (!manifest.empty() && std::chrono::steady_clock::now() - last_manifest > std::chrono::seconds(2)) {
@@ -465,7 +481,7 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
       for (const BatchItem& item : run.items()) {
         // Read back: images of an earlier run, of another process, and a latent model's (kept frames are latents).
         if (item.status == ItemStatus::Skipped ||
-            (item.status == ItemStatus::Ok && (!pixel_model || item.shard != dist_env.rank)))
+            (item.status == ItemStatus::Ok && (!pixel_model || item.shard != settings.shard)))
           shown.push_back(clips ? frames_from_clip(io::read_video(item.path), image_channels)
                                 : frame_from_image(io::read_png(item.path)));
         else if (item.status == ItemStatus::Ok)
@@ -566,6 +582,11 @@ Command add_generate_command(CLI::App& root) {
       ->group(sampling);
   app->add_option("--batch-size", o->batch_size, "Images per forward pass (compatible prompts share it)")
       ->capture_default_str()
+      ->group(sampling);
+  app->add_flag("--cfg-parallel", o->cfg_parallel,
+                "With --nproc-per-node 2 (or any even number of processes): each pair computes an image's "
+                "conditional and guidance branches side by side, one each, for lower latency at small batches "
+                "(docs/DISTRIBUTED.md)")
       ->group(sampling);
   app->add_flag("--auto-batch", o->auto_batch,
                 "Out of GPU memory: halve the batch and go on (every image stays its seed's) instead of stopping "

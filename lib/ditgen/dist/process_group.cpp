@@ -124,4 +124,10 @@ std::vector<at::Tensor> ProcessGroup::all_gather(const at::Tensor& tensor) {
   return output[0];
 }
 
+bool ProcessGroup::any(bool mine) {
+  at::Tensor flag = at::full({1}, mine ? 1.0f : 0.0f);
+  all_reduce_sum(flag).wait();
+  return flag.item<float>() > 0;
+}
+
 }  // namespace ditgen::dist

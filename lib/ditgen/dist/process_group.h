@@ -56,6 +56,8 @@ class ProcessGroup {
   void broadcast(at::Tensor& tensor, int root = 0);
   // Every member's `tensor` (same shape and type everywhere), in rank order.
   std::vector<at::Tensor> all_gather(const at::Tensor& tensor);
+  // True in every member once any member passes true (a CPU group's host-side agreement, e.g. to stop).
+  bool any(bool mine);
 
  private:
   c10::intrusive_ptr<c10d::Backend> backend_;

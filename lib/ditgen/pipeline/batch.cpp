@@ -251,7 +251,7 @@ BatchSummary BatchRun::tally(std::optional<int> shard) const {
 nlohmann::json BatchRun::shard_states() const {
   nlohmann::json states = nlohmann::json::array();
   for (const BatchItem& item : items_)
-    if (item.shard == settings_.shard)
+    if (item.shard == settings_.shard && !settings_.partner)
       states.push_back({{"index", item.index}, {"status", status_name(item.status)}, {"error", item.error},
                         {"seconds", item.seconds}, {"gflops", item.gflops}, {"record", item.record}});
   return states;
@@ -317,7 +317,7 @@ void BatchRun::run_group(const std::vector<size_t>& members, const std::function
   try {
     result = generator_.generate(r, on_progress, abandon);
     written = result.frames;
-    if (!result.cancelled && settings_.decode)  // a clip's frames decode as a batch of images
+    if (!result.cancelled && settings_.decode && !settings_.partner)  // a clip's frames decode as a batch of images
       written = settings_.decode(result.frames.flatten(0, 1)).unflatten(0, {result.frames.size(0), result.frames.size(1)});
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::Runtime) runtime_error_ = e.what();
@@ -337,7 +337,7 @@ void BatchRun::run_group(const std::vector<size_t>& members, const std::function
     item.status = ItemStatus::Ok;
     if (settings_.keep_frames) frames_[members[k]] = result.frames[k];
     if (settings_.keep_trajectory) trajectories_[members[k]] = result.trajectory.select(1, k);
-    if (!item.path.empty()) {
+    if (!item.path.empty() && !settings_.partner) {
       try {
         if (item.clip)
           write_generation_video(item.path, written[k], settings_.fps, item.record,

@@ -53,6 +53,9 @@ struct BatchSettings {
   // robin to `shards` processes and this one makes those of `shard`, so every image comes out of the same
   // batch, and so the same bytes, whatever the number of processes.
   int shard = 0, shards = 1;
+  // CFG-parallel's second process of a pair (dist/cfg_parallel.h): it makes its shard's batches beside the
+  // pair's first process, computing the guidance branch, and writes, reports and decodes nothing.
+  bool partner = false;
 };
 
 enum class ItemStatus { Pending, Ok, Skipped, Failed, Cancelled };
@@ -99,7 +102,7 @@ class BatchRun {
                    const std::function<void(const Progress&)>& on_progress);
 
   // This process's items once run, for the process that writes the manifest: [{"index", "status", "error",
-  // "seconds", "gflops", "record"}].
+  // "seconds", "gflops", "record"}]; none from a CFG-parallel partner (its pair's first process reports them).
   nlohmann::json shard_states() const;
   // Takes over items another process made (its shard_states()); Error(Runtime) for an index outside the run.
   void adopt(const nlohmann::json& states);

@@ -208,7 +208,8 @@ GenerationResult Generator::generate(const ResolvedRequest& resolved,
     at::Tensor null_y = sampling::unconditional(c, guidance, count, y.options(), resolved.negative_ids);  // [b] or [b, L]
     // The model runs in the requested dtype; the sampler's arithmetic stays float32.
     sampling::ModelFn model_fn = [&](const at::Tensor& xk, const at::Tensor& t, int k) {
-      return sampling::guided_output(model_.model, xk.to(dtype_), t, y, null_y, guidance, plans[k]).to(at::kFloat);
+      return sampling::guided_output(model_.model, xk.to(dtype_), t, y, null_y, guidance, plans[k], exchange_.get())
+          .to(at::kFloat);
     };
     sampling::StepFn step = sampling::model_step(model_fn, sampler);
     if (uses_cuda_graphs()) {

@@ -128,7 +128,10 @@ class Generator {
   // On CUDA, each sampler step (guided forward and update) is captured once per batch shape, guidance and
   // sampler kind, and replayed for every step and batch (default on; off = eager launches).
   void set_cuda_graphs(bool enabled) { cuda_graphs_ = enabled; }
-  bool uses_cuda_graphs() const { return cuda_graphs_ && cuda_graphs_available() && device_.is_cuda(); }
+  bool uses_cuda_graphs() const { return cuda_graphs_ && cuda_graphs_available() && device_.is_cuda() && !exchange_; }
+  // CFG-parallel generation (dist/cfg_parallel.h): guided steps run this process's branch and take the other
+  // from its partner (without CUDA graphs). nullptr: both branches here.
+  void set_branch_exchange(std::shared_ptr<sampling::BranchExchange> exchange) { exchange_ = std::move(exchange); }
   // Frees the captured graphs and their memory.
   void clear_graphs() { graphs_.clear(); }
 
@@ -147,6 +150,7 @@ class Generator {
   at::Device device_;
   at::ScalarType dtype_;
   bool cuda_graphs_ = true;
+  std::shared_ptr<sampling::BranchExchange> exchange_;
   std::map<std::string, std::unique_ptr<CudaGraph>> graphs_;
   int auto_batch_limit_ = 0;  // the batch --auto-batch settled on (0: none yet)
   std::set<std::pair<int, int>> untrained_sizes_run_;  // warned about once each

@@ -47,24 +47,27 @@ at::Tensor unconditional(const DiTConfig& c, const Guidance& g, int64_t batch, c
 }
 
 at::Tensor guided_output(DiT& model, const at::Tensor& x, const at::Tensor& t, const at::Tensor& y,
-                         const at::Tensor& null_y, const Guidance& g, const schedule::StepPlan& plan) {
+                         const at::Tensor& null_y, const Guidance& g, const schedule::StepPlan& plan,
+                         BranchExchange* exchange) {
   if (g.scale == 1.0) return model->forward(x, t, y, plan.cond_patch, plan.sparse_grid);  // [B, Cout, H, W]
   const DiTConfig& c = model->config();
   const int64_t B = x.size(0), n = g.channels == 0 ? c.in_channels : g.channels;
-  const double scale = plan.cfg_scale > 0 ? plan.cfg_scale : g.scale;  // a schedule may guide weak steps harder
-  if (plan.weak_guidance) {
-    auto [strong, weak] = run_side_by_side(                                        // [B, Cout, H, W] x2
-        x.device(), [&] { return model->forward(x, t, y, plan.cond_patch, plan.sparse_grid); },
-        [&] { return model->forward(x, t, y, plan.guide_patch, plan.sparse_grid); });
-    return combine(strong, weak, g.weak_scale, n);
+  // The guidance branch: in a weak-guidance step the conditional prediction at the larger patch, scaled by
+  // weak_scale; else the unconditional one, scaled by a plan's cfg_scale (a schedule may guide weak steps
+  // harder) or the request's.
+  const at::Tensor& guide_y = plan.weak_guidance ? y : null_y;
+  const double scale = plan.weak_guidance ? g.weak_scale : plan.cfg_scale > 0 ? plan.cfg_scale : g.scale;
+  auto cond_branch = [&] { return model->forward(x, t, y, plan.cond_patch, plan.sparse_grid); };         // [B, Cout, H, W]
+  auto guide_branch = [&] { return model->forward(x, t, guide_y, plan.guide_patch, plan.sparse_grid); };  // [B, Cout, H, W]
+  if (exchange) {
+    auto [cond, guide] = exchange->exchange(exchange->branch() == 0 ? cond_branch() : guide_branch());
+    return combine(cond, guide, scale, n);
   }
-  if (plan.cond_patch != plan.guide_patch) {
-    auto [cond, uncond] = run_side_by_side(                                         // [B, Cout, H, W] x2
-        x.device(), [&] { return model->forward(x, t, y, plan.cond_patch, plan.sparse_grid); },
-        [&] { return model->forward(x, t, null_y, plan.guide_patch, plan.sparse_grid); });
-    return combine(cond, uncond, scale, n);
+  if (plan.weak_guidance || plan.cond_patch != plan.guide_patch) {
+    auto [cond, guide] = run_side_by_side(x.device(), cond_branch, guide_branch);
+    return combine(cond, guide, scale, n);
   }
-  at::Tensor out = model->forward(at::cat({x, x}), at::cat({t, t}), at::cat({y, null_y}), plan.cond_patch,
+  at::Tensor out = model->forward(at::cat({x, x}), at::cat({t, t}), at::cat({y, guide_y}), plan.cond_patch,
                                   plan.sparse_grid);  // [2B, ...]
   return combine(out.narrow(0, 0, B), out.narrow(0, B, B), scale, n);  // [B, Cout, H, W]
 }
