@@ -15,7 +15,10 @@
 #include <nlohmann/json.hpp>
 
 #include "catch.h"
+#include "ditgen/dist/data_parallel.h"
 #include "ditgen/dist/launch.h"
+#include "ditgen/dist/process_group.h"
+#include "ditgen/dist/rendezvous.h"
 #include "ditgen/io/png.h"
 #include "ditgen/io/tensor_io.h"
 #include "helpers.h"
@@ -347,4 +350,65 @@ TEST_CASE("CFG-parallel pairs split each image's two branches and make one proce
   CHECK(odd.exit_code == 2);
   CHECK(contains(odd.err, "run an even number of them, not 3"));
   CHECK_FALSE(std::filesystem::exists(dir / "x.png"));
+}
+
+namespace {
+
+// One process as a whole run: its groups on `device` reduce, gather and broadcast, and the data-parallel
+// exchange gives every parameter its own gradient back (the mean over one rank), in buckets of a few bytes
+// so each parameter fills one, and zeros for a parameter the loss does not use.
+void check_single_rank_groups(c10::Device device, const std::string& backend) {
+  dist::DistEnv env;
+  env.world_size = 1;
+  env.master_addr = "127.0.0.1";
+  env.master_port = dist::free_port();
+  dist::Rendezvous rendezvous(env);
+  dist::ProcessGroup group(rendezvous, "tensors", device), control(rendezvous, "control", c10::kCPU);
+  CHECK(group.backend_name() == backend);
+  CHECK(control.backend_name() == "gloo");
+  at::Tensor x = at::arange(6, at::TensorOptions().dtype(at::kFloat).device(device));
+  group.all_reduce_sum(x).wait();
+  group.broadcast(x, 0);
+  const std::vector<at::Tensor> gathered = group.all_gather(x);
+  REQUIRE(gathered.size() == 1);
+  CHECK(at::equal(gathered[0].cpu(), at::arange(6, at::kFloat)));
+  CHECK(control.any(true));
+  CHECK_FALSE(control.any(false));
+
+  at::manual_seed(0);
+  const auto options = at::TensorOptions().device(device);
+  std::vector<at::Tensor> params{at::randn({3, 4}, options).requires_grad_(), at::randn({4}, options).requires_grad_(),
+                                 at::randn({2}, options).requires_grad_()};  // the last one unused
+  const at::Tensor input = at::randn({5, 3}, options);
+  auto loss = [&] { return (at::matmul(input, params[0]) + params[1]).pow(2).sum(); };
+  loss().backward();
+  std::vector<at::Tensor> expected;
+  for (auto& p : params) {
+    expected.push_back(p.grad().defined() ? p.grad().clone() : at::zeros_like(p));
+    p.mutable_grad() = at::Tensor();
+  }
+  dist::DataParallel data_parallel(group, control, params, /*bucket_bytes=*/8);
+  for (int step = 0; step < 2; ++step) {  // buckets are reused step after step
+    loss().backward();
+    data_parallel.finish();
+    for (size_t k = 0; k < params.size(); ++k) {
+      REQUIRE(params[k].grad().defined());
+      CHECK(at::allclose(params[k].grad().cpu(), expected[k].cpu()));
+      params[k].mutable_grad() = at::Tensor();
+    }
+  }
+  CHECK_FALSE(data_parallel.any(false));
+  data_parallel.check_same({1.0, 2.0}, "weights");
+}
+
+}  // namespace
+
+TEST_CASE("one process's Gloo groups and data-parallel exchange on the CPU", "[dist]") {
+  check_single_rank_groups(c10::kCPU, "gloo");
+}
+
+TEST_CASE("one process's NCCL groups and data-parallel exchange on a GPU", "[dist][cuda]") {
+  if (test::no_cuda_device()) return;
+  REQUIRE(dist::nccl_available());
+  check_single_rank_groups(c10::Device(c10::kCUDA, 0), "nccl");
 }
