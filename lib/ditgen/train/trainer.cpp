@@ -97,6 +97,7 @@ void quantize_for_training(const TrainConfig& c, LoadedModel& s) {
 // The model a run trains, converted, frozen and with adapters per the config. `resumed`: the description a
 // checkpoint carries (the model after any conversion); its weights come later.
 LoadedModel build_model(const TrainConfig& c, const std::optional<ModelInfo>& resumed) {
+  at::manual_seed(c.seed);  // what a conversion draws (a new word's embedding, new layers) comes from the seed
   LoadedModel s;
   if (resumed) {
     s.info = *resumed;
@@ -398,6 +399,7 @@ class Run {
     r.guidance = {mc.has_null_class() ? info_.sampler_defaults.cfg_scale : 1.0, info_.sampler_defaults.cfg_channels};
     r.frames = frames;
     Generator generator(LoadedModel{model_, info_}, device_, at::kFloat);
+    if (c_.quantization) generator.set_cuda_graphs(false);  // quantizers compute their scales eagerly
     at::Tensor images = generator.generate(r).frames.flatten(0, 1);  // [N * F, C, H, W]
     model_->train();
     state_->swap_ema();
