@@ -237,6 +237,7 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
     rendezvous.emplace(dist_env);
   }
   const at::Device device = dist::rank_device(o.device, dist_env);
+  if (rendezvous) dist::make_current(device);
   // CFG-parallel: processes pair up, the pair's branches split; pairs share the batches out as ranks do.
   std::shared_ptr<dist::CfgPair> pair;
   if (o.cfg_parallel) {

@@ -38,7 +38,9 @@ int run_train(const TrainOptions& o) {
   std::optional<dist::Rendezvous> rendezvous;
   if (dist_env.distributed()) {
     rendezvous.emplace(dist_env);
-    config.device = dist::rank_device(config.device, dist_env).str();
+    const c10::Device device = dist::rank_device(config.device, dist_env);
+    dist::make_current(device);
+    config.device = device.str();
   }
   const bool lead = dist_env.rank == 0;
   const ModelInfo spec = train::run_model_info(config, o.resume);

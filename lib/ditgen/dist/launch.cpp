@@ -15,6 +15,8 @@
 #include <cstring>
 #include <thread>
 
+#include <c10/core/impl/VirtualGuardImpl.h>
+
 #include "ditgen/core/device.h"
 #include "ditgen/core/error.h"
 
@@ -73,6 +75,10 @@ DistEnv read_dist_env() {
   const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
   env.agent_store = agent && std::strcmp(agent, "True") == 0;
   return env;
+}
+
+void make_current(c10::Device device) {
+  if (device.is_cuda()) c10::impl::VirtualGuardImpl(c10::kCUDA).setDevice(device);
 }
 
 c10::Device rank_device(const std::string& text, const DistEnv& env) {

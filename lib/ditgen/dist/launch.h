@@ -31,6 +31,9 @@ DistEnv read_dist_env();
 // The device of this process for a --device `text`: in a distributed run "auto" and "cuda" mean
 // cuda:LOCAL_RANK (one GPU a rank); otherwise, and for "cpu" and "cuda:N", what parse_device says.
 c10::Device rank_device(const std::string& text, const DistEnv& env);
+// Makes a CUDA `device` this process's current one, so what takes the current device (NCCL, streams, library
+// handles) uses the rank's GPU; nothing for other devices.
+void make_current(c10::Device device);
 
 // A TCP port the loopback interface has free now (the kernel's pick). Error(Runtime) when there is none.
 int free_port();
