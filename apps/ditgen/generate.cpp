@@ -430,7 +430,7 @@ int run_generate(CLI::App& app, GenerateOptions& o) {
   if (!replayed.model_sha256.empty() && replayed.model_sha256 != info.sha256)
     log::warn(o.from + " was made with another model file (sha256 " + replayed.model_sha256.substr(0, 12) +
               "...): it will differ");
-  if (!replayed.vae_sha256.empty() && settings.decode && replayed.vae_sha256 != settings.vae_record["sha256"])
+  if (!replayed.vae_sha256.empty() && settings.decode && replayed.vae_sha256 != settings.vae_record.value("sha256", std::string()))
     log::warn(o.from + " was decoded with another VAE file (sha256 " + replayed.vae_sha256.substr(0, 12) +
               "...): it will differ");
   ProgressDisplay display(lead ? progress_mode : ProgressMode::None);

@@ -204,8 +204,12 @@ cut_trainings() {
 
 # The results so far into $OUT/intlora-table.tar.gz (replaced atomically): after every evaluation, so a call cut
 # short still returns what was measured.
+# Files that change while tar reads them (an evaluation writing its report) make tar exit 1: the next pack
+# takes them; only a failure (2) keeps the previous tar.
 pack() {
-  tar czf "$OUT/intlora-table.tar.gz.tmp" -C "$dir" results && mv "$OUT/intlora-table.tar.gz.tmp" "$OUT/intlora-table.tar.gz"
+  local rc=0
+  tar --warning=no-file-changed -czf "$OUT/intlora-table.tar.gz.tmp" -C "$dir" results || rc=$?
+  if [ "$rc" -le 1 ]; then mv "$OUT/intlora-table.tar.gz.tmp" "$OUT/intlora-table.tar.gz"; fi
 }
 settings() {
   local gpu
