@@ -46,8 +46,12 @@ class DataParallel {
   std::vector<at::Tensor> parameters_;
   std::vector<unsigned> hooks_;
   std::vector<std::unique_ptr<Bucket>> buckets_;
-  std::vector<std::pair<size_t, int64_t>> place_;  // parameter -> (bucket, offset in elements)
-  size_t next_launch_ = 0;
+  struct Place {
+    size_t bucket, member;  // its bucket, and its place among the bucket's members
+    int64_t offset;         // in the bucket's elements
+  };
+  std::vector<Place> place_;  // per parameter
+  size_t next_launch_ = 0;    // buckets before it have started this step
 };
 
 }  // namespace ditgen::dist

@@ -124,10 +124,10 @@ std::vector<at::Tensor> ProcessGroup::all_gather(const at::Tensor& tensor) {
   return output[0];
 }
 
-bool ProcessGroup::any(bool mine) {
-  at::Tensor flag = at::full({1}, mine ? 1.0f : 0.0f);
-  all_reduce_sum(flag).wait();
-  return flag.item<float>() > 0;
+double ProcessGroup::sum(double mine) {
+  at::Tensor value = at::full({1}, mine, at::kDouble);
+  all_reduce_sum(value).wait();
+  return value.item<double>();
 }
 
 }  // namespace ditgen::dist

@@ -56,8 +56,10 @@ class ProcessGroup {
   void broadcast(at::Tensor& tensor, int root = 0);
   // Every member's `tensor` (same shape and type everywhere), in rank order.
   std::vector<at::Tensor> all_gather(const at::Tensor& tensor);
-  // True in every member once any member passes true (a CPU group's host-side agreement, e.g. to stop).
-  bool any(bool mine);
+  // The sum of every member's `mine` (a CPU group's host-side agreement: a loss to average, a flag to stop on).
+  double sum(double mine);
+  // True in every member once any member passes true.
+  bool any(bool mine) { return sum(mine ? 1 : 0) > 0; }
 
  private:
   c10::intrusive_ptr<c10d::Backend> backend_;

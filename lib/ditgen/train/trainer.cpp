@@ -441,10 +441,7 @@ class Run {
 
   // The mean of a value over the ranks (each averaged over an equal share of the batch).
   double mean_over_ranks(double mine) {
-    if (!data_parallel_) return mine;
-    at::Tensor v = at::full({1}, mine, at::kDouble);
-    control_group_->all_reduce_sum(v).wait();
-    return v.item<double>() / control_group_->size();
+    return data_parallel_ ? control_group_->sum(mine) / control_group_->size() : mine;
   }
 
   // The EMA weights, adapters merged, as output/model.safetensors with the run recorded in its metadata.
