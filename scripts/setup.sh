@@ -45,6 +45,11 @@ if [ -z "$python" ]; then
     "$venv/bin/pip" install -q "torch==$torch_version" numpy safetensors
   fi
   python="$venv/bin/python"
+  # CUTLASS's headers for the Hopper int8 GEMM (pinned; --no-deps leaves torch alone). Optional: without
+  # them the build leaves that kernel out.
+  if ! "$python" -c "import cutlass_library" 2>/dev/null; then
+    "$venv/bin/pip" install -q --no-deps "nvidia-cutlass==4.2.0.0" || say "nvidia-cutlass not installed: no Hopper int8 GEMM"
+  fi
 fi
 torch_prefix="$("$python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
 say "LibTorch from $torch_prefix"

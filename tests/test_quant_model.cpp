@@ -96,8 +96,13 @@ TEST_CASE("quantization takes every attention and MLP projection of the blocks a
   CHECK(test::parameter_count(*dense.model) == float_parameters - quantized_weights);
   CHECK(error_kind([&] { quantize_model(dense.model, 8, Symmetry::Asymmetric, ActivationMode::None); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { quantizable_layers(dense.model)[0].second->add_intlora({}); }) == ErrorKind::Usage);
-  CHECK(error_kind([&] { dense.model->to(at::kBFloat16); }) == ErrorKind::Usage);
-  CHECK(error_kind([&] { require_quantized_device(at::Device(at::kCUDA), at::kFloat); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { quantizable_layers(dense.model)[0].second->quantized->to(at::kInt); }) == ErrorKind::Usage);
+  // Where quantized models run: the CPU in fp32; CUDA in fp32, bf16 or fp16.
+  CHECK(error_kind([&] { require_quantized_device(at::Device(at::kCPU), at::kBFloat16); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { require_quantized_device(at::Device(at::kCUDA), at::kDouble); }) == ErrorKind::Usage);
+  CHECK(error_kind([&] { require_quantized_device(at::Device(at::kMeta), at::kFloat); }) == ErrorKind::Usage);
+  require_quantized_device(at::Device(at::kCUDA), at::kBFloat16);
+  require_quantized_device(at::Device(at::kCPU), at::kFloat);
 
   LoadedModel adapted = text_model("dit");
   quantizable_layers(adapted.model)[3].second->add_lora(2, 1.0, 0);
@@ -108,7 +113,7 @@ TEST_CASE("quantization takes every attention and MLP projection of the blocks a
   CHECK(error_kind([&] { quantize_model(adapted.model, 8, Symmetry::Symmetric, ActivationMode::StaticPerTensor); }) ==
         ErrorKind::Usage);
   LoadedModel half = text_model("dit");
-  half.model->to(at::kBFloat16);  // quantized layers compute in float32: the model must be float32 first
+  half.model->to(at::kBFloat16);  // weights are quantized from float32: the model must be float32 first
   CHECK(error_kind([&] { quantize_model(half.model, 8, Symmetry::Asymmetric, ActivationMode::None); }) == ErrorKind::Usage);
   CHECK(!quantizable_layers(half.model)[0].second->is_quantized());
 }
@@ -317,7 +322,8 @@ TEST_CASE("ditgen quantize writes 8- and 4-bit models that generate and describe
     CHECK(file.find("blocks.0.attn.qkv.weight") == nullptr);
   }
   CHECK(std::filesystem::file_size(dir / "q8.safetensors") < std::filesystem::file_size(model));
-  // Quantized models run on the CPU in fp32 only; training and a second quantization are refused.
+  // Quantized models run on the CPU in fp32 only (CUDA takes bf16 too); training and a second quantization are
+  // refused.
   test::CliResult r = test::run_cli({"generate", "-m", "q8.safetensors", "3", "--steps", "2", "-o", "bf.png", "--device",
                                      "cpu", "--dtype", "bf16"}, dir.path());
   CHECK(r.exit_code == 2);

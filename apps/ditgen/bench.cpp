@@ -52,7 +52,8 @@ int run_bench(BenchCliOptions& o) {
       return;
     }
     if (!header) {
-      std::printf("%s %s on %s\n", r.model.c_str(), r.dtype.c_str(), r.device.c_str());
+      std::printf("%s %s%s%s on %s\n", r.model.c_str(), r.dtype.c_str(), r.quantization.empty() ? "" : " ",
+                  r.quantization.c_str(), r.device.c_str());
       const std::string mfu = c10::str("MFU/", kPeakTflopsBf16);  // the peak it divides by
       std::printf("%-6s %-14s %5s %11s %10s %10s %8s %7s %8s  %s\n", "path", "run", "batch", "size", "ms", "img/s",
                   "TFLOP/s", mfu.c_str(), "mem GiB", "attention, notes");
@@ -111,6 +112,9 @@ Command add_bench_command(CLI::App& root) {
       ->capture_default_str();
   app->add_option("--sample-reps", b.sample_reps, "Timed whole generations (after one warm-up)")->capture_default_str();
   app->add_option("--seed", b.seed, "Seed of the random weights and inputs")->capture_default_str();
+  app->add_option("--quantize", b.quantize,
+                  "Quantize a float model in memory first: w8a8 or w4a8 (integer weights at 8 or 4 bits, int8 tokens: "
+                  "the integer GEMMs) or fp8 (e4m3 weights and tokens through cuBLASLt)");
   app->add_flag("--merge-lora", b.merge_lora, "Flexible LoRA models: merge the adapters into a weight copy per patch size");
   app->add_flag("--profile", b.profile, "Also profile one run per forward or --mixing measurement: the top CUDA kernels by time");
   app->add_flag("--mixing", b.mixing,

@@ -15,7 +15,10 @@ for stage in "$@"; do
   echo "== $stage $(date +%T)" >&2
   case "$stage" in
     build)
-      DITGEN_NO_APT=1 BUILD_DIR=$PWD/build-gpu DITGEN_CMAKE_ARGS="-DDITGEN_STB_DIR=$PWD/.deps/stb -DDITGEN_GLOO_DIR=$PWD/.deps" \
+      # CUTLASS's headers travel packed (.deps/cutlass.tar.xz: include/ and tools/util/include/ of nvidia-cutlass).
+      [ -d .deps/cutlass/include ] || { mkdir -p .deps/cutlass && tar -xJf .deps/cutlass.tar.xz -C .deps/cutlass; }
+      DITGEN_NO_APT=1 BUILD_DIR=$PWD/build-gpu \
+        DITGEN_CMAKE_ARGS="-DDITGEN_STB_DIR=$PWD/.deps/stb -DDITGEN_GLOO_DIR=$PWD/.deps -DDITGEN_CUTLASS_DIR=$PWD/.deps/cutlass" \
         bash scripts/setup.sh > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
       unpack_fmnist
       ;;

@@ -11,15 +11,12 @@
 #   qlora-w8 qlora-w4  QLoRA W8A8 / W4A8 (float adapters beside the fake-quantized model, merged, re-quantized)
 #   mul-w8 mul-w4      IntLoRA-MUL W8A8 / W4A8 (merged into the integers)
 #   shift-w8 shift-w4  IntLoRA-SHIFT W8A8 / W4A8
-# Two limits of the library shape this:
-# - Quantized models generate on the CPU only (docs/QUANT.md, "Where it runs"): their evaluations run on this
-#   machine's CPU cores, one thread each, beside the trainings. Float LoRA models are evaluated on $DEVICE (fp32).
-# - A quantized run's end (its final sample grid and merged model) has not been run on CUDA yet, and its
-#   model evaluates on the CPU anyway. So a quantized run trains its STEPS steps on
-#   $DEVICE (its recipe set to STEPS + 1 steps, stopped by --stop-after STEPS with a checkpoint), and a CPU
-#   process resumes it with steps lowered to STEPS, which trains nothing and writes the grid (at SAMPLE_STEPS
-#   sampler steps) and the merged model: every step of every method runs on the GPU. (With a constant learning
-#   rate the extra step in the recipe changes nothing.)
+# Every evaluation runs on $DEVICE in fp32 (quantized models through the integer linear's CUDA path, the same
+# integers as on the CPU; QUANT_EVAL_DEVICE=cpu evaluates them on this machine's CPU cores instead, one thread each).
+# A quantized run trains its STEPS steps on $DEVICE (its recipe set to STEPS + 1 steps, stopped by --stop-after
+# STEPS with a checkpoint), and a CPU process resumes it with steps lowered to STEPS, which trains nothing and
+# writes the grid (at SAMPLE_STEPS sampler steps) and the merged model: the merge runs where it was tested.
+# (With a constant learning rate the extra step in the recipe changes nothing.)
 # DEADLINE (default 420): seconds after this script starts (or after CALL_START, epoch seconds, when set) by
 # which everything is done. Trainings still going EVAL_RESERVE seconds before it are stopped with a checkpoint
 # (SIGTERM) and resumed with their steps lowered to where they stopped (common.sh stop_runs' semantics, in
@@ -31,7 +28,7 @@
 # and $OUT/intlora-table.md (scripts/intlora_table.py's tables, when python3 is there). Models are not returned.
 # Settings (environment): SUBJECTS, METHODS, STEPS and BATCH (default: the recipes'), EVAL_N (16 = one image per
 # prompt), EVAL_STEPS (50), TRAIN_JOBS (trainings at once, 8), CPU_JOBS (CPU cores to use, nproc), GPU_EVAL_JOBS
-# (2), EVAL_RESERVE (150), FINAL_RESERVE (15), SAMPLE_STEPS (sampler steps of each run's final 100-image sample
+# (6), EVAL_RESERVE (150), FINAL_RESERVE (15), SAMPLE_STEPS (sampler steps of each run's final 100-image sample
 # grid and so of its model's sampler defaults, 1: the evaluations set their own steps, and the grids of quantized
 # runs are drawn on the CPU), BASELINES=1 (also each method after 1 step at lr 1e-12, i.e. untrained: the
 # float model, plain quantization, IntLoRA's starting point; evaluated for every subject; their 30 CPU
@@ -53,7 +50,8 @@ EVAL_N=${EVAL_N:-16}
 EVAL_STEPS=${EVAL_STEPS:-50}
 TRAIN_JOBS=${TRAIN_JOBS:-8}
 CPU_JOBS=${CPU_JOBS:-$(nproc)}
-GPU_EVAL_JOBS=${GPU_EVAL_JOBS:-2}
+GPU_EVAL_JOBS=${GPU_EVAL_JOBS:-6}
+QUANT_EVAL_DEVICE=${QUANT_EVAL_DEVICE:-$DEVICE}
 EVAL_RESERVE=${EVAL_RESERVE:-150}
 FINAL_RESERVE=${FINAL_RESERVE:-15}
 SAMPLE_STEPS=${SAMPLE_STEPS:-1}
@@ -147,11 +145,11 @@ start_eval() {  # eval:RUN:SUBJECT
   local job=$1 run m s dev
   IFS=: read -r _ run s <<< "$job"
   m=${run%-s*}
-  if quantized "$m"; then dev=cpu; else dev=$DEVICE; fi
+  if quantized "$m"; then dev=$QUANT_EVAL_DEVICE; else dev=$DEVICE; fi
   launch "$job" "$bin" eval -m "$dir/$run/model.safetensors" --subject "$s" --subject-word zq -n "$EVAL_N" \
     --steps "$EVAL_STEPS" --seed 0 --device "$dev" --dtype fp32 --progress none -o "$res/eval-$m-s$s.json"
 }
-on_cpu() { quantized "$(method_of "$1")" || [ "$DEVICE" = cpu ]; }
+on_cpu() { { quantized "$(method_of "$1")" && [ "$QUANT_EVAL_DEVICE" = cpu ]; } || [ "$DEVICE" = cpu ]; }
 model_done() {  # run job: its model to the evaluations, or a note why there is none
   local job=$1 run=${1%.finish}
   log_job "$job" "end-rc$(cat "$dir/$job.rc")"

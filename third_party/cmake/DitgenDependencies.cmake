@@ -90,6 +90,22 @@ if(DITGEN_CUDA)
 endif()
 message(STATUS "ditgen: CUDA kernels ${DITGEN_HAVE_CUDA}")
 
+# CUTLASS 3.x's headers for the Hopper int8 GEMM (quant/int8_gemm_sm90.cu): the PyPI package nvidia-cutlass
+# (pinned in scripts/setup.sh) beside torch, or DITGEN_CUTLASS_DIR holding include/ and tools/util/include/.
+# Without them that GEMM is left out and the integer linear runs cuBLAS's int8 GEMM on CUDA.
+set(DITGEN_HAVE_CUTLASS OFF)
+if(DITGEN_HAVE_CUDA)
+  set(_cutlass_roots ${DITGEN_CUTLASS_DIR} ${DITGEN_TORCH_PACKAGES}/cutlass_library/source)
+  find_path(DITGEN_CUTLASS_INCLUDE cutlass/gemm/collective/collective_builder.hpp
+            PATHS ${_cutlass_roots} PATH_SUFFIXES include NO_DEFAULT_PATH)
+  find_path(DITGEN_CUTLASS_UTIL_INCLUDE cutlass/util/packed_stride.hpp
+            PATHS ${_cutlass_roots} PATH_SUFFIXES tools/util/include NO_DEFAULT_PATH)
+  if(DITGEN_CUTLASS_INCLUDE AND DITGEN_CUTLASS_UTIL_INCLUDE)
+    set(DITGEN_HAVE_CUTLASS ON)
+  endif()
+endif()
+message(STATUS "ditgen: Hopper int8 GEMM (CUTLASS) ${DITGEN_HAVE_CUTLASS}")
+
 # c10d's collective backends are inside LibTorch, but the wheel leaves out the headers two of them include:
 # Gloo's (CPU tensors; Debian's libgloo-dev, or DITGEN_GLOO_DIR holding gloo/) and NCCL's (GPUs; the wheel's
 # nvidia-nccl package). Only headers: the code is LibTorch's own.

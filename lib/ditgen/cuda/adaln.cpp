@@ -48,6 +48,18 @@ void run_kernel(AdaLnArgs& args, const at::Tensor& x, const at::Tensor& gate, co
   TORCH_CHECK(err == cudaSuccess, "fused adaLN kernel failed: ", cudaGetErrorString(err));
 }
 
+// Int8 outputs for the quantizing kernel: values like x, a scale and a sum per token.
+quant::QuantizedActivation quantized_like(const at::Tensor& x, AdaLnArgs& args) {
+  quant::QuantizedActivation q;
+  q.values = at::empty(x.sizes(), x.options().dtype(at::kChar));                  // [B, N, D]
+  q.scales = at::empty({x.size(0), x.size(1)}, x.options().dtype(at::kFloat));   // [B, N]
+  q.sums = at::empty({x.size(0), x.size(1)}, x.options().dtype(at::kInt));       // [B, N]
+  args.y_values = q.values.data_ptr<int8_t>();
+  args.y_scales = q.scales.data_ptr<float>();
+  args.y_sums = q.sums.data_ptr<int32_t>();
+  return q;
+}
+
 }  // namespace
 #endif
 
@@ -81,6 +93,39 @@ std::pair<at::Tensor, at::Tensor> gated_residual_layer_norm_modulate(const at::T
   }
 #endif
   return gated_residual_layer_norm_modulate_reference(x, gate, branch, shift, scale);
+}
+
+quant::QuantizedActivation layer_norm_modulate_quantized(const at::Tensor& x, const at::Tensor& shift,
+                                                         const at::Tensor& scale) {
+#ifdef DITGEN_HAVE_CUDA
+  if (adaln_runs_kernel(x, shift, scale)) {
+    AdaLnArgs args;
+    args.x = x.data_ptr();
+    quant::QuantizedActivation q = quantized_like(x, args);
+    run_kernel(args, x, at::Tensor(), shift, scale);
+    return q;
+  }
+#endif
+  return quant::quantize_per_token(layer_norm_modulate(x, shift, scale));
+}
+
+std::pair<at::Tensor, quant::QuantizedActivation> gated_residual_layer_norm_modulate_quantized(
+    const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, const at::Tensor& shift,
+    const at::Tensor& scale) {
+#ifdef DITGEN_HAVE_CUDA
+  if (gated_residual_runs_kernel(x, gate, branch, shift, scale)) {
+    at::Tensor x_out = at::empty_like(x);  // [B, N, D]
+    AdaLnArgs args;
+    args.x = x.data_ptr();
+    args.branch = branch.data_ptr();
+    args.x_out = x_out.data_ptr();
+    quant::QuantizedActivation q = quantized_like(x, args);
+    run_kernel(args, x, gate, shift, scale);
+    return {x_out, q};
+  }
+#endif
+  auto [x_out, y] = gated_residual_layer_norm_modulate(x, gate, branch, shift, scale);
+  return {x_out, quant::quantize_per_token(y)};
 }
 
 at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch) {

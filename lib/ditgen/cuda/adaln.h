@@ -8,6 +8,8 @@
 
 #include <ATen/ATen.h>
 
+#include "ditgen/quant/quantizer.h"
+
 namespace ditgen::cuda {
 
 // y = LayerNorm(x) * (1 + scale) + shift, LayerNorm without affine (eps 1e-6).
@@ -21,6 +23,15 @@ std::pair<at::Tensor, at::Tensor> gated_residual_layer_norm_modulate(const at::T
                                                                      const at::Tensor& branch, const at::Tensor& shift,
                                                                      const at::Tensor& scale);
 std::pair<at::Tensor, at::Tensor> gated_residual_layer_norm_modulate_reference(
+    const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, const at::Tensor& shift,
+    const at::Tensor& scale);
+
+// The two ops above with y quantized per token to int8 in the same kernel (quant::quantize_per_token's grid:
+// values, scales and row sums), the input of an integer linear (qkv, fc1) without y's round trip through
+// memory. Where the kernel does not run: the float op, then quantize_per_token (their reference).
+quant::QuantizedActivation layer_norm_modulate_quantized(const at::Tensor& x, const at::Tensor& shift,
+                                                         const at::Tensor& scale);
+std::pair<at::Tensor, quant::QuantizedActivation> gated_residual_layer_norm_modulate_quantized(
     const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, const at::Tensor& shift,
     const at::Tensor& scale);
 

@@ -6,6 +6,7 @@
 #include "ditgen/cuda/adaln_kernels.h"
 
 #include "ditgen/cuda/element_type.cuh"
+#include "ditgen/quant/token_quant.cuh"
 
 namespace ditgen::cuda {
 
@@ -36,7 +37,7 @@ __device__ inline float warp_sum(float v) {
 }
 
 // kPacks: 16-byte packs per lane, enough for the row (D <= 32 * kPacks * pack size).
-template <typename T, int kPacks, bool kResidual>
+template <typename T, int kPacks, bool kResidual, bool kQuantize>
 __global__ void __launch_bounds__(kWarp * kRowsPerBlock) adaln_kernel(AdaLnArgs a) {
   constexpr int P = Pack<T>::size;
   const int lane = threadIdx.x % kWarp;
@@ -65,7 +66,7 @@ __global__ void __launch_bounds__(kWarp * kRowsPerBlock) adaln_kernel(AdaLnArgs 
 #pragma unroll
     for (int i = 0; i < P; ++i) sum += v[j][i];
   }
-  if (kResidual && a.y == nullptr) return;  // the gated residual alone
+  if (kResidual && a.y == nullptr && a.y_values == nullptr) return;  // the gated residual alone
   const float mean = warp_sum(sum) / static_cast<float>(a.dim);
   float sq = 0.f;
 #pragma unroll
@@ -78,18 +79,45 @@ __global__ void __launch_bounds__(kWarp * kRowsPerBlock) adaln_kernel(AdaLnArgs 
 
   const T* shift = static_cast<const T*>(a.shift) + sample * a.shift_stride;
   const T* scale = static_cast<const T*>(a.scale) + sample * a.scale_stride;
-  T* y = static_cast<T*>(a.y) + row * a.dim;
+  float absmax = 0.f;
 #pragma unroll
   for (int j = 0; j < kPacks; ++j) {
     const int pack = lane + j * kWarp;
     if (pack >= packs) break;
     const int col = pack * P;
-    float sh[P], sc[P], out[P];
+    float sh[P], sc[P];
     load_floats(shift + col, sh);
     load_floats(scale + col, sc);
 #pragma unroll
-    for (int i = 0; i < P; ++i) out[i] = (v[j][i] - mean) * rstd * (1.f + sc[i]) + sh[i];
-    store_floats(y + col, out);
+    for (int i = 0; i < P; ++i) {
+      v[j][i] = (v[j][i] - mean) * rstd * (1.f + sc[i]) + sh[i];
+      // The quantized rows are those of y as stored in T, so that they equal quantizing y itself.
+      if constexpr (kQuantize) absmax = fmaxf(absmax, fabsf(to_float(from_float<T>(v[j][i]))));
+    }
+    if constexpr (!kQuantize) store_floats(static_cast<T*>(a.y) + row * a.dim + col, v[j]);
+  }
+  if constexpr (kQuantize) {
+#pragma unroll
+    for (int offset = kWarp / 2; offset > 0; offset /= 2) absmax = fmaxf(absmax, __shfl_xor_sync(0xffffffffu, absmax, offset));
+    const float row_scale = quant::token_scale(absmax, quant::kInt8TokenMax);
+    int sum = 0;
+#pragma unroll
+    for (int j = 0; j < kPacks; ++j) {
+      const int pack = lane + j * kWarp;
+      if (pack >= packs) break;
+      struct alignas(P) Bytes { int8_t v[P]; } q;
+#pragma unroll
+      for (int i = 0; i < P; ++i) {
+        q.v[i] = quant::to_int8_grid(to_float(from_float<T>(v[j][i])), row_scale);
+        sum += q.v[i];
+      }
+      *reinterpret_cast<Bytes*>(a.y_values + row * a.dim + pack * P) = q;
+    }
+    sum = static_cast<int>(warp_sum(static_cast<float>(sum)));  // |sum| <= 127 * 2048: exact in fp32
+    if (lane == 0) {
+      a.y_scales[row] = row_scale;
+      if (a.y_sums != nullptr) a.y_sums[row] = sum;
+    }
   }
 }
 
@@ -97,10 +125,15 @@ template <typename T, int kPacks>
 cudaError_t launch_with(const AdaLnArgs& a, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((a.rows + kRowsPerBlock - 1) / kRowsPerBlock));
   const dim3 block(kWarp * kRowsPerBlock);
-  if (a.branch)
-    adaln_kernel<T, kPacks, true><<<grid, block, 0, stream>>>(a);
+  const bool quantize = a.y_values != nullptr;
+  if (a.branch && quantize)
+    adaln_kernel<T, kPacks, true, true><<<grid, block, 0, stream>>>(a);
+  else if (a.branch)
+    adaln_kernel<T, kPacks, true, false><<<grid, block, 0, stream>>>(a);
+  else if (quantize)
+    adaln_kernel<T, kPacks, false, true><<<grid, block, 0, stream>>>(a);
   else
-    adaln_kernel<T, kPacks, false><<<grid, block, 0, stream>>>(a);
+    adaln_kernel<T, kPacks, false, false><<<grid, block, 0, stream>>>(a);
   return cudaGetLastError();
 }
 

@@ -230,14 +230,17 @@ at::Tensor DiTImpl::forward_fused(const at::Tensor& x, const at::Tensor& t, cons
   std::vector<at::Tensor> mod = depth > 0 ? block(0)->modulation(silu_c)      // 6 x [B, D]
                                           : final_layer->modulation(silu_c);  // 2 x [B, D]
   at::Tensor h = leading_stages(e.tokens, e);                 // [B, N, D]
-  at::Tensor h_mod = cuda::layer_norm_modulate(h, mod[0], mod[1]);            // [B, N, D]
+  // Each norm goes to the projection after it, quantized in the adaLN kernel where that is an integer layer.
+  nn::LinearInput h_mod = depth > 0 ? nn::layer_norm_modulate_for(block(0)->attn->qkv, h, mod[0], mod[1])
+                                    : nn::LinearInput{cuda::layer_norm_modulate(h, mod[0], mod[1])};  // [B, N, D]
   for (int i = 0; i < depth; ++i) {
     std::vector<at::Tensor> next = i + 1 < depth ? block(i + 1)->modulation(silu_c)      // 6 x [B, D]
                                                  : final_layer->modulation(silu_c);      // 2 x [B, D]
-    std::tie(h, h_mod) = block(i)->forward_chained(h, h_mod, mod, next[0], next[1], e.text);  // [B, N, D] x2
+    const nn::LoRALinear* next_qkv = i + 1 < depth ? &block(i + 1)->attn->qkv : nullptr;
+    std::tie(h, h_mod) = block(i)->forward_chained(h, h_mod, mod, next[0], next[1], e.text, next_qkv);  // [B, N, D] x2
     mod = std::move(next);
   }
-  at::Tensor out = at::linear(h_mod, e.deembed_weight, e.deembed_bias);       // [B, N, p*p*Cout]
+  at::Tensor out = at::linear(h_mod.values, e.deembed_weight, e.deembed_bias);  // [B, N, p*p*Cout]
   return unpatchify(out, e);                                                  // [B, Cout, H, W]
 }
 

@@ -17,8 +17,10 @@ AttentionImpl::AttentionImpl(int hidden_size, int num_heads) : num_heads_(num_he
   proj = register_module("proj", LoRALinear(hidden_size, hidden_size));
 }
 
-at::Tensor AttentionImpl::forward(const at::Tensor& x) {
-  const at::Tensor h = split_heads(qkv->forward(x), num_heads_);  // [3, B, H, N, hd]
+at::Tensor AttentionImpl::forward(const at::Tensor& x) { return forward_input(LinearInput{x}); }
+
+at::Tensor AttentionImpl::forward_input(const LinearInput& x) {
+  const at::Tensor h = split_heads(qkv->forward_input(x), num_heads_);  // [3, B, H, N, hd]
   return proj->forward(merge_heads(attention_core(h[0], h[1], h[2])));  // [B, N, D]
 }
 

@@ -25,7 +25,8 @@ struct WindowRegions {
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(int hidden_size, int num_heads);
-  at::Tensor forward(const at::Tensor& x);  // [B, N, D] -> [B, N, D]
+  at::Tensor forward(const at::Tensor& x);    // [B, N, D] -> [B, N, D]
+  at::Tensor forward_input(const LinearInput& x);  // the same, qkv given float or quantized tokens
 
   int num_heads() const { return num_heads_; }
 

@@ -27,6 +27,10 @@ torch::nn::Sequential adaln_head(int hidden_size, int n);
 std::pair<at::Tensor, at::Tensor> gated_residual_text_norm(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& a,
                                                            const at::Tensor& shift, const at::Tensor& scale,
                                                            const CrossAttention& text_cross, const TextTokens& text);
+// modulate(LayerNorm(x)) for `consumer`: quantized in the adaLN kernel when it takes quantized tokens, else
+// float. [B, N, D] -> [B, N, D]
+LinearInput layer_norm_modulate_for(const LoRALinear& consumer, const at::Tensor& x, const at::Tensor& shift,
+                                    const at::Tensor& scale);
 // The second half of every adaLN-Zero block: x + gate_msa a, then the text attention (text models), then
 // + gate_mlp MLP(modulate(LN(.))), with mod the block's six vectors (shift, scale, gate for attention, then
 // for the MLP). a may be [B, 1, D] (broadcast over tokens). x [B, N, D] -> [B, N, D]
@@ -48,9 +52,13 @@ class DiTBlockImpl : public torch::nn::Module {
   // kernel: x is the residual stream, x_mod = modulate(LayerNorm(x)) with this block's attention shift and
   // scale, mod = modulation(...). Returns the new stream and its norm modulated by next_shift/next_scale
   // (the next block's attention pair, or the final layer's). Same function as forward().
-  std::pair<at::Tensor, at::Tensor> forward_chained(const at::Tensor& x, const at::Tensor& x_mod,
-                                                    const std::vector<at::Tensor>& mod, const at::Tensor& next_shift,
-                                                    const at::Tensor& next_scale, const TextTokens& text = {});
+  // The norms go to the projections after them quantized by the adaLN kernel where those are integer layers
+  // (LoRALinear::takes_quantized_tokens): this block's fc1, and `next_consumer` (the next block's qkv; nullptr
+  // for the final layer, which takes floats).
+  std::pair<at::Tensor, LinearInput> forward_chained(const at::Tensor& x, const LinearInput& x_mod,
+                                                     const std::vector<at::Tensor>& mod, const at::Tensor& next_shift,
+                                                     const at::Tensor& next_scale, const TextTokens& text = {},
+                                                     const LoRALinear* next_consumer = nullptr);
 
   Attention attn{nullptr};
   CrossAttention text_cross{nullptr};  // text models only

@@ -24,6 +24,12 @@ at::Tensor LoRALinearImpl::forward(const at::Tensor& x) {
   return out + scale_ * at::linear(low, lora_B);      // [..., out]
 }
 
+at::Tensor LoRALinearImpl::forward_input(const LinearInput& x) {
+  if (x.values.defined()) return forward(x.values);  // [..., out]
+  if (!takes_quantized_tokens()) throw Error(ErrorKind::Usage, "this layer does not take quantized tokens");
+  return quantized->forward_quantized(x.quantized, x.dtype);  // [..., out]
+}
+
 bool LoRALinearImpl::adapter_in_use() const {
   if (active_) return !active_->merged.defined();
   return has_lora() && !merged_;
@@ -86,7 +92,7 @@ at::Tensor LoRALinearImpl::delta_f32(const at::Tensor& A, const at::Tensor& B, d
 }
 
 at::TensorOptions LoRALinearImpl::adapter_options() const {
-  if (is_quantized()) return quantized->quantized_weight().scales.options();  // float32 on the layer's device
+  if (is_quantized()) return quantized->weight_values().options().dtype(at::kFloat);  // float32 on the layer's device
   return weight.options();
 }
 
@@ -127,7 +133,7 @@ void LoRALinearImpl::quantize(quant::QuantLinear layer) {
   if (has_lora() || !named_.empty() || has_intlora())
     throw Error(ErrorKind::Usage, "cannot quantize a linear layer with adapters: quantize first, then add them");
   if (is_quantized()) throw Error(ErrorKind::Usage, "this linear layer is already quantized");
-  const at::Tensor& values = layer->quantized_weight().values;
+  const at::Tensor& values = layer->weight_values();
   if (values.size(0) != options.out_features() || values.size(1) != options.in_features())
     throw Error(ErrorKind::Usage, c10::str("a quantized weight of shape ", values.sizes(), " for a linear layer of ",
                                            options.in_features(), " -> ", options.out_features()));

@@ -16,6 +16,14 @@
 
 namespace ditgen::nn {
 
+// A projection's input on the fused inference path: float tokens, or tokens the kernel that made them already
+// quantized per token (cuda/adaln.h's *_quantized) for a layer that takes_quantized_tokens().
+struct LinearInput {
+  at::Tensor values;                     // [..., in] float; undefined when quantized
+  quant::QuantizedActivation quantized;  // int8 [..., in] with per-token scales and sums
+  at::ScalarType dtype = at::kFloat;     // the float stream's dtype: the layer's output dtype
+};
+
 // Subclasses torch::nn::LinearImpl so `module->as<torch::nn::Linear>()` (weight initialisation, model
 // loading) still finds it and the state-dict keys stay `weight` / `bias`; the adapter adds `lora_A` /
 // `lora_B` only while one is attached. Registered parameters follow Module::to() like weight and bias.
@@ -29,6 +37,12 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
   // IntLoRA: its adapted layer. Quantized: the quantized layer. Without an adapter, or merged: the plain
   // linear. Otherwise adds the low-rank path.
   at::Tensor forward(const at::Tensor& x);  // [..., in] -> [..., out]
+  // The float values through forward(), or the quantized tokens through the integer layer.
+  // (Not an overload of forward: TORCH_MODULE's operator() needs forward unique.)
+  at::Tensor forward_input(const LinearInput& x);  // [..., in] -> [..., out]
+  // Whether forward_input takes quantized tokens: an integer layer with dynamic per-token activations
+  // and no adapter beside it.
+  bool takes_quantized_tokens() const { return is_quantized() && !adapter_in_use() && quantized->takes_quantized_tokens(); }
 
   // Replaces weight and bias by `layer` (registered as `quantized`); weight and bias are dropped, so the
   // float weight no longer takes memory. Error(Usage) for a layer with adapters or IntLoRA, one already

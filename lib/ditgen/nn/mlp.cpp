@@ -24,4 +24,9 @@ at::Tensor MlpImpl::forward(const at::Tensor& x) {
   return fc2->forward(h);                                                                      // [B, N, D]
 }
 
+at::Tensor MlpImpl::forward_input(const LinearInput& x) {
+  if (x.values.defined()) return forward(x.values);                 // [B, N, D]
+  return fc2->forward(at::gelu(fc1->forward_input(x), "tanh"));           // [B, N, D]
+}
+
 }  // namespace ditgen::nn

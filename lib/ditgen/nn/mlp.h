@@ -15,7 +15,8 @@ at::Tensor linear_gelu(const at::Tensor& x, const at::Tensor& weight, const at::
 class MlpImpl : public torch::nn::Module {
  public:
   MlpImpl(int hidden_size, int mlp_hidden);
-  at::Tensor forward(const at::Tensor& x);  // [B, N, D] -> [B, N, D]
+  at::Tensor forward(const at::Tensor& x);    // [B, N, D] -> [B, N, D]
+  at::Tensor forward_input(const LinearInput& x);  // the same, fc1 given float or quantized tokens
 
   LoRALinear fc1{nullptr};
   LoRALinear fc2{nullptr};

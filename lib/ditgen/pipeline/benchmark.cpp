@@ -1,5 +1,7 @@
 #include "ditgen/pipeline/benchmark.h"
 
+#include "ditgen/quant/quantize_model.h"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -19,6 +21,7 @@
 #include "ditgen/nn/s4d.h"
 #include "ditgen/pipeline/cuda_graph.h"
 #include "ditgen/pipeline/generator.h"
+#include "ditgen/quant/quantize_model.h"
 #include "ditgen/text/tokenizer.h"
 #include "ditgen/vae/tiled_decode.h"
 #include "ditgen/vae/vae_file.h"
@@ -62,6 +65,18 @@ LoadedModel bench_model(const std::string& name, uint64_t seed) {
   return m;
 }
 
+// --quantize: the float model quantized on the device (the clip search is quick there), in float32.
+void quantize_for_bench(LoadedModel& m, const std::string& how, const at::Device& device) {
+  if (m.info.quantization.quantized())
+    throw Error(ErrorKind::Usage, "--quantize needs a float model; this one is " + m.info.quantization.label());
+  m.model->to(device, at::kFloat);
+  if (how == "fp8")
+    m.info.quantization = quant::quantize_model_fp8(m.model);
+  else
+    m.info.quantization = quant::quantize_model(m.model, how == "w4a8" ? 4 : 8, quant::Symmetry::Asymmetric,
+                                                quant::ActivationMode::DynamicPerToken);
+}
+
 // The VAE a benchmark decodes with, on the device: a VAE file, or "sd-vae", the SD-VAE's shape with LibTorch's
 // random initialisation (timings do not depend on the values).
 vae::AutoencoderKL bench_vae(const std::string& name, const DiTConfig& c, at::Device device, at::ScalarType dtype) {
@@ -88,6 +103,8 @@ double median(std::vector<double> v) {
 void validate(const BenchOptions& o, const DiTConfig& c) {
   auto fail = [](const std::string& m) { throw Error(ErrorKind::Usage, m); };
   if (o.batches.empty()) fail("give at least one batch size");
+  if (!o.quantize.empty() && o.quantize != "w8a8" && o.quantize != "w4a8" && o.quantize != "fp8")
+    fail("--quantize takes w8a8, w4a8 or fp8, not " + o.quantize);
   for (int b : o.batches)
     if (b < 1 || b > 4096) fail("batch sizes must be in 1..4096, got " + std::to_string(b));
   for (int s : o.sizes)
@@ -163,6 +180,7 @@ nlohmann::json to_json(const BenchRecord& r) {
           {"steps", opt(r.steps)},  {"cfg_scale", opt(r.cfg_scale)},
           {"gflops_per_generation", opt(r.gflops_per_generation)}};
   if (!r.ssm.empty()) j["ssm"] = r.ssm;
+  if (!r.quantization.empty()) j["quantization"] = r.quantization;
   if (r.kind == "decode")
     j.update({{"vae", r.vae}, {"vae_tile", r.vae_tile}, {"tile", opt(r.tile)}, {"chunk", opt(r.chunk)},
               {"ms_per_image", r.ms / r.batch}, {"decode_memory_gib", opt(r.decode_memory_gib)},
@@ -224,6 +242,7 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
   SwitchRestore restore_scan{nn::s4d_scan_kernel_enabled, nn::set_s4d_scan_kernel_enabled};
   nn::set_s4d_scan_kernel_enabled(o.ssm_scan);
   LoadedModel loaded = bench_model(o.model, o.seed);
+  if (!o.quantize.empty()) quantize_for_bench(loaded, o.quantize, device);
   const DiTConfig& c = loaded.info.config;
   Generator generator(loaded, device, dtype);  // moves the model to the device, eval mode
   if (o.merge_lora) {
@@ -249,6 +268,7 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
     r.patch = patch;
     r.tokens = static_cast<int64_t>(frames) * (size / patch) * (size / patch);
     r.dtype = dtype_label(dtype);
+    if (loaded.info.quantization.quantized()) r.quantization = loaded.info.quantization.label();
     r.device = device_name(device);
     r.grid = c.sparse_grid(grid);
     r.gflops_per_image = dit_gflops(c, size, size, patch, o.merge_lora, grid, frames);

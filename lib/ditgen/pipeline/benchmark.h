@@ -49,6 +49,9 @@ struct BenchOptions {
   bool profile = false;              // also profile one run per forward or mixing measurement (CUDA kernels, top 12)
   bool mixing = false;               // also time one block's token mixing per size and batch (see below)
   bool ssm_scan = false;             // SSM models: the fused scan kernel instead of FFT convolutions (CUDA)
+  // Quantize a float model in memory before timing (docs/QUANT.md): w8a8 or w4a8 (int8 weights at 8 or 4
+  // bits, asymmetric, dynamic int8 tokens: the integer path), fp8 (e4m3 weights and tokens); "" = as loaded.
+  std::string quantize;
   // Also time VAE decoding of each whole generation's latents (latent models): a VAE file, or "sd-vae" for the
   // full-size SD-VAE with random weights; "" = none. One record per --vae-tile setting (auto, off or a tile).
   std::string vae;
@@ -85,6 +88,7 @@ struct BenchRecord {
   std::string schedule;   // sample: the compute schedule
   std::string dtype, device, attention;
   std::string ssm;        // SSM models: how the fused paths mix tokens on CUDA, fft or scan ("" otherwise)
+  std::string quantization;  // a quantized model's label (W8A8, W4A8, FP8, ...); "" for a float model
   double gflops_per_image = 0;  // MAC GFLOPs of one forward of one image
   std::optional<double> gflops_per_generation;  // sample: MAC GFLOPs of one image's whole generation
   double ms = 0, ms_min = 0;    // median and fastest: per forward, or per whole generation

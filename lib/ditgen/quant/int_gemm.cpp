@@ -2,9 +2,17 @@
 // scales in float.
 #include "ditgen/quant/int_gemm.h"
 
+#include <algorithm>
 #include <string>
 
 #include "ditgen/quant/int8_gemm_avx2.h"
+
+#ifdef DITGEN_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "ditgen/quant/int8_gemm_sm90.h"
+#endif
 
 namespace ditgen::quant {
 
@@ -27,11 +35,71 @@ void require_linear_operands(const QuantizedActivation& x, const QuantizedWeight
   require_linear_bias(bias, weight.values.size(0));
 }
 
+// cuBLAS's int8 GEMM through at::_int_mm takes M > 16 and K, N multiples of 8: zero rows and columns pad
+// the operands to that (they add nothing to any dot product) and are cut from the result.
+at::Tensor int8_matmul_cublas(const at::Tensor& a, const at::Tensor& b) {
+  const int64_t m = a.size(0), n = b.size(0), k = a.size(1);
+  const int64_t padded_m = std::max<int64_t>(m, 17), padded_n = (n + 7) / 8 * 8, padded_k = (k + 7) / 8 * 8;
+  if (padded_m == m && padded_n == n && padded_k == k) return at::_int_mm(a.contiguous(), b.t());  // [M, N]
+  const at::Tensor a_padded = at::constant_pad_nd(a, {0, padded_k - k, 0, padded_m - m});  // [M', K']
+  const at::Tensor b_padded = at::constant_pad_nd(b, {0, padded_k - k, 0, padded_n - n});  // [N', K']
+  return at::_int_mm(a_padded, b_padded.t()).slice(0, 0, m).slice(1, 0, n).contiguous();   // [M, N]
+}
+
+#ifdef DITGEN_HAVE_CUDA
+// The Hopper kernel computes the whole linear (int8_gemm_sm90.h): bf16 output, symmetric activations, its
+// sizes, an sm_90 device, and a build that holds it.
+bool sm90_linear_runs(const QuantizedActivation& x, const QuantizedWeight& weight, at::ScalarType out_dtype) {
+  if (!x.values.is_cuda() || out_dtype != at::kBFloat16 || x.zero_point != 0 || !int8_gemm_sm90_built()) return false;
+  const int64_t k = weight.values.size(1);
+  if (!int8_gemm_sm90_takes(x.values.numel() / std::max<int64_t>(k, 1), weight.values.size(0), k)) return false;
+  return at::cuda::getDeviceProperties(x.values.get_device())->major == 9;
+}
+
+at::Tensor sm90_linear(const QuantizedActivation& x, const QuantizedWeight& weight, const at::Tensor& bias) {
+  const int64_t k = weight.values.size(1), n = weight.values.size(0);
+  const at::Tensor a = x.values.reshape({-1, k}).contiguous();  // [M, K] int8
+  const at::Tensor b = weight.values.contiguous();              // [N, K] int8
+  const at::Tensor token_scales = x.scales.reshape({-1}).to(at::kFloat).contiguous();  // [M]
+  const at::Tensor channel_scales = weight.scales.to(at::kFloat).contiguous();         // [N]
+  const bool asymmetric = weight.symmetry == Symmetry::Asymmetric;
+  at::Tensor token_sums, channel_zeros;
+  if (asymmetric) {
+    token_sums = (x.sums.defined() ? x.sums.reshape({-1}) : a.sum(1, false, at::kInt)).contiguous();  // [M]
+    channel_zeros = weight.zero_points.to(at::kInt).contiguous();                                     // [N]
+  }
+  const at::Tensor bias_f32 = bias.defined() ? bias.to(at::kFloat).contiguous() : at::Tensor();  // [N]
+  std::vector<int64_t> out_sizes = x.values.sizes().vec();
+  out_sizes.back() = n;
+  at::Tensor out = at::empty(out_sizes, x.values.options().dtype(at::kBFloat16));  // [..., N]
+  Int8GemmSm90Args args;
+  args.a = a.data_ptr<int8_t>();
+  args.b = b.data_ptr<int8_t>();
+  args.token_scales = token_scales.data_ptr<float>();
+  args.channel_scales = channel_scales.data_ptr<float>();
+  args.token_sums = asymmetric ? token_sums.data_ptr<int32_t>() : nullptr;
+  args.channel_zeros = asymmetric ? channel_zeros.data_ptr<int32_t>() : nullptr;
+  args.bias = bias_f32.defined() ? bias_f32.data_ptr<float>() : nullptr;
+  args.out = out.data_ptr();
+  args.m = a.size(0);
+  args.n = n;
+  args.k = k;
+  c10::cuda::CUDAGuard guard(a.device());
+  const at::Tensor workspace = at::empty({static_cast<int64_t>(int8_gemm_sm90_workspace_size(args))},
+                                         a.options().dtype(at::kByte));
+  const cudaError_t err = launch_int8_gemm_sm90(args, workspace.data_ptr(), at::cuda::getCurrentCUDAStream());
+  TORCH_CHECK(err == cudaSuccess, "the sm90 int8 GEMM failed: ", cudaGetErrorString(err));
+  return out;
+}
+#endif
+
 }  // namespace
 
 at::Tensor int8_matmul(const at::Tensor& a, const at::Tensor& b) {
   require_matmul_operands(a, b);
-  if (!a.is_cpu() || !b.is_cpu()) throw Error(ErrorKind::Usage, "the int8 GEMM runs on the CPU only");
+  if (a.device() != b.device()) throw Error(ErrorKind::Usage, "the int8 GEMM's operands are on different devices");
+  if (a.is_cuda()) return int8_matmul_cublas(a, b);  // [M, N] int32
+  if (!a.is_cpu()) throw Error(ErrorKind::Usage, "the int8 GEMM runs on the CPU or CUDA");
   if (cpu_has_avx2()) return int8_gemm_avx2(a, b);  // [M, N] int32
   return at::_int_mm(a.contiguous(), b.t());         // [M, N] int32: exact, but a scalar loop
 }
@@ -41,8 +109,12 @@ at::Tensor int8_matmul_reference(const at::Tensor& a, const at::Tensor& b) {
   return at::matmul(a.to(at::kInt), b.to(at::kInt).t());  // [M, N] int32
 }
 
-at::Tensor integer_linear(const QuantizedActivation& x, const QuantizedWeight& weight, const at::Tensor& bias) {
+at::Tensor integer_linear(const QuantizedActivation& x, const QuantizedWeight& weight, const at::Tensor& bias,
+                          at::ScalarType out_dtype) {
   require_linear_operands(x, weight, bias);
+#ifdef DITGEN_HAVE_CUDA
+  if (sm90_linear_runs(x, weight, out_dtype)) return sm90_linear(x, weight, bias);  // [..., N]
+#endif
   const int64_t in_features = weight.values.size(1);
   const at::Tensor x_rows = x.values.reshape({-1, in_features});  // [M, K] int8
   // In place where it can be: every fresh [M, N] tensor costs LibTorch's allocator new zeroed pages, which took
@@ -62,7 +134,7 @@ at::Tensor integer_linear(const QuantizedActivation& x, const QuantizedWeight& w
   if (bias.defined()) y.add_(bias.to(at::kFloat));
   std::vector<int64_t> out_sizes = x.values.sizes().vec();
   out_sizes.back() = weight.values.size(0);
-  return y.reshape(out_sizes);  // [..., N]
+  return y.reshape(out_sizes).to(out_dtype);  // [..., N]
 }
 
 at::Tensor integer_linear_reference(const QuantizedActivation& x, const QuantizedWeight& weight,
@@ -72,7 +144,7 @@ at::Tensor integer_linear_reference(const QuantizedActivation& x, const Quantize
 }
 
 at::Tensor dynamic_int8_linear(const at::Tensor& x, const QuantizedWeight& weight, const at::Tensor& bias) {
-  return integer_linear(quantize_per_token(x), weight, bias);
+  return integer_linear(quantize_per_token(x), weight, bias, x.scalar_type());
 }
 
 at::Tensor dynamic_int8_linear_reference(const at::Tensor& x, const QuantizedWeight& weight, const at::Tensor& bias) {

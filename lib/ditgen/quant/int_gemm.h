@@ -15,18 +15,24 @@ namespace ditgen::quant {
 
 // a [M, K] int8 times b [N, K] int8 transposed, exactly, in int32. On a CPU with AVX2 this is int8_gemm_avx2;
 // without, at::_int_mm, which in this LibTorch takes every shape (the M > 16, K and N multiple-of-8 limits are
-// CUDA's) but is a slow scalar loop. Other devices are refused (Usage): CUDA int8 is not done.
+// CUDA's) but is a slow scalar loop. On CUDA, cuBLAS through at::_int_mm, the operands zero-padded to its
+// limits. Other devices, and operands on two devices, are refused (Usage).
 at::Tensor int8_matmul(const at::Tensor& a, const at::Tensor& b);  // -> int32 [M, N]
 // The same product by a plain int32 matmul: slow, obviously exact, the check on int8_matmul.
 at::Tensor int8_matmul_reference(const at::Tensor& a, const at::Tensor& b);  // -> int32 [M, N]
 
-// y = x w^T + bias from quantized activations [..., K] and a quantized weight [N, K]; bias [N] or undefined.
-at::Tensor integer_linear(const QuantizedActivation& x, const QuantizedWeight& weight, const at::Tensor& bias);
+// y = x w^T + bias from quantized activations [..., K] and a quantized weight [N, K]; bias [N] or undefined;
+// y in out_dtype. On an H100 with bf16 output and symmetric activations this is one kernel, the Hopper int8
+// GEMM with the dequantization and bias in its epilogue (int8_gemm_sm90.h); elsewhere int8_matmul, the
+// zero-point corrections in int32, and the scales and bias in float32, rounded to out_dtype at the end.
+at::Tensor integer_linear(const QuantizedActivation& x, const QuantizedWeight& weight, const at::Tensor& bias,
+                          at::ScalarType out_dtype = at::kFloat);
 // The float reference of integer_linear: at::linear on the dequantized activations and weight.
 at::Tensor integer_linear_reference(const QuantizedActivation& x, const QuantizedWeight& weight,
                                     const at::Tensor& bias);
 
-// x float [..., K] quantized per token (symmetric int8), then integer_linear: the dynamic int8 linear.
+// x float [..., K] quantized per token (symmetric int8), then integer_linear: the dynamic int8 linear, in x's
+// dtype.
 at::Tensor dynamic_int8_linear(const at::Tensor& x, const QuantizedWeight& weight, const at::Tensor& bias);
 // Its reference in float: fake-quantized x through at::linear with the dequantized weight.
 at::Tensor dynamic_int8_linear_reference(const at::Tensor& x, const QuantizedWeight& weight, const at::Tensor& bias);

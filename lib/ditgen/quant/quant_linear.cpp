@@ -35,14 +35,27 @@ QuantLinearImpl::QuantLinearImpl(const QuantizedWeight& weight, const at::Tensor
   if (bias.defined()) bias_ = register_buffer("bias", bias.detach().to(at::kFloat).clone());
 }
 
+QuantLinearImpl::QuantLinearImpl(const Fp8Weight& weight, const at::Tensor& bias) : fp8_(true) {
+  if (weight.values.scalar_type() != at::kFloat8_e4m3fn || weight.values.dim() != 2 ||
+      weight.scales.numel() != weight.values.size(0))
+    throw Error(ErrorKind::Model, "an FP8 weight needs e4m3 values [out, in] and one scale per output channel");
+  if (bias.defined()) require_float(bias, "the FP8 linear's bias");
+  require_linear_bias(bias, weight.values.size(0));
+  at::NoGradGuard no_grad;
+  weight_values_ = register_buffer("weight_values", weight.values.contiguous());
+  weight_scales_ = register_buffer("weight_scales", weight.scales.to(at::kFloat).contiguous());
+  if (bias.defined()) bias_ = register_buffer("bias", bias.detach().to(at::kFloat).clone());
+}
+
 void QuantLinearImpl::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
   to(dtype, non_blocking);
   to(device, non_blocking);
 }
 
 void QuantLinearImpl::to(torch::Dtype dtype, bool) {
-  if (dtype != at::kFloat)
-    throw Error(ErrorKind::Usage, std::string("a quantized linear layer computes in float32, not ") + c10::toString(dtype));
+  if (dtype != at::kFloat && dtype != at::kBFloat16 && dtype != at::kHalf)
+    throw Error(ErrorKind::Usage, std::string("a quantized linear layer takes fp32, bf16 or fp16 inputs, not ") +
+                                      c10::toString(dtype));
 }
 
 void QuantLinearImpl::to(torch::Device device, bool non_blocking) {
@@ -51,24 +64,34 @@ void QuantLinearImpl::to(torch::Device device, bool non_blocking) {
 }
 
 QuantizedWeight QuantLinearImpl::quantized_weight() const {
+  if (fp8_) throw Error(ErrorKind::Usage, "an FP8 layer has no integer weight");
   return {weight_values_, weight_scales_, weight_zero_points_, weight_bits_, weight_symmetry_};
 }
 
 at::Tensor QuantLinearImpl::forward(const at::Tensor& x) {
   if (use_reference_) return forward_reference(x);  // [..., N]
+  if (fp8_) return fp8_linear(x, fp8_weight(), bias_);  // [..., N]
   switch (activations_) {
     case ActivationMode::None:
       return forward_reference(x);  // float activations: nothing for an integer GEMM to do
     case ActivationMode::DynamicPerToken:
       return dynamic_int8_linear(x, quantized_weight(), bias_);
     case ActivationMode::StaticPerTensor:
-      return integer_linear(static_activations_.quantize(x), quantized_weight(), bias_);
+      return integer_linear(static_activations_.quantize(x), quantized_weight(), bias_, x.scalar_type());
   }
   return {};
 }
 
+at::Tensor QuantLinearImpl::forward_quantized(const QuantizedActivation& x, at::ScalarType out_dtype) {
+  if (fp8_ || activations_ != ActivationMode::DynamicPerToken)
+    throw Error(ErrorKind::Usage, "only a dynamic per-token integer layer takes quantized activations");
+  if (use_reference_) return forward_reference(dequantize(x)).to(out_dtype);  // [..., N]
+  return integer_linear(x, quantized_weight(), bias_, out_dtype);            // [..., N]
+}
+
 at::Tensor QuantLinearImpl::forward_reference(const at::Tensor& x) {
-  return at::linear(reference_activations(x), dequantize(quantized_weight()), bias_);  // [..., N]
+  if (fp8_) return fp8_linear_reference(x, fp8_weight(), bias_);  // [..., N]
+  return at::linear(reference_activations(x), dequantize(quantized_weight()), bias_).to(x.scalar_type());  // [..., N]
 }
 
 at::Tensor QuantLinearImpl::reference_activations(const at::Tensor& x) const {

@@ -1,5 +1,6 @@
 // A linear layer with per-output-channel quantized weights (4 or 8 bits, held as int8) and a choice of
-// activation quantization; forward runs the integer GEMM on the CPU, forward_reference the float fake-quant.
+// activation quantization; forward runs the integer GEMM (CPU or CUDA), forward_reference the float fake-quant.
+// Or, built from an Fp8Weight, the FP8 linear (fp8_linear.h), the speed reference: e4m3 weights and tokens.
 //
 // Memory: the weight is held unpacked, one int8 per value, at every bit width, so a 4-bit layer loaded from
 // packed storage (int4_pack.h) costs twice its packed size: out x in bytes instead of out x in / 2, plus
@@ -10,6 +11,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
 
+#include "ditgen/quant/fp8_linear.h"
 #include "ditgen/quant/quantizer.h"
 
 namespace ditgen::quant {
@@ -31,8 +33,20 @@ class QuantLinearImpl : public torch::nn::Module {
   QuantLinearImpl(const QuantizedWeight& weight, const at::Tensor& bias, ActivationMode activations,
                   const QuantSpec& activation_spec = {8, Symmetry::Asymmetric});
 
-  at::Tensor forward(const at::Tensor& x);            // [..., K] -> [..., N], integer GEMM (CPU)
+  // An FP8 layer: e4m3 weights with per-channel scales, e4m3 tokens (fp8_linear.h).
+  QuantLinearImpl(const Fp8Weight& weight, const at::Tensor& bias);
+
+  // Outputs in x's dtype; the arithmetic is float32 or integer whatever that dtype (the bias stays float32).
+  at::Tensor forward(const at::Tensor& x);            // [..., K] -> [..., N], integer GEMM (CPU or CUDA)
   at::Tensor forward_reference(const at::Tensor& x);  // [..., K] -> [..., N], float fake-quant
+  // Activations already quantized per token (the fused adaLN kernel's output): the integer GEMM alone, the
+  // result in out_dtype. Error(Usage) unless the layer has dynamic per-token activations.
+  at::Tensor forward_quantized(const QuantizedActivation& x, at::ScalarType out_dtype);
+  // Whether forward_quantized is this layer's own arithmetic: integer, dynamic per token, not
+  // switched to its reference.
+  bool takes_quantized_tokens() const {
+    return !fp8_ && activations_ == ActivationMode::DynamicPerToken && !use_reference_;
+  }
   // Makes forward() run forward_reference, so a whole model's integer path can be checked against its float
   // twin layer by layer.
   void use_reference(bool on) { use_reference_ = on; }
@@ -43,12 +57,16 @@ class QuantLinearImpl : public torch::nn::Module {
   void finish_calibration();
 
   // Module::to converts every buffer, the integer ones too: here the device changes and the dtypes stay.
-  // The layer computes in float32, so another dtype is refused (Usage).
+  // A floating dtype only sets what the caller feeds in (outputs follow the input); others are refused (Usage).
   void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
   void to(torch::Dtype dtype, bool non_blocking = false) override;
   void to(torch::Device device, bool non_blocking = false) override;
 
+  // Error(Usage) for an FP8 layer.
   QuantizedWeight quantized_weight() const;
+  bool is_fp8() const { return fp8_; }
+  const at::Tensor& weight_values() const { return weight_values_; }  // int8 (or e4m3) [out, in]
+  Fp8Weight fp8_weight() const { return {weight_values_, weight_scales_}; }
   const at::Tensor& bias() const { return bias_; }  // float32 [out] or undefined
   ActivationMode activation_mode() const { return activations_; }
   const StaticActivationQuantizer& static_activations() const { return static_activations_; }
@@ -57,7 +75,7 @@ class QuantLinearImpl : public torch::nn::Module {
   void require_static_mode() const;
   at::Tensor reference_activations(const at::Tensor& x) const;  // [..., K] float, fake-quantized per the mode
 
-  at::Tensor weight_values_;       // int8 [out, in]
+  at::Tensor weight_values_;       // int8 [out, in] (float8_e4m3fn for FP8)
   at::Tensor weight_scales_;       // float32 [out]
   at::Tensor weight_zero_points_;  // int32 [out]
   at::Tensor bias_;                // float32 [out] or undefined
@@ -65,6 +83,7 @@ class QuantLinearImpl : public torch::nn::Module {
   Symmetry weight_symmetry_ = Symmetry::Asymmetric;
   ActivationMode activations_ = ActivationMode::DynamicPerToken;
   bool use_reference_ = false;
+  bool fp8_ = false;
   StaticActivationQuantizer static_activations_;
 };
 TORCH_MODULE(QuantLinear);

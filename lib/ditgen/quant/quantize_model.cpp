@@ -8,6 +8,7 @@
 namespace ditgen::quant {
 
 std::string ModelQuantization::label() const {
+  if (fp8) return "FP8";
   return c10::str("W", weight_bits, activations == ActivationMode::DynamicPerToken ? "A8" : "A32");
 }
 
@@ -71,11 +72,12 @@ std::vector<std::pair<std::string, nn::LoRALinear>> quantizable_layers(DiT& mode
 }
 
 void require_quantized_device(const at::Device& device, at::ScalarType dtype) {
-  if (!device.is_cpu())
-    throw Error(ErrorKind::Usage, "quantized models run on the CPU only for now (no CUDA int8 path): use --device cpu");
-  if (dtype != at::kFloat)
-    throw Error(ErrorKind::Usage, std::string("quantized models compute in fp32, not ") + c10::toString(dtype) +
-                                      ": use --dtype fp32");
+  if (!device.is_cpu() && !device.is_cuda())
+    throw Error(ErrorKind::Usage, "quantized models run on the CPU or CUDA, not " + device.str());
+  const bool float_type = dtype == at::kFloat || (device.is_cuda() && (dtype == at::kBFloat16 || dtype == at::kHalf));
+  if (!float_type)
+    throw Error(ErrorKind::Usage, std::string("quantized models do not run in ") + c10::toString(dtype) + " on " +
+                                      device.str() + (device.is_cpu() ? ": use --dtype fp32" : ": use fp32, bf16 or fp16"));
 }
 
 namespace {
@@ -89,7 +91,9 @@ std::vector<std::pair<std::string, nn::LoRALinear>> float_layers_to_quantize(DiT
   if (model->config().flex.lora())
     throw Error(ErrorKind::Usage, "a flexible model with per-patch LoRA adapters cannot be quantized");
   const at::Tensor any_parameter = model->parameters().front();
-  require_quantized_device(any_parameter.device(), any_parameter.scalar_type());  // where the result will run
+  if (any_parameter.scalar_type() != at::kFloat)
+    throw Error(ErrorKind::Usage, "quantize a float32 model (its weights are quantized from float32)");
+  require_quantized_device(any_parameter.device(), at::kFloat);  // where the result will run
   auto layers = quantizable_layers(model);
   if (layers.empty())
     throw Error(ErrorKind::Usage, "this model has no attention or MLP projections to quantize (a class-conditional "
@@ -116,6 +120,17 @@ ModelQuantization quantize_model(DiT& model, int weight_bits, Symmetry symmetry,
     } catch (const Error& e) {
       throw Error(e.kind(), name + ": " + e.what());
     }
+    q.layers.push_back(name);
+  }
+  return q;
+}
+
+ModelQuantization quantize_model_fp8(DiT& model) {
+  auto layers = float_layers_to_quantize(model, 8, ActivationMode::DynamicPerToken);
+  ModelQuantization q{8, Symmetry::Symmetric, ActivationMode::DynamicPerToken, {}, /*fp8=*/true};
+  at::NoGradGuard no_grad;
+  for (auto& [name, linear] : layers) {
+    linear->quantize(QuantLinear(quantize_weight_fp8(linear->weight), linear->bias));
     q.layers.push_back(name);
   }
   return q;

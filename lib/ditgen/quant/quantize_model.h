@@ -23,9 +23,10 @@ struct ModelQuantization {
   Symmetry symmetry = Symmetry::Asymmetric;
   ActivationMode activations = ActivationMode::DynamicPerToken;  // DynamicPerToken or None
   std::vector<std::string> layers;  // dotted module names in module order; empty for a float model
+  bool fp8 = false;  // FP8 layers (quantize_model_fp8): made at load, never stored
 
   bool quantized() const { return !layers.empty(); }
-  // "W8A8" (dynamic int8 activations) or "W4A32" (float activations).
+  // "W8A8" (dynamic int8 activations), "W4A32" (float activations) or "FP8".
   std::string label() const;
 };
 
@@ -44,16 +45,19 @@ ModelQuantization model_quantization_from_json(const nlohmann::json& j);
 // projections of all blocks. With their dotted names, in module order.
 std::vector<std::pair<std::string, nn::LoRALinear>> quantizable_layers(DiT& model);
 
-// Error(Usage) unless a quantized model runs here: on the CPU (the integer GEMM is CPU-only, and weight-only
-// layers are not routed to the GPU either) in float32 (the layers compute in float32).
+// Error(Usage) unless a quantized model runs here: on the CPU in float32, or on CUDA in fp32, bf16 or fp16
+// (the integer kernels: int_gemm.h).
 void require_quantized_device(const at::Device& device, at::ScalarType dtype);
 
 // Quantizes those layers in place: weights per output channel with the MSE clip search, the float weights
 // dropped. Returns the description to store. Error(Usage) for bits other than 4 or 8, static activations,
-// a model that is not float32 on the CPU (require_quantized_device), one without such layers, one with LoRA
+// a model that is not float32 (on the CPU or CUDA), one without such layers, one with LoRA
 // adapters (a lora-mode flexible model too) or already quantized, an odd input width at 4 bits (it could not
 // be packed).
 ModelQuantization quantize_model(DiT& model, int weight_bits, Symmetry symmetry, ActivationMode activations);
+
+// FP8 (fp8_linear.h) on the same layers, in place: the speed reference. Refuses what quantize_model refuses.
+ModelQuantization quantize_model_fp8(DiT& model);
 
 // IntLoRA (quant/intlora.h) on every layer quantize_model would quantize, each from its float weight; the i-th
 // layer draws R from spec.seed + 2 i and lora_A from the seed after. Refuses what quantize_model refuses.

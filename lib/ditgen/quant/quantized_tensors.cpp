@@ -13,6 +13,7 @@ std::array<std::string, 4> quantized_tensor_names(const std::string& layer) {
 }
 
 std::vector<std::pair<std::string, at::Tensor>> quantized_layer_tensors(DiT& model, const ModelQuantization& q) {
+  if (q.fp8) throw Error(ErrorKind::Usage, "FP8 layers are made when a float model is loaded, not stored in files");
   std::vector<std::pair<std::string, at::Tensor>> out;
   std::vector<std::string> quantized;
   for (const auto& [name, linear] : quantizable_layers(model)) {

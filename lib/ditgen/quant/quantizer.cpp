@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <string>
 
+#include "ditgen/quant/token_quant.h"
+
 namespace ditgen::quant {
 
 namespace {
@@ -169,6 +171,7 @@ const IntegerGrid kPerTokenGrid = integer_grid(8, Symmetry::Symmetric);
 
 QuantizedActivation quantize_per_token(const at::Tensor& x) {
   require_float(x, "the activation to quantize");
+  if (token_quant_runs_kernel(x)) return quantize_per_token_kernel(x);
   at::NoGradGuard no_grad;
   const at::Tensor rows = as_rows(x.to(at::kFloat));  // [M, K]
   const AffineParams params = per_token_params(rows);

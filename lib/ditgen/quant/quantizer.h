@@ -52,6 +52,7 @@ struct QuantizedActivation {
   at::Tensor values;       // int8 [..., K]
   at::Tensor scales;       // float32 [...] (one per token; all equal for a per-tensor quantizer)
   int64_t zero_point = 0;  // per tensor; 0 when symmetric
+  at::Tensor sums;         // int32 [...] each token's sum of values where the quantizer made it (CUDA), or undefined
 };
 
 // Forward round, backward identity (straight-through estimator); the forward value is exactly round(x).
@@ -84,7 +85,8 @@ at::Tensor dequantize(const QuantizedWeight& weight);                           
 at::Tensor fake_quantize_weight(const at::Tensor& weight, const QuantSpec& spec);  // [out, in]
 
 // Dynamic per-token activations: symmetric 8-bit, each row of x [..., K] scaled by its own absmax / 127
-// (no search: it runs on every forward).
+// (no search: it runs on every forward). On CUDA the token_quant kernel (quant/token_quant.h), which also
+// gives each row's sum; elsewhere LibTorch ops, its reference.
 QuantizedActivation quantize_per_token(const at::Tensor& x);
 at::Tensor fake_quantize_per_token(const at::Tensor& x);  // [..., K]
 // Float activations of a quantized one: scales * (values - zero_point).
