@@ -11,6 +11,7 @@
 #include "ditgen/io/safetensors.h"
 #include "ditgen/io/tensor_io.h"
 #include "ditgen/models/model_file.h"
+#include "ditgen/pipeline/calibration.h"
 #include "ditgen/quant/quantize_model.h"
 #include "ditgen/quant/quantized_tensors.h"
 #include "ditgen/text/tokenizer.h"
@@ -282,27 +283,77 @@ TEST_CASE("malformed quantized model files are refused as model errors before an
                  "not a quantizable layer"));
   CHECK(contains(refusal(w8, [&](Tensors& t, nlohmann::json&) { t[L + ".weight"] = at::zeros({3}); }), "unexpected tensor '" + L + ".weight'"));
   for (const auto& [key, value] : {std::pair<std::string, nlohmann::json>{"weight_bits", 3}, {"weight_bits", "8"},
-                                   {"activations", "static"}, {"symmetric", 1}, {"layers", nlohmann::json::array()}}) {
+                                   {"activations", "per-channel"}, {"symmetric", 1}, {"layers", nlohmann::json::array()}}) {
     CAPTURE(key, value.dump());
     CHECK(contains(refusal(w8, [&](Tensors&, nlohmann::json& q) { q[key] = value; }), "quantization metadata"));
   }
   CHECK(contains(refusal(w8, [&](Tensors&, nlohmann::json& q) { q["layers"].push_back(L); }), "distinct"));
+  // Static activations named in the metadata need their calibration's tensors.
+  CHECK(contains(refusal(w8, [&](Tensors&, nlohmann::json& q) { q["activations"] = "static"; }),
+                 "missing tensor '" + L + ".input_scale'"));
+}
+
+TEST_CASE("static activations calibrated on the model's own samples are stored, reloaded and checked",
+          "[quant][quant_model][model_file]") {
+  test::TempDir dir;
+  LoadedModel float_model = text_model();
+  LoadedModel m = text_model();
+  m.info.quantization = quantize_model(m.model, 8, Symmetry::Asymmetric, ActivationMode::StaticPerTensor);
+  CHECK(m.info.quantization.label() == "W8A8-static");
+  for (const auto& [name, linear] : quantizable_layers(m.model)) CHECK(linear->quantized->calibrating());
+  CHECK(error_kind([&] { save_model(dir / "early.safetensors", m.model, m.info); }) == ErrorKind::Usage);
+  calibrate_static_activations(m, {2, 2, 0}, at::kCPU);
+  for (const auto& [name, linear] : quantizable_layers(m.model)) {
+    CAPTURE(name);
+    CHECK(!linear->quantized->calibrating());
+    CHECK(linear->quantized->static_activations().calibrated());
+    CHECK(linear->quantized->static_activations().scale() > 0);
+  }
+  CHECK(error_kind([&] { finish_static_calibration(m.model); }) == ErrorKind::Usage);  // nothing calibrating now
+  const Inputs in = inputs_for(m.info.config);
+  const at::Tensor out = run(m, in);
+  // One scale a layer for every token and timestep is coarser than a scale a token: measured 2.6e-2.
+  CHECK(relative_error(out, run(float_model, in)) < 0.1);
+  const std::filesystem::path path = dir / "static.safetensors";
+  save_model(path, m.model, m.info);
+  LoadedModel loaded = load_model(path, at::kCPU, at::kFloat);
+  CHECK(loaded.info.quantization.activations == ActivationMode::StaticPerTensor);
+  CHECK(at::equal(run(loaded, in), out));
+  use_references(loaded);
+  CHECK(relative_error(run(loaded, in), out) < 1e-5);  // the integer path against its fake-quant twin
+
+  const std::string L = "blocks.0.attn.proj";
+  auto refusal = [&](const std::function<void(Tensors&, nlohmann::json&)>& change) {
+    const std::filesystem::path bad = rewritten(path, dir / "bad.safetensors", change);
+    return error_message([&] { load_model(bad, at::kCPU, at::kFloat); });
+  };
+  CHECK(contains(refusal([&](Tensors& t, nlohmann::json&) { t[L + ".input_scale"][0] = -1.0f; }), "finite and > 0"));
+  CHECK(contains(refusal([&](Tensors& t, nlohmann::json&) { t[L + ".input_zero_point"][0] = 200; }), "outside -128..127"));
+  CHECK(contains(refusal([&](Tensors& t, nlohmann::json&) { t[L + ".input_scale"] = at::ones({2}); }), "not [1]"));
+  CHECK(contains(refusal([&](Tensors& t, nlohmann::json&) { t.erase(L + ".input_zero_point"); }), "missing tensor"));
+  CHECK(contains(refusal([&](Tensors&, nlohmann::json& q) { q["activations"] = "dynamic"; }), "unexpected tensor"));
+  LoadedModel dynamic = text_model();
+  quantize_model(dynamic.model, 8, Symmetry::Asymmetric, ActivationMode::DynamicPerToken);
+  CHECK(error_kind([&] { finish_static_calibration(dynamic.model); }) == ErrorKind::Usage);
 }
 
 TEST_CASE("ditgen quantize writes 8- and 4-bit models that generate and describe themselves", "[quant][quant_model][cli]") {
   test::TempDir dir;
   const std::string model = test::make_tiny_model(dir);
-  for (const auto& [bits, acts, label] : {std::tuple{"8", "dynamic", "W8A8"}, std::tuple{"4", "none", "W4A32"}}) {
-    CAPTURE(bits);
-    const std::string out = "q" + std::string(bits) + ".safetensors";
-    test::CliResult r = test::run_cli({"quantize", model, "--weights", bits, "--acts", acts, "-o", out}, dir.path());
+  for (const auto& [name, bits, acts, label] : {std::tuple{"q8", "8", "dynamic", "W8A8"}, std::tuple{"q4", "4", "none", "W4A32"},
+                                                std::tuple{"q8s", "8", "static", "W8A8-static"}}) {
+    CAPTURE(name);
+    const std::string out = std::string(name) + ".safetensors";
+    // --calibration only matters with static activations (two generated images here).
+    test::CliResult r = test::run_cli({"quantize", model, "--weights", bits, "--acts", acts, "--calibration", "2", "-o", out},
+                                      dir.path());
     REQUIRE(r.exit_code == 0);
     CHECK(contains(r.out, label));
     CHECK(contains(r.out, " MB -> "));
-    r = test::run_cli({"generate", "-m", out, "3", "--steps", "3", "-s", "1", "-o", "q" + std::string(bits) + ".png",
+    r = test::run_cli({"generate", "-m", out, "3", "--steps", "3", "-s", "1", "-o", std::string(name) + ".png",
                        "--device", "cpu"}, dir.path());
     CHECK(r.exit_code == 0);
-    CHECK(std::filesystem::exists(dir / ("q" + std::string(bits) + ".png")));
+    CHECK(std::filesystem::exists(dir / (std::string(name) + ".png")));
     r = test::run_cli({"info", out}, dir.path());
     CHECK(r.exit_code == 0);
     CHECK(contains(r.out, "quantized:   " + std::string(label) + ": " + bits + "-bit asymmetric"));
@@ -334,7 +385,8 @@ TEST_CASE("ditgen quantize writes 8- and 4-bit models that generate and describe
 
   // Bad flags: exit 2, nothing written.
   const std::vector<std::vector<std::string>> bad_flags{
-      {"--weights", "3"}, {"--acts", "static"}, {"--weights", "eight"}, {"-o", "bad.bin"}};
+      {"--weights", "3"}, {"--acts", "per-channel"}, {"--weights", "eight"}, {"-o", "bad.bin"},
+      {"--acts", "static", "--calibration", "0"}};
   for (const auto& flags : bad_flags) {
     CAPTURE(flags);
     std::vector<std::string> args{"quantize", model, "-o", "bad.safetensors"};

@@ -6,8 +6,10 @@
 #include <string>
 
 #include "commands.h"
+#include "ditgen/core/device.h"
 #include "ditgen/io/tensor_io.h"
 #include "ditgen/models/model_file.h"
+#include "ditgen/pipeline/calibration.h"
 #include "ditgen/pipeline/outputs.h"
 
 namespace ditgen::cli {
@@ -15,9 +17,10 @@ namespace ditgen::cli {
 namespace {
 
 struct QuantizeOptions {
-  std::string model, output, activations = "dynamic";
+  std::string model, output, activations = "dynamic", device = "cpu";
   int weight_bits = 8;
   bool symmetric = false;
+  CalibrationOptions calibration;
 };
 
 // The dtype of a model file's float tensors (the first one's), which the quantized copy keeps for the layers
@@ -37,12 +40,20 @@ int run_quantize(const QuantizeOptions& o) {
   require_extension(o.output, ".safetensors", "-o");
   check_model_path(o.model);
   check_run_files({{o.output, "-o"}}, {{o.model, "the model"}});
+  if (o.calibration.images < 1) throw Error(ErrorKind::Usage, "--calibration must be at least 1");
+  const at::Device device = parse_device(o.device);
   LoadedModel loaded = load_model(o.model, at::Device(at::kCPU), at::kFloat);
   if (loaded.info.quantization.quantized())
     throw Error(ErrorKind::Usage, o.model + " is already quantized (" + loaded.info.quantization.label() +
                                       "): quantize the float model");
   const quant::Symmetry symmetry = o.symmetric ? quant::Symmetry::Symmetric : quant::Symmetry::Asymmetric;
   loaded.info.quantization = quant::quantize_model(loaded.model, o.weight_bits, symmetry, activations);
+  if (activations == quant::ActivationMode::StaticPerTensor) {
+    std::fprintf(stderr, "calibrating static activations on %d generated images (%s, %d steps)...\n",
+                 o.calibration.images, loaded.info.sampler_defaults.sampler.c_str(), loaded.info.sampler_defaults.steps);
+    calibrate_static_activations(loaded, o.calibration, device);
+    loaded.model->to(at::kCPU);
+  }
   save_model(o.output, loaded.model, loaded.info, stored_float_dtype(o.model));
   const quant::ModelQuantization& q = loaded.info.quantization;
   std::printf("%s: %s, %zu layers quantized; %.2f MB -> %.2f MB\n", o.output.c_str(), q.label().c_str(),
@@ -66,9 +77,17 @@ Command add_quantize_command(CLI::App& root) {
   app->add_option("--weights", o->weight_bits, "Weight bits: 8 or 4 (4-bit weights are stored two a byte)")
       ->capture_default_str();
   app->add_option("--acts", o->activations,
-                  "Activations: dynamic (int8 per token at every forward, the integer GEMM) or none (float "
+                  "Activations: dynamic (int8 per token at every forward, the integer GEMM), static (int8 with one "
+                  "scale and zero point per layer, calibrated on the model's own samples) or none (float "
                   "activations times the dequantized weights)")
       ->capture_default_str();
+  app->add_option("--calibration", o->calibration.images,
+                  "With --acts static: images generated to calibrate on (the model's sampler defaults; every step "
+                  "is observed)")
+      ->capture_default_str();
+  app->add_option("--calibration-seed", o->calibration.seed, "With --acts static: the first calibration image's seed")
+      ->capture_default_str();
+  app->add_option("--device", o->device, "Where the calibration runs: cpu, cuda or auto")->capture_default_str();
   app->add_flag("--symmetric", o->symmetric, "Symmetric weights (zero point 0) instead of asymmetric");
   return {app, [o] { return run_quantize(*o); }};
 }

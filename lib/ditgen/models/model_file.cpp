@@ -177,7 +177,7 @@ LoadedModel load_model(const std::filesystem::path& path, const at::Device& devi
   auto stored = quant::read_quantized_layers(file, q);
   std::set<std::string> quantized_tensors;
   for (const std::string& layer : q.layers)
-    for (const std::string& name : quant::quantized_tensor_names(layer)) quantized_tensors.insert(name);
+    for (const std::string& name : quant::stored_tensor_names(layer, q)) quantized_tensors.insert(name);
   loaded.model = DiT(loaded.info.config);
   quant::install_quantized_layers(loaded.model, std::move(stored), q, path.string());
   io::load_parameters(*loaded.model, file, [&](const std::string& name) { return file.find(name); },

@@ -77,6 +77,10 @@ at::Tensor QuantLinearImpl::forward(const at::Tensor& x) {
     case ActivationMode::DynamicPerToken:
       return dynamic_int8_linear(x, quantized_weight(), bias_);
     case ActivationMode::StaticPerTensor:
+      if (calibrating_) {
+        observe(x);
+        return at::linear(x.to(at::kFloat), dequantize(quantized_weight()), bias_).to(x.scalar_type());  // [..., N]
+      }
       return integer_linear(static_activations_.quantize(x), quantized_weight(), bias_, x.scalar_type());
   }
   return {};
@@ -118,9 +122,20 @@ void QuantLinearImpl::observe(const at::Tensor& x) {
   static_activations_.observe(x);
 }
 
+void QuantLinearImpl::start_calibration() {
+  require_static_mode();
+  calibrating_ = true;
+}
+
 void QuantLinearImpl::finish_calibration() {
   require_static_mode();
   static_activations_.finish();
+  calibrating_ = false;
+}
+
+void QuantLinearImpl::restore_calibration(double scale, int64_t zero_point) {
+  require_static_mode();
+  static_activations_.restore(scale, zero_point);
 }
 
 }  // namespace ditgen::quant

@@ -52,9 +52,15 @@ class QuantLinearImpl : public torch::nn::Module {
   void use_reference(bool on) { use_reference_ = on; }
 
   // Static per-tensor calibration: observe batches of this layer's inputs, then finish (see
-  // StaticActivationQuantizer for the rule). Usage error in the other modes.
+  // StaticActivationQuantizer for the rule). Usage error in the other modes. Between start_calibration() and
+  // finish_calibration() forward() observes its input and computes with float activations (the weights
+  // quantized), so a whole model calibrates by running it.
   void observe(const at::Tensor& x);
+  void start_calibration();
   void finish_calibration();
+  bool calibrating() const { return calibrating_; }
+  // A calibration made before (a model file's scale and zero point).
+  void restore_calibration(double scale, int64_t zero_point);
 
   // Module::to converts every buffer, the integer ones too: here the device changes and the dtypes stay.
   // A floating dtype only sets what the caller feeds in (outputs follow the input); others are refused (Usage).
@@ -84,6 +90,7 @@ class QuantLinearImpl : public torch::nn::Module {
   ActivationMode activations_ = ActivationMode::DynamicPerToken;
   bool use_reference_ = false;
   bool fp8_ = false;
+  bool calibrating_ = false;
   StaticActivationQuantizer static_activations_;
 };
 TORCH_MODULE(QuantLinear);

@@ -9,13 +9,15 @@ namespace ditgen::quant {
 
 std::string ModelQuantization::label() const {
   if (fp8) return "FP8";
+  if (activations == ActivationMode::StaticPerTensor) return c10::str("W", weight_bits, "A8-static");
   return c10::str("W", weight_bits, activations == ActivationMode::DynamicPerToken ? "A8" : "A32");
 }
 
 ActivationMode parse_activation_mode(const std::string& name, ErrorKind kind) {
   if (name == "dynamic") return ActivationMode::DynamicPerToken;
   if (name == "none") return ActivationMode::None;
-  throw Error(kind, "unknown activation quantization '" + name + "' (use dynamic or none)");
+  if (name == "static") return ActivationMode::StaticPerTensor;
+  throw Error(kind, "unknown activation quantization '" + name + "' (use dynamic, static or none)");
 }
 
 std::string activation_mode_name(ActivationMode mode) {
@@ -86,8 +88,6 @@ namespace {
 std::vector<std::pair<std::string, nn::LoRALinear>> float_layers_to_quantize(DiT& model, int weight_bits,
                                                                            ActivationMode activations) {
   require_bits(weight_bits);
-  if (activations == ActivationMode::StaticPerTensor)
-    throw Error(ErrorKind::Usage, "static activation quantization cannot be stored in a model file yet (use dynamic or none)");
   if (model->config().flex.lora())
     throw Error(ErrorKind::Usage, "a flexible model with per-patch LoRA adapters cannot be quantized");
   const at::Tensor any_parameter = model->parameters().front();
@@ -116,13 +116,29 @@ ModelQuantization quantize_model(DiT& model, int weight_bits, Symmetry symmetry,
   at::NoGradGuard no_grad;
   for (auto& [name, linear] : layers) {
     try {
-      linear->quantize(QuantLinear(linear->weight.to(at::kFloat), linear->bias, spec, activations));
+      QuantLinear layer(linear->weight.to(at::kFloat), linear->bias, spec, activations, kStaticActivationSpec);
+      if (activations == ActivationMode::StaticPerTensor) layer->start_calibration();
+      linear->quantize(std::move(layer));
     } catch (const Error& e) {
       throw Error(e.kind(), name + ": " + e.what());
     }
     q.layers.push_back(name);
   }
   return q;
+}
+
+void finish_static_calibration(DiT& model) {
+  int finished = 0;
+  for (auto& [name, linear] : quantizable_layers(model)) {
+    if (!linear->is_quantized() || !linear->quantized->calibrating()) continue;
+    try {
+      linear->quantized->finish_calibration();
+    } catch (const Error& e) {
+      throw Error(e.kind(), name + ": " + e.what());
+    }
+    ++finished;
+  }
+  if (finished == 0) throw Error(ErrorKind::Usage, "the model has no layers being calibrated");
 }
 
 ModelQuantization quantize_model_fp8(DiT& model) {

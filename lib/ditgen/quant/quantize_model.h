@@ -21,16 +21,20 @@ namespace ditgen::quant {
 struct ModelQuantization {
   int weight_bits = 8;  // 4 or 8
   Symmetry symmetry = Symmetry::Asymmetric;
-  ActivationMode activations = ActivationMode::DynamicPerToken;  // DynamicPerToken or None
+  ActivationMode activations = ActivationMode::DynamicPerToken;
   std::vector<std::string> layers;  // dotted module names in module order; empty for a float model
   bool fp8 = false;  // FP8 layers (quantize_model_fp8): made at load, never stored
 
   bool quantized() const { return !layers.empty(); }
-  // "W8A8" (dynamic int8 activations), "W4A32" (float activations) or "FP8".
+  // "W8A8" (dynamic int8 activations), "W8A8-static", "W4A32" (float activations) or "FP8".
   std::string label() const;
 };
 
-// "dynamic" or "none"; Error(kind) for another name (static activations are not stored in files yet).
+// The static activation quantizer of every layer: 8 bits, asymmetric, one scale and zero point per tensor, the
+// MSE clip search over all calibration batches.
+inline const QuantSpec kStaticActivationSpec{8, Symmetry::Asymmetric, ClipSearch::Mse};
+
+// "dynamic", "static" or "none"; Error(kind) for another name.
 ActivationMode parse_activation_mode(const std::string& name, ErrorKind kind);
 std::string activation_mode_name(ActivationMode mode);
 
@@ -50,11 +54,17 @@ std::vector<std::pair<std::string, nn::LoRALinear>> quantizable_layers(DiT& mode
 void require_quantized_device(const at::Device& device, at::ScalarType dtype);
 
 // Quantizes those layers in place: weights per output channel with the MSE clip search, the float weights
-// dropped. Returns the description to store. Error(Usage) for bits other than 4 or 8, static activations,
+// dropped. Returns the description to store. With static activations the layers start calibrating: run the
+// model over calibration inputs (pipeline/calibration.h), then finish_static_calibration. Error(Usage) for
+// bits other than 4 or 8,
 // a model that is not float32 (on the CPU or CUDA), one without such layers, one with LoRA
 // adapters (a lora-mode flexible model too) or already quantized, an odd input width at 4 bits (it could not
 // be packed).
 ModelQuantization quantize_model(DiT& model, int weight_bits, Symmetry symmetry, ActivationMode activations);
+
+// Finishes every calibrating layer's static quantizer. Error(Usage) when none is calibrating or one observed
+// nothing.
+void finish_static_calibration(DiT& model);
 
 // FP8 (fp8_linear.h) on the same layers, in place: the speed reference. Refuses what quantize_model refuses.
 ModelQuantization quantize_model_fp8(DiT& model);

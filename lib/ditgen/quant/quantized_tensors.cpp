@@ -1,6 +1,7 @@
 // Quantized layers to and from model-file tensors, every stored value checked before it is used.
 #include "ditgen/quant/quantized_tensors.h"
 
+#include <cmath>
 #include <set>
 
 #include "ditgen/io/tensor_io.h"
@@ -10,6 +11,16 @@ namespace ditgen::quant {
 
 std::array<std::string, 4> quantized_tensor_names(const std::string& layer) {
   return {layer + ".weight_values", layer + ".weight_scales", layer + ".weight_zero_points", layer + ".bias"};
+}
+
+std::vector<std::string> stored_tensor_names(const std::string& layer, const ModelQuantization& q) {
+  const auto weight = quantized_tensor_names(layer);
+  std::vector<std::string> out(weight.begin(), weight.end());
+  if (q.activations == ActivationMode::StaticPerTensor) {
+    out.push_back(layer + ".input_scale");
+    out.push_back(layer + ".input_zero_point");
+  }
+  return out;
 }
 
 std::vector<std::pair<std::string, at::Tensor>> quantized_layer_tensors(DiT& model, const ModelQuantization& q) {
@@ -25,6 +36,13 @@ std::vector<std::pair<std::string, at::Tensor>> quantized_layer_tensors(DiT& mod
     out.emplace_back(names[1], w.scales);
     out.emplace_back(names[2], w.zero_points);
     out.emplace_back(names[3], linear->quantized->bias());
+    if (q.activations == ActivationMode::StaticPerTensor) {
+      const StaticActivationQuantizer& input = linear->quantized->static_activations();
+      if (!input.calibrated()) throw Error(ErrorKind::Usage, name + ": its static activations are not calibrated");
+      const auto all = stored_tensor_names(name, q);
+      out.emplace_back(all[4], at::full({1}, input.scale(), at::kFloat));
+      out.emplace_back(all[5], at::full({1}, input.zero_point(), at::kInt));
+    }
   }
   if (quantized != q.layers)
     throw Error(ErrorKind::Usage, "the model's quantized layers are not the ones its quantization description lists");
@@ -71,6 +89,18 @@ StoredLayer read_layer(const io::SafetensorsFile& file, const std::string& layer
   if (off_grid(out.weight.zero_points)) fail(names[2], "holds a zero point outside " + range);
   if (q.symmetry == Symmetry::Symmetric && out.weight.zero_points.ne(0).any().item<bool>())
     fail(names[2], "holds a zero point other than 0 in a symmetric quantization");
+  if (q.activations == ActivationMode::StaticPerTensor) {
+    const auto all = stored_tensor_names(layer, q);
+    const at::Tensor scale = read(all[4], io::DType::F32), zero_point = read(all[5], io::DType::I32);
+    if (scale.numel() != 1) fail(all[4], c10::str("has shape ", scale.sizes(), ", not [1]"));
+    if (zero_point.numel() != 1) fail(all[5], c10::str("has shape ", zero_point.sizes(), ", not [1]"));
+    out.input_scale = scale.item<double>();
+    out.input_zero_point = zero_point.item<int64_t>();
+    if (!std::isfinite(out.input_scale) || !(out.input_scale > 0)) fail(all[4], "is not finite and > 0");
+    const IntegerGrid input_grid = integer_grid(kStaticActivationSpec.bits, kStaticActivationSpec.symmetry);
+    if (out.input_zero_point < input_grid.min || out.input_zero_point > input_grid.max)
+      fail(all[5], c10::str("is outside ", input_grid.min, "..", input_grid.max));
+  }
   return out;
 }
 
@@ -104,7 +134,10 @@ void install_quantized_layers(DiT& model, std::map<std::string, StoredLayer> lay
       throw Error(ErrorKind::Model, where + ": tensor '" + quantized_tensor_names(name)[0] + "' holds a " +
                                         c10::str(stored.weight.values.sizes()) + " weight but the config needs " +
                                         c10::str(at::IntArrayRef(shape)));
-    linear->quantize(QuantLinear(stored.weight, stored.bias, q.activations));
+    QuantLinear layer(stored.weight, stored.bias, q.activations, kStaticActivationSpec);
+    if (q.activations == ActivationMode::StaticPerTensor)
+      layer->restore_calibration(stored.input_scale, stored.input_zero_point);
+    linear->quantize(std::move(layer));
   }
 }
 

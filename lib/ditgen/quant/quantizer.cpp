@@ -3,6 +3,7 @@
 #include "ditgen/quant/quantizer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "ditgen/quant/token_quant.h"
@@ -200,7 +201,7 @@ void StaticActivationQuantizer::observe(const at::Tensor& x) {
   at::NoGradGuard no_grad;
   const at::Tensor flat = x.detach().to(at::kFloat).flatten();  // [n]
   const int64_t stride = std::max<int64_t>(1, (flat.numel() + kSamplesPerBatch - 1) / kSamplesPerBatch);
-  samples_.push_back(flat.slice(0, 0, flat.numel(), stride).clone());  // [<= kSamplesPerBatch]
+  samples_.push_back(flat.slice(0, 0, flat.numel(), stride).to(at::kCPU, /*non_blocking=*/false, /*copy=*/true));  // [<= kSamplesPerBatch]
   const double batch_min = flat.min().item<double>();
   const double batch_max = flat.max().item<double>();
   observed_min_ = observed_ ? std::min(observed_min_, batch_min) : batch_min;
@@ -218,6 +219,17 @@ void StaticActivationQuantizer::finish() {
   calibrated_ = true;
 }
 
+void StaticActivationQuantizer::restore(double scale, int64_t zero_point) {
+  const IntegerGrid grid = integer_grid(spec_.bits, spec_.symmetry);
+  if (!std::isfinite(scale) || !(scale > 0))
+    throw Error(ErrorKind::Model, "a static activation scale must be finite and > 0");
+  if (zero_point < grid.min || zero_point > grid.max || (spec_.symmetry == Symmetry::Symmetric && zero_point != 0))
+    throw Error(ErrorKind::Model, "a static activation zero point is off its grid");
+  scale_ = scale;
+  zero_point_ = zero_point;
+  calibrated_ = true;
+}
+
 void StaticActivationQuantizer::require_calibrated() const {
   if (!calibrated_) {
     throw Error(ErrorKind::Usage, "the static activation quantizer is used before its calibration finished");
@@ -225,7 +237,7 @@ void StaticActivationQuantizer::require_calibrated() const {
 }
 
 AffineParams StaticActivationQuantizer::params() const {
-  return {at::full({1}, scale_, at::kFloat), at::full({1}, double(zero_point_), at::kFloat)};
+  return {at::full({1}, scale_, at::kFloat), at::full({1}, double(zero_point_), at::kFloat)};  // CPU: moved by callers
 }
 
 QuantizedActivation StaticActivationQuantizer::quantize(const at::Tensor& x) const {
@@ -233,9 +245,11 @@ QuantizedActivation StaticActivationQuantizer::quantize(const at::Tensor& x) con
   require_activation(x);
   at::NoGradGuard no_grad;
   const at::Tensor flat = x.to(at::kFloat).reshape({1, -1});  // [1, n]
+  const AffineParams p = params();
   QuantizedActivation out;
-  out.values = grid_values(flat, params(), integer_grid(spec_.bits, spec_.symmetry)).to(at::kChar).reshape(x.sizes());
-  out.scales = at::full(x.sizes().slice(0, x.dim() - 1), scale_, at::kFloat);  // [...]
+  out.values = grid_values(flat, {p.scales.to(x.device()), p.zero_points.to(x.device())},
+                           integer_grid(spec_.bits, spec_.symmetry)).to(at::kChar).reshape(x.sizes());
+  out.scales = at::full(x.sizes().slice(0, x.dim() - 1), scale_, x.options().dtype(at::kFloat));  // [...]
   out.zero_point = zero_point_;
   return out;
 }
@@ -244,7 +258,9 @@ at::Tensor StaticActivationQuantizer::fake_quantize(const at::Tensor& x) const {
   require_calibrated();
   require_activation(x);
   const at::Tensor flat = x.to(at::kFloat).reshape({1, -1});  // [1, n]
-  return quant::fake_quantize(flat, params(), integer_grid(spec_.bits, spec_.symmetry)).reshape(x.sizes());
+  const AffineParams p = params();
+  return quant::fake_quantize(flat, {p.scales.to(x.device()), p.zero_points.to(x.device())},
+                              integer_grid(spec_.bits, spec_.symmetry)).reshape(x.sizes());
 }
 
 }  // namespace ditgen::quant

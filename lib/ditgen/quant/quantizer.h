@@ -103,6 +103,9 @@ class StaticActivationQuantizer {
   explicit StaticActivationQuantizer(const QuantSpec& spec = {});
   void observe(const at::Tensor& x);  // [...], float, finite
   void finish();
+  // A calibration made earlier (a model file's): Error(Model) for a scale that is not finite and > 0 or a
+  // zero point off the spec's grid.
+  void restore(double scale, int64_t zero_point);
   bool calibrated() const { return calibrated_; }
 
   double observed_min() const { return observed_min_; }

@@ -76,6 +76,9 @@ QuantizedTraining read_quantization(const YAML::Node& q) {
   QuantizedTraining t;
   t.weight_bits = q["weights"].as<int>(t.weight_bits);
   if (q["acts"]) t.activations = quant::parse_activation_mode(q["acts"].as<std::string>(), ErrorKind::Input);
+  if (t.activations == quant::ActivationMode::StaticPerTensor)
+    throw Error(ErrorKind::Input, "quantization: training takes acts dynamic or none (static activations are "
+                                  "calibrated by `ditgen quantize --acts static`)");
   return t;
 }
 
