@@ -312,8 +312,8 @@ TEST_CASE("static activations calibrated on the model's own samples are stored, 
   CHECK(error_kind([&] { finish_static_calibration(m.model); }) == ErrorKind::Usage);  // nothing calibrating now
   const Inputs in = inputs_for(m.info.config);
   const at::Tensor out = run(m, in);
-  // One scale a layer for every token and timestep is coarser than a scale a token: measured 2.6e-2.
-  CHECK(relative_error(out, run(float_model, in)) < 0.1);
+  // One scale a layer for every token and timestep; measured 8.8e-4 (dynamic per-token W8A8: 5.9e-4).
+  CHECK(relative_error(out, run(float_model, in)) < 5e-3);
   const std::filesystem::path path = dir / "static.safetensors";
   save_model(path, m.model, m.info);
   LoadedModel loaded = load_model(path, at::kCPU, at::kFloat);
