@@ -232,10 +232,11 @@ TEST_CASE("CUDA: the FP8 linear (_scaled_mm) is near its reference", "[quant][cu
   const at::Tensor w = activations(768, 256, 7) * 0.05, bias = at::randn({768}), x = activations(300, 256, 8);
   const Fp8Weight q = quantize_weight_fp8(w);
   const Fp8Weight qg{q.values.cuda(), q.scales.cuda()};
-  const at::Tensor want = fp8_linear_reference(x, q, bias);
-  const at::Tensor got = fp8_linear(x.cuda().to(at::kBFloat16), qg, bias.cuda()).cpu().to(at::kFloat);
-  // bf16 inputs round x before its FP8 quantization, and the output is bf16: about 1 % together.
-  CHECK(relative_error(got, want) < 0.01);
+  const at::Tensor x_bf16 = x.to(at::kBFloat16);
+  const at::Tensor want = fp8_linear_reference(x_bf16.to(at::kFloat), q, bias);  // the same e4m3 tokens
+  const at::Tensor got = fp8_linear(x_bf16.cuda(), qg, bias.cuda()).cpu().to(at::kFloat);
+  // The same FP8 operands; the sums' order and the bf16 output differ.
+  CHECK(relative_error(got, want) < 5e-3);
 }
 
 TEST_CASE("CUDA: quantized models on the GPU match the CPU: W8A8 and W4A8 in fp32 and bf16, FP8 in bf16",
