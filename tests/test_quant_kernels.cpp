@@ -218,6 +218,10 @@ TEST_CASE("CUDA: the integer linear (Hopper kernel in bf16, else cuBLAS) equals 
         // bf16 output: the Hopper kernel rounds the fp32 result once; within one bf16 step of it.
         const at::Tensor bf16 = integer_linear(xg, wg, bias_g, at::kBFloat16).cpu().to(at::kFloat);
         CHECK(((bf16 - want).abs() <= want.abs() * (1.0 / 256) + 1e-5).all().item<bool>());
+        // With GELU (the MLP's first layer) in the epilogue: its tanh is the hardware's approximation.
+        const at::Tensor gelu = integer_linear(xg, wg, bias_g, at::kBFloat16, /*gelu=*/true).cpu().to(at::kFloat);
+        const at::Tensor want_gelu = at::gelu(want, "tanh");
+        CHECK(((gelu - want_gelu).abs() <= want_gelu.abs() * (1.0 / 128) + 2e-3).all().item<bool>());
         // fp32 output: cuBLAS's int32 product and the same float epilogue as the CPU.
         const at::Tensor f32 = integer_linear(xg, wg, bias_g, at::kFloat).cpu();
         CHECK(at::allclose(f32, want, 1e-6, 1e-5));

@@ -114,7 +114,11 @@ Command add_bench_command(CLI::App& root) {
   app->add_option("--seed", b.seed, "Seed of the random weights and inputs")->capture_default_str();
   app->add_option("--quantize", b.quantize,
                   "Quantize a float model in memory first: w8a8 or w4a8 (integer weights at 8 or 4 bits, int8 tokens: "
-                  "the integer GEMMs) or fp8 (e4m3 weights and tokens through cuBLASLt)");
+                  "the integer GEMMs; asymmetric), w8a8-sym (symmetric, a merged IntLoRA model's format) or fp8 (e4m3 "
+                  "weights and tokens through cuBLASLt)");
+  app->add_option("--lora-rank", b.lora_rank,
+                  "With --quantize: float LoRA adapters of this rank beside every quantized layer, unmerged (what "
+                  "QLoRA costs before its merge)");
   app->add_flag("--merge-lora", b.merge_lora, "Flexible LoRA models: merge the adapters into a weight copy per patch size");
   app->add_flag("--profile", b.profile, "Also profile one run per forward or --mixing measurement: the top CUDA kernels by time");
   app->add_flag("--mixing", b.mixing,

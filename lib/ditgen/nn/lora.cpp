@@ -30,6 +30,12 @@ at::Tensor LoRALinearImpl::forward_input(const LinearInput& x) {
   return quantized->forward_quantized(x.quantized, x.dtype);  // [..., out]
 }
 
+at::Tensor LoRALinearImpl::forward_gelu(const LinearInput& x) {
+  if (!takes_quantized_tokens()) return at::gelu(forward_input(x), "tanh");  // [..., out]
+  const quant::QuantizedActivation q = x.values.defined() ? quant::quantize_per_token(x.values) : x.quantized;
+  return quantized->forward_quantized(q, x.values.defined() ? x.values.scalar_type() : x.dtype, /*gelu=*/true);
+}
+
 bool LoRALinearImpl::adapter_in_use() const {
   if (active_) return !active_->merged.defined();
   return has_lora() && !merged_;

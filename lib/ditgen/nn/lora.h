@@ -40,6 +40,9 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
   // The float values through forward(), or the quantized tokens through the integer layer.
   // (Not an overload of forward: TORCH_MODULE's operator() needs forward unique.)
   at::Tensor forward_input(const LinearInput& x);  // [..., in] -> [..., out]
+  // GELU (tanh form) of forward_input: an integer layer that takes quantized tokens quantizes float ones
+  // itself and computes the GELU in its GEMM's epilogue.
+  at::Tensor forward_gelu(const LinearInput& x);  // [..., in] -> [..., out]
   // Whether forward_input takes quantized tokens: an integer layer with dynamic per-token activations
   // and no adapter beside it.
   bool takes_quantized_tokens() const { return is_quantized() && !adapter_in_use() && quantized->takes_quantized_tokens(); }

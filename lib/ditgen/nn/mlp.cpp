@@ -17,16 +17,15 @@ MlpImpl::MlpImpl(int hidden_size, int mlp_hidden) {
   fc2 = register_module("fc2", LoRALinear(mlp_hidden, hidden_size));
 }
 
-at::Tensor MlpImpl::forward(const at::Tensor& x) {
-  // A plain fc1 takes the fused GELU; with an active unmerged adapter the GELU follows its forward.
-  at::Tensor h = fc1->is_plain_linear() ? linear_gelu(x, fc1->effective_weight(), fc1->bias)  // [B, N, M]
-                                        : at::gelu(fc1->forward(x), "tanh");                   // [B, N, M]
-  return fc2->forward(h);                                                                      // [B, N, D]
-}
+at::Tensor MlpImpl::forward(const at::Tensor& x) { return forward_input(LinearInput{x}); }
 
 at::Tensor MlpImpl::forward_input(const LinearInput& x) {
-  if (x.values.defined()) return forward(x.values);                 // [B, N, D]
-  return fc2->forward(at::gelu(fc1->forward_input(x), "tanh"));           // [B, N, D]
+  // A plain fc1 takes cuBLASLt's GELU epilogue, an integer one its own GEMM's (forward_gelu); with an active
+  // unmerged adapter the GELU follows its forward.
+  at::Tensor h = x.values.defined() && fc1->is_plain_linear()
+                     ? linear_gelu(x.values, fc1->effective_weight(), fc1->bias)  // [B, N, M]
+                     : fc1->forward_gelu(x);                                      // [B, N, M]
+  return fc2->forward(h);                                                         // [B, N, D]
 }
 
 }  // namespace ditgen::nn

@@ -66,15 +66,21 @@ LoadedModel bench_model(const std::string& name, uint64_t seed) {
 }
 
 // --quantize: the float model quantized on the device (the clip search is quick there), in float32.
-void quantize_for_bench(LoadedModel& m, const std::string& how, const at::Device& device) {
+void quantize_for_bench(LoadedModel& m, const BenchOptions& o, const at::Device& device) {
   if (m.info.quantization.quantized())
     throw Error(ErrorKind::Usage, "--quantize needs a float model; this one is " + m.info.quantization.label());
   m.model->to(device, at::kFloat);
-  if (how == "fp8")
+  if (o.quantize == "fp8")
     m.info.quantization = quant::quantize_model_fp8(m.model);
   else
-    m.info.quantization = quant::quantize_model(m.model, how == "w4a8" ? 4 : 8, quant::Symmetry::Asymmetric,
-                                                quant::ActivationMode::DynamicPerToken);
+    m.info.quantization = quant::quantize_model(
+        m.model, o.quantize == "w4a8" ? 4 : 8,
+        o.quantize == "w8a8-sym" ? quant::Symmetry::Symmetric : quant::Symmetry::Asymmetric,
+        quant::ActivationMode::DynamicPerToken);
+  if (o.lora_rank > 0) {
+    uint64_t seed = o.seed;
+    for (auto& [name, linear] : quant::quantizable_layers(m.model)) linear->add_lora(o.lora_rank, o.lora_rank, seed++);
+  }
 }
 
 // The VAE a benchmark decodes with, on the device: a VAE file, or "sd-vae", the SD-VAE's shape with LibTorch's
@@ -103,8 +109,11 @@ double median(std::vector<double> v) {
 void validate(const BenchOptions& o, const DiTConfig& c) {
   auto fail = [](const std::string& m) { throw Error(ErrorKind::Usage, m); };
   if (o.batches.empty()) fail("give at least one batch size");
-  if (!o.quantize.empty() && o.quantize != "w8a8" && o.quantize != "w4a8" && o.quantize != "fp8")
-    fail("--quantize takes w8a8, w4a8 or fp8, not " + o.quantize);
+  if (!o.quantize.empty() && o.quantize != "w8a8" && o.quantize != "w4a8" && o.quantize != "w8a8-sym" &&
+      o.quantize != "fp8")
+    fail("--quantize takes w8a8, w4a8, w8a8-sym or fp8, not " + o.quantize);
+  if (o.lora_rank < 0 || (o.lora_rank > 0 && (o.quantize.empty() || o.quantize == "fp8")))
+    fail("--lora-rank needs --quantize w8a8, w4a8 or w8a8-sym and a rank >= 1");
   for (int b : o.batches)
     if (b < 1 || b > 4096) fail("batch sizes must be in 1..4096, got " + std::to_string(b));
   for (int s : o.sizes)
@@ -242,7 +251,7 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
   SwitchRestore restore_scan{nn::s4d_scan_kernel_enabled, nn::set_s4d_scan_kernel_enabled};
   nn::set_s4d_scan_kernel_enabled(o.ssm_scan);
   LoadedModel loaded = bench_model(o.model, o.seed);
-  if (!o.quantize.empty()) quantize_for_bench(loaded, o.quantize, device);
+  if (!o.quantize.empty()) quantize_for_bench(loaded, o, device);
   const DiTConfig& c = loaded.info.config;
   Generator generator(loaded, device, dtype);  // moves the model to the device, eval mode
   if (o.merge_lora) {
@@ -268,7 +277,8 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
     r.patch = patch;
     r.tokens = static_cast<int64_t>(frames) * (size / patch) * (size / patch);
     r.dtype = dtype_label(dtype);
-    if (loaded.info.quantization.quantized()) r.quantization = loaded.info.quantization.label();
+    if (loaded.info.quantization.quantized())
+      r.quantization = loaded.info.quantization.label() + (o.lora_rank > 0 ? c10::str(" + LoRA r", o.lora_rank) : "");
     r.device = device_name(device);
     r.grid = c.sparse_grid(grid);
     r.gflops_per_image = dit_gflops(c, size, size, patch, o.merge_lora, grid, frames);

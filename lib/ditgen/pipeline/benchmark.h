@@ -50,8 +50,12 @@ struct BenchOptions {
   bool mixing = false;               // also time one block's token mixing per size and batch (see below)
   bool ssm_scan = false;             // SSM models: the fused scan kernel instead of FFT convolutions (CUDA)
   // Quantize a float model in memory before timing (docs/QUANT.md): w8a8 or w4a8 (int8 weights at 8 or 4
-  // bits, asymmetric, dynamic int8 tokens: the integer path), fp8 (e4m3 weights and tokens); "" = as loaded.
+  // bits, asymmetric, dynamic int8 tokens: the integer path), w8a8-sym (symmetric: a merged IntLoRA model's
+  // format), fp8 (e4m3 weights and tokens); "" = as loaded.
   std::string quantize;
+  // With quantize: float LoRA adapters of this rank beside every quantized layer, unmerged (what QLoRA costs
+  // before its merge); 0 = none.
+  int lora_rank = 0;
   // Also time VAE decoding of each whole generation's latents (latent models): a VAE file, or "sd-vae" for the
   // full-size SD-VAE with random weights; "" = none. One record per --vae-tile setting (auto, off or a tile).
   std::string vae;

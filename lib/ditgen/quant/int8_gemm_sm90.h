@@ -26,6 +26,7 @@ struct Int8GemmSm90Args {
   const float* bias = nullptr;            // [N] or nullptr
   void* out = nullptr;                    // [M, N] row-major bf16
   int64_t m = 0, n = 0, k = 0;
+  bool gelu = false;                      // out = GELU(...) (tanh form): the MLP's first layer
 };
 
 // Whether this build holds the kernel (compiled for sm_90a). The caller also checks the device is sm_90.

@@ -56,7 +56,8 @@ bool sm90_linear_runs(const QuantizedActivation& x, const QuantizedWeight& weigh
   return at::cuda::getDeviceProperties(x.values.get_device())->major == 9;
 }
 
-at::Tensor sm90_linear(const QuantizedActivation& x, const QuantizedWeight& weight, const at::Tensor& bias) {
+at::Tensor sm90_linear(const QuantizedActivation& x, const QuantizedWeight& weight, const at::Tensor& bias,
+                       bool gelu) {
   const int64_t k = weight.values.size(1), n = weight.values.size(0);
   const at::Tensor a = x.values.reshape({-1, k}).contiguous();  // [M, K] int8
   const at::Tensor b = weight.values.contiguous();              // [N, K] int8
@@ -84,6 +85,7 @@ at::Tensor sm90_linear(const QuantizedActivation& x, const QuantizedWeight& weig
   args.m = a.size(0);
   args.n = n;
   args.k = k;
+  args.gelu = gelu;
   c10::cuda::CUDAGuard guard(a.device());
   const at::Tensor workspace = at::empty({static_cast<int64_t>(int8_gemm_sm90_workspace_size(args))},
                                          a.options().dtype(at::kByte));
@@ -110,10 +112,10 @@ at::Tensor int8_matmul_reference(const at::Tensor& a, const at::Tensor& b) {
 }
 
 at::Tensor integer_linear(const QuantizedActivation& x, const QuantizedWeight& weight, const at::Tensor& bias,
-                          at::ScalarType out_dtype) {
+                          at::ScalarType out_dtype, bool gelu) {
   require_linear_operands(x, weight, bias);
 #ifdef DITGEN_HAVE_CUDA
-  if (sm90_linear_runs(x, weight, out_dtype)) return sm90_linear(x, weight, bias);  // [..., N]
+  if (sm90_linear_runs(x, weight, out_dtype)) return sm90_linear(x, weight, bias, gelu);  // [..., N]
 #endif
   const int64_t in_features = weight.values.size(1);
   const at::Tensor x_rows = x.values.reshape({-1, in_features});  // [M, K] int8
@@ -132,6 +134,7 @@ at::Tensor integer_linear(const QuantizedActivation& x, const QuantizedWeight& w
   at::Tensor y = x_scales * weight.scales.unsqueeze(0);                 // [M, N] float
   y.mul_(acc);  // acc converted to float once, then scaled: the same rounding as acc.to(float) * scales
   if (bias.defined()) y.add_(bias.to(at::kFloat));
+  if (gelu) y = at::gelu(y, "tanh");
   std::vector<int64_t> out_sizes = x.values.sizes().vec();
   out_sizes.back() = weight.values.size(0);
   return y.reshape(out_sizes).to(out_dtype);  // [..., N]

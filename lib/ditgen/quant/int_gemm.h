@@ -25,8 +25,9 @@ at::Tensor int8_matmul_reference(const at::Tensor& a, const at::Tensor& b);  // 
 // y in out_dtype. On an H100 with bf16 output and symmetric activations this is one kernel, the Hopper int8
 // GEMM with the dequantization and bias in its epilogue (int8_gemm_sm90.h); elsewhere int8_matmul, the
 // zero-point corrections in int32, and the scales and bias in float32, rounded to out_dtype at the end.
+// gelu: GELU (tanh form) of y, in the kernel's epilogue where the Hopper kernel runs.
 at::Tensor integer_linear(const QuantizedActivation& x, const QuantizedWeight& weight, const at::Tensor& bias,
-                          at::ScalarType out_dtype = at::kFloat);
+                          at::ScalarType out_dtype = at::kFloat, bool gelu = false);
 // The float reference of integer_linear: at::linear on the dequantized activations and weight.
 at::Tensor integer_linear_reference(const QuantizedActivation& x, const QuantizedWeight& weight,
                                     const at::Tensor& bias);

@@ -86,11 +86,14 @@ at::Tensor QuantLinearImpl::forward(const at::Tensor& x) {
   return {};
 }
 
-at::Tensor QuantLinearImpl::forward_quantized(const QuantizedActivation& x, at::ScalarType out_dtype) {
+at::Tensor QuantLinearImpl::forward_quantized(const QuantizedActivation& x, at::ScalarType out_dtype, bool gelu) {
   if (fp8_ || activations_ != ActivationMode::DynamicPerToken)
     throw Error(ErrorKind::Usage, "only a dynamic per-token integer layer takes quantized activations");
-  if (use_reference_) return forward_reference(dequantize(x)).to(out_dtype);  // [..., N]
-  return integer_linear(x, quantized_weight(), bias_, out_dtype);            // [..., N]
+  if (use_reference_) {
+    const at::Tensor y = forward_reference(dequantize(x));  // [..., N] float32
+    return (gelu ? at::gelu(y, "tanh") : y).to(out_dtype);
+  }
+  return integer_linear(x, quantized_weight(), bias_, out_dtype, gelu);  // [..., N]
 }
 
 at::Tensor QuantLinearImpl::forward_reference(const at::Tensor& x) {

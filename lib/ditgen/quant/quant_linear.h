@@ -41,7 +41,8 @@ class QuantLinearImpl : public torch::nn::Module {
   at::Tensor forward_reference(const at::Tensor& x);  // [..., K] -> [..., N], float fake-quant
   // Activations already quantized per token (the fused adaLN kernel's output): the integer GEMM alone, the
   // result in out_dtype. Error(Usage) unless the layer has dynamic per-token activations.
-  at::Tensor forward_quantized(const QuantizedActivation& x, at::ScalarType out_dtype);
+  // gelu: GELU (tanh form) of the result, in the GEMM's epilogue where the Hopper kernel runs.
+  at::Tensor forward_quantized(const QuantizedActivation& x, at::ScalarType out_dtype, bool gelu = false);
   // Whether forward_quantized is this layer's own arithmetic: integer, dynamic per token, not
   // switched to its reference.
   bool takes_quantized_tokens() const {

@@ -242,7 +242,9 @@ AffineParams StaticActivationQuantizer::params() const {
 
 QuantizedActivation StaticActivationQuantizer::quantize(const at::Tensor& x) const {
   require_calibrated();
-  require_activation(x);
+  require_float(x, "the activation to quantize");
+  // On a GPU the check would read a value back in every layer (and cannot run inside a CUDA graph).
+  if (x.is_cpu()) require_finite(x, "the activation to quantize", ErrorKind::Usage);
   at::NoGradGuard no_grad;
   const at::Tensor flat = x.to(at::kFloat).reshape({1, -1});  // [1, n]
   const AffineParams p = params();

@@ -1,6 +1,7 @@
-// Per-token quantization: one warp a row. The first pass finds the row's absolute maximum (16-byte vector
-// loads, a shuffle reduction); the second reads the row again (from L1/L2) and writes its grid values, and for
-// int8 the row's sum, which the integer GEMM's zero-point correction needs.
+// Per-token quantization: one block a row. The first pass finds the row's absolute maximum (16-byte vector
+// loads, a block reduction) and keeps the row in shared memory (up to 48 KB: a 4608-wide bf16 row is 9 KB); the
+// second writes its grid values, and for int8 the row's sum, which the integer GEMM's zero-point correction
+// needs. Each row is read from memory once.
 #include "ditgen/quant/token_quant_kernels.h"
 
 #include "ditgen/cuda/element_type.cuh"
@@ -10,39 +11,57 @@ namespace ditgen::quant {
 
 namespace {
 
-constexpr int kWarp = 32;
-constexpr int kRowsPerBlock = 4;
+constexpr int kThreads = 128;             // one block a row
+constexpr int kWarps = kThreads / 32;
+constexpr int64_t kCachedRowBytes = 48 * 1024;  // rows up to this size are read from memory once
 
 template <typename Out, int P>
 struct alignas(P * sizeof(Out)) OutPack {
   Out v[P];
 };
 
-template <typename T, TokenFormat kFormat>
-__global__ void __launch_bounds__(kWarp * kRowsPerBlock) token_quant_kernel(TokenQuantArgs a) {
+// The block's reduction of one value a thread (op: max or sum), through shared memory.
+template <typename V, typename Op>
+__device__ V block_reduce(V v, V* scratch, Op op) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
+  __syncthreads();
+  v = scratch[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w) v = op(v, scratch[w]);
+  __syncthreads();
+  return v;
+}
+
+// kCached: the row is kept in shared memory between the passes (one read of memory), else read twice.
+template <typename T, TokenFormat kFormat, bool kCached>
+__global__ void __launch_bounds__(kThreads) token_quant_kernel(TokenQuantArgs a) {
   using cuda::Pack;
   constexpr int P = Pack<T>::size;
   using Out = std::conditional_t<kFormat == TokenFormat::Int8, int8_t, __nv_fp8_storage_t>;
-  const int lane = threadIdx.x % kWarp;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp;
-  if (row >= a.rows) return;
+  extern __shared__ __align__(16) unsigned char cached_bytes[];  // one untyped buffer for every instantiation
+  Pack<T>* cached = reinterpret_cast<Pack<T>*>(cached_bytes);
+  __shared__ float max_scratch[kWarps];
+  __shared__ int sum_scratch[kWarps];
+  const int64_t row = blockIdx.x;
   const int64_t packs = a.dim / P;
   const Pack<T>* x = reinterpret_cast<const Pack<T>*>(static_cast<const T*>(a.x) + row * a.dim);
 
   float absmax = 0.f;
-  for (int64_t p = lane; p < packs; p += kWarp) {
+  for (int64_t p = threadIdx.x; p < packs; p += kThreads) {
     const Pack<T> pack = x[p];
+    if constexpr (kCached) cached[p] = pack;
 #pragma unroll
     for (int i = 0; i < P; ++i) absmax = fmaxf(absmax, fabsf(cuda::to_float(pack.v[i])));
   }
-#pragma unroll
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) absmax = fmaxf(absmax, __shfl_xor_sync(0xffffffffu, absmax, offset));
+  absmax = block_reduce(absmax, max_scratch, [](float u, float v) { return fmaxf(u, v); });
   const float scale = token_scale(absmax, kFormat == TokenFormat::Int8 ? kInt8TokenMax : kFp8TokenMax);
 
   OutPack<Out, P>* out = reinterpret_cast<OutPack<Out, P>*>(static_cast<Out*>(a.values) + row * a.dim);
   int sum = 0;
-  for (int64_t p = lane; p < packs; p += kWarp) {
-    const Pack<T> pack = x[p];
+  for (int64_t p = threadIdx.x; p < packs; p += kThreads) {
+    const Pack<T> pack = kCached ? cached[p] : x[p];
     OutPack<Out, P> q;
 #pragma unroll
     for (int i = 0; i < P; ++i) {
@@ -55,12 +74,22 @@ __global__ void __launch_bounds__(kWarp * kRowsPerBlock) token_quant_kernel(Toke
     }
     out[p] = q;
   }
-  if (lane == 0) a.scales[row] = scale;
+  if (threadIdx.x == 0) a.scales[row] = scale;
   if constexpr (kFormat == TokenFormat::Int8) {
-#pragma unroll
-    for (int offset = kWarp / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-    if (lane == 0 && a.sums != nullptr) a.sums[row] = sum;
+    sum = block_reduce(sum, sum_scratch, [](int u, int v) { return u + v; });
+    if (threadIdx.x == 0 && a.sums != nullptr) a.sums[row] = sum;
   }
+}
+
+template <typename T, TokenFormat kFormat>
+cudaError_t launch_typed(const TokenQuantArgs& a, cudaStream_t stream) {
+  const size_t row_bytes = static_cast<size_t>(a.dim) * sizeof(T);
+  const dim3 grid(static_cast<unsigned>(a.rows));
+  if (row_bytes <= kCachedRowBytes)
+    token_quant_kernel<T, kFormat, true><<<grid, kThreads, row_bytes, stream>>>(a);
+  else
+    token_quant_kernel<T, kFormat, false><<<grid, kThreads, 0, stream>>>(a);
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -68,17 +97,12 @@ __global__ void __launch_bounds__(kWarp * kRowsPerBlock) token_quant_kernel(Toke
 cudaError_t launch_token_quant(const TokenQuantArgs& a, cuda::ElementType type, TokenFormat format,
                                cudaStream_t stream) {
   if (a.rows == 0) return cudaSuccess;
-  if (a.dim <= 0 || a.rows > static_cast<int64_t>(0x7fffffff) * kRowsPerBlock) return cudaErrorInvalidValue;
-  const dim3 grid(static_cast<unsigned>((a.rows + kRowsPerBlock - 1) / kRowsPerBlock));
-  const dim3 block(kWarp * kRowsPerBlock);
+  if (a.dim <= 0 || a.rows > 0x7fffffff) return cudaErrorInvalidValue;
   return cuda::with_element_type(type, [&](auto zero) {
     using T = decltype(zero);
     if (a.dim % cuda::Pack<T>::size != 0) return cudaErrorInvalidValue;
-    if (format == TokenFormat::Int8)
-      token_quant_kernel<T, TokenFormat::Int8><<<grid, block, 0, stream>>>(a);
-    else
-      token_quant_kernel<T, TokenFormat::Fp8E4M3><<<grid, block, 0, stream>>>(a);
-    return cudaGetLastError();
+    return format == TokenFormat::Int8 ? launch_typed<T, TokenFormat::Int8>(a, stream)
+                                       : launch_typed<T, TokenFormat::Fp8E4M3>(a, stream);
   });
 }
 
