@@ -111,7 +111,7 @@ TEST_CASE("an FP8 model stays near the float model and is never written to a fil
   const Inputs in = inputs_for(float_model.info.config);
   const double error = relative_error(run(fp8, in, at::kCPU, at::kFloat), run(float_model, in, at::kCPU, at::kFloat));
   CHECK(error > 0);
-  CHECK(error < 0.05);
+  CHECK(error < 0.02);  // measured 4.3e-3 (W8A8: 5.9e-4)
   CHECK(error_kind([&] { quantized_layer_tensors(fp8.model, q); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { quantize_model_fp8(fp8.model); }) == ErrorKind::Usage);  // already quantized
 }

@@ -48,6 +48,15 @@ void run_kernel(AdaLnArgs& args, const at::Tensor& x, const at::Tensor& gate, co
   TORCH_CHECK(err == cudaSuccess, "fused adaLN kernel failed: ", cudaGetErrorString(err));
 }
 
+// The gated residual's part of the arguments: x + gate * branch written to a new tensor, returned.
+at::Tensor residual_into(AdaLnArgs& args, const at::Tensor& x, const at::Tensor& branch) {
+  at::Tensor x_out = at::empty_like(x);  // [B, N, D]
+  args.x = x.data_ptr();
+  args.branch = branch.data_ptr();
+  args.x_out = x_out.data_ptr();
+  return x_out;
+}
+
 // Int8 outputs for the quantizing kernel: values like x, a scale and a sum per token.
 quant::QuantizedActivation quantized_like(const at::Tensor& x, AdaLnArgs& args) {
   quant::QuantizedActivation q;
@@ -82,11 +91,9 @@ std::pair<at::Tensor, at::Tensor> gated_residual_layer_norm_modulate(const at::T
                                                                      const at::Tensor& scale) {
 #ifdef DITGEN_HAVE_CUDA
   if (gated_residual_runs_kernel(x, gate, branch, shift, scale)) {
-    at::Tensor x_out = at::empty_like(x), y = at::empty_like(x);  // [B, N, D] each
     AdaLnArgs args;
-    args.x = x.data_ptr();
-    args.branch = branch.data_ptr();
-    args.x_out = x_out.data_ptr();
+    const at::Tensor x_out = residual_into(args, x, branch);  // [B, N, D]
+    at::Tensor y = at::empty_like(x);                         // [B, N, D]
     args.y = y.data_ptr();
     run_kernel(args, x, gate, shift, scale);
     return {x_out, y};
@@ -114,11 +121,8 @@ std::pair<at::Tensor, quant::QuantizedActivation> gated_residual_layer_norm_modu
     const at::Tensor& scale) {
 #ifdef DITGEN_HAVE_CUDA
   if (gated_residual_runs_kernel(x, gate, branch, shift, scale)) {
-    at::Tensor x_out = at::empty_like(x);  // [B, N, D]
     AdaLnArgs args;
-    args.x = x.data_ptr();
-    args.branch = branch.data_ptr();
-    args.x_out = x_out.data_ptr();
+    const at::Tensor x_out = residual_into(args, x, branch);  // [B, N, D]
     quant::QuantizedActivation q = quantized_like(x, args);
     run_kernel(args, x, gate, shift, scale);
     return {x_out, q};
@@ -131,11 +135,8 @@ std::pair<at::Tensor, quant::QuantizedActivation> gated_residual_layer_norm_modu
 at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch) {
 #ifdef DITGEN_HAVE_CUDA
   if (gated_residual_runs_kernel(x, gate, branch, gate, gate)) {
-    at::Tensor x_out = at::empty_like(x);  // [B, N, D]
     AdaLnArgs args;
-    args.x = x.data_ptr();
-    args.branch = branch.data_ptr();
-    args.x_out = x_out.data_ptr();
+    const at::Tensor x_out = residual_into(args, x, branch);  // [B, N, D]
     run_kernel(args, x, gate, gate, gate);  // shift and scale unread: no norm
     return x_out;
   }
