@@ -357,6 +357,10 @@ TEST_CASE("ditgen quantize writes 8- and 4-bit models that generate and describe
     r = test::run_cli({"info", out}, dir.path());
     CHECK(r.exit_code == 0);
     CHECK(contains(r.out, "quantized:   " + std::string(label) + ": " + bits + "-bit asymmetric"));
+    const std::string activations = std::string(acts) == "dynamic" ? "activations dynamic int8 per token"
+                                    : std::string(acts) == "static" ? "activations static int8 per layer"
+                                                                    : "activations float";
+    CHECK(contains(r.out, activations));
     CHECK(contains(r.out, "memory:      file "));
   }
   CHECK(std::filesystem::file_size(dir / "q4.safetensors") < std::filesystem::file_size(dir / "q8.safetensors"));

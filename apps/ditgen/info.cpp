@@ -145,12 +145,16 @@ int run_info(const InfoOptions& o) {
   std::printf("objective:   %s%s, %d diffusion steps\n", objective_name(c.objective),
               c.learn_sigma ? " with learned sigma" : "", c.diffusion_steps);
   std::printf("parameters:  %lld (%.2f M)\n", static_cast<long long>(cost.parameters), cost.parameters / 1e6);
-  if (const quant::ModelQuantization& q = info.quantization; q.quantized())
+  if (const quant::ModelQuantization& q = info.quantization; q.quantized()) {
+    const char* activations = q.activations == quant::ActivationMode::DynamicPerToken ? "dynamic int8 per token"
+                              : q.activations == quant::ActivationMode::StaticPerTensor
+                                  ? "static int8 per layer (calibrated)"
+                                  : "float";
     std::printf("quantized:   %s: %d-bit %s weights per output channel, activations %s; %zu layers (attention and "
-                "MLP projections; the rest float); CPU only\n", q.label().c_str(), q.weight_bits,
-                q.symmetry == quant::Symmetry::Symmetric ? "symmetric" : "asymmetric",
-                q.activations == quant::ActivationMode::DynamicPerToken ? "dynamic int8 per token" : "float",
+                "MLP projections; the rest float); runs on the CPU (fp32) and CUDA\n", q.label().c_str(),
+                q.weight_bits, q.symmetry == quant::Symmetry::Symmetric ? "symmetric" : "asymmetric", activations,
                 q.layers.size());
+  }
   if (const std::string adapters = merged_adapters(info.training); !adapters.empty())
     std::printf("adapters:    %s\n", adapters.c_str());
   if (bytes)
