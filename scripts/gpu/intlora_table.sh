@@ -31,8 +31,8 @@
 # (6), EVAL_RESERVE (150), FINAL_RESERVE (15), SAMPLE_STEPS (sampler steps of each run's final 100-image sample
 # grid and so of its model's sampler defaults, 1: the evaluations set their own steps, and the grids of quantized
 # runs are drawn on the CPU), BASELINES=1 (also each method after 1 step at lr 1e-12, i.e. untrained: the
-# float model, plain quantization, IntLoRA's starting point; evaluated for every subject; their 30 CPU
-# evaluations do not fit beside the table's in one call: BASELINES=only runs just them, about 250 s),
+# float model, plain quantization, IntLoRA's starting point; evaluated for every subject; BASELINES=only runs
+# just them),
 # DEVICE (cuda; cpu for a dry run), DITGEN_BIN (default build-gpu/bin/ditgen).
 # A CPU dry run (one subject, 2 steps, 2 images):
 #   OUT=/tmp/itab-out DEVICE=cpu DITGEN_BIN=build/bin/ditgen SUBJECTS=17 STEPS=2 BATCH=2 EVAL_N=2 EVAL_STEPS=2 \
