@@ -11,7 +11,6 @@
 #include <torch/nn/init.h>
 
 #include "ditgen/core/error.h"
-#include "ditgen/cuda/adaln.h"
 #include "ditgen/cuda/dispatch.h"
 #include "ditgen/nn/video_tokens.h"
 
@@ -231,8 +230,8 @@ at::Tensor DiTImpl::forward_fused(const at::Tensor& x, const at::Tensor& t, cons
                                           : final_layer->modulation(silu_c);  // 2 x [B, D]
   at::Tensor h = leading_stages(e.tokens, e);                 // [B, N, D]
   // Each norm goes to the projection after it, quantized in the adaLN kernel where that is an integer layer.
-  nn::LinearInput h_mod = depth > 0 ? nn::layer_norm_modulate_for(block(0)->attn->qkv, h, mod[0], mod[1])
-                                    : nn::LinearInput{cuda::layer_norm_modulate(h, mod[0], mod[1])};  // [B, N, D]
+  nn::LinearInput h_mod =
+      nn::layer_norm_modulate_for(depth > 0 ? &block(0)->attn->qkv : nullptr, h, mod[0], mod[1]);  // [B, N, D]
   for (int i = 0; i < depth; ++i) {
     std::vector<at::Tensor> next = i + 1 < depth ? block(i + 1)->modulation(silu_c)      // 6 x [B, D]
                                                  : final_layer->modulation(silu_c);      // 2 x [B, D]

@@ -33,44 +33,48 @@ std::vector<at::Tensor> adaln_chunks(torch::nn::Sequential& head, const at::Tens
 }
 }  // namespace
 
-std::pair<at::Tensor, at::Tensor> gated_residual_text_norm(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& a,
-                                                           const at::Tensor& shift, const at::Tensor& scale,
-                                                           const CrossAttention& text_cross, const TextTokens& text) {
-  // The fused kernels (CUDA inference) or their references; the kernel takes a branch of x's shape only.
-  const at::Tensor branch = a.sizes() == x.sizes() ? a : a.expand_as(x).contiguous();             // [B, N, D]
-  if (text_cross.is_empty() || !text.defined())
-    return cuda::gated_residual_layer_norm_modulate(x, gate, branch, shift, scale);                // [B, N, D] x2
-  const at::Tensor h = add_text_attention(text_cross, cuda::gated_residual(x, gate, branch), text);  // [B, N, D]
-  return {h, cuda::layer_norm_modulate(h, shift, scale)};                                           // [B, N, D] x2
-}
-
-LinearInput layer_norm_modulate_for(const LoRALinear& consumer, const at::Tensor& x, const at::Tensor& shift,
-                                    const at::Tensor& scale) {
-  if (consumer->takes_quantized_tokens())
-    return {at::Tensor(), cuda::layer_norm_modulate_quantized(x, shift, scale), x.scalar_type()};  // [B, N, D]
-  return {cuda::layer_norm_modulate(x, shift, scale)};                                                // [B, N, D]
-}
-
 namespace {
-// gated_residual_text_norm with the norm handed to `consumer` (layer_norm_modulate_for's rule).
-std::pair<at::Tensor, LinearInput> gated_residual_text_norm_for(const LoRALinear& consumer, const at::Tensor& x,
+bool takes_quantized(const LoRALinear* consumer) { return consumer && (*consumer)->takes_quantized_tokens(); }
+
+// x + gate * branch and the norm after it, handed to `consumer` (layer_norm_modulate_for's rule).
+std::pair<at::Tensor, LinearInput> gated_residual_norm_for(const LoRALinear* consumer, const at::Tensor& x,
+                                                           const at::Tensor& gate, const at::Tensor& branch,
+                                                           const at::Tensor& shift, const at::Tensor& scale) {
+  if (takes_quantized(consumer)) {
+    auto [h, q] = cuda::gated_residual_layer_norm_modulate_quantized(x, gate, branch, shift, scale);  // [B, N, D] x2
+    return {h, LinearInput{at::Tensor(), q, x.scalar_type()}};
+  }
+  auto [h, h_mod] = cuda::gated_residual_layer_norm_modulate(x, gate, branch, shift, scale);  // [B, N, D] x2
+  return {h, LinearInput{h_mod}};
+}
+
+// gated_residual_text_norm with the norm handed to `consumer`.
+std::pair<at::Tensor, LinearInput> gated_residual_text_norm_for(const LoRALinear* consumer, const at::Tensor& x,
                                                                 const at::Tensor& gate, const at::Tensor& a,
                                                                 const at::Tensor& shift, const at::Tensor& scale,
                                                                 const CrossAttention& text_cross,
                                                                 const TextTokens& text) {
-  if (!consumer->takes_quantized_tokens()) {
-    auto [h, h_mod] = gated_residual_text_norm(x, gate, a, shift, scale, text_cross, text);  // [B, N, D] x2
-    return {h, LinearInput{h_mod}};
-  }
-  const at::Tensor branch = a.sizes() == x.sizes() ? a : a.expand_as(x).contiguous();  // [B, N, D]
-  if (text_cross.is_empty() || !text.defined()) {
-    auto [h, q] = cuda::gated_residual_layer_norm_modulate_quantized(x, gate, branch, shift, scale);  // [B, N, D] x2
-    return {h, LinearInput{at::Tensor(), q, x.scalar_type()}};
-  }
+  // The fused kernels (CUDA inference) or their references; the kernel takes a branch of x's shape only.
+  const at::Tensor branch = a.sizes() == x.sizes() ? a : a.expand_as(x).contiguous();             // [B, N, D]
+  if (text_cross.is_empty() || !text.defined()) return gated_residual_norm_for(consumer, x, gate, branch, shift, scale);
   const at::Tensor h = add_text_attention(text_cross, cuda::gated_residual(x, gate, branch), text);  // [B, N, D]
-  return {h, layer_norm_modulate_for(consumer, h, shift, scale)};                                    // [B, N, D] x2
+  return {h, layer_norm_modulate_for(consumer, h, shift, scale)};                                   // [B, N, D] x2
 }
 }  // namespace
+
+std::pair<at::Tensor, at::Tensor> gated_residual_text_norm(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& a,
+                                                           const at::Tensor& shift, const at::Tensor& scale,
+                                                           const CrossAttention& text_cross, const TextTokens& text) {
+  auto [h, h_mod] = gated_residual_text_norm_for(nullptr, x, gate, a, shift, scale, text_cross, text);  // [B, N, D] x2
+  return {h, h_mod.values};
+}
+
+LinearInput layer_norm_modulate_for(const LoRALinear* consumer, const at::Tensor& x, const at::Tensor& shift,
+                                    const at::Tensor& scale) {
+  if (takes_quantized(consumer))
+    return {at::Tensor(), cuda::layer_norm_modulate_quantized(x, shift, scale), x.scalar_type()};  // [B, N, D]
+  return {cuda::layer_norm_modulate(x, shift, scale)};                                                // [B, N, D]
+}
 
 at::Tensor attention_residual_then_mlp(const at::Tensor& x, const at::Tensor& a, const std::vector<at::Tensor>& mod,
                                        Mlp& mlp, const CrossAttention& text_cross, const TextTokens& text) {
@@ -94,14 +98,9 @@ std::pair<at::Tensor, LinearInput> DiTBlockImpl::forward_chained(const at::Tenso
                                                                  const at::Tensor& next_scale, const TextTokens& text,
                                                                  const LoRALinear* next_consumer) {
   at::Tensor a = attn->forward_input(x_mod);                                                            // [B, N, D]
-  auto [h, h_mod] = gated_residual_text_norm_for(mlp->fc1, x, mod[2], a, mod[3], mod[4], text_cross, text);  // [B, N, D] x2
-  at::Tensor m = mlp->forward_input(h_mod);                                                             // [B, N, D]
-  if (next_consumer && (*next_consumer)->takes_quantized_tokens()) {
-    auto [out, q] = cuda::gated_residual_layer_norm_modulate_quantized(h, mod[5], m, next_shift, next_scale);  // [B, N, D] x2
-    return {out, LinearInput{at::Tensor(), q, h.scalar_type()}};
-  }
-  auto [out, out_mod] = cuda::gated_residual_layer_norm_modulate(h, mod[5], m, next_shift, next_scale);  // [B, N, D] x2
-  return {out, LinearInput{out_mod}};
+  auto [h, h_mod] = gated_residual_text_norm_for(&mlp->fc1, x, mod[2], a, mod[3], mod[4], text_cross, text);  // [B, N, D] x2
+  at::Tensor m = mlp->forward_input(h_mod);                                                              // [B, N, D]
+  return gated_residual_norm_for(next_consumer, h, mod[5], m, next_shift, next_scale);                   // [B, N, D] x2
 }
 
 FinalLayerImpl::FinalLayerImpl(int hidden_size, int patch_size, int out_channels) {

@@ -28,8 +28,8 @@ std::pair<at::Tensor, at::Tensor> gated_residual_text_norm(const at::Tensor& x, 
                                                            const at::Tensor& shift, const at::Tensor& scale,
                                                            const CrossAttention& text_cross, const TextTokens& text);
 // modulate(LayerNorm(x)) for `consumer`: quantized in the adaLN kernel when it takes quantized tokens, else
-// float. [B, N, D] -> [B, N, D]
-LinearInput layer_norm_modulate_for(const LoRALinear& consumer, const at::Tensor& x, const at::Tensor& shift,
+// (or with no consumer: nullptr) float. [B, N, D] -> [B, N, D]
+LinearInput layer_norm_modulate_for(const LoRALinear* consumer, const at::Tensor& x, const at::Tensor& shift,
                                     const at::Tensor& scale);
 // The second half of every adaLN-Zero block: x + gate_msa a, then the text attention (text models), then
 // + gate_mlp MLP(modulate(LN(.))), with mod the block's six vectors (shift, scale, gate for attention, then

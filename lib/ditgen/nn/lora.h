@@ -20,7 +20,7 @@ namespace ditgen::nn {
 // quantized per token (cuda/adaln.h's *_quantized) for a layer that takes_quantized_tokens().
 struct LinearInput {
   at::Tensor values;                     // [..., in] float; undefined when quantized
-  quant::QuantizedActivation quantized;  // int8 [..., in] with per-token scales and sums
+  quant::QuantizedActivation quantized{};  // int8 [..., in] with per-token scales and sums
   at::ScalarType dtype = at::kFloat;     // the float stream's dtype: the layer's output dtype
 };
 

@@ -1,7 +1,5 @@
 #include "ditgen/pipeline/benchmark.h"
 
-#include "ditgen/quant/quantize_model.h"
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>

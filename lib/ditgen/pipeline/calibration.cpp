@@ -18,7 +18,7 @@ void calibrate_static_activations(LoadedModel& model, const CalibrationOptions& 
   request.batch_size = o.batch_size;
   if (c.text.enabled()) {
     const std::vector<std::string> prompts = c.video() ? data::moving_benchmark_prompts() : data::benchmark_prompts();
-    for (int i = 0; i < o.images; ++i) request.prompts.push_back(prompts[i * prompts.size() / o.images % prompts.size()]);
+    for (int i = 0; i < o.images; ++i) request.prompts.push_back(prompts[i * prompts.size() / o.images]);
   } else {
     for (int i = 0; i < o.images; ++i) request.labels.push_back(i % c.num_classes);
   }

@@ -85,8 +85,7 @@ void require_quantized_device(const at::Device& device, at::ScalarType dtype) {
 namespace {
 
 // The layers quantize_model or add_intlora change, after the checks both share (see quantize_model).
-std::vector<std::pair<std::string, nn::LoRALinear>> float_layers_to_quantize(DiT& model, int weight_bits,
-                                                                           ActivationMode activations) {
+std::vector<std::pair<std::string, nn::LoRALinear>> float_layers_to_quantize(DiT& model, int weight_bits) {
   require_bits(weight_bits);
   if (model->config().flex.lora())
     throw Error(ErrorKind::Usage, "a flexible model with per-patch LoRA adapters cannot be quantized");
@@ -110,7 +109,7 @@ std::vector<std::pair<std::string, nn::LoRALinear>> float_layers_to_quantize(DiT
 }  // namespace
 
 ModelQuantization quantize_model(DiT& model, int weight_bits, Symmetry symmetry, ActivationMode activations) {
-  auto layers = float_layers_to_quantize(model, weight_bits, activations);
+  auto layers = float_layers_to_quantize(model, weight_bits);
   ModelQuantization q{weight_bits, symmetry, activations, {}};
   const QuantSpec spec{weight_bits, symmetry, ClipSearch::Mse};
   at::NoGradGuard no_grad;
@@ -142,7 +141,7 @@ void finish_static_calibration(DiT& model) {
 }
 
 ModelQuantization quantize_model_fp8(DiT& model) {
-  auto layers = float_layers_to_quantize(model, 8, ActivationMode::DynamicPerToken);
+  auto layers = float_layers_to_quantize(model, 8);
   ModelQuantization q{8, Symmetry::Symmetric, ActivationMode::DynamicPerToken, {}, /*fp8=*/true};
   at::NoGradGuard no_grad;
   for (auto& [name, linear] : layers) {
@@ -153,7 +152,7 @@ ModelQuantization quantize_model_fp8(DiT& model) {
 }
 
 void add_intlora(DiT& model, const IntLoRASpec& spec) {
-  auto layers = float_layers_to_quantize(model, spec.weight.bits, spec.activations);
+  auto layers = float_layers_to_quantize(model, spec.weight.bits);
   at::NoGradGuard no_grad;
   uint64_t seed = spec.seed;
   for (auto& [name, linear] : layers) {
