@@ -10,6 +10,7 @@
 #include "ditgen/io/tensor_io.h"
 #include "ditgen/quant/int4_pack.h"
 #include "ditgen/quant/int8_gemm_avx2.h"
+#include "ditgen/quant/int8_linear_cpu.h"
 #include "ditgen/quant/int_gemm.h"
 #include "ditgen/quant/quant_linear.h"
 #include "ditgen/quant/quantizer.h"
@@ -168,6 +169,30 @@ TEST_CASE("dynamic per-token activations get one symmetric int8 scale per token"
   CHECK(qt.scales.sizes() == at::IntArrayRef({2, 3}));
   CHECK(max_abs_diff(dequantize(qt), fake_quantize_per_token(tokens)) == 0);
   CHECK(((dequantize(qt) - tokens).abs() <= qt.scales.unsqueeze(-1) * (0.5 + 1e-5)).all().item<bool>());
+}
+
+TEST_CASE("the CPU per-token loop equals the LibTorch per-token quantizer bit for bit", "[quant]") {
+  at::manual_seed(21);
+  // Ties at every half step (a row whose absmax is 127 has scale 1: 0.5, 1.5, -2.5 round to even), an all-zero
+  // row, tiny and huge magnitudes, and random rows of ragged widths.
+  at::Tensor ties = (at::arange(-127, 128).to(at::kFloat) + 0.5f).clamp_max(127.f).reshape({1, 255});
+  std::vector<at::Tensor> inputs = {ties, at::zeros({2, 16}), at::randn({3, 7}) * 1e-30, at::randn({4, 5}) * 1e30,
+                                    at::randn({1, 1}), activations(33, 65, 5), activations(24, 256, 6).reshape({2, 12, 256})};
+  for (const at::Tensor& x : inputs) {
+    CAPTURE(x.sizes());
+    const QuantizedActivation got = quantize_per_token_cpu(x);
+    const QuantizedActivation want = quantize_per_token_reference(x);
+    CHECK(at::equal(got.values, want.values));
+    CHECK(at::equal(got.scales, want.scales));
+    CHECK(at::equal(got.sums, want.values.sum(-1, false, at::kInt)));
+    CHECK(at::equal(quantize_per_token(x).values, want.values));  // quantize_per_token takes the loop here
+  }
+  CHECK(as_vector(quantize_per_token_cpu(ties).values.slice(1, 125, 130)) == std::vector<int64_t>{-2, 0, 0, 2, 2});
+  // A strided input and an fp64 one go through quantize_per_token's conversion first.
+  const at::Tensor wide = at::randn({6, 40});
+  CHECK(at::equal(quantize_per_token(wide.t()).values, quantize_per_token_reference(wide.t()).values));
+  CHECK(at::equal(quantize_per_token(wide.to(at::kDouble)).values, quantize_per_token_reference(wide).values));
+  CHECK(error_kind([&] { quantize_per_token_cpu(wide.to(at::kDouble)); }) == ErrorKind::Usage);
 }
 
 TEST_CASE("the static activation quantizer's calibration covers every observed batch", "[quant]") {

@@ -11,7 +11,7 @@
 #include "ditgen/models/model_file.h"
 #include "ditgen/nn/lora.h"
 #include "ditgen/quant/fp8_linear.h"
-#include "ditgen/quant/int8_gemm_sm90.h"
+#include "ditgen/quant/gemm_sm90.h"
 #include "ditgen/quant/int_gemm.h"
 #include "ditgen/quant/quant_linear.h"
 #include "ditgen/quant/quantize_model.h"
@@ -147,7 +147,7 @@ TEST_CASE("CUDA: per-token int8 and FP8 kernels equal the LibTorch quantizers", 
       const at::Tensor xg = x.to(at::kCUDA);
       REQUIRE(token_quant_runs_kernel(xg));
       const QuantizedActivation got = quantize_per_token(xg);  // the kernel on CUDA
-      const QuantizedActivation want = quantize_per_token(x);  // LibTorch on the CPU
+      const QuantizedActivation want = quantize_per_token_reference(x);  // LibTorch ops on the CPU
       CHECK(at::equal(got.values.cpu(), want.values));
       CHECK(at::equal(got.scales.cpu(), want.scales));
       CHECK(at::equal(got.sums.cpu(), want.values.sum(1, false, at::kInt)));
@@ -158,7 +158,7 @@ TEST_CASE("CUDA: per-token int8 and FP8 kernels equal the LibTorch quantizers", 
   }
   CHECK(!token_quant_runs_kernel(at::randn({4, 10}, at::kCUDA)));  // rows not of 16-byte multiples
   const at::Tensor strided = at::randn({16, 8}, at::kCUDA).t();   // [8, 16], copied into rows first
-  CHECK(at::equal(quantize_per_token(strided).values.cpu(), quantize_per_token(strided.cpu()).values));
+  CHECK(at::equal(quantize_per_token(strided).values.cpu(), quantize_per_token_reference(strided.cpu()).values));
   CHECK(error_kind([&] { quantize_per_token_fp8_kernel(at::randn({4, 16})); }) == ErrorKind::Usage);  // CPU
 }
 
@@ -175,12 +175,12 @@ TEST_CASE("CUDA: the adaLN kernel's quantized output equals quantizing its float
     const auto [h, y] = cuda::gated_residual_layer_norm_modulate(x, chunks[0], branch, chunks[1], chunks[2]);
     const auto [h_q, y_q] = cuda::gated_residual_layer_norm_modulate_quantized(x, chunks[0], branch, chunks[1], chunks[2]);
     CHECK(at::equal(h_q, h));
-    const QuantizedActivation want = quantize_per_token(y.cpu());
+    const QuantizedActivation want = quantize_per_token_reference(y.cpu());
     CHECK(at::equal(y_q.values.cpu(), want.values));
     CHECK(at::equal(y_q.scales.cpu(), want.scales));
     CHECK(at::equal(y_q.sums.cpu(), want.values.sum(-1, false, at::kInt)));
     const QuantizedActivation plain = cuda::layer_norm_modulate_quantized(x, chunks[1], chunks[2]);
-    CHECK(at::equal(plain.values.cpu(), quantize_per_token(cuda::layer_norm_modulate(x, chunks[1], chunks[2]).cpu()).values));
+    CHECK(at::equal(plain.values.cpu(), quantize_per_token_reference(cuda::layer_norm_modulate(x, chunks[1], chunks[2]).cpu()).values));
   }
 }
 
@@ -200,7 +200,7 @@ TEST_CASE("CUDA: the integer linear (Hopper kernel in bf16, else cuBLAS) equals 
           "[quant][cuda]") {
   if (test::no_cuda_device()) return;
   c10::InferenceMode inference;  // the kernels serve inference (no autograd)
-  if (on_hopper()) CHECK(int8_gemm_sm90_built());  // a GPU build on an H100 must hold the kernel
+  if (on_hopper()) CHECK(gemm_sm90_built());  // a GPU build on an H100 must hold the kernel
   for (const auto& [m, k, n] : std::vector<std::array<int64_t, 3>>{{1, 64, 64}, {77, 256, 768}, {512, 1152, 3456},
                                                                    {300, 4608, 1152}}) {
     for (const Symmetry symmetry : {Symmetry::Symmetric, Symmetry::Asymmetric}) {
@@ -230,17 +230,28 @@ TEST_CASE("CUDA: the integer linear (Hopper kernel in bf16, else cuBLAS) equals 
   }
 }
 
-TEST_CASE("CUDA: the FP8 linear (_scaled_mm) is near its reference", "[quant][cuda][fp8]") {
+TEST_CASE("CUDA: the FP8 linear (Hopper kernel, else _scaled_mm) is near its reference, GELU too",
+          "[quant][cuda][fp8]") {
   if (test::no_cuda_device()) return;
   c10::InferenceMode inference;  // the kernels serve inference (no autograd)
-  const at::Tensor w = activations(768, 256, 7) * 0.05, bias = at::randn({768}), x = activations(300, 256, 8);
-  const Fp8Weight q = quantize_weight_fp8(w);
-  const Fp8Weight qg{q.values.cuda(), q.scales.cuda()};
-  const at::Tensor x_bf16 = x.to(at::kBFloat16);
-  const at::Tensor want = fp8_linear_reference(x_bf16.to(at::kFloat), q, bias);  // the same e4m3 tokens
-  const at::Tensor got = fp8_linear(x_bf16.cuda(), qg, bias.cuda()).cpu().to(at::kFloat);
-  // The same FP8 operands; the sums' order and the bf16 output differ.
-  CHECK(relative_error(got, want) < 5e-3);
+  if (on_hopper()) CHECK(gemm_sm90_built());
+  for (const auto& [m, k, n] : std::vector<std::array<int64_t, 3>>{{300, 256, 768}, {77, 1152, 4608}, {512, 4608, 1152}}) {
+    for (const bool with_bias : {true, false}) {
+      CAPTURE(m, k, n, with_bias);
+      const at::Tensor w = activations(n, k, 7) * 0.05, x = activations(m, k, 8);
+      const at::Tensor bias = with_bias ? at::randn({n}) : at::Tensor();
+      const Fp8Weight q = quantize_weight_fp8(w);
+      const Fp8Weight qg{q.values.cuda(), q.scales.cuda()};
+      const at::Tensor x_bf16 = x.to(at::kBFloat16);
+      const at::Tensor want = fp8_linear_reference(x_bf16.to(at::kFloat), q, bias);  // the same e4m3 tokens
+      const at::Tensor bias_g = with_bias ? bias.cuda() : at::Tensor();
+      const at::Tensor got = fp8_linear(x_bf16.cuda(), qg, bias_g).cpu().to(at::kFloat);
+      // The same FP8 operands; the sums' order and the bf16 output differ.
+      CHECK(relative_error(got, want) < 5e-3);
+      const at::Tensor gelu = fp8_linear(x_bf16.cuda(), qg, bias_g, /*gelu=*/true).cpu().to(at::kFloat);
+      CHECK(relative_error(gelu, at::gelu(want, "tanh")) < 1e-2);
+    }
+  }
 }
 
 TEST_CASE("CUDA: quantized models on the GPU match the CPU: W8A8 and W4A8 in fp32 and bf16, FP8 in bf16",

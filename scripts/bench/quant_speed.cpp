@@ -1,6 +1,6 @@
 // The CPU speed figure of docs/QUANT.md (not a test): at the default model's layer shapes and M = 512 tokens,
-// fp32 at::linear against the int8 GEMM (int8_matmul: the AVX2 kernel where the CPU has it), LibTorch's
-// at::_int_mm, and the whole dynamic_int8_linear. Each figure is the best of 50 calls. Build and run: see
+// fp32 at::linear against the int8 GEMM (int8_matmul: at::_int_mm where the CPU has VNNI, else the AVX2 kernel),
+// LibTorch's at::_int_mm, and the whole dynamic_int8_linear. Each figure is the best of 50 calls. Build and run: see
 // docs/QUANT.md, "CPU speed".
 #include <algorithm>
 #include <chrono>

@@ -90,7 +90,7 @@ if(DITGEN_CUDA)
 endif()
 message(STATUS "ditgen: CUDA kernels ${DITGEN_HAVE_CUDA}")
 
-# CUTLASS 3.x's headers for the Hopper int8 GEMM (quant/int8_gemm_sm90.cu): the PyPI package nvidia-cutlass
+# CUTLASS 3.x's headers for the Hopper int8 and FP8 GEMMs (quant/gemm_sm90.cuh): the PyPI package nvidia-cutlass
 # (pinned in scripts/setup.sh) beside torch, or DITGEN_CUTLASS_DIR holding include/ and tools/util/include/.
 # Without them that GEMM is left out and the integer linear runs cuBLAS's int8 GEMM on CUDA.
 set(DITGEN_HAVE_CUTLASS OFF)

@@ -31,7 +31,10 @@ at::Tensor LoRALinearImpl::forward_input(const LinearInput& x) {
 }
 
 at::Tensor LoRALinearImpl::forward_gelu(const LinearInput& x) {
-  if (!takes_quantized_tokens()) return at::gelu(forward_input(x), "tanh");  // [..., out]
+  if (!takes_quantized_tokens()) {
+    if (is_quantized() && !adapter_in_use() && x.values.defined()) return quantized->forward_gelu(x.values);
+    return at::gelu(forward_input(x), "tanh");  // [..., out]
+  }
   const quant::QuantizedActivation q = x.values.defined() ? quant::quantize_per_token(x.values) : x.quantized;
   return quantized->forward_quantized(q, x.values.defined() ? x.values.scalar_type() : x.dtype, /*gelu=*/true);
 }

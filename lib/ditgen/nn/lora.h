@@ -41,7 +41,7 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
   // (Not an overload of forward: TORCH_MODULE's operator() needs forward unique.)
   at::Tensor forward_input(const LinearInput& x);  // [..., in] -> [..., out]
   // GELU (tanh form) of forward_input: an integer layer that takes quantized tokens quantizes float ones
-  // itself and computes the GELU in its GEMM's epilogue.
+  // itself and computes the GELU in its GEMM's epilogue, as an FP8 layer does on an H100.
   at::Tensor forward_gelu(const LinearInput& x);  // [..., in] -> [..., out]
   // Whether forward_input takes quantized tokens: an integer layer with dynamic per-token activations
   // and no adapter beside it.

@@ -1,6 +1,7 @@
 // FP8 weights and activations, and the FP8 linear through cuBLASLt.
 #include "ditgen/quant/fp8_linear.h"
 
+#include "ditgen/quant/gemm_sm90_launch.h"
 #include "ditgen/quant/quantizer.h"
 #include "ditgen/quant/token_quant.h"
 
@@ -60,20 +61,26 @@ at::Tensor fake_quantize_per_token_fp8(const at::Tensor& x) {
   return (to_e4m3(rows, scales).to(at::kFloat) * scales.unsqueeze(1)).reshape(x.sizes());  // [..., K]
 }
 
-at::Tensor fp8_linear(const at::Tensor& x, const Fp8Weight& weight, const at::Tensor& bias) {
-  if (!scaled_mm_runs(x, weight)) return fp8_linear_reference(x, weight, bias);
+at::Tensor fp8_linear(const at::Tensor& x, const Fp8Weight& weight, const at::Tensor& bias, bool gelu) {
   const int64_t k = weight.values.size(1), n = weight.values.size(0);
+  const bool sm90 = x.scalar_type() == at::kBFloat16 && token_quant_runs_kernel(x) &&
+                    gemm_sm90_runs(x.device(), x.numel() / k, n, k);
+  if (!sm90 && !scaled_mm_runs(x, weight)) {
+    const at::Tensor y = fp8_linear_reference(x, weight, bias);  // [..., N]
+    return gelu ? at::gelu(y, "tanh") : y;
+  }
   const Fp8Tokens q = quantize_per_token_fp8_kernel(x);
-  const at::Tensor a = q.values.reshape({-1, k});     // [M, K] e4m3
-  const at::Tensor scale_a = q.scales.reshape({-1, 1});  // [M, 1]
+  const at::Tensor a = q.values.reshape({-1, k});  // [M, K] e4m3
+  std::vector<int64_t> out_sizes = x.sizes().vec();
+  out_sizes.back() = n;
+  if (sm90) return gemm_sm90(a, weight.values, q.scales, weight.scales, bias, gelu).view(out_sizes);  // [..., N]
+  const at::Tensor scale_a = q.scales.reshape({-1, 1});      // [M, 1]
   const at::Tensor scale_b = weight.scales.reshape({1, n});  // [1, N]
   const std::optional<at::Tensor> bias_bf16 =
       bias.defined() ? std::optional<at::Tensor>(bias.to(at::kBFloat16)) : std::nullopt;
   const at::Tensor y = at::_scaled_mm(a, weight.values.t(), scale_a, scale_b, bias_bf16, std::nullopt,
-                                      at::kBFloat16, /*use_fast_accum=*/false);  // [M, N]
-  std::vector<int64_t> out_sizes = x.sizes().vec();
-  out_sizes.back() = n;
-  return y.view(out_sizes);  // [..., N]
+                                      at::kBFloat16, /*use_fast_accum=*/false).view(out_sizes);  // [..., N]
+  return gelu ? at::gelu(y, "tanh") : y;
 }
 
 at::Tensor fp8_linear_reference(const at::Tensor& x, const Fp8Weight& weight, const at::Tensor& bias) {

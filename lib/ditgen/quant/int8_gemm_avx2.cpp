@@ -135,6 +135,7 @@ __attribute__((target("avx2"))) void multiply_rows(const PackedOperands& p, int6
 }  // namespace
 
 bool cpu_has_avx2() { return __builtin_cpu_supports("avx2"); }
+bool cpu_has_vnni() { return __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni"); }
 
 at::Tensor int8_gemm_avx2(const at::Tensor& a, const at::Tensor& b) {
   const at::Tensor a_rows = a.contiguous(), b_rows = b.contiguous();

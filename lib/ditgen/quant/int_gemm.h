@@ -13,18 +13,20 @@
 
 namespace ditgen::quant {
 
-// a [M, K] int8 times b [N, K] int8 transposed, exactly, in int32. On a CPU with AVX2 this is int8_gemm_avx2;
-// without, at::_int_mm, which in this LibTorch takes every shape (the M > 16, K and N multiple-of-8 limits are
-// CUDA's) but is a slow scalar loop. On CUDA, cuBLAS through at::_int_mm, the operands zero-padded to its
-// limits. Other devices, and operands on two devices, are refused (Usage).
+// a [M, K] int8 times b [N, K] int8 transposed, exactly, in int32. On a CPU with VNNI this is at::_int_mm
+// (oneDNN, exact); on one with AVX2 but no VNNI int8_gemm_avx2, since there at::_int_mm is a slow scalar loop;
+// elsewhere at::_int_mm (on the CPU it takes every shape: the M > 16, K and N multiple-of-8 limits are CUDA's).
+// On CUDA, cuBLAS through at::_int_mm, the operands zero-padded to its limits. Other devices, and operands on
+// two devices, are refused (Usage).
 at::Tensor int8_matmul(const at::Tensor& a, const at::Tensor& b);  // -> int32 [M, N]
 // The same product by a plain int32 matmul: slow, obviously exact, the check on int8_matmul.
 at::Tensor int8_matmul_reference(const at::Tensor& a, const at::Tensor& b);  // -> int32 [M, N]
 
 // y = x w^T + bias from quantized activations [..., K] and a quantized weight [N, K]; bias [N] or undefined;
 // y in out_dtype. On an H100 with bf16 output and symmetric activations this is one kernel, the Hopper int8
-// GEMM with the dequantization and bias in its epilogue (int8_gemm_sm90.h); elsewhere int8_matmul, the
-// zero-point corrections in int32, and the scales and bias in float32, rounded to out_dtype at the end.
+// GEMM with the dequantization and bias in its epilogue (gemm_sm90.h); elsewhere int8_matmul, the
+// zero-point corrections in int32, and the scales and bias in float32 (on the CPU one loop,
+// int8_linear_cpu.h), rounded to out_dtype at the end.
 // gelu: GELU (tanh form) of y, in the kernel's epilogue where the Hopper kernel runs.
 at::Tensor integer_linear(const QuantizedActivation& x, const QuantizedWeight& weight, const at::Tensor& bias,
                           at::ScalarType out_dtype = at::kFloat, bool gelu = false);

@@ -86,6 +86,11 @@ at::Tensor QuantLinearImpl::forward(const at::Tensor& x) {
   return {};
 }
 
+at::Tensor QuantLinearImpl::forward_gelu(const at::Tensor& x) {
+  if (fp8_ && !use_reference_) return fp8_linear(x, fp8_weight(), bias_, /*gelu=*/true);  // [..., N]
+  return at::gelu(forward(x), "tanh");                                                   // [..., N]
+}
+
 at::Tensor QuantLinearImpl::forward_quantized(const QuantizedActivation& x, at::ScalarType out_dtype, bool gelu) {
   if (fp8_ || activations_ != ActivationMode::DynamicPerToken)
     throw Error(ErrorKind::Usage, "only a dynamic per-token integer layer takes quantized activations");

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "ditgen/quant/int8_linear_cpu.h"
 #include "ditgen/quant/token_quant.h"
 
 namespace ditgen::quant {
@@ -173,6 +174,12 @@ const IntegerGrid kPerTokenGrid = integer_grid(8, Symmetry::Symmetric);
 QuantizedActivation quantize_per_token(const at::Tensor& x) {
   require_float(x, "the activation to quantize");
   if (token_quant_runs_kernel(x)) return quantize_per_token_kernel(x);
+  if (x.is_cpu()) return quantize_per_token_cpu(x.to(at::kFloat));
+  return quantize_per_token_reference(x);
+}
+
+QuantizedActivation quantize_per_token_reference(const at::Tensor& x) {
+  require_float(x, "the activation to quantize");
   at::NoGradGuard no_grad;
   const at::Tensor rows = as_rows(x.to(at::kFloat));  // [M, K]
   const AffineParams params = per_token_params(rows);

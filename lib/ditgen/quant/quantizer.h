@@ -85,9 +85,12 @@ at::Tensor dequantize(const QuantizedWeight& weight);                           
 at::Tensor fake_quantize_weight(const at::Tensor& weight, const QuantSpec& spec);  // [out, in]
 
 // Dynamic per-token activations: symmetric 8-bit, each row of x [..., K] scaled by its own absmax / 127
-// (no search: it runs on every forward). On CUDA the token_quant kernel (quant/token_quant.h), which also
-// gives each row's sum; elsewhere LibTorch ops, its reference.
+// (no search: it runs on every forward). On CUDA the token_quant kernel (quant/token_quant.h), on the CPU one
+// loop over the rows (quant/int8_linear_cpu.h); both also give each row's sum. Error(Usage) for NaN or infinite
+// values (checked on the CPU only).
 QuantizedActivation quantize_per_token(const at::Tensor& x);
+// Its reference in LibTorch ops (values and scales; no sums), which the kernel and the loop equal bit for bit.
+QuantizedActivation quantize_per_token_reference(const at::Tensor& x);
 at::Tensor fake_quantize_per_token(const at::Tensor& x);  // [..., K]
 // Float activations of a quantized one: scales * (values - zero_point).
 at::Tensor dequantize(const QuantizedActivation& x);  // [..., K]
