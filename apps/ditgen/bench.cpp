@@ -120,7 +120,7 @@ Command add_bench_command(CLI::App& root) {
                   "With --quantize: float LoRA adapters of this rank beside every quantized layer, unmerged (what "
                   "QLoRA costs before its merge)");
   app->add_flag("--merge-lora", b.merge_lora, "Flexible LoRA models: merge the adapters into a weight copy per patch size");
-  app->add_flag("--profile", b.profile, "Also profile one run per forward or --mixing measurement: the top CUDA kernels by time");
+  app->add_flag("--profile", b.profile, "Also profile one run per forward or --mixing measurement: the top CUDA kernels by time (on the CPU: LibTorch's ops by self time)");
   app->add_flag("--mixing", b.mixing,
                 "Also time one block's token mixing per size and batch: the attention cores after the projections "
                 "(dense: softmax(QK^T)V over all tokens; PT-DiT: proxies, proxy and cross attention, windows, "

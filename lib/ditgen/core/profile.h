@@ -1,4 +1,4 @@
-// Where device time goes: one run under LibTorch's Kineto profiler, summed per CUDA kernel.
+// Where time goes: one run under LibTorch's Kineto profiler, summed per CUDA kernel, or on the CPU per op.
 #pragma once
 
 #include <cstdint>
@@ -16,8 +16,8 @@ struct KernelTime {
   int64_t calls = 0;
 };
 
-// Runs fn once under the profiler and returns the CUDA kernels (and copies) by total time, longest first,
-// at most `top` of them. Empty off CUDA.
+// Runs fn once under the profiler and returns, longest first and at most `top` of them, the CUDA kernels (and
+// copies) by total time on a CUDA device, or elsewhere LibTorch's CPU ops by self time (less the ops they call).
 std::vector<KernelTime> profile_kernels(const std::function<void()>& fn, c10::Device device, size_t top);
 
 }  // namespace ditgen

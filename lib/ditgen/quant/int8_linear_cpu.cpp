@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include <ATen/record_function.h>
+
 namespace ditgen::quant {
 
 namespace {
@@ -37,26 +39,29 @@ DITGEN_CPU_CLONES uint32_t row_absmax_bits(const float* x, int64_t k) {
 DITGEN_CPU_CLONES int32_t quantize_row(const float* x, int64_t k, float scale, int8_t* q) {
   int32_t sum = 0;
   for (int64_t i = 0; i < k; ++i) {
-    const int32_t v = static_cast<int32_t>(std::clamp(std::nearbyint(x[i] / scale), -kGridMax, kGridMax));
+    const int32_t v = static_cast<int32_t>(std::min(std::max(std::nearbyint(x[i] / scale), -kGridMax), kGridMax));
     q[i] = static_cast<int8_t>(v);
     sum += v;
   }
   return sum;
 }
 
-// One output row: y = float(acc - token_sum * zero_w - column_term) * (token_scale * scale_w) + bias.
-DITGEN_CPU_CLONES void dequantize_row(const int32_t* acc, int64_t n, int32_t token_sum, float token_scale,
+// One output row in place: y = float(acc - token_sum * zero_w - column_term) * (token_scale * scale_w) + bias,
+// each float stored (memcpy: the row is int32 memory) where its int32 was read.
+DITGEN_CPU_CLONES void dequantize_row(int32_t* row, int64_t n, int32_t token_sum, float token_scale,
                                       const int32_t* zero_w, const int32_t* column_term, const float* scale_w,
-                                      const float* bias, float* y) {
+                                      const float* bias) {
   for (int64_t j = 0; j < n; ++j) {
-    const int32_t corrected = acc[j] - token_sum * zero_w[j] - column_term[j];
-    y[j] = token_scale * scale_w[j] * static_cast<float>(corrected) + bias[j];
+    const int32_t corrected = row[j] - token_sum * zero_w[j] - column_term[j];
+    const float y = token_scale * scale_w[j] * static_cast<float>(corrected) + bias[j];
+    std::memcpy(row + j, &y, sizeof y);
   }
 }
 
 }  // namespace
 
 QuantizedActivation quantize_per_token_cpu(const at::Tensor& x) {
+  RECORD_FUNCTION("ditgen::quantize_per_token_cpu", std::vector<c10::IValue>());  // named in profiles
   if (!x.is_cpu() || x.scalar_type() != at::kFloat || x.dim() < 1)
     throw Error(ErrorKind::Usage, "quantize_per_token_cpu takes a float32 CPU tensor");
   const at::Tensor rows = x.contiguous();
@@ -83,6 +88,7 @@ QuantizedActivation quantize_per_token_cpu(const at::Tensor& x) {
 
 at::Tensor dequantize_product_cpu(const at::Tensor& acc, const QuantizedActivation& x, const QuantizedWeight& weight,
                                   const at::Tensor& bias) {
+  RECORD_FUNCTION("ditgen::dequantize_product_cpu", std::vector<c10::IValue>());
   const int64_t m = acc.size(0), n = acc.size(1), k = weight.values.size(1);
   if (!acc.is_cpu() || acc.scalar_type() != at::kInt || !acc.is_contiguous())
     throw Error(ErrorKind::Usage, "dequantize_product_cpu takes a contiguous int32 CPU product");
@@ -99,15 +105,14 @@ at::Tensor dequantize_product_cpu(const at::Tensor& acc, const QuantizedActivati
                         : at::zeros({n}, acc.options());  // [N] int32
   const at::Tensor scale_w = weight.scales.to(at::kFloat).contiguous();  // [N]
   const at::Tensor bias_f = bias.defined() ? bias.to(at::kFloat).contiguous() : at::zeros({n}, scale_w.options());
-  at::Tensor y = at::empty({m, n}, acc.options().dtype(at::kFloat));  // [M, N]
-  const int32_t* acc_data = acc.data_ptr<int32_t>();
-  float* y_data = y.data_ptr<float>();
+  // In place: no second [M, N] buffer (fresh pages from the allocator cost about as much as the loop).
+  int32_t* acc_data = acc.data_ptr<int32_t>();
   for (int64_t r = 0; r < m; ++r) {
     dequantize_row(acc_data + r * n, n, token_sums.data_ptr<int32_t>()[r], token_scales.data_ptr<float>()[r],
                    zero_w.data_ptr<int32_t>(), column_term.data_ptr<int32_t>(), scale_w.data_ptr<float>(),
-                   bias_f.data_ptr<float>(), y_data + r * n);
+                   bias_f.data_ptr<float>());
   }
-  return y;
+  return acc.view(at::kFloat);  // [M, N] float32, acc's memory
 }
 
 }  // namespace ditgen::quant

@@ -16,7 +16,8 @@ namespace ditgen::quant {
 // values.
 QuantizedActivation quantize_per_token_cpu(const at::Tensor& x);
 
-// acc int32 [M, N] (x's values times the weight's, M = x's tokens) to float32 [M, N]:
+// acc int32 [M, N] (x's values times the weight's, M = x's tokens) to float32 [M, N], in acc's own memory (acc
+// is overwritten; the result is acc viewed as float32):
 //   y[m, n] = float(acc[m, n] - z_w[n] sum_x[m] - z_x sum_w[n] + K z_x z_w[n]) * (s_x[m] s_w[n]) + b[n]
 // (int_gemm.h's formula, the corrections in int32); bias [N] or undefined. CPU tensors only.
 at::Tensor dequantize_product_cpu(const at::Tensor& acc, const QuantizedActivation& x, const QuantizedWeight& weight,
