@@ -4,9 +4,11 @@
 // and the float linear, the QuantLinear module, and every refused input.
 #include <array>
 #include <cmath>
+#include <map>
 #include <optional>
 
 #include "catch.h"
+#include "ditgen/core/profile.h"
 #include "ditgen/io/tensor_io.h"
 #include "ditgen/quant/int4_pack.h"
 #include "ditgen/quant/int8_gemm_avx2.h"
@@ -193,6 +195,32 @@ TEST_CASE("the CPU per-token loop equals the LibTorch per-token quantizer bit fo
   CHECK(at::equal(quantize_per_token(wide.t()).values, quantize_per_token_reference(wide.t()).values));
   CHECK(at::equal(quantize_per_token(wide.to(at::kDouble)).values, quantize_per_token_reference(wide).values));
   CHECK(error_kind([&] { quantize_per_token_cpu(wide.to(at::kDouble)); }) == ErrorKind::Usage);
+}
+
+TEST_CASE("a CPU profile lists LibTorch's ops and the integer linear's loops by self time", "[quant]") {
+  at::manual_seed(22);
+  const QuantizedWeight w = quantize_weight(at::randn({96, 64}), {8, Symmetry::Asymmetric, ClipSearch::Mse});
+  const at::Tensor x = at::randn({40, 64}), float_x = at::randn({256, 512}), float_weight = at::randn({512, 512});
+  const std::vector<ditgen::KernelTime> ops = ditgen::profile_kernels(
+      [&] {
+        dynamic_int8_linear(x, w, at::Tensor());
+        at::linear(float_x, float_weight);
+      },
+      c10::Device(c10::kCPU), 50);
+  std::map<std::string, ditgen::KernelTime> by_name;
+  for (const auto& op : ops) by_name[op.name] = op;
+  CHECK(by_name.count("ditgen::quantize_per_token_cpu") == 1);
+  CHECK(by_name.count("ditgen::dequantize_product_cpu") == 1);
+  REQUIRE(by_name.count("aten::linear") == 1);
+  CHECK(by_name["aten::linear"].calls == 1);
+  // Self times: aten::linear's own time excludes the GEMM inside it (a 256 x 512 x 512 product), listed apart.
+  double gemm_ms = 0;
+  for (const char* name : {"aten::mm", "aten::matmul", "aten::addmm"})
+    if (by_name.count(name)) gemm_ms += by_name[name].ms;
+  CHECK(gemm_ms > 0);
+  CHECK(by_name["aten::linear"].ms < gemm_ms);
+  for (size_t i = 1; i < ops.size(); ++i) CHECK(ops[i - 1].ms >= ops[i].ms);  // longest first
+  for (const auto& op : ops) CHECK(op.ms >= 0);
 }
 
 TEST_CASE("the static activation quantizer's calibration covers every observed batch", "[quant]") {
