@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Quantization on the GPU machine (docs/QUANT.md), in stages that fit one device call with the build (carry .deps):
+#   bash scripts/gpu/quant.sh build test speed profile eval
+#   build    configure and build build-gpu (scripts/gpu/flexidit.sh build)
+#   test     the [quant] tests, the [cuda] ones among them (kernels against their LibTorch references), to
+#            $OUT/quant-tests.txt
+#   speed    DiT-XL/2 256 px batch-64 forwards on the fast path: bf16, W8A8, FP8, W8A8 with symmetric weights (a
+#            merged IntLoRA model's format), W4A8, and W8A8 with rank-4 float LoRA beside it; $OUT/xl-speed.jsonl
+#   profile  the fast path's kernels for W8A8 and FP8, to $OUT/xl-profile-{w8a8,fp8}.txt
+#   eval     the default model's scene benchmark (8,000 images, CFG 5.5, bf16): W8A8 with static activations
+#            (calibrated on the GPU), and bf16 at a second seed (the crop FID's spread between sample sets);
+#            one JSON line each in $OUT/quant-evals.jsonl
+# Each stage is time-boxed so that a failing one leaves the rest of the call to the others.
+source "$(dirname "$0")/common.sh"
+set +e
+for stage in "$@"; do
+  echo "== $stage $(date +%T)" >&2
+  case "$stage" in
+    build) bash scripts/gpu/flexidit.sh build || exit 1 ;;
+    test)
+      timeout 180 build-gpu/tests/ditgen_tests "[quant]" > "$OUT/quant-tests.txt" 2>&1
+      tail -3 "$OUT/quant-tests.txt" >&2
+      ;;
+    speed)
+      for q in none w8a8 fp8 w8a8-sym w4a8 "w8a8 --lora-rank 4"; do
+        args=""; [ "$q" != none ] && args="--quantize $q"
+        timeout 120 $bin bench -m DiT-XL/2 -b 64 --path fast --sample-batch 0 --warmup 5 --reps 20 $args --json \
+          >> "$OUT/xl-speed.jsonl" 2>> "$OUT/xl-speed.err"
+        echo "$q: $(tail -1 "$OUT/xl-speed.jsonl" | cut -c1-200)" >&2
+      done
+      ;;
+    profile)
+      for q in w8a8 fp8; do
+        timeout 90 $bin bench -m DiT-XL/2 -b 64 --path fast --sample-batch 0 --warmup 3 --reps 3 --quantize $q --profile \
+          > "$OUT/xl-profile-$q.txt" 2>&1
+        head -12 "$OUT/xl-profile-$q.txt" >&2
+      done
+      ;;
+    eval)
+      unpack_fmnist
+      timeout 150 $bin quantize models/scenes-dit.safetensors --weights 8 --acts static --device cuda \
+        -o /tmp/scenes-dit-w8a8-static.safetensors >&2
+      for run in "/tmp/scenes-dit-w8a8-static.safetensors 0" "models/scenes-dit.safetensors 1"; do
+        set -- $run
+        timeout 150 $bin eval -m "$1" -n 8000 --cfg-scale 5.5 --seed "$2" --device cuda --dtype bf16 --batch-size 500 \
+          2>/dev/null | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))' >> "$OUT/quant-evals.jsonl"
+        tail -1 "$OUT/quant-evals.jsonl" | cut -c1-160 >&2
+      done
+      ;;
+    *) echo "unknown stage $stage" >&2; exit 2 ;;
+  esac
+done
