@@ -78,10 +78,29 @@ TEST_CASE("quantization takes every attention and MLP projection of the blocks a
                             "proxy_blocks.0.shifted_attn.proj", "proxy_blocks.0.text_cross.proj", "proxy_blocks.0.mlp.fc2"})
     CHECK(std::find(proxy_names.begin(), proxy_names.end(), layer) != proxy_names.end());
   for (const auto& n : proxy_names) CHECK(!n.starts_with("text_encoder."));
-  // A class-conditional DiffuSSM has no attention or MLP projections: nothing to quantize.
+  // A class-conditional DiffuSSM quantizes the six dense layers of each block's hourglass; its SSMs stay float.
   LoadedModel ssm = load_model(golden("tiny_diffussm.model.safetensors"), at::kCPU, at::kFloat);
-  CHECK(quantizable_layers(ssm.model).empty());
-  CHECK(error_kind([&] { quantize_model(ssm.model, 8, Symmetry::Asymmetric, ActivationMode::None); }) == ErrorKind::Usage);
+  std::vector<std::string> ssm_names;
+  for (const auto& [name, linear] : quantizable_layers(ssm.model)) ssm_names.push_back(name);
+  CHECK(ssm_names.size() == static_cast<size_t>(ssm.info.config.depth * 6));
+  for (const char* layer : {"ssm_blocks.0.compress", "ssm_blocks.0.expand", "ssm_blocks.0.contract",
+                            "ssm_blocks.0.gate", "ssm_blocks.0.mix", "ssm_blocks.0.out"})
+    CHECK(std::find(ssm_names.begin(), ssm_names.end(), layer) != ssm_names.end());
+  {
+    at::manual_seed(5);
+    const DiTConfig& c = ssm.info.config;
+    const at::Tensor in = at::randn({2, c.in_channels, c.input_height, c.input_width});
+    const at::Tensor t = at::tensor({10, 500}), y = at::tensor({1, 3});
+    at::NoGradGuard no_grad;
+    const at::Tensor truth = ssm.model->forward_reference(in, t, y);
+    quantize_model(ssm.model, 8, Symmetry::Asymmetric, ActivationMode::DynamicPerToken);
+    const at::Tensor out = ssm.model->forward_reference(in, t, y);
+    for (auto& [name, linear] : quantizable_layers(ssm.model)) linear->quantized->use_reference(true);
+    CHECK(relative_error(out, ssm.model->forward_reference(in, t, y)) < 1e-5);  // integer path = its fake-quant twin
+    // W8A8 near the float model: measured 2.7e-2 on this random 32-wide model, whose hourglass layers see
+    // 64-wide tokens quantized per token and feed the SSMs and GELUs.
+    CHECK(relative_error(out, truth) < 5e-2);
+  }
 
   const int64_t float_parameters = test::parameter_count(*dense.model);
   const ModelQuantization q = quantize_model(dense.model, 8, Symmetry::Asymmetric, ActivationMode::DynamicPerToken);

@@ -66,10 +66,10 @@ int run_quantize(const QuantizeOptions& o) {
 Command add_quantize_command(CLI::App& root) {
   auto o = std::make_shared<QuantizeOptions>();
   CLI::App* app = root.add_subcommand(
-      "quantize", "Write a quantized copy of a model file: every attention and MLP projection of the blocks gets "
-                  "integer weights (per output channel, MSE clip search); embeddings, adaLN, the text encoder and "
+      "quantize", "Write a quantized copy of a model file: every attention and MLP projection of the blocks "
+                  "(DiffuSSM: its hourglass's dense layers) gets integer weights (per output channel, MSE clip search); embeddings, adaLN, the text encoder and "
                   "the final layer stay float (in the input's dtype). Quantized models run on the CPU in fp32 and on CUDA in "
-                  "fp32 or bf16 (integer kernels; see docs/QUANT.md)");
+                  "fp32, bf16 or fp16 (integer kernels; see docs/QUANT.md)");
   app->add_option("model", o->model, "Float model file (.safetensors)")->required();
   app->add_option("-o,--output", o->output, "Quantized model file to write (.safetensors; an existing file is "
                                             "replaced, the input never)")

@@ -8,8 +8,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
-#include <torch/nn/modules/linear.h>
-
+#include "ditgen/nn/lora.h"
 #include "ditgen/nn/s4d.h"
 #include "ditgen/nn/text_cross_attention.h"
 
@@ -22,6 +21,7 @@ namespace ditgen::nn {
 //   O  = out(GELU(mix(I')) * GELU(gate(I)))          -> [B, J, M D] (W^2: D -> F, W^1: M D -> F, W^3: F -> M D)
 //   x  = x + g * O unpacked                           (adaLN-Zero: shift, scale, gate from the condition)
 //   x  = x + CA(Q = x, KV = text)                     (text models: O(L x prompt length), no attention over x)
+// The six dense layers are LoRALinears, so they take adapters and quantize like attention and MLP projections.
 class DiffuSSMBlockImpl : public torch::nn::Module {
  public:
   // hidden D, hourglass ratio M, gate width F, S4D state N, shared_kernel: one SSM kernel for all channels;
@@ -33,15 +33,15 @@ class DiffuSSMBlockImpl : public torch::nn::Module {
   // The bidirectional SSM: forward S4D, then flip -> backward S4D -> flip. u [B, L, D] -> [B, L, 2D]
   at::Tensor bidirectional_ssm(const at::Tensor& u);
 
-  torch::nn::Linear compress{nullptr};  // W^0
-  torch::nn::Linear expand{nullptr};    // W^up
+  LoRALinear compress{nullptr};        // W^0
+  LoRALinear expand{nullptr};          // W^up
   S4D ssm_forward{nullptr};
   S4D ssm_backward{nullptr};
-  torch::nn::Linear contract{nullptr};  // W^down
-  torch::nn::Linear gate{nullptr};      // W^1, on the block's input
-  torch::nn::Linear mix{nullptr};       // W^2, on the SSM's output
-  torch::nn::Linear out{nullptr};       // W^3
-  CrossAttention text_cross{nullptr};   // text models only
+  LoRALinear contract{nullptr};        // W^down
+  LoRALinear gate{nullptr};            // W^1, on the block's input
+  LoRALinear mix{nullptr};             // W^2, on the SSM's output
+  LoRALinear out{nullptr};             // W^3
+  CrossAttention text_cross{nullptr};  // text models only
   torch::nn::Sequential adaLN_modulation{nullptr};  // SiLU, Linear(D -> 3D)
 
  private:

@@ -12,6 +12,11 @@ at::Tensor linear_gelu(const at::Tensor& x, const at::Tensor& weight, const at::
   return at::_addmm_activation(bias, rows, weight.t(), 1, 1, /*use_gelu=*/true).view(out_shape);        // [..., out]
 }
 
+at::Tensor linear_gelu(LoRALinearImpl& layer, const LinearInput& x) {
+  if (x.values.defined() && layer.is_plain_linear()) return linear_gelu(x.values, layer.effective_weight(), layer.bias);
+  return layer.forward_gelu(x);  // [..., out]
+}
+
 MlpImpl::MlpImpl(int hidden_size, int mlp_hidden) {
   fc1 = register_module("fc1", LoRALinear(hidden_size, mlp_hidden));
   fc2 = register_module("fc2", LoRALinear(mlp_hidden, hidden_size));
@@ -20,12 +25,8 @@ MlpImpl::MlpImpl(int hidden_size, int mlp_hidden) {
 at::Tensor MlpImpl::forward(const at::Tensor& x) { return forward_input(LinearInput{x}); }
 
 at::Tensor MlpImpl::forward_input(const LinearInput& x) {
-  // A plain fc1 takes cuBLASLt's GELU epilogue, an integer one its own GEMM's (forward_gelu); with an active
-  // unmerged adapter the GELU follows its forward.
-  at::Tensor h = x.values.defined() && fc1->is_plain_linear()
-                     ? linear_gelu(x.values, fc1->effective_weight(), fc1->bias)  // [B, N, M]
-                     : fc1->forward_gelu(x);                                      // [B, N, M]
-  return fc2->forward(h);                                                         // [B, N, D]
+  const at::Tensor h = linear_gelu(*fc1, x);  // [B, N, M]
+  return fc2->forward(h);                     // [B, N, D]
 }
 
 }  // namespace ditgen::nn

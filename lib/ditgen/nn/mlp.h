@@ -11,6 +11,9 @@ namespace ditgen::nn {
 // GELU (tanh form) of a linear layer, x W^T + b: on CUDA's fused path the GELU is the GEMM's epilogue
 // (cuBLASLt GELU_BIAS), so the activation is written once. [..., in] -> [..., out]
 at::Tensor linear_gelu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+// GELU (tanh form) of layer(x): a plain layer through linear_gelu, any other (integer, FP8, or with an unmerged
+// adapter) through its forward_gelu, which puts the GELU in its own GEMM's epilogue where it can.
+at::Tensor linear_gelu(LoRALinearImpl& layer, const LinearInput& x);  // [..., in] -> [..., out]
 
 class MlpImpl : public torch::nn::Module {
  public:

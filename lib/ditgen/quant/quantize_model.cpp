@@ -95,8 +95,7 @@ std::vector<std::pair<std::string, nn::LoRALinear>> float_layers_to_quantize(DiT
   require_quantized_device(any_parameter.device(), at::kFloat);  // where the result will run
   auto layers = quantizable_layers(model);
   if (layers.empty())
-    throw Error(ErrorKind::Usage, "this model has no attention or MLP projections to quantize (a class-conditional "
-                                  "DiffuSSM's blocks have none)");
+    throw Error(ErrorKind::Usage, "this model has no projections to quantize");
   for (const auto& [name, linear] : layers) {
     if (linear->is_quantized() || linear->has_intlora()) throw Error(ErrorKind::Usage, "the model is already quantized");
     if (linear->has_lora()) throw Error(ErrorKind::Usage, name + " has a LoRA adapter: merge and remove it first");
