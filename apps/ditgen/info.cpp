@@ -150,8 +150,8 @@ int run_info(const InfoOptions& o) {
                               : q.activations == quant::ActivationMode::StaticPerTensor
                                   ? "static int8 per layer (calibrated)"
                                   : "float";
-    std::printf("quantized:   %s: %d-bit %s weights per output channel, activations %s; %zu layers (attention and "
-                "MLP projections; the rest float); runs on the CPU (fp32) and CUDA\n", q.label().c_str(),
+    std::printf("quantized:   %s: %d-bit %s weights per output channel, activations %s; %zu layers (the blocks' "
+                "projections; the rest float); runs on the CPU (fp32) and CUDA\n", q.label().c_str(),
                 q.weight_bits, q.symmetry == quant::Symmetry::Symmetric ? "symmetric" : "asymmetric", activations,
                 q.layers.size());
   }
