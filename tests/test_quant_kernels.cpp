@@ -11,7 +11,7 @@
 #include "ditgen/models/model_file.h"
 #include "ditgen/nn/lora.h"
 #include "ditgen/quant/fp8_linear.h"
-#include "ditgen/quant/gemm_sm90.h"
+#include "ditgen/quant/gemm_sm90_launch.h"
 #include "ditgen/quant/int_gemm.h"
 #include "ditgen/quant/quant_linear.h"
 #include "ditgen/quant/quantize_model.h"
@@ -200,7 +200,7 @@ TEST_CASE("CUDA: the integer linear (Hopper kernel in bf16, else cuBLAS) equals 
           "[quant][cuda]") {
   if (test::no_cuda_device()) return;
   c10::InferenceMode inference;  // the kernels serve inference (no autograd)
-  if (on_hopper()) CHECK(gemm_sm90_built());  // a GPU build on an H100 must hold the kernel
+  if (on_hopper()) CHECK(gemm_sm90_runs(at::Device(at::kCUDA), 64, 64, 64));  // an H100 build must hold the kernel
   for (const auto& [m, k, n] : std::vector<std::array<int64_t, 3>>{{1, 64, 64}, {77, 256, 768}, {512, 1152, 3456},
                                                                    {300, 4608, 1152}}) {
     for (const Symmetry symmetry : {Symmetry::Symmetric, Symmetry::Asymmetric}) {
@@ -234,7 +234,7 @@ TEST_CASE("CUDA: the FP8 linear (Hopper kernel, else _scaled_mm) is near its ref
           "[quant][cuda][fp8]") {
   if (test::no_cuda_device()) return;
   c10::InferenceMode inference;  // the kernels serve inference (no autograd)
-  if (on_hopper()) CHECK(gemm_sm90_built());
+  if (on_hopper()) CHECK(gemm_sm90_runs(at::Device(at::kCUDA), 64, 64, 64));
   for (const auto& [m, k, n] : std::vector<std::array<int64_t, 3>>{{300, 256, 768}, {77, 1152, 4608}, {512, 4608, 1152}}) {
     for (const bool with_bias : {true, false}) {
       CAPTURE(m, k, n, with_bias);
