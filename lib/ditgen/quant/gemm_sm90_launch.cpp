@@ -24,6 +24,10 @@ at::Tensor gemm_sm90(const at::Tensor& a, const at::Tensor& b, const at::Tensor&
                      const at::Tensor& channel_scales, const at::Tensor& bias, bool gelu,
                      const at::Tensor& token_sums, const at::Tensor& channel_zeros) {
 #ifdef DITGEN_HAVE_CUDA
+  const bool int8 = a.scalar_type() == at::kChar;
+  TORCH_CHECK((int8 || a.scalar_type() == at::kFloat8_e4m3fn) && b.scalar_type() == a.scalar_type() && a.dim() == 2 &&
+                  b.dim() == 2 && a.size(1) == b.size(1),
+              "the sm90 GEMM takes a [M, K] and b [N, K], both int8 or both e4m3");
   const at::Tensor a_rows = a.contiguous(), b_rows = b.contiguous();                 // [M, K], [N, K]
   const at::Tensor row_scales = token_scales.reshape({-1}).to(at::kFloat).contiguous();  // [M]
   const at::Tensor column_scales = channel_scales.to(at::kFloat).contiguous();         // [N]
@@ -32,7 +36,7 @@ at::Tensor gemm_sm90(const at::Tensor& a, const at::Tensor& b, const at::Tensor&
   const at::Tensor zeros = channel_zeros.defined() ? channel_zeros.contiguous() : at::Tensor();        // [N]
   at::Tensor out = at::empty({a.size(0), b.size(0)}, a.options().dtype(at::kBFloat16));  // [M, N]
   GemmSm90Args args;
-  args.operands = a.scalar_type() == at::kChar ? GemmOperands::Int8 : GemmOperands::Fp8E4M3;
+  args.operands = int8 ? GemmOperands::Int8 : GemmOperands::Fp8E4M3;
   args.a = a_rows.data_ptr();
   args.b = b_rows.data_ptr();
   args.token_scales = row_scales.data_ptr<float>();
