@@ -31,12 +31,10 @@ at::Tensor LoRALinearImpl::forward_input(const LinearInput& x) {
 }
 
 at::Tensor LoRALinearImpl::forward_gelu(const LinearInput& x) {
-  if (!takes_quantized_tokens()) {
-    if (is_quantized() && !adapter_in_use() && x.values.defined()) return quantized->forward_gelu(x.values);
-    return at::gelu(forward_input(x), "tanh");  // [..., out]
-  }
-  const quant::QuantizedActivation q = x.values.defined() ? quant::quantize_per_token(x.values) : x.quantized;
-  return quantized->forward_quantized(q, x.values.defined() ? x.values.scalar_type() : x.dtype, /*gelu=*/true);
+  if (is_quantized() && !adapter_in_use() && x.values.defined()) return quantized->forward_gelu(x.values);  // [..., out]
+  if (!x.values.defined() && takes_quantized_tokens())
+    return quantized->forward_quantized(x.quantized, x.dtype, /*gelu=*/true);  // [..., out]
+  return at::gelu(forward_input(x), "tanh");                                   // [..., out]
 }
 
 bool LoRALinearImpl::adapter_in_use() const {

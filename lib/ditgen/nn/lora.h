@@ -40,8 +40,8 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
   // The float values through forward(), or the quantized tokens through the integer layer.
   // (Not an overload of forward: TORCH_MODULE's operator() needs forward unique.)
   at::Tensor forward_input(const LinearInput& x);  // [..., in] -> [..., out]
-  // GELU (tanh form) of forward_input: an integer layer that takes quantized tokens quantizes float ones
-  // itself and computes the GELU in its GEMM's epilogue, as an FP8 layer does on an H100.
+  // GELU (tanh form) of forward_input: a quantized layer without adapters puts it in its GEMM's epilogue where
+  // it can (QuantLinear::forward_gelu, forward_quantized).
   at::Tensor forward_gelu(const LinearInput& x);  // [..., in] -> [..., out]
   // Whether forward_input takes quantized tokens: an integer layer with dynamic per-token activations
   // and no adapter beside it.

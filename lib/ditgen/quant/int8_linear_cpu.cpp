@@ -93,11 +93,8 @@ at::Tensor dequantize_product_cpu(const at::Tensor& acc, const QuantizedActivati
   if (!acc.is_cpu() || acc.scalar_type() != at::kInt || !acc.is_contiguous())
     throw Error(ErrorKind::Usage, "dequantize_product_cpu takes a contiguous int32 CPU product");
   const at::Tensor token_scales = x.scales.reshape({-1}).to(at::kFloat).contiguous();  // [M]
-  const at::Tensor x_rows = x.values.reshape({-1, k});                                 // [M, K]
-  const bool asymmetric_weight = weight.symmetry == Symmetry::Asymmetric;
-  const at::Tensor token_sums =
-      asymmetric_weight ? (x.sums.defined() ? x.sums.reshape({-1}) : x_rows.sum(1, false, at::kInt)).contiguous()
-                        : at::zeros({m}, acc.options());  // [M] int32
+  const at::Tensor sums = weight.symmetry == Symmetry::Asymmetric ? token_sums(x).contiguous()
+                                                                  : at::zeros({m}, acc.options());  // [M] int32
   const at::Tensor zero_w = weight.zero_points.to(at::kInt).contiguous();  // [N]
   // The per-tensor activation zero point's terms, the same for every row: z_x sum_w[n] - K z_x z_w[n].
   const at::Tensor column_term =
@@ -107,10 +104,15 @@ at::Tensor dequantize_product_cpu(const at::Tensor& acc, const QuantizedActivati
   const at::Tensor bias_f = bias.defined() ? bias.to(at::kFloat).contiguous() : at::zeros({n}, scale_w.options());
   // In place: no second [M, N] buffer (fresh pages from the allocator cost about as much as the loop).
   int32_t* acc_data = acc.data_ptr<int32_t>();
+  const int32_t* row_sums = sums.data_ptr<int32_t>();
+  const float* row_scales = token_scales.data_ptr<float>();
+  const int32_t* column_zeros = zero_w.data_ptr<int32_t>();
+  const int32_t* column_terms = column_term.data_ptr<int32_t>();
+  const float* column_scales = scale_w.data_ptr<float>();
+  const float* column_bias = bias_f.data_ptr<float>();
   for (int64_t r = 0; r < m; ++r) {
-    dequantize_row(acc_data + r * n, n, token_sums.data_ptr<int32_t>()[r], token_scales.data_ptr<float>()[r],
-                   zero_w.data_ptr<int32_t>(), column_term.data_ptr<int32_t>(), scale_w.data_ptr<float>(),
-                   bias_f.data_ptr<float>());
+    dequantize_row(acc_data + r * n, n, row_sums[r], row_scales[r], column_zeros, column_terms, column_scales,
+                   column_bias);
   }
   return acc.view(at::kFloat);  // [M, N] float32, acc's memory
 }

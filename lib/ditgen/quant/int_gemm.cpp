@@ -51,17 +51,15 @@ bool sm90_linear_runs(const QuantizedActivation& x, const QuantizedWeight& weigh
 
 at::Tensor sm90_linear(const QuantizedActivation& x, const QuantizedWeight& weight, const at::Tensor& bias,
                        bool gelu) {
-  const int64_t k = weight.values.size(1);
-  const at::Tensor a = x.values.reshape({-1, k});  // [M, K] int8
-  at::Tensor token_sums, channel_zeros;
+  const at::Tensor a = x.values.reshape({-1, weight.values.size(1)});  // [M, K] int8
+  at::Tensor sums, channel_zeros;
   if (weight.symmetry == Symmetry::Asymmetric) {
-    token_sums = x.sums.defined() ? x.sums.reshape({-1}) : a.sum(1, false, at::kInt);  // [M]
-    channel_zeros = weight.zero_points.to(at::kInt);                                     // [N]
+    sums = token_sums(x);                             // [M]
+    channel_zeros = weight.zero_points.to(at::kInt);  // [N]
   }
   std::vector<int64_t> out_sizes = x.values.sizes().vec();
   out_sizes.back() = weight.values.size(0);
-  return gemm_sm90(a, weight.values, x.scales, weight.scales, bias, gelu, token_sums, channel_zeros)
-      .view(out_sizes);  // [..., N]
+  return gemm_sm90(a, weight.values, x.scales, weight.scales, bias, gelu, sums, channel_zeros).view(out_sizes);  // [..., N]
 }
 
 }  // namespace

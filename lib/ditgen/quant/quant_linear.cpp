@@ -88,7 +88,8 @@ at::Tensor QuantLinearImpl::forward(const at::Tensor& x) {
 
 at::Tensor QuantLinearImpl::forward_gelu(const at::Tensor& x) {
   if (fp8_ && !use_reference_) return fp8_linear(x, fp8_weight(), bias_, /*gelu=*/true);  // [..., N]
-  return at::gelu(forward(x), "tanh");                                                   // [..., N]
+  if (takes_quantized_tokens()) return forward_quantized(quantize_per_token(x), x.scalar_type(), /*gelu=*/true);
+  return at::gelu(forward(x), "tanh");  // [..., N]
 }
 
 at::Tensor QuantLinearImpl::forward_quantized(const QuantizedActivation& x, at::ScalarType out_dtype, bool gelu) {

@@ -39,7 +39,8 @@ class QuantLinearImpl : public torch::nn::Module {
   // Outputs in x's dtype; the arithmetic is float32 or integer whatever that dtype (the bias stays float32).
   at::Tensor forward(const at::Tensor& x);            // [..., K] -> [..., N], integer GEMM (CPU or CUDA)
   at::Tensor forward_reference(const at::Tensor& x);  // [..., K] -> [..., N], float fake-quant
-  // GELU (tanh form) of forward: in the GEMM's epilogue for an FP8 layer on an H100, else after it.
+  // GELU (tanh form) of forward: in the GEMM's epilogue for a dynamic integer layer (integer_linear's gelu) and
+  // for an FP8 layer on an H100, else after it.
   at::Tensor forward_gelu(const at::Tensor& x);       // [..., K] -> [..., N]
   // Activations already quantized per token (the fused adaLN kernel's output): the integer GEMM alone, the
   // result in out_dtype. Error(Usage) unless the layer has dynamic per-token activations.

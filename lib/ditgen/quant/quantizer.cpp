@@ -197,6 +197,10 @@ at::Tensor fake_quantize_per_token(const at::Tensor& x) {
   return fake_quantize(rows, per_token_params(rows), kPerTokenGrid).reshape(x.sizes());
 }
 
+at::Tensor token_sums(const QuantizedActivation& x) {
+  return x.sums.defined() ? x.sums.reshape({-1}) : x.values.reshape({-1, x.values.size(-1)}).sum(1, false, at::kInt);
+}
+
 at::Tensor dequantize(const QuantizedActivation& x) {
   return (x.values.to(at::kFloat) - double(x.zero_point)) * x.scales.unsqueeze(-1);  // [..., K]
 }

@@ -94,6 +94,8 @@ QuantizedActivation quantize_per_token_reference(const at::Tensor& x);
 at::Tensor fake_quantize_per_token(const at::Tensor& x);  // [..., K]
 // Float activations of a quantized one: scales * (values - zero_point).
 at::Tensor dequantize(const QuantizedActivation& x);  // [..., K]
+// Each token's sum of values, int32 [M] over the tokens in order: the quantizer's where it gave them, else summed.
+at::Tensor token_sums(const QuantizedActivation& x);
 
 // Static per-tensor activations, calibrated on many batches. Rule: observe() keeps the running min and max
 // of everything seen plus an evenly strided sample of at most kSamplesPerBatch values of each batch;
