@@ -7,13 +7,16 @@
 #   speed    DiT-XL/2 256 px batch-64 forwards on the fast path: bf16, W8A8, FP8, W8A8 with symmetric weights (a
 #            merged IntLoRA model's format), W4A8, and W8A8 with rank-4 float LoRA beside it; $OUT/xl-speed.jsonl
 #   profile  the fast path's kernels for W8A8 and FP8, to $OUT/xl-profile-{w8a8,fp8}.txt
-#   eval     the default model's scene benchmark (8,000 images, CFG 5.5, bf16): W8A8 with static activations
-#            (calibrated on the GPU), and bf16 at a second seed (the crop FID's spread between sample sets);
-#            one JSON line each in $OUT/quant-evals.jsonl
+#   eval     the default model's scene benchmark (8,000 images, CFG 5.5, bf16) of W8A8 with static activations
+#            (calibrated on the GPU), one JSON line in $OUT/quant-evals.jsonl
+#   ab FILE  bf16 and W8A8 speed with lib/ditgen/cuda/adaln_kernels.cu replaced by FILE (an earlier version of
+#            the adaLN kernel), rebuilt, then restored and rebuilt; $OUT/xl-speed-ab.jsonl
 # Each stage is time-boxed so that a failing one leaves the rest of the call to the others.
 source "$(dirname "$0")/common.sh"
 set +e
-for stage in "$@"; do
+while [ $# -gt 0 ]; do
+  stage=$1
+  shift
   echo "== $stage $(date +%T)" >&2
   case "$stage" in
     build) bash scripts/gpu/flexidit.sh build || exit 1 ;;
@@ -40,12 +43,26 @@ for stage in "$@"; do
       unpack_fmnist
       timeout 150 $bin quantize models/scenes-dit.safetensors --weights 8 --acts static --device cuda \
         -o /tmp/scenes-dit-w8a8-static.safetensors >&2
-      for run in "/tmp/scenes-dit-w8a8-static.safetensors 0" "models/scenes-dit.safetensors 1"; do
-        set -- $run
-        timeout 150 $bin eval -m "$1" -n 8000 --cfg-scale 5.5 --seed "$2" --device cuda --dtype bf16 --batch-size 500 \
-          2>/dev/null | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))' >> "$OUT/quant-evals.jsonl"
-        tail -1 "$OUT/quant-evals.jsonl" | cut -c1-160 >&2
+      timeout 150 $bin eval -m /tmp/scenes-dit-w8a8-static.safetensors -n 8000 --cfg-scale 5.5 --seed 0 --device cuda \
+        --dtype bf16 --batch-size 500 2> "$OUT/quant-evals.err" |
+        python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))' >> "$OUT/quant-evals.jsonl"
+      tail -2 "$OUT/quant-evals.err" >&2
+      tail -1 "$OUT/quant-evals.jsonl" | cut -c1-160 >&2
+      ;;
+    ab)
+      ab_file=$1
+      shift
+      cp lib/ditgen/cuda/adaln_kernels.cu /tmp/adaln_kernels.cu
+      cp "$ab_file" lib/ditgen/cuda/adaln_kernels.cu
+      cmake --build build-gpu --target ditgen_cli >&2 || ninja -C build-gpu >&2
+      for q in none w8a8; do
+        args=""; [ "$q" != none ] && args="--quantize $q"
+        timeout 120 $bin bench -m DiT-XL/2 -b 64 --path fast --sample-batch 0 --warmup 5 --reps 20 $args --json \
+          >> "$OUT/xl-speed-ab.jsonl" 2>> "$OUT/xl-speed.err"
+        echo "ab $q: $(tail -1 "$OUT/xl-speed-ab.jsonl" | grep -o '"ms":[0-9.]*')" >&2
       done
+      cp /tmp/adaln_kernels.cu lib/ditgen/cuda/adaln_kernels.cu
+      cmake --build build-gpu --target ditgen_cli >&2 || ninja -C build-gpu >&2
       ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac

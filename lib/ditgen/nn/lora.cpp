@@ -9,6 +9,18 @@
 
 namespace ditgen::nn {
 
+namespace {
+// out + scale * (x A^T) B^T.
+at::Tensor add_low_rank(const at::Tensor& out, const at::Tensor& x, const at::Tensor& A, const at::Tensor& B,
+                        double scale) {
+  // Two thin matmuls cost r * (in + out) per token; forming B A would cost in * out. The second one adds
+  // into out in its GEMM (beta 1): one pass over [..., out] instead of three element-wise ones.
+  const at::Tensor low = at::linear(x, A).reshape({-1, A.size(0)});                  // [M, r]
+  const at::Tensor sum = at::addmm(out.reshape({-1, out.size(-1)}), low, B.t(), 1.0, scale);  // [M, out]
+  return sum.view(out.sizes());                                                    // [..., out]
+}
+}  // namespace
+
 LoRALinearImpl::LoRALinearImpl(int64_t in_features, int64_t out_features)
     : torch::nn::LinearImpl(in_features, out_features) {}
 
@@ -18,10 +30,8 @@ at::Tensor LoRALinearImpl::forward(const at::Tensor& x) {
   // one GEMM with the bias in its epilogue.
   at::Tensor out = is_quantized() ? quantized->forward(x) : at::linear(x, effective_weight(), bias);  // [..., out]
   if (!adapter_in_use()) return out;
-  if (active_) return out + active_->scale * at::linear(at::linear(x, active_->A), active_->B);  // [..., out]
-  // Two thin matmuls cost r * (in + out) per token; forming B A would cost in * out.
-  at::Tensor low = at::linear(x, lora_A);             // [..., r]
-  return out + scale_ * at::linear(low, lora_B);      // [..., out]
+  if (active_) return add_low_rank(out, x, active_->A, active_->B, active_->scale);  // [..., out]
+  return add_low_rank(out, x, lora_A, lora_B, scale_);                               // [..., out]
 }
 
 at::Tensor LoRALinearImpl::forward_input(const LinearInput& x) {

@@ -28,6 +28,13 @@ void require_linear_operands(const QuantizedActivation& x, const QuantizedWeight
                                       std::to_string(weight.values.size(1)));
   }
   require_linear_bias(bias, weight.values.size(0));
+  // A kernel given a pointer to another device's memory faults instead of failing: every part where x is.
+  const at::Device device = x.values.device();
+  for (const at::Tensor* part : {&x.scales, &x.sums, &weight.values, &weight.scales, &weight.zero_points, &bias}) {
+    if (part->defined() && part->device() != device) {
+      throw Error(ErrorKind::Usage, "the quantized linear's tensors are on different devices");
+    }
+  }
 }
 
 // cuBLAS's int8 GEMM through at::_int_mm takes M > 16 and K, N multiples of 8: zero rows and columns pad

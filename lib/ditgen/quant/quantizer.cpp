@@ -247,8 +247,10 @@ void StaticActivationQuantizer::require_calibrated() const {
   }
 }
 
-AffineParams StaticActivationQuantizer::params() const {
-  return {at::full({1}, scale_, at::kFloat), at::full({1}, double(zero_point_), at::kFloat)};  // CPU: moved by callers
+AffineParams StaticActivationQuantizer::params(const at::Device& device) const {
+  // Filled on the device, not copied there: a host-to-device copy cannot be captured in a CUDA graph.
+  const at::TensorOptions options = at::TensorOptions(device).dtype(at::kFloat);
+  return {at::full({1}, scale_, options), at::full({1}, double(zero_point_), options)};
 }
 
 QuantizedActivation StaticActivationQuantizer::quantize(const at::Tensor& x) const {
@@ -258,10 +260,8 @@ QuantizedActivation StaticActivationQuantizer::quantize(const at::Tensor& x) con
   if (x.is_cpu()) require_finite(x, "the activation to quantize", ErrorKind::Usage);
   at::NoGradGuard no_grad;
   const at::Tensor flat = x.to(at::kFloat).reshape({1, -1});  // [1, n]
-  const AffineParams p = params();
   QuantizedActivation out;
-  out.values = grid_values(flat, {p.scales.to(x.device()), p.zero_points.to(x.device())},
-                           integer_grid(spec_.bits, spec_.symmetry)).to(at::kChar).reshape(x.sizes());
+  out.values = grid_values(flat, params(x.device()), integer_grid(spec_.bits, spec_.symmetry)).to(at::kChar).reshape(x.sizes());
   out.scales = at::full(x.sizes().slice(0, x.dim() - 1), scale_, x.options().dtype(at::kFloat));  // [...]
   out.zero_point = zero_point_;
   return out;
@@ -271,9 +271,7 @@ at::Tensor StaticActivationQuantizer::fake_quantize(const at::Tensor& x) const {
   require_calibrated();
   require_activation(x);
   const at::Tensor flat = x.to(at::kFloat).reshape({1, -1});  // [1, n]
-  const AffineParams p = params();
-  return quant::fake_quantize(flat, {p.scales.to(x.device()), p.zero_points.to(x.device())},
-                              integer_grid(spec_.bits, spec_.symmetry)).reshape(x.sizes());
+  return quant::fake_quantize(flat, params(x.device()), integer_grid(spec_.bits, spec_.symmetry)).reshape(x.sizes());
 }
 
 }  // namespace ditgen::quant

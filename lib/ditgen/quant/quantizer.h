@@ -123,7 +123,7 @@ class StaticActivationQuantizer {
   at::Tensor fake_quantize(const at::Tensor& x) const;      // [..., K]
 
  private:
-  AffineParams params() const;  // [1] each
+  AffineParams params(const at::Device& device) const;  // [1] each
   void require_calibrated() const;
 
   QuantSpec spec_;
