@@ -275,8 +275,10 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
     r.patch = patch;
     r.tokens = static_cast<int64_t>(frames) * (size / patch) * (size / patch);
     r.dtype = dtype_label(dtype);
-    if (loaded.info.quantization.quantized())
-      r.quantization = loaded.info.quantization.label() + (o.lora_rank > 0 ? c10::str(" + LoRA r", o.lora_rank) : "");
+    if (const quant::ModelQuantization& q = loaded.info.quantization; q.quantized()) {
+      const bool symmetric = !q.fp8 && q.symmetry == quant::Symmetry::Symmetric;  // a merged IntLoRA model's format
+      r.quantization = q.label() + (symmetric ? " symmetric" : "") + (o.lora_rank > 0 ? c10::str(" + LoRA r", o.lora_rank) : "");
+    }
     r.device = device_name(device);
     r.grid = c.sparse_grid(grid);
     r.gflops_per_image = dit_gflops(c, size, size, patch, o.merge_lora, grid, frames);
