@@ -5,7 +5,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 export DITGEN_FMNIST_DIR=/tmp/fmnist
-bin=build-gpu/bin/ditgen
+bin=${DITGEN_BIN:-build-gpu/bin/ditgen}        # scripts/gpu/prebuilt.sh sets these two
+tests=${DITGEN_TESTS:-build-gpu/tests/ditgen_tests}
 # A training recipe for this machine: configs/train/$1.yaml with $2 steps and output folder $3 (its model
 # and teacher paths made absolute), plus any further sed expressions in $4, written to $3.yaml.
 recipe() {
@@ -18,7 +19,7 @@ recipe() {
 unpack_fmnist() {
   [ -f "$DITGEN_FMNIST_DIR/t10k-labels-idx1-ubyte" ] && return
   mkdir -p "$DITGEN_FMNIST_DIR"
-  for f in .deps/fashion-mnist/*.gz; do gunzip -c "$f" > "$DITGEN_FMNIST_DIR/$(basename "${f%.gz}")"; done
+  for f in "${DITGEN_FMNIST_GZ:-.deps/fashion-mnist}"/*.gz; do gunzip -c "$f" > "$DITGEN_FMNIST_DIR/$(basename "${f%.gz}")"; done
 }
 # Starts configs/train/$1.yaml for $2 steps (further sed expressions in $3) in the background as the run folder
 # runs/$1-$2: the run outlives the device call while the machine is kept warm; wait_for_run collects it.
