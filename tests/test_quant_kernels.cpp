@@ -116,12 +116,12 @@ TEST_CASE("an FP8 model stays near the float model and is never written to a fil
   CHECK(error_kind([&] { quantize_model_fp8(fp8.model); }) == ErrorKind::Usage);  // already quantized
 }
 
-TEST_CASE("integer and FP8 layers take the adaLN op's quantized tokens and give what they give on their floats",
+TEST_CASE("an integer layer takes the adaLN op's quantized tokens and gives what it gives on their floats",
           "[quant]") {
   at::manual_seed(9);
   const at::Tensor x = at::randn({2, 5, 64}), shift = at::randn({2, 64}) * 0.3, scale = at::randn({2, 64}) * 0.3;
   const at::Tensor y = cuda::layer_norm_modulate(x, shift, scale);  // [2, 5, 64], the reference on the CPU
-  const QuantizedActivation q = cuda::layer_norm_modulate_quantized(x, shift, scale, TokenFormat::Int8);
+  const QuantizedActivation q = cuda::layer_norm_modulate_quantized(x, shift, scale);
   CHECK(at::equal(q.values, quantize_per_token(y).values));
   nn::LoRALinear dynamic(64, 96), weight_only(64, 96);
   dynamic->quantize(QuantLinear(dynamic->weight, dynamic->bias, QuantSpec{}, ActivationMode::DynamicPerToken));
@@ -134,19 +134,6 @@ TEST_CASE("integer and FP8 layers take the adaLN op's quantized tokens and give 
   CHECK(error_kind([&] { weight_only->forward_input(tokens); }) == ErrorKind::Usage);
   dynamic->quantized->use_reference(true);
   CHECK(!dynamic->takes_quantized_tokens());
-
-  const QuantizedActivation e4m3 = cuda::layer_norm_modulate_quantized(x, shift, scale, TokenFormat::Fp8E4M3);
-  CHECK(e4m3.values.scalar_type() == at::kFloat8_e4m3fn);
-  CHECK(!e4m3.sums.defined());
-  CHECK(at::equal(dequantize(e4m3), fake_quantize_per_token_fp8(y)));
-  nn::LoRALinear fp8(64, 96);
-  fp8->quantize(QuantLinear(quantize_weight_fp8(fp8->weight), fp8->bias.detach()));
-  CHECK(fp8->takes_quantized_tokens());
-  CHECK(fp8->token_format() == TokenFormat::Fp8E4M3);
-  CHECK(at::equal(fp8->forward_input(nn::LinearInput{at::Tensor(), e4m3, at::kFloat}), fp8->forward(y)));
-  CHECK(error_kind([&] { fp8->forward_input(tokens); }) == ErrorKind::Usage);  // int8 tokens
-  dynamic->quantized->use_reference(false);
-  CHECK(error_kind([&] { dynamic->quantized->forward_quantized(e4m3, at::kFloat); }) == ErrorKind::Usage);
 }
 
 TEST_CASE("CUDA: per-token int8 and FP8 kernels equal the LibTorch quantizers", "[quant][cuda]") {
@@ -164,7 +151,7 @@ TEST_CASE("CUDA: per-token int8 and FP8 kernels equal the LibTorch quantizers", 
       CHECK(at::equal(got.values.cpu(), want.values));
       CHECK(at::equal(got.scales.cpu(), want.scales));
       CHECK(at::equal(got.sums.cpu(), want.values.sum(1, false, at::kInt)));
-      const QuantizedActivation fp8 = quantize_per_token_fp8_kernel(xg);
+      const Fp8Tokens fp8 = quantize_per_token_fp8_kernel(xg);
       const at::Tensor fp8_back = fp8.values.cpu().to(at::kFloat) * fp8.scales.cpu().unsqueeze(1);
       CHECK(at::equal(fp8_back, fake_quantize_per_token_fp8(x)));
     }
@@ -186,22 +173,14 @@ TEST_CASE("CUDA: the adaLN kernel's quantized output equals quantizing its float
     const at::Tensor mod = at::randn({2, 3 * 256}, o) * 0.3;
     const auto chunks = mod.chunk(3, 1);  // gate, shift, scale: strided rows
     const auto [h, y] = cuda::gated_residual_layer_norm_modulate(x, chunks[0], branch, chunks[1], chunks[2]);
-    const auto [h_q, y_q] = cuda::gated_residual_layer_norm_modulate_quantized(x, chunks[0], branch, chunks[1],
-                                                                                chunks[2], TokenFormat::Int8);
+    const auto [h_q, y_q] = cuda::gated_residual_layer_norm_modulate_quantized(x, chunks[0], branch, chunks[1], chunks[2]);
     CHECK(at::equal(h_q, h));
     const QuantizedActivation want = quantize_per_token_reference(y.cpu());
     CHECK(at::equal(y_q.values.cpu(), want.values));
     CHECK(at::equal(y_q.scales.cpu(), want.scales));
     CHECK(at::equal(y_q.sums.cpu(), want.values.sum(-1, false, at::kInt)));
-    const QuantizedActivation plain = cuda::layer_norm_modulate_quantized(x, chunks[1], chunks[2], TokenFormat::Int8);
+    const QuantizedActivation plain = cuda::layer_norm_modulate_quantized(x, chunks[1], chunks[2]);
     CHECK(at::equal(plain.values.cpu(), quantize_per_token_reference(cuda::layer_norm_modulate(x, chunks[1], chunks[2]).cpu()).values));
-    // e4m3 tokens for an FP8 layer: those of the per-token FP8 quantizer on y.
-    const auto [h_8, y_8] = cuda::gated_residual_layer_norm_modulate_quantized(x, chunks[0], branch, chunks[1],
-                                                                                chunks[2], TokenFormat::Fp8E4M3);
-    CHECK(at::equal(h_8, h));
-    const QuantizedActivation want_8 = quantize_per_token_fp8_reference(y.cpu());
-    CHECK(at::equal(y_8.values.cpu().view(at::kByte), want_8.values.view(at::kByte)));
-    CHECK(at::equal(y_8.scales.cpu(), want_8.scales));
   }
 }
 

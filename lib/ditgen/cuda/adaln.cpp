@@ -2,7 +2,6 @@
 
 #include "ditgen/cuda/dispatch.h"
 #include "ditgen/nn/dit_block.h"
-#include "ditgen/quant/fp8_linear.h"
 
 #ifdef DITGEN_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -58,17 +57,15 @@ at::Tensor residual_into(AdaLnArgs& args, const at::Tensor& x, const at::Tensor&
   return x_out;
 }
 
-// Outputs for the quantizing kernel: values like x (int8 or e4m3), a scale per token, and for int8 a sum.
-quant::QuantizedActivation quantized_like(const at::Tensor& x, quant::TokenFormat format, AdaLnArgs& args) {
-  const bool int8 = format == quant::TokenFormat::Int8;
+// Int8 outputs for the quantizing kernel: values like x, a scale and a sum per token.
+quant::QuantizedActivation quantized_like(const at::Tensor& x, AdaLnArgs& args) {
   quant::QuantizedActivation q;
-  q.values = at::empty(x.sizes(), x.options().dtype(int8 ? at::kChar : at::kFloat8_e4m3fn));  // [B, N, D]
-  q.scales = at::empty({x.size(0), x.size(1)}, x.options().dtype(at::kFloat));               // [B, N]
-  if (int8) q.sums = at::empty({x.size(0), x.size(1)}, x.options().dtype(at::kInt));         // [B, N]
-  args.y_values = q.values.data_ptr();
-  args.y_format = format;
+  q.values = at::empty(x.sizes(), x.options().dtype(at::kChar));                  // [B, N, D]
+  q.scales = at::empty({x.size(0), x.size(1)}, x.options().dtype(at::kFloat));   // [B, N]
+  q.sums = at::empty({x.size(0), x.size(1)}, x.options().dtype(at::kInt));       // [B, N]
+  args.y_values = q.values.data_ptr<int8_t>();
   args.y_scales = q.scales.data_ptr<float>();
-  args.y_sums = int8 ? q.sums.data_ptr<int32_t>() : nullptr;
+  args.y_sums = q.sums.data_ptr<int32_t>();
   return q;
 }
 
@@ -105,40 +102,34 @@ std::pair<at::Tensor, at::Tensor> gated_residual_layer_norm_modulate(const at::T
   return gated_residual_layer_norm_modulate_reference(x, gate, branch, shift, scale);
 }
 
-namespace {
-quant::QuantizedActivation quantize_tokens(const at::Tensor& y, quant::TokenFormat format) {
-  return format == quant::TokenFormat::Int8 ? quant::quantize_per_token(y) : quant::quantize_per_token_fp8(y);
-}
-}  // namespace
-
 quant::QuantizedActivation layer_norm_modulate_quantized(const at::Tensor& x, const at::Tensor& shift,
-                                                         const at::Tensor& scale, quant::TokenFormat format) {
+                                                         const at::Tensor& scale) {
 #ifdef DITGEN_HAVE_CUDA
   if (adaln_runs_kernel(x, shift, scale)) {
     AdaLnArgs args;
     args.x = x.data_ptr();
-    quant::QuantizedActivation q = quantized_like(x, format, args);
+    quant::QuantizedActivation q = quantized_like(x, args);
     run_kernel(args, x, at::Tensor(), shift, scale);
     return q;
   }
 #endif
-  return quantize_tokens(layer_norm_modulate(x, shift, scale), format);
+  return quant::quantize_per_token(layer_norm_modulate(x, shift, scale));
 }
 
 std::pair<at::Tensor, quant::QuantizedActivation> gated_residual_layer_norm_modulate_quantized(
     const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, const at::Tensor& shift,
-    const at::Tensor& scale, quant::TokenFormat format) {
+    const at::Tensor& scale) {
 #ifdef DITGEN_HAVE_CUDA
   if (gated_residual_runs_kernel(x, gate, branch, shift, scale)) {
     AdaLnArgs args;
     const at::Tensor x_out = residual_into(args, x, branch);  // [B, N, D]
-    quant::QuantizedActivation q = quantized_like(x, format, args);
+    quant::QuantizedActivation q = quantized_like(x, args);
     run_kernel(args, x, gate, shift, scale);
     return {x_out, q};
   }
 #endif
   auto [x_out, y] = gated_residual_layer_norm_modulate(x, gate, branch, shift, scale);
-  return {x_out, quantize_tokens(y, format)};
+  return {x_out, quant::quantize_per_token(y)};
 }
 
 at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch) {

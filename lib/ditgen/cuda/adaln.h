@@ -9,7 +9,6 @@
 #include <ATen/ATen.h>
 
 #include "ditgen/quant/quantizer.h"
-#include "ditgen/quant/token_format.h"
 
 namespace ditgen::cuda {
 
@@ -27,15 +26,14 @@ std::pair<at::Tensor, at::Tensor> gated_residual_layer_norm_modulate_reference(
     const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, const at::Tensor& shift,
     const at::Tensor& scale);
 
-// The two ops above with y quantized per token in the same kernel, the input of a quantized linear (qkv, fc1)
-// without y's round trip through memory: to int8 (quant::quantize_per_token's grid: values, scales and row
-// sums) or to e4m3 (quant::quantize_per_token_fp8's: values and scales). Where the kernel does not run: the
-// float op, then that quantizer (their reference).
+// The two ops above with y quantized per token to int8 in the same kernel (quant::quantize_per_token's grid:
+// values, scales and row sums), the input of an integer linear (qkv, fc1) without y's round trip through
+// memory. Where the kernel does not run: the float op, then quantize_per_token (their reference).
 quant::QuantizedActivation layer_norm_modulate_quantized(const at::Tensor& x, const at::Tensor& shift,
-                                                         const at::Tensor& scale, quant::TokenFormat format);
+                                                         const at::Tensor& scale);
 std::pair<at::Tensor, quant::QuantizedActivation> gated_residual_layer_norm_modulate_quantized(
     const at::Tensor& x, const at::Tensor& gate, const at::Tensor& branch, const at::Tensor& shift,
-    const at::Tensor& scale, quant::TokenFormat format);
+    const at::Tensor& scale);
 
 // x + gate * branch alone (a block's last residual step when no norm follows it in the same op).
 // x, branch [B, N, D]; gate [B, D] -> [B, N, D]

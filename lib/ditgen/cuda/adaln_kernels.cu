@@ -1,8 +1,7 @@
 // Fused adaLN kernels: (optional gated residual) + LayerNorm + modulation in one pass over the tokens, or the
 // gated residual alone.
 // One warp owns one row: it loads the row with 16-byte vectors into registers, reduces mean and variance
-// with shuffles (two passes over registers, fp32), and writes the outputs once: y in T, or y quantized per
-// token to int8 or e4m3 for the linear that reads it. The LibTorch reference
+// with shuffles (two passes over registers, fp32), and writes the outputs once. The LibTorch reference
 // (adaln.cpp) computes the same in separate ops.
 #include "ditgen/cuda/adaln_kernels.h"
 
@@ -16,168 +15,136 @@ namespace {
 constexpr int kWarp = 32;
 constexpr int kRowsPerBlock = 4;
 
+template <typename T>
+__device__ inline void load_floats(const T* p, float* out) {
+  Pack<T> pack = *reinterpret_cast<const Pack<T>*>(p);
+#pragma unroll
+  for (int i = 0; i < Pack<T>::size; ++i) out[i] = to_float(pack.v[i]);
+}
+
+template <typename T>
+__device__ inline void store_floats(T* p, const float* in) {
+  Pack<T> pack;
+#pragma unroll
+  for (int i = 0; i < Pack<T>::size; ++i) pack.v[i] = from_float<T>(in[i]);
+  *reinterpret_cast<Pack<T>*>(p) = pack;
+}
+
 __device__ inline float warp_sum(float v) {
 #pragma unroll
   for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
 }
 
-__device__ inline float warp_max(float v) {
-#pragma unroll
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
-template <typename Out, int P>
-struct alignas(P * sizeof(Out)) OutPack {
-  Out v[P];
-};
-
-// What the kernel writes as y: floats in T, or tokens quantized per token (AdaLnArgs::y_values).
-enum class YOut { Float, Int8, Fp8 };
-
-// kPacks: 16-byte packs per lane, enough for the row (D <= 32 * kPacks * pack size). Each phase issues all of
-// its loads before it uses any, so a warp keeps the whole row in flight (memory-bound: what sets the speed).
-// The row is held in T, the precision x_out and y are stored in, which halves the registers of 16-bit rows.
-template <typename T, int kPacks, bool kResidual, YOut kOut>
+// kPacks: 16-byte packs per lane, enough for the row (D <= 32 * kPacks * pack size).
+template <typename T, int kPacks, bool kResidual, bool kQuantize>
 __global__ void __launch_bounds__(kWarp * kRowsPerBlock) adaln_kernel(AdaLnArgs a) {
-  using Vec = Pack<T>;
-  constexpr int P = Vec::size;
+  constexpr int P = Pack<T>::size;
   const int lane = threadIdx.x % kWarp;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp;
   if (row >= a.rows) return;
   const int64_t sample = row / a.tokens_per_sample;
   const int packs = static_cast<int>(a.dim / P);
-  const auto row_of = [&](const void* base, int64_t index, int64_t stride) {
-    return reinterpret_cast<const Vec*>(static_cast<const T*>(base) + index * stride);
-  };
+  const T* x = static_cast<const T*>(a.x) + row * a.dim;
 
-  Vec h[kPacks], branch[kPacks];  // h: x, then x_out, then y
-#pragma unroll
-  for (int j = 0; j < kPacks; ++j) {
-    const int pack = lane + j * kWarp;
-    if (pack < packs) {
-      h[j] = row_of(a.x, row, a.dim)[pack];
-      if constexpr (kResidual) branch[j] = row_of(a.branch, row, a.dim)[pack];
-    }
-  }
+  float v[kPacks][P];
   float sum = 0.f;
 #pragma unroll
   for (int j = 0; j < kPacks; ++j) {
     const int pack = lane + j * kWarp;
-    if (pack < packs) {
-      if constexpr (kResidual) {
-        const Vec gate = row_of(a.gate, sample, a.gate_stride)[pack];
+    if (pack >= packs) break;
+    const int col = pack * P;
+    load_floats(x + col, v[j]);
+    if constexpr (kResidual) {
+      float h[P], g[P];
+      load_floats(static_cast<const T*>(a.branch) + row * a.dim + col, h);
+      load_floats(static_cast<const T*>(a.gate) + sample * a.gate_stride + col, g);
 #pragma unroll
-        for (int i = 0; i < P; ++i)
-          h[j].v[i] = from_float<T>(to_float(h[j].v[i]) + to_float(gate.v[i]) * to_float(branch[j].v[i]));
-        reinterpret_cast<Vec*>(static_cast<T*>(a.x_out) + row * a.dim)[pack] = h[j];
-      }
-#pragma unroll
-      for (int i = 0; i < P; ++i) sum += to_float(h[j].v[i]);
+      for (int i = 0; i < P; ++i) v[j][i] = to_float(from_float<T>(v[j][i] + g[i] * h[i]));  // stored precision
+      store_floats(static_cast<T*>(a.x_out) + row * a.dim + col, v[j]);
     }
+#pragma unroll
+    for (int i = 0; i < P; ++i) sum += v[j][i];
   }
   if (kResidual && a.y == nullptr && a.y_values == nullptr) return;  // the gated residual alone
-
-  Vec shift[kPacks], scale[kPacks];
-#pragma unroll
-  for (int j = 0; j < kPacks; ++j) {
-    const int pack = lane + j * kWarp;
-    if (pack < packs) {
-      shift[j] = row_of(a.shift, sample, a.shift_stride)[pack];
-      scale[j] = row_of(a.scale, sample, a.scale_stride)[pack];
-    }
-  }
   const float mean = warp_sum(sum) / static_cast<float>(a.dim);
   float sq = 0.f;
 #pragma unroll
   for (int j = 0; j < kPacks; ++j) {
-    if (lane + j * kWarp < packs) {
+    if (lane + j * kWarp >= packs) break;
 #pragma unroll
-      for (int i = 0; i < P; ++i) sq += (to_float(h[j].v[i]) - mean) * (to_float(h[j].v[i]) - mean);
-    }
+    for (int i = 0; i < P; ++i) sq += (v[j][i] - mean) * (v[j][i] - mean);
   }
   const float rstd = rsqrtf(warp_sum(sq) / static_cast<float>(a.dim) + a.eps);
 
+  const T* shift = static_cast<const T*>(a.shift) + sample * a.shift_stride;
+  const T* scale = static_cast<const T*>(a.scale) + sample * a.scale_stride;
   float absmax = 0.f;
 #pragma unroll
   for (int j = 0; j < kPacks; ++j) {
     const int pack = lane + j * kWarp;
-    if (pack < packs) {
+    if (pack >= packs) break;
+    const int col = pack * P;
+    float sh[P], sc[P];
+    load_floats(shift + col, sh);
+    load_floats(scale + col, sc);
 #pragma unroll
-      for (int i = 0; i < P; ++i) {
-        // y as stored in T: the quantized rows are those of y itself, so they equal quantizing y.
-        h[j].v[i] = from_float<T>((to_float(h[j].v[i]) - mean) * rstd * (1.f + to_float(scale[j].v[i])) +
-                                  to_float(shift[j].v[i]));
-        absmax = fmaxf(absmax, fabsf(to_float(h[j].v[i])));
-      }
-      if constexpr (kOut == YOut::Float) reinterpret_cast<Vec*>(static_cast<T*>(a.y) + row * a.dim)[pack] = h[j];
+    for (int i = 0; i < P; ++i) {
+      v[j][i] = (v[j][i] - mean) * rstd * (1.f + sc[i]) + sh[i];
+      // The quantized rows are those of y as stored in T, so that they equal quantizing y itself.
+      if constexpr (kQuantize) absmax = fmaxf(absmax, fabsf(to_float(from_float<T>(v[j][i]))));
     }
+    if constexpr (!kQuantize) store_floats(static_cast<T*>(a.y) + row * a.dim + col, v[j]);
   }
-  if constexpr (kOut != YOut::Float) {
-    const float row_scale = quant::token_scale(warp_max(absmax), kOut == YOut::Int8 ? quant::kInt8TokenMax
-                                                                                  : quant::kFp8TokenMax);
-    using Out = std::conditional_t<kOut == YOut::Int8, int8_t, __nv_fp8_storage_t>;
-    int sum_q = 0;
+  if constexpr (kQuantize) {
+#pragma unroll
+    for (int offset = kWarp / 2; offset > 0; offset /= 2) absmax = fmaxf(absmax, __shfl_xor_sync(0xffffffffu, absmax, offset));
+    const float row_scale = quant::token_scale(absmax, quant::kInt8TokenMax);
+    int sum = 0;
 #pragma unroll
     for (int j = 0; j < kPacks; ++j) {
       const int pack = lane + j * kWarp;
-      if (pack < packs) {
-        OutPack<Out, P> q;
+      if (pack >= packs) break;
+      struct alignas(P) Bytes { int8_t v[P]; } q;
 #pragma unroll
-        for (int i = 0; i < P; ++i) {
-          if constexpr (kOut == YOut::Int8) {
-            q.v[i] = quant::to_int8_grid(to_float(h[j].v[i]), row_scale);
-            sum_q += q.v[i];
-          } else {
-            q.v[i] = quant::to_e4m3(to_float(h[j].v[i]), row_scale);
-          }
-        }
-        reinterpret_cast<OutPack<Out, P>*>(static_cast<Out*>(a.y_values) + row * a.dim)[pack] = q;
+      for (int i = 0; i < P; ++i) {
+        q.v[i] = quant::to_int8_grid(to_float(from_float<T>(v[j][i])), row_scale);
+        sum += q.v[i];
       }
+      *reinterpret_cast<Bytes*>(a.y_values + row * a.dim + pack * P) = q;
     }
-    // |sum| <= 127 * 2048: exact in fp32
-    if constexpr (kOut == YOut::Int8) sum_q = static_cast<int>(warp_sum(static_cast<float>(sum_q)));
+    sum = static_cast<int>(warp_sum(static_cast<float>(sum)));  // |sum| <= 127 * 2048: exact in fp32
     if (lane == 0) {
       a.y_scales[row] = row_scale;
-      if (kOut == YOut::Int8 && a.y_sums != nullptr) a.y_sums[row] = sum_q;
+      if (a.y_sums != nullptr) a.y_sums[row] = sum;
     }
   }
-}
-
-template <typename T, int kPacks, bool kResidual>
-void launch_out(const AdaLnArgs& a, dim3 grid, dim3 block, cudaStream_t stream) {
-  if (a.y_values == nullptr)
-    adaln_kernel<T, kPacks, kResidual, YOut::Float><<<grid, block, 0, stream>>>(a);
-  else if (a.y_format == quant::TokenFormat::Int8)
-    adaln_kernel<T, kPacks, kResidual, YOut::Int8><<<grid, block, 0, stream>>>(a);
-  else
-    adaln_kernel<T, kPacks, kResidual, YOut::Fp8><<<grid, block, 0, stream>>>(a);
 }
 
 template <typename T, int kPacks>
 cudaError_t launch_with(const AdaLnArgs& a, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((a.rows + kRowsPerBlock - 1) / kRowsPerBlock));
   const dim3 block(kWarp * kRowsPerBlock);
-  if (a.branch)
-    launch_out<T, kPacks, true>(a, grid, block, stream);
+  const bool quantize = a.y_values != nullptr;
+  if (a.branch && quantize)
+    adaln_kernel<T, kPacks, true, true><<<grid, block, 0, stream>>>(a);
+  else if (a.branch)
+    adaln_kernel<T, kPacks, true, false><<<grid, block, 0, stream>>>(a);
+  else if (quantize)
+    adaln_kernel<T, kPacks, false, true><<<grid, block, 0, stream>>>(a);
   else
-    launch_out<T, kPacks, false>(a, grid, block, stream);
+    adaln_kernel<T, kPacks, false, false><<<grid, block, 0, stream>>>(a);
   return cudaGetLastError();
 }
 
-// The fewest packs a lane that hold the row: registers unused by a row are registers the SM's other warps lack.
 template <typename T>
 cudaError_t launch_typed(const AdaLnArgs& a, cudaStream_t stream) {
   const int64_t packs_per_lane = (a.dim / Pack<T>::size + kWarp - 1) / kWarp;
   if (packs_per_lane <= 1) return launch_with<T, 1>(a, stream);
   if (packs_per_lane <= 2) return launch_with<T, 2>(a, stream);
-  if (packs_per_lane <= 3) return launch_with<T, 3>(a, stream);
   if (packs_per_lane <= 4) return launch_with<T, 4>(a, stream);
-  if (packs_per_lane <= 5) return launch_with<T, 5>(a, stream);  // DiT-XL's 1152 in 16-bit
-  if (packs_per_lane <= 8) return launch_with<T, 8>(a, stream);  // 16-bit rows up to kAdaLnMaxDim
-  if constexpr (Pack<T>::size == 4) return launch_with<T, 16>(a, stream);  // float32 up to kAdaLnMaxDim
-  return cudaErrorInvalidValue;
+  if (packs_per_lane <= 8) return launch_with<T, 8>(a, stream);
+  return launch_with<T, 16>(a, stream);  // float32 up to kAdaLnMaxDim
 }
 
 }  // namespace

@@ -7,7 +7,6 @@
 #include <cuda_runtime_api.h>
 
 #include "ditgen/cuda/element_type.h"
-#include "ditgen/quant/token_quant_kernels.h"
 
 namespace ditgen::cuda {
 
@@ -21,13 +20,11 @@ struct AdaLnArgs {
   const void* scale = nullptr;   // [B, D]
   void* x_out = nullptr;         // [rows, D] x + gate * branch (only with a branch)
   void* y = nullptr;             // [rows, D] LayerNorm(x_out or x) * (1 + scale) + shift (nullptr: only x_out)
-  // Instead of y, y quantized per token (quant/token_quant.cuh): to int8 as quant::quantize_per_token, the
-  // input of an integer linear, or to e4m3 as the FP8 linear's token kernel; made without a round trip of y
-  // through memory.
-  void* y_values = nullptr;     // [rows, D] int8 or e4m3 (with y == nullptr)
-  quant::TokenFormat y_format = quant::TokenFormat::Int8;
+  // Instead of y, y quantized per token to int8 (quant/token_quant.cuh, as quant::quantize_per_token): the
+  // input of an integer linear, made without a round trip of y through memory.
+  int8_t* y_values = nullptr;   // [rows, D] (with y == nullptr)
   float* y_scales = nullptr;    // [rows]
-  int32_t* y_sums = nullptr;    // [rows] each row's sum of int8 y_values, or nullptr
+  int32_t* y_sums = nullptr;    // [rows] each row's sum of y_values, or nullptr
   int64_t rows = 0;
   int64_t tokens_per_sample = 1;
   int64_t dim = 0;

@@ -41,8 +41,7 @@ std::pair<at::Tensor, LinearInput> gated_residual_norm_for(const LoRALinear* con
                                                            const at::Tensor& gate, const at::Tensor& branch,
                                                            const at::Tensor& shift, const at::Tensor& scale) {
   if (takes_quantized(consumer)) {
-    auto [h, q] = cuda::gated_residual_layer_norm_modulate_quantized(x, gate, branch, shift, scale,
-                                                                     (*consumer)->token_format());  // [B, N, D] x2
+    auto [h, q] = cuda::gated_residual_layer_norm_modulate_quantized(x, gate, branch, shift, scale);  // [B, N, D] x2
     return {h, LinearInput{at::Tensor(), q, x.scalar_type()}};
   }
   auto [h, h_mod] = cuda::gated_residual_layer_norm_modulate(x, gate, branch, shift, scale);  // [B, N, D] x2
@@ -73,8 +72,7 @@ std::pair<at::Tensor, at::Tensor> gated_residual_text_norm(const at::Tensor& x, 
 LinearInput layer_norm_modulate_for(const LoRALinear* consumer, const at::Tensor& x, const at::Tensor& shift,
                                     const at::Tensor& scale) {
   if (takes_quantized(consumer))
-    return {at::Tensor(), cuda::layer_norm_modulate_quantized(x, shift, scale, (*consumer)->token_format()),
-            x.scalar_type()};  // [B, N, D]
+    return {at::Tensor(), cuda::layer_norm_modulate_quantized(x, shift, scale), x.scalar_type()};  // [B, N, D]
   return {cuda::layer_norm_modulate(x, shift, scale)};                                                // [B, N, D]
 }
 

@@ -20,7 +20,7 @@ namespace ditgen::nn {
 // quantized per token (cuda/adaln.h's *_quantized) for a layer that takes_quantized_tokens().
 struct LinearInput {
   at::Tensor values;                     // [..., in] float; undefined when quantized
-  quant::QuantizedActivation quantized{};  // int8 or e4m3 [..., in] with per-token scales (and int8 sums)
+  quant::QuantizedActivation quantized{};  // int8 [..., in] with per-token scales and sums
   at::ScalarType dtype = at::kFloat;     // the float stream's dtype: the layer's output dtype
 };
 
@@ -43,11 +43,9 @@ class LoRALinearImpl : public torch::nn::LinearImpl {
   // GELU (tanh form) of forward_input: a quantized layer without adapters puts it in its GEMM's epilogue where
   // it can (QuantLinear::forward_gelu, forward_quantized).
   at::Tensor forward_gelu(const LinearInput& x);  // [..., in] -> [..., out]
-  // Whether forward_input takes quantized tokens: an integer layer with dynamic per-token activations, or an
-  // FP8 layer, and no adapter beside it.
+  // Whether forward_input takes quantized tokens: an integer layer with dynamic per-token activations
+  // and no adapter beside it.
   bool takes_quantized_tokens() const { return is_quantized() && !adapter_in_use() && quantized->takes_quantized_tokens(); }
-  // The format of those tokens (meaningful where takes_quantized_tokens()).
-  quant::TokenFormat token_format() const { return quantized->token_format(); }
 
   // Replaces weight and bias by `layer` (registered as `quantized`); weight and bias are dropped, so the
   // float weight no longer takes memory. Error(Usage) for a layer with adapters or IntLoRA, one already

@@ -7,8 +7,6 @@
 
 #include <ATen/ATen.h>
 
-#include "ditgen/quant/quantizer.h"
-
 namespace ditgen::quant {
 
 struct Fp8Weight {
@@ -21,10 +19,6 @@ struct Fp8Weight {
 Fp8Weight quantize_weight_fp8(const at::Tensor& weight);
 at::Tensor dequantize(const Fp8Weight& weight);  // -> float32 [out, in]
 
-// x [..., K] per token to e4m3: values [..., K] e4m3, scales float32 [...] (absmax / 448, 1 for an all-zero
-// token), no sums. The kernel where it runs (token_quant.h), else its reference: LibTorch ops, the same result.
-QuantizedActivation quantize_per_token_fp8(const at::Tensor& x);
-QuantizedActivation quantize_per_token_fp8_reference(const at::Tensor& x);
 // x [..., K] per token to e4m3 and back in float32, as the FP8 GEMM sees it.
 at::Tensor fake_quantize_per_token_fp8(const at::Tensor& x);
 
@@ -33,10 +27,6 @@ at::Tensor fake_quantize_per_token_fp8(const at::Tensor& x);
 // 16, N of 8), on other sm_89+ GPUs cuBLASLt's through _scaled_mm (K, N multiples of 16; GELU apart);
 // elsewhere fp8_linear_reference.
 at::Tensor fp8_linear(const at::Tensor& x, const Fp8Weight& weight, const at::Tensor& bias, bool gelu = false);
-// The same from tokens already quantized (quantize_per_token_fp8, or the adaLN kernel that made them), the
-// result in out_dtype: the GEMMs above for a bf16 output, else the float reference on the dequantized tokens.
-at::Tensor fp8_linear(const QuantizedActivation& x, const Fp8Weight& weight, const at::Tensor& bias,
-                      at::ScalarType out_dtype, bool gelu = false);
 // The float reference: fake-quantized x times the dequantized weight, in float32, rounded to x's dtype.
 at::Tensor fp8_linear_reference(const at::Tensor& x, const Fp8Weight& weight, const at::Tensor& bias);
 

@@ -88,18 +88,17 @@ at::Tensor QuantLinearImpl::forward(const at::Tensor& x) {
 
 at::Tensor QuantLinearImpl::forward_gelu(const at::Tensor& x) {
   if (fp8_ && !use_reference_) return fp8_linear(x, fp8_weight(), bias_, /*gelu=*/true);  // [..., N]
-  if (takes_quantized_tokens()) return forward_quantized(quantize_per_token(x), x.scalar_type(), /*gelu=*/true);  // [..., N]
+  if (takes_quantized_tokens()) return forward_quantized(quantize_per_token(x), x.scalar_type(), /*gelu=*/true);
   return at::gelu(forward(x), "tanh");  // [..., N]
 }
 
 at::Tensor QuantLinearImpl::forward_quantized(const QuantizedActivation& x, at::ScalarType out_dtype, bool gelu) {
-  if (!fp8_ && activations_ != ActivationMode::DynamicPerToken)
-    throw Error(ErrorKind::Usage, "only a dynamic per-token integer layer or an FP8 one takes quantized activations");
+  if (fp8_ || activations_ != ActivationMode::DynamicPerToken)
+    throw Error(ErrorKind::Usage, "only a dynamic per-token integer layer takes quantized activations");
   if (use_reference_) {
     const at::Tensor y = forward_reference(dequantize(x));  // [..., N] float32
     return (gelu ? at::gelu(y, "tanh") : y).to(out_dtype);
   }
-  if (fp8_) return fp8_linear(x, fp8_weight(), bias_, out_dtype, gelu);  // [..., N]
   return integer_linear(x, quantized_weight(), bias_, out_dtype, gelu);  // [..., N]
 }
 

@@ -13,7 +13,6 @@
 
 #include "ditgen/quant/fp8_linear.h"
 #include "ditgen/quant/quantizer.h"
-#include "ditgen/quant/token_format.h"
 
 namespace ditgen::quant {
 
@@ -43,16 +42,15 @@ class QuantLinearImpl : public torch::nn::Module {
   // GELU (tanh form) of forward: in the GEMM's epilogue for a dynamic integer layer (integer_linear's gelu) and
   // for an FP8 layer on an H100, else after it.
   at::Tensor forward_gelu(const at::Tensor& x);       // [..., K] -> [..., N]
-  // Activations already quantized per token in token_format() (the fused adaLN kernel's output): the GEMM
-  // alone, the result in out_dtype. Error(Usage) unless the layer has dynamic per-token activations (FP8 has).
+  // Activations already quantized per token (the fused adaLN kernel's output): the integer GEMM alone, the
+  // result in out_dtype. Error(Usage) unless the layer has dynamic per-token activations.
   // gelu: GELU (tanh form) of the result, in the GEMM's epilogue where the Hopper kernel runs.
   at::Tensor forward_quantized(const QuantizedActivation& x, at::ScalarType out_dtype, bool gelu = false);
-  // Whether forward_quantized is this layer's own arithmetic: integer dynamic per token, or FP8, and not
+  // Whether forward_quantized is this layer's own arithmetic: integer, dynamic per token, not
   // switched to its reference.
   bool takes_quantized_tokens() const {
-    return (fp8_ || activations_ == ActivationMode::DynamicPerToken) && !use_reference_;
+    return !fp8_ && activations_ == ActivationMode::DynamicPerToken && !use_reference_;
   }
-  TokenFormat token_format() const { return fp8_ ? TokenFormat::Fp8E4M3 : TokenFormat::Int8; }
   // Makes forward() run forward_reference, so a whole model's integer path can be checked against its float
   // twin layer by layer.
   void use_reference(bool on) { use_reference_ = on; }

@@ -66,9 +66,9 @@ QuantizedActivation quantize_per_token_kernel(const at::Tensor& x) {
   return out;
 }
 
-QuantizedActivation quantize_per_token_fp8_kernel(const at::Tensor& x) {
+Fp8Tokens quantize_per_token_fp8_kernel(const at::Tensor& x) {
   require_kernel(x);
-  QuantizedActivation out;
+  Fp8Tokens out;
 #ifdef DITGEN_HAVE_CUDA
   out.values = at::empty(x.sizes(), x.options().dtype(at::kFloat8_e4m3fn));  // [..., K]
   out.scales = at::empty(x.sizes().slice(0, x.dim() - 1), x.options().dtype(at::kFloat));  // [...]

@@ -9,9 +9,10 @@
 #include <cuda_runtime_api.h>
 
 #include "ditgen/cuda/element_type.h"
-#include "ditgen/quant/token_format.h"
 
 namespace ditgen::quant {
+
+enum class TokenFormat { Int8, Fp8E4M3 };
 
 struct TokenQuantArgs {
   const void* x = nullptr;  // [rows, dim] fp32, fp16 or bf16, 16-byte aligned rows
