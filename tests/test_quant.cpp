@@ -479,6 +479,11 @@ TEST_CASE("refused inputs throw the documented error kinds", "[quant][errors]") 
   CHECK(error_kind([&] { int8_matmul(at::zeros({2, 8}), q.values); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { dynamic_int8_linear(at::randn({2, 7}), q, {}); }) == ErrorKind::Usage);
   CHECK(error_kind([&] { dynamic_int8_linear(at::randn({2, 8}), q, at::zeros({3})); }) == ErrorKind::Usage);
+  // A part on another device (meta here; CUDA row sums beside CPU values in practice) is refused before any
+  // kernel is handed its pointer.
+  QuantizedActivation tokens = quantize_per_token(at::randn({2, 8}));
+  tokens.sums = at::empty({2}, at::TensorOptions(at::kMeta).dtype(at::kInt));
+  CHECK(error_kind([&] { integer_linear(tokens, q, {}); }) == ErrorKind::Usage);
 
   QuantLinear dynamic(weight, at::Tensor(), spec, ActivationMode::DynamicPerToken);
   CHECK(error_kind([&] { dynamic->observe(at::randn({2, 8})); }) == ErrorKind::Usage);
