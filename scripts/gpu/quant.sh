@@ -25,7 +25,7 @@ for stage in "$@"; do
         args=""; [ "$q" != none ] && args="--quantize $q"
         timeout 120 $bin bench -m DiT-XL/2 -b 64 --path fast --sample-batch 0 --warmup 5 --reps 20 $args --json \
           >> "$OUT/xl-speed.jsonl" 2>> "$OUT/xl-speed.err"
-        echo "$q: $(tail -1 "$OUT/xl-speed.jsonl" | cut -c1-200)" >&2
+        echo "$q: $(tail -1 "$OUT/xl-speed.jsonl" | grep -oE '"(quantization|ms)":("[^"]*"|[0-9.]+)' | tr '\n' ' ')" >&2
       done
       ;;
     profile)
