@@ -41,7 +41,8 @@ at::Tensor LoRALinearImpl::forward_input(const LinearInput& x) {
 }
 
 at::Tensor LoRALinearImpl::forward_gelu(const LinearInput& x) {
-  if (is_quantized() && !adapter_in_use() && x.values.defined()) return quantized->forward_gelu(x.values);  // [..., out]
+  if (is_quantized() && !adapter_in_use() && x.values.defined())
+    return quantized->forward_gelu(x.values);  // [..., out]
   if (!x.values.defined() && takes_quantized_tokens())
     return quantized->forward_quantized(x.quantized, x.dtype, /*gelu=*/true);  // [..., out]
   return at::gelu(forward_input(x), "tanh");                                   // [..., out]

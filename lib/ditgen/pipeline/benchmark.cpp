@@ -277,7 +277,8 @@ void run_benchmark(const BenchOptions& o, const std::function<void(const BenchRe
     r.dtype = dtype_label(dtype);
     if (const quant::ModelQuantization& q = loaded.info.quantization; q.quantized()) {
       const bool symmetric = !q.fp8 && q.symmetry == quant::Symmetry::Symmetric;  // a merged IntLoRA model's format
-      r.quantization = q.label() + (symmetric ? " symmetric" : "") + (o.lora_rank > 0 ? c10::str(" + LoRA r", o.lora_rank) : "");
+      r.quantization = q.label() + (symmetric ? " symmetric" : "") +
+                       (o.lora_rank > 0 ? c10::str(" + LoRA r", o.lora_rank) : "");
     }
     r.device = device_name(device);
     r.grid = c.sparse_grid(grid);

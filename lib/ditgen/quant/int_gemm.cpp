@@ -66,7 +66,8 @@ at::Tensor sm90_linear(const QuantizedActivation& x, const QuantizedWeight& weig
   }
   std::vector<int64_t> out_sizes = x.values.sizes().vec();
   out_sizes.back() = weight.values.size(0);
-  return gemm_sm90(a, weight.values, x.scales, weight.scales, bias, gelu, sums, channel_zeros).view(out_sizes);  // [..., N]
+  return gemm_sm90(a, weight.values, x.scales, weight.scales, bias, gelu, sums, channel_zeros)
+      .view(out_sizes);  // [..., N]
 }
 
 }  // namespace

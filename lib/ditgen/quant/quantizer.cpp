@@ -261,7 +261,9 @@ QuantizedActivation StaticActivationQuantizer::quantize(const at::Tensor& x) con
   at::NoGradGuard no_grad;
   const at::Tensor flat = x.to(at::kFloat).reshape({1, -1});  // [1, n]
   QuantizedActivation out;
-  out.values = grid_values(flat, params(x.device()), integer_grid(spec_.bits, spec_.symmetry)).to(at::kChar).reshape(x.sizes());
+  out.values = grid_values(flat, params(x.device()), integer_grid(spec_.bits, spec_.symmetry))
+                   .to(at::kChar)
+                   .reshape(x.sizes());  // [..., K]
   out.scales = at::full(x.sizes().slice(0, x.dim() - 1), scale_, x.options().dtype(at::kFloat));  // [...]
   out.zero_point = zero_point_;
   return out;
